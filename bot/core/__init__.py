@@ -1,0 +1,1 @@
+"""Platform-neutral core: message types, router, pipeline, permissions. Imports no web framework."""
