@@ -1,0 +1,300 @@
+"""Configuration: TOML file + environment → frozen dataclasses, validated at start-up.
+
+Every key is documented in ``config.example.toml``. Secrets and the database URL may come
+from the environment: ``ARBOT_<SECTION>_<KEY>`` overrides ``[section] key`` (for example
+``ARBOT_DATABASE_URL``, ``ARBOT_WECOM_SECRET``, ``ARBOT_DINGTALK_APP_SECRET``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the key and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""          # how platforms and browsers reach us, e.g. https://arbot.example.com
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///./arbot.db"
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class CompanyConfig:
+    name: str = "示例公司"
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    # reporting conversions for foreign-currency receivables, e.g. {USD = "7.10"}
+    fx_rates: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    extra_holidays: tuple = ()    # ISO dates the library does not know yet
+    extra_workdays: tuple = ()    # make-up working days (调休) not yet in the library
+
+
+@dataclass(frozen=True)
+class AgingConfig:
+    # upper bounds (days overdue) of each overdue bucket; the last bucket is open-ended.
+    # [30, 60, 90] → 未到期, 1-30, 31-60, 61-90, 90+
+    buckets: tuple = (30, 60, 90)
+    top_customers: int = 5
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    push_time: str = "09:00"          # working-day morning push
+    reply_window_hours: int = 24
+    promise_grace_days: int = 1       # a promise is broken this many days after its date if unpaid
+    max_message_bytes: int = 2000     # split pushes longer than this (WeCom text limit is 2048)
+
+
+@dataclass(frozen=True)
+class WeComConfig:
+    enabled: bool = False
+    corp_id: str = ""
+    agent_id: str = ""
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base: str = "https://qyapi.weixin.qq.com"
+    robot_webhook_keys: dict = field(default_factory=dict)   # name → key
+    ai_bot_enabled: bool = False
+    ai_bot_token: str = ""
+    ai_bot_encoding_aes_key: str = ""
+    card_buttons: bool = False
+
+
+@dataclass(frozen=True)
+class DingTalkConfig:
+    enabled: bool = False
+    mode: str = "http"            # "http" | "stream"
+    app_key: str = ""
+    app_secret: str = ""
+    robot_code: str = ""
+    api_base: str = "https://api.dingtalk.com"
+    oapi_base: str = "https://oapi.dingtalk.com"
+    robot_webhooks: dict = field(default_factory=dict)       # name → {url, secret}
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    enabled: bool = False
+    allow_remote: bool = False    # the local chat lets anyone speak as anyone: loopback only by default
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    concurrency: int = 4
+    max_attempts: int = 8
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 600.0
+    poll_seconds: float = 1.0
+    robot_per_minute: int = 20
+    member_per_minute: int = 30
+
+
+@dataclass(frozen=True)
+class PermissionsConfig:
+    # people (ids) who approve write-offs; thresholds in yuan
+    finance_head: str = ""
+    sales_director: str = ""
+    general_manager: str = ""
+    writeoff_small_limit: Decimal = Decimal("50000")
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    company: CompanyConfig = CompanyConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    aging: AgingConfig = AgingConfig()
+    collection: CollectionConfig = CollectionConfig()
+    wecom: WeComConfig = WeComConfig()
+    dingtalk: DingTalkConfig = DingTalkConfig()
+    local: LocalConfig = LocalConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
+    demo: bool = False
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.company.timezone)
+
+    def holiday_dates(self) -> tuple[list[date], list[date]]:
+        return ([date.fromisoformat(d) for d in self.calendar.extra_holidays],
+                [date.fromisoformat(d) for d in self.calendar.extra_workdays])
+
+
+SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"),
+               ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
+               ("dingtalk", "app_secret"), ("database", "url")}
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = get_origin(typ) or typ
+    try:
+        if typ is bool or origin is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if origin is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if origin is float:
+            return float(value)
+        if origin is Decimal:
+            return Decimal(str(value))
+        if origin is str:
+            if not isinstance(value, (str, int)):
+                raise ValueError(value)
+            return str(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
+            return tuple(value)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+    except (ValueError, TypeError, InvalidOperation):
+        raise ConfigError(f"{key}: expected {getattr(origin, '__name__', origin)}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, raw: dict, section: str, env: dict[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"[{section}] unknown key(s): {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        env_name = f"ARBOT_{section.upper()}_{f.name.upper()}"
+        if env_name in env and get_origin(hints[f.name]) not in (dict,):
+            kwargs[f.name] = _coerce(env[env_name], hints[f.name], env_name)
+        elif f.name in raw:
+            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"[{section}] {f.name}")
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read TOML (if any), apply environment overrides, validate. Raises ConfigError."""
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, Any] = {}
+    path = path or env.get("ARBOT_CONFIG")
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    hints = get_type_hints(Config)
+    for name, f in sections.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            section_raw = raw.get(name, {})
+            if not isinstance(section_raw, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            kwargs[name] = _build(typ, section_raw, name, env)
+        elif name in raw:
+            kwargs[name] = _coerce(raw[name], typ, name)
+    if "ARBOT_DEMO" in env:
+        kwargs["demo"] = _coerce(env["ARBOT_DEMO"], bool, "ARBOT_DEMO")
+    cfg = Config(**kwargs)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    try:
+        ZoneInfo(cfg.company.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[company] timezone: unknown timezone {cfg.company.timezone!r}") from None
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", cfg.collection.push_time):
+        raise ConfigError(f"[collection] push_time: expected HH:MM, got {cfg.collection.push_time!r}")
+    try:
+        time.fromisoformat(cfg.collection.push_time)
+    except ValueError:
+        raise ConfigError(f"[collection] push_time: not a time: {cfg.collection.push_time!r}") from None
+    b = list(cfg.aging.buckets)
+    if not b or any(not isinstance(x, int) or x <= 0 for x in b) or b != sorted(set(b)):
+        raise ConfigError(f"[aging] buckets: expected increasing positive whole days like [30, 60, 90], got {b!r}")
+    if cfg.collection.reply_window_hours <= 0:
+        raise ConfigError("[collection] reply_window_hours: must be > 0")
+    for key in ("extra_holidays", "extra_workdays"):
+        for d in getattr(cfg.calendar, key):
+            try:
+                date.fromisoformat(str(d))
+            except ValueError:
+                raise ConfigError(f"[calendar] {key}: not an ISO date: {d!r}") from None
+    if not (1 <= cfg.server.port <= 65535):
+        raise ConfigError(f"[server] port: must be 1..65535, got {cfg.server.port}")
+    if cfg.dingtalk.mode not in ("http", "stream"):
+        raise ConfigError(f"[dingtalk] mode: expected \"http\" or \"stream\", got {cfg.dingtalk.mode!r}")
+    if cfg.wecom.enabled:
+        for k in ("corp_id", "agent_id", "secret", "token", "encoding_aes_key"):
+            if not getattr(cfg.wecom, k):
+                raise ConfigError(f"[wecom] {k}: required when [wecom] enabled = true")
+        if len(cfg.wecom.encoding_aes_key) != 43:
+            raise ConfigError("[wecom] encoding_aes_key: must be the 43 characters shown in the WeCom console")
+    if cfg.dingtalk.enabled:
+        for k in ("app_key", "app_secret"):
+            if not getattr(cfg.dingtalk, k):
+                raise ConfigError(f"[dingtalk] {k}: required when [dingtalk] enabled = true")
+    for cur, rate in cfg.company.fx_rates.items():
+        try:
+            if Decimal(str(rate)) <= 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            raise ConfigError(f"[company] fx_rates.{cur}: expected a positive decimal string, got {rate!r}") from None
+    if cfg.outbox.concurrency < 1 or cfg.outbox.max_attempts < 1:
+        raise ConfigError("[outbox] concurrency and max_attempts must be >= 1")
+
+
+def redacted(cfg: Config) -> dict:
+    """The config as a dict with secrets masked, safe to log or show on /healthz."""
+    out = dataclasses.asdict(cfg)
+    for section, key in SECRET_KEYS:
+        if out.get(section, {}).get(key):
+            val = out[section][key]
+            out[section][key] = re.sub(r"://[^@/]*@", "://***@", val) if key == "url" else "***"
+    for name in ("robot_webhook_keys", "robot_webhooks"):
+        for section in ("wecom", "dingtalk"):
+            if name in out[section]:
+                out[section][name] = {k: "***" for k in out[section][name]}
+    return out

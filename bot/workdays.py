@@ -1,0 +1,52 @@
+"""Working days by the Chinese calendar, make-up working days (调休) included.
+
+``chinese-calendar`` carries the State Council's schedule for the years it knows; each year's
+schedule is announced late (usually November), so configuration can add holidays and make-up
+days, and for a year the library does not know yet we fall back to Monday–Friday and say so
+in the log once.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+import chinese_calendar
+
+log = logging.getLogger(__name__)
+
+
+class WorkCalendar:
+    def __init__(self, extra_holidays: list[date] | None = None, extra_workdays: list[date] | None = None):
+        self.extra_holidays = set(extra_holidays or [])
+        self.extra_workdays = set(extra_workdays or [])
+        self._warned_years: set[int] = set()
+
+    def is_workday(self, day: date) -> bool:
+        if day in self.extra_workdays:
+            return True
+        if day in self.extra_holidays:
+            return False
+        try:
+            return chinese_calendar.is_workday(day)
+        except NotImplementedError:
+            if day.year not in self._warned_years:
+                self._warned_years.add(day.year)
+                log.warning("calendar: no official holiday schedule for %s; using Mon-Fri plus "
+                            "[calendar] extra_holidays/extra_workdays", day.year)
+            return day.weekday() < 5
+
+    def next_workday(self, day: date, *, include_today: bool = True) -> date:
+        d = day if include_today else day + timedelta(days=1)
+        while not self.is_workday(d):
+            d += timedelta(days=1)
+        return d
+
+    def add_workdays(self, day: date, n: int) -> date:
+        """The n-th working day after ``day`` (n may be negative: before)."""
+        step = 1 if n >= 0 else -1
+        d, left = day, abs(n)
+        while left:
+            d += timedelta(days=step)
+            if self.is_workday(d):
+                left -= 1
+        return d

@@ -1,0 +1,142 @@
+"""Aging (账龄): open balance per bucket of days past due, as of a date — the one function
+that /aging, reports, the dashboard and the KPIs all use.
+
+Buckets are computed by comparing due_date with boundary *dates* (as_of − 30, as_of − 60 ...),
+which is portable between SQLite and PostgreSQL and lets the (open_amount, due_date) index work.
+Amounts are summed per currency in integer cents (exact), then converted to the reporting
+currency with the configured rates; a currency without a rate is reported apart, not guessed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import BigInteger, case, func, literal, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Allocation, Customer, Person, Receivable, WriteOff
+from storage.scope import Scope
+from storage.types import from_cents
+
+CENT = Decimal("0.01")
+BY_COLUMNS = {"rep": Receivable.rep_id, "team": Person.team, "customer": Receivable.customer_id,
+              "region": Customer.region}
+
+
+def bucket_labels(bounds: tuple[int, ...] | list[int]) -> list[str]:
+    """[30, 60, 90] → ["not_due", "1-30", "31-60", "61-90", "90+"] (templates translate them)."""
+    labels, lo = ["not_due"], 1
+    for hi in bounds:
+        labels.append(f"{lo}-{hi}")
+        lo = hi + 1
+    labels.append(f"{bounds[-1]}+")
+    return labels
+
+
+@dataclass
+class Bucket:
+    label: str
+    amount: Decimal = Decimal("0.00")
+    count: int = 0
+
+    def share(self, total: Decimal) -> Decimal:
+        return (self.amount / total * 100).quantize(Decimal("0.1"), ROUND_HALF_UP) if total else Decimal("0.0")
+
+
+@dataclass
+class AgingReport:
+    as_of: date
+    buckets: list[Bucket]
+    groups: dict[str, list[Bucket]] = field(default_factory=dict)    # by rep/team/customer/region key
+    unconverted: dict[str, Decimal] = field(default_factory=dict)    # currency → open amount without a rate
+
+    @property
+    def total(self) -> Decimal:
+        return sum((b.amount for b in self.buckets), Decimal("0.00"))
+
+    @property
+    def count(self) -> int:
+        return sum(b.count for b in self.buckets)
+
+    @property
+    def overdue(self) -> Decimal:
+        return sum((b.amount for b in self.buckets[1:]), Decimal("0.00"))
+
+    def group_total(self, key: str) -> Decimal:
+        return sum((b.amount for b in self.groups.get(key, [])), Decimal("0.00"))
+
+
+def _bucket_case(as_of: date, bounds):
+    whens = [(Receivable.due_date >= as_of, 0)]
+    for i, days in enumerate(bounds, start=1):
+        whens.append((Receivable.due_date >= as_of - timedelta(days=days), i))
+    return case(*whens, else_=len(bounds) + 1)
+
+
+async def _history_is_settled(session: AsyncSession, as_of: date) -> bool:
+    """True when nothing is dated after as_of, so stored open balances equal balances as of then."""
+    last_alloc = (await session.execute(select(func.max(Allocation.applied_on)))).scalar()
+    last_wo = (await session.execute(select(func.max(WriteOff.written_off_on)))).scalar()
+    last_issue = (await session.execute(select(func.max(Receivable.issue_date)))).scalar()
+    return all(d is None or _as_date(d) <= as_of for d in (last_alloc, last_wo, last_issue))
+
+
+def _as_date(v) -> date:
+    return v if isinstance(v, date) else date.fromisoformat(str(v))
+
+
+async def aging(session: AsyncSession, as_of: date, bounds=(30, 60, 90), *, scope: Scope = Scope(),
+                by: str | None = None, fx_rates: dict[str, str] | None = None,
+                base_currency: str = "CNY") -> AgingReport:
+    labels = bucket_labels(list(bounds))
+    bucket = _bucket_case(as_of, bounds).label("bucket")
+    if await _history_is_settled(session, as_of):
+        open_cents = Receivable.open_amount
+        src = None
+    else:
+        alloc = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
+                 .where(Allocation.applied_on <= as_of).group_by(Allocation.receivable_id).subquery())
+        wo = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
+              .where(WriteOff.status == "approved", WriteOff.written_off_on <= as_of)
+              .group_by(WriteOff.receivable_id).subquery())
+        src = (alloc, wo)
+        open_cents = type_coerce(Receivable.amount, BigInteger) - func.coalesce(alloc.c.s, 0) - func.coalesce(wo.c.s, 0)
+    group_col = BY_COLUMNS[by] if by else literal("")
+    stmt = select(bucket, Receivable.currency, group_col.label("grp"),
+                  func.sum(type_coerce(open_cents, BigInteger)).label("cents"), func.count().label("n")).select_from(Receivable)
+    joined_customer = joined_person = False
+    if by == "region" or scope.region is not None:
+        stmt = stmt.join(Customer, Customer.id == Receivable.customer_id)
+        joined_customer = True
+    if by == "team" or scope.team is not None:
+        stmt = stmt.outerjoin(Person, Person.id == Receivable.rep_id)
+        joined_person = True
+    if src is not None:
+        alloc, wo = src
+        stmt = (stmt.outerjoin(alloc, alloc.c.rid == Receivable.id).outerjoin(wo, wo.c.rid == Receivable.id)
+                .where(Receivable.issue_date <= as_of))
+    stmt = stmt.where(open_cents > 0)
+    stmt = scope.apply(stmt, joined_customer=joined_customer, joined_person=joined_person)
+    stmt = stmt.group_by(bucket, Receivable.currency, group_col)
+    rows = (await session.execute(stmt)).all()
+
+    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
+    rates[base_currency] = Decimal("1")
+    report = AgingReport(as_of, [Bucket(lbl) for lbl in labels])
+    for b_idx, currency, grp, cents, n in rows:
+        amount = from_cents(cents)
+        rate = rates.get(currency)
+        if rate is None:
+            report.unconverted[currency] = report.unconverted.get(currency, Decimal("0.00")) + amount
+            continue
+        converted = (amount * rate).quantize(CENT, ROUND_HALF_UP)
+        target = report.buckets[b_idx]
+        target.amount += converted
+        target.count += n
+        if by:
+            key = str(grp) if grp is not None else ""
+            groups = report.groups.setdefault(key, [Bucket(lbl) for lbl in labels])
+            groups[b_idx].amount += converted
+            groups[b_idx].count += n
+    return report

@@ -1,0 +1,269 @@
+"""The ledger (应收账款台账) and the bot's own bookkeeping, as SQLAlchemy 2 models.
+
+Relationships are ``lazy="raise_on_sql"`` so no query hides behind an attribute access;
+query functions in ``storage/*.py`` load what they need explicitly.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.types import Money, UTCDateTime
+
+ROLES = ("rep", "supervisor", "finance", "legal", "manager", "auditor", "admin")
+GRADES = ("A", "B", "C")
+CUSTOMER_STATUSES = ("active", "frozen", "blacklisted")
+# open → partially_paid → paid; disputed pauses reminders; in_legal; written_off stays recoverable
+RECEIVABLE_STATUSES = ("open", "partially_paid", "paid", "disputed", "promised", "in_legal", "written_off")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, Decimal: Money}
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)        # 员工编号
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    supervisor_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
+    team: Mapped[str] = mapped_column(String(100), default="", index=True)
+    wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    dingtalk_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    mobile: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)           # 客户编码
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    grade: Mapped[str] = mapped_column(String(1), default="B")
+    credit_limit: Mapped[Decimal] = mapped_column(default=Decimal("0"))
+    rep_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
+    region: Mapped[str] = mapped_column(String(100), default="", index=True)
+    cross_border: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    broken_promises: Mapped[int] = mapped_column(Integer, default=0)   # counts against standing
+    contacts: Mapped[list[Contact]] = relationship(back_populates="customer", lazy="raise_on_sql",
+                                                   order_by="Contact.id")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    mobile: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    wecom_userid: Mapped[str] = mapped_column(String(64), default="")
+    dingtalk_userid: Mapped[str] = mapped_column(String(64), default="")
+    channel: Mapped[str] = mapped_column(String(20), default="email")   # email | sms | wecom_group | dingtalk_group
+    channel_target: Mapped[str] = mapped_column(String(200), default="")  # robot name for group channels
+    customer: Mapped[Customer] = relationship(back_populates="contacts", lazy="raise_on_sql")
+
+
+class Receivable(Base):
+    __tablename__ = "receivables"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_no: Mapped[str] = mapped_column(String(64), unique=True)     # 发票号 / 送货单号
+    contract_no: Mapped[str] = mapped_column(String(64), default="")
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    rep_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
+    issue_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal]
+    # amount − allocations − write-offs; kept in the same transaction as every change so that
+    # "now" questions (aging, overdue lists) need no joins. Checked by property tests.
+    open_amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    terms: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_receivables_open_due", "open_amount", "due_date"),)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount: Mapped[Decimal]
+    unallocated: Mapped[Decimal]                # on account (预收) when more was paid than owed
+    paid_on: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(String(100), unique=True)  # bank serial 流水号
+    invoice_no: Mapped[str] = mapped_column(String(64), default="")  # the invoice the payer named, if any
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    recorded_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime | None]
+
+
+class Allocation(Base):
+    __tablename__ = "allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    amount: Mapped[Decimal]
+    applied_on: Mapped[date] = mapped_column(Date)   # = payment.paid_on, so aging "as of" needs no join
+
+
+class WriteOff(Base):
+    __tablename__ = "write_offs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    amount: Mapped[Decimal]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")   # pending | approved | rejected
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    approvals: Mapped[dict] = mapped_column(JSON, default=dict)          # role → person id
+    approvers_needed: Mapped[list] = mapped_column(JSON, default=list)   # person ids
+    written_off_on: Mapped[date | None] = mapped_column(Date)
+    recovered_amount: Mapped[Decimal] = mapped_column(default=Decimal("0"))  # 核销后仍保留追偿权
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    opened_by: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+
+
+class Promise(Base):
+    __tablename__ = "promises"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    promised_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal | None]
+    status: Mapped[str] = mapped_column(String(20), default="open")   # open | kept | broken | superseded
+    made_by: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime]
+    followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id"))
+    closed_at: Mapped[datetime | None]
+
+
+class FollowUp(Base):
+    """催收记录: one line of the follow-up log."""
+    __tablename__ = "followups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int | None] = mapped_column(ForeignKey("receivables.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(20))           # wecom | dingtalk | local | card | import
+    counterpart: Mapped[str] = mapped_column(String(100), default="")
+    outcome: Mapped[str] = mapped_column(String(20), default="other")
+    text: Mapped[str] = mapped_column(Text, default="")
+    parse: Mapped[dict] = mapped_column(JSON, default=dict)
+    promised_date: Mapped[date | None] = mapped_column(Date)
+    promised_amount: Mapped[Decimal | None]
+    push_item_id: Mapped[int | None] = mapped_column(ForeignKey("push_items.id"), index=True)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id"))
+
+
+class Push(Base):
+    """One morning's overdue list to one rep; it opens the reply window."""
+    __tablename__ = "pushes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rep_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    for_date: Mapped[date] = mapped_column(Date)
+    sent_at: Mapped[datetime]
+    window_closes_at: Mapped[datetime] = mapped_column(index=True)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("rep_id", "for_date"),)
+
+
+class PushItem(Base):
+    __tablename__ = "push_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    push_id: Mapped[int] = mapped_column(ForeignKey("pushes.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)                 # the number the rep refers to
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    open_amount: Mapped[Decimal]
+    days_overdue: Mapped[int] = mapped_column(Integer)
+    replied_at: Mapped[datetime | None]
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("push_id", "seq"),)
+
+
+class LadderStep(Base):
+    """An escalation or reminder step that fired for an invoice: each fires once."""
+    __tablename__ = "ladder_steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    fired_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("receivable_id", "step"),)
+
+
+class AuditEntry(Base):
+    """Append-only: who changed what, when, from which channel."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(50))
+    entity: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idem_key: Mapped[str] = mapped_column(String(200), unique=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    target_kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(500))
+    format: Mapped[str] = mapped_column(String(10), default="markdown")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="pending")   # pending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class InboundEvent(Base):
+    """Every verified incoming event, stored before it is acknowledged; the key deduplicates."""
+    __tablename__ = "inbound_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    event_key: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="received")   # received | handled | failed
+    handled_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (UniqueConstraint("platform", "event_key"),)
+
+
+class JobRun(Base):
+    """One fire of a scheduled job; the unique key makes each fire run once across instances."""
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(50))
+    fire_key: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(10), default="running")   # running | ok | failed
+    summary: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (UniqueConstraint("job", "fire_key"),)
