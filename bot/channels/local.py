@@ -1,0 +1,94 @@
+"""The local web chat: a newcomer picks a person and talks to the bot from a browser.
+
+Anyone who reaches it can speak as anyone, so it is on only when ``[local] enabled`` (the demo
+and dev configurations) and answers loopback clients only unless ``allow_remote`` is set.
+Replies come back in the HTTP answer; pushes land in the outbox and are read from /local/inbox.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.render import html_environment
+from storage.models import OutboxMessage, Person
+
+
+class LocalChannel:
+    platform = "local"
+    takes_images = False
+    synchronous_replies = True
+
+    def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
+        return ("group", msg.chat_id) if msg.chat_id else ("user", msg.platform_user_id)
+
+    async def deliver(self, out: OutgoingMessage) -> None:
+        """Nothing to send: the inbox page reads delivered rows straight from the outbox."""
+
+
+def _is_loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+def routes(app_state) -> list[web.RouteDef]:
+    """app_state: bot.app.State (db, pipeline, inbound, config)."""
+
+    def guard(request: web.Request) -> None:
+        if not app_state.config.local.allow_remote and not _is_loopback(request):
+            raise web.HTTPForbidden(text="local chat answers loopback clients only ([local] allow_remote)")
+
+    async def post_message(request: web.Request) -> web.Response:
+        guard(request)
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(text="send JSON: {\"user\": ..., \"chat\": ..., \"text\": ...}")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not isinstance(body.get("text"), str):
+            raise web.HTTPBadRequest(text="expected {\"user\": \"<person id>\", \"chat\": \"<group id or null>\", \"text\": \"...\"}")
+        chat = body.get("chat")
+        if chat is not None and not isinstance(chat, str):
+            raise web.HTTPBadRequest(text="chat must be a string or null")
+        msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=body["text"][:4000],
+                              message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
+                              mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
+        replies = await app_state.handle_now(msg)
+        return web.json_response({"replies": [{"text": r.text, "format": r.format} for r in replies]})
+
+    async def inbox(request: web.Request) -> web.Response:
+        guard(request)
+        user, chat = request.query.get("user"), request.query.get("chat")
+        if not user and not chat:
+            raise web.HTTPBadRequest(text="give ?user=<person id> or ?chat=<group id>")
+        kind, target = ("user", user) if user else ("group", chat)
+        async with app_state.db.session() as s:
+            rows = (await s.execute(select(OutboxMessage).where(
+                OutboxMessage.platform == "local", OutboxMessage.target_kind == kind,
+                OutboxMessage.target == target).order_by(OutboxMessage.id.desc()).limit(200))).scalars().all()
+        return web.json_response({"messages": [
+            {"id": r.id, "text": r.text, "format": r.format, "status": r.status,
+             "at": (r.sent_at or r.created_at).isoformat()} for r in reversed(rows)]})
+
+    async def people(request: web.Request) -> web.Response:
+        guard(request)
+        async with app_state.db.session() as s:
+            rows = (await s.execute(select(Person).where(Person.active.is_(True)).order_by(Person.role, Person.id))).scalars()
+            return web.json_response({"people": [{"id": p.id, "name": p.name, "role": p.role, "team": p.team} for p in rows]})
+
+    async def page(request: web.Request) -> web.Response:
+        guard(request)
+        html = html_environment().get_template("web/chat.html.j2").render(company=app_state.config.company.name)
+        return web.Response(text=html, content_type="text/html")
+
+    return [web.post("/local/messages", post_message), web.get("/local/inbox", inbox),
+            web.get("/local/people", people), web.get("/", page)]
+
+

@@ -1,0 +1,332 @@
+"""Async client for the WeCom send APIs: app messages, template cards and group robots.
+
+One ``WeComAPI`` instance per WeCom app (corp_id + secret + agent_id); it owns that
+app's access_token cache. Every response is checked for ``errcode`` (HTTP 200 is not
+success) and every failure is turned into the ``DeliveryError`` the outbox understands.
+
+Secrets: the app secret, the access_token and robot keys travel in query strings, and
+aiohttp puts the full URL into some of its exception messages. So no aiohttp exception
+text is passed on unscrubbed and no exception is chained from one that might carry it.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import time
+from typing import Any, Callable
+
+import aiohttp
+
+from bot.channels.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RateLimitedError,
+    TransientDeliveryError,
+)
+from bot.core.messages import OutgoingMessage
+
+log = logging.getLogger(__name__)
+
+TEXT_MAX_BYTES = 2048              # app text and robot text
+APP_MARKDOWN_MAX_BYTES = 2048      # app message markdown (doc page 90236)
+ROBOT_MARKDOWN_MAX_BYTES = 4096    # group robot markdown (doc page 91770)
+ROBOT_IMAGE_MAX_BYTES = 2 * 1024 * 1024
+MAX_TOUSER = 1000
+TOKEN_REFRESH_MARGIN = 300.0       # refresh ~5 minutes before expires_in runs out
+RATE_LIMIT_RETRY_AFTER = 60.0      # WeCom rate windows are one minute long
+
+# URL errors that mean a misconfigured api_base (NonHttpUrlClientError exists from aiohttp 3.10).
+_BAD_URL_ERRORS = tuple(e for e in (aiohttp.InvalidURL, getattr(aiohttp, "NonHttpUrlClientError", None),
+                                    ValueError) if e is not None)
+
+TOKEN_ERRCODES = {40014, 42001}    # invalid / expired access_token: refresh once and retry
+RATE_ERRCODES = {45009, 45033}
+TRANSIENT_ERRCODES = {-1}          # "system busy": worth another try later
+PERMANENT_REASONS = {
+    40001: "invalid corp secret (errcode 40001): check the app secret",
+    40013: "invalid corp id (errcode 40013): check corp_id",
+    60020: "caller IP not trusted (errcode 60020): add this server's egress IP to the app's allow-list",
+    81013: "all recipients invalid (errcode 81013): user ids not found or not visible to the app",
+    93000: "group robot webhook invalid (errcode 93000): the robot key is wrong or the robot was removed",
+}
+
+
+class _TokenRejected(Exception):
+    """Internal: the API said the access_token is invalid/expired (40014/42001)."""
+
+    def __init__(self, errcode: int):
+        super().__init__(errcode)
+        self.errcode = errcode
+
+
+def check_byte_limit(text: str, limit: int, what: str) -> None:
+    """WeCom counts UTF-8 bytes (a CJK character is 3), and truncates silently past the limit."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise ValueError(f"{what} is {size} bytes, over the {limit}-byte limit; split it first")
+
+
+class WeComAPI:
+    """Send-side client for one WeCom app, plus the group-robot webhooks.
+
+    ``clock`` is a monotonic clock (seconds), injectable so tests can age the token.
+    ``timeout`` bounds each HTTP request.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, api_base: str, corp_id: str, secret: str,
+                 agent_id: int | str, clock: Callable[[], float] = time.monotonic, *, timeout: float = 10.0):
+        self._session = session
+        self.api_base = api_base.rstrip("/")
+        self.corp_id = corp_id
+        self._secret = secret
+        self.agent_id = int(agent_id)
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._token: str | None = None
+        self._token_deadline = 0.0          # clock() value after which we refresh
+        self._token_lock = asyncio.Lock()   # single flight: one gettoken at a time
+        self.token_fetches = 0              # observable for tests and /healthz
+
+    def __repr__(self) -> str:
+        return f"WeComAPI(api_base={self.api_base!r}, corp_id={self.corp_id!r}, agent_id={self.agent_id})"
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _scrub(self, text: str, extra: tuple[str, ...] = ()) -> str:
+        for secret in (self._secret, self._token, *extra):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    async def _request(self, method: str, path: str, params: dict[str, str], payload: Any = None,
+                       *, hide: tuple[str, ...] = ()) -> dict[str, Any]:
+        """One HTTP call; returns the decoded JSON or raises a DeliveryError.
+
+        Exceptions are built inside ``except`` but raised outside it so they carry no
+        ``__context__`` pointing at an aiohttp error whose text holds the URL.
+        """
+        url = f"{self.api_base}{path}"
+        failure: DeliveryError | None = None
+        try:
+            async with self._session.request(method, url, params=params, json=payload,
+                                             timeout=self._timeout) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    cls = RateLimitedError if resp.status == 429 else TransientDeliveryError
+                    failure = cls(f"WeCom {path} answered HTTP {resp.status}", code=resp.status,
+                                  retry_after=RATE_LIMIT_RETRY_AFTER if resp.status == 429 else None)
+                elif resp.status != 200:
+                    failure = PermanentDeliveryError(f"WeCom {path} answered HTTP {resp.status}", code=resp.status)
+                else:
+                    try:
+                        data = await resp.json(content_type=None)
+                    except ValueError:
+                        data = None
+                    if not isinstance(data, dict):
+                        # A proxy error page or truncated body: not WeCom's answer, try later.
+                        failure = TransientDeliveryError(f"WeCom {path} returned a non-JSON body", code="bad_json")
+                    else:
+                        return data
+        except asyncio.TimeoutError:
+            failure = TransientDeliveryError(f"WeCom {path} timed out after {self._timeout.total}s", code="timeout")
+        except _BAD_URL_ERRORS:
+            # A malformed api_base is configuration, not weather: retrying will not help.
+            failure = PermanentDeliveryError(f"WeCom {path}: invalid api_base URL", code="bad_url")
+        except aiohttp.ClientError as exc:
+            detail = self._scrub(str(exc), hide)
+            failure = TransientDeliveryError(f"WeCom {path} connection error: {type(exc).__name__}: {detail}",
+                                             code="network")
+        log.warning("wecom %s failed: %s", path, failure.reason)
+        raise failure
+
+    def _check(self, data: dict[str, Any], path: str, hide: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Map WeCom's errcode to success, _TokenRejected or a DeliveryError."""
+        try:
+            errcode = int(data.get("errcode", 0))
+        except (TypeError, ValueError):
+            errcode = -1
+        if errcode == 0:
+            return data
+        if errcode in TOKEN_ERRCODES:
+            raise _TokenRejected(errcode)
+        errmsg = self._scrub(str(data.get("errmsg", "")), hide)[:200]
+        if errcode in RATE_ERRCODES:
+            err: DeliveryError = RateLimitedError(f"WeCom rate limit (errcode {errcode}) on {path}: {errmsg}",
+                                                  code=errcode, retry_after=RATE_LIMIT_RETRY_AFTER)
+        elif errcode in TRANSIENT_ERRCODES:
+            err = TransientDeliveryError(f"WeCom busy (errcode {errcode}) on {path}: {errmsg}", code=errcode)
+        elif errcode in PERMANENT_REASONS:
+            err = PermanentDeliveryError(f"{PERMANENT_REASONS[errcode]} on {path}", code=errcode)
+        else:
+            err = PermanentDeliveryError(f"WeCom errcode {errcode} on {path}: {errmsg}", code=errcode)
+        log.warning("wecom %s: %s", path, err.reason)
+        raise err
+
+    # -- access token -------------------------------------------------------------------
+    async def get_token(self) -> str:
+        """The cached access_token, fetched (once, however many callers wait) when stale."""
+        if self._token and self._clock() < self._token_deadline:
+            return self._token
+        async with self._token_lock:
+            # Whoever held the lock before us may have refreshed already.
+            if self._token and self._clock() < self._token_deadline:
+                return self._token
+            return await self._fetch_token()
+
+    async def _refresh_after_reject(self, stale: str) -> str:
+        """Called when ``stale`` was rejected: refresh unless someone already replaced it."""
+        async with self._token_lock:
+            if self._token and self._token != stale and self._clock() < self._token_deadline:
+                return self._token
+            self._token = None
+            return await self._fetch_token()
+
+    async def _fetch_token(self) -> str:
+        # Caller holds _token_lock.
+        path = "/cgi-bin/gettoken"
+        self.token_fetches += 1
+        data = await self._request("GET", path, {"corpid": self.corp_id, "corpsecret": self._secret})
+        try:
+            self._check(data, path)
+        except _TokenRejected as exc:  # not expected from gettoken; treat as a bad credential
+            raise PermanentDeliveryError(f"WeCom gettoken refused (errcode {exc.errcode})", code=exc.errcode) from None
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise TransientDeliveryError("WeCom gettoken returned no access_token", code="no_token")
+        try:
+            expires_in = float(data.get("expires_in") or 7200)
+        except (TypeError, ValueError):
+            expires_in = 7200.0
+        margin = min(TOKEN_REFRESH_MARGIN, expires_in / 2)   # tiny TTLs in tests still get cached
+        self._token = token
+        self._token_deadline = self._clock() + expires_in - margin
+        log.info("wecom access_token refreshed for agent %s (expires_in=%ss)", self.agent_id, int(expires_in))
+        return token
+
+    async def _call_with_token(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with the access_token; on 40014/42001 refresh once and retry once."""
+        token = await self.get_token()
+        for attempt in (1, 2):
+            data = await self._request("POST", path, {"access_token": token}, payload, hide=(token,))
+            try:
+                return self._check(data, path, hide=(token,))
+            except _TokenRejected as exc:
+                if attempt == 2:
+                    # A fresh token rejected too: odd (clock skew, concurrent secret reset); retry later.
+                    raise TransientDeliveryError(
+                        f"WeCom rejected a freshly issued access_token (errcode {exc.errcode}) on {path}",
+                        code=exc.errcode) from None
+                log.info("wecom token rejected (errcode %s); refreshing", exc.errcode)
+                token = await self._refresh_after_reject(token)
+        raise AssertionError("unreachable")
+
+    # -- app messages -------------------------------------------------------------------
+    async def send_app_message(self, touser: list[str], msgtype: str, content: dict[str, Any], *,
+                               enable_duplicate_check: bool = True,
+                               duplicate_check_interval: int = 1800) -> dict[str, Any]:
+        """POST message/send. Returns WeCom's answer (it lists invaliduser etc. on partial success)."""
+        if not touser:
+            raise ValueError("touser is empty")
+        if len(touser) > MAX_TOUSER:
+            raise ValueError(f"at most {MAX_TOUSER} recipients per message, got {len(touser)}")
+        payload = {
+            "touser": "|".join(touser),
+            "msgtype": msgtype,
+            "agentid": self.agent_id,
+            msgtype: content,
+            # WeCom drops a repeat of the same content within the interval: a safety net
+            # against our own retries after a timeout whose request actually got through.
+            "enable_duplicate_check": 1 if enable_duplicate_check else 0,
+            "duplicate_check_interval": duplicate_check_interval,
+        }
+        return await self._call_with_token("/cgi-bin/message/send", payload)
+
+    async def send_text(self, touser: list[str], text: str, **kw: Any) -> dict[str, Any]:
+        check_byte_limit(text, TEXT_MAX_BYTES, "text message")
+        return await self.send_app_message(touser, "text", {"content": text}, **kw)
+
+    async def send_markdown(self, touser: list[str], text: str, **kw: Any) -> dict[str, Any]:
+        check_byte_limit(text, APP_MARKDOWN_MAX_BYTES, "markdown message")
+        return await self.send_app_message(touser, "markdown", {"content": text}, **kw)
+
+    async def send_template_card(self, touser: list[str], card: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        return await self.send_app_message(touser, "template_card", card, **kw)
+
+    async def update_template_card(self, userids: list[str], response_code: str,
+                                   card: dict[str, Any]) -> dict[str, Any]:
+        """Replace a clicked card (response_code: from the click event, single use, 72 h)."""
+        payload = {"userids": list(userids), "agentid": self.agent_id,
+                   "response_code": response_code, "template_card": card}
+        return await self._call_with_token("/cgi-bin/message/update_template_card", payload)
+
+    # -- group robots -------------------------------------------------------------------
+    async def send_robot(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST webhook/send?key=. The key is a credential: scrubbed like the secret."""
+        path = "/cgi-bin/webhook/send"
+        data = await self._request("POST", path, {"key": key}, payload, hide=(key,))
+        try:
+            return self._check(data, path, hide=(key,))
+        except _TokenRejected as exc:  # robots have no token; these codes mean a bad key here
+            raise PermanentDeliveryError(f"group robot key rejected (errcode {exc.errcode})",
+                                         code=exc.errcode) from None
+
+    async def send_robot_text(self, key: str, text: str, mentioned_list: list[str] | None = None,
+                              mentioned_mobile_list: list[str] | None = None) -> dict[str, Any]:
+        check_byte_limit(text, TEXT_MAX_BYTES, "robot text message")
+        body: dict[str, Any] = {"content": text}
+        if mentioned_list:
+            body["mentioned_list"] = list(mentioned_list)
+        if mentioned_mobile_list:
+            body["mentioned_mobile_list"] = list(mentioned_mobile_list)
+        return await self.send_robot(key, {"msgtype": "text", "text": body})
+
+    async def send_robot_markdown(self, key: str, text: str) -> dict[str, Any]:
+        check_byte_limit(text, ROBOT_MARKDOWN_MAX_BYTES, "robot markdown message")
+        return await self.send_robot(key, {"msgtype": "markdown", "markdown": {"content": text}})
+
+    async def send_robot_image(self, key: str, image: bytes) -> dict[str, Any]:
+        """Send a JPG/PNG; WeCom wants base64 plus the md5 of the raw bytes, ≤ 2 MB raw."""
+        if len(image) > ROBOT_IMAGE_MAX_BYTES:
+            raise ValueError(f"image is {len(image)} bytes, over the {ROBOT_IMAGE_MAX_BYTES}-byte limit")
+        return await self.send_robot(key, {"msgtype": "image", "image": {
+            "base64": base64.b64encode(image).decode("ascii"),
+            "md5": hashlib.md5(image).hexdigest(),
+        }})
+
+    # -- outbox entry ---------------------------------------------------------------------
+    async def deliver(self, msg: OutgoingMessage, robot_keys: dict[str, str]) -> None:
+        """Send one outbox message. Raises DeliveryError subclasses only.
+
+        Content that can never be sent as is (over a byte limit, bad image) becomes a
+        PermanentDeliveryError, so the outbox dead-letters it instead of retrying forever.
+        """
+        try:
+            if msg.target_kind == "user":
+                touser = [u for u in msg.target.split("|") if u]
+                if "template_card" in msg.extra:
+                    await self.send_template_card(touser, msg.extra["template_card"])
+                elif msg.format == "markdown":
+                    await self.send_markdown(touser, msg.text)
+                else:
+                    await self.send_text(touser, msg.text)
+            elif msg.target_kind == "robot":
+                key = robot_keys.get(msg.target)
+                if not key:
+                    raise PermanentDeliveryError(f"no WeCom robot key configured for {msg.target!r}",
+                                                 code="no_robot_key")
+                if "image_base64" in msg.extra:
+                    # Image only: the pipeline queues any accompanying text as its own message,
+                    # so a retry of one never duplicates the other.
+                    image = base64.b64decode(msg.extra["image_base64"], validate=True)
+                    await self.send_robot_image(key, image)
+                elif msg.format == "markdown":
+                    await self.send_robot_markdown(key, msg.text)
+                else:
+                    await self.send_robot_text(key, msg.text, msg.extra.get("mentioned_list"),
+                                               msg.extra.get("mentioned_mobile_list"))
+            else:
+                raise PermanentDeliveryError(f"WeCom cannot deliver target_kind {msg.target_kind!r}",
+                                             code="bad_target_kind")
+        except (ValueError, binascii.Error) as exc:
+            raise PermanentDeliveryError(f"message cannot be sent as is: {exc}", code="invalid_content") from None

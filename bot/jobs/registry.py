@@ -1,0 +1,39 @@
+"""Every scheduled job, its trigger and whether it runs on working days only: one list.
+
+Triggers are in the company timezone. ``workdays_only`` follows the Chinese calendar with its
+make-up working days; the job still decides per item what "working day" means for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from bot.config import Config
+from bot.jobs import collection
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    fn: Callable[..., Awaitable[str]]
+    trigger: Callable[[Config], dict]     # APScheduler cron fields from config
+    workdays_only: bool = False
+    per_minute: bool = False              # fire key by minute (frequent jobs) instead of by day
+    description: str = ""
+
+
+def _at(hhmm_attr: str):
+    def trigger(cfg: Config) -> dict:
+        hh, mm = getattr(cfg.collection, hhmm_attr).split(":")
+        return {"hour": int(hh), "minute": int(mm)}
+    return trigger
+
+
+JOBS: dict[str, Job] = {j.name: j for j in [
+    Job("overdue_push", collection.overdue_push, _at("push_time"), workdays_only=True,
+        description="each rep's overdue list, every working morning; opens the reply window"),
+    Job("reply_window_close", collection.reply_window_close, lambda cfg: {"minute": "*/10"}, per_minute=True,
+        description="closes reply windows that have run out; escalates unanswered items to supervisors"),
+    Job("promise_watch", collection.promise_watch, lambda cfg: {"hour": 8, "minute": 30},
+        description="marks promises kept or broken and tells the rep and supervisor"),
+]}

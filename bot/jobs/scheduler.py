@@ -1,0 +1,118 @@
+"""Runs the registry's jobs on APScheduler 3 (one AsyncIOScheduler, the company timezone).
+
+Each fire is claimed in the database (job_runs, unique on job + fire key) before it runs, so a
+second instance, or a re-fire after a restart, does not run it again. One wrapper logs, times
+and records every run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.jobs.context import JobContext
+from bot.jobs.registry import JOBS, Job
+from bot.services import Services
+from storage.models import JobRun
+
+log = logging.getLogger(__name__)
+STALE_RUN = timedelta(hours=1)
+
+
+def fire_key(job: Job, at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M") if job.per_minute else at.date().isoformat()
+
+
+async def claim(services: Services, job: Job, at: datetime) -> int | None:
+    """Take this fire for this instance; None when it already ran (or another instance has it)."""
+    key, now = fire_key(job, at), services.clock.now()
+    async with services.db.session() as s:
+        try:
+            async with s.begin():
+                run = JobRun(job=job.name, fire_key=key, started_at=now, status="running")
+                s.add(run)
+                await s.flush()
+                return run.id
+        except IntegrityError:
+            pass
+        async with s.begin():
+            # a failed run, or a run whose instance died, may be taken over
+            res = await s.execute(update(JobRun).where(
+                JobRun.job == job.name, JobRun.fire_key == key,
+                (JobRun.status == "failed") | ((JobRun.status == "running") & (JobRun.started_at < now - STALE_RUN)))
+                .values(status="running", started_at=now).returning(JobRun.id))
+            row = res.first()
+            return row[0] if row else None
+
+
+async def run_job(services: Services, name: str, at: datetime | None = None, *, claim_fire: bool = True) -> str:
+    """Run one job as if the clock read ``at``. Returns the job's summary."""
+    job = JOBS[name]
+    at = (at or services.clock.now()).astimezone(services.config.tz)
+    if job.workdays_only and not services.calendar.is_workday(at.date()):
+        return f"{name}: {at.date()} is not a working day; nothing to do"
+    run_id = await claim(services, job, at) if claim_fire else None
+    if claim_fire and run_id is None:
+        return f"{name}: already ran for {fire_key(job, at)}"
+    started = time.monotonic()
+    try:
+        async with services.db.session() as s, s.begin():
+            summary = await job.fn(JobContext(services, at, s))
+    except Exception:
+        log.exception("job %s failed (fire %s)", name, fire_key(job, at))
+        if run_id:
+            await _finish(services, run_id, "failed", "error")
+        raise
+    log.info("job %s done in %.2fs: %s", name, time.monotonic() - started, summary)
+    if run_id:
+        await _finish(services, run_id, "ok", summary)
+    return summary
+
+
+async def _finish(services: Services, run_id: int, status: str, summary: str) -> None:
+    async with services.db.session() as s, s.begin():
+        await s.execute(update(JobRun).where(JobRun.id == run_id).values(
+            status=status, summary=summary[:2000], finished_at=services.clock.now()))
+
+
+class JobScheduler:
+    def __init__(self, services: Services, on_queued=lambda: None):
+        self.services = services
+        self.on_queued = on_queued
+        self.scheduler = AsyncIOScheduler(timezone=services.config.tz)
+        self.last: dict[str, dict] = {}
+
+    def start(self) -> None:
+        for job in JOBS.values():
+            self.scheduler.add_job(self._fire, CronTrigger(timezone=self.services.config.tz, **job.trigger(self.services.config)),
+                                   args=[job.name], id=job.name, replace_existing=True,
+                                   misfire_grace_time=3600, coalesce=True, max_instances=1)
+        self.scheduler.start()
+
+    async def _fire(self, name: str) -> None:
+        started = time.monotonic()
+        try:
+            summary = await run_job(self.services, name)
+            self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": True, "summary": summary,
+                               "seconds": round(time.monotonic() - started, 3)}
+        except Exception as e:
+            self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": False, "error": type(e).__name__}
+        self.on_queued()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def status(self) -> dict:
+        jobs = {j.id: (j.next_run_time.isoformat() if j.next_run_time else None) for j in self.scheduler.get_jobs()}
+        return {"running": self.scheduler.running, "next": jobs, "last": self.last}
+
+
+async def last_runs(services: Services) -> list[JobRun]:
+    async with services.db.session() as s:
+        return list((await s.execute(select(JobRun).order_by(JobRun.id.desc()).limit(50))).scalars())

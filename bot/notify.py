@@ -1,0 +1,42 @@
+"""Addressing people: a notification to a person goes to the first enabled platform on which
+we know them (WeCom, then DingTalk, then the local web chat in demo/dev mode)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import outbox
+from bot.core.messages import OutgoingMessage
+from storage.models import Person
+
+
+def address(person: Person, platforms: tuple[str, ...]) -> tuple[str, str] | None:
+    for p in platforms:
+        if p == "wecom" and person.wecom_userid:
+            return "wecom", person.wecom_userid
+        if p == "dingtalk" and person.dingtalk_userid:
+            return "dingtalk", person.dingtalk_userid
+        if p == "local":
+            return "local", person.id
+    return None
+
+
+async def to_person(session: AsyncSession, person: Person, text: str, *, key: str, now: datetime,
+                    platforms: tuple[str, ...], title: str = "", format: str = "markdown",
+                    extra: dict | None = None) -> bool:
+    """Queue a message to a person. The key is the message's identity: the same key twice sends once."""
+    addr = address(person, platforms)
+    if addr is None:
+        return False
+    platform, target = addr
+    out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
+                          title=title, extra=extra or {})
+    return await outbox.enqueue(session, out, f"{key}:{person.id}", now)
+
+
+async def to_chat(session: AsyncSession, platform: str, target_kind: str, target: str, text: str, *,
+                  key: str, now: datetime, title: str = "", extra: dict | None = None) -> bool:
+    out = OutgoingMessage(platform=platform, target_kind=target_kind, target=target, text=text,
+                          title=title, extra=extra or {})
+    return await outbox.enqueue(session, out, key, now)

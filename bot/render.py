@@ -1,0 +1,59 @@
+"""Every user-visible word comes from a jinja2 template under bot/templates (Chinese by default).
+
+StrictUndefined: a template that names data the handler did not give fails in tests, not in chat.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+
+def yuan(value) -> str:
+    """12345.6 → 12,345.60 (exact: Decimal in, string out)."""
+    if value is None:
+        return "-"
+    d = Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return f"{d:,.2f}"
+
+
+def pct(value, places: int = 1) -> str:
+    if value is None:
+        return "-"
+    q = Decimal(1).scaleb(-places)
+    return f"{Decimal(value).quantize(q, ROUND_HALF_UP)}%"
+
+
+def ymd(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        value = value.date()
+    return value.isoformat()
+
+
+def hm(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%m-%d %H:%M")
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined,
+                      autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+    env.filters.update(yuan=yuan, pct=pct, ymd=ymd, hm=hm)
+    # _fmt.j2 holds the wording of dates, buckets and outcomes, shared by every template
+    env.globals["fmt"] = env.get_template("_fmt.j2").module
+    return env
+
+
+def render(template: str, **data) -> str:
+    return environment().get_template(template).render(**data).strip()
+
+
+def html_environment() -> Environment:
+    """Autoescaping environment for the web pages (dashboard, local chat)."""
+    env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True)
+    env.filters.update(yuan=yuan, pct=pct, ymd=ymd, hm=hm)
+    return env

@@ -1,0 +1,359 @@
+"""A fake WeCom API server on loopback, plus builders for the callbacks WeCom sends.
+
+It behaves like the real service where the bot's correctness depends on it (see
+/work/shared/PROTOCOLS.md): tokens that expire, errcodes in HTTP 200 bodies, the
+30/min/member limit (excess *silently dropped*), 45009 for robots over 20/min, and
+faults injected on demand.
+
+    async with FakeWeCom(apps={1000002: "s3cret"}, robot_keys={"rk"}) as fake:
+        api = WeComAPI(session, fake.url, fake.corp_id, "s3cret", 1000002)
+        fake.inject_errcode(45009)          # next send answers 45009
+        fake.inject_http_error(500, count=2)
+        fake.inject_delay(3.0)              # longer than the client's timeout
+        fake.expire_tokens()                # every issued token now answers 42001
+        ... fake.received[-1].payload ...
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+from bot.channels.wecom_crypto import WeComCrypto, cdata, parse_xml
+
+SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send")
+
+
+@dataclass
+class Received:
+    """One accepted message. ``touser`` lists the members it actually reached (app sends)."""
+    kind: str                      # "app" | "update_card" | "robot"
+    payload: dict[str, Any]
+    at: float                      # the fake's clock
+    agent_id: int | None = None
+    key: str | None = None
+    touser: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for the next request to ``endpoint``.
+
+    kind: "http" (answer ``status``), "delay" (sleep ``delay`` s, then answer normally:
+    like the real thing, a request the client gave up on may still be delivered),
+    "errcode" (HTTP 200 with ``errcode``). endpoint: "send" (any send endpoint),
+    "gettoken", one of SEND_ENDPOINTS, or "*".
+    """
+    kind: str
+    endpoint: str = "send"
+    status: int = 500
+    delay: float = 0.0
+    errcode: int = 0
+    errmsg: str = ""
+
+    def matches(self, endpoint: str) -> bool:
+        return (self.endpoint == "*" or self.endpoint == endpoint
+                or (self.endpoint == "send" and endpoint in SEND_ENDPOINTS))
+
+
+@dataclass
+class _Token:
+    agent_id: int
+    expires_at: float
+    revoked: bool = False
+
+
+class FakeWeCom:
+    """State and control surface of the fake; ``start()``/``close()`` or ``async with``."""
+
+    def __init__(self, corp_id: str = "wwfakecorp0001", apps: dict[int, str] | None = None,
+                 robot_keys: set[str] | tuple[str, ...] = ("robot-key-1",), *, token_ttl: float = 7200,
+                 clock: Callable[[], float] = time.monotonic, known_users: set[str] | None = None,
+                 member_limit: int = 30, robot_limit: int = 20):
+        self.corp_id = corp_id
+        self.apps = dict(apps or {1000002: "fake-app-secret"})     # agent_id -> secret
+        self.robot_keys = set(robot_keys)
+        self.token_ttl = token_ttl
+        self.clock = clock
+        self.known_users = known_users          # None: every user id exists
+        self.member_limit = member_limit        # per app per member per 60 s, excess dropped
+        self.robot_limit = robot_limit          # per robot per 60 s, excess -> 45009
+        self.tokens: dict[str, _Token] = {}
+        self.gettoken_calls = 0
+        self.received: list[Received] = []
+        self.dropped: list[Received] = []       # accepted with errcode 0 but never delivered
+        self.requests: list[str] = []           # endpoint of every request, in order
+        self.faults: deque[Fault] = deque()
+        self._fault_rate: tuple[float, Fault, random.Random] | None = None
+        self._member_sends: dict[tuple[int, str], deque[float]] = defaultdict(deque)
+        self._robot_sends: dict[str, deque[float]] = defaultdict(deque)
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self.url = ""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> "FakeWeCom":
+        self._closing = asyncio.Event()
+        # No access log: it would print tokens and secrets from query strings into test logs.
+        self._runner = web.AppRunner(create_app(self), shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()                     # cut injected delays short
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeWeCom":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- fault injection ------------------------------------------------------------------
+    def inject(self, fault: Fault, count: int = 1) -> None:
+        self.faults.extend([fault] * count)
+
+    def inject_http_error(self, status: int = 500, count: int = 1, endpoint: str = "send") -> None:
+        self.inject(Fault("http", endpoint, status=status), count)
+
+    def inject_delay(self, seconds: float, count: int = 1, endpoint: str = "send") -> None:
+        self.inject(Fault("delay", endpoint, delay=seconds), count)
+
+    def inject_errcode(self, errcode: int, count: int = 1, endpoint: str = "send", errmsg: str = "") -> None:
+        self.inject(Fault("errcode", endpoint, errcode=errcode, errmsg=errmsg or f"fake error {errcode}"), count)
+
+    def set_fault_rate(self, probability: float, fault: Fault | None = None, seed: int | None = 0) -> None:
+        """Every matching request fails with ``fault`` (default HTTP 500) at this probability."""
+        self._fault_rate = (probability, fault or Fault("http"), random.Random(seed)) if probability else None
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self._fault_rate = None
+
+    def expire_tokens(self, token: str | None = None) -> None:
+        """Make one (or every) issued token answer 42001 from now on."""
+        for value, tok in self.tokens.items():
+            if token is None or value == token:
+                tok.revoked = True
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        for i, fault in enumerate(self.faults):
+            if fault.matches(endpoint):
+                del self.faults[i]
+                return fault
+        if self._fault_rate:
+            probability, fault, rng = self._fault_rate
+            if fault.matches(endpoint) and rng.random() < probability:
+                return fault
+        return None
+
+    # -- views for tests -------------------------------------------------------------------
+    def messages_to(self, userid: str) -> list[Received]:
+        return [r for r in self.received if r.kind == "app" and userid in r.touser]
+
+    def robot_messages(self, key: str) -> list[Received]:
+        return [r for r in self.received if r.kind == "robot" and r.key == key]
+
+    # -- request handling (used by create_app) ----------------------------------------------
+    async def apply_fault(self, request: web.Request, endpoint: str) -> web.Response | None:
+        self.requests.append(endpoint)
+        # Read (and cache) the body first: a real server has the request in hand before it
+        # stalls, so a send the client timed out on can still be delivered.
+        await request.read()
+        fault = self._take_fault(endpoint)
+        if fault is None:
+            return None
+        if fault.kind == "delay":
+            try:
+                await asyncio.wait_for(self._closing.wait(), fault.delay)
+            except asyncio.TimeoutError:
+                pass
+            return None
+        if fault.kind == "http":
+            return web.Response(status=fault.status, text="fake upstream failure")
+        return _err(fault.errcode, fault.errmsg)
+
+    def check_token(self, request: web.Request) -> int | web.Response:
+        value = request.query.get("access_token", "")
+        if not value:
+            return _err(41001, "access_token missing")
+        tok = self.tokens.get(value)
+        if tok is None:
+            return _err(40014, "invalid access_token")
+        if tok.revoked or self.clock() >= tok.expires_at:
+            return _err(42001, "access_token expired")
+        return tok.agent_id
+
+    def _within(self, window: deque[float], limit: int) -> bool:
+        now = self.clock()
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= limit:
+            return False
+        window.append(now)
+        return True
+
+
+def _err(errcode: int, errmsg: str, **extra: Any) -> web.Response:
+    return web.json_response({"errcode": errcode, "errmsg": errmsg, **extra})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def create_app(fake: FakeWeCom) -> web.Application:
+    """The aiohttp application serving ``fake``'s state under /cgi-bin/."""
+
+    async def gettoken(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "gettoken")) is not None:
+            return resp
+        fake.gettoken_calls += 1
+        if request.query.get("corpid") != fake.corp_id:
+            return _err(40013, "invalid corpid")
+        agent = next((a for a, s in fake.apps.items() if s == request.query.get("corpsecret")), None)
+        if agent is None:
+            return _err(40001, "invalid credential")
+        token = secrets.token_urlsafe(32)
+        fake.tokens[token] = _Token(agent, fake.clock() + fake.token_ttl)
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": token,
+                                  "expires_in": int(fake.token_ttl)})
+
+    async def message_send(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "message/send")) is not None:
+            return resp
+        agent = fake.check_token(request)
+        if isinstance(agent, web.Response):
+            return agent
+        body = await _json_body(request)
+        if body is None:
+            return _err(47001, "data format error")
+        if int(body.get("agentid", -1)) != agent:
+            return _err(40056, "invalid agentid")
+        msgtype = body.get("msgtype")
+        if not msgtype or not isinstance(body.get(msgtype), dict):
+            return _err(40008, "invalid message type")
+        users = [u for u in str(body.get("touser", "")).split("|") if u]
+        invalid = [u for u in users if fake.known_users is not None and u not in fake.known_users]
+        valid = [u for u in users if u not in invalid]
+        if not valid:
+            return _err(81013, "user & party & tag all invalid", invaliduser="|".join(invalid))
+        # The real service answers ok and silently drops messages over the member limit.
+        reached = [u for u in valid if fake._within(fake._member_sends[(agent, u)], fake.member_limit)]
+        record = Received("app", body, fake.clock(), agent_id=agent, touser=reached)
+        (fake.received if reached else fake.dropped).append(record)
+        return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
+                                  "msgid": secrets.token_hex(8)})
+
+    async def update_card(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "message/update_template_card")) is not None:
+            return resp
+        agent = fake.check_token(request)
+        if isinstance(agent, web.Response):
+            return agent
+        body = await _json_body(request)
+        if body is None or not body.get("response_code"):
+            return _err(47001, "data format error")
+        fake.received.append(Received("update_card", body, fake.clock(), agent_id=agent,
+                                      touser=list(body.get("userids", []))))
+        return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": []})
+
+    async def webhook_send(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "webhook/send")) is not None:
+            return resp
+        key = request.query.get("key", "")
+        if key not in fake.robot_keys:
+            return _err(93000, "invalid webhook url")
+        body = await _json_body(request)
+        if body is None or not isinstance(body.get(body.get("msgtype", ""), None), dict):
+            return _err(47001, "data format error")
+        if not fake._within(fake._robot_sends[key], fake.robot_limit):
+            return _err(45009, "api freq out of limit")
+        fake.received.append(Received("robot", body, fake.clock(), key=key))
+        return _err(0, "ok")
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/gettoken", gettoken)
+    app.router.add_post("/cgi-bin/message/send", message_send)
+    app.router.add_post("/cgi-bin/message/update_template_card", update_card)
+    app.router.add_post("/cgi-bin/webhook/send", webhook_send)
+    return app
+
+
+# -- callbacks WeCom sends to the bot ------------------------------------------------------
+
+def build_text_message_xml(to_user: str, from_user: str, content: str, *, msg_id: int | str,
+                           agent_id: int | str, create_time: int | None = None) -> str:
+    """The decrypted inner XML of an app text message."""
+    return (f"<xml><ToUserName>{cdata(to_user)}</ToUserName><FromUserName>{cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{int(create_time or time.time())}</CreateTime><MsgType>{cdata('text')}</MsgType>"
+            f"<Content>{cdata(content)}</Content><MsgId>{msg_id}</MsgId><AgentID>{agent_id}</AgentID></xml>")
+
+
+def build_card_click_xml(to_user: str, from_user: str, *, event_key: str, task_id: str, response_code: str,
+                         agent_id: int | str, create_time: int | None = None,
+                         card_type: str = "button_interaction") -> str:
+    """The decrypted inner XML of a template-card button click (template_card_event)."""
+    return (f"<xml><ToUserName>{cdata(to_user)}</ToUserName><FromUserName>{cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{int(create_time or time.time())}</CreateTime><MsgType>{cdata('event')}</MsgType>"
+            f"<Event>{cdata('template_card_event')}</Event><EventKey>{cdata(event_key)}</EventKey>"
+            f"<TaskId>{cdata(task_id)}</TaskId><CardType>{cdata(card_type)}</CardType>"
+            f"<ResponseCode>{cdata(response_code)}</ResponseCode><AgentID>{agent_id}</AgentID></xml>")
+
+
+def build_callback(crypto: WeComCrypto, xml_text: str, timestamp: str | int,
+                   nonce: str) -> tuple[dict[str, str], str]:
+    """The encrypted POST WeCom would send: (query params, body). Pass the query as
+    ``params=`` so the client URL-encodes it once (``+`` -> %2B), as WeCom does."""
+    encrypt = crypto.encrypt(xml_text, nonce, timestamp)
+    agent = parse_xml(xml_text).get("AgentID", "")
+    body = (f"<xml><ToUserName>{cdata(crypto.receive_id)}</ToUserName><AgentID>{cdata(str(agent))}</AgentID>"
+            f"<Encrypt>{cdata(encrypt)}</Encrypt></xml>")
+    query = {"msg_signature": crypto.signature(timestamp, nonce, encrypt),
+             "timestamp": str(timestamp), "nonce": str(nonce)}
+    return query, body
+
+
+def build_url_check(crypto: WeComCrypto, echo: str, timestamp: str | int, nonce: str) -> dict[str, str]:
+    """The GET query of WeCom's URL verification; the bot must answer ``echo`` verbatim."""
+    echostr = crypto.encrypt(echo, nonce, timestamp)
+    return {"msg_signature": crypto.signature(timestamp, nonce, echostr), "timestamp": str(timestamp),
+            "nonce": str(nonce), "echostr": echostr}
+
+
+async def deliver_callback(session: aiohttp.ClientSession, url: str, crypto: WeComCrypto, xml_text: str, *,
+                           timestamp: int | None = None, nonce: str | None = None, tries: int = 3,
+                           timeout: float = 5.0) -> list[tuple[int | None, str]]:
+    """POST a callback like WeCom: wait ``timeout`` s, retry the *same* request on no
+    answer or non-200, ``tries`` times in all. Returns (status or None, body) per try."""
+    query, body = build_callback(crypto, xml_text, timestamp or int(time.time()),
+                                 nonce or secrets.token_hex(5))
+    attempts: list[tuple[int | None, str]] = []
+    for _ in range(tries):
+        try:
+            async with session.post(url, params=query, data=body.encode("utf-8"),
+                                    headers={"Content-Type": "text/xml"},
+                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                attempts.append((resp.status, await resp.text()))
+                if resp.status == 200:
+                    break
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            attempts.append((None, ""))
+    return attempts
