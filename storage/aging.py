@@ -140,3 +140,34 @@ async def aging(session: AsyncSession, as_of: date, bounds=(30, 60, 90), *, scop
             groups[b_idx].amount += converted
             groups[b_idx].count += n
     return report
+
+
+@dataclass
+class TopCustomer:
+    customer_id: int
+    name: str
+    overdue: Decimal
+    max_days: int
+
+
+async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope = Scope(), limit: int = 5,
+                                fx_rates: dict[str, str] | None = None, base_currency: str = "CNY") -> list[TopCustomer]:
+    """The customers with the most overdue (open, past due) balance now, in the reporting currency."""
+    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
+    rates[base_currency] = Decimal("1")
+    stmt = (select(Customer.id, Customer.name, Receivable.currency,
+                   func.sum(type_coerce(Receivable.open_amount, BigInteger)), func.min(Receivable.due_date))
+            .join(Customer, Customer.id == Receivable.customer_id)
+            .where(Receivable.open_amount > 0, Receivable.due_date < as_of, Receivable.status != "written_off"))
+    stmt = scope.apply(stmt, joined_customer=True).group_by(Customer.id, Customer.name, Receivable.currency)
+    totals: dict[int, TopCustomer] = {}
+    for cid, name, currency, cents, oldest in (await session.execute(stmt)).all():
+        rate = rates.get(currency)
+        if rate is None:
+            continue
+        amount = (from_cents(cents) * rate).quantize(CENT, ROUND_HALF_UP)
+        days = (as_of - _as_date(oldest)).days
+        t = totals.setdefault(cid, TopCustomer(cid, name, Decimal("0.00"), 0))
+        t.overdue += amount
+        t.max_days = max(t.max_days, days)
+    return sorted(totals.values(), key=lambda t: (-t.overdue, t.name))[:limit]

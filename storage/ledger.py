@@ -130,3 +130,11 @@ async def balance_check(session: AsyncSession, receivable_id: int) -> Decimal:
                                 .where(WriteOff.receivable_id == receivable_id, WriteOff.status == "approved"))).scalar_one()
     # sums are taken over raw cents (type_coerce) so they stay exact integers
     return r.amount - Decimal(int(alloc)) / 100 - Decimal(int(wo)) / 100
+
+
+async def paid_since(session: AsyncSession, receivable_id: int, since: date) -> Decimal:
+    """What was allocated to a receivable from payments dated on or after ``since``."""
+    cents = (await session.execute(select(func.coalesce(func.sum(type_coerce(Allocation.amount, BigInteger)), 0))
+                                   .where(Allocation.receivable_id == receivable_id,
+                                          Allocation.applied_on >= since))).scalar_one()
+    return Decimal(int(cents)) / 100

@@ -157,7 +157,9 @@ class FollowUp(Base):
     __tablename__ = "followups"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receivable_id: Mapped[int | None] = mapped_column(ForeignKey("receivables.id"), index=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # both None: a reply the bot could not tie to an item, kept as a note on the push
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    push_id: Mapped[int | None] = mapped_column(ForeignKey("pushes.id"), index=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(20))           # wecom | dingtalk | local | card | import

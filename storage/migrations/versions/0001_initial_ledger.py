@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:39:54.939318
+Create Date: 2026-11-23 14:45:46.142308
 """
 from alembic import op
 import sqlalchemy as sa
@@ -271,7 +271,8 @@ def upgrade() -> None:
     op.create_table('followups',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('receivable_id', sa.Integer(), nullable=True),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=True),
+    sa.Column('push_id', sa.Integer(), nullable=True),
     sa.Column('person_id', sa.String(length=64), nullable=False),
     sa.Column('at', storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('channel', sa.String(length=20), nullable=False),
@@ -286,6 +287,7 @@ def upgrade() -> None:
     sa.Column('corrects_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['corrects_id'], ['followups.id'], ),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['push_id'], ['pushes.id'], ),
     sa.ForeignKeyConstraint(['push_item_id'], ['push_items.id'], ),
     sa.ForeignKeyConstraint(['receivable_id'], ['receivables.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -293,6 +295,7 @@ def upgrade() -> None:
     with op.batch_alter_table('followups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_followups_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_followups_person_id'), ['person_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_followups_push_id'), ['push_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_followups_push_item_id'), ['push_item_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_followups_receivable_id'), ['receivable_id'], unique=False)
 
@@ -325,6 +328,7 @@ def downgrade() -> None:
     with op.batch_alter_table('followups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_followups_receivable_id'))
         batch_op.drop_index(batch_op.f('ix_followups_push_item_id'))
+        batch_op.drop_index(batch_op.f('ix_followups_push_id'))
         batch_op.drop_index(batch_op.f('ix_followups_person_id'))
         batch_op.drop_index(batch_op.f('ix_followups_customer_id'))
 

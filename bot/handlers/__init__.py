@@ -1,0 +1,13 @@
+"""Feature routers, composed explicitly. One module per feature; each module's ``router``."""
+from __future__ import annotations
+
+from bot.core.router import Dispatcher
+from bot.handlers import aging, followup, help, overdue
+
+
+def routers():
+    return [help.router, aging.router, overdue.router, followup.router]
+
+
+def dispatcher() -> Dispatcher:
+    return Dispatcher(routers())

@@ -1,0 +1,185 @@
+"""The rep's side of the collection loop: replies to the morning push (free text, by item
+number), and the commands /followup, /promise, /dispute, /resolve.
+
+Every reply lands in the follow-up log with the raw text, the parse, the channel and the time;
+a reply after the window is logged and marked late; a reply the bot cannot tie to an item is
+kept as a note and answered with a hint. A promise opens (and supersedes) a promise to pay; a
+dispute pauses reminders until /resolve.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from bot.core.errors import UsageError, UserError
+from bot.core.messages import Reply
+from bot.core.permissions import ALL, COLLECTORS
+from bot.core.router import Router
+from bot.dates import DateError, parse_date
+from bot.money import AmountError, parse_amount
+from bot.replies import parse_reply, resolve_amount, split_reply
+from storage import collection as coll
+from storage.customers import find_customer, receivable_by_invoice
+from storage.models import FollowUp, Receivable
+from storage.scope import Scope
+
+router = Router("followup")
+
+
+def _allowed(scope: Scope, r: Receivable) -> bool:
+    return (scope.rep_ids is None or r.rep_id in scope.rep_ids) and \
+           (scope.customer_ids is None or r.customer_id in scope.customer_ids)
+
+
+async def _receivable(session, scope: Scope, invoice_no: str) -> Receivable:
+    r = await receivable_by_invoice(session, invoice_no)
+    if r is None:
+        raise UserError("unknown_invoice", invoice=invoice_no)
+    if not _allowed(scope, r):
+        raise UserError("not_in_scope", what=invoice_no)
+    return r
+
+
+async def record_reply(ctx, text: str, *, channel: str) -> Reply:
+    """Log a free-text reply against the caller's latest push."""
+    s, person, now = ctx.session, ctx.person, ctx.clock.now()
+    today = now.astimezone(ctx.config.tz).date()
+    push = await coll.latest_push(s, person.id, now)
+    if push is None:
+        raise UserError("no_push")
+    rows = await coll.push_items(s, push.id)
+    late = now > push.window_closes_at
+    understood, problems = [], []
+    for segment in split_reply(text):
+        parsed = parse_reply(segment, today, item_count=len(rows))
+        if parsed.items is None:
+            s.add(FollowUp(person_id=person.id, push_id=push.id, at=now, channel=channel, outcome="other",
+                           text=segment, parse=parsed.to_json(), late=late))
+            problems.append({"text": segment, "reason": "no_item"})
+            continue
+        seqs = range(1, len(rows) + 1) if parsed.items == "all" else parsed.items
+        for seq in seqs:
+            if not 1 <= seq <= len(rows):
+                problems.append({"text": segment, "reason": "no_such_item", "seq": seq, "count": len(rows)})
+                continue
+            item, r, customer = rows[seq - 1]
+            corrects = await coll.last_followup_for_item(s, item.id) if parsed.correction else None
+            amount = resolve_amount(parsed, r.open_amount)
+            fu = await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel,
+                                         outcome=parsed.outcome, text=segment, parse=parsed.to_json(),
+                                         promised_date=parsed.promised_date, promised_amount=amount,
+                                         push_item=item, late=late, corrects=corrects)
+            if parsed.promised_date and parsed.outcome in ("promised", "paid_claimed") and parsed.promised_date >= today:
+                await coll.make_promise(s, receivable=r, promised_date=parsed.promised_date, amount=amount,
+                                        person_id=person.id, at=now, channel=channel, followup=fu)
+            if parsed.outcome == "dispute" and not r.disputed:
+                await coll.open_dispute(s, receivable=r, reason=parsed.note or segment, person_id=person.id,
+                                        at=now, channel=channel)
+            understood.append({"seq": seq, "receivable": r, "customer": customer, "parsed": parsed,
+                               "amount": amount, "correction": corrects is not None})
+    return Reply("followup/ack.md.j2", {"understood": understood, "problems": problems, "late": late,
+                                        "push": push, "count": len(rows)})
+
+
+@router.text(roles=COLLECTORS)
+async def reply_to_push(ctx, message) -> Reply:
+    """Free text from a rep: a reply to the morning's overdue list."""
+    if ctx.person.role != "rep":
+        raise UserError("unknown_command", text=message.text.strip())
+    return await record_reply(ctx, message.text, channel=message.platform)
+
+
+@router.command("followup", aliases=("跟进",), roles=COLLECTORS)
+async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Reply:
+    """Log a follow-up on an invoice or a customer at any time."""
+    target, _, text = args.partition(" ")
+    if not target or not text.strip():
+        raise UsageError("missing_argument")
+    now = clock.now()
+    today = now.astimezone(ctx.config.tz).date()
+    r = await receivable_by_invoice(session, target)
+    parsed = parse_reply(text, today, item_count=1)
+    if r is not None:
+        if not _allowed(scope, r):
+            raise UserError("not_in_scope", what=target)
+        amount = resolve_amount(parsed, r.open_amount)
+        fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                     outcome=parsed.outcome, text=text, parse=parsed.to_json(),
+                                     promised_date=parsed.promised_date, promised_amount=amount)
+        if parsed.promised_date and parsed.outcome == "promised" and parsed.promised_date >= today:
+            await coll.make_promise(session, receivable=r, promised_date=parsed.promised_date, amount=amount,
+                                    person_id=person.id, at=now, channel=message.platform, followup=fu)
+        return Reply("followup/logged.md.j2", {"what": r.invoice_no, "parsed": parsed, "amount": amount})
+    match = await find_customer(session, target, scope)
+    if match.exact is None:
+        if match.candidates:
+            raise UserError("ambiguous_customer", query=target, candidates=[c.name for c in match.candidates])
+        raise UserError("unknown_invoice_or_customer", query=target)
+    c = match.exact
+    if not scope.allows_customer(c):
+        raise UserError("not_in_scope", what=target)
+    session.add(FollowUp(customer_id=c.id, person_id=person.id, at=now, channel=message.platform,
+                         outcome=parsed.outcome, text=text, parse=parsed.to_json()))
+    return Reply("followup/logged.md.j2", {"what": c.name, "parsed": parsed, "amount": None})
+
+
+@router.command("promise", aliases=("承诺",), roles=COLLECTORS)
+async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Reply:
+    """Record a promise to pay: an invoice, a date and optionally an amount."""
+    parts = args.split()
+    if len(parts) < 2:
+        raise UsageError("missing_argument")
+    r = await _receivable(session, scope, parts[0])
+    today: date = clock.today()
+    try:
+        when = parse_date(parts[1], today)
+    except DateError:
+        raise UsageError("bad_date", value=parts[1]) from None
+    if when < today:
+        raise UsageError("date_in_past", value=parts[1])
+    amount = None
+    if len(parts) > 2:
+        try:
+            amount = parse_amount("".join(parts[2:]))
+        except AmountError:
+            raise UsageError("bad_amount", value=" ".join(parts[2:])) from None
+        if amount <= 0 or amount > r.open_amount:
+            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount)
+    now = clock.now()
+    fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                 outcome="promised", text=args, promised_date=when, promised_amount=amount)
+    p = await coll.make_promise(session, receivable=r, promised_date=when, amount=amount, person_id=person.id,
+                                at=now, channel=message.platform, followup=fu)
+    return Reply("followup/promise.md.j2", {"r": r, "p": p})
+
+
+@router.command("dispute", aliases=("异议",), roles=COLLECTORS)
+async def dispute_cmd(session, scope, args, person, clock, message) -> Reply:
+    """Mark an invoice disputed (reminders and escalations pause) with the reason."""
+    invoice, _, reason = args.partition(" ")
+    if not invoice or not reason.strip():
+        raise UsageError("missing_argument")
+    r = await _receivable(session, scope, invoice)
+    if r.disputed:
+        raise UserError("already_disputed", invoice=invoice)
+    now = clock.now()
+    await coll.open_dispute(session, receivable=r, reason=reason.strip(), person_id=person.id, at=now,
+                            channel=message.platform)
+    await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                            outcome="dispute", text=reason.strip())
+    return Reply("followup/dispute.md.j2", {"r": r, "reason": reason.strip(), "resolved": False})
+
+
+@router.command("resolve", aliases=("解决",), roles=COLLECTORS)
+async def resolve_cmd(session, scope, args, person, clock, message) -> Reply:
+    """Close an invoice's dispute: reminders and the escalation ladder resume."""
+    invoice = args.strip()
+    if not invoice:
+        raise UsageError("missing_argument")
+    r = await _receivable(session, scope, invoice)
+    if not r.disputed:
+        raise UserError("not_disputed", invoice=invoice)
+    await coll.resolve_disputes(session, receivable=r, person_id=person.id, at=clock.now(), channel=message.platform)
+    return Reply("followup/dispute.md.j2", {"r": r, "reason": "", "resolved": True})
+
+
+__all__ = ["router", "record_reply", "ALL"]

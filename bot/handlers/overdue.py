@@ -1,0 +1,24 @@
+"""/overdue (/逾期): the caller's overdue list right now (a rep: their own; others: their scope)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.core.messages import Reply
+from bot.core.permissions import READERS
+from bot.core.router import Router
+from bot.handlers.aging import resolve_scope
+from storage import collection as coll
+
+router = Router("overdue")
+MAX_LISTED = 30
+
+
+@router.command("overdue", aliases=("逾期",), roles=READERS)
+async def overdue_cmd(session, scope, args, clock) -> Reply:
+    """The open, past-due invoices in the caller's scope, oldest first, with promises and disputes."""
+    narrowed, label = await resolve_scope(session, scope, args)
+    items = await coll.overdue_items(session, clock.today(), narrowed)
+    items.sort(key=lambda i: -i.days_overdue)
+    total = sum((i.receivable.open_amount for i in items), Decimal("0"))
+    return Reply("followup/overdue.md.j2", {"items": items[:MAX_LISTED], "count": len(items), "total": total,
+                                            "label": label, "today": clock.today(), "more": max(0, len(items) - MAX_LISTED)})
