@@ -1,0 +1,276 @@
+"""The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import sys
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+
+from bot.config import ConfigError, load_config
+from bot.render import render
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="arbot", description="Accounts-receivable collection bot")
+    p.add_argument("--config", help="TOML config file (or ARBOT_CONFIG)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the bot (webhooks, local chat, scheduler, outbox)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--demo", action="store_true", help="local web chat on, demo data into an empty database")
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV or XLSX")
+    i.add_argument("kind", choices=["people", "customers", "receivables", "payments"])
+    i.add_argument("file")
+    i.add_argument("--format", choices=["text", "json"], default="text")
+    d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
+    d.add_argument("--seed", type=int, default=7)
+    j = sub.add_parser("jobs", help="list or run scheduled jobs")
+    jsub = j.add_subparsers(dest="jobs_cmd", required=True)
+    jsub.add_parser("list")
+    jr = jsub.add_parser("run")
+    jr.add_argument("name")
+    jr.add_argument("--at", help="run as if the clock read this ISO datetime (company timezone if none given)")
+    pr = sub.add_parser("parse-reply", help="show how the bot reads a rep's reply")
+    pr.add_argument("text")
+    pr.add_argument("--today", required=True, help="YYYY-MM-DD")
+    pr.add_argument("--items", type=int, default=None, help="how many items the push had")
+    r = sub.add_parser("report", help="reports for finance's spreadsheets")
+    rsub = r.add_subparsers(dest="report", required=True)
+    ra = rsub.add_parser("aging")
+    ra.add_argument("--as-of")
+    ra.add_argument("--by", choices=["rep", "team", "customer", "region"])
+    ra.add_argument("--format", choices=["json", "csv", "text"], default="text")
+    o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
+    o.add_argument("--status", choices=["pending", "sent", "dead"], default=None)
+    o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
+    e = sub.add_parser("export", help="export the follow-up log")
+    esub = e.add_subparsers(dest="export", required=True)
+    ef = esub.add_parser("followups")
+    ef.add_argument("--since")
+    ef.add_argument("--format", choices=["csv", "json"], default="csv")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd == "parse-reply":          # needs no config or database
+        return _parse_reply(args)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"arbot: configuration error: {e}", file=sys.stderr)
+        return 2
+    from bot import logs
+    logs.setup(json_lines=args.cmd == "serve")
+    if args.cmd == "serve":
+        return _serve(config, args)
+    return asyncio.run(_run(config, args))
+
+
+def _parse_reply(args) -> int:
+    from bot.replies import parse_reply
+    try:
+        today = date.fromisoformat(args.today)
+    except ValueError:
+        print("arbot: --today must be YYYY-MM-DD", file=sys.stderr)
+        return 2
+    print(json.dumps(parse_reply(args.text, today, item_count=args.items).to_json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _serve(config, args) -> int:
+    import dataclasses
+
+    from aiohttp import web
+
+    from bot.app import create_app
+    if args.demo:
+        config = dataclasses.replace(config, demo=True, local=dataclasses.replace(config.local, enabled=True))
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    app = create_app(config)
+    if config.demo:
+        app.on_startup.append(_demo_startup)
+    print(render("cli/serving.txt.j2", host=host, port=port, local=config.local.enabled, demo=config.demo), flush=True)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=15)
+    return 0
+
+
+async def _demo_startup(app) -> None:
+    """Demo mode: fill an empty database and run this morning's push so the tour has something to show."""
+    from bot.app import STATE
+    state = app[STATE]
+    await state.db.migrate()
+    await _load_demo_if_empty(state.services)
+    await _demo_push(state.services)
+    state.sender.wake()
+
+
+async def _load_demo_if_empty(services) -> bool:
+    from storage.demo import database_is_empty, load_demo
+    async with services.db.session() as s, s.begin():
+        if not await database_is_empty(s):
+            return False
+        await load_demo(s, today=services.clock.today(), now=services.clock.now())
+        return True
+
+
+async def _demo_push(services) -> None:
+    from bot.jobs.scheduler import run_job
+    day = services.calendar.next_workday(services.clock.today(), include_today=True)
+    while day > services.clock.today():       # the most recent working day on or before today
+        day = services.calendar.add_workdays(day, -1)
+    hh, mm = map(int, services.config.collection.push_time.split(":"))
+    at = datetime.combine(day, time(hh, mm), tzinfo=services.config.tz)
+    if at <= services.clock.now():
+        await run_job(services, "overdue_push", at)
+
+
+async def _run(config, args) -> int:
+    from bot.services import Services
+    services = Services.build(config)
+    try:
+        await services.db.migrate()
+        return await COMMANDS[args.cmd](services, args)
+    finally:
+        await services.db.close()
+
+
+async def _migrate(services, args) -> int:
+    print(render("cli/migrated.txt.j2", url=services.db.url.split("://")[0]))
+    return 0
+
+
+async def _import(services, args) -> int:
+    from storage.imports import import_file
+    path = Path(args.file)
+    if not path.exists():
+        print(render("cli/no_file.txt.j2", path=str(path)), file=sys.stderr)
+        return 2
+    report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
+                               today=services.clock.today())
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(render("cli/import_report.txt.j2", r=report))
+    return 0 if report.ok else 1
+
+
+async def _demo_data(services, args) -> int:
+    from storage.demo import database_is_empty, load_demo
+    async with services.db.session() as s, s.begin():
+        if not await database_is_empty(s):
+            print(render("cli/demo_not_empty.txt.j2"), file=sys.stderr)
+            return 1
+        summary = await load_demo(s, today=services.clock.today(), now=services.clock.now(), seed=args.seed)
+    print(render("cli/demo_loaded.txt.j2", s=summary))
+    return 0
+
+
+async def _jobs(services, args) -> int:
+    from bot.jobs.registry import JOBS
+    from bot.jobs.scheduler import run_job
+    if args.jobs_cmd == "list":
+        for job in JOBS.values():
+            trig = job.trigger(services.config)
+            print(f"{job.name:20} {json.dumps(trig)}{' (working days)' if job.workdays_only else ''}  {job.description}")
+        return 0
+    if args.name not in JOBS:
+        print(f"arbot: unknown job {args.name!r}; see `arbot jobs list`", file=sys.stderr)
+        return 2
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            print("arbot: --at must be an ISO datetime such as 2026-12-01T09:00", file=sys.stderr)
+            return 2
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=services.config.tz)
+        from bot.clock import FixedClock
+        services.clock = FixedClock(at, services.config.tz)
+    print(await run_job(services, args.name, at, claim_fire=False))
+    return 0
+
+
+async def _report(services, args) -> int:
+    from storage.aging import aging
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else services.clock.today()
+    except ValueError:
+        print("arbot: --as-of must be YYYY-MM-DD", file=sys.stderr)
+        return 2
+    cfg = services.config
+    async with services.db.session() as s:
+        rep = await aging(s, as_of, cfg.aging.buckets, by=args.by, fx_rates=cfg.company.fx_rates,
+                          base_currency=cfg.company.currency)
+    data = {"as_of": as_of.isoformat(), "total": str(rep.total), "currency": cfg.company.currency,
+            "buckets": [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in rep.buckets]}
+    if args.by:
+        data["by"] = args.by
+        data["groups"] = {k: [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in v]
+                          for k, v in sorted(rep.groups.items())}
+    if rep.unconverted:
+        data["unconverted"] = {k: str(v) for k, v in rep.unconverted.items()}
+    if args.format == "json":
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        labels = [b["label"] for b in data["buckets"]]
+        w.writerow([args.by or "scope", *labels, "total"])
+        rows = data.get("groups") or {"all": data["buckets"]}
+        for key, buckets in rows.items():
+            w.writerow([key, *[b["amount"] for b in buckets], str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
+        print(buf.getvalue(), end="")
+    else:
+        print(render("cli/aging.txt.j2", r=rep, by=args.by))
+    return 0
+
+
+async def _outbox(services, args) -> int:
+    from sqlalchemy import select, update
+
+    from storage.models import OutboxMessage
+    async with services.db.session() as s, s.begin():
+        if args.retry:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(args.retry), OutboxMessage.status == "dead")
+                            .values(status="pending", attempts=0, next_attempt_at=services.clock.now(), last_error=""))
+        stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(100)
+        if args.status:
+            stmt = stmt.where(OutboxMessage.status == args.status)
+        rows = (await s.execute(stmt)).scalars().all()
+        from bot.outbox import backlog
+        counts = await backlog(s)
+    print(render("cli/outbox.txt.j2", rows=rows, counts=counts))
+    return 0
+
+
+async def _export(services, args) -> int:
+    from storage.exports import followup_rows
+    since = date.fromisoformat(args.since) if args.since else None
+    async with services.db.session() as s:
+        rows = await followup_rows(s, since, services.config.tz)
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        buf = io.StringIO()
+        fields = list(rows[0].keys()) if rows else ["at"]
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+        print(buf.getvalue(), end="")
+    return 0
+
+
+COMMANDS = {"migrate": _migrate, "import": _import, "demo-data": _demo_data, "jobs": _jobs, "report": _report,
+            "outbox": _outbox, "export": _export}
+
+if __name__ == "__main__":
+    sys.exit(main())
