@@ -20,13 +20,21 @@ from storage.models import Customer, Person, Receivable
 from storage.scope import Scope
 
 
+def _by_currency(items: list[coll.OverdueItem]) -> dict[str, Decimal]:
+    """Totals per currency: a push never adds yuan to dollars."""
+    out: dict[str, Decimal] = {}
+    for it in items:
+        out[it.receivable.currency] = out.get(it.receivable.currency, Decimal("0.00")) + it.receivable.open_amount
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "CNY", kv[0])))
+
+
 def _customer_groups(items: list[coll.OverdueItem]) -> list[dict]:
     """Numbered items grouped by customer, in the order of the list."""
     groups = []
     for (cid, name), its in groupby(items, key=lambda i: (i[1].customer.id, i[1].customer.name)):
         its = list(its)
         groups.append({"customer": name, "items": [{"seq": seq, "item": it} for seq, it in its],
-                       "total": sum((it.receivable.open_amount for _, it in its), Decimal("0"))})
+                       "totals": _by_currency([it for _, it in its])})
     return groups
 
 
@@ -66,9 +74,8 @@ async def overdue_push(ctx: JobContext) -> str:
                                       window_hours=cfg.reply_window_hours, items=to_answer)
         numbered = list(enumerate(to_answer, start=1))
         groups = _customer_groups(numbered)
-        totals = {"count": len(to_answer), "amount": sum((i.receivable.open_amount for i in to_answer), Decimal("0")),
-                  "disputed_count": len(disputed),
-                  "disputed_amount": sum((i.receivable.open_amount for i in disputed), Decimal("0"))}
+        totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
+                  "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed)}
 
         def render_part(gs, part, parts):
             return render("push/overdue_list.md.j2", rep=rep, today=today, groups=gs, part=part, parts=parts,
