@@ -67,6 +67,8 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
             raise LedgerError(f"invoice {invoice_no} not found")
         if named.customer_id != customer.id:
             raise LedgerError(f"invoice {invoice_no} belongs to another customer")
+        if named.currency != currency:
+            raise LedgerError(f"invoice {invoice_no} is in {named.currency}, the payment in {currency}")
     payment = Payment(customer_id=customer.id, amount=amount, unallocated=amount, paid_on=paid_on,
                       reference=reference or None, invoice_no=invoice_no, currency=currency,
                       recorded_by=actor, created_at=now)

@@ -1,0 +1,332 @@
+"""Reading and checking import files (CSV or Excel) before anything touches the ledger.
+
+Two steps, neither uses the database:
+
+* :func:`read_table` turns a file into a header row and data rows, each row with the line
+  number the clerk sees in Excel or a text editor, so an error can point at "line 7".
+* :func:`validate` maps the headers to fields (English or the usual Chinese headers),
+  parses every cell (amounts, dates, roles, ...) and reports problems as :class:`RowError`.
+
+Problems are codes with parameters, not sentences: a template renders them in the user's
+language. Codes (``RowError.code``) produced here:
+
+``unreadable_file``, ``bad_encoding``, ``unsupported_format``, ``no_header``,
+``missing_column`` (once, on line 1), ``required``, ``bad_amount``, ``negative_amount``,
+``zero_amount``, ``bad_date``, ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
+``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``).
+The database step (``storage/imports.py``) adds the codes that need the ledger.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from bot.dates import DateError, parse_date
+from bot.import_vocab import (FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
+                              header_field, norm_header, role_of)
+from bot.money import AmountError, parse_amount
+
+__all__ = ["RowError", "Record", "Parsed", "ImportFileError", "read_table", "map_headers",
+           "validate", "KINDS"]
+
+CENT = Decimal("0.01")
+EXCEL_EPOCH = date(1899, 12, 30)   # Excel's day 0 (it counts a non-existent 1900-02-29)
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in one cell: ``line`` as the user sees it (1 = header), ``column`` the field."""
+    line: int
+    column: str
+    value: str
+    code: str
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    header: str = field(default="", compare=False)   # the column's header as written in the file
+
+    def to_dict(self) -> dict:
+        return {"line": self.line, "column": self.column, "header": self.header, "value": self.value,
+                "code": self.code, "params": dict(self.params)}
+
+
+@dataclass
+class Record:
+    """One valid data row: parsed values for the columns present in the file, and the raw text
+    (kept for error messages of the database step)."""
+    line: int
+    values: dict[str, Any]
+    raw: dict[str, str]
+    duplicate_of: int | None = None    # an identical earlier row in the same file: nothing to do
+
+
+@dataclass
+class Parsed:
+    kind: str
+    rows: int                          # data rows in the file (empty rows not counted)
+    records: list[Record]
+    errors: list[RowError]
+    columns: list[str]                 # fields present in the header
+    ignored: list[str]                 # headers we did not recognise (left alone, e.g. 备注)
+    header_names: dict[str, str] = field(default_factory=dict)   # field → header as written
+
+    def with_headers(self, errors: list[RowError]) -> list[RowError]:
+        """Errors with ``header`` filled in, so a message can say 到期日 rather than due_date."""
+        return [replace(e, header=self.header_names.get(e.column, e.header)) for e in errors]
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read; carries the one RowError that says why."""
+
+    def __init__(self, error: RowError):
+        super().__init__(error.code)
+        self.error = error
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def read_table(path: str | Path, kind: str | None = None) -> tuple[list[str], list[tuple[int, list]]]:
+    """Headers and data rows ``(line, cells)`` of a CSV/TSV or XLSX file; empty rows skipped.
+
+    Raises :class:`ImportFileError` when the file cannot be read at all.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".xlsx", ".xlsm"):
+            table = _read_xlsx(p, kind)
+        elif suffix in (".csv", ".tsv", ".txt", ""):
+            table = _read_csv(p.read_bytes())
+        else:
+            raise ImportFileError(RowError(0, "", p.name, "unsupported_format", {"suffix": suffix}))
+    except ImportFileError:
+        raise
+    except Exception as exc:   # a corrupt workbook, a missing file: one clear error, not a trace
+        raise ImportFileError(RowError(0, "", p.name, "unreadable_file", {"detail": type(exc).__name__})) from exc
+    table = [(line, cells) for line, cells in table if any(_text(c) for c in cells)]
+    if not table:
+        raise ImportFileError(RowError(1, "", p.name, "no_header"))
+    (_, header), rows = table[0], table[1:]
+    return [_text(h) for h in header], rows
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (BOM or not) is tried first because a GBK decode of UTF-8 bytes rarely fails
+    outright but yields mojibake; GB18030 is the superset of GBK that Excel on Chinese
+    Windows writes. UTF-16 (Excel's "Unicode text") is recognised by its BOM."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(RowError(0, "", "", "bad_encoding")) from exc
+
+
+def _delimiter(text: str) -> str:
+    sample = text[:8192]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;").delimiter
+    except csv.Error:
+        first = sample.splitlines()[0] if sample else ""
+        counts = {d: first.count(d) for d in ",\t;"}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _read_csv(data: bytes) -> list[tuple[int, list]]:
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    out, last = [], 0
+    for cells in reader:
+        # a quoted cell may span lines: a record starts on the line after the previous one ended
+        out.append((last + 1, cells))
+        last = reader.line_num
+    return out
+
+
+def _read_xlsx(path: Path, kind: str | None) -> list[tuple[int, list]]:
+    from openpyxl import load_workbook   # heavy import, only when a workbook arrives
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        ws = wb.worksheets[0]
+        wanted = {norm_header(n) for n in SHEET_NAMES.get(kind or "", ())}
+        for sheet in wb.worksheets:
+            if norm_header(sheet.title) in wanted:
+                ws = sheet
+                break
+        # exporters often write a wrong <dimension>; forget it and read what is really there
+        ws.reset_dimensions()
+        return [(i, list(cells)) for i, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)]
+    finally:
+        wb.close()
+
+
+# ---- cell values -----------------------------------------------------------------------------
+def _text(v: Any) -> str:
+    """A cell as text; Excel stores 13800138000 and invoice 20260001 as numbers."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, datetime) and v.time() == datetime.min.time():
+        return v.date().isoformat()
+    if isinstance(v, (date, datetime)):
+        return v.isoformat()
+    return str(v).strip()
+
+
+def parse_money(v: Any) -> Decimal:
+    """Amount cell → Decimal yuan: numbers from Excel, text like ``12,345.60``/``¥1.2万``."""
+    if isinstance(v, bool):
+        raise AmountError("not an amount")
+    if isinstance(v, Decimal):
+        return v.quantize(CENT, rounding=ROUND_HALF_UP)
+    if isinstance(v, int):
+        return Decimal(v).quantize(CENT)
+    if isinstance(v, float):
+        # repr() is the shortest text that round-trips, i.e. what Excel displays; never Decimal(float)
+        try:
+            return Decimal(repr(v)).quantize(CENT, rounding=ROUND_HALF_UP)
+        except InvalidOperation as exc:
+            raise AmountError("not an amount") from exc
+    return parse_amount(str(v))
+
+
+_YEAR = re.compile(r"\d{4}|[零〇一二三四五六七八九]{4}")
+_TIME_TAIL = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
+
+
+def parse_cell_date(v: Any, today: date) -> date:
+    """Date cell → date. Excel gives datetime/date; a bare number is an Excel serial day."""
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return _serial(v)
+    s = _text(v)
+    s = _TIME_TAIL.sub("", s)                      # "2026-12-05 00:00:00" from CSV exports
+    if re.fullmatch(r"\d{8}", s):                  # 20261205, the ERP export form
+        s = f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    elif re.fullmatch(r"\d{5}(?:\.0+)?", s):       # a serial that lost its cell format
+        return _serial(float(s))
+    d = parse_date(s, today)
+    # a ledger date without a year would be guessed relative to today: refuse rather than guess
+    if not _YEAR.search(s):
+        raise DateError(f"date without a year: {s!r}")
+    return d
+
+
+def _serial(n: float) -> date:
+    if not 1 <= n < 2958466:                        # Excel's own range, up to 9999-12-31
+        raise DateError(f"not an Excel date serial: {n}")
+    return EXCEL_EPOCH + timedelta(days=int(n))
+
+
+# ---- validation ------------------------------------------------------------------------------
+def map_headers(kind: str, headers: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Field → column index (the first header naming a field wins), and unrecognised headers."""
+    mapping: dict[str, int] = {}
+    ignored: list[str] = []
+    for i, h in enumerate(headers):
+        if not h:
+            continue
+        f = header_field(kind, h)
+        if f is None:
+            ignored.append(h)
+        elif f not in mapping:
+            mapping[f] = i
+    return mapping, ignored
+
+
+def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
+    """(value, error code or None, params) for one non-empty cell of the given type."""
+    if typ == "text":
+        return _text(v), None, {}
+    if typ in ("amount", "money"):
+        try:
+            d = parse_money(v)
+        except AmountError:
+            return None, "bad_amount", {}
+        if d < 0:
+            return None, "negative_amount", {}
+        if d == 0 and typ == "amount":
+            return None, "zero_amount", {}
+        return d, None, {}
+    if typ == "date":
+        try:
+            return parse_cell_date(v, today), None, {}
+        except (DateError, ValueError, OverflowError):
+            return None, "bad_date", {}
+    if typ == "bool":
+        b = v if isinstance(v, bool) else bool_of(_text(v))
+        return (b, None, {}) if b is not None else (None, "bad_bool", {})
+    parser, code = {"role": (role_of, "unknown_role"), "grade": (grade_of, "unknown_grade"),
+                    "currency": (currency_of, "unknown_currency")}[typ]
+    got = parser(_text(v))
+    return (got, None, {}) if got is not None else (None, code, {})
+
+
+def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
+    """Map headers and parse every row; rows with any error are left out of ``records``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    spec = FIELDS[kind]
+    mapping, ignored = map_headers(kind, headers)
+    errors: list[RowError] = []
+    missing = [f for f, t in spec.items() if t.endswith("!") and f not in mapping]
+    for f in missing:
+        errors.append(RowError(1, f, "", "missing_column"))
+    parsed = Parsed(kind, len(rows), [], errors, list(mapping), ignored,
+                    {f: headers[i] for f, i in mapping.items()})
+    if missing:
+        return parsed          # every row would repeat the same complaint
+    key = KEYS[kind]
+    seen: dict[str, Record] = {}
+    for line, cells in rows:
+        values: dict[str, Any] = {}
+        raw: dict[str, str] = {}
+        row_errors: list[RowError] = []
+        for f, col in mapping.items():
+            typ = spec[f].rstrip("!")
+            cell = cells[col] if col < len(cells) else None
+            raw[f] = _text(cell)
+            if raw[f] == "":
+                if spec[f].endswith("!"):
+                    row_errors.append(RowError(line, f, "", "required"))
+                else:
+                    values[f] = False if typ == "bool" else None   # present but blank: the default
+                continue
+            value, code, params = _parse_value(typ, cell, today)
+            if code:
+                row_errors.append(RowError(line, f, raw[f], code, params))
+            else:
+                values[f] = value
+        if kind == "receivables" and values.get("issue_date") and values.get("due_date") \
+                and values["due_date"] < values["issue_date"]:
+            row_errors.append(RowError(line, "due_date", raw["due_date"], "due_before_issue",
+                                       {"issue_date": values["issue_date"].isoformat()}))
+        if row_errors:
+            errors.extend(row_errors)
+            continue
+        rec = Record(line, values, raw)
+        first = seen.get(values[key])
+        if first is not None:
+            if first.values != values:
+                errors.append(RowError(line, key, raw[key], "duplicate_key", {"first_line": first.line}))
+                continue
+            rec.duplicate_of = first.line
+        else:
+            seen[values[key]] = rec
+        parsed.records.append(rec)
+    return parsed

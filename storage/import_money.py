@@ -1,0 +1,143 @@
+"""Planners for the money side of imports: receivables (invoices) and payments (bank receipts).
+
+Receivable updates keep the ledger invariant ``open = amount − Σ allocations − Σ approved
+write-offs``; payments go through :func:`storage.ledger.record_payment`, so imported money is
+allocated exactly like money recorded in chat (named invoice first, then oldest due first).
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.importer import RowError
+from storage.import_plans import ZERO, Index, Plan, Planner, PlanRefused, blank, in_chunks, money_sums
+from storage.ledger import LedgerError, record_payment, refresh_status
+from storage.models import Allocation, Customer, Payment, Person, Receivable, WriteOff
+
+
+async def _customer_index(session) -> Index:
+    return Index((await session.execute(select(Customer))).scalars().all(), lambda c: c.code, lambda c: c.name)
+
+
+class ReceivablesPlanner(Planner):
+    entity = "receivable"
+
+    async def plan(self, records):
+        customers = await _customer_index(self.s)
+        people = Index((await self.s.execute(select(Person))).scalars().all(), lambda p: p.id, lambda p: p.name)
+        stored = {r.invoice_no: r for r in await in_chunks(self.s, Receivable, Receivable.invoice_no,
+                                                           [r.values["invoice_no"] for r in records])}
+        ids = [r.id for r in stored.values()]
+        allocated = await money_sums(self.s, Allocation.amount, Allocation.receivable_id, ids)
+        written = await money_sums(self.s, WriteOff.amount, WriteOff.receivable_id, ids, WriteOff.status == "approved")
+        plans = []
+        for rec in records:
+            v = rec.values
+            cust, code, params = customers.find(v["customer"])
+            if code:
+                self.error(rec, "customer", "unknown_customer" if code == "unknown" else code, **params)
+                continue
+            existing = stored.get(v["invoice_no"])
+            desired = {"customer_id": cust.id, "issue_date": v["issue_date"], "due_date": v["due_date"],
+                       "amount": v["amount"]}
+            desired.update({f: blank(v[f], "") for f in ("contract_no", "terms") if f in v})
+            if "currency" in v:
+                desired["currency"] = v["currency"] or "CNY"
+            if v.get("rep"):
+                rep, code, params = people.find(v["rep"])
+                if code:
+                    self.error(rec, "rep", "unknown_rep" if code == "unknown" else code, **params)
+                    continue
+                desired["rep_id"] = rep.id
+            elif "rep" in v or existing is None:
+                desired["rep_id"] = cust.rep_id          # the customer's rep owns the invoice
+            plan = self.decide(rec, existing, desired)
+            if plan.action == "update" and not self._check_update(plan, allocated.get(existing.id, ZERO),
+                                                                  written.get(existing.id, ZERO)):
+                continue
+            plans.append(plan)
+        return plans, self.errors
+
+    def _check_update(self, plan: Plan, allocated, written) -> bool:
+        """An update must not leave a negative balance nor move paid money to another customer."""
+        for f in ("customer_id", "currency"):
+            if f in plan.changes and allocated > ZERO:
+                self.error(plan.rec, "customer" if f == "customer_id" else f, "has_payments", field=f)
+                return False
+        if "amount" in plan.changes:
+            settled = allocated + written
+            if plan.values["amount"] < settled:
+                self.error(plan.rec, "amount", "amount_below_settled", settled=str(settled))
+                return False
+            plan.values["_settled"] = settled
+        return True
+
+    async def apply(self, plans):
+        for p in plans:
+            settled = p.values.pop("_settled", None)
+            if p.action == "create":
+                r = Receivable(invoice_no=p.rec.values["invoice_no"], open_amount=p.values["amount"],
+                               status="open", disputed=False, created_at=self.ctx.now,
+                               **{"contract_no": "", "terms": "", "currency": "CNY", **p.values})
+                self.s.add(r)
+            elif p.action == "update":
+                r = p.target
+                for k, (_, new) in p.changes.items():
+                    setattr(r, k, new)
+                if settled is not None:
+                    r.open_amount = r.amount - settled
+                    refresh_status(r)
+            else:
+                continue
+            self.log(p, p.rec.values["invoice_no"], **({"open_amount": r.open_amount} if settled is not None else {}))
+
+
+_PAYMENT_FIELDS = ("customer_id", "amount", "paid_on", "invoice_no", "currency")
+
+
+class PaymentsPlanner(Planner):
+    entity = "payment"
+
+    async def plan(self, records):
+        customers = await _customer_index(self.s)
+        stored = {p.reference: p for p in await in_chunks(self.s, Payment, Payment.reference,
+                                                          [r.values["reference"] for r in records])}
+        named = {r.invoice_no: r for r in await in_chunks(self.s, Receivable, Receivable.invoice_no,
+                                                          [r.values["invoice_no"] for r in records
+                                                           if r.values.get("invoice_no")])}
+        plans = []
+        for rec in records:
+            v = rec.values
+            cust, code, params = customers.find(v["customer"])
+            if code:
+                self.error(rec, "customer", "unknown_customer" if code == "unknown" else code, **params)
+                continue
+            desired = {"customer_id": cust.id, "amount": v["amount"], "paid_on": v["paid_on"],
+                       "invoice_no": v.get("invoice_no") or "", "currency": v.get("currency") or "CNY"}
+            if desired["invoice_no"]:
+                inv = named.get(desired["invoice_no"])
+                if inv is None:
+                    self.error(rec, "invoice_no", "unknown_invoice")
+                    continue
+                if inv.customer_id != cust.id:
+                    self.error(rec, "invoice_no", "invoice_other_customer")
+                    continue
+            plan = self.decide(rec, stored.get(v["reference"]), desired)
+            if plan.action == "update":
+                # a booked payment is never edited by an import: a different row is a typo or a clash
+                self.error(rec, "reference", "reference_conflict", fields=sorted(plan.changes))
+                continue
+            plan.values["_customer"] = cust
+            plans.append(plan)
+        return plans, self.errors
+
+    async def apply(self, plans):
+        # book in the order the money arrived: bank exports are often newest first
+        for p in sorted((p for p in plans if p.action == "create"), key=lambda p: (p.values["paid_on"], p.rec.line)):
+            try:
+                await record_payment(self.s, customer=p.values["_customer"], amount=p.values["amount"],
+                                     paid_on=p.values["paid_on"], reference=p.rec.values["reference"],
+                                     invoice_no=p.values["invoice_no"], currency=p.values["currency"],
+                                     actor=self.ctx.actor, channel=self.ctx.channel, now=self.ctx.now)
+            except LedgerError as exc:
+                raise PlanRefused(RowError(p.rec.line, "reference", p.rec.raw.get("reference", ""),
+                                           "ledger_refused", {"detail": str(exc)})) from exc

@@ -1,0 +1,169 @@
+"""Bulk import of people, customers, receivables and payments: upsert by natural key, all or nothing.
+
+Each import runs in two phases inside the caller's transaction:
+
+1. **plan** — every row is resolved against the ledger (customer by code or exact name, rep by
+   id or exact name, ...) and compared with what is stored: create, update or unchanged. Nothing
+   is written, so a file with any bad row leaves the database exactly as it was.
+2. **apply** — only when the plan has no error: the writes, each with an audit entry.
+
+Re-importing the same file is therefore a no-op (``unchanged == rows``, no audit entries).
+A column that is *absent* from the file leaves the stored value alone; a column that is present
+with a blank cell sets the default (blank rep on a receivable = the customer's rep).
+
+RowError codes added here (see ``bot/importer.py`` for the file-level ones):
+``unknown_customer``, ``unknown_rep``, ``unknown_supervisor``, ``ambiguous_name`` (params: ``count``),
+``supervisor_cycle``, ``duplicate_userid`` (params: ``other``), ``amount_below_settled`` (params:
+``settled``), ``has_payments`` (params: ``field``), ``unknown_invoice``, ``invoice_other_customer``,
+``reference_conflict`` (params: ``fields``), ``ledger_refused`` (params: ``detail``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.importer import ImportFileError, Record, RowError, read_table, validate
+from storage import audit
+from storage.db import Database
+from storage.import_money import PaymentsPlanner, ReceivablesPlanner
+from storage.import_plans import Ctx, CustomersPlanner, PeoplePlanner, Plan, PlanRefused
+
+PLANNERS = {"people": PeoplePlanner, "customers": CustomersPlanner,
+            "receivables": ReceivablesPlanner, "payments": PaymentsPlanner}
+
+__all__ = ["ImportReport", "ImportAborted", "import_rows", "import_file", "table_counts"]
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    path: str | None = None
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "rows": self.rows, "created": self.created,
+                "updated": self.updated, "unchanged": self.unchanged, "ok": self.ok,
+                "errors": [e.to_dict() for e in self.errors], "ignored_columns": list(self.ignored_columns)}
+
+
+class ImportAborted(Exception):
+    """Raised when a write failed half-way (the session is dirty): the caller must roll back."""
+
+    def __init__(self, report: ImportReport):
+        super().__init__(f"import of {report.kind} aborted with {len(report.errors)} error(s)")
+        self.report = report
+
+
+def _count(report: ImportReport, plans: Sequence[Plan]) -> None:
+    for p in plans:
+        if p.action == "create":
+            report.created += 1
+        elif p.action == "update":
+            report.updated += 1
+        else:
+            report.unchanged += 1
+
+
+async def import_rows(session: AsyncSession, kind: str, rows: Sequence[Record], *, actor: str, channel: str,
+                      now: datetime, today: date, check_only: bool = False,
+                      path: str | None = None) -> ImportReport:
+    """Upsert validated rows (from :func:`bot.importer.validate`) in the caller's transaction.
+
+    If any row has an error the report lists them all and **nothing is written**; with
+    ``check_only`` the counts say what would happen. A failure during the writes themselves
+    raises :class:`ImportAborted`, and the caller must roll back.
+    """
+    if kind not in PLANNERS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    planner = PLANNERS[kind](session, Ctx(actor=actor, channel=channel, now=now, today=today))
+    report = ImportReport(kind=kind, path=path, rows=len(rows))
+    plans, errors = await planner.plan(list(rows))
+    report.errors = sorted(errors, key=lambda e: e.line)
+    _count(report, plans)
+    if errors or check_only:
+        return report
+    try:
+        await planner.apply(plans)
+        await session.flush()
+    except PlanRefused as exc:   # planning is meant to catch these first; never commit half a file
+        report.errors.append(exc.error)
+        raise ImportAborted(report) from exc
+    return report
+
+
+class _Rollback(Exception):
+    """Internal: leave the transaction block without committing."""
+
+
+async def import_file(db: Database, kind: str, path: str | Path, *, actor: str = "import",
+                      now: datetime, today: date, channel: str = "import",
+                      dry_run: bool = False) -> ImportReport:
+    """Read, validate and import a file in ONE transaction; any error rolls everything back.
+
+    ``dry_run`` runs every check and counts what would change, then rolls back.
+    """
+    report = ImportReport(kind=kind, path=str(path))
+    try:
+        headers, table = read_table(path, kind)
+    except ImportFileError as exc:
+        report.errors.append(exc.error)
+        return report
+    parsed = validate(kind, headers, table, today=today)
+    report.rows, report.ignored_columns = parsed.rows, parsed.ignored
+    report.errors = list(parsed.errors)
+    if any(e.code == "missing_column" for e in parsed.errors):
+        return report            # nothing to look up: every row would repeat the complaint
+    async with db.session() as session:
+        try:
+            async with session.begin():
+                planned = await import_rows(session, kind, parsed.records, actor=actor, channel=channel,
+                                            now=now, today=today, path=str(path),
+                                            check_only=dry_run or bool(parsed.errors))
+                _merge(report, planned)
+                if not report.ok or dry_run:
+                    raise _Rollback
+                if report.created or report.updated:
+                    # who loaded which file: lands only when the import changed something
+                    audit.record(session, at=now, actor=actor, channel=channel, action="import.file",
+                                 entity="import", entity_id=Path(path).name[:64], kind=kind,
+                                 rows=report.rows, created=report.created, updated=report.updated,
+                                 unchanged=report.unchanged)
+        except _Rollback:
+            pass
+        except ImportAborted as exc:
+            _merge(report, exc.report)
+    if not report.ok:
+        report.created = report.updated = report.unchanged = 0   # nothing was written
+        report.errors = parsed.with_headers(report.errors)
+    return report
+
+
+def _merge(report: ImportReport, planned: ImportReport) -> None:
+    report.created, report.updated, report.unchanged = planned.created, planned.updated, planned.unchanged
+    # rows that failed parsing never reach the planner, so counts cover the valid rows only
+    report.errors = sorted(report.errors + planned.errors, key=lambda e: e.line)
+
+
+async def table_counts(session: AsyncSession) -> dict[str, int]:
+    """Rows per ledger table: lets tests (and `arbot check`) prove a failed import wrote nothing."""
+    from storage.models import (Allocation, AuditEntry, Contact, Customer, Payment, Person,
+                                Receivable, WriteOff)
+    out = {}
+    for model in (Person, Customer, Contact, Receivable, Payment, Allocation, WriteOff, AuditEntry):
+        out[model.__tablename__] = (await session.execute(select(func.count()).select_from(model))).scalar_one()
+    return out
+
