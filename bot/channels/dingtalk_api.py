@@ -1,0 +1,259 @@
+"""DingTalk send API: robot 1:1 and group messages, session webhooks and custom group robots.
+
+Two API families with different error styles are hidden behind the ``DeliveryError`` hierarchy:
+
+* the new API (``api.dingtalk.com/v1.0``) answers HTTP 4xx/5xx with ``{code, message}``;
+* the old oapi (custom robots, session webhooks) answers HTTP 200 with ``{errcode, errmsg}``.
+
+Secrets (app secret, access token, robot webhook token and secret) never appear in exception
+text: webhook URLs carry the token in the query string and aiohttp error strings include URLs, so
+every reason is built here from known-safe parts and then redacted once more.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Callable
+
+import aiohttp
+
+from bot.channels.dingtalk_crypto import custom_robot_url
+from bot.channels.errors import (DeliveryError, PermanentDeliveryError, RateLimitedError,
+                                 TransientDeliveryError)
+from bot.core.messages import OutgoingMessage
+
+MAX_BATCH_USERS = 20          # oToMessages/batchSend limit
+ROBOT_THROTTLE_SECONDS = 600  # a custom robot over 20 msg/min is muted for 10 minutes
+# Refresh the token this long before DingTalk says it expires (the SDK uses 5 minutes), capped to
+# a fraction of short lifetimes so a test token of a few seconds still gets used.
+TOKEN_EARLY_REFRESH = 300.0
+
+
+class DingTalkAPI:
+    """Async client for the DingTalk send endpoints. One instance per app (robot)."""
+
+    def __init__(self, session: aiohttp.ClientSession, api_base: str = "https://api.dingtalk.com",
+                 oapi_base: str = "https://oapi.dingtalk.com", *, app_key: str, app_secret: str,
+                 robot_code: str, clock: Callable[[], float] = time.monotonic,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 timeout: float = 10.0):
+        self.session = session
+        self.api_base = api_base.rstrip("/")
+        self.oapi_base = oapi_base.rstrip("/")
+        self.app_key = app_key
+        self._app_secret = app_secret
+        self.robot_code = robot_code
+        self.clock = clock
+        self.wall_ms = wall_ms
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._token: str | None = None
+        self._token_deadline = 0.0
+        self._token_lock = asyncio.Lock()
+        self.token_fetches = 0   # observable for tests and /healthz
+
+    # ----------------------------------------------------------------------------- helpers
+    def _redact(self, text: str, hide: tuple[str, ...] = ()) -> str:
+        for s in (self._app_secret, self._token, *hide):
+            if s and len(s) >= 4:
+                text = text.replace(s, "***")
+        return text
+
+    def _err(self, cls: type[DeliveryError], reason: str, *, hide: tuple[str, ...] = (), **kw: Any) -> DeliveryError:
+        """Build the error with every known secret masked (``hide``: this call's own secrets)."""
+        return cls(self._redact(reason, hide), **kw)
+
+    async def _post(self, url: str, payload: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+        """POST JSON; map transport failures to TransientDeliveryError. Returns status, body, headers."""
+        try:
+            async with self.session.post(url, json=payload, headers=headers, timeout=self.timeout) as resp:
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw) if raw else {}
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    body = {"_raw": raw[:200].decode("utf-8", "replace")}
+                if not isinstance(body, dict):
+                    body = {"_raw": str(body)[:200]}
+                return resp.status, body, dict(resp.headers)
+        except asyncio.TimeoutError:
+            raise self._err(TransientDeliveryError, "DingTalk request timed out", code="timeout") from None
+        except aiohttp.ClientError as exc:
+            # str(exc) may contain the URL (and so the webhook token): only the class name is safe
+            raise self._err(TransientDeliveryError, f"DingTalk connection error: {type(exc).__name__}",
+                            code="connection") from None
+
+    # ----------------------------------------------------------------------------- token
+    async def access_token(self) -> str:
+        """The cached app access token, fetched single-flight when missing or near expiry."""
+        if self._token and self.clock() < self._token_deadline:
+            return self._token
+        async with self._token_lock:
+            # Re-check: the coroutine holding the lock before us has probably refreshed it.
+            if self._token and self.clock() < self._token_deadline:
+                return self._token
+            status, body, _ = await self._post(f"{self.api_base}/v1.0/oauth2/accessToken",
+                                               {"appKey": self.app_key, "appSecret": self._app_secret})
+            self.token_fetches += 1
+            if status >= 500:
+                raise self._err(TransientDeliveryError, f"token endpoint HTTP {status}", code=status)
+            if status == 429 or "Throttling" in str(body.get("code", "")):
+                raise self._err(RateLimitedError, f"token endpoint throttled: HTTP {status}", code=status)
+            token = body.get("accessToken")
+            if status != 200 or not token:
+                # wrong appKey/appSecret will not fix itself: dead-letter, and say so loudly
+                raise self._err(PermanentDeliveryError,
+                                f"token request rejected: HTTP {status} {body.get('code', '')}",
+                                code=body.get("code") or status)
+            lifetime = float(body.get("expireIn", 7200))
+            self._token = token
+            self._token_deadline = self.clock() + lifetime - min(TOKEN_EARLY_REFRESH, lifetime / 10)
+            return token
+
+    def _invalidate(self, token: str) -> None:
+        # Only drop the token that failed: if another coroutine already refreshed, keep the new one
+        # (prevents a refresh storm when 50 sends all see the same 401).
+        if self._token == token:
+            self._token = None
+
+    async def _api_call(self, path: str, payload: dict) -> dict:
+        """POST to the new API with the token header; refresh once on 401/403 and retry."""
+        for attempt in (0, 1):
+            token = await self.access_token()
+            status, body, headers = await self._post(
+                f"{self.api_base}{path}", payload, headers={"x-acs-dingtalk-access-token": token})
+            if 200 <= status < 300:
+                return body
+            code = str(body.get("code") or "")
+            if status in (401, 403) and attempt == 0 and "Throttling" not in code:
+                self._invalidate(token)
+                continue
+            self._raise_api_error(status, body, headers)
+        raise AssertionError("unreachable")
+
+    def _raise_api_error(self, status: int, body: dict, headers: dict) -> None:
+        code = str(body.get("code") or status)
+        reason = f"DingTalk API HTTP {status} {code}: {body.get('message', '')}".strip()
+        if status == 429 or "Throttling" in code:
+            retry = headers.get("Retry-After")
+            raise self._err(RateLimitedError, reason, code=code,
+                            retry_after=float(retry) if retry and retry.isdigit() else None)
+        if status >= 500:
+            raise self._err(TransientDeliveryError, reason, code=code)
+        raise self._err(PermanentDeliveryError, reason, code=code)
+
+    # ----------------------------------------------------------------------------- senders
+    async def send_to_users(self, user_ids: list[str], msg_key: str, msg_param: dict) -> dict:
+        """1:1 robot message to up to 20 staff ids. Returns DingTalk's answer (processQueryKey...).
+
+        Raises RateLimitedError / PermanentDeliveryError only when *no* recipient can get it
+        (all flow-controlled / all invalid): a partial failure must not make the outbox re-send to
+        the recipients who already received the message.
+        """
+        if not user_ids:
+            raise ValueError("user_ids is empty")
+        if len(user_ids) > MAX_BATCH_USERS:
+            raise ValueError(f"at most {MAX_BATCH_USERS} userIds per batchSend, got {len(user_ids)}")
+        body = await self._api_call("/v1.0/robot/oToMessages/batchSend", {
+            "robotCode": self.robot_code, "userIds": list(user_ids), "msgKey": msg_key,
+            "msgParam": json.dumps(msg_param, ensure_ascii=False)})
+        invalid = set(body.get("invalidStaffIdList") or [])
+        limited = set(body.get("flowControlledStaffIdList") or [])
+        wanted = set(user_ids)
+        if wanted <= invalid:
+            raise self._err(PermanentDeliveryError, "no valid recipient (invalidStaffIdList)", code="invalidStaffId")
+        if wanted <= (limited | invalid):
+            raise self._err(RateLimitedError, "all recipients flow-controlled", code="flowControlled")
+        return body
+
+    async def send_to_group(self, open_conversation_id: str, msg_key: str, msg_param: dict) -> dict:
+        """Robot message to a group the robot is in (openConversationId = robot conversationId)."""
+        return await self._api_call("/v1.0/robot/groupMessages/send", {
+            "robotCode": self.robot_code, "openConversationId": open_conversation_id,
+            "msgKey": msg_key, "msgParam": json.dumps(msg_param, ensure_ascii=False)})
+
+    def _check_errcode(self, status: int, body: dict, what: str, hide: tuple[str, ...] = ()) -> dict:
+        """oapi style: HTTP 200 is not success, read errcode. ``hide``: secrets of this call."""
+        if status == 429:
+            raise self._err(RateLimitedError, f"{what} HTTP 429", code=429, retry_after=ROBOT_THROTTLE_SECONDS)
+        if status >= 500:
+            raise self._err(TransientDeliveryError, f"{what} HTTP {status}", code=status)
+        if status != 200:
+            raise self._err(PermanentDeliveryError, f"{what} HTTP {status}", code=status)
+        if "errcode" not in body:
+            raise self._err(TransientDeliveryError, f"{what} answered without errcode", code="no-errcode")
+        errcode = body.get("errcode")
+        errmsg = str(body.get("errmsg", ""))
+        if errcode == 0:
+            return body
+        reason = self._redact(f"{what} errcode {errcode}: {errmsg}", hide)
+        if errcode == 130101 or "send too fast" in errmsg.lower():
+            raise self._err(RateLimitedError, reason, code=errcode, retry_after=ROBOT_THROTTLE_SECONDS)
+        if errcode == -1:  # "system busy"
+            raise self._err(TransientDeliveryError, reason, code=errcode)
+        # 310000 (sign not match / invalid timestamp / keywords / IP), 300001 token missing, ...
+        raise self._err(PermanentDeliveryError, reason, code=errcode)
+
+    async def send_session_webhook(self, url: str, payload: dict, expires_ms: int | None = None) -> dict:
+        """Reply through a message's sessionWebhook (valid ~1 h; after that, use the robot API)."""
+        if expires_ms is not None and self.wall_ms() >= int(expires_ms):
+            raise self._err(PermanentDeliveryError, "session webhook expired", code="expired")
+        hide = (url.split("?", 1)[1],) if "?" in url else ()  # session=... is the credential
+        status, body, _ = await self._post(url, payload)
+        return self._check_errcode(status, body, "session webhook", hide)
+
+    async def send_custom_robot(self, webhook_url: str, secret: str | None, payload: dict) -> dict:
+        """Send to a custom group robot; signs the URL when the robot uses the "sign" security."""
+        hide = tuple(x for x in (secret, webhook_url.partition("access_token=")[2].split("&")[0]) if x)
+        if secret:
+            webhook_url = custom_robot_url(webhook_url, secret, self.wall_ms())
+        status, body, _ = await self._post(webhook_url, payload)
+        return self._check_errcode(status, body, "custom robot", hide)
+
+    # ----------------------------------------------------------------------------- outbox entry
+    @staticmethod
+    def _title(msg: OutgoingMessage) -> str:
+        if msg.title:
+            return msg.title
+        first = msg.text.strip().splitlines()[0] if msg.text.strip() else "message"
+        return first.lstrip("#").strip()[:32] or "message"
+
+    @classmethod
+    def _robot_api_param(cls, msg: OutgoingMessage) -> tuple[str, dict]:
+        if "msg_key" in msg.extra:  # e.g. sampleActionCard prepared by a template
+            return msg.extra["msg_key"], dict(msg.extra.get("msg_param") or {})
+        if msg.format == "markdown":
+            return "sampleMarkdown", {"title": cls._title(msg), "text": msg.text}
+        return "sampleText", {"content": msg.text}
+
+    @classmethod
+    def _webhook_payload(cls, msg: OutgoingMessage) -> dict:
+        if "action_card" in msg.extra:
+            payload: dict = {"msgtype": "actionCard", "actionCard": dict(msg.extra["action_card"])}
+        elif msg.format == "markdown":
+            payload = {"msgtype": "markdown", "markdown": {"title": cls._title(msg), "text": msg.text}}
+        else:
+            payload = {"msgtype": "text", "text": {"content": msg.text}}
+        at_ids = msg.extra.get("at_user_ids")
+        if at_ids or msg.extra.get("at_all"):
+            payload["at"] = {"atUserIds": list(at_ids or []), "isAtAll": bool(msg.extra.get("at_all"))}
+        return payload
+
+    async def deliver(self, msg: OutgoingMessage, robot_webhooks: dict[str, dict]) -> None:
+        """Send one outbox message; raises a ``DeliveryError`` subclass when it did not go out."""
+        kind = msg.target_kind
+        if kind == "user":
+            key, param = self._robot_api_param(msg)
+            await self.send_to_users([msg.target], key, param)
+        elif kind == "group":
+            key, param = self._robot_api_param(msg)
+            await self.send_to_group(msg.target, key, param)
+        elif kind == "session":
+            await self.send_session_webhook(msg.target, self._webhook_payload(msg),
+                                            expires_ms=msg.extra.get("expires_ms"))
+        elif kind == "robot":
+            conf = robot_webhooks.get(msg.target)
+            if not conf or not conf.get("url"):
+                raise PermanentDeliveryError(f"no custom robot configured named {msg.target!r}", code="config")
+            await self.send_custom_robot(conf["url"], conf.get("secret"), self._webhook_payload(msg))
+        else:
+            raise PermanentDeliveryError(f"dingtalk cannot deliver target_kind {kind!r}", code="config")

@@ -1,0 +1,443 @@
+"""A fake DingTalk on loopback: send APIs, custom robots, session webhooks and the Stream gateway.
+
+It behaves like the real service where the bot's correctness depends on it (see
+/work/shared/PROTOCOLS.md): tokens in a header that expire (HTTP 401), ``{code, message}`` errors on
+the new API, ``errcode`` in HTTP 200 bodies on the oapi, signed custom robots (310000 on a bad
+sign or stale timestamp), 20 messages/minute/robot then a 10 minute mute (130101), and a Stream
+gateway with single-use tickets, frame ACKs and a "silent" mode that simulates a zombie socket.
+
+    async with FakeDingTalk() as fake:
+        api = DingTalkAPI(session, fake.url, fake.url, app_key=fake.app_key,
+                          app_secret=fake.app_secret, robot_code=fake.robot_code)
+        fake.inject("http", status=500)          # next send answers HTTP 500
+        fake.inject("delay", delay=2.0)           # next send is slower than the client's timeout
+        fake.inject("throttle")                   # 429 Throttling (or errcode 130101 on oapi)
+        fake.inject("token_expired")              # every issued token now answers 401
+        url = fake.add_robot("rtok", secret="SEC...")   # custom robot webhook (unsigned URL)
+        mid = await fake.push_callback(fake.robot_message("hi"))   # Stream CALLBACK frame
+        await fake.wait_ack(mid)
+        headers, body = fake.signed_callback(fake.robot_message("hi"))  # HTTP-mode callback
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from bot.channels.dingtalk_crypto import robot_sign
+
+ENDPOINTS = {
+    "/v1.0/oauth2/accessToken": "token",
+    "/v1.0/robot/oToMessages/batchSend": "batchSend",
+    "/v1.0/robot/groupMessages/send": "groupSend",
+    "/robot/sendBySession": "session",
+    "/robot/send": "robot",
+    "/v1.0/gateway/connections/open": "open",
+}
+SEND_KINDS = {"batchSend", "groupSend", "session", "robot"}
+OAPI_KINDS = {"session", "robot"}
+MSG_KEYS = {"sampleText", "sampleMarkdown", "sampleActionCard", "sampleActionCard2", "sampleLink", "sampleImageMsg"}
+
+
+@dataclass
+class Received:
+    """One accepted message. ``msg_param`` is the parsed JSON of msgParam (robot API sends)."""
+    kind: str                 # "batchSend" | "groupSend" | "session" | "robot"
+    payload: dict[str, Any]
+    at: float
+    target: str = ""          # user ids joined by "," / openConversationId / session id / robot token
+    msg_param: dict[str, Any] | None = None
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for the next request to ``endpoint``.
+
+    kind: "http" (answer ``status``), "delay" (sleep ``delay`` s, then answer normally),
+    "throttle" (new API: HTTP 429 Throttling; oapi: errcode 130101), "errcode" (oapi HTTP 200 with
+    ``errcode``). endpoint: "send" (any send), "*", or one of ENDPOINTS' values.
+    """
+    kind: str
+    endpoint: str = "send"
+    status: int = 500
+    delay: float = 0.0
+    errcode: int = 0
+    errmsg: str = ""
+
+    def matches(self, ep: str) -> bool:
+        return self.endpoint == "*" or self.endpoint == ep or (self.endpoint == "send" and ep in SEND_KINDS)
+
+
+@dataclass
+class Robot:
+    secret: str | None
+    sent: deque = field(default_factory=deque)
+    muted_until: float = 0.0
+
+
+class FakeDingTalk:
+    """The fake server. ``await start()`` (or ``async with``) binds 127.0.0.1 on a free port."""
+
+    def __init__(self, app_key: str = "dingfakeappkey", app_secret: str = "fake-app-secret-0123456789",
+                 robot_code: str = "dingfakerobot", token_ttl: float = 7200.0,
+                 clock: Callable[[], float] = time.time):
+        self.app_key, self.app_secret, self.robot_code = app_key, app_secret, robot_code
+        self.token_ttl = token_ttl
+        self.clock = clock                       # seconds; also the base of timestamp checks
+        self.url = ""
+        self.received: list[Received] = []
+        self.acks: list[dict[str, Any]] = []
+        self.token_requests = 0
+        self.requests: list[tuple[str, int]] = []  # (endpoint kind, HTTP status answered)
+        self.invalid_staff_ids: set[str] = set()
+        self.robot_limit = 20
+        self.tokens: dict[str, float] = {}        # token -> expiry (clock)
+        self.robots: dict[str, Robot] = {}
+        self.sessions: dict[str, float] = {}      # session id -> expiry (clock)
+        self.tickets: dict[str, bool] = {}        # ticket -> used
+        self.open_requests: list[dict[str, Any]] = []
+        self.ws_connections: list[web.WebSocketResponse] = []
+        self.zombies: set[int] = set()            # id() of sockets that went silent
+        self._faults: list[Fault] = []
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> "FakeDingTalk":
+        self._runner = web.AppRunner(_create_app(self), shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        for ws in list(self.ws_connections):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> "FakeDingTalk":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ faults
+    def inject(self, kind: str, *, count: int = 1, endpoint: str = "send", status: int = 500,
+               delay: float = 0.0, errcode: int = 0, errmsg: str = "") -> None:
+        """Queue ``count`` faults (see ``Fault``). ``"token_expired"`` acts at once instead."""
+        if kind == "token_expired":
+            self.expire_tokens()
+            return
+        for _ in range(count):
+            self._faults.append(Fault(kind, endpoint, status, delay, errcode, errmsg))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def expire_tokens(self) -> None:
+        for tok in self.tokens:
+            self.tokens[tok] = 0.0
+
+    def _take_fault(self, ep: str) -> Fault | None:
+        for i, f in enumerate(self._faults):
+            if f.matches(ep):
+                return self._faults.pop(i)
+        return None
+
+    async def _apply_fault(self, ep: str) -> web.Response | None:
+        f = self._take_fault(ep)
+        if f is None:
+            return None
+        if f.kind == "delay":
+            await asyncio.sleep(f.delay)
+            return None
+        if f.kind == "http":
+            if ep in OAPI_KINDS:
+                return web.Response(status=f.status, text="error")
+            return web.json_response({"code": "ServiceUnavailable" if f.status >= 500 else "Fault",
+                                      "message": "injected"}, status=f.status)
+        if f.kind == "throttle":
+            if ep in OAPI_KINDS:
+                return _errcode(130101, "send too fast, exceed 20 times per minute")
+            return web.json_response({"code": "Throttling.Api", "message": "flow control"}, status=429)
+        if f.kind == "errcode":
+            return _errcode(f.errcode, f.errmsg or "injected")
+        raise ValueError(f"unknown fault kind {f.kind!r}")
+
+    # ------------------------------------------------------------------ robots and sessions
+    def add_robot(self, access_token: str, secret: str | None = None) -> str:
+        """Register a custom robot; returns its webhook URL (without timestamp/sign)."""
+        self.robots[access_token] = Robot(secret)
+        return f"{self.url}/robot/send?access_token={access_token}"
+
+    def session_webhook(self, ttl: float = 3600.0) -> tuple[str, int]:
+        """A fresh session webhook: (url, sessionWebhookExpiredTime in ms)."""
+        sid = secrets.token_hex(8)
+        self.sessions[sid] = self.clock() + ttl
+        return f"{self.url}/robot/sendBySession?session={sid}", int((self.clock() + ttl) * 1000)
+
+    def robot_message(self, text: str, *, group: bool = False, staff_id: str = "staff001",
+                      nick: str = "Li Lei", msg_id: str | None = None, at_bot: str = "ARBot") -> dict:
+        """A realistic robot message body (as DingTalk posts it / puts it in a CALLBACK frame)."""
+        url, expires = self.session_webhook()
+        body = {
+            "msgtype": "text", "text": {"content": (f"@{at_bot} {text}" if group else text)},
+            "msgId": msg_id or "msg" + secrets.token_hex(8), "createAt": int(self.clock() * 1000),
+            "conversationType": "2" if group else "1", "conversationId": "cid" + secrets.token_hex(6),
+            "senderId": "$:LWCP_v1:$" + secrets.token_hex(8), "senderNick": nick,
+            "senderStaffId": staff_id, "senderCorpId": "dingcorp", "chatbotUserId": "$:LWCP_v1:$bot",
+            "sessionWebhook": url, "sessionWebhookExpiredTime": expires, "isAdmin": False,
+            "robotCode": self.robot_code,
+        }
+        if group:
+            body.update(conversationTitle="AR team", isInAtList=True,
+                        atUsers=[{"dingtalkId": "$:LWCP_v1:$bot"}])
+        return body
+
+    def signed_callback(self, body: dict, *, secret: str | None = None,
+                        timestamp_ms: int | None = None) -> tuple[dict[str, str], bytes]:
+        """Headers (timestamp, sign) and JSON bytes of an HTTP-mode robot callback."""
+        return build_signed_callback(secret or self.app_secret, body,
+                                     timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000))
+
+    def messages(self, kind: str | None = None) -> list[Received]:
+        return [r for r in self.received if kind is None or r.kind == kind]
+
+    # ------------------------------------------------------------------ stream gateway
+    @property
+    def ws(self) -> web.WebSocketResponse | None:
+        """The newest open, non-zombie connection (where ``push`` sends)."""
+        live = [w for w in self.ws_connections if not w.closed and id(w) not in self.zombies]
+        return live[-1] if live else None
+
+    async def push(self, ftype: str, topic: str, data: Any, *, message_id: str | None = None,
+                   extra_headers: dict | None = None) -> str:
+        """Send a frame to the newest live Stream connection; returns its messageId."""
+        ws = self.ws
+        if ws is None:
+            raise RuntimeError("no live stream connection")
+        mid = message_id or secrets.token_hex(8)
+        headers = {"topic": topic, "messageId": mid, "contentType": "application/json",
+                   "time": str(int(self.clock() * 1000)), **(extra_headers or {})}
+        await ws.send_str(json.dumps({"specVersion": "1.0", "type": ftype, "headers": headers,
+                                      "data": data if isinstance(data, str) else json.dumps(data)}))
+        return mid
+
+    async def push_callback(self, body: dict) -> str:
+        return await self.push("CALLBACK", "/v1.0/im/bot/messages/get", body)
+
+    async def push_ping(self, opaque: str) -> str:
+        return await self.push("SYSTEM", "ping", {"opaque": opaque})
+
+    async def push_disconnect(self) -> str:
+        return await self.push("SYSTEM", "disconnect", {"reason": "server maintenance"})
+
+    def go_silent(self, silent: bool = True) -> None:
+        """Turn the current sockets into zombies: open, but they deliver nothing, answer no ping
+        and no close frame. Connections made afterwards are healthy. ``False`` revives them."""
+        if silent:
+            self.zombies.update(id(w) for w in self.ws_connections if not w.closed)
+        else:
+            self.zombies.clear()
+
+    def ack_for(self, message_id: str) -> dict | None:
+        return next((a for a in self.acks if (a.get("headers") or {}).get("messageId") == message_id), None)
+
+    async def wait_ack(self, message_id: str, timeout: float = 2.0) -> dict:
+        await self.wait_until(lambda: self.ack_for(message_id) is not None, timeout)
+        return self.ack_for(message_id)  # type: ignore[return-value]
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            await asyncio.sleep(0.01)
+
+    @property
+    def connections_made(self) -> int:
+        return len(self.ws_connections)
+
+    # ------------------------------------------------------------------ token check
+    def check_token(self, request: web.Request) -> web.Response | None:
+        tok = request.headers.get("x-acs-dingtalk-access-token", "")
+        if self.tokens.get(tok, 0.0) <= self.clock():
+            return web.json_response({"code": "InvalidAuthentication", "message": "token invalid"}, status=401)
+        return None
+
+
+def build_signed_callback(app_secret: str, body: dict, timestamp_ms: int) -> tuple[dict[str, str], bytes]:
+    """Headers and body exactly as DingTalk posts a robot message in HTTP mode."""
+    ts = str(timestamp_ms)
+    headers = {"timestamp": ts, "sign": robot_sign(app_secret, ts), "Content-Type": "application/json"}
+    return headers, json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _errcode(code: int, msg: str) -> web.Response:
+    return web.json_response({"errcode": code, "errmsg": msg})
+
+
+def _bad(code: str, message: str, status: int = 400) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+def _create_app(fake: FakeDingTalk) -> web.Application:
+    @web.middleware
+    async def faults_and_log(request: web.Request, handler: Any) -> web.StreamResponse:
+        ep = ENDPOINTS.get(request.path, "other")
+        resp = await fake._apply_fault(ep)
+        if resp is None:
+            resp = await handler(request)
+        fake.requests.append((ep, resp.status))
+        return resp
+
+    async def body_of(request: web.Request) -> dict | None:
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def token(request: web.Request) -> web.Response:
+        fake.token_requests += 1
+        body = await body_of(request)
+        if not body or body.get("appKey") != fake.app_key or body.get("appSecret") != fake.app_secret:
+            return _bad("invalidClientIdOrSecret", "appKey or appSecret invalid", 400)
+        tok = "tok" + secrets.token_hex(12)
+        fake.tokens[tok] = fake.clock() + fake.token_ttl
+        return web.json_response({"accessToken": tok, "expireIn": int(fake.token_ttl)})
+
+    def robot_param(body: dict) -> tuple[dict | None, web.Response | None]:
+        if body.get("robotCode") != fake.robot_code:
+            return None, _bad("robot.notExist", "robotCode invalid")
+        if body.get("msgKey") not in MSG_KEYS:
+            return None, _bad("InvalidParameter.MsgKey", "msgKey invalid")
+        raw = body.get("msgParam")
+        if not isinstance(raw, str):  # the real API wants a JSON *string*, not an object
+            return None, _bad("InvalidParameter.MsgParam", "msgParam must be a JSON string")
+        try:
+            param = json.loads(raw)
+        except ValueError:
+            return None, _bad("InvalidParameter.MsgParam", "msgParam is not JSON")
+        return param, None
+
+    async def batch_send(request: web.Request) -> web.Response:
+        if (denied := fake.check_token(request)) is not None:
+            return denied
+        body = await body_of(request) or {}
+        param, err = robot_param(body)
+        if err:
+            return err
+        users = body.get("userIds")
+        if not isinstance(users, list) or not users or len(users) > 20:
+            return _bad("InvalidParameter.UserIds", "userIds must hold 1..20 ids")
+        good = [u for u in users if u not in fake.invalid_staff_ids]
+        if good:
+            fake.received.append(Received("batchSend", body, fake.clock(), ",".join(good), param))
+        return web.json_response({"processQueryKey": secrets.token_hex(8), "flowControlledStaffIdList": [],
+                                  "invalidStaffIdList": [u for u in users if u in fake.invalid_staff_ids]})
+
+    async def group_send(request: web.Request) -> web.Response:
+        if (denied := fake.check_token(request)) is not None:
+            return denied
+        body = await body_of(request) or {}
+        param, err = robot_param(body)
+        if err:
+            return err
+        if not body.get("openConversationId"):
+            return _bad("InvalidParameter.OpenConversationId", "openConversationId missing")
+        fake.received.append(Received("groupSend", body, fake.clock(), body["openConversationId"], param))
+        return web.json_response({"processQueryKey": secrets.token_hex(8)})
+
+    def check_msg(body: dict | None) -> web.Response | None:
+        if not body or body.get("msgtype") not in {"text", "markdown", "actionCard", "feedCard", "link"}:
+            return _errcode(40035, "invalid msgtype")
+        return None
+
+    async def session_send(request: web.Request) -> web.Response:
+        sid = request.query.get("session", "")
+        if fake.sessions.get(sid, 0.0) <= fake.clock():
+            return _errcode(300001, "session webhook invalid or expired")
+        body = await body_of(request)
+        if (bad := check_msg(body)) is not None:
+            return bad
+        fake.received.append(Received("session", body or {}, fake.clock(), sid))
+        return _errcode(0, "ok")
+
+    async def robot_send(request: web.Request) -> web.Response:
+        q = request.query  # decoded once by aiohttp, as DingTalk does: "+" stays "+" only if encoded
+        robot = fake.robots.get(q.get("access_token", ""))
+        if robot is None:
+            return _errcode(300001, "token is not exist")
+        now = fake.clock()
+        if robot.secret:
+            ts = q.get("timestamp", "")
+            if not ts.isdigit() or abs(now * 1000 - int(ts)) > 3600 * 1000:
+                return _errcode(310000, "invalid timestamp")
+            if q.get("sign", "") != robot_sign(robot.secret, ts):
+                return _errcode(310000, "sign not match")
+        if now < robot.muted_until:
+            return _errcode(130101, "send too fast, exceed 20 times per minute")
+        while robot.sent and robot.sent[0] <= now - 60:
+            robot.sent.popleft()
+        if len(robot.sent) >= fake.robot_limit:
+            robot.muted_until = now + 600  # over the limit: muted for 10 minutes
+            return _errcode(130101, "send too fast, exceed 20 times per minute")
+        body = await body_of(request)
+        if (bad := check_msg(body)) is not None:
+            return bad
+        robot.sent.append(now)
+        fake.received.append(Received("robot", body or {}, now, q["access_token"]))
+        return _errcode(0, "ok")
+
+    async def open_connection(request: web.Request) -> web.Response:
+        body = await body_of(request) or {}
+        fake.open_requests.append({k: v for k, v in body.items() if k != "clientSecret"})
+        if body.get("clientId") != fake.app_key or body.get("clientSecret") != fake.app_secret:
+            return _bad("InvalidAuthentication", "clientId or clientSecret invalid", 401)
+        ticket = secrets.token_urlsafe(16)
+        fake.tickets[ticket] = False
+        return web.json_response({"endpoint": f"{fake.url.replace('http', 'ws', 1)}/connect", "ticket": ticket})
+
+    async def connect(request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if fake.tickets.get(ticket, True):  # unknown or already used: tickets are single use
+            return web.Response(status=403, text="invalid ticket")
+        fake.tickets[ticket] = True
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        fake.ws_connections.append(ws)
+        while not ws.closed:
+            if id(ws) in fake.zombies:
+                # a zombie reads nothing: no pongs, no answer to the client's close frame
+                await asyncio.sleep(0.02)
+                continue
+            msg = await ws.receive()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+            if msg.type == WSMsgType.PING and id(ws) not in fake.zombies:
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                try:
+                    fake.acks.append(json.loads(msg.data))
+                except ValueError:
+                    fake.acks.append({"_invalid": msg.data})
+        return ws
+
+    app = web.Application(middlewares=[faults_and_log])
+    app.router.add_post("/v1.0/oauth2/accessToken", token)
+    app.router.add_post("/v1.0/robot/oToMessages/batchSend", batch_send)
+    app.router.add_post("/v1.0/robot/groupMessages/send", group_send)
+    app.router.add_post("/robot/sendBySession", session_send)
+    app.router.add_post("/robot/send", robot_send)
+    app.router.add_post("/v1.0/gateway/connections/open", open_connection)
+    app.router.add_get("/connect", connect)
+    return app
