@@ -1,27 +1,38 @@
-# Two commands do all set-up: `make run` and `make test`.
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install bench soak clean
+.PHONY: run test install system-deps bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip >/dev/null
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
 
-run: $(STAMP)
-	$(BIN)/arbot --config config.demo.toml serve --demo
+# Chinese labels in charts need a CJK font. As root (CI, containers) we install Debian's
+# fonts-wqy-microhei; otherwise we say what to install and carry on (charts still render, with boxes).
+system-deps:
+	@if [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || fc-list 2>/dev/null | grep -qiE 'wenquanyi|noto sans cjk'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1)) || \
+	  echo "warning: could not install fonts-wqy-microhei; chart labels will not render"; \
+	else echo "note: install a CJK font (e.g. sudo apt-get install fonts-wqy-microhei) for Chinese chart labels"; fi
 
-test: $(STAMP)
+run: install
+	$(BIN)/arbot --config config.demo.toml serve
+
+test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) arbot-demo.db
+	rm -rf $(VENV) arbot-demo.db arbot-demo.db-*
