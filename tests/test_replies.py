@@ -1,0 +1,164 @@
+"""Reply understanding: the realistic corpus plus focused unit tests.
+
+The corpus (tests/data/replies_corpus.jsonl) is run line by line and *all* mismatches are
+reported together, so one failing run shows every phrase the parser gets wrong.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.replies import ParsedReply, parse_reply, resolve_amount, split_reply
+
+CORPUS = Path(__file__).parent / "data" / "replies_corpus.jsonl"
+MONDAY = date(2026, 11, 23)
+COMPARED = ("items", "outcome", "promised_date", "promised_amount", "promised_share")
+OPTIONAL = ("paid_amount", "remainder", "correction")
+
+
+def _corpus() -> list[dict]:
+    with CORPUS.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_corpus_is_big_enough_and_well_formed():
+    rows = _corpus()
+    assert len(rows) >= 80
+    for row in rows:
+        assert {"text", "today", *COMPARED} <= row.keys(), row
+        date.fromisoformat(row["today"])
+
+
+def test_corpus():
+    mismatches = []
+    for n, row in enumerate(_corpus(), 1):
+        got = parse_reply(row["text"], date.fromisoformat(row["today"]), row.get("item_count")).to_json()
+        keys = COMPARED + tuple(k for k in OPTIONAL if k in row)
+        diff = {k: (row[k], got[k]) for k in keys if row[k] != got[k]}
+        if diff:
+            mismatches.append(f"line {n} {row['text']!r}: " + ", ".join(
+                f"{k} expected {e!r} got {g!r}" for k, (e, g) in diff.items()))
+    assert not mismatches, f"{len(mismatches)} corpus mismatches:\n" + "\n".join(mismatches)
+
+
+# ---- focused tests -------------------------------------------------------------------
+@pytest.mark.parametrize("text, items", [
+    ("1 已联系", [1]), ("1. 已联系", [1]), ("1、已联系", [1]), ("1,3 已联系", [1, 3]),
+    ("1，3 已联系", [1, 3]), ("1-3 已联系", [1, 2, 3]), ("1 2 3 已联系", [1, 2, 3]),
+    ("第1条 已联系", [1]), ("第二条 已联系", [2]), ("#1 已联系", [1]), ("① 已联系", [1]),
+    ("1和2 已联系", [1, 2]), ("全部 已联系", "all"), ("所有 已联系", "all"), ("都已联系", "all"),
+    ("12月20号付", None), ("5万已付", None), ("12.20付", None), ("3天内付", None), ("已联系", None),
+    ("12-20付清", None),
+])
+def test_item_references(text, items):
+    assert parse_reply(text, MONDAY).items == items
+
+
+def test_single_item_push_needs_no_reference():
+    assert parse_reply("客户说月底付", MONDAY, item_count=1).items == [1]
+    assert parse_reply("客户说月底付", MONDAY, item_count=3).items is None
+
+
+def test_glued_number_beyond_item_count_is_not_a_reference():
+    assert parse_reply("500已付", MONDAY, item_count=3).items is None
+    assert parse_reply("500已付", MONDAY, item_count=3).paid_amount == Decimal("500.00")
+
+
+def test_paid_and_promised_rest_is_promised_with_paid_amount():
+    p = parse_reply("5 已付5万，剩下的12月20号", MONDAY)
+    assert (p.outcome, p.promised_date, p.paid_amount, p.remainder) == (
+        "promised", date(2026, 12, 20), Decimal("50000.00"), True)
+    assert p.note == "已付5万，剩下的12月20号"
+
+
+def test_paid_without_future_promise_is_paid_claimed():
+    assert parse_reply("1 已付5万", MONDAY).outcome == "paid_claimed"
+
+
+@pytest.mark.parametrize("text, outcome", [
+    ("还没到账", "other"), ("客户不答应", "contacted"), ("没有异议，月底付", "promised"),
+    ("对账没问题", "contacted"), ("客户不接受滞纳金，其他没问题", "contacted"),
+])
+def test_negations(text, outcome):
+    assert parse_reply(text, MONDAY).outcome == outcome
+
+
+def test_dispute_beats_promise():
+    assert parse_reply("1 金额不对，对的部分月底付", MONDAY).outcome == "dispute"
+
+
+def test_to_json_shape():
+    j = parse_reply("更正 1 答应下周五付5万", MONDAY).to_json()
+    assert set(j) == {"items", "outcome", "promised_date", "promised_amount", "promised_share",
+                      "paid_amount", "remainder", "correction", "note"}
+    assert j["promised_amount"] == "50000.00" and j["promised_date"] == "2026-12-04"
+    assert j["correction"] is True and j["note"] == "答应下周五付5万"
+    json.dumps(j)
+
+
+@pytest.mark.parametrize("text, segments", [
+    ("1 已联系\n2 联系不上", ["1 已联系", "2 联系不上"]),
+    ("1已联系；2联系不上", ["1已联系", "2联系不上"]),
+    ("1已联系，2联系不上", ["1已联系", "2联系不上"]),
+    ("1已联系 2联系不上 3客户说发票错了", ["1已联系", "2联系不上", "3客户说发票错了"]),
+    ("1 已电话联系王总\n答应下周五付一半\n2 关机", ["1 已电话联系王总\n答应下周五付一半", "2 关机"]),
+    ("2,3 客户说发票抬头错了，要重开", ["2,3 客户说发票抬头错了，要重开"]),
+    ("1 答应付一半，2周内付清", ["1 答应付一半，2周内付清"]),
+    ("更正 1 客户答应月底付全款\n2 已付", ["更正 1 客户答应月底付全款", "2 已付"]),
+    ("①已联系②关机", ["①已联系", "②关机"]),
+    ("", []),
+])
+def test_split_reply(text, segments):
+    assert split_reply(text) == segments
+
+
+def _p(**kw) -> ParsedReply:
+    return ParsedReply(items=[1], outcome="promised", **kw)
+
+
+@pytest.mark.parametrize("parsed, balance, expected", [
+    (_p(promised_amount=Decimal("50000.00")), "80000", "50000.00"),
+    (_p(promised_amount=Decimal("90000.00")), "80000", "80000.00"),          # capped
+    (_p(promised_share=Decimal("0.5")), "12345.67", "6172.84"),               # half up
+    (_p(remainder=True, paid_amount=Decimal("50000.00")), "80000", "30000.00"),
+    (_p(remainder=True, paid_amount=Decimal("90000.00")), "80000", "0.00"),   # never negative
+    (_p(remainder=True, promised_share=Decimal("0.5")), "100", "50.00"),
+    (_p(remainder=True), "100", "100.00"),
+    (_p(), "100", None),
+])
+def test_resolve_amount(parsed, balance, expected):
+    got = resolve_amount(parsed, Decimal(balance))
+    assert got == (None if expected is None else Decimal(expected))
+
+
+# ---- properties ------------------------------------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+_WORDS = ["已联系", "答应", "下周五", "月底", "付", "一半", "5万", "已付", "剩下的", "，", " ", "\n", "关机",
+          "发票错了", "12月20号", "1", "2,3", "全部", "更正", "ok", "👍", "３０％", "¥1,000", "没", "不"]
+
+
+@given(st.one_of(st.text(max_size=40), st.lists(st.sampled_from(_WORDS), max_size=10).map("".join)),
+       st.sampled_from([None, 1, 3]))
+def test_parse_reply_never_crashes(text, item_count):
+    p = parse_reply(text, MONDAY, item_count)
+    j = p.to_json()
+    json.dumps(j)
+    assert j["outcome"] in {"contacted", "promised", "paid_claimed", "dispute", "unreachable", "other"}
+    assert p.promised_date is None or p.promised_date >= MONDAY
+    for value in (p.promised_amount, p.paid_amount):
+        assert value is None or value.as_tuple().exponent == -2
+    if p.items not in (None, "all"):
+        assert p.items and all(isinstance(i, int) and i > 0 for i in p.items)
+    balance = resolve_amount(p, Decimal("1000.00"))
+    assert balance is None or Decimal(0) <= balance <= Decimal("1000.00")
+
+
+@given(st.lists(st.sampled_from(_WORDS), max_size=12).map("".join))
+def test_split_reply_segments_are_pieces_of_the_text(text):
+    for seg in split_reply(text):
+        assert seg and seg in text
