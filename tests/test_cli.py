@@ -1,0 +1,124 @@
+"""The `arbot` command as a finance clerk or an operator uses it: real processes, real files."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+def arbot(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    e = {**os.environ, **(env or {})}
+    e.pop("ARBOT_CONFIG", None)
+    p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=e, capture_output=True, text=True,
+                       timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"arbot {' '.join(args)} → {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def test_parse_reply_prints_the_parse_as_json(tmp_path):
+    out = arbot("parse-reply", "--today", "2026-11-23", "1 已电话联系王总，答应下周五前付一半", cwd=tmp_path)
+    data = json.loads(out.stdout)
+    assert data["items"] == [1] and data["outcome"] == "promised"
+    assert data["promised_date"] == "2026-12-04" and data["promised_share"] == "0.5"
+    assert data["promised_amount"] is None
+
+
+def test_import_then_report_aging_json(tmp_path):
+    env = {"ARBOT_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
+    out = arbot("import", "people", str(DATA / "people.csv"), cwd=tmp_path, env=env)
+    assert "导入人员成功" in out.stdout
+    arbot("import", "customers", str(DATA / "customers_gbk.csv"), cwd=tmp_path, env=env)
+    arbot("import", "receivables", str(DATA / "receivables.xlsx"), cwd=tmp_path, env=env)
+    again = arbot("import", "receivables", str(DATA / "receivables.xlsx"), "--format", "json", cwd=tmp_path, env=env)
+    report = json.loads(again.stdout)
+    assert report["ok"] and report["created"] == 0 and report["updated"] == 0 and report["unchanged"] == report["rows"]
+    aging = json.loads(arbot("report", "aging", "--as-of", "2026-11-23", "--format", "json", cwd=tmp_path, env=env).stdout)
+    assert aging["as_of"] == "2026-11-23"
+    assert [b["label"] for b in aging["buckets"]] == ["not_due", "1-30", "31-60", "61-90", "90+"]
+    from decimal import Decimal
+    assert sum(Decimal(b["amount"]) for b in aging["buckets"]) == Decimal(aging["total"]) > 0
+    csv_out = arbot("report", "aging", "--as-of", "2026-11-23", "--by", "rep", "--format", "csv", cwd=tmp_path, env=env)
+    assert csv_out.stdout.splitlines()[0] == "rep,not_due,1-30,31-60,61-90,90+,total"
+
+
+def test_bad_import_exits_non_zero_with_line_numbers_and_writes_nothing(tmp_path):
+    env = {"ARBOT_DATABASE_URL": f"sqlite:///{tmp_path}/b.db"}
+    arbot("import", "people", str(DATA / "people.csv"), cwd=tmp_path, env=env)
+    arbot("import", "customers", str(DATA / "customers_gbk.csv"), cwd=tmp_path, env=env)
+    bad = arbot("import", "receivables", str(DATA / "receivables_bad.csv"), cwd=tmp_path, env=env, check=False)
+    assert bad.returncode == 1
+    assert "没有写入任何数据" in bad.stdout and "第" in bad.stdout and "行" in bad.stdout
+    aging = json.loads(arbot("report", "aging", "--format", "json", cwd=tmp_path, env=env).stdout)
+    assert aging["total"] == "0.00"
+
+
+def test_config_errors_name_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[collection]\npush_time = "9点"\n', encoding="utf-8")
+    p = arbot("--config", str(cfg), "jobs", "list", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "[collection] push_time" in p.stderr
+    cfg.write_text('[wecom]\nenabled = true\ncorp_id = "ww1"\n', encoding="utf-8")
+    p = arbot("--config", str(cfg), "jobs", "list", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "[wecom] agent_id" in p.stderr
+    p = arbot("jobs", "list", cwd=tmp_path, env={"ARBOT_OUTBOX_CONCURRENCY": "many"}, check=False)
+    assert p.returncode == 2 and "ARBOT_OUTBOX_CONCURRENCY" in p.stderr
+
+
+def test_jobs_list_and_run_at(tmp_path):
+    env = {"ARBOT_DATABASE_URL": f"sqlite:///{tmp_path}/j.db"}
+    names = [line.split()[0] for line in arbot("jobs", "list", cwd=tmp_path, env=env).stdout.splitlines()]
+    assert {"overdue_push", "reply_window_close", "promise_watch"} <= set(names)
+    out = arbot("jobs", "run", "overdue_push", "--at", "2026-11-28T09:00", cwd=tmp_path, env=env)
+    assert "not a working day" in out.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_demo_answers_healthz_and_the_local_chat(tmp_path):
+    """What `make run` does: serve with demo data on an empty database and the local web chat."""
+    port = _free_port()
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(f'demo = true\n[database]\nurl = "sqlite:///{tmp_path}/demo.db"\n[server]\nport = {port}\n'
+                   f'[local]\nenabled = true\n', encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg), "serve"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        health = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    health = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert health is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert health["database"] == "ok" and health["local_chat"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert "本地聊天" in r.read().decode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/local/messages", method="POST",
+                                     data=json.dumps({"user": "gm", "chat": "mgmt", "text": "/账龄"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            replies = json.loads(r.read())["replies"]
+        assert "账龄分析" in replies[0]["text"] and "90天以上" in replies[0]["text"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("arbot serve did not shut down within 20 s of SIGTERM")
