@@ -1,0 +1,78 @@
+"""The local web chat over real HTTP: what a newcomer sees, and what bad requests get."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from storage.models import InboundEvent
+from tests import ledger_fixture
+from tests.conftest import at
+from tests.harness import Bot
+
+
+async def _bot(aiohttp_client, db, **sections):
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    return await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"), company={"fx_rates": ledger_fixture.FX},
+                           **sections)
+
+
+async def test_commands_aliases_and_unknown_people(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    for text in ("/aging", "aging", "/账龄", "账龄", "／账龄"):
+        [reply] = await bot.say("gm", text)
+        assert reply.startswith("**账龄分析（截至11月23日）**"), text
+        assert "未收合计 ¥87,446.17，7笔" in reply
+    [reply] = await bot.say("nobody", "/aging")
+    assert "我还不认识您" in reply
+    [reply] = await bot.say("gm", "/nonsense")
+    assert "没有看懂“/nonsense”" in reply and "/help" in reply
+
+
+async def test_scope_narrowing_and_refusal(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    [reply] = await bot.say("gm", "/aging 华南")
+    assert "账龄分析 · 华南" in reply and "未收合计 ¥12,100.00，2笔" in reply
+    [reply] = await bot.say("sup1", "/aging @李娜")                 # another team's rep
+    assert "不在您负责的范围内" in reply and "¥" not in reply
+    [reply] = await bot.say("rep2", "/aging 上海恒信机电有限公司")      # another rep's customer, by full name
+    assert "不在您负责的范围内" in reply and "¥" not in reply
+    [reply] = await bot.say("rep2", "/aging 恒信")                    # loosely: not even its existence leaks
+    assert "¥" not in reply and "上海恒信机电有限公司" not in reply
+    [reply] = await bot.say("rep1", "/aging")
+    assert "未收合计 ¥75,346.17，5笔" in reply
+
+
+async def test_group_messages_only_when_mentioned_and_redelivery_once(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    assert len(await bot.say("gm", "/aging", chat="mgmt", msg_id="m-1")) == 1
+    assert await bot.say("gm", "/aging", chat="mgmt", msg_id="m-1") == []          # the same message again
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(InboundEvent))).scalar_one() == 1
+
+
+async def test_bad_requests_get_4xx_and_change_nothing(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    c = bot.client
+    assert (await c.post("/local/messages", data="not json", headers={"Content-Type": "application/json"})).status == 400
+    assert (await c.post("/local/messages", data="x", headers={"Content-Type": "text/plain"})).status == 415
+    assert (await c.post("/local/messages", json={"text": "hi"})).status == 400
+    assert (await c.post("/local/messages", json=["user"])).status == 400
+    assert (await c.post("/local/messages", json={"user": "gm", "text": "hi", "chat": 5})).status == 400
+    big = "x" * (2 * 1024 * 1024)
+    assert (await c.post("/local/messages", data=big, headers={"Content-Type": "application/json"})).status == 413
+    assert (await c.get("/local/inbox")).status == 400
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(InboundEvent))).scalar_one() == 0
+
+
+async def test_remote_clients_are_refused_unless_allowed(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    resp = await bot.client.post("/local/messages", json={"user": "gm", "text": "/aging"},
+                                 headers={"X-Forwarded-For": "203.0.113.9"})
+    assert resp.status == 200        # forwarded headers are not trusted: the socket peer is loopback
+    from bot.channels import local
+    class Req:
+        remote = "203.0.113.9"
+    assert local._is_loopback(Req()) is False
+    health = await (await bot.client.get("/healthz")).json()
+    assert health["local_chat"] is True and health["database"] == "ok"
