@@ -1,0 +1,434 @@
+"""The WeCom adapter end to end, on loopback: the real bot app with ``[wecom] enabled`` receives
+encrypted callbacks like WeCom sends them and answers through a fake WeCom API server."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections import Counter
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import func, select
+
+from bot import outbox
+from bot.channels.wecom import WeComChannel, message_from_aibot
+from bot.channels.wecom_crypto import WeComCrypto
+from bot.clock import FixedClock
+from bot.config import OutboxConfig, WeComConfig
+from bot.core.messages import OutgoingMessage
+from bot.outbox import Sender
+from storage.models import InboundEvent, OutboxMessage
+from tests import ledger_fixture
+from tests.conftest import at
+from tests.fakes.wecom_server import (
+    Fault,
+    FakeWeCom,
+    build_callback,
+    build_card_click_xml,
+    build_text_message_xml,
+    build_url_check,
+    deliver_callback,
+)
+from tests.harness import Bot
+
+AGENT = 1000002
+SECRET = "app-sEcReT-must-never-be-logged"
+TOKEN = "cbTok3n-never-logged"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+BOT_TOKEN = "aiBotT0ken-never-logged"
+BOT_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+@pytest.fixture
+async def fake():
+    async with FakeWeCom(apps={AGENT: SECRET}) as server:
+        yield server
+
+
+def wecom_config(fake, **extra) -> dict:
+    return dict(enabled=True, corp_id=fake.corp_id, agent_id=str(AGENT), secret=SECRET, token=TOKEN,
+                encoding_aes_key=AES_KEY, api_base=fake.url, **extra)
+
+
+async def start_bot(aiohttp_client, db, fake, **extra) -> Bot:
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    return await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"), company={"fx_rates": ledger_fixture.FX},
+                           wecom=wecom_config(fake, **extra))
+
+
+def crypto(fake, receive_id: str | None = None) -> WeComCrypto:
+    return WeComCrypto(TOKEN, AES_KEY, fake.corp_id if receive_id is None else receive_id)
+
+
+def text_xml(fake, user: str, content: str, msg_id) -> str:
+    return build_text_message_xml(fake.corp_id, user, content, msg_id=msg_id, agent_id=AGENT)
+
+
+async def post_callback(bot: Bot, query: dict, body: str | bytes, path: str = "/wecom/callback"):
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    resp = await bot.client.post(path, params=query, data=data, headers={"Content-Type": "text/xml"})
+    return resp.status, await resp.text()
+
+
+async def settle(bot: Bot) -> None:
+    await bot.state.inbound.wait_idle()
+    await bot.state.sender.drain()
+
+
+async def events(db) -> list[InboundEvent]:
+    async with db.session() as s:
+        return list((await s.execute(select(InboundEvent).order_by(InboundEvent.id))).scalars())
+
+
+def markdown_to(fake, user: str) -> list[str]:
+    return [r.payload["markdown"]["content"] for r in fake.messages_to(user) if r.payload.get("msgtype") == "markdown"]
+
+
+# -- URL verification -----------------------------------------------------------------------
+
+async def test_url_check_answers_the_echo_exactly(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    echo = "4937284617284+/=回声"          # "+" and "/" survive one decode only
+    for _ in range(5):                     # random prefixes make some ciphertexts carry "+" and "/"
+        query = build_url_check(crypto(fake), echo, int(time.time()), "n0nce")
+        resp = await bot.client.get("/wecom/callback", params=query)
+        assert resp.status == 200
+        assert await resp.read() == echo.encode("utf-8")      # no quotes, BOM or newline
+        assert resp.content_type == "text/plain"
+
+
+async def test_url_check_with_bad_signature_is_401(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    query = build_url_check(crypto(fake), "echo", 1700000000, "n0nce")
+    query["msg_signature"] = "0" * 40
+    resp = await bot.client.get("/wecom/callback", params=query)
+    assert resp.status == 401 and "echo" not in await resp.text()
+    resp = await bot.client.get("/wecom/callback", params={"timestamp": "1", "nonce": "x"})
+    assert resp.status == 400
+
+
+# -- messages in, replies out ---------------------------------------------------------------
+
+async def test_aging_request_round_trip(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    query, body = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 4561255354251345929),
+                                 int(time.time()), "abc123")
+    status, text = await post_callback(bot, query, body)
+    assert (status, text) == (200, "")
+    await settle(bot)
+    [reply] = fake.messages_to("wx_gm")
+    assert reply.payload["msgtype"] == "markdown" and reply.payload["agentid"] == AGENT
+    assert reply.payload["touser"] == "wx_gm"
+    assert "账龄分析" in reply.payload["markdown"]["content"]
+    [ev] = await events(db)
+    assert (ev.platform, ev.event_key, ev.status) == ("wecom", "4561255354251345929", "handled")
+    assert ev.payload["platform_user_id"] == "wx_gm" and ev.payload["chat_id"] is None
+    health = await (await bot.client.get("/healthz")).json()
+    assert health["channels"]["wecom"] == "ok" and health["status"] == "ok"
+
+
+async def test_redelivered_message_is_handled_once(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    xml = text_xml(fake, "wx_gm", "/aging", 777001)
+    query, body = build_callback(crypto(fake), xml, int(time.time()), "same-nonce")
+    for _ in range(3):                     # WeCom re-sends the very same request
+        assert await post_callback(bot, query, body) == (200, "")
+    # and a re-send that was re-encrypted (new nonce, new random prefix) is the same message too
+    attempts = await deliver_callback(bot.client.session, str(bot.client.make_url("/wecom/callback")),
+                                      crypto(fake), xml)
+    assert attempts == [(200, "")]
+    await settle(bot)
+    assert len(markdown_to(fake, "wx_gm")) == 1
+    assert len(await events(db)) == 1
+
+
+async def test_slow_handler_still_answers_within_deadline(aiohttp_client, db, fake, monkeypatch):
+    bot = await start_bot(aiohttp_client, db, fake)
+    pipeline = bot.state.pipeline
+    real_handle = pipeline.handle
+
+    async def slow_handle(session, msg):   # simulates a handler slower than WeCom's 5 s
+        await asyncio.sleep(6)
+        return await real_handle(session, msg)
+
+    monkeypatch.setattr(pipeline, "handle", slow_handle)
+    started = time.monotonic()
+    attempts = await deliver_callback(bot.client.session, str(bot.client.make_url("/wecom/callback")),
+                                      crypto(fake), text_xml(fake, "wx_gm", "/aging", 888001))
+    assert time.monotonic() - started < 1.0
+    assert attempts == [(200, "")]          # one try: WeCom has no reason to re-send
+    assert fake.received == []              # the work has not finished yet...
+    await settle(bot)
+    [reply] = markdown_to(fake, "wx_gm")    # ...but the reply still comes
+    assert "账龄分析" in reply
+
+
+# -- what is refused ------------------------------------------------------------------------
+
+def _tampered(fake):
+    query, body = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 1), 1700000000, "n1")
+    query["msg_signature"] = query["msg_signature"][:-1] + ("0" if query["msg_signature"][-1] != "0" else "1")
+    return query, body
+
+
+def _wrong_corp(fake):
+    return build_callback(crypto(fake, "wwsomeothercorp"), text_xml(fake, "wx_gm", "/aging", 2), 1700000000, "n2")
+
+
+def _tampered_body(fake):
+    query, body = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 3), 1700000000, "n3")
+    return query, body.replace("<Encrypt><![CDATA[", "<Encrypt><![CDATA[AAAA")
+
+
+def _malformed_xml(fake):
+    query, _ = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 4), 1700000000, "n4")
+    return query, "<xml><Encrypt>abc</Encrypt"
+
+
+def _signed_garbage_inside(fake):
+    c = crypto(fake)                       # a correct signature over something that is not a message
+    enc = c.encrypt("this is not xml <")
+    query = {"msg_signature": c.signature("1700000000", "n5", enc), "timestamp": "1700000000", "nonce": "n5"}
+    return query, f"<xml><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+
+
+def _signed_message_without_sender(fake):
+    return build_callback(crypto(fake), "<xml><MsgType>text</MsgType><Content>x</Content></xml>", 1700000000, "n5")
+
+
+def _no_params(fake):
+    _, body = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 6), 1700000000, "n6")
+    return {}, body
+
+
+def _huge(fake):
+    query, _ = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging", 7), 1700000000, "n7")
+    return query, b"<xml><Encrypt>" + b"A" * (2 * 1024 * 1024) + b"</Encrypt></xml>"
+
+
+@pytest.mark.parametrize("make, status", [
+    (_tampered, 401), (_tampered_body, 401), (_wrong_corp, 403), (_malformed_xml, 400),
+    (_signed_garbage_inside, 400), (_signed_message_without_sender, 400), (_no_params, 400), (_huge, 413)])
+async def test_rejected_callbacks_store_and_send_nothing(aiohttp_client, db, fake, make, status):
+    bot = await start_bot(aiohttp_client, db, fake)
+    query, body = make(fake)
+    got, text = await post_callback(bot, query, body)
+    assert got == status
+    assert "Traceback" not in text and TOKEN not in text
+    await settle(bot)
+    assert await events(db) == []
+    assert fake.received == [] and fake.requests == []
+    if status in (401, 403):
+        health = await (await bot.client.get("/healthz")).json()
+        assert health["channels"]["wecom"].startswith("callback rejected")
+
+
+# -- cards and events -------------------------------------------------------------------------
+
+async def test_card_click_is_stored_as_card_action(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key="promise_ok", task_id="task-42",
+                               response_code="rc-9", agent_id=AGENT)
+    query, body = build_callback(crypto(fake), xml, int(time.time()), "n8")
+    assert await post_callback(bot, query, body) == (200, "")
+    assert await post_callback(bot, query, body) == (200, "")     # a click re-sent is one click
+    await settle(bot)
+    [ev] = await events(db)
+    assert ev.event_key == "task-42:wx_rep1:promise_ok"
+    assert ev.payload["card_action"] == {"task_id": "task-42", "key": "promise_ok", "response_code": "rc-9"}
+    assert ev.payload["text"] == ""
+    assert ev.status in ("handled", "failed")      # the follow-up handler may not know cards yet
+    assert len(fake.messages_to("wx_rep1")) <= 1
+
+
+async def test_other_events_are_stored_but_not_answered(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    xml = (f"<xml><ToUserName><![CDATA[{fake.corp_id}]]></ToUserName><FromUserName><![CDATA[wx_gm]]></FromUserName>"
+           f"<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+           f"<Event><![CDATA[enter_agent]]></Event><EventKey><![CDATA[]]></EventKey><AgentID>{AGENT}</AgentID></xml>")
+    query, body = build_callback(crypto(fake), xml, 1700000000, "n9")
+    assert await post_callback(bot, query, body) == (200, "")
+    assert await post_callback(bot, query, body) == (200, "")
+    await settle(bot)
+    [ev] = await events(db)
+    assert ev.event_key == "wx_gm:1700000000:enter_agent"
+    assert ev.status == "handled"          # so a restart does not "resume" it into a reply
+    assert await bot.state.inbound.resume_unhandled() == 0
+    assert fake.received == []
+
+
+# -- the AI bot (智能机器人) --------------------------------------------------------------------
+
+def aibot_request(data: dict, receive_id: str = "") -> tuple[dict, str]:
+    c = WeComCrypto(BOT_TOKEN, BOT_AES_KEY, receive_id)
+    enc = c.encrypt(json.dumps(data, ensure_ascii=False))
+    ts, nonce = "1700000000", "aib0t"
+    return {"msg_signature": c.signature(ts, nonce, enc), "timestamp": ts, "nonce": nonce}, json.dumps({"encrypt": enc})
+
+
+async def test_aibot_group_message_is_answered_through_the_outbox(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake, ai_bot_enabled=True, ai_bot_token=BOT_TOKEN,
+                          ai_bot_encoding_aes_key=BOT_AES_KEY)
+    data = {"msgid": "CAIQ16HMjQYY", "aibotid": "AIBOTID", "chatid": "wrkSFfCgAA", "chattype": "group",
+            "from": {"userid": "wx_gm"}, "msgtype": "text", "text": {"content": "@收款助手 /aging"}}
+    query, body = aibot_request(data)
+    for _ in range(2):
+        resp = await bot.client.post("/wecom/aibot", params=query, data=body,
+                                     headers={"Content-Type": "application/json"})
+        assert resp.status == 200
+    await settle(bot)
+    [ev] = await events(db)
+    assert ev.event_key == "aibot:CAIQ16HMjQYY"
+    assert ev.payload["text"] == "/aging" and ev.payload["chat_id"] == "wrkSFfCgAA"
+    [reply] = markdown_to(fake, "wx_gm")
+    assert "账龄分析" in reply
+    # forged, wrong receiveid, and URL check
+    bad = dict(query, msg_signature="f" * 40)
+    assert (await bot.client.post("/wecom/aibot", params=bad, data=body)).status == 401
+    q2, b2 = aibot_request(dict(data, msgid="other"), receive_id="wwx")
+    assert (await bot.client.post("/wecom/aibot", params=q2, data=b2)).status == 403
+    assert (await bot.client.post("/wecom/aibot", params=query, data="{not json")).status == 400
+    c = WeComCrypto(BOT_TOKEN, BOT_AES_KEY, "")
+    resp = await bot.client.get("/wecom/aibot", params=build_url_check(c, "echo-42", 1700000000, "n"))
+    assert resp.status == 200 and await resp.text() == "echo-42"
+    assert len(await events(db)) == 1
+
+
+def test_aibot_mapping_of_what_is_not_answered():
+    assert message_from_aibot({"msgid": "m", "msgtype": "stream", "from": {"userid": "u"}}) is None
+    msg = message_from_aibot({"msgid": "m", "chattype": "single", "from": {"userid": "u"}, "msgtype": "text",
+                              "text": {"content": " /help "}})
+    assert msg.text == "/help" and msg.chat_id is None
+
+
+async def test_aibot_route_absent_unless_enabled(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    assert (await bot.client.post("/wecom/aibot", data="{}")).status in (404, 405)
+
+
+# -- nothing secret or personal in the logs ---------------------------------------------------
+
+async def test_logs_hold_no_secrets_or_contents(aiohttp_client, db, fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    bot = await start_bot(aiohttp_client, db, fake)
+    query, body = build_callback(crypto(fake), text_xml(fake, "wx_gm", "/aging 华东", 99), int(time.time()), "n")
+    assert (await post_callback(bot, query, body))[0] == 200
+    assert (await post_callback(bot, *_tampered(fake)))[0] == 401
+    await settle(bot)
+    assert len(fake.received) == 1
+    # our own loggers and aiohttp's (the database driver's DEBUG echo is the deployment's to silence)
+    logs = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("bot", "storage", "aiohttp"))
+    assert "wecom" in logs
+    for secret in (SECRET, TOKEN, AES_KEY, *fake.tokens, "华东", "账龄分析"):
+        assert secret not in logs
+    assert SECRET not in repr(bot.state.channels["wecom"])
+
+
+# -- the outbox against a flaky WeCom ----------------------------------------------------------
+
+class MonoClock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FlakyWeCom(FakeWeCom):
+    """A fraction of message/send calls fail: HTTP 500, a timeout (the request still gets through
+    after the client gave up, like the real thing), 45009, 42001. It also models WeCom's
+    ``enable_duplicate_check``: the same content to the same members within the interval is
+    answered ok and not delivered again, which is what the client relies on after a timeout."""
+
+    FAULTS = (Fault("http", status=500), Fault("delay", delay=0.4),
+              Fault("errcode", errcode=45009, errmsg="api freq out of limit"),
+              Fault("errcode", errcode=42001, errmsg="access_token expired"))
+
+    def __init__(self, *args, rate: float = 0.3, seed: int = 7, **kw):
+        super().__init__(*args, **kw)
+        self.rate, self.rng = rate, random.Random(seed)
+        self.in_flight = 0
+        self.faults_dealt: Counter = Counter()
+        self.duplicates_suppressed = 0
+
+    def _take_fault(self, endpoint):
+        if endpoint != "message/send" or self.rng.random() >= self.rate:
+            return None
+        fault = self.rng.choice(self.FAULTS)
+        self.faults_dealt[fault.kind + str(fault.errcode or fault.status)] += 1
+        return fault
+
+    async def apply_fault(self, request, endpoint):
+        self.in_flight += 1
+        try:
+            resp = await super().apply_fault(request, endpoint)
+            if resp is None and endpoint == "message/send" and self._duplicate(json.loads(await request.read())):
+                self.duplicates_suppressed += 1
+                return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": "dup"})
+            return resp
+        finally:
+            self.in_flight -= 1
+
+    def _duplicate(self, body: dict) -> bool:
+        if not body.get("enable_duplicate_check"):
+            return False
+        interval = float(body.get("duplicate_check_interval") or 1800)
+        key = (body.get("touser"), json.dumps(body.get(body.get("msgtype")), sort_keys=True))
+        return any((r.payload.get("touser"), json.dumps(r.payload.get(r.payload.get("msgtype")), sort_keys=True)) == key
+                   and self.clock() - r.at < interval for r in self.received + self.dropped if r.kind == "app")
+
+
+async def test_outbox_delivers_exactly_once_under_faults_within_member_limit(db):
+    mono = MonoClock()
+    clock = FixedClock(at("2026-11-23 10:00"))
+    # one member gets more than the 30/min WeCom allows, so the limiter has to spread them out
+    users = ["wx_u1"] * 40 + ["wx_u2"] * 15 + ["wx_u3"] * 15 + ["wx_u4"] * 15 + ["wx_u5"] * 15
+    random.Random(3).shuffle(users)
+    async with FlakyWeCom(apps={AGENT: SECRET}, clock=mono) as fake, aiohttp.ClientSession() as session:
+        channel = WeComChannel(WeComConfig(**wecom_config(fake)), {})
+        channel.connect(session, timeout=0.15, clock=mono)
+        # more attempts than the default: this test is about exactly-once, not about dead letters
+        cfg = dataclasses.replace(OutboxConfig(), max_attempts=15)
+        sender = Sender(db, {"wecom": channel}, clock, cfg, rng=random.Random(5), monotonic=mono)
+        async with db.session() as s, s.begin():
+            for i, user in enumerate(users):
+                key = f"test:{i}"
+                assert await outbox.enqueue(s, OutgoingMessage("wecom", "user", user, f"第{i}条 {key}"), key, clock.now())
+
+        for _round in range(2000):
+            await sender.drain()
+            while fake.in_flight:          # let requests the client gave up on land first
+                await asyncio.sleep(0.02)
+            async with db.session() as s:
+                due = (await s.execute(select(func.min(OutboxMessage.next_attempt_at))
+                                       .where(OutboxMessage.status == "pending"))).scalar()
+            if due is None:
+                break
+            step = max((due.astimezone(clock.tz) - clock.now()).total_seconds(), 0.0) + 0.001
+            clock.advance(seconds=step)
+            mono.now += step
+        else:
+            pytest.fail("outbox never emptied")
+
+        async with db.session() as s:
+            statuses = dict((await s.execute(select(OutboxMessage.status, func.count())
+                                             .group_by(OutboxMessage.status))).all())
+        assert statuses == {"sent": 100}
+        contents = Counter(r.payload["markdown"]["content"] for r in fake.received if r.kind == "app")
+        assert sorted(contents) == sorted(f"第{i}条 test:{i}" for i in range(100))
+        assert set(contents.values()) == {1}
+        assert fake.dropped == []          # nothing silently eaten by WeCom's member limit
+        for user in set(users):
+            times = sorted(r.at for r in fake.messages_to(user))
+            assert len(times) == users.count(user)
+            assert max(sum(1 for t in times if start <= t < start + 60) for start in times) <= 30
+        # the faults really happened, including the timeouts whose request got through anyway
+        assert sender.stats["retried"] >= 20 and sender.stats["deferred"] > 0
+        assert set(fake.faults_dealt) == {"http500", "delay500", "errcode45009", "errcode42001"}
+        assert fake.duplicates_suppressed >= 1
