@@ -62,7 +62,11 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         app.add_routes(local_routes(state))
     from bot.channels import adapters
     adapters.install(app, state)
+    from bot.channels.customer import install_customer_channels
+    install_customer_channels(state)
     app.add_routes([web.get("/healthz", healthz)])
+    from bot.web import dashboard
+    dashboard.install(app, state)      # dashboard, signed report downloads, /metrics
 
     async def resources(app: web.Application):
         if migrate:
@@ -107,20 +111,28 @@ async def error_middleware(request: web.Request, handler):
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Database, outbox backlog and dead letters, the sender, the scheduler, the last run of each
+    job (from job_runs) and each channel's status. 503 only when the database is unreachable;
+    "degraded" when something needs a person (dead letters, sender alerts, a job's last run failed)."""
+    from bot.web.ops import dead_letters, last_job_runs
     state = request.app[STATE]
     body: dict = {"status": "ok", "local_chat": "local" in state.channels,
                   "channels": {name: state.channel_status.get(name, "enabled") for name in state.channels}}
     try:
         async with state.db.session() as s:
             body["outbox"] = await backlog(s)
+            body["dead_letters"] = await dead_letters(s)
+            body["jobs"] = await last_job_runs(s)
         body["database"] = "ok"
     except Exception as e:      # report, don't crash the health check
         body["database"] = f"error: {type(e).__name__}"
         body["status"] = "degraded"
     if state.sender is not None:
         body["outbox_alerts"] = state.sender.alerts
+        body["sender"] = {**state.sender.stats, "last_latency_seconds": state.sender.last_latency}
         if state.sender.alerts or body.get("outbox", {}).get("dead"):
             body["status"] = "degraded"
-    if state.scheduler is not None:
-        body["scheduler"] = state.scheduler.status()
+    if any(j["status"] == "failed" for j in body.get("jobs", {}).values()):
+        body["status"] = "degraded"
+    body["scheduler"] = state.scheduler.status() if state.scheduler is not None else {"running": False}
     return web.json_response(body, status=200 if body["database"] == "ok" else 503)

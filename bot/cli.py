@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
     o.add_argument("--status", choices=["pending", "sent", "dead"], default=None)
     o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
+    b = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs (online backup API)")
+    b.add_argument("path", nargs="?", help="file or directory (default ./var/backups/arbot-<time>.db)")
     e = sub.add_parser("export", help="export the follow-up log")
     esub = e.add_subparsers(dest="export", required=True)
     ef = esub.add_parser("followups")
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(json_lines=args.cmd == "serve")
     if args.cmd == "serve":
         return _serve(config, args)
+    if args.cmd == "backup":               # before anything migrates: a backup is taken *before* an upgrade
+        return _backup(config, args)
     return asyncio.run(_run(config, args))
 
 
@@ -266,6 +270,54 @@ async def _export(services, args) -> int:
         w.writeheader()
         w.writerows(rows)
         print(buf.getvalue(), end="")
+    return 0
+
+
+def _backup(config, args) -> int:
+    """SQLite online backup (sqlite3 ``Connection.backup``): a consistent copy even while the bot
+    writes, taken in steps so writers are never blocked for long. PostgreSQL: use pg_dump."""
+    import os
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    from bot.clock import Clock
+    from storage.db import normalize_url
+    url = make_url(normalize_url(config.database.url))
+    if url.get_backend_name() != "sqlite":
+        print(render("cli/backup_error.txt.j2", code="not_sqlite"), file=sys.stderr)
+        return 2
+    source = Path(url.database or "")
+    if not url.database or url.database == ":memory:" or not source.is_file():
+        print(render("cli/backup_error.txt.j2", code="no_database", path=str(source)), file=sys.stderr)
+        return 2
+    name = f"arbot-{Clock(config.company.timezone).now():%Y%m%d-%H%M%S}.db"
+    dest = Path(args.path) if args.path else Path("var/backups") / name
+    if dest.is_dir():
+        dest = dest / name
+    if dest.exists():
+        print(render("cli/backup_error.txt.j2", code="exists", path=str(dest)), file=sys.stderr)
+        return 2
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    src, dst = sqlite3.connect(source), sqlite3.connect(partial)
+    try:
+        src.execute("PRAGMA busy_timeout=10000")
+        src.backup(dst, pages=1024, sleep=0.01)
+        dst.execute("PRAGMA journal_mode=DELETE")     # one self-contained file, no -wal beside it
+        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+        tables = [r[0] for r in dst.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        counts = [(t, dst.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables]
+    finally:
+        dst.close()
+        src.close()
+    if check != "ok":
+        partial.unlink(missing_ok=True)
+        print(render("cli/backup_error.txt.j2", code="integrity", path=str(dest), detail=check), file=sys.stderr)
+        return 1
+    os.replace(partial, dest)
+    print(render("cli/backup_done.txt.j2", path=str(dest), size=dest.stat().st_size, check=check, counts=counts))
     return 0
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.policy import (ConductConfig, CreditConfig, LateFeeConfig, PolicyConfig, SmsConfig, SmtpConfig,
+                        StatuteConfig, validate_policy)
+
 
 class ConfigError(ValueError):
     """A configuration problem, naming the key and what is wrong with it."""
@@ -121,6 +124,24 @@ class PermissionsConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    # where the weekly aging report goes: "local:mgmt", "wecom:robot:managers", "dingtalk:robot:managers"
+    # ("platform:target" means a group chat the bot is in; "platform:robot:name" a configured group robot)
+    manager_groups: tuple = ()
+    monthly_day: int = 5              # the monthly report goes out on this day of the month (1..28)
+    monthly_recipients_roles: tuple = ("manager", "finance", "legal", "supervisor")
+    dir: str = "./var/reports"        # XLSX and chart files, served by signed links
+    link_days: int = 31               # how long a report's download link stays valid
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    secret: str = ""                  # HMAC key for login and download links (ARBOT_WEB_SECRET); empty: random per process
+    link_minutes: int = 15            # a /dashboard login link expires after this
+    session_hours: int = 8            # the dashboard session cookie lasts this long
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -133,6 +154,15 @@ class Config:
     local: LocalConfig = LocalConfig()
     outbox: OutboxConfig = OutboxConfig()
     permissions: PermissionsConfig = PermissionsConfig()
+    policy: PolicyConfig = PolicyConfig()
+    conduct: ConductConfig = ConductConfig()
+    credit: CreditConfig = CreditConfig()
+    late_fees: LateFeeConfig = LateFeeConfig()
+    statute: StatuteConfig = StatuteConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    sms: SmsConfig = SmsConfig()
+    reports: ReportsConfig = ReportsConfig()
+    web: WebConfig = WebConfig()
     demo: bool = False
 
     @property
@@ -146,7 +176,8 @@ class Config:
 
 SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"),
                ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
-               ("dingtalk", "app_secret"), ("database", "url")}
+               ("dingtalk", "app_secret"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
+               ("web", "secret")}
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -284,6 +315,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"[company] fx_rates.{cur}: expected a positive decimal string, got {rate!r}") from None
     if cfg.outbox.concurrency < 1 or cfg.outbox.max_attempts < 1:
         raise ConfigError("[outbox] concurrency and max_attempts must be >= 1")
+    validate_policy(cfg)
+    if not (1 <= cfg.reports.monthly_day <= 28):
+        raise ConfigError(f"[reports] monthly_day: must be 1..28 (every month has it), got {cfg.reports.monthly_day}")
+    for g in cfg.reports.manager_groups:
+        if len(str(g).split(":")) not in (2, 3) or not all(str(g).split(":")):
+            raise ConfigError(f"[reports] manager_groups: expected \"platform:group\" or \"platform:robot:name\", got {g!r}")
 
 
 def redacted(cfg: Config) -> dict:

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot import outbox
+from bot import metrics, outbox
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from storage.db import Database
@@ -35,7 +35,8 @@ async def store(db: Database, msg: IncomingMessage, now) -> int | None:
             payload=dataclasses.asdict(msg), status="received", error="")
             .on_conflict_do_nothing(index_elements=["platform", "event_key"]).returning(InboundEvent.id))
         row = res.first()
-        return row[0] if row else None
+    metrics.for_db(db).message_in(msg.platform, "stored" if row else "duplicate")
+    return row[0] if row else None
 
 
 class InboundProcessor:

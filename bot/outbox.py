@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.channels.errors import DeliveryError, PermanentDeliveryError, RateLimitedError
 from bot.clock import Clock
 from bot.config import OutboxConfig
@@ -41,11 +42,14 @@ class Channel(Protocol):
     async def deliver(self, out: OutgoingMessage) -> None: ...
 
 
-async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: datetime) -> bool:
-    """Add a message to the outbox unless one with the same key exists. True if added."""
+async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: datetime,
+                  not_before: datetime | None = None) -> bool:
+    """Add a message to the outbox unless one with the same key exists. True if added.
+    ``not_before``: the message waits until then (e.g. the next working-hours slot for a customer)."""
+    first = max(now, not_before) if not_before is not None else now
     values = dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
                   format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
-                  attempts=0, next_attempt_at=now, created_at=now, last_error="")
+                  attempts=0, next_attempt_at=first, created_at=now, last_error="")
     dialect = session.bind.dialect.name
     ins = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = ins(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idem_key"])
@@ -157,12 +161,14 @@ class Sender:
         if wait > 0:
             # over the platform's limit: defer without spending an attempt (excess is dropped silently by WeCom)
             self.stats["deferred"] += 1
+            metrics.for_db(self.db).message_out(out.platform, "deferred")
             await self._finish(row.id, next_attempt_at=self.clock.now() + timedelta(seconds=wait))
             return 0
         channel = self.channels.get(out.platform)
         if channel is None:
             await self._finish(row.id, status="dead", last_error=f"no channel configured for {out.platform}")
             self.stats["dead"] += 1
+            metrics.for_db(self.db).message_out(out.platform, "dead")
             self.alerts[f"channel:{out.platform}"] = f"messages for {out.platform} but the channel is not enabled"
             return 0
         self.limiter.take(out)
@@ -177,6 +183,7 @@ class Sender:
         await self._finish(row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_error="")
         self.last_latency = (now - row.created_at).total_seconds()
         self.stats["sent"] += 1
+        metrics.for_db(self.db).message_out(out.platform, "sent", self.last_latency)
         return 1
 
     async def _failed(self, row: OutboxMessage, e: DeliveryError) -> int:
@@ -186,6 +193,7 @@ class Sender:
             log.error("outbox: message %s (%s) is dead after %s attempt(s): %s", row.id, row.idem_key, attempts, reason)
             self.alerts[f"{row.platform}:{e.code}"] = reason
             self.stats["dead"] += 1
+            metrics.for_db(self.db).message_out(row.platform, "dead")
             await self._finish(row.id, status="dead", attempts=attempts, last_error=reason)
             return 0
         if isinstance(e, RateLimitedError) and e.retry_after:
@@ -195,6 +203,7 @@ class Sender:
             delay = base * (0.5 + self.rng.random() / 2)   # jitter: retries from many rows don't align
         log.warning("outbox: message %s attempt %s failed (%s); retry in %.1fs", row.id, attempts, reason, delay)
         self.stats["retried"] += 1
+        metrics.for_db(self.db).message_out(row.platform, "retried")
         await self._finish(row.id, attempts=attempts, last_error=reason,
                            next_attempt_at=self.clock.now() + timedelta(seconds=delay))
         return 0

@@ -140,3 +140,71 @@ async def paid_since(session: AsyncSession, receivable_id: int, since: date) -> 
                                    .where(Allocation.receivable_id == receivable_id,
                                           Allocation.applied_on >= since))).scalar_one()
     return Decimal(int(cents)) / 100
+
+
+@dataclass
+class RecoveryResult:
+    payment: Payment
+    recovered: Decimal                                    # the part that went to the written-off invoice
+    allocations: list[tuple[Receivable, Decimal]]         # any rest, to the customer's other open invoices
+    duplicate: bool = False
+
+
+async def record_recovery(session: AsyncSession, *, receivable: Receivable, amount: Decimal, paid_on: date,
+                          reference: str | None, actor: str, channel: str, now: datetime) -> RecoveryResult:
+    """A payment on a written-off invoice (核销后追偿): it reverses that much of the loss.
+
+    Booked as the textbook entry, reinstate then collect: the recovered part is a reversing
+    approved ``WriteOff`` row (negative amount, dated the payment day, reason ``recovery of #id``)
+    and an allocation of the payment to the invoice, so the open balance stays 0 and both
+    invariants above, ``balance_check`` and aging as of any date stay exact. The original
+    write-off keeps its amount in the register and counts the recovery in ``recovered_amount``
+    (net loss = amount − recovered_amount). What exceeds the loss still to recover is allocated
+    like any payment (the customer's other open invoices in that currency, oldest due first) and
+    the rest stays on account. The same bank reference twice changes nothing, as in ``record_payment``.
+    """
+    if amount <= ZERO:
+        raise LedgerError("amount must be positive")
+    if reference:
+        existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
+        if existing is not None:
+            if existing.amount != amount or existing.customer_id != receivable.customer_id:
+                raise LedgerError(f"reference {reference} already recorded with another amount or customer")
+            return RecoveryResult(existing, ZERO, [], duplicate=True)
+    write_offs = (await session.execute(select(WriteOff).where(
+        WriteOff.receivable_id == receivable.id, WriteOff.status == "approved", WriteOff.amount > 0)
+        .order_by(WriteOff.id))).scalars().all()
+    recoverable = sum((w.amount - w.recovered_amount for w in write_offs), ZERO)
+    if recoverable <= ZERO:
+        raise LedgerError(f"{receivable.invoice_no} has no written-off amount left to recover")
+    payment = Payment(customer_id=receivable.customer_id, amount=amount, unallocated=amount, paid_on=paid_on,
+                      reference=reference or None, invoice_no=receivable.invoice_no, currency=receivable.currency,
+                      recorded_by=actor, created_at=now)
+    session.add(payment)
+    await session.flush()
+    take = min(amount, recoverable)
+    left, sources = take, []
+    for w in write_offs:
+        part = min(left, w.amount - w.recovered_amount)
+        if part > ZERO:
+            w.recovered_amount += part
+            sources.append(w.id)
+            left -= part
+    session.add(WriteOff(receivable_id=receivable.id, amount=-take, reason="recovery of " + ", ".join(f"#{i}" for i in sources),
+                         status="approved", requested_by=actor, requested_at=now, approvals={}, approvers_needed=[],
+                         written_off_on=paid_on, recovered_amount=ZERO))
+    session.add(Allocation(payment_id=payment.id, receivable_id=receivable.id, amount=take, applied_on=paid_on))
+    payment.unallocated -= take          # reinstated by the reversal and collected at once: open stays 0
+    rest: list[tuple[Receivable, Decimal]] = []
+    if payment.unallocated > ZERO:
+        others = (await session.execute(
+            select(Receivable).where(Receivable.customer_id == receivable.customer_id, Receivable.open_amount > 0,
+                                     Receivable.currency == receivable.currency, Receivable.status != "written_off")
+            .order_by(Receivable.due_date, Receivable.issue_date, Receivable.id))).scalars().all()
+        rest = await allocate(session, payment, list(others))
+    await session.flush()
+    audit.record(session, at=now, actor=actor, channel=channel, action="payment.recovery", entity="receivable",
+                 entity_id=receivable.invoice_no, amount=amount, paid_on=paid_on, reference=reference,
+                 recovered=take, write_offs=sources, allocations={r.invoice_no: a for r, a in rest},
+                 unallocated=payment.unallocated)
+    return RecoveryResult(payment, take, rest)

@@ -269,3 +269,33 @@ class JobRun(Base):
     status: Mapped[str] = mapped_column(String(10), default="running")   # running | ok | failed
     summary: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (UniqueConstraint("job", "fire_key"),)
+
+
+class CustomerMessage(Base):
+    """A message to a customer contact (reminder, statement, letter): the record behind the
+    per-customer frequency cap, the send-time check and the statute's written notices."""
+    __tablename__ = "customer_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    receivable_id: Mapped[int | None] = mapped_column(ForeignKey("receivables.id"), index=True)
+    step: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20), default="reminder")    # reminder | statement | letter
+    channel: Mapped[str] = mapped_column(String(20))                     # email | sms | wecom_group | dingtalk_group
+    outbox_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")    # queued | sent | cancelled
+    cancel_reason: Mapped[str] = mapped_column(String(50), default="")
+    queued_at: Mapped[datetime]
+    send_at: Mapped[datetime] = mapped_column(index=True)                # the slot it was queued for
+    sent_at: Mapped[datetime | None]
+
+
+class CreditAlert(Base):
+    """A crossing of a credit threshold (yellow, red) or a key-account flag (key): open until cleared."""
+    __tablename__ = "credit_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    level: Mapped[str] = mapped_column(String(10))                       # yellow | red | key
+    balance: Mapped[Decimal | None]                                      # open balance (CNY) at the crossing
+    crossed_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]

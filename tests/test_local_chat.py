@@ -76,3 +76,15 @@ async def test_remote_clients_are_refused_unless_allowed(aiohttp_client, db):
     assert local._is_loopback(Req()) is False
     health = await (await bot.client.get("/healthz")).json()
     assert health["local_chat"] is True and health["database"] == "ok"
+
+
+async def test_replies_that_start_like_an_alias_stay_replies(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    [ack] = await bot.say("rep1", "客户说发票抬头错了，要重开")          # starts with the alias 客户
+    assert "已作为备注记录" in ack                                       # logged as a note, not /customer
+    [ack] = await bot.say("rep1", "3 回款了5千，剩下的月底")             # 回款 inside a reply
+    assert "3. 苏州明达电子科技有限公司 INV-B2" in ack
+    [reply] = await bot.say("gm", "/账龄华南")
+    assert "账龄分析 · 华南" in reply

@@ -83,10 +83,13 @@ class Dispatcher:
         if not _ and "\n" in word:
             word, _, rest = body.partition("\n")
         cmd = self.commands.get(word.lower())
-        if cmd is None and not slash:
-            # Chinese aliases are often typed without a space: "账龄华东"
+        if cmd is None and slash:
+            # with a slash, a Chinese alias may be glued to its argument: "/账龄华东"
             for key, c in self.commands.items():
                 if not key.isascii() and body.startswith(key):
                     return c, key, body[len(key):].strip()
+        if cmd is None:
+            # without a slash only a whole word counts, so a rep's reply "客户说发票抬头错了"
+            # is free text, not /客户
             return None, "", stripped
         return cmd, word, rest.strip()

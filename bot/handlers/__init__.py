@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from bot.core.router import Dispatcher
-from bot.handlers import aging, followup, help, overdue
+from bot.handlers import aging, customer, dashboard, followup, help, kpi, overdue, payments
 
 
 def routers():
-    return [help.router, aging.router, overdue.router, followup.router]
+    return [help.router, aging.router, overdue.router, followup.router, customer.router, kpi.router, payments.router, dashboard.router]
 
 
 def dispatcher() -> Dispatcher:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import collection
+from bot.jobs import collection, reminders, reports
 
 
 @dataclass(frozen=True)
@@ -36,4 +36,17 @@ JOBS: dict[str, Job] = {j.name: j for j in [
         description="closes reply windows that have run out; escalates unanswered items to supervisors"),
     Job("promise_watch", collection.promise_watch, lambda cfg: {"hour": 8, "minute": 30},
         description="marks promises kept or broken and tells the rep and supervisor"),
+    Job("customer_reminders", reminders.customer_reminders, reminders.at_config("policy", "reminder_time"),
+        workdays_only=True, description="before the due date: statement to the customer, reminders by grade"),
+    Job("escalations", reminders.escalations, reminders.at_config("policy", "escalation_time"),
+        description="the escalation ladder: each step once per invoice; messages wait for working hours"),
+    Job("credit_watch", reminders.credit_watch, reminders.at_config("credit", "check_time"),
+        description="credit usage crossing yellow/red (red freezes), key accounts"),
+    Job("statute_watch", reminders.statute_watch, reminders.at_config("statute", "check_time"),
+        description="warns legal before the statute of limitations runs out"),
+    Job("weekly_aging_report", reports.weekly_aging_report, lambda cfg: {"day_of_week": "mon", "hour": 9, "minute": 0},
+        description="Monday: aging with the week's change, chart and XLSX to [reports] manager_groups"),
+    Job("monthly_aging_report", reports.monthly_aging_report,
+        lambda cfg: {"day": cfg.reports.monthly_day, "hour": 9, "minute": 0},
+        description="last month's aging, collection rate, DSO, per rep, XLSX to sales, finance and legal"),
 ]}

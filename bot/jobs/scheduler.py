@@ -15,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot import metrics
 from bot.jobs.context import JobContext
 from bot.jobs.registry import JOBS, Job
 from bot.services import Services
@@ -65,10 +66,12 @@ async def run_job(services: Services, name: str, at: datetime | None = None, *, 
             summary = await job.fn(JobContext(services, at, s))
     except Exception:
         log.exception("job %s failed (fire %s)", name, fire_key(job, at))
+        metrics.for_db(services.db).job(name, "failed", time.monotonic() - started)
         if run_id:
             await _finish(services, run_id, "failed", "error")
         raise
     log.info("job %s done in %.2fs: %s", name, time.monotonic() - started, summary)
+    metrics.for_db(services.db).job(name, "ok", time.monotonic() - started)
     if run_id:
         await _finish(services, run_id, "ok", summary)
     return summary

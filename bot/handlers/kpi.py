@@ -1,0 +1,35 @@
+"""/kpi (/考核) and /dso: the collection KPIs of the caller's scope (a rep: their own; a
+supervisor: their team; others: everything), optionally narrowed like /aging (team, region,
+@rep, customer). The figures and their definitions are in ``storage/kpi.py``; this only formats.
+"""
+from __future__ import annotations
+
+from bot.core.messages import Reply
+from bot.core.permissions import READERS
+from bot.core.router import Router
+from bot.handlers.aging import resolve_scope
+from storage import kpi as kpi_q
+
+router = Router("kpi")
+
+
+async def _figures(session, scope, args, config, clock):
+    narrowed, label = await resolve_scope(session, scope, args)
+    k = await kpi_q.kpi(session, clock.today(), clock.now(), narrowed, fx_rates=config.company.fx_rates,
+                        base_currency=config.company.currency)
+    return k, label
+
+
+@router.command("kpi", aliases=("考核",), roles=READERS)
+async def kpi_cmd(session, scope, args, config, clock, person) -> Reply:
+    """Collection rate this month, DSO, overdue ratio, share over 90 days, per rep with reply timeliness."""
+    k, label = await _figures(session, scope, args, config, clock)
+    return Reply("kpi/kpi.md.j2", {"k": k, "label": label, "days": kpi_q.TIMELINESS_DAYS,
+                                   "sales_days": kpi_q.SALES_DAYS})
+
+
+@router.command("dso", roles=READERS)
+async def dso_cmd(session, scope, args, config, clock) -> Reply:
+    """Days sales outstanding: open receivables / sales of the last 90 days × 90."""
+    k, label = await _figures(session, scope, args, config, clock)
+    return Reply("kpi/dso.md.j2", {"k": k, "label": label, "sales_days": kpi_q.SALES_DAYS})

@@ -1,0 +1,334 @@
+"""Reminders before the due date, the escalation ladder, credit and statute watches.
+
+Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configuration):
+
+- Each step fires once per invoice: a ``LadderStep`` row (unique per invoice and step) plus an
+  audit entry; every message carries an outbox key (``ladder:{invoice}:{step}`` for the customer,
+  the same plus ``:{person}`` for staff), so a re-run sends nothing twice.
+- A step is skipped while the invoice is disputed, and deferred while an open promise's date
+  (plus the promise grace days) has not passed; it fires on the first run after the promise is
+  broken. When several steps fall due at once (after a pause), all fire for staff, but only the
+  latest customer-facing one writes to the customer.
+- Customer messages go only in working hours on working days and within the per-customer cap;
+  one that cannot go now is queued for the next allowed slot (``outbox.enqueue(not_before=...)``).
+  A queued message whose reason vanished (dispute, full payment, fresh promise) is cancelled in
+  the very transaction that made the change, and re-checked at send time (see
+  ``storage/reminders.py``). A pre-due message that could only go on or after the due date is
+  not sent (staff are told to follow up by hand).
+- Staff notifications from these jobs also wait for working hours (``[conduct] staff_hours``).
+- A step with ``freeze = true`` sets the customer's status to "frozen" (new orders paused);
+  unfreezing is a person's decision, never automatic.
+- Lawyer's-letter drafts (律师函底稿) go to staff only; a customer message on such a step carries
+  the payment reminder letter (付款提醒函) instead.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from bot import letters, notify, outbox, statute
+from bot.core.messages import OutgoingMessage
+from bot.jobs.context import JobContext
+from bot.letters import Letter
+from bot.render import render, yuan
+from storage import audit, people
+from storage import reminders as rem
+from storage.models import Contact, CreditAlert, Customer, Person, Receivable
+
+
+def at_config(section: str, attr: str):
+    """A registry trigger reading HH:MM from ``[section] attr``."""
+    def trigger(cfg) -> dict:
+        hh, mm = getattr(getattr(cfg, section), attr).split(":")
+        return {"hour": int(hh), "minute": int(mm)}
+    return trigger
+
+
+# -- people and slots --------------------------------------------------------------------------
+
+async def _rep(s, r: Receivable, c: Customer) -> Person | None:
+    pid = r.rep_id or c.rep_id
+    return await s.get(Person, pid) if pid else None
+
+
+async def _people(ctx: JobContext, roles, r: Receivable | None, c: Customer) -> list[Person]:
+    s, cfg = ctx.session, ctx.config
+    rep = await _rep(s, r, c) if r is not None else (await s.get(Person, c.rep_id) if c.rep_id else None)
+    out: dict[str, Person] = {}
+    for role in roles:
+        if role == "rep":
+            found = [rep]
+        elif role == "supervisor":
+            found = [await people.supervisor_of(s, rep)] if rep else []
+        elif role == "director":
+            pid = cfg.policy.director or cfg.permissions.sales_director
+            found = [await s.get(Person, pid)] if pid else await people.by_role(s, "manager")
+        else:
+            found = await people.by_role(s, role)
+        for p in found:
+            if p is not None and p.active and p.id not in out:
+                out[p.id] = p
+    return list(out.values())
+
+
+def _staff_slot(ctx: JobContext) -> datetime:
+    conduct = ctx.config.conduct
+    return rem.next_slot(ctx.at, conduct, ctx.services.calendar) if conduct.staff_hours else ctx.at
+
+
+async def _to_staff(ctx: JobContext, persons: list[Person], text: str, *, key: str, title: str) -> int:
+    slot, n = _staff_slot(ctx), 0
+    for p in persons:
+        addr = notify.address(p, ctx.services.platforms)
+        if addr is None:
+            continue
+        out = OutgoingMessage(platform=addr[0], target_kind="user", target=addr[1], text=text, title=title)
+        n += await outbox.enqueue(ctx.session, out, f"{key}:{p.id}", ctx.at, not_before=slot)
+    return n
+
+
+# -- customer messages -------------------------------------------------------------------------
+
+def _sms_params(c: Customer, inv: dict) -> dict:
+    return {"customer": c.name, "invoice": inv["invoice_no"], "contract": inv["contract_no"] or inv["invoice_no"],
+            "amount": yuan(inv["open_amount"]), "currency": inv["currency"], "due_date": inv["due_date"].isoformat(),
+            "days": str(inv["days_overdue"])}
+
+
+def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_kind: str, params: dict,
+                  letter: Letter | None) -> OutgoingMessage:
+    extra: dict = {"customer_message": key}
+    if contact.channel == "email":
+        extra["html"] = letters.markdown_to_html(text)
+        extra["to_name"] = contact.name
+        if letter is not None:
+            extra["attachment"] = {"filename": letter.filename, "content": letter.html, "mime": "text/html"}
+        return OutgoingMessage(platform="email", target_kind="email", target=contact.email, text=text, format="text",
+                               title=subject, extra=extra)
+    if contact.channel == "sms":
+        extra.update(sms_template=sms_kind, sms_params=params)
+        return OutgoingMessage(platform="sms", target_kind="sms", target=contact.mobile, text=text, format="text",
+                               title=subject, extra=extra)
+    platform = "wecom" if contact.channel == "wecom_group" else "dingtalk"
+    return OutgoingMessage(platform=platform, target_kind="robot", target=contact.channel_target, text=text,
+                           format="markdown", title=subject, extra=extra)
+
+
+async def _to_customer(ctx: JobContext, r: Receivable, c: Customer, *, step: str, key: str, kind: str,
+                       template: str, data: dict, letter: Letter | None = None,
+                       before: date | None = None) -> dict:
+    """Queue one message to the customer's contact at the next allowed slot. Returns a note for staff."""
+    s, now, conduct = ctx.session, ctx.at, ctx.config.conduct
+    contact = await rem.contact_for(s, c.id)
+    if contact is None:
+        return {"outcome": "no_contact"}
+    slot = await rem.capped_slot(s, c.id, now, conduct, ctx.services.calendar)
+    if before is not None and slot.date() >= before:
+        return {"outcome": "too_late", "contact": contact}
+    attach = letter if contact.channel == "email" else None
+    text = render(template, **{**data, "contact": contact}, attached=attach.title if attach else "")
+    subject = render("reminders/customer_subject.txt.j2", kind=kind, company=data["company"], invoice=data["invoice"])
+    out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=kind,
+                        params=_sms_params(c, data["invoice"]), letter=attach)
+    if await outbox.enqueue(s, out, key, now, not_before=slot):
+        await rem.record_customer_message(s, customer_id=c.id, contact=contact, receivable_id=r.id, step=step,
+                                          kind="letter" if attach else ("statement" if kind == "statement" else "reminder"),
+                                          outbox_key=key, now=now, send_at=max(slot, now))
+    return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > now}
+
+
+def _note(note: dict | None) -> str:
+    if not note:
+        return ""
+    return render("reminders/customer_note.md.j2", outcome=note["outcome"], contact=note.get("contact"),
+                  slot=note.get("slot"), later=note.get("later", False))
+
+
+def _last_workday_on_or_before(cal, d: date) -> date:
+    return d if cal.is_workday(d) else cal.add_workdays(d, -1)
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+async def customer_reminders(ctx: JobContext) -> str:
+    """Before the due date: the statement to the customer (``statement_days`` before) and the
+    grade's reminder (A: director, B: rep with a statement, C: automatic message to the customer)."""
+    s, now, today, cfg, cal = ctx.session, ctx.at, ctx.today, ctx.config, ctx.services.calendar
+    grace = cfg.collection.promise_grace_days
+    await rem.sync_sent(s)
+    rows = await rem.open_receivables(s, due_on_or_after=today + timedelta(days=1))
+    fired = await rem.fired_steps(s, [r.id for r, _ in rows])
+    done = skipped = 0
+    for r, c in rows:
+        wanted: list[str] = []
+        sd = cfg.policy.statement_days
+        if sd and "pre_statement" not in fired[r.id] and today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
+            wanted.append("pre_statement")
+        spec = cfg.policy.pre_due_spec(c.grade)
+        if spec is not None and "pre_due" not in fired[r.id]:
+            target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
+                _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
+            if today >= target:
+                wanted.append("pre_due")
+        if not wanted:
+            continue
+        if await rem.blocking_reason(s, r, today, grace):
+            skipped += 1
+            continue
+        data = await letters.facts(s, cfg, r, today)
+        for step in wanted:
+            if not await rem.fire_step(s, r, step, now, due_date=r.due_date, grade=c.grade):
+                continue
+            done += 1
+            key = f"remind:{r.invoice_no}:{step}"
+            if step == "pre_statement":
+                await _to_customer(ctx, r, c, step=step, key=key, kind="statement",
+                                   template="reminders/customer_statement.txt.j2", data=data, before=r.due_date)
+                continue
+            note = None
+            if spec.customer_message:
+                note = await _to_customer(ctx, r, c, step=step, key=key, kind="pre_due",
+                                          template="reminders/customer_pre_due.txt.j2", data=data, before=r.due_date)
+            persons = await _people(ctx, spec.notify, r, c)
+            if persons:
+                text = render("reminders/pre_due_staff.md.j2", **data, statement=spec.statement,
+                              days_left=(r.due_date - today).days, customer_note=_note(note))
+                await _to_staff(ctx, persons, text, key=key, title="due")
+    return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise)"
+
+
+async def escalations(ctx: JobContext) -> str:
+    """After the due date: the ladder's steps, each once per invoice."""
+    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    grace = cfg.collection.promise_grace_days
+    steps = cfg.policy.steps()
+    await rem.sync_sent(s)
+    rows = await rem.open_receivables(s, due_before=today)
+    fired = await rem.fired_steps(s, [r.id for r, _ in rows])
+    done = held = 0
+    for r, c in rows:
+        days = (today - r.due_date).days
+        due = [st for st in steps if st.days <= days and st.name not in fired[r.id]]
+        if not due:
+            continue
+        reason = await rem.blocking_reason(s, r, today, grace)
+        if reason:
+            held += 1
+            continue
+        # after a pause several steps may be due at once: staff hear of each, the customer only once
+        facing = [st for st in due if st.customer_message]
+        for st in due:
+            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1])
+    return f"{done} ladder step(s) fired, {held} invoice(s) held (dispute or promise)"
+
+
+async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool) -> int:
+    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    days = (today - r.due_date).days
+    if not await rem.fire_step(s, r, st.name, now, days_overdue=days, notify=list(st.notify), document=st.document,
+                               step_action=st.action, freeze=st.freeze, customer_message=st.customer_message and latest):
+        return 0
+    froze = False
+    if st.freeze and c.status == "active":
+        c.status = "frozen"
+        froze = True
+        audit.record(s, at=now, actor="bot", channel="job", action="customer.freeze", entity="customer",
+                     entity_id=c.code, reason=f"ladder {st.name}", invoice=r.invoice_no)
+    data = await letters.facts(s, cfg, r, today)
+    key = f"ladder:{r.invoice_no}:{st.name}"
+    note = None
+    if st.customer_message and latest:
+        kind = st.document if st.document in ("reminder", "confirmation") else "reminder"
+        letter = letters.render_letter(kind, data)
+        note = await _to_customer(ctx, r, c, step=st.name, key=key, kind="overdue",
+                                  template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
+    persons = await _people(ctx, st.notify, r, c)
+    text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=await _rep(s, r, c), froze=froze,
+                  customer_note=_note(note))
+    await _to_staff(ctx, persons, text, key=key, title="escalation")
+    if st.document:
+        doc = letters.render_letter(st.document, data)
+        await _to_staff(ctx, persons, render("reminders/document.md.j2", letter=doc, **data),
+                        key=f"{key}:doc", title=doc.title)
+    return 1
+
+
+async def credit_watch(ctx: JobContext) -> str:
+    """Credit usage crossing yellow / red (once per crossing, to the rep and finance; red freezes)
+    and key accounts (a big single invoice or consecutive overdue invoices)."""
+    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    cr = cfg.credit
+    alerts = 0
+    for pos in await rem.credit_positions(s, cfg.company.fx_rates):
+        c = pos.customer
+        big = pos.largest_invoice > cr.key_invoice_amount
+        streak = await rem.consecutive_overdue(s, c.id, today, cr.key_consecutive_overdue)
+        is_key = big or streak
+        key_alert = await rem.open_alert(s, c.id, "key")
+        persons = await _people(ctx, ("rep", "finance"), None, c)
+        if is_key and key_alert is None:
+            a = CreditAlert(customer_id=c.id, level="key", balance=pos.balance, crossed_at=now)
+            s.add(a)
+            await s.flush()
+            audit.record(s, at=now, actor="bot", channel="job", action="credit.key_account", entity="customer",
+                         entity_id=c.code, big=big, streak=streak)
+            await _to_staff(ctx, persons, render("reminders/key_account.md.j2", customer=c, big=big, streak=streak,
+                                                 limit=cr.key_invoice_amount, largest=pos.largest_invoice,
+                                                 n=cr.key_consecutive_overdue),
+                            key=f"credit:{c.code}:key:{a.id}", title="credit")
+            alerts += 1
+        elif not is_key and key_alert is not None:
+            key_alert.cleared_at = now
+        usage = pos.usage()
+        if usage is None:
+            continue
+        new: list[tuple[str, Decimal, CreditAlert]] = []
+        for level, threshold in (("yellow", cr.yellow), ("red", cr.red)):
+            open_ = await rem.open_alert(s, c.id, level)
+            if usage >= threshold and open_ is None:
+                a = CreditAlert(customer_id=c.id, level=level, balance=pos.balance, crossed_at=now)
+                s.add(a)
+                await s.flush()
+                new.append((level, threshold, a))
+            elif usage < threshold and open_ is not None:
+                open_.cleared_at = now
+                audit.record(s, at=now, actor="bot", channel="job", action="credit.clear", entity="customer",
+                             entity_id=c.code, level=level, usage=usage)
+        if not new:
+            continue
+        level, threshold, a = new[-1]           # straight to red: one message, the red one
+        froze = False
+        if level == "red" and cr.freeze_on_red and c.status == "active":
+            c.status, froze = "frozen", True
+        audit.record(s, at=now, actor="bot", channel="job", action="credit.alert", entity="customer",
+                     entity_id=c.code, level=level, usage=usage, balance=pos.balance, froze=froze)
+        await _to_staff(ctx, persons, render("reminders/credit_alert.md.j2", customer=c, level=level,
+                                             balance=pos.balance, usage=usage * 100, threshold=threshold * 100,
+                                             froze=froze, key=is_key),
+                        key=f"credit:{c.code}:{level}:{a.id}", title="credit")
+        alerts += 1
+    return f"{alerts} credit alert(s)"
+
+
+async def statute_watch(ctx: JobContext) -> str:
+    """Warn legal once per expiry date, ``warn_days`` before the statute of limitations runs out."""
+    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    st = cfg.statute
+    await rem.sync_sent(s)
+    legal = await people.by_role(s, "legal")
+    warned = 0
+    for r, c in await rem.open_receivables(s, due_before=today):
+        years = st.cross_border_years if c.cross_border else st.years
+        anchor = statute.anchor(r.due_date, await rem.interruptions(s, r, cfg.tz))
+        last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
+        if today < last - timedelta(days=st.warn_days):
+            continue
+        step = f"statute:{last.isoformat()}"
+        if not await rem.fire_step(s, r, step, now, anchor=anchor, last_day=last, years=years):
+            continue
+        data = await letters.facts(s, cfg, r, today)
+        text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
+                      days_left=(last - today).days, expired=today > last)
+        await _to_staff(ctx, legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
+        warned += 1
+    return f"{warned} statute warning(s)"

@@ -1,0 +1,124 @@
+"""The managers' reports: the weekly aging report to the managers' group(s) and the monthly
+aging report to sales, finance and legal (DOMAIN.md: "weekly aging distribution chart; monthly
+aging report to sales, finance and legal by the 5th of each month").
+
+Figures come from the same functions as /aging and /kpi (``storage.aging``, ``storage.kpi``).
+Files (chart PNG, XLSX) are written under ``[reports] dir`` and linked by signed URLs. Both jobs
+are idempotent for their fire: files are rewritten whole and every message carries an outbox key
+naming the period, so a re-run sends nothing twice.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from bot import notify, workbooks
+from bot.charts import aging_chart
+from bot.core.permissions import scope_for
+from bot.handlers.aging import aging_figures
+from bot.jobs.context import JobContext
+from bot.render import render
+from bot.web import downloads
+from storage import aging as aging_q
+from storage import kpi as kpi_q
+from storage import people
+from storage.models import Person
+from storage.scope import Scope
+
+
+def parse_group(entry: str) -> tuple[str, str, str]:
+    """"local:mgmt" → (local, group, mgmt); "wecom:robot:managers" → (wecom, robot, managers)."""
+    parts = entry.split(":")
+    if len(parts) == 2:
+        return parts[0], "group", parts[1]
+    return parts[0], parts[1], parts[2]
+
+
+def team_rows(report: aging_q.AgingReport) -> list[dict]:
+    rows = [{"name": name, "buckets": buckets, "total": sum((b.amount for b in buckets), aging_q.Decimal("0.00")),
+             "overdue": sum((b.amount for b in buckets[1:]), aging_q.Decimal("0.00"))}
+            for name, buckets in report.groups.items()]
+    return sorted(rows, key=lambda r: (-r["total"], r["name"]))
+
+
+async def weekly_aging_report(ctx: JobContext) -> str:
+    """Aging by bucket with the week's change, by team, top overdue customers, the chart and an XLSX."""
+    s, today, now, cfg = ctx.session, ctx.today, ctx.at, ctx.config
+    groups = [parse_group(g) for g in cfg.reports.manager_groups]
+    if not groups:
+        return "no [reports] manager_groups configured; nothing sent"
+    report, last_week, top = await aging_figures(s, cfg, Scope.everything(), today)
+    by_team = await aging_q.aging(s, today, cfg.aging.buckets, by="team", fx_rates=cfg.company.fx_rates,
+                                  base_currency=cfg.company.currency)
+    teams = team_rows(by_team)
+    png = aging_chart(report)
+    chart_name, xlsx_name = f"aging-weekly-{today}.png", f"aging-weekly-{today}.xlsx"
+    downloads.save(cfg, chart_name, png)
+    downloads.save(cfg, xlsx_name, workbooks.weekly(cfg.company.name, report, last_week, teams, top))
+    links = {"chart": downloads.download_url(cfg, chart_name, now), "xlsx": downloads.download_url(cfg, xlsx_name, now)}
+    text = render("reports/weekly_aging.md.j2", company=cfg.company.name, report=report, last_week=last_week,
+                  rows=list(zip(report.buckets, last_week.buckets)), teams=teams, top=top, links=links,
+                  overdue_share=kpi_q.ratio(report.overdue, report.total), link_days=cfg.reports.link_days)
+    sent = 0
+    for platform, kind, target in groups:
+        key = f"report:weekly:{today}:{platform}:{kind}:{target}"
+        sent += await notify.to_chat(s, platform, kind, target, text, key=key, now=now,
+                                     title=render("reports/title_weekly.j2", as_of=today))
+        if platform == "wecom" and kind == "robot":
+            # group robots take images; app messages and DingTalk markdown get the chart by link
+            await notify.to_chat(s, platform, kind, target, "", key=key + ":chart", now=now,
+                                 extra={"image_base64": base64.b64encode(png).decode()})
+    return f"weekly aging report for {today}: {sent} group message(s) queued"
+
+
+def previous_month_end(today: date) -> date:
+    return today.replace(day=1) - timedelta(days=1)
+
+
+@dataclass
+class MonthlyFigures:
+    scope_label: str
+    report: aging_q.AgingReport
+    last_month: aging_q.AgingReport
+    k: kpi_q.Kpi
+    top: list
+    xlsx_url: str
+
+
+async def _monthly_figures(ctx: JobContext, scope: Scope, month_end: date, person: Person, tag: str) -> MonthlyFigures:
+    s, cfg = ctx.session, ctx.config
+    fx, cur = cfg.company.fx_rates, cfg.company.currency
+    report = await aging_q.aging(s, month_end, cfg.aging.buckets, scope=scope, fx_rates=fx, base_currency=cur)
+    last_month = await aging_q.aging(s, previous_month_end(month_end), cfg.aging.buckets, scope=scope,
+                                     fx_rates=fx, base_currency=cur)
+    k = await kpi_q.kpi(s, month_end, ctx.at, scope, fx_rates=fx, base_currency=cur)
+    top = await aging_q.top_overdue_customers(s, month_end, scope, cfg.aging.top_customers, fx, cur)
+    label = render("reports/scope_all.j2") if tag == "all" else render("reports/scope_team.j2", person=person)
+    name = f"aging-monthly-{month_end:%Y-%m}-{tag}.xlsx"
+    downloads.save(cfg, name, workbooks.monthly(cfg.company.name, label, report, last_month, k, top))
+    return MonthlyFigures(label, report, last_month, k, top, downloads.download_url(cfg, name, ctx.at))
+
+
+async def monthly_aging_report(ctx: JobContext) -> str:
+    """Last month's aging, collection rate, DSO, top overdue customers and per-rep table, with an
+    XLSX, to each person of ``[reports] monthly_recipients_roles``, scoped like their commands
+    (a supervisor gets their team; finance, legal and managers the whole company)."""
+    s, now, cfg = ctx.session, ctx.at, ctx.config
+    month_end = previous_month_end(ctx.today)
+    recipients = await people.by_role(s, *cfg.reports.monthly_recipients_roles)
+    by_scope: dict[Scope, MonthlyFigures] = {}
+    sent = 0
+    for person in recipients:
+        scope = await scope_for(s, person)
+        if scope not in by_scope:
+            tag = "all" if scope == Scope.everything() else person.id
+            by_scope[scope] = await _monthly_figures(ctx, scope, month_end, person, tag)
+        f = by_scope[scope]
+        text = render("reports/monthly_aging.md.j2", person=person, month=month_end, scope_label=f.scope_label,
+                      report=f.report, last_month=f.last_month, k=f.k, top=f.top, xlsx_url=f.xlsx_url,
+                      sales_days=kpi_q.SALES_DAYS, link_days=cfg.reports.link_days)
+        sent += await notify.to_person(s, person, text, key=f"report:monthly:{month_end:%Y-%m}", now=now,
+                                       platforms=ctx.services.platforms,
+                                       title=render("reports/title_monthly.j2", month=month_end))
+    return f"monthly aging report for {month_end:%Y-%m}: {sent} message(s) to {len(recipients)} person(s), {len(by_scope)} workbook(s)"

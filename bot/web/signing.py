@@ -1,0 +1,87 @@
+"""Signed tokens for links the bot hands out: one-time dashboard logins, session cookies and
+report downloads.
+
+A token is ``base64url(json payload) "." base64url(HMAC-SHA256(key, payload))``. The key is
+derived per purpose from ``[web] secret`` (``ARBOT_WEB_SECRET``), so a download token can never
+be replayed as a session. With no secret configured, a random one is made per process and a
+warning logged: links then stop working at a restart and links made by another process (e.g.
+``arbot jobs run``) are refused.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+
+class BadToken(Exception):
+    """Forged, malformed, for another purpose, or expired."""
+
+
+@lru_cache(maxsize=1)
+def _process_secret() -> bytes:
+    log.warning("web: [web] secret (ARBOT_WEB_SECRET) is empty; using a random per-process secret — "
+                "login and report links stop working when the bot restarts")
+    return secrets.token_bytes(32)
+
+
+def _key(config, purpose: str) -> bytes:
+    secret = config.web.secret.encode() if config.web.secret else _process_secret()
+    return hmac.new(secret, b"arbot:" + purpose.encode(), hashlib.sha256).digest()
+
+
+def _b64(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def sign(config, purpose: str, payload: dict, expires: datetime) -> str:
+    body = _b64(json.dumps({**payload, "exp": int(expires.timestamp())}, separators=(",", ":"),
+                           ensure_ascii=False).encode())
+    mac = hmac.new(_key(config, purpose), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def verify(config, purpose: str, token: str, now: datetime) -> dict:
+    """The payload of a good token; BadToken otherwise (the reason is for logs, not for users)."""
+    try:
+        body, mac = token.split(".")
+        given = _unb64(mac)
+    except (ValueError, AttributeError, TypeError):
+        raise BadToken("malformed") from None
+    want = hmac.new(_key(config, purpose), body.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(given, want):
+        raise BadToken("bad signature")
+    try:
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError):
+        raise BadToken("malformed") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int):
+        raise BadToken("malformed")
+    if now.timestamp() >= payload["exp"]:
+        raise BadToken("expired")
+    return payload
+
+
+def base_url(config) -> str:
+    """How people reach the bot: [server] public_url, else the listening address (dev only)."""
+    if config.server.public_url:
+        return config.server.public_url.rstrip("/")
+    return f"http://{config.server.host}:{config.server.port}"
+
+
+def login_link(config, person_id: str, now: datetime) -> tuple[str, datetime]:
+    """A one-time dashboard login link for a person, and when it expires."""
+    expires = now + timedelta(minutes=config.web.link_minutes)
+    token = sign(config, "login", {"p": person_id, "j": secrets.token_urlsafe(12)}, expires)
+    return f"{base_url(config)}/dashboard/login?t={token}", expires

@@ -1,0 +1,121 @@
+"""The report workbooks (XLSX, openpyxl): what finance opens in Excel next to the chat message.
+
+Figures are written as numbers (Decimal, exact to the cent) with a thousands format, so the
+sheet sums and sorts; every header comes from ``templates/reports/xlsx.j2``.
+"""
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+from bot.charts import bucket_label
+from bot.render import environment
+from storage.aging import AgingReport
+
+MONEY = "#,##0.00"
+PCT = "0.0"
+
+
+def labels():
+    return environment().get_template("reports/xlsx.j2").module
+
+
+def _sheet(wb: Workbook, title: str, header: list[str], first: bool = False):
+    ws = wb.active if first else wb.create_sheet()
+    ws.title = title
+    if header:
+        ws.append(header)
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+    return ws
+
+
+def _formats(ws, money_cols=(), pct_cols=()) -> None:
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if cell.column in money_cols:
+                cell.number_format = MONEY
+            elif cell.column in pct_cols:
+                cell.number_format = PCT
+    for i, col in enumerate(ws.columns, start=1):
+        width = max(len(str(c.value or "")) for c in col)
+        ws.column_dimensions[get_column_letter(i)].width = min(40, max(10, width * 2))
+
+
+def _num(v) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
+
+def _summary(wb, L, rows: list[tuple[str, object]]):
+    ws = _sheet(wb, L.sheets["summary"], [], first=True)
+    for k, v in rows:
+        ws.append([L.summary[k], v])
+    ws.column_dimensions["A"].width = 22
+    ws.column_dimensions["B"].width = 22
+    plain = {L.summary[k] for k in ("dso", "overdue_ratio", "over_90_share", "collection_rate")}
+    for row in ws.iter_rows():
+        if isinstance(row[1].value, Decimal):
+            row[1].number_format = PCT if row[0].value in plain else MONEY
+    return ws
+
+
+def _aging_sheet(wb, L, report: AgingReport, previous: AgingReport) -> None:
+    ws = _sheet(wb, L.sheets["aging"], list(L.aging))
+    for b, p in zip(report.buckets, previous.buckets):
+        ws.append([bucket_label(b.label), b.amount, b.count, b.share(report.total), p.amount, b.amount - p.amount])
+    ws.append([L.summary["total"], report.total, report.count, Decimal("100.0") if report.total else Decimal("0.0"),
+               previous.total, report.total - previous.total])
+    _formats(ws, money_cols=(2, 5, 6), pct_cols=(4,))
+
+
+def _customers_sheet(wb, L, top) -> None:
+    ws = _sheet(wb, L.sheets["customers"], list(L.customers))
+    for i, t in enumerate(top, start=1):
+        ws.append([i, t.name, t.overdue, t.max_days])
+    _formats(ws, money_cols=(3,))
+
+
+def _save(wb: Workbook) -> bytes:
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def weekly(company: str, report: AgingReport, last_week: AgingReport, teams: list[dict], top) -> bytes:
+    """Summary, aging by bucket against last week, aging by team, the top overdue customers."""
+    L = labels()
+    wb = Workbook()
+    _summary(wb, L, [("title_weekly", company), ("as_of", report.as_of.isoformat()), ("total", report.total),
+                     ("count", report.count), ("overdue", report.overdue),
+                     ("last", last_week.total), ("change", report.total - last_week.total)])
+    _aging_sheet(wb, L, report, last_week)
+    ws = _sheet(wb, L.sheets["teams"], [L.team_head, *[bucket_label(b.label) for b in report.buckets], *L.teams_tail])
+    for t in teams:
+        ws.append([t["name"] or L.no_team, *[b.amount for b in t["buckets"]], t["total"], t["overdue"]])
+    _formats(ws, money_cols=tuple(range(2, len(report.buckets) + 4)))
+    _customers_sheet(wb, L, top)
+    return _save(wb)
+
+
+def monthly(company: str, scope_label: str, report: AgingReport, last_month: AgingReport, k, top) -> bytes:
+    """Summary KPIs, aging against last month-end, per-rep table, the top overdue customers."""
+    L = labels()
+    wb = Workbook()
+    _summary(wb, L, [("title_monthly", company), ("scope", scope_label), ("as_of", report.as_of.isoformat()),
+                     ("total", report.total), ("count", report.count), ("overdue", report.overdue),
+                     ("overdue_ratio", _num(k.overdue_ratio)), ("over_90_share", _num(k.over_90_share)),
+                     ("collection_rate", _num(k.collection_rate)), ("collected", k.collected),
+                     ("due_in_month", k.due_in_month), ("dso", _num(k.dso)),
+                     ("last", last_month.total), ("change", report.total - last_month.total)])
+    _aging_sheet(wb, L, report, last_month)
+    ws = _sheet(wb, L.sheets["reps"], list(L.reps))
+    for r in k.reps:
+        ws.append([r.name or L.unassigned, r.open, r.overdue, r.due_in_month, r.collected, _num(r.collection_rate),
+                   r.pushed, r.on_time, _num(r.timeliness)])
+    _formats(ws, money_cols=(2, 3, 4, 5), pct_cols=(6, 9))
+    _customers_sheet(wb, L, top)
+    return _save(wb)

@@ -1,0 +1,170 @@
+"""Everything /customer shows about one customer, as of a date: credit usage, open items,
+aging, the follow-up log, promises, disputes, the statute of limitations and a late-fee
+estimate. Session first, pure queries, never commits; the handler only formats.
+
+Rules (decisions, documented here and in the reply):
+
+* **Credit usage** = open balance in the reporting currency (foreign invoices converted with
+  ``[company] fx_rates``) / credit limit. Level: ``red`` ≥ 90%, ``yellow`` ≥ 70%, else ``ok``;
+  no limit set (0) → no usage figure.
+* **Statute of limitations** (诉讼时效): the period is counted from the day after its anchor and
+  its last day is the anchor's corresponding date N years on (Feb 29 → Feb 28), N = 3, or 4 for a
+  ``cross_border`` customer — the same reckoning as ``bot/statute.py``. The anchor is the later of
+  the *latest* due date among the customer's open invoices and the customer's last payment (a
+  partial payment restarts the period). The date shown is the last day a claim can be brought.
+  Written collection notices and signed statements also restart it in law, and a last day on a
+  rest day moves to the next working day; neither is counted here, so the date errs early,
+  never late.
+* **Late fee** (滞纳金): ``storage.late_fees.late_fee`` on each overdue invoice's *current*
+  open balance for its days overdue; disputed invoices are left out (the claim is contested);
+  an estimate for the conversation, never booked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import aging as aging_q
+from storage.late_fees import DEFAULT_TIERS, late_fee
+from storage.models import Customer, Dispute, FollowUp, Payment, Person, Promise, Receivable
+from storage.scope import Scope
+
+CENT = Decimal("0.01")
+YELLOW, RED = Decimal("70"), Decimal("90")
+STATUTE_YEARS, STATUTE_YEARS_CROSS_BORDER = 3, 4
+
+
+def rates_for(fx_rates: dict | None, base_currency: str) -> dict[str, Decimal]:
+    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
+    rates[base_currency] = Decimal("1")
+    return rates
+
+
+def convert(amount: Decimal, currency: str, rates: dict[str, Decimal]) -> Decimal | None:
+    rate = rates.get(currency)
+    return None if rate is None else (amount * rate).quantize(CENT, ROUND_HALF_UP)
+
+
+def add_years(d: date, years: int) -> date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:            # Feb 29 in a year without one
+        return d.replace(year=d.year + years, day=28)
+
+
+def statute_anchor(latest_due: date | None, last_payment: date | None) -> tuple[date | None, bool]:
+    """(the day the period runs from the day after, whether a payment restarted it)."""
+    if latest_due is None:
+        return None, False
+    if last_payment is not None and last_payment > latest_due:
+        return last_payment, True
+    return latest_due, False
+
+
+def statute_date(latest_due: date | None, last_payment: date | None, cross_border: bool) -> date | None:
+    """The last day a claim can be brought (see the module docstring). No open invoice → None."""
+    anchor, _ = statute_anchor(latest_due, last_payment)
+    if anchor is None:
+        return None
+    return add_years(anchor, STATUTE_YEARS_CROSS_BORDER if cross_border else STATUTE_YEARS)
+
+
+def credit_level(usage: Decimal | None) -> str:
+    if usage is None:
+        return "none"
+    if usage >= RED:
+        return "red"
+    if usage >= YELLOW:
+        return "yellow"
+    return "ok"
+
+
+@dataclass
+class OpenItem:
+    receivable: Receivable
+    days_overdue: int             # 0 when not yet due
+    promise: Promise | None
+    late_fee: Decimal             # in the invoice's currency
+
+    @property
+    def disputed(self) -> bool:
+        return self.receivable.disputed
+
+
+@dataclass
+class CustomerCard:
+    customer: Customer
+    rep: Person | None
+    as_of: date
+    open_total: Decimal                        # reporting currency
+    usage: Decimal | None                      # percent of the credit limit
+    level: str                                 # ok | yellow | red | none
+    items: list[OpenItem]
+    aging: aging_q.AgingReport
+    followups: list[FollowUp]
+    promises: list[tuple[Promise, Receivable]]
+    disputes: list[tuple[Dispute, Receivable]]
+    last_payment: date | None
+    statute: date | None                       # the last day a claim can be brought
+    statute_anchor: date | None                # counted from the day after this day
+    statute_by_payment: bool                   # the anchor is the last payment (a restart)
+    late_fee_total: Decimal                    # reporting currency
+    unconverted: dict[str, Decimal] = field(default_factory=dict)
+
+
+async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
+                        fx_rates: dict | None = None, base_currency: str = "CNY", followups: int = 5,
+                        tiers=DEFAULT_TIERS) -> CustomerCard:
+    rates = rates_for(fx_rates, base_currency)
+    receivables = list((await session.execute(
+        select(Receivable).where(Receivable.customer_id == customer.id, Receivable.open_amount > 0,
+                                 Receivable.status != "written_off")
+        .order_by(Receivable.due_date, Receivable.id))).scalars())
+    ids = [r.id for r in receivables]
+    promises_by_r: dict[int, Promise] = {}
+    if ids:
+        for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(ids), Promise.status == "open")
+                                        .order_by(Promise.id))).scalars():
+            promises_by_r[p.receivable_id] = p
+    items, open_total, fee_total, unconverted = [], Decimal("0.00"), Decimal("0.00"), {}
+    for r in receivables:
+        days = max(0, (as_of - r.due_date).days)
+        fee = Decimal("0.00") if r.disputed else late_fee(r.open_amount, days, tiers)
+        items.append(OpenItem(r, days, promises_by_r.get(r.id), fee))
+        converted = convert(r.open_amount, r.currency, rates)
+        if converted is None:
+            unconverted[r.currency] = unconverted.get(r.currency, Decimal("0.00")) + r.open_amount
+            continue
+        open_total += converted
+        fee_total += convert(fee, r.currency, rates)
+    limit = customer.credit_limit or Decimal("0")
+    usage = (open_total / limit * 100).quantize(Decimal("0.1"), ROUND_HALF_UP) if limit > 0 else None
+    report = await aging_q.aging(session, as_of, bounds, scope=Scope(customer_ids=frozenset({customer.id})),
+                                 fx_rates=fx_rates, base_currency=base_currency)
+    fus = list((await session.execute(select(FollowUp).where(FollowUp.customer_id == customer.id)
+                                      .order_by(FollowUp.at.desc(), FollowUp.id.desc()).limit(followups))).scalars())
+    promises = list((await session.execute(
+        select(Promise, Receivable).join(Receivable, Receivable.id == Promise.receivable_id)
+        .where(Receivable.customer_id == customer.id, Promise.status == "open")
+        .order_by(Promise.promised_date, Promise.id))).all())
+    disputes = list((await session.execute(
+        select(Dispute, Receivable).join(Receivable, Receivable.id == Dispute.receivable_id)
+        .where(Receivable.customer_id == customer.id, Dispute.resolved_at.is_(None))
+        .order_by(Dispute.opened_at, Dispute.id))).all())
+    last_payment = (await session.execute(select(func.max(Payment.paid_on)).where(
+        Payment.customer_id == customer.id, Payment.paid_on <= as_of))).scalar()
+    if last_payment is not None and not isinstance(last_payment, date):
+        last_payment = date.fromisoformat(str(last_payment))
+    latest_due = max((r.due_date for r in receivables), default=None)
+    anchor, by_payment = statute_anchor(latest_due, last_payment)
+    rep = await session.get(Person, customer.rep_id) if customer.rep_id else None
+    return CustomerCard(customer=customer, rep=rep, as_of=as_of, open_total=open_total, usage=usage,
+                        level=credit_level(usage), items=items, aging=report, followups=fus,
+                        promises=promises, disputes=disputes, last_payment=last_payment,
+                        statute=statute_date(latest_due, last_payment, customer.cross_border),
+                        statute_anchor=anchor, statute_by_payment=by_payment,
+                        late_fee_total=fee_total, unconverted=unconverted)

@@ -1,0 +1,312 @@
+"""Reminders, the escalation ladder, customer messages, credit alerts and the statute: the
+queries and records behind ``bot/jobs/reminders.py``. Session first, never commits.
+
+Stopping customer messages at once
+----------------------------------
+A customer message is queued in the outbox for the next allowed slot (working hours, frequency
+cap), so it may wait overnight or over a weekend. If, meanwhile, the invoice is disputed, paid in
+full, written off or gets a fresh promise to pay, the message must not go out. Two guards:
+
+1. **Cancel in the same transaction** (primary). A ``before_flush`` hook on every ORM session
+   sees a receivable becoming disputed / paid / written off, or a new open promise, and cancels
+   that invoice's queued customer messages (``customer_messages.status = cancelled`` and the
+   outbox row's status ``cancelled``, which the sender never claims) in the transaction that
+   made the change: the dispute and the cancellation commit together or not at all.
+2. **Check at send time** (safety net, e-mail and SMS). The customer channels
+   (``bot/channels/customer.py``) re-check the reason just before delivering and refuse a message
+   whose reason vanished by a path that bypassed the ORM (raw SQL): it is dead-lettered with code
+   ``cancelled`` and shows on /healthz, because such a path is a bug worth seeing.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import event, func, inspect, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from storage import audit
+from storage.models import (Allocation, AuditEntry, Contact, CreditAlert, Customer, CustomerMessage, LadderStep,
+                            OutboxMessage, Promise, Receivable)
+
+ZERO = Decimal("0.00")
+WRITTEN_CHANNELS = ("email",)          # a delivered e-mail is a written notice
+WRITTEN_KINDS = ("letter",)            # so is a letter on any channel
+
+
+# -- which invoices --------------------------------------------------------------------------
+
+async def open_receivables(session: AsyncSession, *, due_before: date | None = None,
+                           due_on_or_after: date | None = None) -> list[tuple[Receivable, Customer]]:
+    stmt = (select(Receivable, Customer).join(Customer, Customer.id == Receivable.customer_id)
+            .where(Receivable.open_amount > 0, Receivable.status != "written_off"))
+    if due_before is not None:
+        stmt = stmt.where(Receivable.due_date < due_before)
+    if due_on_or_after is not None:
+        stmt = stmt.where(Receivable.due_date >= due_on_or_after)
+    return list((await session.execute(stmt.order_by(Receivable.due_date, Receivable.id))).all())
+
+
+async def fired_steps(session: AsyncSession, receivable_ids: list[int]) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = defaultdict(set)
+    for i in range(0, len(receivable_ids), 500):
+        chunk = receivable_ids[i:i + 500]
+        for rid, step in (await session.execute(select(LadderStep.receivable_id, LadderStep.step)
+                                                .where(LadderStep.receivable_id.in_(chunk)))).all():
+            out[rid].add(step)
+    return out
+
+
+async def fire_step(session: AsyncSession, receivable: Receivable, step: str, now: datetime,
+                    **detail) -> bool:
+    """Log a step for an invoice (and audit it). False if it had already fired: steps fire once."""
+    exists = (await session.execute(select(LadderStep.id).where(LadderStep.receivable_id == receivable.id,
+                                                                LadderStep.step == step))).first()
+    if exists:
+        return False
+    session.add(LadderStep(receivable_id=receivable.id, step=step, fired_at=now))
+    audit.record(session, at=now, actor="bot", channel="job", action="ladder.fire", entity="receivable",
+                 entity_id=receivable.invoice_no, step=step, **detail)
+    await session.flush()
+    return True
+
+
+async def live_promise(session: AsyncSession, receivable_id: int, today: date, grace_days: int) -> Promise | None:
+    """An open promise whose date (plus the grace days promise_watch allows) has not passed."""
+    p = (await session.execute(select(Promise).where(Promise.receivable_id == receivable_id, Promise.status == "open")
+                               .order_by(Promise.id.desc()).limit(1))).scalar_one_or_none()
+    if p is not None and today <= p.promised_date + timedelta(days=grace_days):
+        return p
+    return None
+
+
+async def blocking_reason(session: AsyncSession, r: Receivable, today: date, grace_days: int) -> str | None:
+    """Why nothing may be sent about this invoice now: paid, written_off, disputed, promise (or None)."""
+    if r.status == "written_off":
+        return "written_off"
+    if r.open_amount <= ZERO or r.status == "paid":
+        return "paid"
+    if r.disputed:
+        return "disputed"
+    if await live_promise(session, r.id, today, grace_days) is not None:
+        return "promise"
+    return None
+
+
+# -- when customer messages may go -------------------------------------------------------------
+
+def next_slot(now: datetime, conduct, calendar) -> datetime:
+    """The earliest moment at or after ``now`` inside working hours (on a working day)."""
+    start, end = conduct.start_time, conduct.end_time
+
+    def allowed(d: date) -> bool:
+        return calendar.is_workday(d) if conduct.working_days_only else True
+
+    d = now.date()
+    if allowed(d):
+        if now.time() < start:
+            return datetime.combine(d, start, tzinfo=now.tzinfo)
+        if now.time() < end:
+            return now
+    d += timedelta(days=1)
+    while not allowed(d):
+        d += timedelta(days=1)
+    return datetime.combine(d, start, tzinfo=now.tzinfo)
+
+
+async def capped_slot(session: AsyncSession, customer_id: int, now: datetime, conduct, calendar) -> datetime:
+    """The next allowed slot that also keeps the customer within ``max_messages`` per ``per_days``
+    calendar days (counting messages queued or sent, before and after the slot)."""
+    tz = now.tzinfo
+    n, days = conduct.max_messages, conduct.per_days
+    rows = (await session.execute(select(CustomerMessage.send_at).where(
+        CustomerMessage.customer_id == customer_id, CustomerMessage.status.in_(("queued", "sent")),
+        CustomerMessage.send_at >= now - timedelta(days=days + 1)))).scalars().all()
+    taken = [r.astimezone(tz).date() for r in rows]
+    slot = next_slot(now, conduct, calendar)
+    for _ in range(400):
+        d = slot.date()
+        full = any(sum(1 for t in taken if w <= t < w + timedelta(days=days)) >= n
+                   for w in (d - timedelta(days=k) for k in range(days)))
+        if not full:
+            return slot
+        slot = next_slot(datetime.combine(d + timedelta(days=1), conduct.start_time, tzinfo=tz), conduct, calendar)
+    return slot
+
+
+async def contact_for(session: AsyncSession, customer_id: int) -> Contact | None:
+    """The customer's first contact with a usable channel."""
+    for c in (await session.execute(select(Contact).where(Contact.customer_id == customer_id)
+                                    .order_by(Contact.id))).scalars():
+        if (c.channel == "email" and c.email) or (c.channel == "sms" and c.mobile) or \
+                (c.channel in ("wecom_group", "dingtalk_group") and c.channel_target):
+            return c
+    return None
+
+
+async def record_customer_message(session: AsyncSession, *, customer_id: int, contact: Contact,
+                                  receivable_id: int | None, step: str, kind: str, outbox_key: str,
+                                  now: datetime, send_at: datetime) -> CustomerMessage:
+    cm = CustomerMessage(customer_id=customer_id, contact_id=contact.id, receivable_id=receivable_id, step=step,
+                         kind=kind, channel=contact.channel, outbox_key=outbox_key, status="queued",
+                         cancel_reason="", queued_at=now, send_at=send_at)
+    session.add(cm)
+    await session.flush()
+    return cm
+
+
+async def sync_sent(session: AsyncSession) -> int:
+    """Copy delivery from the outbox to queued customer messages (group robots report only there)."""
+    rows = (await session.execute(select(CustomerMessage, OutboxMessage.status, OutboxMessage.sent_at)
+                                  .join(OutboxMessage, OutboxMessage.idem_key == CustomerMessage.outbox_key)
+                                  .where(CustomerMessage.status == "queued",
+                                         OutboxMessage.status.in_(("sent", "dead", "cancelled"))))).all()
+    for cm, status, sent_at in rows:
+        if status == "sent":
+            cm.status, cm.sent_at = "sent", sent_at
+        elif status == "dead":
+            cm.status = "failed"
+        else:
+            cm.status = "cancelled"
+    return len(rows)
+
+
+def _cancel_sync(conn_session: Session, reasons: dict[int, str]) -> None:
+    for rid, reason in reasons.items():
+        keys = list(conn_session.execute(select(CustomerMessage.outbox_key).where(
+            CustomerMessage.receivable_id == rid, CustomerMessage.status == "queued")).scalars())
+        if not keys:
+            continue
+        conn_session.execute(update(CustomerMessage.__table__).where(
+            CustomerMessage.__table__.c.outbox_key.in_(keys)).values(status="cancelled", cancel_reason=reason))
+        conn_session.execute(update(OutboxMessage.__table__).where(
+            OutboxMessage.__table__.c.idem_key.in_(keys), OutboxMessage.__table__.c.status == "pending")
+            .values(status="cancelled", last_error=f"cancelled: {reason}"))
+
+
+@event.listens_for(Session, "before_flush")
+def _stop_customer_messages(session: Session, flush_context, instances) -> None:
+    """Guard 1 (see the module docstring): cancel queued customer messages in the transaction
+    that disputes, pays in full, writes off, or promises to pay the invoice."""
+    reasons: dict[int, str] = {}
+    for obj in session.dirty:
+        if not isinstance(obj, Receivable) or obj.id is None:
+            continue
+        state = inspect(obj)
+        if obj.disputed and state.attrs.disputed.history.added:
+            reasons[obj.id] = "disputed"
+        elif obj.status == "written_off" and state.attrs.status.history.added:
+            reasons[obj.id] = "written_off"
+        elif obj.open_amount is not None and obj.open_amount <= ZERO and state.attrs.open_amount.history.added:
+            reasons[obj.id] = "paid"
+    for obj in session.new:
+        if isinstance(obj, Promise) and obj.status in (None, "open") and obj.receivable_id is not None:
+            reasons.setdefault(obj.receivable_id, "promise")
+    if reasons:
+        _cancel_sync(session, reasons)
+
+
+async def vanished_reason(session: AsyncSession, outbox_key: str, today: date, grace_days: int) -> str | None:
+    """Guard 2: at send time, why a tracked customer message must not go out (None: send it)."""
+    cm = (await session.execute(select(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key))
+          ).scalar_one_or_none()
+    if cm is None:
+        return None
+    if cm.status == "cancelled":
+        return cm.cancel_reason or "cancelled"
+    if cm.receivable_id is None:
+        return None
+    r = await session.get(Receivable, cm.receivable_id)
+    return await blocking_reason(session, r, today, grace_days)
+
+
+async def mark_message(session: AsyncSession, outbox_key: str, *, sent_at: datetime | None = None,
+                       cancelled: str | None = None) -> None:
+    values: dict = {"status": "sent", "sent_at": sent_at} if cancelled is None else \
+        {"status": "cancelled", "cancel_reason": cancelled}
+    await session.execute(update(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key).values(**values))
+
+
+# -- statute of limitations --------------------------------------------------------------------
+
+async def interruptions(session: AsyncSession, r: Receivable, tz) -> list[date]:
+    """Days the statute restarted for an invoice: delivered written notices, partial payments,
+    signed confirmations (recorded with ``record_confirmation``)."""
+    out: list[date] = []
+    out += list((await session.execute(select(Allocation.applied_on).where(Allocation.receivable_id == r.id))).scalars())
+    sent = (await session.execute(select(CustomerMessage.sent_at).where(
+        CustomerMessage.receivable_id == r.id, CustomerMessage.sent_at.is_not(None),
+        (CustomerMessage.channel.in_(WRITTEN_CHANNELS)) | (CustomerMessage.kind.in_(WRITTEN_KINDS))))).scalars()
+    out += [s.astimezone(tz).date() for s in sent]
+    for detail in (await session.execute(select(AuditEntry.detail).where(
+            AuditEntry.action == "confirmation.signed", AuditEntry.entity == "receivable",
+            AuditEntry.entity_id == r.invoice_no))).scalars():
+        out.append(date.fromisoformat(detail["signed_on"]))
+    return out
+
+
+def record_confirmation(session: AsyncSession, *, receivable: Receivable, signed_on: date, actor: str,
+                        channel: str, now: datetime) -> None:
+    """The customer signed a balance confirmation (账款确认函): restarts the statute."""
+    audit.record(session, at=now, actor=actor, channel=channel, action="confirmation.signed", entity="receivable",
+                 entity_id=receivable.invoice_no, signed_on=signed_on)
+
+
+# -- credit ------------------------------------------------------------------------------------
+
+@dataclass
+class CreditPosition:
+    customer: Customer
+    balance: Decimal                 # open balance in the reporting currency (CNY)
+    largest_invoice: Decimal         # largest open invoice, CNY
+    unconverted: list[str]           # currencies without an fx rate (left out of the balance)
+
+    def usage(self) -> Decimal | None:
+        if self.customer.credit_limit <= 0:
+            return None
+        return self.balance / self.customer.credit_limit
+
+
+async def credit_positions(session: AsyncSession, fx_rates: dict) -> list[CreditPosition]:
+    customers = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
+    pos = {c.id: CreditPosition(c, ZERO, ZERO, []) for c in customers}
+    rows = (await session.execute(select(Receivable.customer_id, Receivable.currency, Receivable.open_amount,
+                                         Receivable.amount)
+                                  .where(Receivable.open_amount > 0, Receivable.status != "written_off"))).all()
+    for cid, cur, open_amount, amount in rows:
+        rate = Decimal("1") if cur == "CNY" else (Decimal(str(fx_rates[cur])) if cur in fx_rates else None)
+        p = pos[cid]
+        if rate is None:
+            if cur not in p.unconverted:
+                p.unconverted.append(cur)
+            continue
+        p.balance += (open_amount * rate).quantize(Decimal("0.01"))
+        p.largest_invoice = max(p.largest_invoice, (amount * rate).quantize(Decimal("0.01")))
+    return list(pos.values())
+
+
+async def consecutive_overdue(session: AsyncSession, customer_id: int, today: date, n: int) -> bool:
+    """The customer's last ``n`` invoices that fell due were all overdue (still open past due,
+    paid after the due date, or written off)."""
+    rs = (await session.execute(select(Receivable).where(Receivable.customer_id == customer_id,
+                                                         Receivable.due_date < today)
+                                .order_by(Receivable.due_date.desc(), Receivable.id.desc()).limit(n))).scalars().all()
+    if len(rs) < n:
+        return False
+    for r in rs:
+        if r.status == "written_off" or r.open_amount > 0:
+            continue
+        last_paid = (await session.execute(select(func.max(Allocation.applied_on))
+                                           .where(Allocation.receivable_id == r.id))).scalar_one_or_none()
+        if last_paid is None or last_paid <= r.due_date:
+            return False
+    return True
+
+
+async def open_alert(session: AsyncSession, customer_id: int, level: str) -> CreditAlert | None:
+    return (await session.execute(select(CreditAlert).where(CreditAlert.customer_id == customer_id,
+                                                            CreditAlert.level == level,
+                                                            CreditAlert.cleared_at.is_(None)))).scalar_one_or_none()

@@ -1,0 +1,142 @@
+"""The permission matrix: every command registered in ``bot.handlers.routers()`` × every role,
+through the real local chat. Allowed roles get a real answer; the others get the forbidden reply
+and nothing in the ledger, the collection log or the audit log changes. A rep (or supervisor)
+asking about another rep's customer is refused without a single figure.
+
+The matrix is built from the routers, so a new command is covered automatically; the expected
+role sets are written out below, so a new command, or a widened permission, fails this test
+until someone decides it on purpose.
+"""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.handlers import routers
+from storage.models import (Allocation, AuditEntry, Dispute, FollowUp, Payment, Promise, Receivable,
+                            WriteOff)
+from tests import ledger_fixture
+from tests.conftest import at
+from tests.harness import Bot
+
+USERS = {"rep": "rep1", "supervisor": "sup1", "finance": "fin1", "legal": "legal1", "manager": "gm",
+         "auditor": "aud1", "admin": "admin"}
+EVERYONE = frozenset(USERS)
+COLLECT = frozenset({"rep", "supervisor", "finance", "legal", "admin"})
+MONEY = frozenset({"finance", "admin"})
+
+EXPECTED = {
+    "help": EVERYONE,
+    "aging": EVERYONE,
+    "overdue": EVERYONE,
+    "followup": COLLECT,
+    "promise": COLLECT,
+    "dispute": COLLECT,
+    "resolve": COLLECT,
+    "customer": EVERYONE,
+    "kpi": EVERYONE,
+    "dso": EVERYONE,
+    "paid": MONEY,
+    "writeoff": MONEY,
+    "approve": EVERYONE,      # anyone may type it; only the named approvers may act (not_approver)
+    "reject": EVERYONE,
+    "dashboard": EVERYONE,    # a login link, scoped like the caller's commands (private chat only)
+}
+
+# arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
+ARGS = {
+    "followup": "INV-A1 已电话联系，月底付款",
+    "promise": "INV-A1 12月20日",
+    "dispute": "INV-A1 发票抬头错误",
+    "resolve": "INV-B1",
+    "customer": "C1",
+    "paid": "INV-A1 100",
+    "writeoff": "INV-B2 客户失联",
+    "approve": "1",
+    "reject": "1",
+}
+# what a real answer from a read-only command contains
+MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",
+           "dso": "DSO"}
+TABLES = (Receivable, Payment, Allocation, FollowUp, Promise, Dispute, WriteOff, AuditEntry)
+COMMANDS = [c.name for r in routers() for c in r.commands]
+APPROVERS = {"finance_head": "fin1", "sales_director": "sup1", "general_manager": "gm"}
+
+
+async def _bot(aiohttp_client, db):
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    return await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"), company={"fx_rates": ledger_fixture.FX},
+                           permissions=APPROVERS)
+
+
+async def _counts(db) -> dict[str, int]:
+    async with db.session() as s:
+        return {m.__tablename__: (await s.execute(select(func.count()).select_from(m))).scalar_one() for m in TABLES}
+
+
+async def _ledger_state(db):
+    async with db.session() as s:
+        return sorted((r.invoice_no, r.open_amount, r.status, r.disputed)
+                      for r in (await s.execute(select(Receivable))).scalars())
+
+
+def test_every_registered_command_has_its_role_set_written_down():
+    registered = {c.name: set(c.roles) for r in routers() for c in r.commands}
+    assert registered == {k: set(v) for k, v in EXPECTED.items()}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_permission_matrix(aiohttp_client, db, command):
+    assert command in EXPECTED, f"/{command} is new: write down who may use it in EXPECTED"
+    bot = await _bot(aiohttp_client, db)
+    text = f"/{command} {ARGS.get(command, '')}".strip()
+    forbidden = f"没有使用 /{command} 的权限"
+    for role, user in USERS.items():
+        before, ledger_before = await _counts(db), await _ledger_state(db)
+        replies = await bot.say(user, text)
+        assert replies, (role, text)
+        reply = "\n".join(replies)
+        if role in EXPECTED[command]:
+            assert forbidden not in reply, (role, reply)
+            assert "出错了" not in reply, (role, reply)
+            if command in MARKERS:
+                assert MARKERS[command] in reply, (role, reply)
+        else:
+            assert forbidden in reply, (role, reply)
+            assert "¥" not in reply, (role, reply)
+            assert await _counts(db) == before, (role, text)
+            assert await _ledger_state(db) == ledger_before, (role, text)
+
+
+@pytest.mark.parametrize("user,text", [
+    ("rep1", "/customer 广州顺发贸易有限公司"),
+    ("rep1", "/customer C3"),
+    ("rep1", "/客户 Harbor Lighting Ltd"),
+    ("rep1", "/aging 广州顺发贸易有限公司"),
+    ("rep1", "/aging C4"),
+    ("rep1", "/kpi 广州顺发贸易有限公司"),
+    ("rep1", "/dso C3"),
+    ("rep1", "/overdue C3"),
+    ("rep2", "/customer 上海恒信机电有限公司"),
+    ("rep2", "/aging C2"),
+    ("sup1", "/customer C3"),
+    ("sup2", "/aging 上海恒信机电有限公司"),
+])
+async def test_another_reps_customer_is_refused_without_figures(aiohttp_client, db, user, text):
+    bot = await _bot(aiohttp_client, db)
+    [reply] = await bot.say(user, text)
+    assert "不在您负责的范围内" in reply
+    assert "¥" not in reply and "USD" not in reply
+    for figure in ("5,000", "7,100", "1,000", "55,000", "20,346", "10,000", "15,000", "30,000"):
+        assert figure not in reply
+
+
+async def test_a_loose_name_never_reveals_another_reps_customer(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    [reply] = await bot.say("rep1", "/customer 顺发")
+    assert reply.startswith("找不到客户“顺发”")
+    assert "广州顺发贸易有限公司" not in reply and "¥" not in reply
+    # pinyin initials: S matches 上海恒信 and 苏州明达 (rep1's), not rep2's customers
+    [reply] = await bot.say("rep2", "/customer S")
+    assert reply.startswith("找不到客户“S”") and "上海" not in reply and "苏州" not in reply
