@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import BigInteger, case, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.fx import convert, rates_for
 from storage.models import Allocation, Customer, Person, Receivable, WriteOff
 from storage.scope import Scope
 from storage.types import from_cents
@@ -121,16 +122,14 @@ async def aging(session: AsyncSession, as_of: date, bounds=(30, 60, 90), *, scop
     stmt = stmt.group_by(bucket, Receivable.currency, group_col)
     rows = (await session.execute(stmt)).all()
 
-    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
-    rates[base_currency] = Decimal("1")
+    rates = rates_for(fx_rates, base_currency)
     report = AgingReport(as_of, [Bucket(lbl) for lbl in labels])
     for b_idx, currency, grp, cents, n in rows:
         amount = from_cents(cents)
-        rate = rates.get(currency)
-        if rate is None:
+        converted = convert(amount, currency, rates)
+        if converted is None:
             report.unconverted[currency] = report.unconverted.get(currency, Decimal("0.00")) + amount
             continue
-        converted = (amount * rate).quantize(CENT, ROUND_HALF_UP)
         target = report.buckets[b_idx]
         target.amount += converted
         target.count += n
@@ -153,8 +152,7 @@ class TopCustomer:
 async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope = Scope(), limit: int = 5,
                                 fx_rates: dict[str, str] | None = None, base_currency: str = "CNY") -> list[TopCustomer]:
     """The customers with the most overdue (open, past due) balance now, in the reporting currency."""
-    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
-    rates[base_currency] = Decimal("1")
+    rates = rates_for(fx_rates, base_currency)
     stmt = (select(Customer.id, Customer.name, Receivable.currency,
                    func.sum(type_coerce(Receivable.open_amount, BigInteger)), func.min(Receivable.due_date))
             .join(Customer, Customer.id == Receivable.customer_id)
@@ -162,10 +160,9 @@ async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope
     stmt = scope.apply(stmt, joined_customer=True).group_by(Customer.id, Customer.name, Receivable.currency)
     totals: dict[int, TopCustomer] = {}
     for cid, name, currency, cents, oldest in (await session.execute(stmt)).all():
-        rate = rates.get(currency)
-        if rate is None:
+        amount = convert(from_cents(cents), currency, rates)
+        if amount is None:
             continue
-        amount = (from_cents(cents) * rate).quantize(CENT, ROUND_HALF_UP)
         days = (as_of - _as_date(oldest)).days
         t = totals.setdefault(cid, TopCustomer(cid, name, Decimal("0.00"), 0))
         t.overdue += amount

@@ -12,10 +12,10 @@ Rules (decisions, documented here and in the reply):
   ``cross_border`` customer — the same reckoning as ``bot/statute.py``. The anchor is the later of
   the *latest* due date among the customer's open invoices and the customer's last payment (a
   partial payment restarts the period). The date shown is the last day a claim can be brought.
-  Written collection notices and signed statements also restart it in law, and a last day on a
-  rest day moves to the next working day; neither is counted here, so the date errs early,
-  never late.
-* **Late fee** (滞纳金): ``storage.late_fees.late_fee`` on each overdue invoice's *current*
+  A last day on a rest day moves to the next working day (``[statute] roll_to_workday``).
+  Written notices and signed statements also restart it in law; the statute_watch job counts
+  those (bot/jobs/reminders.py), this card does not yet, so its date errs early, never late.
+* **Late fee** (滞纳金): ``bot.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
   open balance for its days overdue; disputed invoices are left out (the claim is contested);
   an estimate for the conversation, never booked.
 """
@@ -29,31 +29,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
-from storage.late_fees import DEFAULT_TIERS, late_fee
+from bot.late_fees import late_fee
+from bot.statute import last_day
+from storage.fx import convert, rates_for
 from storage.models import Customer, Dispute, FollowUp, Payment, Person, Promise, Receivable
 from storage.scope import Scope
 
 CENT = Decimal("0.01")
-YELLOW, RED = Decimal("70"), Decimal("90")
-STATUTE_YEARS, STATUTE_YEARS_CROSS_BORDER = 3, 4
-
-
-def rates_for(fx_rates: dict | None, base_currency: str) -> dict[str, Decimal]:
-    rates = {k.upper(): Decimal(str(v)) for k, v in (fx_rates or {}).items()}
-    rates[base_currency] = Decimal("1")
-    return rates
-
-
-def convert(amount: Decimal, currency: str, rates: dict[str, Decimal]) -> Decimal | None:
-    rate = rates.get(currency)
-    return None if rate is None else (amount * rate).quantize(CENT, ROUND_HALF_UP)
-
-
-def add_years(d: date, years: int) -> date:
-    try:
-        return d.replace(year=d.year + years)
-    except ValueError:            # Feb 29 in a year without one
-        return d.replace(year=d.year + years, day=28)
 
 
 def statute_anchor(latest_due: date | None, last_payment: date | None) -> tuple[date | None, bool]:
@@ -65,20 +47,13 @@ def statute_anchor(latest_due: date | None, last_payment: date | None) -> tuple[
     return latest_due, False
 
 
-def statute_date(latest_due: date | None, last_payment: date | None, cross_border: bool) -> date | None:
-    """The last day a claim can be brought (see the module docstring). No open invoice → None."""
-    anchor, _ = statute_anchor(latest_due, last_payment)
-    if anchor is None:
-        return None
-    return add_years(anchor, STATUTE_YEARS_CROSS_BORDER if cross_border else STATUTE_YEARS)
-
-
-def credit_level(usage: Decimal | None) -> str:
+def credit_level(usage: Decimal | None, yellow: Decimal = Decimal("0.7"), red: Decimal = Decimal("0.9")) -> str:
+    """usage in percent; thresholds as fractions, as in ``[credit]``."""
     if usage is None:
         return "none"
-    if usage >= RED:
+    if usage >= red * 100:
         return "red"
-    if usage >= YELLOW:
+    if usage >= yellow * 100:
         return "yellow"
     return "ok"
 
@@ -118,7 +93,9 @@ class CustomerCard:
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
                         fx_rates: dict | None = None, base_currency: str = "CNY", followups: int = 5,
-                        tiers=DEFAULT_TIERS) -> CustomerCard:
+                        tiers=(), credit=None, statute=None, work_calendar=None) -> CustomerCard:
+    """``tiers``: [late_fees] tiers; ``credit``: the [credit] section (thresholds);
+    ``statute``: the [statute] section (years); ``work_calendar`` rolls a last day off rest days."""
     rates = rates_for(fx_rates, base_currency)
     receivables = list((await session.execute(
         select(Receivable).where(Receivable.customer_id == customer.id, Receivable.open_amount > 0,
@@ -163,8 +140,16 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
     anchor, by_payment = statute_anchor(latest_due, last_payment)
     rep = await session.get(Person, customer.rep_id) if customer.rep_id else None
     return CustomerCard(customer=customer, rep=rep, as_of=as_of, open_total=open_total, usage=usage,
-                        level=credit_level(usage), items=items, aging=report, followups=fus,
+                        level=credit_level(usage, *((credit.yellow, credit.red) if credit else ())), items=items, aging=report, followups=fus,
                         promises=promises, disputes=disputes, last_payment=last_payment,
-                        statute=statute_date(latest_due, last_payment, customer.cross_border),
+                        statute=None if anchor is None else last_day(
+                            anchor, _years(statute, customer.cross_border),
+                            work_calendar if statute is None or statute.roll_to_workday else None),
                         statute_anchor=anchor, statute_by_payment=by_payment,
                         late_fee_total=fee_total, unconverted=unconverted)
+
+
+def _years(statute, cross_border: bool) -> int:
+    if statute is None:
+        return 4 if cross_border else 3
+    return statute.cross_border_years if cross_border else statute.years

@@ -34,7 +34,7 @@ from sqlalchemy import BigInteger, case, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
-from storage.customer_card import convert, rates_for
+from storage.fx import convert, rates_for
 from storage.models import Allocation, Person, Push, PushItem, Receivable, WriteOff
 from storage.scope import Scope
 from storage.types import from_cents

@@ -17,8 +17,10 @@ from sqlalchemy import func, select, update
 
 from bot.charts import aging_chart
 from storage import aging as aging_q
-from storage.customer_card import statute_date
-from storage.late_fees import late_fee
+from bot.late_fees import late_fee
+from bot.policy import LateFeeConfig
+from bot.statute import last_day
+from storage.customer_card import statute_anchor
 from storage.ledger import balance_check
 from storage.models import Allocation, AuditEntry, Customer, Payment, Receivable, WriteOff
 from tests import ledger_fixture
@@ -134,7 +136,8 @@ async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_
     assert "- INV-B1 未付 ¥8,000.50，2026-08-25到期，逾期90天，异议中" in c2
     assert "- INV-B1：发票抬头错误（2026-11-20提出）" in c2
     assert "- 61-90天：¥8,000.50，1笔" in c2 and "- 90天以上：¥12,345.67，1笔" in c2
-    assert "诉讼时效最后一日：2029-08-25（自最晚到期日 2026-08-25 次日起算，3年）" in c2
+    # 2029-08-25 is a Saturday: the last day rolls to Monday 08-27 (民法典 第二百零三条)
+    assert "诉讼时效最后一日：2029-08-27（自最晚到期日 2026-08-25 次日起算，3年）" in c2
     # B2 only (B1 disputed): 12,345.67 × (0.015 + 0.176) = 185.18505 + 2,172.83792 = 2,358.02
     assert "滞纳金估算：¥2,358.02" in c2
     [c4] = await bot.say("fin1", "/customer harbor")
@@ -142,14 +145,19 @@ async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_
     assert "信用额度 ¥7,500.00，已用 ¥7,100.00（94.7%） 🔴 红色：超过90%，新发货需财务审批" in c4
     assert "- INV-D1 未付 USD 1,000.00，2026-11-03到期，逾期20天" in c4
     assert "- 1-30天：¥7,100.00，1笔" in c4
-    # cross-border: 4 years
-    assert "诉讼时效最后一日：2030-11-03（自最晚到期日 2026-11-03 次日起算，跨境4年）" in c4
+    # cross-border: 4 years; 2030-11-03 is a Sunday, so the last day rolls to Monday (民法典 第二百零三条)
+    assert "诉讼时效最后一日：2030-11-04（自最晚到期日 2026-11-03 次日起算，跨境4年）" in c4
     # USD 1,000 × 0.05% × 20 = USD 10 = ¥71.00
     assert "滞纳金估算：¥71.00" in c4
     # a partial payment restarts the statute: the 11-23 payment is later than the 08-25 due date
     await bot.say("fin1", "/paid INV-B2 1000")
     [c2] = await bot.say("fin1", "/customer C2")
     assert "诉讼时效最后一日：2029-11-23（自最近一次回款 2026-11-23 次日起算，3年）" in c2
+
+
+def statute_date(latest_due, last_payment, cross_border):
+    anchor, _ = statute_anchor(latest_due, last_payment)
+    return None if anchor is None else last_day(anchor, 4 if cross_border else 3)
 
 
 def test_statute_date_rule():
@@ -162,12 +170,15 @@ def test_statute_date_rule():
     assert statute_date(None, date(2026, 11, 23), False) is None
 
 
+TIERS = LateFeeConfig().tiers
+
+
 def test_late_fee_tiers():
-    assert late_fee(D("30000"), 60) == D("1350.00")
-    assert late_fee(D("30000"), 30) == D("450.00")
-    assert late_fee(D("30000"), 31) == D("480.00")
-    assert late_fee(D("12345.67"), 206) == D("2358.02")
-    assert late_fee(D("1000"), 0) == D("0.00") and late_fee(D("1000"), -5) == D("0.00")
+    assert late_fee(D("30000"), 60, TIERS) == D("1350.00")
+    assert late_fee(D("30000"), 30, TIERS) == D("450.00")
+    assert late_fee(D("30000"), 31, TIERS) == D("480.00")
+    assert late_fee(D("12345.67"), 206, TIERS) == D("2358.02")
+    assert late_fee(D("1000"), 0, TIERS) == D("0.00") and late_fee(D("1000"), -5, TIERS) == D("0.00")
 
 
 async def test_ambiguous_and_unknown_customers(aiohttp_client, db):

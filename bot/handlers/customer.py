@@ -12,7 +12,6 @@ from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
 from storage.customer_card import customer_card
-from storage.late_fees import DEFAULT_TIERS
 from storage.customers import find_customer
 from storage.models import Customer
 from storage.scope import Scope
@@ -33,7 +32,7 @@ async def resolve_customer(session, scope: Scope, query: str) -> Customer:
 
 
 @router.command("customer", aliases=("客户",), roles=READERS)
-async def customer_cmd(session, scope, args, config, clock) -> Reply:
+async def customer_cmd(session, scope, args, config, clock, services) -> Reply:
     """Credit, open items, aging, follow-ups, promises, disputes, statute date and late fees of a customer."""
     query = args.strip()
     if not query:
@@ -41,5 +40,6 @@ async def customer_cmd(session, scope, args, config, clock) -> Reply:
     customer = await resolve_customer(session, scope, query)
     card = await customer_card(session, customer, clock.today(), bounds=config.aging.buckets,
                                fx_rates=config.company.fx_rates, base_currency=config.company.currency,
-                               tiers=DEFAULT_TIERS)
-    return Reply("customer/card.md.j2", {"card": card, "tiers": DEFAULT_TIERS, "tz": config.tz})
+                               tiers=config.late_fees.tiers, credit=config.credit, statute=config.statute,
+                               work_calendar=services.calendar)
+    return Reply("customer/card.md.j2", {"card": card, "tiers": config.late_fees.tiers, "tz": config.tz})

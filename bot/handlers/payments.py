@@ -29,7 +29,7 @@ from bot.dates import DateError, parse_date
 from bot.money import AmountError, parse_amount
 from bot.render import render
 from storage import audit, ledger
-from storage.customer_card import convert, rates_for
+from storage.fx import convert, rates_for
 from storage.customers import find_customer, open_receivables, receivable_by_invoice
 from storage.models import Customer, Payment, Person, Receivable, WriteOff
 from storage.scope import Scope
