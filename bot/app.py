@@ -84,7 +84,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         yield
         # graceful: finish handling what arrived, deliver what is due, then stop
         if state.scheduler:
-            state.scheduler.shutdown()
+            await state.scheduler.shutdown()
         await state.inbound.wait_idle()
         state.sender.stop()
         for t in tasks:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
 from bot.core.messages import OutgoingMessage
+from bot.render import environment
 from storage.models import Person
 
 
@@ -31,8 +32,13 @@ async def to_person(session: AsyncSession, person: Person, text: str, *, key: st
         return False
     platform, target = addr
     out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
-                          title=title, extra=extra or {})
+                          title=_title(title), extra=extra or {})
     return await outbox.enqueue(session, out, f"{key}:{person.id}", now)
+
+
+def _title(key: str) -> str:
+    """Jobs name a message's kind ("overdue", "credit"...); the words come from _fmt.j2."""
+    return str(environment().globals["fmt"].title(key)) if key else ""
 
 
 async def to_chat(session: AsyncSession, platform: str, target_kind: str, target: str, text: str, *,

@@ -6,6 +6,7 @@ and records every run.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timedelta
@@ -89,6 +90,7 @@ class JobScheduler:
         self.on_queued = on_queued
         self.scheduler = AsyncIOScheduler(timezone=services.config.tz)
         self.last: dict[str, dict] = {}
+        self.running: set[asyncio.Task] = set()
 
     def start(self) -> None:
         for job in JOBS.values():
@@ -99,17 +101,25 @@ class JobScheduler:
 
     async def _fire(self, name: str) -> None:
         started = time.monotonic()
+        task = asyncio.current_task()
+        self.running.add(task)
         try:
             summary = await run_job(self.services, name)
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": True, "summary": summary,
                                "seconds": round(time.monotonic() - started, 3)}
         except Exception as e:
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": False, "error": type(e).__name__}
+        finally:
+            self.running.discard(task)
         self.on_queued()
 
-    def shutdown(self) -> None:
+    async def shutdown(self, timeout: float = 30) -> None:
+        """Stop firing; let a job that is running finish (its transaction commits or rolls back
+        whole) before the database closes."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=timeout)
 
     def status(self) -> dict:
         jobs = {j.id: (j.next_run_time.isoformat() if j.next_run_time else None) for j in self.scheduler.get_jobs()}
