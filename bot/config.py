@@ -83,6 +83,7 @@ class WeComConfig:
     ai_bot_token: str = ""
     ai_bot_encoding_aes_key: str = ""
     card_buttons: bool = False
+    card_items: int = 5           # button cards for at most this many items per push (rate limits)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from bot.clock import FixedClock
 from bot.config import OutboxConfig, WeComConfig
 from bot.core.messages import OutgoingMessage
 from bot.outbox import Sender
-from storage.models import InboundEvent, OutboxMessage
+from storage.models import FollowUp, InboundEvent, OutboxMessage, Receivable
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.fakes.wecom_server import (
@@ -242,9 +242,40 @@ async def test_card_click_is_stored_as_card_action(aiohttp_client, db, fake):
     [ev] = await events(db)
     assert ev.event_key == "task-42:wx_rep1:promise_ok"
     assert ev.payload["card_action"] == {"task_id": "task-42", "key": "promise_ok", "response_code": "rc-9"}
-    assert ev.payload["text"] == ""
-    assert ev.status in ("handled", "failed")      # the follow-up handler may not know cards yet
-    assert len(fake.messages_to("wx_rep1")) <= 1
+    assert ev.payload["text"] == "" and ev.status == "handled"
+    [answer] = markdown_to(fake, "wx_rep1")                        # a stale button: a polite answer, once
+    assert "按钮已失效" in answer
+
+
+async def test_pushed_item_cards_and_a_click_logged_like_a_reply(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake, card_buttons=True, card_items=2)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    cards = [r.payload["template_card"] for r in fake.messages_to("wx_rep1") if r.payload["msgtype"] == "template_card"]
+    # the two oldest of rep1's items: 3. INV-B2 (206 days) and 1. INV-A3 (60 days)
+    assert [c["main_title"]["title"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
+                                                         "1. 上海恒信机电有限公司 INV-A3"]
+    assert [b["text"] for b in cards[0]["button_list"]] == ["已联系", "承诺付款", "有异议"]
+    key = cards[0]["button_list"][2]["key"]                         # 有异议 on INV-B2
+    bot.clock.set(at("2026-11-23 10:00"))
+    xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key=key, task_id=cards[0]["task_id"],
+                               response_code="rc-1", agent_id=AGENT)
+    query, body = build_callback(crypto(fake), xml, int(time.time()), "n10")
+    assert await post_callback(bot, query, body) == (200, "")
+    await settle(bot)
+    assert "已记录第3笔 INV-B2：有异议" in markdown_to(fake, "wx_rep1")[-1]
+    async with db.session() as s:
+        fu = (await s.execute(select(FollowUp).where(FollowUp.channel == "wecom"))).scalar_one()
+        assert fu.outcome == "dispute" and fu.late is False
+        r = await s.get(Receivable, fu.receivable_id)
+        assert r.invoice_no == "INV-B2" and r.disputed
+    # a click by another rep on rep1's card changes nothing
+    xml = build_card_click_xml(fake.corp_id, "wx_rep2", event_key=key, task_id=cards[0]["task_id"],
+                               response_code="rc-2", agent_id=AGENT)
+    query, body = build_callback(crypto(fake), xml, int(time.time()), "n11")
+    await post_callback(bot, query, body)
+    await settle(bot)
+    async with db.session() as s:
+        assert len((await s.execute(select(FollowUp).where(FollowUp.channel == "wecom"))).scalars().all()) == 1
 
 
 async def test_other_events_are_stored_but_not_answered(aiohttp_client, db, fake):

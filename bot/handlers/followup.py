@@ -19,7 +19,7 @@ from bot.money import AmountError, parse_amount
 from bot.replies import parse_reply, resolve_amount, split_reply
 from storage import collection as coll
 from storage.customers import find_customer, receivable_by_invoice
-from storage.models import FollowUp, Receivable
+from storage.models import FollowUp, Push, PushItem, Receivable
 from storage.scope import Scope
 
 router = Router("followup")
@@ -80,11 +80,33 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
                                         "push": push, "count": len(rows)})
 
 
+async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
+    """A button on a pushed item's card (WeCom): logged like a reply with that outcome."""
+    kind, _, rest = str(card.get("key", "")).partition(":")
+    item_id, _, outcome = rest.partition(":")
+    if kind != "fu" or not item_id.isdigit() or outcome not in ("contacted", "promised", "dispute"):
+        raise UserError("unknown_card")
+    s, person, now = ctx.session, ctx.person, ctx.clock.now()
+    item = await s.get(PushItem, int(item_id))
+    push = await s.get(Push, item.push_id) if item else None
+    if push is None or push.rep_id != person.id:
+        raise UserError("unknown_card")
+    r = await s.get(Receivable, item.receivable_id)
+    late = now > push.window_closes_at
+    await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+                            text="", parse={"card": card.get("key")}, push_item=item, late=late)
+    if outcome == "dispute" and not r.disputed:
+        await coll.open_dispute(s, receivable=r, reason="", person_id=person.id, at=now, channel=channel)
+    return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late})
+
+
 @router.text(roles=COLLECTORS)
 async def reply_to_push(ctx, message) -> Reply:
-    """Free text from a rep: a reply to the morning's overdue list."""
+    """Free text from a rep: a reply to the morning's overdue list (or a click on an item's card)."""
     if ctx.person.role != "rep":
         raise UserError("unknown_command", text=message.text.strip())
+    if message.card_action:
+        return await record_card_click(ctx, message.card_action, channel=message.platform)
     return await record_reply(ctx, message.text, channel=message.platform)
 
 

@@ -88,8 +88,34 @@ async def overdue_push(ctx: JobContext) -> str:
             await notify.to_person(s, rep, text, key=f"push:{today}:{i}", now=now,
                                    platforms=ctx.services.platforms, title="overdue")
             messages += 1
+        messages += await _item_cards(ctx, rep, push, numbered)
         pushed += 1
     return f"pushed {pushed} rep(s), {messages} message(s)"
+
+
+CARD_OUTCOMES = ("contacted", "promised", "dispute")
+
+
+async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> int:
+    """On WeCom, optional button cards (已联系 / 承诺付款 / 有异议) for the oldest items: a click is
+    logged like a reply. Few, because WeCom allows 30 messages a minute to one member."""
+    cfg = ctx.config.wecom
+    addr = notify.address(rep, ctx.services.platforms)
+    if not cfg.card_buttons or addr is None or addr[0] != "wecom":
+        return 0
+    items = {it.seq: it for it, _, _ in await coll.push_items(ctx.session, push.id)}
+    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:cfg.card_items]
+    for seq, it in oldest:
+        item = items[seq]
+        card = {"card_type": "button_interaction", "task_id": f"push{push.id}-{seq}",
+                "main_title": {"title": render("push/card_title.j2", seq=seq, item=it),
+                               "desc": render("push/card_desc.j2", item=it)},
+                "button_list": [{"text": render("push/card_button.j2", outcome=o), "style": 1,
+                                 "key": f"fu:{item.id}:{o}"} for o in CARD_OUTCOMES]}
+        await notify.to_person(ctx.session, rep, render("push/card_title.j2", seq=seq, item=it),
+                               key=f"card:{push.id}:{seq}", now=ctx.at, platforms=ctx.services.platforms,
+                               title="overdue", extra={"template_card": card})
+    return len(oldest)
 
 
 async def reply_window_close(ctx: JobContext) -> str:
