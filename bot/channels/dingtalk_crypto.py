@@ -27,6 +27,8 @@ from urllib.parse import quote_plus
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from bot.channels.wecom_crypto import (DECRYPT_AES_ERROR, ILLEGAL_BUFFER, SIGNATURE_ERROR,
+                                      VALIDATE_RECEIVEID_ERROR, WeComCrypto, WeComCryptoError)
 from bot.core.messages import IncomingMessage
 
 # DingTalk rejects callbacks whose timestamp is more than one hour away from its own clock; we
@@ -95,6 +97,10 @@ def custom_robot_url(base_url_with_access_token: str, secret: str, timestamp_ms:
 # Event callback encryption
 # ---------------------------------------------------------------------------------------------
 
+_REASONS = {SIGNATURE_ERROR: "signature mismatch", VALIDATE_RECEIVEID_ERROR: "owner key mismatch",
+            DECRYPT_AES_ERROR: "encrypt cannot be decrypted", ILLEGAL_BUFFER: "bad padding or length"}
+
+
 class DingCallbackCrypto:
     """Decrypt/encrypt DingTalk event callbacks (the ``{"encrypt": ...}`` bodies).
 
@@ -104,65 +110,29 @@ class DingCallbackCrypto:
     """
 
     def __init__(self, token: str, aes_key: str, owner_key: str):
-        if len(aes_key) != 43:
-            raise ValueError("aes_key must be the 43-character EncodingAESKey")
+        # the same construction as WeCom's callbacks (DingTalk adopted WXBizMsgCrypt): one
+        # implementation, with DingTalk's errors on top
         try:
-            key = base64.b64decode(aes_key + "=", validate=True)
-        except ValueError as exc:
-            raise ValueError("aes_key is not valid base64") from exc
-        if len(key) != 32:
-            raise ValueError("aes_key must decode to 32 bytes")
+            self._cipher = WeComCrypto(token, aes_key, owner_key)
+        except WeComCryptoError as exc:
+            raise ValueError(f"aes_key: {exc.message}") from None
         self.token = token
         self.owner_key = owner_key
-        self._key = key
-        self._iv = key[:16]
 
     def signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
         """sha1 over the lexically sorted concatenation of token, timestamp, nonce and encrypt."""
-        parts = sorted([self.token, str(timestamp), str(nonce), encrypt])
-        return hashlib.sha1("".join(parts).encode("utf-8")).hexdigest()
+        return self._cipher.signature(timestamp, nonce, encrypt)
 
     def decrypt(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> str:
         """Verify the signature, then decrypt and check padding, length and owner key."""
-        expected = self.signature(timestamp, nonce, encrypt)
-        if not hmac.compare_digest(expected.encode(), (msg_signature or "").lower().encode("utf-8", "replace")):
-            raise DingTalkCryptoError("signature mismatch")
         try:
-            raw = base64.b64decode(encrypt, validate=True)
-        except ValueError as exc:
-            raise DingTalkCryptoError("encrypt is not base64") from exc
-        if not raw or len(raw) % 16:
-            raise DingTalkCryptoError("ciphertext length is not a multiple of 16")
-        decryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)).decryptor()
-        plain = decryptor.update(raw) + decryptor.finalize()
-        pad = plain[-1]
-        if not 1 <= pad <= BLOCK_SIZE or plain[-pad:] != bytes([pad]) * pad:
-            raise DingTalkCryptoError("bad padding")
-        body = plain[16:-pad]  # drop the 16 random bytes and the padding
-        if len(body) < 4:
-            raise DingTalkCryptoError("plaintext too short")
-        (length,) = struct.unpack(">I", body[:4])
-        if length > len(body) - 4:
-            raise DingTalkCryptoError("length field exceeds the buffer")
-        msg, owner = body[4:4 + length], body[4 + length:]
-        if not hmac.compare_digest(owner, self.owner_key.encode("utf-8")):
-            raise DingTalkCryptoError("owner key mismatch")
-        try:
-            return msg.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DingTalkCryptoError("plaintext is not UTF-8") from exc
+            return self._cipher.decrypt((msg_signature or "").lower(), timestamp, nonce, encrypt)
+        except WeComCryptoError as exc:
+            raise DingTalkCryptoError(_REASONS.get(exc.code, exc.message)) from None
 
     def encrypt(self, plaintext: str, random16: bytes | None = None) -> str:
         """Encrypt ``plaintext`` to the base64 ``encrypt`` field (random prefix unless given)."""
-        rnd = random16 if random16 is not None else os.urandom(16)
-        if len(rnd) != 16:
-            raise ValueError("random16 must be 16 bytes")
-        msg = plaintext.encode("utf-8")
-        body = rnd + struct.pack(">I", len(msg)) + msg + self.owner_key.encode("utf-8")
-        pad = BLOCK_SIZE - len(body) % BLOCK_SIZE  # a full block when already aligned
-        body += bytes([pad]) * pad
-        encryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)).encryptor()
-        return base64.b64encode(encryptor.update(body) + encryptor.finalize()).decode("ascii")
+        return self._cipher.encrypt(plaintext, random16=random16)
 
     def encrypted_map(self, plaintext: str, timestamp: str, nonce: str) -> dict[str, str]:
         """The reply map DingTalk expects: ``{msg_signature, encrypt, timeStamp, nonce}``."""
