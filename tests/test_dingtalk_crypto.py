@@ -105,7 +105,7 @@ def test_callback_rejects_tampering():
     forged = base64.b64encode(bytes(raw)).decode()
     with pytest.raises(DingTalkCryptoError):
         c.decrypt(c.signature(TS, NONCE, forged), TS, NONCE, forged)
-    with pytest.raises(DingTalkCryptoError, match="base64|multiple"):
+    with pytest.raises(DingTalkCryptoError, match="cannot be decrypted"):   # not base64 / not whole blocks
         c.decrypt(c.signature(TS, NONCE, "abc"), TS, NONCE, "abc")
 
 
