@@ -34,5 +34,9 @@ test: install
 bench: install
 	$(BIN)/python -m bench
 
+# the long fault trials (60 SIGKILL trials with real processes, more fuzzing)
+soak: install
+	ARBOT_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_faults.py tests/test_multi_instance.py
+
 clean:
 	rm -rf $(VENV) arbot-demo.db arbot-demo.db-*

@@ -65,12 +65,19 @@ def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
 class RateLimiter:
     """Sliding one-minute windows per destination (robot: 20/min; WeCom member: 30/min).
 
-    Measured on the monotonic clock: rate limits are physical time, not business time."""
+    Measured on the monotonic clock: rate limits are physical time, not business time. A slot is
+    reserved when a send starts (so concurrent sends cannot overshoot) and moved to the moment
+    the platform answered, because the platform counts a message when it *arrives*: counting
+    from the start let a slow request land inside the next minute's budget, and WeCom silently
+    drops the excess. ``margin`` seconds more per window absorb clock and network jitter.
+    """
 
-    def __init__(self, robot_per_minute: int, member_per_minute: int, monotonic=time.monotonic):
+    def __init__(self, robot_per_minute: int, member_per_minute: int, monotonic=time.monotonic,
+                 window: float = 60.0, margin: float = 1.0):
         self.limits = {"robot": robot_per_minute, "member": member_per_minute}
         self.sent: dict[tuple, deque] = defaultdict(deque)
         self.monotonic = monotonic
+        self.window = window + margin
 
     @staticmethod
     def key(out: OutgoingMessage) -> tuple | None:
@@ -86,15 +93,24 @@ class RateLimiter:
         if k is None:
             return 0.0
         q, now = self.sent[k], self.monotonic()
-        while q and now - q[0] >= 60:
+        while q and now - q[0][0] >= self.window:
             q.popleft()
-        limit = self.limits[k[0]]
-        return 0.0 if len(q) < limit else 60 - (now - q[0])
+        if len(q) < self.limits[k[0]]:
+            return 0.0
+        return max(0.0, self.window - (now - min(slot[0] for slot in q)))
 
-    def take(self, out: OutgoingMessage) -> None:
+    def take(self, out: OutgoingMessage) -> list | None:
+        """Reserve a slot; pass it to ``done`` when the platform has answered."""
         k = self.key(out)
-        if k is not None:
-            self.sent[k].append(self.monotonic())
+        if k is None:
+            return None
+        slot = [self.monotonic()]
+        self.sent[k].append(slot)
+        return slot
+
+    def done(self, slot: list | None) -> None:
+        if slot is not None:
+            slot[0] = self.monotonic()
 
 
 class Sender:
@@ -144,7 +160,8 @@ class Sender:
         async def one(row: OutboxMessage) -> None:
             nonlocal sent
             async with sem:
-                sent += await self._deliver(row)
+                n = await self._deliver(row)     # not `sent += await ...`: that reads `sent` before awaiting
+                sent += n
 
         await asyncio.gather(*(one(r) for r in rows))
         return sent
@@ -171,7 +188,7 @@ class Sender:
             metrics.for_db(self.db).message_out(out.platform, "dead")
             self.alerts[f"channel:{out.platform}"] = f"messages for {out.platform} but the channel is not enabled"
             return 0
-        self.limiter.take(out)
+        slot = self.limiter.take(out)
         try:
             await channel.deliver(out)
         except DeliveryError as e:
@@ -179,6 +196,8 @@ class Sender:
         except Exception as e:   # a bug in an adapter must not kill the sender loop
             log.exception("outbox: adapter error on message %s", row.id)
             return await self._failed(row, DeliveryError(f"{type(e).__name__}: {e}"))
+        finally:
+            self.limiter.done(slot)
         now = self.clock.now()
         await self._finish(row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_error="")
         self.last_latency = (now - row.created_at).total_seconds()

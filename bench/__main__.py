@@ -1,0 +1,65 @@
+"""``python -m bench [names...] [--size N] [--full] [--repeats N]``: run benchmarks, print tables,
+write ``bench/results/<name>-<date>.json``.
+
+Default (all five, about 10 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
+overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200
+concurrent clients; outbox 2,000 messages. ``--full``: import 1M, /aging also at 1M open,
+overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages (expect an hour or more).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+NAMES = ("import", "aging", "push", "webhook", "outbox")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", choices=[[], *NAMES], metavar="name", help=f"any of {', '.join(NAMES)}")
+    p.add_argument("--size", type=int, help="rows for import / receivables for push / open receivables for aging")
+    p.add_argument("--full", action="store_true", help="the 1M-row sizes (slow)")
+    p.add_argument("--repeats", type=int, default=1, help="repeats per figure (medians are reported)")
+    p.add_argument("--requests", type=int, help="webhook requests per scenario")
+    a = p.parse_args(argv)
+    names = a.names or list(NAMES)
+    work = Path(tempfile.mkdtemp(prefix="arbot-bench-"))
+    results = []
+    started = time.monotonic()
+    try:
+        for name in names:
+            t = time.monotonic()
+            if name == "import":
+                from bench import imports
+                sizes = [a.size] if a.size else [1_000_000] if a.full else [100_000]
+                r = imports.run(sizes, repeats=a.repeats, workdir=work)
+            elif name == "aging":
+                from bench import aging
+                sizes = [a.size] if a.size else [10_000, 100_000, 1_000_000] if a.full else [10_000, 100_000]
+                r = aging.run(sizes, workdir=work)
+            elif name == "push":
+                from bench import push
+                sizes = [a.size] if a.size else [1_000_000] if a.full else [100_000]
+                r = push.run(sizes, repeats=a.repeats, workdir=work)
+            elif name == "webhook":
+                from bench import webhook
+                r = webhook.run(requests=a.requests or (5000 if a.full else 2000), repeats=a.repeats, workdir=work)
+            else:
+                from bench import outbox
+                r = outbox.run(n=10_000 if a.full else 2_000, members=50 if a.full else 10, repeats=a.repeats,
+                               workdir=work)
+            r.notes.append(f"benchmark took {time.monotonic() - t:.0f} s")
+            r.print()
+            print(f"  saved {r.save()}", flush=True)
+            results.append(r)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nall done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
