@@ -23,7 +23,9 @@ from bot.services import Services
 from storage.models import JobRun
 
 log = logging.getLogger(__name__)
-STALE_RUN = timedelta(hours=1)
+# a fire marked running longer than this belongs to a dead instance and may be taken over; safe
+# even if it is only slow, because every job is idempotent for its fire
+STALE_RUN = timedelta(minutes=10)
 
 
 def fire_key(job: Job, at: datetime) -> str:
@@ -84,6 +86,16 @@ async def _finish(services: Services, run_id: int, status: str, summary: str) ->
             status=status, summary=summary[:2000], finished_at=services.clock.now()))
 
 
+def last_fire_today(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The trigger's latest fire time today that is not after ``now``."""
+    t = trigger.get_next_fire_time(None, now.replace(hour=0, minute=0, second=0, microsecond=0))
+    last = None
+    while t is not None and t <= now:
+        last = t
+        t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
+    return last
+
+
 class JobScheduler:
     def __init__(self, services: Services, on_queued=lambda: None):
         self.services = services
@@ -93,18 +105,25 @@ class JobScheduler:
         self.running: set[asyncio.Task] = set()
 
     def start(self) -> None:
+        tz = self.services.config.tz
         for job in JOBS.values():
-            self.scheduler.add_job(self._fire, CronTrigger(timezone=self.services.config.tz, **job.trigger(self.services.config)),
-                                   args=[job.name], id=job.name, replace_existing=True,
+            trigger = CronTrigger(timezone=tz, **job.trigger(self.services.config))
+            self.scheduler.add_job(self._fire, trigger, args=[job.name], id=job.name, replace_existing=True,
                                    misfire_grace_time=3600, coalesce=True, max_instances=1)
+            # APScheduler keeps no memory across restarts: a fire missed today while the bot was
+            # down (or killed mid-run) is run now. The fire claim makes this a no-op if it ran.
+            missed = None if job.per_minute else last_fire_today(trigger, self.services.clock.now())
+            if missed is not None:
+                task = asyncio.get_running_loop().create_task(self._fire(job.name, missed))
+                self.running.add(task)
         self.scheduler.start()
 
-    async def _fire(self, name: str) -> None:
+    async def _fire(self, name: str, at: datetime | None = None) -> None:
         started = time.monotonic()
         task = asyncio.current_task()
         self.running.add(task)
         try:
-            summary = await run_job(self.services, name)
+            summary = await run_job(self.services, name, at)
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": True, "summary": summary,
                                "seconds": round(time.monotonic() - started, 3)}
         except Exception as e:
