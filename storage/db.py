@@ -73,3 +73,9 @@ def alembic_config(connection=None) -> AlembicConfig:
 
 def _upgrade(sync_conn) -> None:
     command.upgrade(alembic_config(sync_conn), "head")
+
+
+# Registers the before_flush hook that cancels queued customer messages when an invoice is
+# disputed, paid, written off or promised (storage/reminders.py): every process that opens the
+# database must have it, not only those that happen to import the reminder jobs.
+import storage.reminders  # noqa: E402,F401
