@@ -4,7 +4,7 @@ StrictUndefined: a template that names data the handler did not give fails in te
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 

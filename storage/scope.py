@@ -48,7 +48,12 @@ class Scope:
             stmt = stmt.where(Person.team == self.team)
         return stmt
 
-    def allows_customer(self, customer: Customer, rep_team: str | None = None) -> bool:
+    def allows_receivable(self, r: Receivable) -> bool:
+        """An invoice is in scope by its rep and customer (team/region narrowing is for reports)."""
+        return (self.rep_ids is None or r.rep_id in self.rep_ids) and \
+               (self.customer_ids is None or r.customer_id in self.customer_ids)
+
+    def allows_customer(self, customer: Customer) -> bool:
         if self.customer_ids is not None and customer.id not in self.customer_ids:
             return False
         if self.rep_ids is not None and customer.rep_id not in self.rep_ids:

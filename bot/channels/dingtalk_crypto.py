@@ -18,14 +18,10 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
-import struct
 import time
 from typing import Any, Iterable
 from urllib.parse import quote_plus
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.channels.wecom_crypto import (DECRYPT_AES_ERROR, ILLEGAL_BUFFER, SIGNATURE_ERROR,
                                       VALIDATE_RECEIVEID_ERROR, WeComCrypto, WeComCryptoError)
@@ -34,7 +30,6 @@ from bot.core.messages import IncomingMessage
 # DingTalk rejects callbacks whose timestamp is more than one hour away from its own clock; we
 # apply the same window so a captured request cannot be replayed later.
 MAX_CLOCK_SKEW_MS = 60 * 60 * 1000
-BLOCK_SIZE = 32  # PKCS#7 padding to 32 bytes, not AES's 16: the WeCom/DingTalk samples do this.
 
 
 class DingTalkAuthError(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.errors import UsageError, UserError
+from bot.core.errors import UserError
 from bot.core.messages import IncomingMessage, Reply
 from bot.core.permissions import may_use, scope_for
 from bot.core.router import Command, Dispatcher

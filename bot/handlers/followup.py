@@ -25,16 +25,12 @@ from storage.scope import Scope
 router = Router("followup")
 
 
-def _allowed(scope: Scope, r: Receivable) -> bool:
-    return (scope.rep_ids is None or r.rep_id in scope.rep_ids) and \
-           (scope.customer_ids is None or r.customer_id in scope.customer_ids)
-
 
 async def _receivable(session, scope: Scope, invoice_no: str) -> Receivable:
     r = await receivable_by_invoice(session, invoice_no)
     if r is None:
         raise UserError("unknown_invoice", invoice=invoice_no)
-    if not _allowed(scope, r):
+    if not scope.allows_receivable(r):
         raise UserError("not_in_scope", what=invoice_no)
     return r
 
@@ -121,7 +117,7 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
     r = await receivable_by_invoice(session, target)
     parsed = parse_reply(text, today, item_count=1)
     if r is not None:
-        if not _allowed(scope, r):
+        if not scope.allows_receivable(r):
             raise UserError("not_in_scope", what=target)
         amount = resolve_amount(parsed, r.open_amount)
         fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,

@@ -38,10 +38,6 @@ router = Router("payments")
 ZERO = Decimal("0.00")
 
 
-def _allowed(scope: Scope, r: Receivable) -> bool:
-    return (scope.rep_ids is None or r.rep_id in scope.rep_ids) and \
-           (scope.customer_ids is None or r.customer_id in scope.customer_ids)
-
 
 def split_paid_args(args: str, today: date) -> tuple[str, Decimal, date, str | None]:
     """``上海恒信 5万 12月5日 LS001`` → (target, amount, date, reference).
@@ -85,7 +81,7 @@ def split_paid_args(args: str, today: date) -> tuple[str, Decimal, date, str | N
 async def _target(session, scope: Scope, target: str) -> tuple[Customer, Receivable | None]:
     r = await receivable_by_invoice(session, target)
     if r is not None:
-        if not _allowed(scope, r):
+        if not scope.allows_receivable(r):
             raise UserError("not_in_scope", what=target)
         return await session.get(Customer, r.customer_id), r
     match = await find_customer(session, target, scope)
@@ -167,7 +163,7 @@ async def writeoff_cmd(session, scope, args, person, clock, config, services, me
     r = await receivable_by_invoice(session, invoice)
     if r is None:
         raise UserError("unknown_invoice", invoice=invoice)
-    if not _allowed(scope, r):
+    if not scope.allows_receivable(r):
         raise UserError("not_in_scope", what=invoice)
     if r.open_amount <= ZERO or r.status == "written_off":
         raise UserError("nothing_open", what=invoice)

@@ -199,7 +199,7 @@ async def customer_reminders(ctx: JobContext) -> str:
 
 async def escalations(ctx: JobContext) -> str:
     """After the due date: the ladder's steps, each once per invoice."""
-    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    s, today, cfg = ctx.session, ctx.today, ctx.config
     grace = cfg.collection.promise_grace_days
     steps = cfg.policy.steps()
     await rem.sync_sent(s)
