@@ -11,7 +11,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
-from typing import Awaitable, Callable
+from typing import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -100,6 +100,3 @@ class InboundProcessor:
     async def wait_idle(self) -> None:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-
-Handler = Callable[[int], Awaitable[None]]

@@ -14,7 +14,6 @@ import random
 import time
 import uuid
 from collections import defaultdict, deque
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -252,7 +251,3 @@ async def backlog(session: AsyncSession) -> dict[str, int]:
     out = {"pending": 0, "sent": 0, "dead": 0}
     out.update({k: v for k, v in rows})
     return out
-
-
-def describe(out: OutgoingMessage) -> dict:
-    return asdict(out)

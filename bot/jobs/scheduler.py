@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
@@ -143,8 +143,3 @@ class JobScheduler:
     def status(self) -> dict:
         jobs = {j.id: (j.next_run_time.isoformat() if j.next_run_time else None) for j in self.scheduler.get_jobs()}
         return {"running": self.scheduler.running, "next": jobs, "last": self.last}
-
-
-async def last_runs(services: Services) -> list[JobRun]:
-    async with services.db.session() as s:
-        return list((await s.execute(select(JobRun).order_by(JobRun.id.desc()).limit(50))).scalars())
