@@ -13,13 +13,14 @@ import dataclasses
 import logging
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot import metrics, outbox
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
+from bot.render import render
 from storage.db import Database
 from storage.models import InboundEvent
 
@@ -65,11 +66,14 @@ class InboundProcessor:
                     await self.queue_replies(s, msg, replies)
                     ev.status, ev.handled_at = "handled", self.clock.now()
             except Exception as e:
+                # a bug must not mean silence: the person is told, the event is kept as failed
+                # (its changes rolled back) for `arbot`'s operators to see
                 log.exception("inbound: event %s failed", event_id)
+                replies = [Rendered(render("errors/internal.md.j2"), "text")]
                 async with s.begin():
-                    await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)
-                                    .values(status="failed", error=f"{type(e).__name__}"))
-                return []
+                    ev = await s.get(InboundEvent, event_id)
+                    ev.status, ev.error = "failed", type(e).__name__
+                    await self.queue_replies(s, IncomingMessage(**ev.payload), replies)
         self.on_queued()
         return replies
 

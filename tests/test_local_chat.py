@@ -88,3 +88,17 @@ async def test_replies_that_start_like_an_alias_stay_replies(aiohttp_client, db)
     assert "3. 苏州明达电子科技有限公司 INV-B2" in ack
     [reply] = await bot.say("gm", "/账龄华南")
     assert "账龄分析 · 华南" in reply
+
+
+async def test_a_bug_in_a_handler_is_answered_and_changes_nothing(aiohttp_client, db, monkeypatch):
+    bot = await _bot(aiohttp_client, db)
+
+    async def broken(**kwargs):
+        raise RuntimeError("boom")
+    cmd = bot.state.pipeline.dispatcher.commands["overdue"]
+    monkeypatch.setattr(cmd, "handler", broken)      # simulates a defect in one handler
+    [reply] = await bot.say("rep1", "/overdue", msg_id="bug-1")
+    assert "出了问题" in reply and "boom" not in reply
+    async with db.session() as s:
+        [ev] = (await s.execute(select(InboundEvent))).scalars().all()
+        assert ev.status == "failed" and ev.error == "RuntimeError"
