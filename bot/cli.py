@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import logging
 import sys
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -112,7 +113,10 @@ async def _demo_startup(app) -> None:
     state = app[STATE]
     await state.db.migrate()
     await _load_demo_if_empty(state.services)
-    await _demo_push(state.services)
+    try:
+        await _demo_push(state.services)
+    except Exception:      # the tour can go on without this morning's push; the bot must start
+        logging.getLogger(__name__).exception("demo: this morning's push failed")
     state.sender.wake()
 
 
