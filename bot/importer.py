@@ -174,6 +174,8 @@ def _read_xlsx(path: Path, kind: str | None) -> list[tuple[int, list]]:
 # ---- cell values -----------------------------------------------------------------------------
 def _text(v: Any) -> str:
     """A cell as text; Excel stores 13800138000 and invoice 20260001 as numbers."""
+    if type(v) is str:               # every CSV cell: the common case first
+        return v.strip()
     if v is None:
         return ""
     if isinstance(v, float) and v.is_integer():
@@ -249,10 +251,28 @@ def map_headers(kind: str, headers: list[str]) -> tuple[dict[str, int], list[str
     return mapping, ignored
 
 
+# Fast paths for the forms ERP exports write (2026-11-23, 12345.60): the same values the general
+# parsers give for these texts, without their regex tours; anything else takes the general path.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,2})?")
+
+
 def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
     """(value, error code or None, params) for one non-empty cell of the given type."""
     if typ == "text":
         return _text(v), None, {}
+    if type(v) is str:
+        t = v.strip()
+        if typ == "date" and _ISO_DATE.fullmatch(t):
+            try:
+                return date.fromisoformat(t), None, {}
+            except ValueError:
+                pass                 # 2026-13-01: the general path says why
+        elif typ in ("amount", "money") and _PLAIN_AMOUNT.fullmatch(t):
+            d = Decimal(t).quantize(CENT)
+            if d == 0 and typ == "amount":
+                return None, "zero_amount", {}
+            return d, None, {}
     if typ in ("amount", "money"):
         try:
             d = parse_money(v)

@@ -3,12 +3,19 @@
 Receivable updates keep the ledger invariant ``open = amount − Σ allocations − Σ approved
 write-offs``; payments go through :func:`storage.ledger.record_payment`, so imported money is
 allocated exactly like money recorded in chat (named invoice first, then oldest due first).
+
+Receivables are written in bulk: planning reads the stored invoices, customers and people with
+one query per chunk of keys (columns only, no ORM objects for customers and people), and the
+apply step inserts every new invoice with one ``INSERT`` executemany and every audit entry
+(still one per created or updated invoice, same detail as before) with another. Updates keep the
+ORM path (they are few, and they need the balance rules).
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from bot.importer import RowError
+from storage import audit
 from storage.import_plans import ZERO, Index, Plan, Planner, PlanRefused, blank, in_chunks, money_sums
 from storage.ledger import LedgerError, record_payment, refresh_status
 from storage.models import Allocation, Customer, Payment, Person, Receivable, WriteOff
@@ -22,8 +29,10 @@ class ReceivablesPlanner(Planner):
     entity = "receivable"
 
     async def plan(self, records):
-        customers = await _customer_index(self.s)
-        people = Index((await self.s.execute(select(Person))).scalars().all(), lambda p: p.id, lambda p: p.name)
+        # rows, not entities: 20,000 customers load in milliseconds this way; only id and rep_id are used
+        customers = Index((await self.s.execute(select(Customer.id, Customer.code, Customer.name, Customer.rep_id))).all(),
+                          lambda c: c.code, lambda c: c.name)
+        people = Index((await self.s.execute(select(Person.id, Person.name))).all(), lambda p: p.id, lambda p: p.name)
         stored = {r.invoice_no: r for r in await in_chunks(self.s, Receivable, Receivable.invoice_no,
                                                            [r.values["invoice_no"] for r in records])}
         ids = [r.id for r in stored.values()]
@@ -72,13 +81,14 @@ class ReceivablesPlanner(Planner):
         return True
 
     async def apply(self, plans):
+        creates, entries = [], []
         for p in plans:
             settled = p.values.pop("_settled", None)
             if p.action == "create":
-                r = Receivable(invoice_no=p.rec.values["invoice_no"], open_amount=p.values["amount"],
-                               status="open", disputed=False, created_at=self.ctx.now,
-                               **{"contract_no": "", "terms": "", "currency": "CNY", **p.values})
-                self.s.add(r)
+                creates.append({"invoice_no": p.rec.values["invoice_no"], "open_amount": p.values["amount"],
+                                "status": "open", "disputed": False, "created_at": self.ctx.now,
+                                **{"contract_no": "", "terms": "", "currency": "CNY", **p.values}})
+                extra = {}
             elif p.action == "update":
                 r = p.target
                 for k, (_, new) in p.changes.items():
@@ -86,9 +96,13 @@ class ReceivablesPlanner(Planner):
                 if settled is not None:
                     r.open_amount = r.amount - settled
                     refresh_status(r)
+                extra = {"open_amount": r.open_amount} if settled is not None else {}
             else:
                 continue
-            self.log(p, p.rec.values["invoice_no"], **({"open_amount": r.open_amount} if settled is not None else {}))
+            entries.append(self.entry(p, p.rec.values["invoice_no"], **extra))
+        if creates:
+            await self.s.execute(insert(Receivable.__table__), creates)   # Core: no ORM bookkeeping per row
+        await audit.record_many(self.s, entries)
 
 
 _PAYMENT_FIELDS = ("customer_id", "amount", "paid_on", "invoice_no", "currency")

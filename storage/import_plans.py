@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.importer import Record, RowError
 from storage import audit
-from storage.models import Contact, Customer, Person
+from storage.models import AuditEntry, Contact, Customer, Person
 
 ZERO = Decimal("0.00")
 CHUNK = 500   # stays under SQLite's bound-parameter limit in IN (...) queries
@@ -114,11 +114,15 @@ class Planner:
         changes = diff(existing, desired)
         return Plan(rec, "update" if changes else "unchanged", existing, desired, changes)
 
-    def log(self, p: Plan, entity_id: Any, **extra: Any) -> None:
+    def entry(self, p: Plan, entity_id: Any, **extra: Any) -> dict:
+        """The audit entry for a created or updated entity, as a row for ``audit.record_many``."""
         detail = p.values if p.action == "create" else {k: list(v) for k, v in p.changes.items()}
-        audit.record(self.s, at=self.ctx.now, actor=self.ctx.actor, channel=self.ctx.channel,
-                     action=f"{self.entity}.{p.action}", entity=self.entity, entity_id=entity_id,
-                     **{**detail, **extra})
+        return audit.entry(at=self.ctx.now, actor=self.ctx.actor, channel=self.ctx.channel,
+                           action=f"{self.entity}.{p.action}", entity=self.entity, entity_id=entity_id,
+                           **{**detail, **extra})
+
+    def log(self, p: Plan, entity_id: Any, **extra: Any) -> None:
+        self.s.add(AuditEntry(**self.entry(p, entity_id, **extra)))
 
     async def plan(self, records: list[Record]) -> tuple[list[Plan], list[RowError]]:
         raise NotImplementedError

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import Money, UTCDateTime
@@ -87,7 +87,14 @@ class Receivable(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")
     disputed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_receivables_open_due", "open_amount", "due_date"),)
+    __table_args__ = (
+        Index("ix_receivables_open_due", "open_amount", "due_date"),
+        # /aging: open cents per due date and currency from the index alone (storage/aging.py);
+        # partial, so paid invoices (a growing share of an old ledger) cost nothing
+        Index("ix_receivables_open_aging", "due_date", "currency", "open_amount",
+              sqlite_where=text("open_amount > 0"), postgresql_where=text("open_amount > 0")),
+        Index("ix_receivables_issue_date", "issue_date"),     # max(issue_date): is an "as of" date settled?
+    )
 
 
 class Payment(Base):
@@ -110,7 +117,7 @@ class Allocation(Base):
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
     amount: Mapped[Decimal]
-    applied_on: Mapped[date] = mapped_column(Date)   # = payment.paid_on, so aging "as of" needs no join
+    applied_on: Mapped[date] = mapped_column(Date, index=True)   # = payment.paid_on, so aging "as of" needs no join
 
 
 class WriteOff(Base):
@@ -124,7 +131,7 @@ class WriteOff(Base):
     requested_at: Mapped[datetime]
     approvals: Mapped[dict] = mapped_column(JSON, default=dict)          # role → person id
     approvers_needed: Mapped[list] = mapped_column(JSON, default=list)   # person ids
-    written_off_on: Mapped[date | None] = mapped_column(Date)
+    written_off_on: Mapped[date | None] = mapped_column(Date, index=True)
     recovered_amount: Mapped[Decimal] = mapped_column(default=Decimal("0"))  # 核销后仍保留追偿权
 
 
