@@ -27,13 +27,23 @@ async def to_person(session: AsyncSession, person: Person, text: str, *, key: st
                     platforms: tuple[str, ...], title: str = "", format: str = "markdown",
                     extra: dict | None = None) -> bool:
     """Queue a message to a person. The key is the message's identity: the same key twice sends once."""
+    m = for_person(person, text, key=key, platforms=platforms, title=title, format=format, extra=extra)
+    if m is None:
+        return False
+    return await outbox.enqueue(session, m[0], m[1], now)
+
+
+def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...], title: str = "",
+               format: str = "markdown", extra: dict | None = None) -> tuple[OutgoingMessage, str] | None:
+    """The (message, outbox key) ``to_person`` would queue, for ``outbox.enqueue_many``; None when
+    the person is on none of the platforms."""
     addr = address(person, platforms)
     if addr is None:
-        return False
+        return None
     platform, target = addr
     out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
                           title=_title(title), extra=extra or {})
-    return await outbox.enqueue(session, out, f"{key}:{person.id}", now)
+    return out, f"{key}:{person.id}"
 
 
 def _title(key: str) -> str:

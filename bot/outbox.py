@@ -56,6 +56,26 @@ async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: da
     return result.rowcount == 1
 
 
+async def enqueue_many(session: AsyncSession, messages: list[tuple[OutgoingMessage, str]], now: datetime,
+                       not_before: datetime | None = None) -> int:
+    """``enqueue`` for several (message, key) pairs in one executemany INSERT, in the caller's
+    transaction, with the same rule: a key that exists already is skipped. Returns how many rows
+    the driver reports inserted (on drivers that report no count for executemany: how many were given)."""
+    if not messages:
+        return 0
+    first = max(now, not_before) if not_before is not None else now
+    rows = [dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
+                 format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
+                 attempts=0, next_attempt_at=first, created_at=now, last_error="") for out, key in messages]
+    ins = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = ins(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idem_key"])
+    added = 0
+    for i in range(0, len(rows), 5_000):
+        result = await session.execute(stmt, rows[i:i + 5_000])
+        added += result.rowcount if result.rowcount >= 0 else len(rows[i:i + 5_000])
+    return added
+
+
 def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
     return OutgoingMessage(platform=row.platform, target_kind=row.target_kind, target=row.target,
                            text=row.text, format=row.format, title=row.title, extra=row.extra or {})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
@@ -41,6 +41,64 @@ async def overdue_items(session: AsyncSession, as_of: date, scope: Scope) -> lis
     return [OverdueItem(r, c, (as_of - r.due_date).days, last_fu.get(r.id), promises.get(r.id)) for r, c in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class OverdueReceivable:
+    """The columns of a receivable an overdue list shows (read-only, not an ORM object)."""
+    id: int
+    invoice_no: str
+    customer_id: int
+    rep_id: str | None
+    due_date: date
+    open_amount: Decimal
+    currency: str
+    disputed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueCustomer:
+    id: int
+    name: str
+
+
+async def overdue_items_by_rep(session: AsyncSession, as_of: date, rep_ids: list[str]) -> dict[str, list[OverdueItem]]:
+    """``overdue_items`` for several reps at once (the morning push): one query for the items,
+    one for the last follow-ups and one for the open promises, whatever the number of items.
+    Each rep's list is in ``overdue_items``' order (customer name, due date, id). The items carry
+    ``OverdueReceivable`` / ``OverdueCustomer`` records instead of ORM objects, read through Core
+    columns: a push lists hundreds of thousands of them, and ORM loading cost more than the query."""
+    if not rep_ids:
+        return {}
+    r, c = Receivable.__table__.c, Customer.__table__.c
+    stmt = (select(r.id, r.invoice_no, r.customer_id, r.rep_id, r.due_date, r.open_amount, r.currency, r.disputed,
+                   c.name)
+            .join_from(Receivable.__table__, Customer.__table__, c.id == r.customer_id)
+            .where(r.open_amount > 0, r.due_date < as_of, r.status != "written_off", r.rep_id.in_(rep_ids))
+            .order_by(r.rep_id, c.name, r.due_date, r.id))
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return {}
+    # follow-ups and promises of these reps' receivables (the rep index alone finds them; the
+    # few that are not overdue are simply not looked up below)
+    of_reps = select(r.id).where(r.rep_id.in_(rep_ids))
+    latest = (select(func.max(FollowUp.id).label("fid")).where(FollowUp.receivable_id.in_(of_reps))
+              .group_by(FollowUp.receivable_id).subquery())
+    last_fu = {fu.receivable_id: fu for fu in
+               (await session.execute(select(FollowUp).join(latest, latest.c.fid == FollowUp.id))).scalars()}
+    promises: dict[int, Promise] = {}
+    for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(of_reps), Promise.status == "open")
+                                    .order_by(Promise.id))).scalars():
+        promises[p.receivable_id] = p          # the newest open one, as open_promises
+    out: dict[str, list[OverdueItem]] = {}
+    customers: dict[int, OverdueCustomer] = {}
+    for rid, inv, cid, rep, due, amount, cur, disputed, cname in rows:
+        cust = customers.get(cid)
+        if cust is None:
+            cust = customers[cid] = OverdueCustomer(cid, cname)
+        rec = OverdueReceivable(rid, inv, cid, rep, due, amount, cur, bool(disputed))
+        out.setdefault(rep, []).append(OverdueItem(rec, cust, (as_of - due).days, last_fu.get(rid), promises.get(rid)))
+    return out
+
+
 async def _last_followups(session: AsyncSession, ids: list[int]) -> dict[int, FollowUp]:
     out: dict[int, FollowUp] = {}
     for chunk in _chunks(ids):
@@ -67,6 +125,30 @@ def _chunks(ids: list[int], n: int = 500):
 
 async def push_for(session: AsyncSession, rep_id: str, for_date: date) -> Push | None:
     return (await session.execute(select(Push).where(Push.rep_id == rep_id, Push.for_date == for_date))).scalar_one_or_none()
+
+
+async def pushed_reps(session: AsyncSession, for_date: date) -> set[str]:
+    """Reps who already have their push for ``for_date``."""
+    return set((await session.execute(select(Push.rep_id).where(Push.for_date == for_date))).scalars())
+
+
+async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime, window_hours: int,
+                        items: dict[str, list[OverdueItem]]) -> dict[str, Push]:
+    """``create_push`` for several reps: the pushes, then all their numbered items, as bulk
+    INSERTs (executemany) in the caller's transaction. Returns the pushes by rep id."""
+    if not items:
+        return {}
+    closes = now + timedelta(hours=window_hours)
+    await session.execute(insert(Push.__table__), [
+        dict(rep_id=rep_id, for_date=for_date, sent_at=now, window_closes_at=closes, closed=False) for rep_id in items])
+    pushes = {p.rep_id: p for p in (await session.execute(
+        select(Push).where(Push.for_date == for_date, Push.rep_id.in_(list(items))))).scalars()}
+    rows = [dict(push_id=pushes[rep_id].id, seq=seq, receivable_id=it.receivable.id,
+                 open_amount=it.receivable.open_amount, days_overdue=it.days_overdue, replied_at=None, escalated=False)
+            for rep_id, its in items.items() for seq, it in enumerate(its, start=1)]
+    for i in range(0, len(rows), 20_000):
+        await session.execute(insert(PushItem.__table__), rows[i:i + 20_000])
+    return pushes
 
 
 async def create_push(session: AsyncSession, *, rep_id: str, for_date: date, now: datetime, window_hours: int,

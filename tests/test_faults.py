@@ -261,12 +261,14 @@ def _trial(template: Path, tmp: Path, fake, kill_after: float | None, exec_mode:
     db = _fresh(template, tmp / "trial.db")
     url = f"sqlite:///{db}"
     since = fake.call(lambda f: len(f.received))
+    t = time.monotonic()
     killed = _Run(db, fake, 0, exec_mode, tmp).run(kill_after)
+    ran = time.monotonic() - t
     if killed:        # restart after the dead process's claims expired, and finish
         assert not _Run(db, fake, CLAIM_SECONDS + 1, exec_mode, tmp).run(None)
     state = asyncio.run(_check_ledger(url))
     payloads = _deliveries(fake, since)
-    return {"killed": killed, **state, "payloads": payloads}
+    return {"killed": killed, **state, "payloads": payloads, "ran": ran}
 
 
 def _verify(result: dict, expected_reps: set[str]) -> int:
@@ -292,12 +294,15 @@ def _verify(result: dict, expected_reps: set[str]) -> int:
 
 
 def test_sigkill_during_push_and_drain_loses_nothing(template_db, fake, tmp_path):
-    # one clean run: what "complete" looks like and how long a run takes
-    t = time.monotonic()
-    clean = _trial(template_db, tmp_path, fake, None, exec_mode=SOAK)
-    duration = time.monotonic() - t
-    reps = set(clean["pushes"])
-    assert len(reps) == 2 + EXTRA_REPS and _verify(clean, reps) == 0
+    # clean runs: what "complete" looks like and how long the killable run takes (the run alone,
+    # not the ledger check after it; the faster of two, as the first one warms caches)
+    durations = []
+    for _ in range(2):
+        clean = _trial(template_db, tmp_path, fake, None, exec_mode=SOAK)
+        durations.append(clean["ran"])
+        reps = set(clean["pushes"])
+        assert len(reps) == 2 + EXTRA_REPS and _verify(clean, reps) == 0
+    duration = min(durations)
     rng = random.Random(20261123)
     killed = repeats = 0
     for _ in range(KILL_TRIALS):

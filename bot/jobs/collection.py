@@ -10,14 +10,13 @@ from datetime import timedelta
 from decimal import Decimal
 from itertools import groupby
 
-from bot import notify
+from bot import notify, outbox
 from bot.jobs.context import JobContext
-from bot.render import render
+from bot.render import environment, render
 from storage import collection as coll
 from storage import ledger
 from storage import people
 from storage.models import Customer, Person, Receivable
-from storage.scope import Scope
 
 
 def _by_currency(items: list[coll.OverdueItem]) -> dict[str, Decimal]:
@@ -38,73 +37,115 @@ def _customer_groups(items: list[coll.OverdueItem]) -> list[dict]:
     return groups
 
 
+LIST = "push/overdue_list.md.j2"
+GROUP = "push/_overdue_group.j2"
+REPS_PER_QUERY = 50           # reps whose overdue items are fetched (and pushed) together: memory ∝ this
+
+
 def split_parts(render_part, groups: list[dict], limit: int) -> list[str]:
     """Pack whole customer groups into messages of at most ``limit`` bytes (a group that is too
-    big on its own is split by items). ``render_part(groups, part, parts)`` renders one message."""
-    parts: list[list[dict]] = [[]]
+    big on its own is split by items). ``render_part(body, part, parts)`` renders one message
+    around ``body``, the concatenated customer blocks.
+
+    Each group (and, for a group too big alone, each item line) is rendered once; a message's
+    size is then the size of its frame (header, disputed items and totals, which ``render_part``
+    gives for an empty body) plus the sum of its blocks' sizes: the frame starts and ends with
+    text, so ``render``'s strip never reaches a block. Trial sizes are taken with the last part's
+    frame (part 99 of 99: the longest header, the disputed list and the totals), as before."""
+    macros = environment().get_template(GROUP).module
+    alone = len(render_part("", 1, 1).encode())        # a one-message push's frame
+    frame = len(render_part("", 99, 99).encode())      # the biggest frame of a many-part push
+    parts: list[list[str]] = [[]]
+    size = 0                                           # bytes of the blocks in parts[-1]
     for g in groups:
-        candidates = [g]
-        if len(render_part([g], 1, 1).encode()) > limit:
-            candidates = [{**g, "items": [it]} for it in g["items"]]
+        head = macros.group_head(g)
+        lines = [macros.item(e) for e in g["items"]]
+        block = head + "".join(lines)
+        candidates = [block] if alone + len(block.encode()) <= limit else [head + line for line in lines]
         for c in candidates:
-            trial = parts[-1] + [c]
-            if parts[-1] and len(render_part(trial, 99, 99).encode()) > limit:
+            n = len(c.encode())
+            if parts[-1] and frame + size + n > limit:
                 parts.append([c])
+                size = n
             else:
-                parts[-1] = trial
+                parts[-1].append(c)
+                size += n
     n = len(parts)
-    return [render_part(p, i, n) for i, p in enumerate(parts, start=1)]
+    return [render_part("".join(p), i, n) for i, p in enumerate(parts, start=1)]
+
+
+def _push_texts(rep: Person, today, to_answer: list[coll.OverdueItem], disputed: list[coll.OverdueItem],
+                closes_at, limit: int) -> tuple[list[str], list]:
+    """The push's messages for one rep, and its numbered items."""
+    numbered = list(enumerate(to_answer, start=1))
+    groups = _customer_groups(numbered)
+    totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
+              "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed)}
+
+    def render_part(body, part, parts):
+        return render(LIST, rep=rep, today=today, body=body, part=part, parts=parts,
+                      disputed=disputed if part == parts else [], totals=totals, closes_at=closes_at,
+                      single=len(to_answer) == 1)
+
+    return (split_parts(render_part, groups, limit) if groups else [render_part("", 1, 1)]), numbered
 
 
 async def overdue_push(ctx: JobContext) -> str:
-    """Each rep's overdue list, numbered; the push opens the reply window."""
+    """Each rep's overdue list, numbered; the push opens the reply window.
+
+    Reps are taken ``REPS_PER_QUERY`` at a time: one query for their overdue items (with their
+    follow-ups and promises), one bulk INSERT for their pushes and one for the push items, one
+    for the outbox rows. Memory grows with a batch of reps, not with the ledger."""
     s, today, now = ctx.session, ctx.today, ctx.at
     cfg = ctx.config.collection
-    reps = await people.by_role(s, "rep")
+    platforms = ctx.services.platforms
+    done = await coll.pushed_reps(s, today)
+    reps = [r for r in await people.by_role(s, "rep") if r.id not in done]
     pushed = messages = 0
-    for rep in reps:
-        if await coll.push_for(s, rep.id, today) is not None:
+    for b in range(0, len(reps), REPS_PER_QUERY):
+        batch = reps[b:b + REPS_PER_QUERY]
+        by_rep = await coll.overdue_items_by_rep(s, today, [r.id for r in batch])
+        batch = [r for r in batch if by_rep.get(r.id)]
+        if not batch:
             continue
-        items = await coll.overdue_items(s, today, Scope(rep_ids=frozenset({rep.id})))
-        if not items:
-            continue
-        to_answer = [it for it in items if not it.disputed]
-        disputed = [it for it in items if it.disputed]
-        push = await coll.create_push(s, rep_id=rep.id, for_date=today, now=now,
-                                      window_hours=cfg.reply_window_hours, items=to_answer)
-        numbered = list(enumerate(to_answer, start=1))
-        groups = _customer_groups(numbered)
-        totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
-                  "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed)}
-
-        def render_part(gs, part, parts):
-            return render("push/overdue_list.md.j2", rep=rep, today=today, groups=gs, part=part, parts=parts,
-                          disputed=disputed if part == parts else [], totals=totals,
-                          closes_at=push.window_closes_at.astimezone(ctx.config.tz),
-                          single=len(to_answer) == 1)
-
-        texts = split_parts(render_part, groups, cfg.max_message_bytes) if groups else [render_part([], 1, 1)]
-        for i, text in enumerate(texts, start=1):
-            await notify.to_person(s, rep, text, key=f"push:{today}:{i}", now=now,
-                                   platforms=ctx.services.platforms, title="overdue")
-            messages += 1
-        messages += await _item_cards(ctx, rep, push, numbered)
-        pushed += 1
+        split = {r.id: ([it for it in by_rep[r.id] if not it.disputed], [it for it in by_rep[r.id] if it.disputed])
+                 for r in batch}
+        del by_rep
+        pushes = await coll.create_pushes(s, for_date=today, now=now, window_hours=cfg.reply_window_hours,
+                                          items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
+        queue: list = []
+        for rep in batch:
+            to_answer, disputed = split.pop(rep.id)
+            push = pushes[rep.id]
+            texts, numbered = _push_texts(rep, today, to_answer, disputed,
+                                          push.window_closes_at.astimezone(ctx.config.tz), cfg.max_message_bytes)
+            for i, text in enumerate(texts, start=1):
+                m = notify.for_person(rep, text, key=f"push:{today}:{i}", platforms=platforms, title="overdue")
+                if m is not None:
+                    queue.append(m)
+                messages += 1
+            cards = await _item_cards(ctx, rep, push, numbered)
+            queue.extend(cards)
+            messages += len(cards)
+            pushed += 1
+        await outbox.enqueue_many(s, queue, now)
     return f"pushed {pushed} rep(s), {messages} message(s)"
 
 
 CARD_OUTCOMES = ("contacted", "promised", "dispute")
 
 
-async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> int:
+async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
     """On WeCom, optional button cards (已联系 / 承诺付款 / 有异议) for the oldest items: a click is
-    logged like a reply. Few, because WeCom allows 30 messages a minute to one member."""
+    logged like a reply. Few, because WeCom allows 30 messages a minute to one member.
+    Returns the (message, outbox key) pairs to queue."""
     cfg = ctx.config.wecom
     addr = notify.address(rep, ctx.services.platforms)
     if not cfg.card_buttons or addr is None or addr[0] != "wecom":
-        return 0
+        return []
     items = {it.seq: it for it, _, _ in await coll.push_items(ctx.session, push.id)}
     oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:cfg.card_items]
+    out = []
     for seq, it in oldest:
         item = items[seq]
         card = {"card_type": "button_interaction", "task_id": f"push{push.id}-{seq}",
@@ -112,10 +153,11 @@ async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> int:
                                "desc": render("push/card_desc.j2", item=it)},
                 "button_list": [{"text": render("push/card_button.j2", outcome=o), "style": 1,
                                  "key": f"fu:{item.id}:{o}"} for o in CARD_OUTCOMES]}
-        await notify.to_person(ctx.session, rep, render("push/card_title.j2", seq=seq, item=it),
-                               key=f"card:{push.id}:{seq}", now=ctx.at, platforms=ctx.services.platforms,
-                               title="overdue", extra={"template_card": card})
-    return len(oldest)
+        m = notify.for_person(rep, render("push/card_title.j2", seq=seq, item=it), key=f"card:{push.id}:{seq}",
+                              platforms=ctx.services.platforms, title="overdue", extra={"template_card": card})
+        if m is not None:
+            out.append(m)
+    return out
 
 
 async def reply_window_close(ctx: JobContext) -> str:
