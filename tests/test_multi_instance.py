@@ -214,7 +214,10 @@ def test_outbox_rows_are_delivered_once_by_two_senders(cluster):
     assert len(rows) == n and all(r.status == "sent" and r.attempts == 1 and r.claimed_by is None for r in rows)
     got = _received_texts(fake)
     assert all(got[((f"bulk{i:04d}",), f"bulk message {i}")] == 1 for i in range(n))
-    assert fake.call(lambda f: len(f.dropped)) == 0
+    # none of these was dropped by WeCom's member limit (earlier tests' multi-part pushes to one rep
+    # from two instances can exceed it: the limiter is per instance, see docs/deployment-scale.md)
+    dropped = fake.call(lambda f: [r.payload["text"]["content"] for r in f.dropped if r.payload.get("msgtype") == "text"])
+    assert not [t for t in dropped if t.startswith("bulk message")]
     assert fake.call(lambda f: f.gettoken_calls) >= 2        # both instances sent (each has its own token)
 
 
