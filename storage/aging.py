@@ -18,14 +18,34 @@ than it saves. Both give the same report (tests/test_aging_fast.py checks it on 
 Whether stored open balances can be used ("as of" today or later, nothing dated after as_of) is
 decided by three ``max()`` look-ups that the indexes on issue_date, applied_on and
 written_off_on (migration 0003) answer without a scan.
+
+Past dates ("as of" before the last payment, write-off or invoice — /aging's "same day last
+week"), no ``by``: the stored balances are right for every receivable that nothing touched after
+as_of, so the fast per-day sum over all currently open receivables is taken and then **corrected
+exactly for the touched set** T = receivables with an allocation dated after as_of, an approved
+write-off dated after as_of (recoveries are negative approved rows; undated approved rows count
+as "after", as the reference ignores them) or issued after as_of. For r in T,
+``open_as_of(r) = open_amount(r) + Σ those later allocations + Σ those later write-offs``
+(``open_amount = amount − Σ allocations − Σ approved write-offs`` is kept by every ledger
+writer, storage/ledger.py). One statement collects T from the three date indexes, looks each
+receivable up by primary key and returns, per due date and currency, T's as-of contribution
+(when issued ≤ as_of and open then) minus its current one, cents and counts; it is a
+``UNION ALL`` with the per-day sum, so both read one snapshot. Its cost grows with |T|, not with
+the ledger. When T is large (a date far back) the
+full recomputation is cheaper: the bound on |T| (capped index-range counts, the same round trip
+as the ``max()`` look-ups) is compared with ``PAST_TOUCHED_MAX`` (50,000) and
+``PAST_TOUCHED_MAX_SHARE`` (20 %) of the ledger (estimated as ``max(receivables.id)``); above
+either, the original exact statement (a join over all allocations and write-offs) runs. Which
+path ran is counted in ``PATHS`` (tests assert on it).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import BigInteger, case, func, literal, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, or_, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.fx import convert, rates_for
@@ -36,6 +56,11 @@ from storage.types import from_cents
 CENT = Decimal("0.01")
 BY_COLUMNS = {"rep": Receivable.rep_id, "team": Person.team, "customer": Receivable.customer_id,
               "region": Customer.region}
+# a past as-of date is answered by correcting the stored balances for the receivables touched
+# after it, unless (an upper bound of) their number exceeds either limit: then full recomputation
+PAST_TOUCHED_MAX = 50_000
+PAST_TOUCHED_MAX_SHARE = 0.20
+PATHS: Counter[str] = Counter()      # which path answered: "stored", "corrected", "recomputed"
 
 
 def bucket_labels(bounds: tuple[int, ...] | list[int]) -> list[str]:
@@ -88,14 +113,32 @@ def _bucket_case(as_of: date, bounds):
     return case(*whens, else_=len(bounds) + 1)
 
 
-async def _history_is_settled(session: AsyncSession, as_of: date) -> bool:
-    """True when nothing is dated after as_of, so stored open balances equal balances as of then.
+def _approved_write_offs_after(as_of: date):
+    # undated approved rows: the reference statement never subtracts them, the stored balance does
+    return and_(WriteOff.status == "approved", or_(WriteOff.written_off_on > as_of, WriteOff.written_off_on.is_(None)))
 
-    One round trip; each ``max()`` is answered from an index (migration 0003)."""
-    row = (await session.execute(select(select(func.max(Allocation.applied_on)).scalar_subquery(),
-                                        select(func.max(WriteOff.written_off_on)).scalar_subquery(),
-                                        select(func.max(Receivable.issue_date)).scalar_subquery()))).one()
-    return all(d is None or _as_date(d) <= as_of for d in row)
+
+async def _history_after(session: AsyncSession, as_of: date) -> tuple[bool, int, int]:
+    """(settled, bound on the receivables touched after as_of, ledger size estimate), one round trip.
+
+    Each ``max()`` is answered from an index (migration 0003); each count is a range of the same
+    indexes, capped at ``PAST_TOUCHED_MAX + 1`` rows so a date far back costs no more than that;
+    ``max(id)`` (the primary key) stands in for the number of receivables."""
+    cap = PAST_TOUCHED_MAX + 1
+
+    def capped(stmt):
+        return select(func.count()).select_from(stmt.limit(cap).subquery()).scalar_subquery()
+
+    row = (await session.execute(select(
+        select(func.max(Allocation.applied_on)).scalar_subquery(),
+        select(func.max(WriteOff.written_off_on)).scalar_subquery(),
+        select(func.max(Receivable.issue_date)).scalar_subquery(),
+        capped(select(Allocation.id).where(Allocation.applied_on > as_of)),
+        capped(select(WriteOff.id).where(_approved_write_offs_after(as_of))),
+        capped(select(Receivable.id).where(Receivable.issue_date > as_of)),
+        select(func.max(Receivable.id)).scalar_subquery()))).one()
+    settled = all(d is None or _as_date(d) <= as_of for d in row[:3])
+    return settled, int(row[3] or 0) + int(row[4] or 0) + int(row[5] or 0), int(row[6] or 0)
 
 
 def _as_date(v) -> date:
@@ -121,24 +164,40 @@ async def aging(session: AsyncSession, as_of: date, bounds=(30, 60, 90), *, scop
 
 
 async def _aging(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by: str | None,
-                 fx_rates: dict[str, str] | None, base_currency: str, by_day: bool) -> AgingReport:
+                 fx_rates: dict[str, str] | None, base_currency: str, by_day: bool,
+                 past: str = "auto") -> AgingReport:
     """``by_day``: group by due date in SQL and bucket in Python (the fast path, ``by`` must be
     None); otherwise bucket with ``CASE`` in SQL (the original statement, kept for ``by`` and as
-    the reference the tests compare the fast path with)."""
+    the reference the tests compare the fast path with).
+
+    ``past`` (only with ``by_day``, for a date that is not settled): "auto" chooses by the size of
+    the touched set, "corrected" / "recomputed" force a path (tests and the benchmark)."""
     if by_day and by:
         raise ValueError("by_day groups by due date only")
+    if past not in ("auto", "corrected", "recomputed"):
+        raise ValueError(f"past: {past!r}")
     labels = bucket_labels(list(bounds))
-    if await _history_is_settled(session, as_of):
+    settled, touched, size = await _history_after(session, as_of)
+    if not settled and by_day and (past == "corrected" or past == "auto" and touched <= PAST_TOUCHED_MAX
+                                   and touched <= PAST_TOUCHED_MAX_SHARE * size):
+        PATHS["corrected"] += 1
+        rows = await _corrected_day_rows(session, as_of, scope)
+    else:
+        PATHS["stored" if settled else "recomputed"] += 1
+        rows = await _day_or_bucket_rows(session, as_of, bounds, scope=scope, by=by, by_day=by_day,
+                                         settled=settled)
+    return _report(rows, as_of, bounds, labels, by=by, by_day=by_day, fx_rates=fx_rates,
+                   base_currency=base_currency)
+
+
+def _open_rows_stmt(scope: Scope, *, by: str | None = None, by_day: bool = True, as_of: date | None = None,
+                    bounds=(), src=None):
+    """The aging statement over receivables; ``src`` None: stored balances (the partial index)."""
+    if src is None:
         open_cents = Receivable.open_amount
         is_open = Receivable.open_amount > literal_column("0")     # literal: matches the partial index
-        src = None
     else:
-        alloc = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
-                 .where(Allocation.applied_on <= as_of).group_by(Allocation.receivable_id).subquery())
-        wo = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
-              .where(WriteOff.status == "approved", WriteOff.written_off_on <= as_of)
-              .group_by(WriteOff.receivable_id).subquery())
-        src = (alloc, wo)
+        alloc, wo = src
         open_cents = type_coerce(Receivable.amount, BigInteger) - func.coalesce(alloc.c.s, 0) - func.coalesce(wo.c.s, 0)
         is_open = open_cents > 0
     group_col = BY_COLUMNS[by] if by else literal("")
@@ -158,10 +217,59 @@ async def _aging(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by
                 .where(Receivable.issue_date <= as_of))
     stmt = stmt.where(is_open)
     stmt = scope.apply(stmt, joined_customer=joined_customer, joined_person=joined_person)
-    stmt = stmt.group_by(Receivable.due_date, Receivable.currency) if by_day else \
+    return stmt.group_by(Receivable.due_date, Receivable.currency) if by_day else \
         stmt.group_by(first, Receivable.currency, group_col)
-    rows = (await session.execute(stmt)).all()
 
+
+async def _day_or_bucket_rows(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by: str | None,
+                              by_day: bool, settled: bool) -> list:
+    """Stored balances (settled) or the full recomputation from allocations and write-offs."""
+    src = None
+    if not settled:
+        alloc = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
+                 .where(Allocation.applied_on <= as_of).group_by(Allocation.receivable_id).subquery())
+        wo = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
+              .where(WriteOff.status == "approved", WriteOff.written_off_on <= as_of)
+              .group_by(WriteOff.receivable_id).subquery())
+        src = (alloc, wo)
+    stmt = _open_rows_stmt(scope, by=by, by_day=by_day, as_of=as_of, bounds=bounds, src=src)
+    return list((await session.execute(stmt)).all())
+
+
+async def _corrected_day_rows(session: AsyncSession, as_of: date, scope: Scope) -> list:
+    """Day rows (due_date, currency, "", cents, n) as of a past date: the stored per-day sums,
+    corrected for the receivables touched after as_of (see the module docstring).
+
+    The sums and their corrections are one statement (``UNION ALL``), so they read one snapshot:
+    a payment committed between two statements would be counted once in one and not the other."""
+    later = union_all(
+        select(Allocation.receivable_id.label("rid"), type_coerce(Allocation.amount, BigInteger).label("s"))
+        .where(Allocation.applied_on > as_of),
+        select(WriteOff.receivable_id, type_coerce(WriteOff.amount, BigInteger)).where(_approved_write_offs_after(as_of)),
+        select(Receivable.id, literal(0, BigInteger)).where(Receivable.issue_date > as_of),
+    ).subquery("later")
+    touched = select(later.c.rid, func.sum(later.c.s).label("s")).group_by(later.c.rid).subquery("touched")
+    stored = type_coerce(Receivable.open_amount, BigInteger)
+    then = stored + touched.c.s
+    open_now = stored > 0
+    open_then = and_(Receivable.issue_date <= as_of, then > 0)
+    # per receivable of T: + its as-of contribution (issued by then and open then) − its stored one
+    delta_cents = case((open_then, then), else_=0) - case((open_now, stored), else_=0)
+    delta_n = case((open_then, 1), else_=0) - case((open_now, 1), else_=0)
+    correction = (select(Receivable.due_date, Receivable.currency, literal("").label("grp"),
+                         func.sum(delta_cents).label("cents"), func.sum(delta_n).label("n"))
+                  .select_from(touched).join(Receivable, Receivable.id == touched.c.rid))
+    correction = scope.apply(correction).group_by(Receivable.due_date, Receivable.currency)
+    per: dict[tuple[date, str], list[int]] = {}
+    for due, currency, _grp, cents, n in (await session.execute(union_all(_open_rows_stmt(scope), correction))).all():
+        acc = per.setdefault((_as_date(due), currency), [0, 0])
+        acc[0] += int(cents or 0)
+        acc[1] += int(n or 0)
+    return [(due, currency, "", cents, n) for (due, currency), (cents, n) in per.items() if n]
+
+
+def _report(rows, as_of: date, bounds, labels, *, by: str | None, by_day: bool,
+            fx_rates: dict[str, str] | None, base_currency: str) -> AgingReport:
     rates = rates_for(fx_rates, base_currency)
     report = AgingReport(as_of, [Bucket(lbl) for lbl in labels])
     if by_day:
