@@ -123,10 +123,6 @@ def _chunks(ids: list[int], n: int = 500):
         yield ids[i:i + n]
 
 
-async def push_for(session: AsyncSession, rep_id: str, for_date: date) -> Push | None:
-    return (await session.execute(select(Push).where(Push.rep_id == rep_id, Push.for_date == for_date))).scalar_one_or_none()
-
-
 async def pushed_reps(session: AsyncSession, for_date: date) -> set[str]:
     """Reps who already have their push for ``for_date``."""
     return set((await session.execute(select(Push.rep_id).where(Push.for_date == for_date))).scalars())
@@ -134,7 +130,7 @@ async def pushed_reps(session: AsyncSession, for_date: date) -> set[str]:
 
 async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime, window_hours: int,
                         items: dict[str, list[OverdueItem]]) -> dict[str, Push]:
-    """``create_push`` for several reps: the pushes, then all their numbered items, as bulk
+    """Pushes for several reps: the pushes, then all their numbered items, as bulk
     INSERTs (executemany) in the caller's transaction. Returns the pushes by rep id."""
     if not items:
         return {}
@@ -149,18 +145,6 @@ async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime,
     for i in range(0, len(rows), 20_000):
         await session.execute(insert(PushItem.__table__), rows[i:i + 20_000])
     return pushes
-
-
-async def create_push(session: AsyncSession, *, rep_id: str, for_date: date, now: datetime, window_hours: int,
-                      items: list[OverdueItem]) -> Push:
-    push = Push(rep_id=rep_id, for_date=for_date, sent_at=now, window_closes_at=now + timedelta(hours=window_hours))
-    session.add(push)
-    await session.flush()
-    for seq, it in enumerate(items, start=1):
-        session.add(PushItem(push_id=push.id, seq=seq, receivable_id=it.receivable.id,
-                             open_amount=it.receivable.open_amount, days_overdue=it.days_overdue))
-    await session.flush()
-    return push
 
 
 async def latest_push(session: AsyncSession, rep_id: str, now: datetime) -> Push | None:

@@ -40,7 +40,7 @@ from bot.jobs.scheduler import run_job
 from bot.outbox import CLAIM_SECONDS, Sender
 from bot.services import Services
 from storage.db import Database
-from storage.models import Customer, InboundEvent, OutboxMessage, Person, Push, PushItem, Receivable
+from storage.models import Customer, OutboxMessage, Person, Push, PushItem, Receivable
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.multiproc import AES_KEY, ROOT, ThreadedFakeWeCom, env

@@ -25,7 +25,7 @@ from storage.db import Database
 from storage.models import Customer, InboundEvent, JobRun, OutboxMessage, Person, Push, PushItem, Receivable
 from tests import ledger_fixture
 from tests.conftest import at, fresh_pg_database
-from tests.multiproc import ROOT, Served, ThreadedFakeWeCom, free_port, run_together, write_config
+from tests.multiproc import Served, ThreadedFakeWeCom, free_port, run_together, write_config
 
 pytestmark = pytest.mark.timeout(300)
 EXTRA_REPS = 12            # on top of the fixture's two, so the instances contend on many rows

@@ -7,7 +7,6 @@ Create Date: 2026-11-23 15:30:21.626024
 """
 from alembic import op
 import sqlalchemy as sa
-import storage.types
 
 
 revision = '0003'
