@@ -136,8 +136,10 @@ async def _demo_push(services) -> None:
         day = services.calendar.add_workdays(day, -1)
     hh, mm = map(int, services.config.collection.push_time.split(":"))
     at = datetime.combine(day, time(hh, mm), tzinfo=services.config.tz)
-    if at <= services.clock.now():
-        await run_job(services, "overdue_push", at)
+    if at > services.clock.now():         # before this morning's push time: the previous working day's
+        day = services.calendar.add_workdays(day, -1)
+        at = datetime.combine(day, time(hh, mm), tzinfo=services.config.tz)
+    await run_job(services, "overdue_push", at)
 
 
 async def _run(config, args) -> int:

@@ -81,7 +81,9 @@ def routes(app_state) -> list[web.RouteDef]:
         guard(request)
         async with app_state.db.session() as s:
             rows = (await s.execute(select(Person).where(Person.active.is_(True)).order_by(Person.role, Person.id))).scalars()
-            return web.json_response({"people": [{"id": p.id, "name": p.name, "role": p.role, "team": p.team} for p in rows]})
+            role = html_environment().get_template("_fmt.j2").module.role
+            return web.json_response({"people": [{"id": p.id, "name": p.name, "role": p.role,
+                                                  "role_label": str(role(p.role)), "team": p.team} for p in rows]})
 
     async def page(request: web.Request) -> web.Response:
         guard(request)
