@@ -1,6 +1,7 @@
 """The local web chat over real HTTP: what a newcomer sees, and what bad requests get."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import InboundEvent
@@ -65,15 +66,46 @@ async def test_bad_requests_get_4xx_and_change_nothing(aiohttp_client, db):
         assert (await s.execute(select(func.count()).select_from(InboundEvent))).scalar_one() == 0
 
 
+class _Peer:
+    """A socket transport whose peer is another machine (the test server itself only has loopback)."""
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def get_extra_info(self, name, default=None):
+        return (self.host, 40000) if name == "peername" else default
+
+    def is_closing(self):
+        return False
+
+
+def _handler(app, method: str, path: str):
+    for route in app.router.routes():
+        if route.method == method and route.resource.canonical == path:
+            return route.handler
+    raise LookupError(path)
+
+
 async def test_remote_clients_are_refused_unless_allowed(aiohttp_client, db):
+    import dataclasses
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
     bot = await _bot(aiohttp_client, db)
     resp = await bot.client.post("/local/messages", json={"user": "gm", "text": "/aging"},
                                  headers={"X-Forwarded-For": "203.0.113.9"})
     assert resp.status == 200        # forwarded headers are not trusted: the socket peer is loopback
-    from bot.channels import local
-    class Req:
-        remote = "203.0.113.9"
-    assert local._is_loopback(Req()) is False
+    people = _handler(bot.client.app, "GET", "/local/people")
+    remote = make_mocked_request("GET", "/local/people", app=bot.client.app, transport=_Peer("203.0.113.9"))
+    with pytest.raises(web.HTTPForbidden):
+        await people(remote)
+    # an operator who opts in (behind their own access control) lets remote browsers in
+    state = bot.state
+    state.services.config = dataclasses.replace(state.config, local=dataclasses.replace(state.config.local,
+                                                                                        allow_remote=True))
+    answer = await people(make_mocked_request("GET", "/local/people", app=bot.client.app,
+                                              transport=_Peer("203.0.113.9")))
+    assert answer.status == 200
     health = await (await bot.client.get("/healthz")).json()
     assert health["local_chat"] is True and health["database"] == "ok"
 
