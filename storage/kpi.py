@@ -52,16 +52,12 @@ def ratio(part: Decimal | int, whole: Decimal | int, places: str = "0.1") -> Dec
     return (Decimal(part) / Decimal(whole) * 100).quantize(Decimal(places), ROUND_HALF_UP)
 
 
-@dataclass
-class RepKpi:
-    rep_id: str
-    name: str
-    open: Decimal = ZERO
-    overdue: Decimal = ZERO
-    collected: Decimal = ZERO
-    due_in_month: Decimal = ZERO
-    pushed: int = 0
-    on_time: int = 0
+class _Rates:
+    """The two rates a company and a rep are both measured by (fields on the dataclasses below)."""
+    collected: Decimal
+    due_in_month: Decimal
+    pushed: int
+    on_time: int
 
     @property
     def collection_rate(self) -> Decimal | None:
@@ -73,7 +69,19 @@ class RepKpi:
 
 
 @dataclass
-class Kpi:
+class RepKpi(_Rates):
+    rep_id: str
+    name: str
+    open: Decimal = ZERO
+    overdue: Decimal = ZERO
+    collected: Decimal = ZERO
+    due_in_month: Decimal = ZERO
+    pushed: int = 0
+    on_time: int = 0
+
+
+@dataclass
+class Kpi(_Rates):
     as_of: date
     month_start: date
     month_end: date
@@ -101,14 +109,6 @@ class Kpi:
     @property
     def over_90_share(self) -> Decimal | None:
         return ratio(self.over_90, self.open)
-
-    @property
-    def collection_rate(self) -> Decimal | None:
-        return ratio(self.collected, self.due_in_month)
-
-    @property
-    def timeliness(self) -> Decimal | None:
-        return ratio(self.on_time, self.pushed)
 
     @property
     def sales_from(self) -> date:
