@@ -76,7 +76,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                                                  on_queued=state.sender.wake)
         await state.inbound.resume_unhandled()
         tasks = []
-        if start_sender:
+        if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if start_scheduler:
             state.scheduler = JobScheduler(services, on_queued=state.sender.wake)

@@ -106,6 +106,9 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class OutboxConfig:
+    # false: this instance queues messages but does not send them (with several instances, let one
+    # send so WeCom's per-member and per-robot limits, which the limiter counts per process, hold)
+    send: bool = True
     concurrency: int = 4
     max_attempts: int = 8
     backoff_base_seconds: float = 2.0

@@ -159,3 +159,26 @@ async def test_shutdown_lets_an_in_flight_send_finish(aiohttp_client, db):
     async with db.session() as s:
         [row] = (await s.execute(OutboxMessage.__table__.select())).all()
         assert row.status == "sent" and row.attempts == 1
+
+
+async def test_an_instance_with_send_off_queues_but_does_not_send(aiohttp_client, db):
+    """[outbox] send = false: the multi-instance set-up where one instance sends."""
+    import asyncio
+
+    from bot.app import STATE, create_app
+    from bot.clock import FixedClock
+    from bot.core.messages import OutgoingMessage
+    from bot.outbox import enqueue
+    from bot.services import Services
+    from tests.harness import config_for
+    cfg = config_for(db.url, outbox={"send": False, "poll_seconds": 0.05})   # send=True delivers it within 0.3 s
+    services = Services.build(cfg, clock=FixedClock(at("2026-11-23 10:00"), cfg.company.timezone), db=db)
+    client = await aiohttp_client(create_app(cfg, services, start_scheduler=False))
+    async with db.session() as s, s.begin():
+        await enqueue(s, OutgoingMessage(platform="local", target_kind="user", target="rep1", text="hi"), "k", services.clock.now())
+    await asyncio.sleep(0.3)                 # several poll intervals of a running sender
+    health = await (await client.get("/healthz")).json()
+    assert health["outbox"]["pending"] == 1 and health["outbox"]["sent"] == 0
+    await client.app[STATE].sender.drain()   # an instance that sends would deliver it
+    health = await (await client.get("/healthz")).json()
+    assert health["outbox"]["sent"] == 1
