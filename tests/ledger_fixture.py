@@ -17,7 +17,7 @@ Today is Monday 2026-11-23 (a working day). Open balances on that day:
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from storage import collection, ledger
@@ -95,3 +95,24 @@ async def build(session, now: datetime) -> dict[str, Customer]:
     await session.flush()
     await ledger.apply_write_off(session, wo, on=date(2026, 11, 1), actor="gm", channel="test", now=now)
     return customers
+
+
+async def add_reps(session, *, count: int, rep_id, customer_code, customer_name, invoice_no, invoices: int,
+                   step_days: int, unit: Decimal, credit_limit: Decimal = D("100000")) -> None:
+    """More reps under sup1 (华东), each with one customer and ``invoices`` overdue invoices: the
+    k-th due ``step_days * k + 1`` days before 2026-11-20, for ``unit * (k + 1)``. The id and name
+    arguments are functions of the rep's index (and ``invoice_no`` of the invoice's too)."""
+    for i in range(count):
+        session.add(Person(id=rep_id(i), name=f"业务员{i:02d}", role="rep", supervisor_id="sup1", team="华东",
+                           wecom_userid=f"wx_{rep_id(i)}", mobile="", email="", active=True))
+        await session.flush()
+        c = Customer(code=customer_code(i), name=customer_name(i), grade="B", credit_limit=credit_limit,
+                     rep_id=rep_id(i), region="华东", cross_border=False, status="active", broken_promises=0)
+        session.add(c)
+        await session.flush()
+        for k in range(invoices):
+            due = date(2026, 11, 20) - timedelta(days=step_days * k + 1)
+            amount = unit * (k + 1)
+            session.add(Receivable(invoice_no=invoice_no(i, k), contract_no="", customer_id=c.id, rep_id=c.rep_id,
+                                   issue_date=due - timedelta(days=30), due_date=due, amount=amount,
+                                   open_amount=amount, currency="CNY", terms="", status="open", disputed=False))

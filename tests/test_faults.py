@@ -40,7 +40,7 @@ from bot.jobs.scheduler import run_job
 from bot.outbox import CLAIM_SECONDS, Sender
 from bot.services import Services
 from storage.db import Database
-from storage.models import Customer, OutboxMessage, Person, Push, PushItem, Receivable
+from storage.models import OutboxMessage, Push, PushItem, Receivable
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.multiproc import AES_KEY, ROOT, ThreadedFakeWeCom, env
@@ -58,20 +58,10 @@ async def _build(url: str) -> None:
     await db.migrate()
     async with db.session() as s, s.begin():
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
-        for i in range(EXTRA_REPS):
-            s.add(Person(id=f"frep{i}", name=f"业务员{i}", role="rep", supervisor_id="sup1", team="华东",
-                         wecom_userid=f"wx_frep{i}", mobile="", email="", active=True))
-            await s.flush()
-            c = Customer(code=f"FC{i}", name=f"故障测试客户{i}有限公司", grade="B", credit_limit=Decimal("1"),
-                         rep_id=f"frep{i}", region="华东", cross_border=False, status="active", broken_promises=0)
-            s.add(c)
-            await s.flush()
-            for k in range(12):
-                due = date(2026, 11, 20) - timedelta(days=7 * k + 1)
-                amt = Decimal("1234.56") * (k + 1)
-                s.add(Receivable(invoice_no=f"F{i}-{k:02d}", contract_no="", customer_id=c.id, rep_id=c.rep_id,
-                                 issue_date=due - timedelta(days=30), due_date=due, amount=amt, open_amount=amt,
-                                 currency="CNY", terms="", status="open", disputed=False))
+        await ledger_fixture.add_reps(
+            s, count=EXTRA_REPS, rep_id=lambda i: f"frep{i}", customer_code=lambda i: f"FC{i}",
+            customer_name=lambda i: f"故障测试客户{i}有限公司", invoice_no=lambda i, k: f"F{i}-{k:02d}",
+            invoices=12, step_days=7, unit=Decimal("1234.56"), credit_limit=Decimal("1"))
     await db.close()
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from bot import outbox
 from bot.core.messages import OutgoingMessage
 from storage.db import Database
-from storage.models import Customer, InboundEvent, JobRun, OutboxMessage, Person, Push, PushItem, Receivable
+from storage.models import InboundEvent, JobRun, OutboxMessage, Push, PushItem
 from tests import ledger_fixture
 from tests.conftest import at, fresh_pg_database
 from tests.multiproc import Served, ThreadedFakeWeCom, free_port, run_together, write_config
@@ -54,20 +54,10 @@ async def _seed(url: str) -> None:
     await db.migrate()
     async with db.session() as s, s.begin():
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
-        for i in range(EXTRA_REPS):
-            s.add(Person(id=f"xrep{i:02d}", name=f"业务员{i:02d}", role="rep", supervisor_id="sup1", team="华东",
-                         wecom_userid=f"wx_xrep{i:02d}", mobile="", email="", active=True))
-            await s.flush()
-            c = Customer(code=f"XC{i:02d}", name=f"测试客户{i:02d}有限公司", grade="B", credit_limit=Decimal("100000"),
-                         rep_id=f"xrep{i:02d}", region="华东", cross_border=False, status="active", broken_promises=0)
-            s.add(c)
-            await s.flush()
-            for k in range(8):
-                due = date(2026, 11, 20) - timedelta(days=10 * k + 1)
-                s.add(Receivable(invoice_no=f"X{i:02d}-{k}", contract_no="", customer_id=c.id, rep_id=c.rep_id,
-                                 issue_date=due - timedelta(days=30), due_date=due, amount=Decimal("1000.00") * (k + 1),
-                                 open_amount=Decimal("1000.00") * (k + 1), currency="CNY", terms="", status="open",
-                                 disputed=False))
+        await ledger_fixture.add_reps(
+            s, count=EXTRA_REPS, rep_id=lambda i: f"xrep{i:02d}", customer_code=lambda i: f"XC{i:02d}",
+            customer_name=lambda i: f"测试客户{i:02d}有限公司", invoice_no=lambda i, k: f"X{i:02d}-{k}",
+            invoices=8, step_days=10, unit=Decimal("1000.00"))
     await db.close()
 
 
