@@ -436,12 +436,11 @@ async def test_outbox_delivers_exactly_once_under_faults_within_member_limit(db)
             await sender.drain()
             while fake.in_flight:          # let requests the client gave up on land first
                 await asyncio.sleep(0.02)
-            async with db.session() as s:
-                due = (await s.execute(select(func.min(OutboxMessage.next_attempt_at))
-                                       .where(OutboxMessage.status == "pending"))).scalar()
-            if due is None:
+            # what the sender loop sleeps for: the next due row, or a full member's window freeing
+            wait = await sender.next_wake()
+            if wait is None:
                 break
-            step = max((due.astimezone(clock.tz) - clock.now()).total_seconds(), 0.0) + 0.001
+            step = wait + 0.001
             clock.advance(seconds=step)
             mono.now += step
         else:
