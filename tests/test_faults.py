@@ -251,6 +251,7 @@ def _trial(template: Path, tmp: Path, fake, kill_after: float | None, exec_mode:
     db = _fresh(template, tmp / "trial.db")
     url = f"sqlite:///{db}"
     since = fake.call(lambda f: len(f.received))
+    fake.call(lambda f: f.forget_contents())      # each trial replays the same morning on this fake
     t = time.monotonic()
     killed = _Run(db, fake, 0, exec_mode, tmp).run(kill_after)
     ran = time.monotonic() - t
@@ -319,6 +320,7 @@ async def test_database_locked_while_draining_is_retried_not_lost(tmp_path, fake
             await outbox.enqueue(s, OutgoingMessage(platform="wecom", target_kind="user", target=f"lock{i:02d}",
                                                     text=f"locked {i}", format="text"), f"lock:{i}", now)
     since = fake.call(lambda f: len(f.received))
+    fake.call(lambda f: f.forget_contents())      # each trial replays the same morning on this fake
     locked, release = threading.Event(), threading.Event()
 
     def hold_lock():

@@ -2,7 +2,9 @@
 
 It behaves like the real service where the bot's correctness depends on it (see
 /work/shared/PROTOCOLS.md): tokens that expire, errcodes in HTTP 200 bodies, the
-30/min/member limit (excess *silently dropped*), 45009 for robots over 20/min, and
+30/min/member limit (excess *silently dropped*), 45009 for robots over 20/min,
+``enable_duplicate_check`` (the same content to the same members within the interval is answered
+ok and not delivered again: what a client relies on when it re-sends after a timeout), and
 faults injected on demand.
 
     async with FakeWeCom(apps={1000002: "s3cret"}, robot_keys={"rk"}) as fake:
@@ -16,6 +18,7 @@ faults injected on demand.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import secrets
 import time
@@ -94,6 +97,8 @@ class FakeWeCom:
         self._fault_rate: tuple[float, Fault, random.Random] | None = None
         self._member_sends: dict[tuple[int, str], deque[float]] = defaultdict(deque)
         self._robot_sends: dict[str, deque[float]] = defaultdict(deque)
+        self._contents: dict[tuple, float] = {}   # (agent, touser, msgtype, content) -> when last accepted
+        self.duplicates_suppressed = 0
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.url = ""
@@ -197,6 +202,23 @@ class FakeWeCom:
             return _err(42001, "access_token expired")
         return tok.agent_id
 
+    def is_duplicate(self, agent: int, body: dict) -> bool:
+        """WeCom's enable_duplicate_check: the same content to the same recipients within
+        duplicate_check_interval seconds (default 1800) is not delivered again. Every message is
+        remembered, so a re-send with the check on is caught even if the first went without it."""
+        msgtype = body.get("msgtype")
+        key = (agent, body.get("touser"), msgtype, json.dumps(body.get(msgtype), sort_keys=True, ensure_ascii=False))
+        now, last = self.clock(), self._contents.get(key)
+        interval = float(body.get("duplicate_check_interval") or 1800)
+        if body.get("enable_duplicate_check") and last is not None and now - last < interval:
+            return True
+        self._contents[key] = now
+        return False
+
+    def forget_contents(self) -> None:
+        """Start the duplicate check afresh (a test that replays the same day on one fake)."""
+        self._contents.clear()
+
     def _within(self, window: deque[float], limit: int) -> bool:
         now = self.clock()
         while window and window[0] <= now - 60:
@@ -255,6 +277,10 @@ def create_app(fake: FakeWeCom) -> web.Application:
         valid = [u for u in users if u not in invalid]
         if not valid:
             return _err(81013, "user & party & tag all invalid", invaliduser="|".join(invalid))
+        if fake.is_duplicate(agent, body):
+            fake.duplicates_suppressed += 1
+            return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
+                                      "msgid": secrets.token_hex(8)})
         # The real service answers ok and silently drops messages over the member limit.
         reached = [u for u in valid if fake._within(fake._member_sends[(agent, u)], fake.member_limit)]
         record = Received("app", body, fake.clock(), agent_id=agent, touser=reached)
