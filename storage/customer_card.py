@@ -10,11 +10,13 @@ Rules (decisions, documented here and in the reply):
 * **Statute of limitations** (诉讼时效): the period is counted from the day after its anchor and
   its last day is the anchor's corresponding date N years on (Feb 29 → Feb 28), N = 3, or 4 for a
   ``cross_border`` customer — the same reckoning as ``bot/statute.py``. The anchor is the later of
-  the *latest* due date among the customer's open invoices and the customer's last payment (a
-  partial payment restarts the period). The date shown is the last day a claim can be brought.
-  A last day on a rest day moves to the next working day (``[statute] roll_to_workday``).
-  Written notices and signed statements also restart it in law; the statute_watch job counts
-  those (bot/jobs/reminders.py), this card does not yet, so its date errs early, never late.
+  the *latest* due date among the customer's open invoices and the latest restart: the
+  customer's last payment, the last written notice delivered about one of those invoices (an
+  e-mail, or a letter on any channel: ``storage.reminders.WRITTEN_CHANNELS/KINDS``, the same
+  rule the statute_watch job applies per invoice) and the last signed balance confirmation
+  (``record_confirmation``). The date shown is the last day a claim can be brought, with what it
+  is counted from. A last day on a rest day moves to the next working day
+  (``[statute] roll_to_workday``).
 * **Late fee** (滞纳金): ``bot.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
   open balance for its days overdue; disputed invoices are left out (the claim is contested);
   an estimate for the conversation, never booked.
@@ -22,7 +24,7 @@ Rules (decisions, documented here and in the reply):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
@@ -32,19 +34,25 @@ from storage import aging as aging_q
 from bot.late_fees import late_fee
 from bot.statute import last_day
 from storage.fx import convert, rates_for
-from storage.models import Customer, Dispute, FollowUp, Payment, Person, Promise, Receivable
+from storage.models import (AuditEntry, Customer, CustomerMessage, Dispute, FollowUp, Payment, Person, Promise,
+                            Receivable)
+from storage.reminders import WRITTEN_CHANNELS, WRITTEN_KINDS
 from storage.scope import Scope
 
 CENT = Decimal("0.01")
 
 
-def statute_anchor(latest_due: date | None, last_payment: date | None) -> tuple[date | None, bool]:
-    """(the day the period runs from the day after, whether a payment restarted it)."""
+def statute_anchor(latest_due: date | None, last_payment: date | None = None, last_notice: date | None = None,
+                   last_confirmation: date | None = None) -> tuple[date | None, str]:
+    """(the day the period runs from the day after, what that day is: ``due`` — the latest due
+    date — or the restart that came later: ``payment``, ``notice`` or ``confirmation``)."""
     if latest_due is None:
-        return None, False
-    if last_payment is not None and last_payment > latest_due:
-        return last_payment, True
-    return latest_due, False
+        return None, "due"
+    anchor, reason = latest_due, "due"
+    for day, why in ((last_payment, "payment"), (last_notice, "notice"), (last_confirmation, "confirmation")):
+        if day is not None and day > anchor:
+            anchor, reason = day, why
+    return anchor, reason
 
 
 def credit_level(usage: Decimal | None, yellow: Decimal = Decimal("0.7"), red: Decimal = Decimal("0.9")) -> str:
@@ -86,16 +94,17 @@ class CustomerCard:
     last_payment: date | None
     statute: date | None                       # the last day a claim can be brought
     statute_anchor: date | None                # counted from the day after this day
-    statute_by_payment: bool                   # the anchor is the last payment (a restart)
+    statute_reason: str                        # due | payment | notice | confirmation (statute_anchor)
     late_fee_total: Decimal                    # reporting currency
     unconverted: dict[str, Decimal] = field(default_factory=dict)
 
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
                         fx_rates: dict | None = None, base_currency: str = "CNY", followups: int = 5,
-                        tiers=(), credit=None, statute=None, work_calendar=None) -> CustomerCard:
+                        tiers=(), credit=None, statute=None, work_calendar=None, tz=None) -> CustomerCard:
     """``tiers``: [late_fees] tiers; ``credit``: the [credit] section (thresholds);
-    ``statute``: the [statute] section (years); ``work_calendar`` rolls a last day off rest days."""
+    ``statute``: the [statute] section (years); ``work_calendar`` rolls a last day off rest days;
+    ``tz``: the company's time zone (the day a notice was delivered; UTC when not given)."""
     rates = rates_for(fx_rates, base_currency)
     receivables = list((await session.execute(
         select(Receivable).where(Receivable.customer_id == customer.id, Receivable.open_amount > 0,
@@ -137,7 +146,8 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
     if last_payment is not None and not isinstance(last_payment, date):
         last_payment = date.fromisoformat(str(last_payment))
     latest_due = max((r.due_date for r in receivables), default=None)
-    anchor, by_payment = statute_anchor(latest_due, last_payment)
+    last_notice, last_confirmation = await _written_restarts(session, customer, receivables, as_of, tz)
+    anchor, reason = statute_anchor(latest_due, last_payment, last_notice, last_confirmation)
     rep = await session.get(Person, customer.rep_id) if customer.rep_id else None
     return CustomerCard(customer=customer, rep=rep, as_of=as_of, open_total=open_total, usage=usage,
                         level=credit_level(usage, *((credit.yellow, credit.red) if credit else ())), items=items, aging=report, followups=fus,
@@ -145,8 +155,27 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
                         statute=None if anchor is None else last_day(
                             anchor, _years(statute, customer.cross_border),
                             work_calendar if statute is None or statute.roll_to_workday else None),
-                        statute_anchor=anchor, statute_by_payment=by_payment,
+                        statute_anchor=anchor, statute_reason=reason,
                         late_fee_total=fee_total, unconverted=unconverted)
+
+
+async def _written_restarts(session: AsyncSession, customer: Customer, receivables: list[Receivable],
+                            as_of: date, tz) -> tuple[date | None, date | None]:
+    """The last written notice delivered about one of these invoices, and the last balance
+    confirmation signed for one of them, up to ``as_of`` (local days)."""
+    if not receivables:
+        return None, None
+    ids = [r.id for r in receivables]
+    sent = (await session.execute(select(CustomerMessage.sent_at).where(
+        CustomerMessage.customer_id == customer.id, CustomerMessage.receivable_id.in_(ids),
+        CustomerMessage.sent_at.is_not(None),
+        CustomerMessage.channel.in_(WRITTEN_CHANNELS) | CustomerMessage.kind.in_(WRITTEN_KINDS)))).scalars()
+    notices = [t.astimezone(tz or timezone.utc).date() for t in sent]
+    signed = [date.fromisoformat(d["signed_on"]) for d in (await session.execute(select(AuditEntry.detail).where(
+        AuditEntry.action == "confirmation.signed", AuditEntry.entity == "receivable",
+        AuditEntry.entity_id.in_([r.invoice_no for r in receivables])))).scalars()]
+    return (max((d for d in notices if d <= as_of), default=None),
+            max((d for d in signed if d <= as_of), default=None))
 
 
 def _years(statute, cross_border: bool) -> int:

@@ -14,7 +14,7 @@ from bot.statute import add_years, anchor, last_day
 from bot.workdays import WorkCalendar
 from storage import ledger
 from storage import reminders as rem
-from storage.models import CreditAlert, Customer, OutboxMessage, Person, Receivable
+from storage.models import CreditAlert, Customer, CustomerMessage, OutboxMessage, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot
 
@@ -135,6 +135,30 @@ async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, db):
                                 now=at("2026-09-10 10:00"))
         assert await rem.interruptions(s, r, bot.services.config.tz) == [date(2026, 9, 10)]
     assert "0 statute warning(s)" in await bot.run("statute_watch", at("2026-09-11 09:20"))
+
+
+async def test_customer_card_statute_counts_written_notices_and_confirmations(aiohttp_client, db):
+    """/customer's statute date restarts on what statute_watch counts: a delivered e-mail (written
+    notice) does, a later SMS does not; a signed balance confirmation does."""
+    async with db.session() as s, s.begin():
+        c = await _people_and_customer(s, grade="B", credit_limit=D("0"))
+        r = _invoice(c, "OLD-1", date(2023, 12, 1), "9000.00")
+        s.add(r)
+        await s.flush()
+        for i, (channel, sent) in enumerate((("email", at("2026-06-11 10:00")), ("sms", at("2026-07-01 10:00")),
+                                             ("email", None))):        # the last one never went out
+            s.add(CustomerMessage(customer_id=c.id, receivable_id=r.id, step="d30", kind="reminder", channel=channel,
+                                  outbox_key=f"cm:{i}", status="sent" if sent else "queued",
+                                  queued_at=at("2026-06-11 09:00"), send_at=at("2026-06-11 09:00"), sent_at=sent))
+    bot = await Bot.start(aiohttp_client, db, at("2026-09-01 09:20"))
+    [card] = await bot.say("fin1", "/customer C1")
+    assert "诉讼时效最后一日：2029-06-11（自最近一次书面催收送达 2026-06-11 次日起算，3年）" in card
+    async with db.session() as s, s.begin():
+        r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "OLD-1"))).scalar_one()
+        rem.record_confirmation(s, receivable=r, signed_on=date(2026, 8, 20), actor="fin1", channel="test",
+                                now=at("2026-08-20 10:00"))
+    [card] = await bot.say("fin1", "/customer C1")
+    assert "诉讼时效最后一日：2029-08-20（自客户签认账款确认函 2026-08-20 次日起算，3年）" in card
 
 
 async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_client, db):

@@ -162,12 +162,16 @@ def statute_date(latest_due, last_payment, cross_border):
 
 def test_statute_date_rule():
     # the last day is the anchor's date N years on; the anchor is the later of the latest due date and
-    # the last payment
+    # the latest restart (payment, written notice, signed confirmation)
     assert statute_date(date(2026, 11, 30), date(2026, 11, 20), False) == date(2029, 11, 30)
     assert statute_date(date(2026, 8, 25), date(2026, 11, 23), False) == date(2029, 11, 23)
     assert statute_date(date(2026, 11, 3), None, True) == date(2030, 11, 3)
     assert statute_date(date(2028, 2, 29), None, False) == date(2031, 2, 28)
     assert statute_date(None, date(2026, 11, 23), False) is None
+    assert statute_anchor(date(2026, 8, 25), date(2026, 9, 1), date(2026, 10, 9)) == (date(2026, 10, 9), "notice")
+    assert statute_anchor(date(2026, 8, 25), None, date(2026, 8, 1), date(2026, 9, 2)) == (date(2026, 9, 2),
+                                                                                          "confirmation")
+    assert statute_anchor(date(2026, 8, 25), date(2026, 8, 1), date(2026, 8, 2)) == (date(2026, 8, 25), "due")
 
 
 TIERS = LateFeeConfig().tiers

@@ -41,5 +41,5 @@ async def customer_cmd(session, scope, args, config, clock, services) -> Reply:
     card = await customer_card(session, customer, clock.today(), bounds=config.aging.buckets,
                                fx_rates=config.company.fx_rates, base_currency=config.company.currency,
                                tiers=config.late_fees.tiers, credit=config.credit, statute=config.statute,
-                               work_calendar=services.calendar)
+                               work_calendar=services.calendar, tz=config.tz)
     return Reply("customer/card.md.j2", {"card": card, "tiers": config.late_fees.tiers, "tz": config.tz})
