@@ -15,6 +15,13 @@ can match the partial index. With ``by`` (rep, team, customer, region) the bucke
 computed in SQL (``CASE`` on due_date), since a group-by-day per customer would return more rows
 than it saves. Both give the same report (tests/test_aging_fast.py checks it on random ledgers).
 
+Company-wide (no ``by``, an unrestricted scope — what /aging asks most) the per-day sums are not
+even summed: they are read from ``aging_totals`` (migration 0004), open cents and count per due
+date and currency that triggers on receivables keep exact in the transaction of every change, so
+the cost is a few hundred rows whatever the ledger size. A scope that restricts rows (a rep, a
+team, a region, customers) cannot use them and sums over the partial index as above.
+``SOURCES`` counts which source the per-day sums came from.
+
 Whether stored open balances can be used ("as of" today or later, nothing dated after as_of) is
 decided by three ``max()`` look-ups that the indexes on issue_date, applied_on and
 written_off_on (migration 0003) answer without a scan.
@@ -27,7 +34,8 @@ write-off dated after as_of (recoveries are negative approved rows; undated appr
 as "after", as the reference ignores them) or issued after as_of. For r in T,
 ``open_as_of(r) = open_amount(r) + Σ those later allocations + Σ those later write-offs``
 (``open_amount = amount − Σ allocations − Σ approved write-offs`` is kept by every ledger
-writer, storage/ledger.py). One statement collects T from the three date indexes, looks each
+writer, storage/ledger.py). The per-day sums are aging_totals' for the whole company, the
+partial index's otherwise. One statement collects T from the three date indexes, looks each
 receivable up by primary key and returns, per due date and currency, T's as-of contribution
 (when issued ≤ as_of and open then) minus its current one, cents and counts; it is a
 ``UNION ALL`` with the per-day sum, so both read one snapshot. Its cost grows with |T|, not with
@@ -49,7 +57,7 @@ from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, or
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.fx import convert, rates_for
-from storage.models import Allocation, Customer, Person, Receivable, WriteOff
+from storage.models import AgingDelta, AgingTotal, Allocation, Customer, Person, Receivable, WriteOff
 from storage.scope import Scope
 from storage.types import from_cents
 
@@ -61,6 +69,7 @@ BY_COLUMNS = {"rep": Receivable.rep_id, "team": Person.team, "customer": Receiva
 PAST_TOUCHED_MAX = 50_000
 PAST_TOUCHED_MAX_SHARE = 0.20
 PATHS: Counter[str] = Counter()      # which path answered: "stored", "corrected", "recomputed"
+SOURCES: Counter[str] = Counter()    # where its stored per-day sums came from: "totals", "receivables"
 
 
 def bucket_labels(bounds: tuple[int, ...] | list[int]) -> list[str]:
@@ -182,8 +191,14 @@ async def _aging(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by
                                    and touched <= PAST_TOUCHED_MAX_SHARE * size):
         PATHS["corrected"] += 1
         rows = await _corrected_day_rows(session, as_of, scope)
+    elif settled and by_day and scope == Scope():
+        PATHS["stored"] += 1
+        SOURCES["totals"] += 1
+        rows = _merge_day_rows((await session.execute(union_all(*_totals_selects(session)))).all())
     else:
         PATHS["stored" if settled else "recomputed"] += 1
+        if settled:
+            SOURCES["receivables"] += 1
         rows = await _day_or_bucket_rows(session, as_of, bounds, scope=scope, by=by, by_day=by_day,
                                          settled=settled)
     return _report(rows, as_of, bounds, labels, by=by, by_day=by_day, fx_rates=fx_rates,
@@ -219,6 +234,34 @@ def _open_rows_stmt(scope: Scope, *, by: str | None = None, by_day: bool = True,
     stmt = scope.apply(stmt, joined_customer=joined_customer, joined_person=joined_person)
     return stmt.group_by(Receivable.due_date, Receivable.currency) if by_day else \
         stmt.group_by(first, Receivable.currency, group_col)
+
+
+def _totals_selects(session: AsyncSession) -> list:
+    """The stored per-day sums of the whole ledger from aging_totals (migration 0004), as selects
+    of rows (due_date, currency, "", cents, n) to ``UNION ALL``; a key may be in several rows
+    (``_merge_day_rows`` sums them)."""
+    totals = select(AgingTotal.due_date, AgingTotal.currency, literal("").label("grp"),
+                    type_coerce(AgingTotal.open_cents, BigInteger).label("cents"), AgingTotal.open_count.label("n"))
+    if session.bind.dialect.name != "postgresql":
+        return [totals]
+    # PostgreSQL: this transaction's own changes wait in aging_deltas until its commit, so they
+    # are added; other transactions' uncommitted deltas are invisible anyway, and
+    # txid_current_if_assigned() is NULL (no rows, no transaction id taken) in a read-only one
+    pending = (select(AgingDelta.due_date, AgingDelta.currency, literal(""), type_coerce(AgingDelta.open_cents, BigInteger),
+                      AgingDelta.open_count)
+               .where(AgingDelta.txid == func.txid_current_if_assigned()))
+    return [totals, pending]
+
+
+def _merge_day_rows(rows) -> list:
+    """Sum rows (due_date, currency, grp, cents, n) per due date and currency; keys left with no
+    open receivable are dropped (they would add a zero entry for a currency without a rate)."""
+    per: dict[tuple[date, str], list[int]] = {}
+    for due, currency, _grp, cents, n in rows:
+        acc = per.setdefault((_as_date(due), currency), [0, 0])
+        acc[0] += int(cents or 0)
+        acc[1] += int(n or 0)
+    return [(due, currency, "", cents, n) for (due, currency), (cents, n) in per.items() if n]
 
 
 async def _day_or_bucket_rows(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by: str | None,
@@ -260,12 +303,13 @@ async def _corrected_day_rows(session: AsyncSession, as_of: date, scope: Scope) 
                          func.sum(delta_cents).label("cents"), func.sum(delta_n).label("n"))
                   .select_from(touched).join(Receivable, Receivable.id == touched.c.rid))
     correction = scope.apply(correction).group_by(Receivable.due_date, Receivable.currency)
-    per: dict[tuple[date, str], list[int]] = {}
-    for due, currency, _grp, cents, n in (await session.execute(union_all(_open_rows_stmt(scope), correction))).all():
-        acc = per.setdefault((_as_date(due), currency), [0, 0])
-        acc[0] += int(cents or 0)
-        acc[1] += int(n or 0)
-    return [(due, currency, "", cents, n) for (due, currency), (cents, n) in per.items() if n]
+    if scope == Scope():
+        SOURCES["totals"] += 1
+        stored = _totals_selects(session)
+    else:
+        SOURCES["receivables"] += 1
+        stored = [_open_rows_stmt(scope)]
+    return _merge_day_rows((await session.execute(union_all(*stored, correction))).all())
 
 
 def _report(rows, as_of: date, bounds, labels, *, by: str | None, by_day: bool,

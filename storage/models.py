@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -95,6 +95,32 @@ class Receivable(Base):
               sqlite_where=text("open_amount > 0"), postgresql_where=text("open_amount > 0")),
         Index("ix_receivables_issue_date", "issue_date"),     # max(issue_date): is an "as of" date settled?
     )
+
+
+class AgingTotal(Base):
+    """Open cents and count per due date and currency over the receivables with open_amount > 0:
+    what company-wide /aging reads instead of scanning the ledger (storage/aging.py). Written only
+    by the database triggers on receivables (migration 0004), in the transaction of every change,
+    whichever writer made it (ORM, Core executemany, raw SQL). Rows that reach 0/0 are deleted."""
+    __tablename__ = "aging_totals"
+    due_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    open_cents: Mapped[int] = mapped_column(BigInteger)
+    open_count: Mapped[int] = mapped_column(Integer)
+    __table_args__ = {"sqlite_with_rowid": False}      # clustered on the key the triggers look up
+
+
+class AgingDelta(Base):
+    """PostgreSQL only (empty on SQLite): the changes to aging_totals a transaction has made and
+    not yet applied. Its row triggers append here (per transaction id, so transactions never wait
+    on each other) and a deferred trigger applies them to aging_totals at commit, in key order —
+    so concurrent payments and imports cannot deadlock on the shared per-day rows (migration 0004)."""
+    __tablename__ = "aging_deltas"
+    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    due_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    open_cents: Mapped[int] = mapped_column(BigInteger)
+    open_count: Mapped[int] = mapped_column(Integer)
 
 
 class Payment(Base):

@@ -1,11 +1,13 @@
-"""Property: /aging's fast path (open cents summed per due date and currency in SQL over the
-partial covering index, bucketed in Python) gives exactly the report of the original statement
+"""Property: /aging's fast path (open cents per due date and currency — company-wide read from
+aging_totals, which triggers keep; for a restricted scope summed in SQL over the partial covering
+index — bucketed in Python) gives exactly the report of the original statement
 (buckets computed with ``CASE`` in SQL), on random ledgers with payments on several dates,
-write-offs, recoveries (negative approved write-off rows), several currencies (one without a rate),
+write-offs, recoveries (negative approved write-off rows), disputes, due dates and currencies
+changed afterwards (as a re-import does), several currencies (one without a rate),
 any as-of date (settled "now" and past dates that undo later payments, write-offs, recoveries and
 invoices issued after them) and any scope. Past dates are answered both ways the fast path can:
 stored sums corrected for the receivables touched after the date, and the full recomputation;
-``aging_mod.PATHS`` shows which one ran.
+``aging_mod.PATHS`` shows which one ran, ``aging_mod.SOURCES`` where the per-day sums came from.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from storage import aging as aging_mod
 from storage.db import Database
+from storage.collection import open_dispute
 from storage.ledger import LedgerError, apply_write_off, record_payment, record_recovery
 from storage.models import Customer, Person, Receivable, WriteOff
 from storage.scope import Scope
@@ -36,6 +39,9 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("pay"), cents, st.integers(0, 200), st.sampled_from(["CNY", "USD"])),   # amount, day, currency
     st.tuples(st.just("writeoff"), st.integers(0, 11), cents, st.integers(0, 200)),          # invoice, amount, day
     st.tuples(st.just("recover"), st.integers(0, 11), cents, st.integers(0, 200)),           # invoice, amount, day
+    st.tuples(st.just("redate"), st.integers(0, 11), st.integers(0, 270)),                   # invoice, new due day
+    st.tuples(st.just("recurrency"), st.integers(0, 11), st.sampled_from(["CNY", "USD", "EUR"])),
+    st.tuples(st.just("dispute"), st.integers(0, 11)),
 ), max_size=10)
 as_of_days = st.integers(-10, 260)
 
@@ -86,6 +92,20 @@ async def run_example(url: str, ledger, operations, as_of_day: int, bounds) -> N
                                              now=NOW)
                     except LedgerError:
                         pass
+                elif op[0] == "redate":      # an import moving a due date (the balance follows it)
+                    _, idx, day = op
+                    r = rows[idx % len(rows)]
+                    r.due_date = max(r.issue_date, START + timedelta(days=day))
+                    await s.flush()
+                elif op[0] == "recurrency":  # allowed by the importer only while nothing is settled
+                    _, idx, currency = op
+                    r = rows[idx % len(rows)]
+                    if r.open_amount == r.amount and r.status == "open":
+                        r.currency = currency
+                        await s.flush()
+                elif op[0] == "dispute":
+                    await open_dispute(s, receivable=rows[op[1] % len(rows)], reason="t", person_id="AR0", at=NOW,
+                                       channel="test")
                 elif op[0] == "recover":
                     _, idx, c, day = op
                     try:
@@ -106,7 +126,8 @@ async def run_example(url: str, ledger, operations, as_of_day: int, bounds) -> N
                     except LedgerError:
                         pass
         as_of = START + timedelta(days=as_of_day)
-        scopes = [Scope(customer_ids=frozenset({cust.id})), Scope(region=f"r-{code}"),
+        # Scope(): the whole ledger so far (every example's invoices), from aging_totals
+        scopes = [Scope(), Scope(customer_ids=frozenset({cust.id})), Scope(region=f"r-{code}"),
                   Scope(region=f"r-{code}", rep_ids=frozenset({"AR1"})), Scope(region=f"r-{code}", team="东")]
         fx = {"USD": "7.10"}                       # EUR has no rate: reported apart
         due0 = rows[0].due_date
@@ -119,11 +140,14 @@ async def run_example(url: str, ledger, operations, as_of_day: int, bounds) -> N
                     ref = await aging_mod._aging(s, day, bounds, by_day=False, **kw)
                     settled = (await aging_mod._history_after(s, day))[0]
                     for past in ("corrected", "recomputed"):
-                        before = aging_mod.PATHS.copy()
+                        before, sources = aging_mod.PATHS.copy(), aging_mod.SOURCES.copy()
                         fast = await aging_mod._aging(s, day, bounds, by_day=True, past=past, **kw)
                         assert fast == ref, (scope, day, past)
                         ran = aging_mod.PATHS - before
                         assert ran == {("stored" if settled else past): 1}, (day, settled, ran)
+                        if settled or past == "corrected":
+                            source = "totals" if scope == Scope() else "receivables"
+                            assert aging_mod.SOURCES - sources == {source: 1}, (scope, day, past)
                     assert await aging_mod.aging(s, day, bounds, scope=scope, fx_rates=fx) == ref
     finally:
         await db.close()
