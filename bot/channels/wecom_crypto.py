@@ -118,6 +118,8 @@ class WeComCrypto:
         self.receive_id = receive_id
         self._key = key
         self._iv = key[:16]
+        # built once: constructing the Cipher cost more than decrypting a callback with it
+        self._cipher = Cipher(algorithms.AES(key), modes.CBC(self._iv))
 
     def __repr__(self) -> str:  # never show the token or key in logs
         return f"WeComCrypto(receive_id={self.receive_id!r})"
@@ -147,7 +149,7 @@ class WeComCrypto:
         self._check_signature(msg_signature, timestamp, nonce, encrypt)
         try:
             ciphertext = base64.b64decode(encrypt, validate=True)
-            decryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)).decryptor()
+            decryptor = self._cipher.decryptor()
             plain = decryptor.update(ciphertext) + decryptor.finalize()
         except (binascii.Error, ValueError):
             # not base64, or not a whole number of AES blocks
@@ -199,7 +201,7 @@ class WeComCrypto:
         body = prefix + struct.pack(">I", len(msg)) + msg + self.receive_id.encode("utf-8")
         pad = BLOCK_SIZE - len(body) % BLOCK_SIZE    # a full block when already aligned
         body += bytes([pad]) * pad
-        encryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)).encryptor()
+        encryptor = self._cipher.encryptor()
         return base64.b64encode(encryptor.update(body) + encryptor.finalize()).decode("ascii")
 
     def encrypted_reply_xml(self, plaintext: str, timestamp: str | int, nonce: str) -> str:
