@@ -106,11 +106,20 @@ def read_table(path: str | Path, kind: str | None = None) -> tuple[list[str], li
         raise
     except Exception as exc:   # a corrupt workbook, a missing file: one clear error, not a trace
         raise ImportFileError(RowError(0, "", p.name, "unreadable_file", {"detail": type(exc).__name__})) from exc
-    table = [(line, cells) for line, cells in table if any(_text(c) for c in cells)]
+    table = [(line, cells) for line, cells in table if _nonblank(cells)]
     if not table:
         raise ImportFileError(RowError(1, "", p.name, "no_header"))
     (_, header), rows = table[0], table[1:]
     return [_text(h) for h in header], rows
+
+
+def _nonblank(cells: list) -> bool:
+    """Has the row any cell with something in it? A CSV row is all text: one join and one strip
+    (a cell of spaces alone is blank either way) instead of a call per cell."""
+    try:
+        return bool("".join(cells).strip())
+    except TypeError:            # Excel cells: numbers, dates, None
+        return any(_text(c) for c in cells)
 
 
 def _decode(data: bytes) -> str:
@@ -297,6 +306,13 @@ def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
     return (got, None, {}) if got is not None else (None, code, {})
 
 
+# Cells of these types repeat a lot (a file has a few hundred distinct dates, a handful of
+# currencies): their parse depends only on the text (and ``today``), so it is memoised per file
+# for text cells (only ``str`` cells: ``True == 1`` must not share an entry).
+_MEMO_TYPES = frozenset({"date", "currency", "role", "grade", "bool"})
+_MEMO_MAX = 100_000      # distinct texts remembered per column; beyond that, parse each time
+
+
 def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
     """Map headers and parse every row; rows with any error are left out of ``records``."""
     if kind not in KINDS:
@@ -313,23 +329,35 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
         return parsed          # every row would repeat the same complaint
     key = KEYS[kind]
     seen: dict[str, Record] = {}
+    # per column: (field, index, type, required, memo of text → parse result or None)
+    columns = [(f, col, spec[f].rstrip("!"), spec[f].endswith("!"),
+                {} if spec[f].rstrip("!") in _MEMO_TYPES else None) for f, col in mapping.items()]
     for line, cells in rows:
         values: dict[str, Any] = {}
         raw: dict[str, str] = {}
         row_errors: list[RowError] = []
-        for f, col in mapping.items():
-            typ = spec[f].rstrip("!")
-            cell = cells[col] if col < len(cells) else None
-            raw[f] = _text(cell)
-            if raw[f] == "":
-                if spec[f].endswith("!"):
+        width = len(cells)
+        for f, col, typ, required, memo in columns:
+            cell = cells[col] if col < width else None
+            text = cell.strip() if type(cell) is str else _text(cell)
+            raw[f] = text
+            if text == "":
+                if required:
                     row_errors.append(RowError(line, f, "", "required"))
                 else:
                     values[f] = False if typ == "bool" else None   # present but blank: the default
                 continue
-            value, code, params = _parse_value(typ, cell, today)
+            if typ == "text":
+                values[f] = text
+                continue
+            got = memo.get(cell) if memo is not None and type(cell) is str else None
+            if got is None:
+                got = _parse_value(typ, cell, today)
+                if memo is not None and type(cell) is str and len(memo) < _MEMO_MAX:
+                    memo[cell] = got
+            value, code, params = got
             if code:
-                row_errors.append(RowError(line, f, raw[f], code, params))
+                row_errors.append(RowError(line, f, text, code, dict(params)))
             else:
                 values[f] = value
         if kind == "receivables" and values.get("issue_date") and values.get("due_date") \
