@@ -9,6 +9,7 @@ spending an attempt, and permanent failures go to the dead-letter state, loudly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -46,13 +47,7 @@ async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: da
     """Add a message to the outbox unless one with the same key exists. True if added.
     ``not_before``: the message waits until then (e.g. the next working-hours slot for a customer)."""
     first = max(now, not_before) if not_before is not None else now
-    values = dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
-                  format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
-                  attempts=0, next_attempt_at=first, created_at=now, last_error="")
-    dialect = session.bind.dialect.name
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = ins(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idem_key"])
-    result = await session.execute(stmt)
+    result = await session.execute(_insert_statement(session.bind.dialect.name), _row(out, key, now, first))
     return result.rowcount == 1
 
 
@@ -64,16 +59,27 @@ async def enqueue_many(session: AsyncSession, messages: list[tuple[OutgoingMessa
     if not messages:
         return 0
     first = max(now, not_before) if not_before is not None else now
-    rows = [dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
-                 format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
-                 attempts=0, next_attempt_at=first, created_at=now, last_error="") for out, key in messages]
-    ins = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = ins(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idem_key"])
+    rows = [_row(out, key, now, first) for out, key in messages]
+    stmt = _insert_statement(session.bind.dialect.name)
     added = 0
     for i in range(0, len(rows), 5_000):
         result = await session.execute(stmt, rows[i:i + 5_000])
         added += result.rowcount if result.rowcount >= 0 else len(rows[i:i + 5_000])
     return added
+
+
+def _row(out: OutgoingMessage, key: str, now: datetime, first: datetime) -> dict:
+    return dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
+                format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
+                attempts=0, next_attempt_at=first, created_at=now, last_error="")
+
+
+@functools.cache
+def _insert_statement(dialect: str):
+    """INSERT … ON CONFLICT (idem_key) DO NOTHING, built once: the values go as parameters
+    (building ``.values(...)`` per message was ~7 % of handling an incoming command)."""
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    return ins(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idem_key"])
 
 
 def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
