@@ -2,11 +2,14 @@
 follow-up log (催收记录), promises to pay and disputes. Session first, never commits."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
+from typing import NamedTuple
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Date, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
@@ -14,13 +17,13 @@ from storage.models import (Customer, Dispute, FollowUp, Promise, Push, PushItem
 from storage.scope import Scope
 
 
-@dataclass
+@dataclass(slots=True)             # slots: the push builds one per overdue item
 class OverdueItem:
-    receivable: Receivable
-    customer: Customer
+    receivable: Receivable | OverdueReceivable
+    customer: Customer | OverdueCustomer
     days_overdue: int
-    last_followup: FollowUp | None
-    promise: Promise | None
+    last_followup: FollowUp | LastFollowUp | None
+    promise: Promise | OpenPromise | None
 
     @property
     def disputed(self) -> bool:
@@ -41,9 +44,10 @@ async def overdue_items(session: AsyncSession, as_of: date, scope: Scope) -> lis
     return [OverdueItem(r, c, (as_of - r.due_date).days, last_fu.get(r.id), promises.get(r.id)) for r, c in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class OverdueReceivable:
-    """The columns of a receivable an overdue list shows (read-only, not an ORM object)."""
+# Read-only records for the push (NamedTuples: built by the hundred thousand, and a frozen
+# dataclass costs four times as much to build)
+class OverdueReceivable(NamedTuple):
+    """The columns of a receivable an overdue list shows (not an ORM object)."""
     id: int
     invoice_no: str
     customer_id: int
@@ -54,48 +58,100 @@ class OverdueReceivable:
     disputed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class OverdueCustomer:
+class OverdueCustomer(NamedTuple):
     id: int
     name: str
 
 
-async def overdue_items_by_rep(session: AsyncSession, as_of: date, rep_ids: list[str]) -> dict[str, list[OverdueItem]]:
-    """``overdue_items`` for several reps at once (the morning push): one query for the items,
-    one for the last follow-ups and one for the open promises, whatever the number of items.
-    Each rep's list is in ``overdue_items``' order (customer name, due date, id). The items carry
-    ``OverdueReceivable`` / ``OverdueCustomer`` records instead of ORM objects, read through Core
-    columns: a push lists hundreds of thousands of them, and ORM loading cost more than the query."""
-    if not rep_ids:
-        return {}
-    r, c = Receivable.__table__.c, Customer.__table__.c
-    stmt = (select(r.id, r.invoice_no, r.customer_id, r.rep_id, r.due_date, r.open_amount, r.currency, r.disputed,
-                   c.name)
-            .join_from(Receivable.__table__, Customer.__table__, c.id == r.customer_id)
-            .where(r.open_amount > 0, r.due_date < as_of, r.status != "written_off", r.rep_id.in_(rep_ids))
-            .order_by(r.rep_id, c.name, r.due_date, r.id))
-    rows = (await session.execute(stmt)).all()
-    if not rows:
-        return {}
-    # follow-ups and promises of these reps' receivables (the rep index alone finds them; the
-    # few that are not overdue are simply not looked up below)
-    of_reps = select(r.id).where(r.rep_id.in_(rep_ids))
-    latest = (select(func.max(FollowUp.id).label("fid")).where(FollowUp.receivable_id.in_(of_reps))
-              .group_by(FollowUp.receivable_id).subquery())
-    last_fu = {fu.receivable_id: fu for fu in
-               (await session.execute(select(FollowUp).join(latest, latest.c.fid == FollowUp.id))).scalars()}
-    promises: dict[int, Promise] = {}
-    for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(of_reps), Promise.status == "open")
-                                    .order_by(Promise.id))).scalars():
-        promises[p.receivable_id] = p          # the newest open one, as open_promises
-    out: dict[str, list[OverdueItem]] = {}
+class LastFollowUp(NamedTuple):
+    """What a push line shows of an item's newest follow-up."""
+    at: datetime
+    outcome: str
+
+
+class OpenPromise(NamedTuple):
+    """What a push line shows of an item's newest open promise."""
+    promised_date: date
+    amount: Decimal | None
+
+
+# Every overdue item of every rep, in the push's order (rep, then ``overdue_items``' order:
+# customer name, due date, id). The push reads most of the open ledger, so on SQLite the table
+# is scanned in rowid order (NOT INDEXED) and sorted once: through an index (rep_id, or the
+# due-date index the planner picks otherwise) each row is a random page read, which made the
+# read 2-3 times slower at 1M receivables. Plain SQL, not Core, for that clause; the values come
+# back as the driver gives them (converted in ``_overdue_rows``).
+_OVERDUE_SCAN = """
+SELECT r.id, r.invoice_no, r.customer_id, c.name, r.rep_id, r.due_date, r.open_amount, r.currency, r.disputed
+FROM receivables r {hint} JOIN customers c ON c.id = r.customer_id
+WHERE r.open_amount > 0 AND r.due_date < :as_of AND r.status != 'written_off' AND r.rep_id IS NOT NULL
+ORDER BY r.rep_id, c.name, r.due_date, r.id"""
+
+
+async def overdue_batches(session: AsyncSession, as_of: date, rep_ids: set[str],
+                          reps_per_batch: int) -> AsyncIterator[dict[str, list[OverdueItem]]]:
+    """``overdue_items`` of the reps in ``rep_ids`` (those with any), ``reps_per_batch`` reps at a
+    time, in rep id order: the morning push. One statement streams every overdue item; per batch,
+    one query for the last follow-ups and one for the open promises. Memory grows with a batch,
+    not with the ledger. The caller may write (in the same transaction) between batches.
+
+    The items carry small read-only records (``OverdueReceivable``, ``OverdueCustomer``,
+    ``LastFollowUp``, ``OpenPromise``) instead of ORM objects: a push lists hundreds of
+    thousands of them, and ORM loading cost more than the query."""
+    hint = "NOT INDEXED" if session.bind.dialect.name == "sqlite" else ""
+    stmt = text(_OVERDUE_SCAN.format(hint=hint)).bindparams(bindparam("as_of", type_=Date))
+    result = await session.stream(stmt, {"as_of": as_of})
+    try:
+        batch: dict[str, list] = {}
+        async for rows in result.partitions(5_000):
+            for row in rows:
+                rep = row[4]
+                if rep not in rep_ids:
+                    continue
+                rows_of_rep = batch.get(rep)
+                if rows_of_rep is None:
+                    if len(batch) == reps_per_batch:       # rows come in rep order: these are complete
+                        yield await _overdue_rows(session, as_of, batch)
+                        batch = {}
+                    rows_of_rep = batch[rep] = []
+                rows_of_rep.append(tuple(row))      # plain tuples: untracked by the GC, unlike Rows
+        if batch:
+            yield await _overdue_rows(session, as_of, batch)
+    finally:
+        await result.close()
+
+
+async def _overdue_rows(session: AsyncSession, as_of: date, batch: dict[str, list]) -> dict[str, list[OverdueItem]]:
+    """The streamed rows of a batch of reps as ``OverdueItem``s, with their follow-ups and promises."""
+    r, f, p = Receivable.__table__.c, FollowUp.__table__.c, Promise.__table__.c
+    # the rep index alone finds these reps' receivables; the few that are not overdue are
+    # simply not looked up below
+    of_reps = select(r.id).where(r.rep_id.in_(list(batch)))
+    latest = select(func.max(f.id)).where(f.receivable_id.in_(of_reps)).group_by(f.receivable_id)
+    last_fu = {rid: LastFollowUp(at, outcome) for rid, at, outcome in
+               await session.execute(select(f.receivable_id, f.at, f.outcome).where(f.id.in_(latest)))}
+    promises: dict[int, OpenPromise] = {}
+    for rid, promised_date, amount in await session.execute(
+            select(p.receivable_id, p.promised_date, p.amount)
+            .where(p.receivable_id.in_(of_reps), p.status == "open").order_by(p.id)):
+        promises[rid] = OpenPromise(promised_date, amount)     # the newest open one, as open_promises
     customers: dict[int, OverdueCustomer] = {}
-    for rid, inv, cid, rep, due, amount, cur, disputed, cname in rows:
-        cust = customers.get(cid)
-        if cust is None:
-            cust = customers[cid] = OverdueCustomer(cid, cname)
-        rec = OverdueReceivable(rid, inv, cid, rep, due, amount, cur, bool(disputed))
-        out.setdefault(rep, []).append(OverdueItem(rec, cust, (as_of - due).days, last_fu.get(rid), promises.get(rid)))
+    dues: dict = {}                  # driver value → (date, days overdue): a few hundred distinct
+    out: dict[str, list[OverdueItem]] = {}
+    for rep, rows in batch.items():
+        items = out[rep] = []
+        for rid, inv, cid, cname, _, due, cents, cur, disputed in rows:
+            cust = customers.get(cid)
+            if cust is None:
+                cust = customers[cid] = OverdueCustomer(cid, cname)
+            d = dues.get(due)
+            if d is None:
+                day = due if isinstance(due, date) else date.fromisoformat(due)    # SQLite gives text
+                d = dues[due] = (day, (as_of - day).days)
+            # Money is stored as integer cents: scaleb gives the same Decimal as Money's reader
+            rec = OverdueReceivable(rid, inv, cid, rep, d[0], Decimal(cents).scaleb(-2), cur, bool(disputed))
+            items.append(OverdueItem(rec, cust, d[1], last_fu.get(rid) if last_fu else None,
+                                     promises.get(rid) if promises else None))
     return out
 
 
@@ -139,12 +195,35 @@ async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime,
         dict(rep_id=rep_id, for_date=for_date, sent_at=now, window_closes_at=closes, closed=False) for rep_id in items])
     pushes = {p.rep_id: p for p in (await session.execute(
         select(Push).where(Push.for_date == for_date, Push.rep_id.in_(list(items))))).scalars()}
-    rows = [dict(push_id=pushes[rep_id].id, seq=seq, receivable_id=it.receivable.id,
-                 open_amount=it.receivable.open_amount, days_overdue=it.days_overdue, replied_at=None, escalated=False)
-            for rep_id, its in items.items() for seq, it in enumerate(its, start=1)]
-    for i in range(0, len(rows), 20_000):
-        await session.execute(insert(PushItem.__table__), rows[i:i + 20_000])
+    # in receivable order: the receivable_id index (and the foreign key check) then takes its
+    # pages in order instead of at random, which is most of what these inserts cost at 1M
+    rows: list[tuple] = []
+    for rep_id, its in items.items():
+        push_id = pushes[rep_id].id
+        rows += [(push_id, seq, it.receivable.id, _cents(it.receivable.open_amount), it.days_overdue, None, False)
+                 for seq, it in enumerate(its, start=1)]
+    rows.sort(key=itemgetter(2))
+    await _insert_many(session, PushItem.__table__,
+                       ("push_id", "seq", "receivable_id", "open_amount", "days_overdue", "replied_at", "escalated"), rows)
     return pushes
+
+
+def _cents(amount: Decimal) -> int:
+    """What ``Money`` stores: integer cents (amounts read from the ledger are exact to the cent)."""
+    return int(amount.scaleb(2))
+
+
+async def _insert_many(session: AsyncSession, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """INSERT ``rows`` (tuples of database values, in ``columns`` order) with the driver's own
+    executemany: SQLAlchemy's per-row parameter handling cost about as much as SQLite's insert."""
+    conn = await session.connection()
+    if conn.dialect.paramstyle == "qmark":                 # sqlite3 / aiosqlite
+        marks = ", ".join("?" for _ in columns)
+    else:                                                   # asyncpg (numeric_dollar): storage/db.py's other driver
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+    for i in range(0, len(rows), 50_000):
+        await conn.exec_driver_sql(sql, rows[i:i + 50_000])
 
 
 async def latest_push(session: AsyncSession, rep_id: str, now: datetime) -> Push | None:

@@ -85,7 +85,7 @@ def cluster(pg_server, tmp_path_factory):
             port = free_port()
             cfg = write_config(tmp / f"{name}.toml", url, port, wecom_url=fake.fake.url, corp_id=fake.fake.corp_id)
             with cfg.open("a", encoding="utf-8") as f:
-                f.write("\n[collection]\nmax_message_bytes = 700\n")    # several parts per push
+                f.write("\n[collection]\nmax_message_bytes = 600\n")    # several parts per push
             servers.append(Served(cfg, port, tmp / f"{name}.log"))
         yield {"url": url, "fake": fake, "servers": servers, "configs": [tmp / "a.toml", tmp / "b.toml"], "tmp": tmp}
     finally:
