@@ -57,3 +57,20 @@ async def test_a_stale_running_fire_is_taken_over(db):
     assert "already ran" in await run_job(services, "overdue_push", at("2026-11-23 09:00"))
     services.clock.set(at("2026-11-23 09:20"))                     # ...it died: take over
     assert "pushed 2 rep(s)" in await run_job(services, "overdue_push", at("2026-11-23 09:00"))
+
+
+async def test_a_fire_left_running_by_a_dead_instance_is_retaken_by_a_live_one(db):
+    """Instance A claimed today's push and died; instance B, running all along, finds the stale
+    fire on its minute check and runs it — once, however many instances look."""
+    services = await _services(db, "2026-11-23 09:05")
+    async with db.session() as s, s.begin():
+        s.add(JobRun(job="overdue_push", fire_key="2026-11-23", started_at=at("2026-11-23 09:00"), status="running"))
+    live = JobScheduler(services)
+    assert await live.retake_stale() == []                  # 5 minutes: A may still be working
+    services.clock.set(at("2026-11-23 09:11"))
+    assert await live.retake_stale() == ["overdue_push"]
+    assert live.last["overdue_push"]["summary"] == "pushed 2 rep(s), 2 message(s)"
+    assert await live.retake_stale() == []                  # done: nothing stale any more
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Push))).scalar_one() == 2
+        assert (await s.execute(select(JobRun.status).where(JobRun.job == "overdue_push"))).scalars().all() == ["ok"]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
@@ -116,7 +116,32 @@ class JobScheduler:
             if missed is not None:
                 task = asyncio.get_running_loop().create_task(self._fire(job.name, missed))
                 self.running.add(task)
+        # another instance that claimed today's fire and died mid-run leaves it "running": every
+        # instance looks for such fires each minute and one of them (the claim decides) runs it
+        self.scheduler.add_job(self.retake_stale, "interval", minutes=1, id="retake_stale", replace_existing=True,
+                               coalesce=True, max_instances=1)
         self.scheduler.start()
+
+    async def retake_stale(self) -> list[str]:
+        """Re-fire today's daily fires left ``running`` for longer than STALE_RUN (their instance
+        died); the claim lets exactly one instance take each over. Returns the jobs re-fired.
+        Per-minute jobs are left alone: their next fire does the same work."""
+        now = self.services.clock.now().astimezone(self.services.config.tz)
+        async with self.services.db.session() as s:
+            stale = list((await s.execute(select(JobRun.job).where(
+                JobRun.status == "running", JobRun.started_at < now - STALE_RUN,
+                JobRun.fire_key == now.date().isoformat()))).scalars())
+        fired = []
+        for name in stale:
+            job = JOBS.get(name)
+            if job is None or job.per_minute:
+                continue
+            at = last_fire_today(CronTrigger(timezone=now.tzinfo, **job.trigger(self.services.config)), now)
+            if at is not None:
+                log.warning("job %s: today's fire was left running by a dead instance; taking it over", name)
+                await self._fire(name, at)
+                fired.append(name)
+        return fired
 
     async def _fire(self, name: str, at: datetime | None = None) -> None:
         started = time.monotonic()
