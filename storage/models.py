@@ -222,9 +222,11 @@ class Push(Base):
 class PushItem(Base):
     __tablename__ = "push_items"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    push_id: Mapped[int] = mapped_column(ForeignKey("pushes.id"), index=True)
+    # no single-column indexes: the unique (push_id, seq) serves look-ups by push, and nothing
+    # looks items up by receivable; each index slowed the push's bulk insert (migration 0005)
+    push_id: Mapped[int] = mapped_column(ForeignKey("pushes.id"))
     seq: Mapped[int] = mapped_column(Integer)                 # the number the rep refers to
-    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"))
     open_amount: Mapped[Decimal]
     days_overdue: Mapped[int] = mapped_column(Integer)
     replied_at: Mapped[datetime | None]
