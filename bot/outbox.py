@@ -190,7 +190,7 @@ class Sender:
         self._wake = asyncio.Event()
         self.last_latency: float | None = None
         self._outcomes: list[tuple[int, dict, asyncio.Future]] = []   # waiting for the next group commit
-        self._committing = False
+        self._committing: asyncio.Task | None = None     # the task committing outcomes, if any
 
     def wake(self) -> None:
         self._wake.set()
@@ -289,9 +289,9 @@ class Sender:
         each, which was most of the sender's CPU per message (bench/outbox.py)."""
         fut = asyncio.get_running_loop().create_future()
         self._outcomes.append((row_id, values, fut))
-        if not self._committing:
-            self._committing = True
-            asyncio.create_task(self._commit_outcomes())
+        if self._committing is None:
+            # kept in an attribute: the event loop holds tasks only weakly
+            self._committing = asyncio.create_task(self._commit_outcomes())
         await fut
 
     async def _commit_outcomes(self) -> None:
@@ -319,7 +319,7 @@ class Sender:
                     if not fut.done():
                         fut.set_result(None)
         finally:
-            self._committing = False
+            self._committing = None
 
     async def _deliver(self, row: OutboxMessage, out: OutgoingMessage, slot: list | None) -> int:
         channel = self.channels.get(out.platform)

@@ -68,6 +68,9 @@ async def test_a_fire_left_running_by_a_dead_instance_is_retaken_by_a_live_one(d
     live = JobScheduler(services)
     assert await live.retake_stale() == []                  # 5 minutes: A may still be working
     services.clock.set(at("2026-11-23 09:11"))
+    live.active.add("overdue_push")                        # were it still running in this process: slow, not dead
+    assert await live.retake_stale() == []
+    live.active.clear()
     assert await live.retake_stale() == ["overdue_push"]
     assert live.last["overdue_push"]["summary"] == "pushed 2 rep(s), 2 message(s)"
     assert await live.retake_stale() == []                  # done: nothing stale any more

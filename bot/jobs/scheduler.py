@@ -103,6 +103,7 @@ class JobScheduler:
         self.scheduler = AsyncIOScheduler(timezone=services.config.tz)
         self.last: dict[str, dict] = {}
         self.running: set[asyncio.Task] = set()
+        self.active: set[str] = set()             # jobs running in this process now
 
     def start(self) -> None:
         tz = self.services.config.tz
@@ -134,8 +135,8 @@ class JobScheduler:
         fired = []
         for name in stale:
             job = JOBS.get(name)
-            if job is None or job.per_minute:
-                continue
+            if job is None or job.per_minute or name in self.active:
+                continue            # (running here: slow, not dead)
             at = last_fire_today(CronTrigger(timezone=now.tzinfo, **job.trigger(self.services.config)), now)
             if at is not None:
                 log.warning("job %s: today's fire was left running by a dead instance; taking it over", name)
@@ -147,6 +148,7 @@ class JobScheduler:
         started = time.monotonic()
         task = asyncio.current_task()
         self.running.add(task)
+        self.active.add(name)
         try:
             summary = await run_job(self.services, name, at)
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": True, "summary": summary,
@@ -155,6 +157,7 @@ class JobScheduler:
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": False, "error": type(e).__name__}
         finally:
             self.running.discard(task)
+            self.active.discard(name)
         self.on_queued()
 
     async def shutdown(self, timeout: float = 30) -> None:
