@@ -47,15 +47,14 @@ class ReceivablesPlanner(Planner):
         allocated = await money_sums(self.s, Allocation.amount, Allocation.receivable_id, ids)
         written = await money_sums(self.s, WriteOff.amount, WriteOff.receivable_id, ids, WriteOff.status == "approved")
         plans = []
-        by_code, by_id = customers.by_key, people.by_key      # the common case: a code / an id, one lookup
+        by_code, by_id = customers.by_key, people.by_key
         for rec in records:
             v = rec.values
-            cust = by_code.get(v["customer"])
+            # a code / an id is the common case: one dict look-up before the general resolve
+            cust = by_code.get(v["customer"]) or self.resolve(rec, "customer", customers, v["customer"],
+                                                               "unknown_customer")
             if cust is None:
-                cust, code, params = customers.find(v["customer"])
-                if code:
-                    self.error(rec, "customer", "unknown_customer" if code == "unknown" else code, **params)
-                    continue
+                continue
             existing = stored.get(v["invoice_no"])
             desired = {"customer_id": cust.id, "issue_date": v["issue_date"], "due_date": v["due_date"],
                        "amount": v["amount"]}
@@ -65,12 +64,9 @@ class ReceivablesPlanner(Planner):
             if "currency" in v:
                 desired["currency"] = v["currency"] or "CNY"
             if v.get("rep"):
-                rep = by_id.get(v["rep"])
+                rep = by_id.get(v["rep"]) or self.resolve(rec, "rep", people, v["rep"], "unknown_rep")
                 if rep is None:
-                    rep, code, params = people.find(v["rep"])
-                    if code:
-                        self.error(rec, "rep", "unknown_rep" if code == "unknown" else code, **params)
-                        continue
+                    continue
                 desired["rep_id"] = rep.id
             elif "rep" in v or existing is None:
                 desired["rep_id"] = cust.rep_id          # the customer's rep owns the invoice
@@ -155,9 +151,8 @@ class PaymentsPlanner(Planner):
         plans = []
         for rec in records:
             v = rec.values
-            cust, code, params = customers.find(v["customer"])
-            if code:
-                self.error(rec, "customer", "unknown_customer" if code == "unknown" else code, **params)
+            cust = self.resolve(rec, "customer", customers, v["customer"], "unknown_customer")
+            if cust is None:
                 continue
             desired = {"customer_id": cust.id, "amount": v["amount"], "paid_on": v["paid_on"],
                        "invoice_no": v.get("invoice_no") or "", "currency": v.get("currency") or "CNY"}

@@ -246,6 +246,14 @@ class Planner:
     def error(self, rec: Record, column: str, code: str, **params: Any) -> None:
         self.errors.append(RowError(rec.line, column, rec.raw.get(column, ""), code, params))
 
+    def resolve(self, rec: Record, column: str, index: Index, text: str, unknown: str) -> Any:
+        """What ``text`` names in ``index`` (its key, else its unique name); None after recording
+        the row's error (``unknown``, or ambiguous_name)."""
+        item, code, params = index.find(text)
+        if code:
+            self.error(rec, column, unknown if code == "unknown" else code, **params)
+        return item
+
     def decide(self, rec: Record, existing: Any, desired: dict) -> Plan:
         if rec.duplicate_of is not None:
             return Plan(rec, "unchanged", existing, desired)
@@ -292,9 +300,8 @@ class PeoplePlanner(Planner):
             if "supervisor" in v:
                 sup = None
                 if v["supervisor"]:
-                    sup, code, params = index.find(v["supervisor"])
-                    if code:
-                        self.error(rec, "supervisor", "unknown_supervisor" if code == "unknown" else code, **params)
+                    sup = self.resolve(rec, "supervisor", index, v["supervisor"], "unknown_supervisor")
+                    if sup is None:
                         continue
                 desired["supervisor_id"] = sup
             plans.append(self.decide(rec, stored.get(v["id"]), desired))
@@ -368,9 +375,8 @@ class CustomersPlanner(Planner):
             if "rep" in v:
                 rep = None
                 if v["rep"]:
-                    rep, code, params = people.find(v["rep"])
-                    if code:
-                        self.error(rec, "rep", "unknown_rep" if code == "unknown" else code, **params)
+                    rep = self.resolve(rec, "rep", people, v["rep"], "unknown_rep")
+                    if rep is None:
                         continue
                 desired["rep_id"] = rep.id if rep else None
             existing = stored.get(v["code"])
