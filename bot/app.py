@@ -17,6 +17,7 @@ from bot.handlers import dispatcher
 from bot.jobs.scheduler import JobScheduler
 from bot.outbox import Sender, backlog
 from bot.services import Services
+from storage.db import is_storage_fault, is_transient
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024   # platform callbacks are small; anything bigger is refused with 413
@@ -45,7 +46,7 @@ class State:
         event_id = await inbound.store(self.db, msg, self.services.clock.now())
         if event_id is None:
             return []
-        return await self.inbound.process(event_id)
+        return await self.inbound.process(event_id, inline=True)
 
 
 STATE = web.AppKey("state", State)
@@ -75,21 +76,31 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake)
         await state.inbound.resume_unhandled()
-        tasks = []
+        tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if start_scheduler:
             state.scheduler = JobScheduler(services, on_queued=state.sender.wake)
             state.scheduler.start()
         yield
-        # graceful: finish handling what arrived, deliver what is due, then stop
+        # graceful within Docker's 10 s: a job stops at its next checkpoint (≤ 5 s), the events
+        # being handled finish (≤ 2 s; one left is resumed at the next start, it is stored),
+        # the sender finishes the sends under way (≤ 2 s; an unfinished claim expires and is sent
+        # again, with its idempotency key), then the database closes
         if state.scheduler:
-            await state.scheduler.shutdown()
-        await state.inbound.wait_idle()
+            await state.scheduler.shutdown(timeout=5)
+        try:
+            await asyncio.wait_for(state.inbound.wait_idle(), timeout=2)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: %d event(s) still being handled; they are resumed at the next start",
+                        len(state.inbound.tasks))
         state.sender.stop()
         for t in tasks:
+            if t.get_name() == "inbound-resumer":
+                t.cancel()
+                continue
             try:
-                await asyncio.wait_for(t, timeout=10)
+                await asyncio.wait_for(t, timeout=2)
             except asyncio.TimeoutError:
                 t.cancel()
         await services.db.close()
@@ -108,24 +119,46 @@ async def error_middleware(request: web.Request, handler):
     except (ValueError, UnicodeDecodeError) as e:
         log.info("bad request to %s: %s", request.path, type(e).__name__)
         raise web.HTTPBadRequest(text=f"bad request: {type(e).__name__}") from None
+    except Exception as e:
+        # the database cannot take the event now (full disk, read-only file, a lock that would
+        # not clear): 503 makes the platform deliver it again later, instead of a 200 for an
+        # event that was never stored. Logged once by the database's health, not per request.
+        if is_storage_fault(e) or is_transient(e):
+            raise web.HTTPServiceUnavailable(text="storage unavailable, try again later",
+                                             headers={"Retry-After": "5"}) from None
+        raise
 
 
 async def healthz(request: web.Request) -> web.Response:
     """Database, outbox backlog and dead letters, the sender, the scheduler, the last run of each
-    job (from job_runs) and each channel's status. 503 only when the database is unreachable;
-    "degraded" when something needs a person (dead letters, sender alerts, a job's last run failed)."""
-    from bot.web.ops import dead_letters, last_job_runs
+    job (from job_runs), events waiting or dead, and each channel's status. 503 when the database is
+    unreachable or cannot be written; "degraded" when something needs a person (dead letters,
+    sender alerts, a job's last run failed)."""
+    from bot.web.ops import dead_letters, inbound_backlog, last_job_runs
     state = request.app[STATE]
     body: dict = {"status": "ok", "local_chat": "local" in state.channels,
                   "channels": {name: state.channel_status.get(name, "enabled") for name in state.channels}}
     try:
-        async with state.db.session() as s:
+        async with state.db.reader() as s:
             body["outbox"] = await backlog(s)
             body["dead_letters"] = await dead_letters(s)
             body["jobs"] = await last_job_runs(s)
+            body["inbound"] = await inbound_backlog(s)
         body["database"] = "ok"
     except Exception as e:      # report, don't crash the health check
         body["database"] = f"error: {type(e).__name__}"
+        body["status"] = "degraded"
+    # reads work on a full disk; writes do not: a noted fault is probed again (recovery is seen
+    # without traffic), and a database that cannot be written is not ok
+    if not state.db.health.writable:
+        try:
+            await state.db.probe_write()
+        except Exception as e:
+            body["database"] = f"error: {type(e).__name__}"
+    if not state.db.health.writable:
+        body["database"] = f"not writable: {state.db.health.fault}"
+        body["status"] = "degraded"
+    if body.get("inbound", {}).get("dead"):
         body["status"] = "degraded"
     if state.sender is not None:
         body["outbox_alerts"] = state.sender.alerts

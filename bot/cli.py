@@ -103,7 +103,8 @@ def _serve(config, args) -> int:
     if config.demo:
         app.on_startup.append(_demo_startup)
     print(render("cli/serving.txt.j2", host=host, port=port, local=config.local.enabled, demo=config.demo), flush=True)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=15)
+    # open HTTP requests get 1 s to finish: the whole stop stays inside Docker's 10 s grace
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=1)
     return 0
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import weakref
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from bot import metrics, outbox
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.render import render
-from storage.db import Database
+from storage.db import Database, StorageUnavailable, backoff, is_storage_fault, is_transient
 from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,19 @@ async def _insert(db: Database, events: list[tuple[IncomingMessage, object]]) ->
     The statement is built once and the rows go as executemany parameters, which SQLAlchemy
     sends as multi-row VALUES ("insertmanyvalues") from a cached compilation: building a fresh
     ``.values([...])`` statement per batch recompiled it every time, a third of the intake's CPU."""
+    for attempt in range(IN_PLACE_TRIES):
+        try:
+            return await _insert_once(db, events)
+        except Exception as e:
+            if is_storage_fault(e):
+                raise StorageUnavailable(str(e)) from e
+            if not is_transient(e) or attempt == IN_PLACE_TRIES - 1:
+                raise
+            await asyncio.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+async def _insert_once(db: Database, events: list[tuple[IncomingMessage, object]]) -> list[int | None]:
     async with db.session() as s, s.begin():
         res = await s.execute(_insert_statement(db.dialect), [
             dict(platform=m.platform, event_key=m.message_id, received_at=now,
@@ -135,6 +149,13 @@ def _insert_statement(dialect: str):
 _writers: "weakref.WeakKeyDictionary[Database, _StoreWriter]" = weakref.WeakKeyDictionary()
 
 
+IN_PLACE_TRIES = 5          # quick retries of a transient error while the person waits
+MAX_ATTEMPTS = 6            # put-backs before an event is a dead letter
+RETRY_DELAYS = [timedelta(seconds=5), timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10),
+                timedelta(minutes=30)]
+STALE_RECEIVED = timedelta(seconds=60)   # stored, not handled, not in flight here: resumed
+RESUME_BATCH = 200
+
 INTAKE_QUIET = 0.01         # s without a new event before intake counts as idle
 INTAKE_YIELD_MAX = 0.1      # s a background event waits for that at most
 
@@ -146,6 +167,7 @@ class InboundProcessor:
         self.db, self.pipeline, self.channels, self.clock = db, pipeline, channels, clock
         self.on_queued = on_queued
         self.tasks: set[asyncio.Task] = set()
+        self.in_flight: set[int] = set()
         # Handling is a write transaction per event. SQLite has one writer: handlers running side by
         # side only meet at its lock, where the losers sleep in the busy handler (1…100 ms steps) —
         # that, not the work, made p99 seconds long. So on SQLite events are handled one at a time
@@ -158,11 +180,17 @@ class InboundProcessor:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
-    async def process(self, event_id: int, *, background: bool = False) -> list[Rendered]:
-        async with self.slots:
-            if background:
-                await self._yield_to_intake()
-            return await self._process(event_id)
+    async def process(self, event_id: int, *, background: bool = False, inline: bool = False) -> list[Rendered]:
+        """``inline``: the person waits in the HTTP request for the answer (the local chat); an
+        event resumed later is answered through the outbox instead."""
+        self.in_flight.add(event_id)
+        try:
+            async with self.slots:
+                if background:
+                    await self._yield_to_intake()
+                return await self._process(event_id, inline)
+        finally:
+            self.in_flight.discard(event_id)
 
     async def _yield_to_intake(self) -> None:
         """Let acknowledgements go first while events are pouring in.
@@ -180,37 +208,85 @@ class InboundProcessor:
         while (quiet := intake_quiet_for(self.db)) < INTAKE_QUIET and (left := deadline - loop.time()) > 0:
             await asyncio.sleep(min(INTAKE_QUIET - quiet, left))
 
-    async def _process(self, event_id: int) -> list[Rendered]:
-        async with self.db.session() as s:
+    async def _process(self, event_id: int, inline: bool = False) -> list[Rendered]:
+        """Handle one stored event until done. A transient database error (a lock, a conflict)
+        is retried here at once, a few times; if handling still fails, the event is put back
+        (``retry``, tried again by ``resume_due`` with backoff) and the person is told once that
+        the message will be handled; after MAX_ATTEMPTS it is a dead letter for an operator.
+        Never silently dropped, never marked failed and forgotten."""
+        error: BaseException | None = None
+        for attempt in range(IN_PLACE_TRIES):
             try:
-                async with s.begin():
-                    ev = await s.get(InboundEvent, event_id, with_for_update=self.db.dialect == "postgresql")
-                    if ev is None or ev.status == "handled":
-                        return []
-                    msg = IncomingMessage(**ev.payload)
-                    replies = await self.pipeline.handle(s, msg)
-                    await self.queue_replies(s, msg, replies)
-                    ev.status, ev.handled_at = "handled", self.clock.now()
+                replies = await self._handle_once(event_id, inline)
             except Exception as e:
-                # a bug must not mean silence: the person is told, the event is kept as failed
-                # (its changes rolled back) for `arbot`'s operators to see
-                log.exception("inbound: event %s failed", event_id)
-                replies = [Rendered(render("errors/internal.md.j2"), "text")]
-                async with s.begin():
-                    ev = await s.get(InboundEvent, event_id)
-                    ev.status, ev.error = "failed", type(e).__name__
-                    await self.queue_replies(s, IncomingMessage(**ev.payload), replies)
+                error = e
+                if is_transient(e) and attempt < IN_PLACE_TRIES - 1:
+                    await asyncio.sleep(backoff(attempt))
+                    continue
+                break
+            self.on_queued()
+            return replies
+        return await self._put_back(event_id, error, inline)
+
+    async def _handle_once(self, event_id: int, inline: bool) -> list[Rendered]:
+        async with self.db.session() as s, s.begin():
+            ev = await s.get(InboundEvent, event_id, with_for_update=self.db.dialect == "postgresql")
+            if ev is None or ev.status in ("handled", "dead"):
+                return []
+            msg = IncomingMessage(**ev.payload)
+            replies = await self.pipeline.handle(s, msg)
+            await self.queue_replies(s, msg, replies, inline=inline)
+            ev.status, ev.handled_at, ev.error = "handled", self.clock.now(), ""
+            return replies
+
+    async def _put_back(self, event_id: int, error: BaseException, inline: bool) -> list[Rendered]:
+        fault = is_storage_fault(error)
+        if fault:
+            # the database cannot be written: nothing more to record now; the event is still
+            # stored as received and resume_due takes it when writes work again
+            log.warning("inbound: event %s waits for the database (%s)", event_id, type(error).__name__)
+            return [Rendered(render("errors/storage.md.j2"), "text")]
+        if not is_transient(error):
+            log.error("inbound: event %s failed", event_id, exc_info=error)
+
+        async def record(s) -> list[Rendered]:
+            ev = await s.get(InboundEvent, event_id)
+            if ev is None or ev.status in ("handled", "dead"):
+                return []
+            ev.attempts += 1
+            ev.error = type(error).__name__
+            msg = IncomingMessage(**ev.payload)
+            if ev.attempts >= MAX_ATTEMPTS:
+                ev.status = "dead"
+                log.error("inbound: event %s is a dead letter after %d attempts (%s)", event_id, ev.attempts, ev.error)
+                replies = [Rendered(render("errors/dead.md.j2"), "text")]
+            else:
+                ev.status = "retry"
+                ev.next_attempt_at = self.clock.now() + RETRY_DELAYS[min(ev.attempts, len(RETRY_DELAYS)) - 1]
+                # said once, on the first put-back: the real answer follows when it is handled
+                template = "errors/delayed.md.j2" if is_transient(error) else "errors/internal.md.j2"
+                replies = [Rendered(render(template), "text")] if ev.attempts == 1 else []
+            await self.queue_replies(s, msg, replies, suffix=f"delayed{ev.attempts}", inline=inline)
+            return replies
+
+        try:
+            replies = await self.db.write(record)
+        except Exception as e:          # the database is gone for now: the event stays received
+            log.warning("inbound: could not put event %s back (%s); it is resumed later", event_id, type(e).__name__)
+            return [Rendered(render("errors/storage.md.j2"), "text")] if is_storage_fault(e) else \
+                [Rendered(render("errors/delayed.md.j2"), "text")]
         self.on_queued()
         return replies
 
-    async def queue_replies(self, session, msg: IncomingMessage, replies: list[Rendered]) -> None:
+    async def queue_replies(self, session, msg: IncomingMessage, replies: list[Rendered], suffix: str = "",
+                            inline: bool = False) -> None:
         channel = self.channels.get(msg.platform)
-        if channel is None or getattr(channel, "synchronous_replies", False):
+        if channel is None or inline and getattr(channel, "synchronous_replies", False):
             return   # the local chat answers in the HTTP response itself
         kind, target = channel.reply_route(msg)
         now = self.clock.now()
         for i, r in enumerate(replies):
-            key = f"reply:{msg.platform}:{msg.message_id}:{i}"
+            key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
                                                           text=r.text, format=r.format), key, now)
             if r.image_png is not None and getattr(channel, "takes_images", False):
@@ -220,12 +296,37 @@ class InboundProcessor:
                     extra={"image_base64": base64.b64encode(r.image_png).decode()}), key + ":image", now)
 
     async def resume_unhandled(self) -> int:
-        async with self.db.session() as s:
-            ids = list((await s.execute(select(InboundEvent.id).where(InboundEvent.status == "received")
-                                        .order_by(InboundEvent.id))).scalars())
+        """At start-up: every event stored but not handled (the process stopped) and every event
+        put back, whatever its next attempt time."""
+        return await self.resume_due(everything=True)
+
+    async def resume_due(self, *, everything: bool = False) -> int:
+        """Handle events put back whose time has come, and events stored but left unhandled for
+        longer than STALE_RECEIVED (their handler died with the database, or in another instance).
+        Returns how many were taken."""
+        now = self.clock.now()
+        cond = InboundEvent.status.in_(("received", "retry"))
+        if not everything:
+            cond = cond & (((InboundEvent.status == "retry") & (InboundEvent.next_attempt_at <= now)) |
+                           ((InboundEvent.status == "received") & (InboundEvent.received_at < now - STALE_RECEIVED)))
+        async with self.db.reader() as s:
+            ids = [i for i in (await s.execute(select(InboundEvent.id).where(cond).order_by(InboundEvent.id)
+                                               .limit(RESUME_BATCH))).scalars() if i not in self.in_flight]
         for i in ids:
             await self.process(i)
         return len(ids)
+
+    async def run_resumer(self, every: float = 5.0) -> None:
+        """Background loop: events put back are tried again when due (see ``resume_due``)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.resume_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:      # the database may be down: the next round tries again
+                if not (is_transient(e) or is_storage_fault(e)):
+                    log.exception("inbound: resume failed")
 
     async def wait_idle(self) -> None:
         while self.tasks:

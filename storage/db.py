@@ -2,18 +2,52 @@
 
 The caller owns the transaction: ``async with db.session() as s, s.begin(): ...``; query
 functions in storage/ take the session first and never commit.
+
+The write discipline (docs/operations.md, "How the bot writes"):
+
+* On SQLite there is one writer. A transaction that reads first and writes later fails at once
+  with "database is locked" when another connection committed in between, whatever
+  ``busy_timeout`` says. So every transaction of ``db.session()`` starts with
+  ``BEGIN IMMEDIATE`` (the write lock first, then the reads), and the sessions of one process
+  share ONE connection: its pool is the write gate, whose waiters are served in order. Another
+  process (a CLI import) is waited for by SQLite's busy handler.
+* Readers never wait for the gate: ``db.reader()`` is a read-only session on its own
+  connections (WAL lets them read while a writer writes). Long scans (the morning push, reports,
+  the dashboard, /healthz) read there, so a job holds the gate only for its short write steps.
+* Transient errors (SQLite busy/locked, PostgreSQL serialization failures and deadlocks, a
+  connection lost) are recognised in one place, :func:`is_transient`, and retried by
+  :meth:`Database.write` with backoff; callers that manage their own transaction use
+  :func:`backoff` and the same test.
+* A database that cannot be written (read-only file, full disk) is a storage fault, not a bug:
+  :class:`StorageHealth` notes it once in the log, /healthz reports it, the platform endpoints
+  answer 503 so the platforms deliver again later, and the first successful write clears it.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+import sqlite3
+import time
 from pathlib import Path
+from typing import Awaitable, Callable, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+
+# A write waits in line for the gate this long before it counts as a transient failure (and is
+# retried by the caller's policy). Long on purpose: a wait is normal, the line moves.
+GATE_TIMEOUT = 120
+READERS = 4
 
 
 def normalize_url(url: str) -> str:
@@ -28,39 +62,203 @@ def normalize_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # the driver must not open transactions on its own: BEGIN is ours (see _begin_immediate)
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    # WAL lets readers (the dashboard, /aging) run while the sender writes;
-    # busy_timeout turns "database is locked" into a wait instead of an error.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    # waits for another *process* (a CLI import); this process's writers queue at the gate
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _reader_pragmas(dbapi_conn, record) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")          # a reader that tries to write fails loudly
+    cur.close()
+
+
+def _begin_immediate(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_deferred(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+# -- what kind of error is it --------------------------------------------------------------
+
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
+_SQLITE_FAULT = ("readonly database", "disk is full", "disk i/o error", "unable to open database file",
+                 "database or disk is full", "read-only")
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57P01", "08000", "08003", "08006"}
+_PG_FAULT = {"53100", "53200", "25006", "58030"}
+
+
+def _sqlstate(e: BaseException) -> str | None:
+    for err in (getattr(e, "orig", None), e.__cause__, e):
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+def _messages(e: BaseException) -> str:
+    parts, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        parts.append(str(e).lower())
+        e = getattr(e, "orig", None) or e.__cause__
+    return " | ".join(parts)
+
+
+def is_storage_fault(e: BaseException) -> bool:
+    """The database cannot be written (read-only, disk full, the file gone): not the request's
+    fault and not cured by retrying at once; cured by an operator, or by space coming back."""
+    if isinstance(e, StorageUnavailable):
+        return True
+    if _sqlstate(e) in _PG_FAULT:
+        return True
+    if isinstance(e, (exc.OperationalError, sqlite3.OperationalError, OSError)) or \
+            isinstance(getattr(e, "orig", None), sqlite3.Error):
+        msg = _messages(e)
+        return any(m in msg for m in _SQLITE_FAULT)
+    return False
+
+
+def is_transient(e: BaseException) -> bool:
+    """Worth trying again in a moment: a lock, a serialization conflict, a lost connection."""
+    if isinstance(e, exc.TimeoutError):              # waited at the gate / for a pool connection
+        return True
+    if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+        return True
+    if _sqlstate(e) in _PG_TRANSIENT:
+        return True
+    if isinstance(e, (exc.OperationalError, sqlite3.OperationalError)):
+        msg = _messages(e)
+        return any(m in msg for m in _SQLITE_TRANSIENT)
+    return False
+
+
+def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
+    """Seconds before try ``attempt`` + 1: exponential with jitter (two retriers never collide twice)."""
+    return min(cap, base * 2 ** attempt) * (0.5 + random.random())
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be written right now (see :class:`StorageHealth`)."""
+
+
+class StorageHealth:
+    """Whether the database can be written, as the last writes found it. Logged on change only:
+    a full disk is one warning and one recovery line, not a traceback per request."""
+
+    def __init__(self) -> None:
+        self.fault: str | None = None
+        self.since: float | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.fault is None
+
+    def failed(self, e: BaseException) -> None:
+        if self.fault is None:
+            log.error("database cannot be written (%s); platform events are refused with 503 until it can",
+                      _messages(e).split(" | ")[-1][:200])
+            self.since = time.monotonic()
+        self.fault = type(e).__name__ + ": " + _messages(e).split(" | ")[-1][:200]
+
+    def succeeded(self) -> None:
+        if self.fault is not None:
+            log.warning("database writable again after %.0f s", time.monotonic() - (self.since or time.monotonic()))
+            self.fault = self.since = None
 
 
 class Database:
     def __init__(self, url: str, echo: bool = False):
         self.url = normalize_url(url)
         self.dialect = make_url(self.url).get_backend_name()
+        self.health = StorageHealth()
         kwargs: dict = {"echo": echo}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        if self.dialect == "sqlite":
+            self.engine: AsyncEngine = create_async_engine(self.url, pool_size=10, max_overflow=10,
+                                                           pool_pre_ping=True, **kwargs)
+            self.read_engine = self.engine
+        else:
+            # one connection: the write gate (see the module's docstring)
+            self.engine = create_async_engine(self.url, poolclass=AsyncAdaptedQueuePool, pool_size=1,
+                                              max_overflow=0, pool_timeout=GATE_TIMEOUT, **kwargs)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
+            self.read_engine = create_async_engine(self.url, poolclass=AsyncAdaptedQueuePool, pool_size=READERS,
+                                                   max_overflow=READERS, **kwargs)
+            event.listen(self.read_engine.sync_engine, "connect", _reader_pragmas)
+            event.listen(self.read_engine.sync_engine, "begin", _begin_deferred)
+        event.listen(self.engine.sync_engine, "handle_error", self._on_error)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False, class_=AsyncSession)
+        # a write that commits proves the database writable again (its own Session class, so
+        # the hook sees this database's sessions only)
+        writer_session = type("WriterSession", (Session,), {})
+        event.listen(writer_session, "after_commit", lambda _s: self.health.succeeded())
+        self.session.configure(sync_session_class=writer_session)
+
+    def _on_error(self, ctx) -> None:
+        if is_storage_fault(ctx.original_exception):
+            self.health.failed(ctx.original_exception)
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 8) -> T:
+        """Run ``work(session)`` in one write transaction, committed at the end; a transient error
+        rolls it back and runs it again (``work`` must not have effects outside the database)."""
+        for attempt in range(attempts):
+            try:
+                async with self.session() as s, s.begin():
+                    return await work(s)
+            except Exception as e:
+                if not is_transient(e) or attempt == attempts - 1:
+                    raise
+                log.info("transient database error (%s); try %d of %d", type(e).__name__, attempt + 2, attempts)
+                await asyncio.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
+    async def probe_write(self) -> bool:
+        """Try a real write (and roll it back): clears or confirms a storage fault. Used by /healthz
+        while a fault is noted, so recovery is seen even when no event arrives."""
+        try:
+            async with self.engine.connect() as conn:
+                async with conn.begin() as tx:
+                    if self.is_sqlite:
+                        # rewriting the header's user_version with its own value writes a page
+                        # (and, at commit, the WAL): what a full disk or a read-only file refuses
+                        v = (await conn.exec_driver_sql("PRAGMA user_version")).scalar()
+                        await conn.exec_driver_sql(f"PRAGMA user_version = {int(v)}")
+                        await tx.commit()
+                    else:
+                        await conn.execute(text("SELECT txid_current()"))   # needs a writable primary
+                        await tx.rollback()
+        except Exception as e:
+            if is_storage_fault(e):
+                self.health.failed(e)
+                return False
+            raise
+        self.health.succeeded()
+        return True
+
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def alembic_config(connection=None) -> AlembicConfig:

@@ -287,10 +287,15 @@ class InboundEvent(Base):
     event_key: Mapped[str] = mapped_column(String(200))
     received_at: Mapped[datetime]
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(10), default="received")   # received | handled | failed
+    # received → handled; a failed try puts it back as retry (attempts, next_attempt_at) until
+    # handled, or dead after bot.inbound.MAX_ATTEMPTS (an operator's dead letter)
+    status: Mapped[str] = mapped_column(String(10), default="received")
     handled_at: Mapped[datetime | None]
     error: Mapped[str] = mapped_column(Text, default="")
-    __table_args__ = (UniqueConstraint("platform", "event_key"),)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    __table_args__ = (UniqueConstraint("platform", "event_key"),
+                      Index("ix_inbound_events_status_next", "status", "next_attempt_at"))
 
 
 class JobRun(Base):
@@ -301,7 +306,7 @@ class JobRun(Base):
     fire_key: Mapped[str] = mapped_column(String(50))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(10), default="running")   # running | ok | failed
+    status: Mapped[str] = mapped_column(String(10), default="running")   # running | ok | failed | stopped (for a shutdown: taken again at the next start)
     summary: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (UniqueConstraint("job", "fire_key"),)
 

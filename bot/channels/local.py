@@ -69,7 +69,7 @@ def routes(app_state) -> list[web.RouteDef]:
         if not user and not chat:
             raise web.HTTPBadRequest(text="give ?user=<person id> or ?chat=<group id>")
         kind, target = ("user", user) if user else ("group", chat)
-        async with app_state.db.session() as s:
+        async with app_state.db.reader() as s:
             rows = (await s.execute(select(OutboxMessage).where(
                 OutboxMessage.platform == "local", OutboxMessage.target_kind == kind,
                 OutboxMessage.target == target).order_by(OutboxMessage.id.desc()).limit(200))).scalars().all()
@@ -79,7 +79,7 @@ def routes(app_state) -> list[web.RouteDef]:
 
     async def people(request: web.Request) -> web.Response:
         guard(request)
-        async with app_state.db.session() as s:
+        async with app_state.db.reader() as s:
             rows = (await s.execute(select(Person).where(Person.active.is_(True)).order_by(Person.role, Person.id))).scalars()
             role = html_environment().get_template("_fmt.j2").module.role
             return web.json_response({"people": [{"id": p.id, "name": p.name, "role": p.role,

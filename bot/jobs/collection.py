@@ -195,7 +195,9 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     cfg = ctx.config.collection
     platforms = ctx.services.platforms
     pushed = messages = 0
-    async with aclosing(coll.overdue_batches(s, today, set(reps), REPS_PER_BATCH)) as batches:
+    # the scan reads from its own snapshot (no write lock); each batch of reps is written and
+    # committed on its own, and a rep whose push committed is skipped if the fire runs again
+    async with ctx.reader() as rd, aclosing(coll.overdue_batches(rd, today, set(reps), REPS_PER_BATCH)) as batches:
         async for by_rep in batches:
             split = {rep_id: ([it for it in its if not it.disputed], [it for it in its if it.disputed])
                      for rep_id, its in by_rep.items()}
@@ -217,6 +219,7 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
                 messages += len(cards)
                 pushed += 1
             await outbox.enqueue_many(s, queue, now)
+            await ctx.checkpoint(force=True)
     return pushed, messages
 
 
@@ -256,6 +259,7 @@ async def reply_window_close(ctx: JobContext) -> str:
     reps: dict[str, Person] = {}
     escalated = 0
     for push in pushes:
+        await ctx.checkpoint()
         push.closed = True
         missing = await coll.unanswered_items(s, push.id)
         if not missing:
@@ -284,6 +288,7 @@ async def promise_watch(ctx: JobContext) -> str:
     grace = ctx.config.collection.promise_grace_days
     kept = broken = 0
     for p in await coll.due_promises(s, today - timedelta(days=grace + 1)):
+        await ctx.checkpoint()
         r = await s.get(Receivable, p.receivable_id)
         paid_since = await ledger.paid_since(s, r.id, p.made_at.astimezone(ctx.config.tz).date())
         if r.open_amount <= 0 or (p.amount is not None and paid_since >= p.amount) or (p.amount is None and paid_since > 0):

@@ -160,6 +160,7 @@ async def customer_reminders(ctx: JobContext) -> str:
     fired = await rem.fired_steps(s, [r.id for r, _ in rows])
     done = skipped = 0
     for r, c in rows:
+        await ctx.checkpoint()
         wanted: list[str] = []
         sd = cfg.policy.statement_days
         if sd and "pre_statement" not in fired[r.id] and today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
@@ -207,6 +208,7 @@ async def escalations(ctx: JobContext) -> str:
     fired = await rem.fired_steps(s, [r.id for r, _ in rows])
     done = held = 0
     for r, c in rows:
+        await ctx.checkpoint()
         days = (today - r.due_date).days
         due = [st for st in steps if st.days <= days and st.name not in fired[r.id]]
         if not due:
@@ -260,6 +262,7 @@ async def credit_watch(ctx: JobContext) -> str:
     cr = cfg.credit
     alerts = 0
     for pos in await rem.credit_positions(s, cfg.company.fx_rates):
+        await ctx.checkpoint()
         c = pos.customer
         big = pos.largest_invoice > cr.key_invoice_amount
         streak = await rem.consecutive_overdue(s, c.id, today, cr.key_consecutive_overdue)
@@ -318,6 +321,7 @@ async def statute_watch(ctx: JobContext) -> str:
     legal = await people.by_role(s, "legal")
     warned = 0
     for r, c in await rem.open_receivables(s, due_before=today):
+        await ctx.checkpoint()
         years = st.cross_border_years if c.cross_border else st.years
         anchor = statute.anchor(r.due_date, await rem.interruptions(s, r, cfg.tz))
         last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)

@@ -17,9 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
-from bot.jobs.context import JobContext
+from bot.jobs.context import JobContext, JobInterrupted
 from bot.jobs.registry import JOBS, Job
 from bot.services import Services
+from storage.db import backoff, is_transient
 from storage.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def fire_key(job: Job, at: datetime) -> str:
 
 
 async def claim(services: Services, job: Job, at: datetime) -> int | None:
-    """Take this fire for this instance; None when it already ran (or another instance has it)."""
+    """Take this fire for this instance; None when it already ran (or another instance has it).
+    A failed fire, one stopped for a shutdown, or one left running by a dead instance is taken over."""
     key, now = fire_key(job, at), services.clock.now()
     async with services.db.session() as s:
         try:
@@ -48,36 +50,71 @@ async def claim(services: Services, job: Job, at: datetime) -> int | None:
             # a failed run, or a run whose instance died, may be taken over
             res = await s.execute(update(JobRun).where(
                 JobRun.job == job.name, JobRun.fire_key == key,
-                (JobRun.status == "failed") | ((JobRun.status == "running") & (JobRun.started_at < now - STALE_RUN)))
+                JobRun.status.in_(("failed", "stopped")) |
+                ((JobRun.status == "running") & (JobRun.started_at < now - STALE_RUN)))
                 .values(status="running", started_at=now).returning(JobRun.id))
             row = res.first()
             return row[0] if row else None
 
 
-async def run_job(services: Services, name: str, at: datetime | None = None, *, claim_fire: bool = True) -> str:
-    """Run one job as if the clock read ``at``. Returns the job's summary."""
+JOB_TRIES = 4         # a transient database error re-runs the fire (idempotent) this many times
+
+
+async def run_job(services: Services, name: str, at: datetime | None = None, *, claim_fire: bool = True,
+                  stopping=None) -> str:
+    """Run one job as if the clock read ``at``. Returns the job's summary.
+
+    The job commits as it goes (``JobContext.checkpoint``); a transient database error rolls
+    back the current step only, and the fire is run again from the top (every step is
+    idempotent). A stop at a checkpoint (shutdown) leaves the fire ``stopped``: the next
+    start claims it again and finishes it."""
     job = JOBS[name]
     at = (at or services.clock.now()).astimezone(services.config.tz)
     if job.workdays_only and not services.calendar.is_workday(at.date()):
         return f"{name}: {at.date()} is not a working day; nothing to do"
-    run_id = await claim(services, job, at) if claim_fire else None
+    run_id = await _retrying(lambda: claim(services, job, at)) if claim_fire else None
     if claim_fire and run_id is None:
         return f"{name}: already ran for {fire_key(job, at)}"
     started = time.monotonic()
     try:
-        async with services.db.session() as s, s.begin():
-            summary = await job.fn(JobContext(services, at, s))
+        for attempt in range(JOB_TRIES):
+            try:
+                async with services.db.session() as s:
+                    summary = await job.fn(JobContext(services, at, s, stopping=stopping))
+                    await s.commit()
+                break
+            except Exception as e:
+                if not is_transient(e) or attempt == JOB_TRIES - 1:
+                    raise
+                log.warning("job %s: transient database error (%s); running the fire again", name, type(e).__name__)
+                await asyncio.sleep(backoff(attempt, base=0.5))
+    except (JobInterrupted, asyncio.CancelledError):
+        log.warning("job %s stopped at a safe point for shutdown (fire %s); the next start finishes it",
+                    name, fire_key(job, at))
+        if run_id:
+            await asyncio.shield(_finish(services, run_id, "stopped", "stopped for shutdown"))
+        raise
     except Exception:
         log.exception("job %s failed (fire %s)", name, fire_key(job, at))
         metrics.for_db(services.db).job(name, "failed", time.monotonic() - started)
         if run_id:
-            await _finish(services, run_id, "failed", "error")
+            await _retrying(lambda: _finish(services, run_id, "failed", "error"))
         raise
     log.info("job %s done in %.2fs: %s", name, time.monotonic() - started, summary)
     metrics.for_db(services.db).job(name, "ok", time.monotonic() - started)
     if run_id:
-        await _finish(services, run_id, "ok", summary)
+        await _retrying(lambda: _finish(services, run_id, "ok", summary))
     return summary
+
+
+async def _retrying(call, tries: int = JOB_TRIES):
+    for attempt in range(tries):
+        try:
+            return await call()
+        except Exception as e:
+            if not is_transient(e) or attempt == tries - 1:
+                raise
+            await asyncio.sleep(backoff(attempt))
 
 
 async def _finish(services: Services, run_id: int, status: str, summary: str) -> None:
@@ -104,19 +141,25 @@ class JobScheduler:
         self.last: dict[str, dict] = {}
         self.running: set[asyncio.Task] = set()
         self.active: set[str] = set()             # jobs running in this process now
+        self.stopping = asyncio.Event()
 
     def start(self) -> None:
         tz = self.services.config.tz
+        catch_up: list[tuple[str, datetime]] = []
         for job in JOBS.values():
             trigger = CronTrigger(timezone=tz, **job.trigger(self.services.config))
             self.scheduler.add_job(self._fire, trigger, args=[job.name], id=job.name, replace_existing=True,
                                    misfire_grace_time=3600, coalesce=True, max_instances=1)
             # APScheduler keeps no memory across restarts: a fire missed today while the bot was
-            # down (or killed mid-run) is run now. The fire claim makes this a no-op if it ran.
+            # down (or stopped mid-run) is run now. The fire claim makes this a no-op if it ran.
             missed = None if job.per_minute else last_fire_today(trigger, self.services.clock.now())
             if missed is not None:
-                task = asyncio.get_running_loop().create_task(self._fire(job.name, missed))
-                self.running.add(task)
+                catch_up.append((job.name, missed))
+        if catch_up:
+            # one at a time, in the registry's order (the push before the ladder that reads its
+            # windows): each job writes in short steps, so chat stays responsive meanwhile
+            task = asyncio.get_running_loop().create_task(self._catch_up(catch_up))
+            self.running.add(task)
         # another instance that claimed today's fire and died mid-run leaves it "running": every
         # instance looks for such fires each minute and one of them (the claim decides) runs it
         self.scheduler.add_job(self.retake_stale, "interval", minutes=1, id="retake_stale", replace_existing=True,
@@ -128,7 +171,7 @@ class JobScheduler:
         died); the claim lets exactly one instance take each over. Returns the jobs re-fired.
         Per-minute jobs are left alone: their next fire does the same work."""
         now = self.services.clock.now().astimezone(self.services.config.tz)
-        async with self.services.db.session() as s:
+        async with self.services.db.reader() as s:
             stale = list((await s.execute(select(JobRun.job).where(
                 JobRun.status == "running", JobRun.started_at < now - STALE_RUN,
                 JobRun.fire_key == now.date().isoformat()))).scalars())
@@ -144,29 +187,49 @@ class JobScheduler:
                 fired.append(name)
         return fired
 
+    async def _catch_up(self, fires: list[tuple[str, datetime]]) -> None:
+        task = asyncio.current_task()
+        try:
+            for name, at in fires:
+                if self.stopping.is_set():
+                    return
+                await self._fire(name, at)
+        finally:
+            self.running.discard(task)
+
     async def _fire(self, name: str, at: datetime | None = None) -> None:
         started = time.monotonic()
         task = asyncio.current_task()
+        owned = task not in self.running         # (the catch-up task fires several, and owns itself)
         self.running.add(task)
         self.active.add(name)
         try:
-            summary = await run_job(self.services, name, at)
+            summary = await run_job(self.services, name, at, stopping=self.stopping)
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": True, "summary": summary,
                                "seconds": round(time.monotonic() - started, 3)}
+        except JobInterrupted:
+            self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": False, "error": "stopped"}
         except Exception as e:
             self.last[name] = {"at": self.services.clock.now().isoformat(), "ok": False, "error": type(e).__name__}
         finally:
-            self.running.discard(task)
+            if owned:
+                self.running.discard(task)
             self.active.discard(name)
         self.on_queued()
 
-    async def shutdown(self, timeout: float = 30) -> None:
-        """Stop firing; let a job that is running finish (its transaction commits or rolls back
-        whole) before the database closes."""
+    async def shutdown(self, timeout: float = 5) -> None:
+        """Stop firing; a running job stops at its next checkpoint (what it did so far is
+        committed, the fire is left ``stopped`` and the next start finishes it). A job that does
+        not reach a checkpoint in ``timeout`` is cancelled: its open step rolls back whole."""
+        self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.running:
-            await asyncio.wait(list(self.running), timeout=timeout)
+            _, late = await asyncio.wait(list(self.running), timeout=timeout)
+            for t in late:
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2)
 
     def status(self) -> dict:
         jobs = {j.id: (j.next_run_time.isoformat() if j.next_run_time else None) for j in self.scheduler.get_jobs()}

@@ -75,7 +75,7 @@ def install(app: web.Application, state) -> None:
         except signing.BadToken as e:
             log.info("dashboard: login link refused (%s)", e)
             return _denied("link")
-        async with state.db.session() as s:
+        async with state.db.reader() as s:
             if await spent(s, payload["j"]):
                 return _denied("used")
         return _page("login.html.j2", token=token, company=config.company.name)
@@ -113,7 +113,7 @@ def install(app: web.Application, state) -> None:
             payload = signing.verify(config, "session", request.cookies.get(COOKIE, ""), clock.now())
         except signing.BadToken:
             return _denied("session")
-        async with state.db.session() as s:
+        async with state.db.reader() as s:
             person = await s.get(Person, payload.get("p"))
             if person is None or not person.active:
                 return _denied("person")

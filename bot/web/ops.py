@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
 from bot.outbox import backlog
-from storage.models import JobRun, OutboxMessage
+from storage.models import InboundEvent, JobRun, OutboxMessage
 
 
 async def last_job_runs(session: AsyncSession) -> dict[str, dict]:
@@ -28,12 +28,20 @@ async def dead_letters(session: AsyncSession, limit: int = 5) -> list[dict]:
              "error": r.last_error[:200]} for r in rows]
 
 
+async def inbound_backlog(session: AsyncSession) -> dict[str, int]:
+    """Incoming events not yet handled: waiting (received), put back to be tried again (retry),
+    and dead letters an operator should look at (``arbot inbound``)."""
+    rows = await session.execute(select(InboundEvent.status, func.count()).where(
+        InboundEvent.status.in_(("received", "retry", "dead"))).group_by(InboundEvent.status))
+    return {status: n for status, n in rows}
+
+
 def install(app: web.Application, state) -> metrics.Metrics:
     m = metrics.register(state.db)
 
     async def metrics_view(request: web.Request) -> web.Response:
         try:
-            async with state.db.session() as s:
+            async with state.db.reader() as s:
                 for status, n in (await backlog(s)).items():
                     m.outbox_messages.labels(status).set(n)
         except Exception:      # a scrape still answers with the counters when the database is down

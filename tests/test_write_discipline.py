@@ -1,0 +1,198 @@
+"""One process, its jobs and its users at the same time, on the SQLite file a company installs
+first: nothing lost, nothing failed, nobody told "出了问题" because of a lock.
+
+What each test stands for is a thing a user would notice: a follow-up that was answered
+"已记录" and is in the log, a job that is ok on /healthz, a message answered after a hiccup.
+(Timings belong to bench/load.py, not here.)"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select, text
+
+from bot.jobs.context import JobInterrupted
+from bot.jobs.scheduler import JobScheduler, run_job
+from storage.models import FollowUp, InboundEvent, JobRun, OutboxMessage, Push
+from tests import ledger_fixture
+from tests.conftest import at
+from tests.harness import Bot
+
+REPS, INVOICES = 20, 6
+
+
+async def _company(db):
+    """The fixture ledger plus REPS reps with INVOICES overdue invoices each."""
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        await ledger_fixture.add_reps(
+            s, count=REPS, rep_id=lambda i: f"wd{i:02d}", customer_code=lambda i: f"WD{i:02d}",
+            customer_name=lambda i: f"并发测试{i:02d}有限公司", invoice_no=lambda i, k: f"WD{i:02d}-{k:03d}",
+            invoices=INVOICES, step_days=12, unit=Decimal("1000"))
+
+
+async def test_reads_then_writes_from_many_tasks_all_commit(db):
+    """The shape that lost actions: read, think, write. With BEGIN IMMEDIATE behind one gate
+    every such transaction commits, and each saw the one before it."""
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE tally (n INTEGER)"))
+
+    async def one() -> None:
+        async with db.session() as s, s.begin():
+            n = (await s.execute(text("SELECT count(*) FROM tally"))).scalar_one()
+            await asyncio.sleep(0)          # others run here
+            await s.execute(text("INSERT INTO tally VALUES (:n)"), {"n": n})
+
+    await asyncio.gather(*(one() for _ in range(40)))
+    async with db.reader() as r:
+        total, distinct = (await r.execute(text("SELECT count(*), count(DISTINCT n) FROM tally"))).one()
+    assert (total, distinct) == (40, 40)
+
+
+async def test_a_reader_is_not_held_up_by_an_open_write(db):
+    await _company(db)
+    async with db.session() as w:
+        await w.execute(text("UPDATE customers SET status = status"))      # the write lock is held now
+        async with db.reader() as r:
+            n = (await r.execute(select(func.count()).select_from(Push))).scalar_one()
+        assert n == 0
+        await w.commit()
+
+
+async def test_jobs_catching_up_while_reps_log_followups_lose_nothing(aiohttp_client, db):
+    """A midday restart: the morning's jobs catch up while reps type. Every follow-up answered
+    is recorded, every job ends ok."""
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 14:30"))
+    sched = JobScheduler(bot.services)
+    sched.start()                             # push, reminders, ladder, credit, statute: caught up
+    invoices = [f"WD{i:02d}-{k:03d}" for i in range(REPS) for k in (0, 4)]
+
+    async def rep_writes(n: int, invoice: str) -> list[str]:
+        await asyncio.sleep(0.01 * n)
+        return await bot.say(f"wd{invoice[2:4]}", f"/followup {invoice} 已电话联系，客户说下周安排付款", msg_id=f"fu-{n}")
+
+    answers = await asyncio.gather(*(rep_writes(n, inv) for n, inv in enumerate(invoices)))
+    if sched.running:
+        await asyncio.wait(list(sched.running), timeout=120)
+    await sched.shutdown()
+    assert all(len(a) == 1 and "已记录" in a[0] for a in answers), [a for a in answers if "已记录" not in a[0]][:3]
+    async with db.reader() as s:
+        logged = (await s.execute(select(func.count()).select_from(FollowUp)
+                                  .where(FollowUp.text.like("已电话联系%")))).scalar_one()
+        runs = dict((await s.execute(select(JobRun.job, JobRun.status))).all())
+        events = dict((await s.execute(select(InboundEvent.status, func.count()).group_by(InboundEvent.status))).all())
+    assert logged == len(invoices)
+    assert runs and set(runs.values()) == {"ok"}, runs
+    assert events == {"handled": len(invoices)}
+
+
+async def test_a_job_stopped_for_shutdown_is_finished_by_the_next_start(aiohttp_client, db, monkeypatch):
+    """SIGTERM mid-push: the reps pushed so far stay pushed (committed), the fire is left
+    stopped, and the next start pushes the rest — nobody twice."""
+    from bot.jobs import collection
+    monkeypatch.setattr(collection, "REPS_PER_BATCH", 5)
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 09:00"))
+    stopping = asyncio.Event()
+    stopping.set()                             # asked to stop before the first checkpoint
+    try:
+        await run_job(bot.services, "overdue_push", at("2026-11-23 09:00"), stopping=stopping)
+        raise AssertionError("the job should have stopped at its first checkpoint")
+    except JobInterrupted:
+        pass
+    async with db.reader() as s:
+        first = (await s.execute(select(func.count()).select_from(Push))).scalar_one()
+        [status] = (await s.execute(select(JobRun.status).where(JobRun.job == "overdue_push"))).scalars()
+    assert status == "stopped" and first == 5                  # the first batch committed, no more
+    summary = await run_job(bot.services, "overdue_push", at("2026-11-23 09:00"))
+    assert f"pushed {REPS + 2 - first} rep(s)" in summary
+    async with db.reader() as s:
+        per_rep = (await s.execute(select(Push.rep_id, func.count()).group_by(Push.rep_id))).all()
+        keys = (await s.execute(select(OutboxMessage.idem_key, func.count()).group_by(OutboxMessage.idem_key)
+                                .having(func.count() > 1))).all()
+        [status] = (await s.execute(select(JobRun.status).where(JobRun.job == "overdue_push"))).scalars()
+    assert len(per_rep) == REPS + 2 and {n for _, n in per_rep} == {1}
+    assert keys == [] and status == "ok"
+
+
+async def test_another_process_holding_the_lock_delays_a_message_but_loses_nothing(aiohttp_client, db, tmp_path):
+    """A CLI import in another process holds the write lock for a moment: the rep's message
+    waits (SQLite's busy handler, then our retries) and is answered for real."""
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"))
+    path = db.url.split("///", 1)[1]
+    locked, release = threading.Event(), threading.Event()
+
+    def other_process() -> None:
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE customers SET status = status")
+        locked.set()
+        release.wait(5)
+        con.execute("COMMIT")
+        con.close()
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    await asyncio.get_running_loop().run_in_executor(None, locked.wait, 5)
+    asyncio.get_running_loop().call_later(0.5, release.set)
+    [answer] = await bot.say("wd01", "/followup WD01-000 已联系，月底付", msg_id="while-locked")
+    t.join()
+    assert "已记录" in answer
+
+
+async def test_an_event_that_keeps_failing_is_put_back_then_dead_lettered(aiohttp_client, db, monkeypatch):
+    """A defect: the person hears at once that it failed and will be retried; the event is
+    tried again later (not forgotten as "failed"); after the last try it is a dead letter that
+    /healthz shows, and the person is told it went to an administrator."""
+    from bot import inbound
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"))
+    calls = []
+
+    async def broken(**kwargs):
+        calls.append(1)
+        raise RuntimeError("boom")
+    monkeypatch.setattr(bot.state.pipeline.dispatcher.commands["overdue"], "handler", broken)
+    [first] = await bot.say("wd01", "/overdue", msg_id="bug-2")
+    assert "出了问题" in first and "自动重试" in first
+    for _ in range(inbound.MAX_ATTEMPTS):
+        bot.clock.set(bot.clock.now() + timedelta(hours=1))
+        await bot.state.inbound.resume_due()
+    async with db.reader() as s:
+        [ev] = (await s.execute(select(InboundEvent).where(InboundEvent.event_key == "bug-2"))).scalars()
+        told = [m.text for m in (await s.execute(select(OutboxMessage).where(
+            OutboxMessage.target == "wd01", OutboxMessage.idem_key.like("reply:local:bug-2:%")))).scalars()]
+    assert ev.status == "dead" and ev.attempts == inbound.MAX_ATTEMPTS
+    assert len(calls) == inbound.MAX_ATTEMPTS * inbound.IN_PLACE_TRIES or len(calls) == inbound.MAX_ATTEMPTS
+    assert len(told) == 1 and "转交管理员" in told[0]       # said once at the end, not at every try
+    health = await (await bot.client.get("/healthz")).json()
+    assert health["inbound"] == {"dead": 1} and health["status"] == "degraded"
+
+
+async def test_an_event_that_fails_once_is_answered_for_real_when_resumed(aiohttp_client, db, monkeypatch):
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"))
+    cmd = bot.state.pipeline.dispatcher.commands["overdue"]
+    real = cmd.handler
+    failures = [RuntimeError("once")]
+
+    async def flaky(**kwargs):
+        if failures:
+            raise failures.pop()
+        return await real(**kwargs)
+    monkeypatch.setattr(cmd, "handler", flaky)
+    [first] = await bot.say("wd01", "/overdue", msg_id="flaky-1")
+    assert "出了问题" in first
+    bot.clock.set(bot.clock.now() + timedelta(minutes=1))
+    assert await bot.state.inbound.resume_due() == 1
+    async with db.reader() as s:
+        [ev] = (await s.execute(select(InboundEvent).where(InboundEvent.event_key == "flaky-1"))).scalars()
+        later = [m.text for m in (await s.execute(select(OutboxMessage).where(
+            OutboxMessage.idem_key.like("reply:local:flaky-1:%")))).scalars()]
+    assert ev.status == "handled"
+    assert any("WD01-000" in t for t in later)             # the real answer: wd01's overdue list
