@@ -5,6 +5,7 @@ promise is judged once, and every message carries an outbox key, so a re-run sen
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections import defaultdict
 from contextlib import aclosing, contextmanager
@@ -206,6 +207,7 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
                                               items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
             queue: list = []
             for rep_id, (to_answer, disputed) in split.items():
+                await asyncio.sleep(0)            # chat gets the loop between two reps' renders
                 rep, push = reps[rep_id], pushes[rep_id]
                 texts, numbered = _push_texts(rep, today, to_answer, disputed,
                                               push.window_closes_at.astimezone(ctx.config.tz), cfg.max_message_bytes)

@@ -10,6 +10,7 @@ run stopped between units is finished by running the fire again. Long reads go t
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -49,6 +50,9 @@ class JobContext:
     async def checkpoint(self, *, force: bool = False) -> None:
         """Commit the work so far if the write transaction has run long enough (or ``force``),
         letting other writers in; stop here if the process is shutting down."""
+        # a job shares the event loop with chat: give the loop a turn at every unit of work, so a
+        # person's request waits behind one unit of the job, not behind the whole job
+        await asyncio.sleep(0)
         if force or time.monotonic() - self._since >= CHECKPOINT_SECONDS or self._stop_asked():
             if self.session.in_transaction():
                 await self.session.commit()
