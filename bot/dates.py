@@ -370,8 +370,10 @@ def read_dates(text: str, today: date) -> list[FoundDate]:
             except (ValueError, KeyError, IndexError, OverflowError):   # 2月30日, 十十号, ...
                 continue
             if value is not None:
-                approximate = handler in _APPROXIMATE
-                found.append((m.start(), m.end(), value, approximate))
+                text_ = m[0]                              # spans never start or end with a space
+                start = m.start() + len(text_) - len(text_.lstrip())
+                stop = m.end() - (len(text_) - len(text_.rstrip()))
+                found.append((start, stop, value, handler in _APPROXIMATE))
     found.sort(key=lambda f: (f[0], -f[1]))
     result, end = [], -1
     for start, stop, value, approximate in found:

@@ -167,13 +167,14 @@ _CONTACTED = _rx(r"联系|联络|电话|打过|通话|沟通|拜访|上门|见�
 _ACTIVITY = re.compile(r"拜访|上门|见面|面谈|联系|联络|电话|沟通|对账|开会|回来|出差|出国|上班|放假|休假|发货|开票|"
                        r"签字|盖章|审批|商量|考虑|研究|决定|回复|答复|确认|到期|再|去|问|找|催|等")
 _REMAINDER = re.compile(r"剩下的?|剩余的?|剩的|余款|尾款|余下的?|其余的?|余额|\bthe (?:rest|balance|remainder)\b|\bremaining (?:amount|balance)\b")
-_SHARES = [(r"一半|半数|半款", lambda m: Decimal("0.5")),
+_SHARES = [(r"一半|半数|半款|\bhalf\b", lambda m: Decimal("0.5")),
            (r"(?<![\d.])(\d+(?:\.\d+)?)\s*%", lambda m: Decimal(m[1]) / 100),
            (r"百分之([零一二两三四五六七八九十百]{1,4})", lambda m: Decimal(_int(m[1])) / 100),
            (r"(\d|[一二两三四五六七八九])成", lambda m: Decimal(_int(m[1])) / 10),
            (r"(?<![\d一二两三四五六七八九十])([\d一二两三四五六七八九十]+)分之([\d一二两三四五六七八九十]+)",
             lambda m: (Decimal(_int(m[2])) / Decimal(_int(m[1]))).quantize(Decimal("0.0001"))),
-           (r"全部|全款|全额|全数|所有(?:款|欠款|货款)?|付清|结清|还清|一次性|付完|结完", lambda m: Decimal(1))]
+           (r"全部|全款|全额|全数|所有(?:款|欠款|货款)?|付清|结清|还清|一次性|付完|结完|\bin full\b|"
+            r"\b(?:the )?(?:full|whole|entire) (?:amount|balance|invoice)\b|\ball of it\b|\bsettle\b", lambda m: Decimal(1))]
 _AMOUNT = _rx(r"(?:[¥￥]\s*|rmb\s*)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
               r"(?:\s*(?P<unit>[万wk千亿])(?:\d+[千百])?(?:\d(?![\d.]))?)?(?:\s*(?P<yuan>元|块钱?|rmb))?",
               r"[一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*(?:元|块钱?)?")
@@ -490,7 +491,8 @@ def resolve_amount(parsed: ParsedReply, open_balance: Decimal) -> Decimal | None
     """The promised amount in yuan for a given open balance, or None if none was promised.
 
     Absolute amount first; then "the rest" after a claimed payment (balance − paid);
-    then share × balance.  Quantized half-up to 0.01 and kept within [0, open_balance].
+    then share × balance.  Quantized half-up to 0.01, never below 0.  An amount above the
+    open balance is returned as said, never cut down: the caller asks the rep which is meant.
     """
     balance = Decimal(open_balance)
     if parsed.promised_amount is not None:
@@ -503,5 +505,5 @@ def resolve_amount(parsed: ParsedReply, open_balance: Decimal) -> Decimal | None
         value = balance
     else:
         return None
-    value = min(max(value, Decimal(0)), max(balance, Decimal(0)))
+    value = max(value, Decimal(0))
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
