@@ -269,6 +269,11 @@ def _h_week_any(m, today):
     return _h_week(m, today)
 
 
+def _h_next_month(m, today):
+    base = _add_months(today, 1, 1)
+    return _part_of_month(base.year, base.month, "底", today)
+
+
 def _h_year_end(m, today):
     return _last_workday(date(_num(m["y"]) if m["y"] else today.year, 12, 31), today)
 
@@ -327,9 +332,12 @@ _PATTERNS: list[tuple[re.Pattern, Callable]] = [(re.compile(p), h) for p, h in [
     (rf"(?P<w>下下个?|下个?|本|这个?|上个?)月\s*(?P<d>{NUM})\s*[日号]", _h_rel_month_day),
     (rf"(?<![\d月第#.\-/])(?P<d>{NUM})\s*[日号](?![码楼线])", _h_bare_day),
     ("|".join(sorted(_REL_DAYS, key=len, reverse=True)), _h_rel_day),
-    (r"(?:(?P<w>下下个?|下个?|上个?|本|这个?|今)\s*)?(?:周|星期|礼拜)(?P<d>[一二三四五六日天七1-7])", _h_weekday),
-    (r"(?P<w>下下个?|下个?|本|这个?)\s*(?:周|星期|礼拜)(?P<p>末|内|之内)?(?![一二三四五六日天七1-7])|周(?P<p2>末)",
+    # 下周一定 is "next week for sure", not Monday
+    (r"(?:(?P<w>下下个?|下个?|上个?|本|这个?|今)\s*)?(?:周|星期|礼拜)(?P<d>一(?!定)|[二三四五六日天七1-7])", _h_weekday),
+    (r"(?P<w>下下个?|下个?|本|这个?)\s*(?:周|星期|礼拜)(?P<p>末|内|之内)?(?![二三四五六日天七1-7]|一(?!定))|周(?P<p2>末)",
      _h_week_any),
+    # 下个月 alone: some time next month, so by its end
+    (r"(?P<w>下个?)月(?:份|内|里)?(?![底末初中份\d一二三四五六七八九十号])", _h_next_month),
     (rf"(?P<n>{NUM}|半)\s*个?\s*(?P<u>工作日|天|日|周|星期|礼拜|月)\s*(?P<k>之后|以后|后|之内|以内|内|里|之前|以前|前)",
      _h_span),
     (rf"(?:(?:(?P<y>{YEAR})\s*年|今年|本年)年?|年)[底末终]", _h_year_end),
@@ -343,12 +351,13 @@ _PATTERNS: list[tuple[re.Pattern, Callable]] = [(re.compile(p), h) for p, h in [
     (r"(?i)\b(?:(?:the )?day after tomorrow|tomorrow|today|tonight)\b", _h_en_day),
     (r"(?i)\b(?:(?:next|this) week|(?:the )?end of (?:the |this |next )?(?:month|year)|(?:month|year)[- ]end|eom)\b", _h_en_rel),
     (r"(?i)\b(?:in|within) (?P<n>\d{1,2}) (?P<u>days?|weeks?)\b", _h_en_in_days),
+    (r"(?i)\bthe (?P<d>\d{1,2})(?:st|nd|rd|th)\b", _h_bare_day),
     (r"(?i)\b(?:(?P<m>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? ?(?P<d>\d{1,2})(?:st|nd|rd|th)?\b|"
      r"(?P<d2>\d{1,2})(?:st|nd|rd|th)? (?:of )?(?P<m2>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b)",
      _h_en_date),
 ]]
 # read from a period or festival word rather than a named day: see the module docstring
-_APPROXIMATE = {_h_month_part_any, _h_rel_month_part, _h_week_any, _h_year_end, _h_festival, _h_en_rel}
+_APPROXIMATE = {_h_month_part_any, _h_rel_month_part, _h_week_any, _h_year_end, _h_festival, _h_en_rel, _h_next_month}
 _ABSOLUTE = _PATTERNS[:3]
 
 

@@ -120,19 +120,22 @@ def _rx(*parts: str) -> re.Pattern:
 # Same-length typo fixes, so that spans in the cleaned text still index the original.
 _TYPOS = [(r"[以己](?=经|付|联|打|转|汇|到|对|结|回|支|收|催|电)", "已"), ("月低", "月底"), ("帐", "账"),
           ("歀", "款"), ("付青", "付清"), ("结青", "结清"), ("聯繫", "联系"), ("联係", "联系"),
-          ("電話", "电话"), ("週", "周"), ("禮拜", "礼拜"), ("関机", "关机")]
+          ("電話", "电话"), ("週", "周"), ("禮拜", "礼拜"), ("関机", "关机"), ("人姐", "人接"), ("问提", "问题"),
+          ("联西", "联系"), ("发标", "发票")] + [(a, b) for a, b in zip("壹贰叁肆伍陆柒捌玖拾佰仟", "一二三四五六七八九十百千")]
 _NEG_BEFORE, _NEG_AFTER = re.compile(r"[没未不无]"), re.compile(r"不了|不出|不起")
 _DISPUTE = _rx(r"异议|争议|纠纷|投诉|扯皮|拒付|拒绝付|不承认|否认|不认账|不认可|(?<!没)(?<!没有)有问题|有点问题|质量.{0,2}问题",
                r"抬头.{0,3}(?:错|不对)|发票.{0,4}(?:错|有误|不对)|开错|重开|重新开|补开|红冲",
-               r"(?:没|未)收到发票|发票没(?:收到|开)|(?:金额|数量|价格|单价|数目).{0,2}(?:不对|有误|错)",
+               r"(?:没|未)收到(?:发票|货)|发票(?:还)?(?:没|未)(?:收到|开|到)|货(?:物)?(?:还)?(?:没|未)(?:收到|到)|(?:金额|数量|价格|单价|数目).{0,2}(?:不对|有误|错)",
                r"退货|退换|不认(?!识)|对不上|少发|漏发|发错|错发|送错|破损|货不对|\bdisput|wrong invoice|complain",
                r"quality (?:issue|problem)|damaged|refuses? to pay|doesn'?t (?:accept|agree with) the (?:bill|invoice|amount)")
 # a damaged delivery that 不影响付款 is no dispute: only these words still count then
 _DISPUTE_FIRM = re.compile(r"异议|争议|纠纷|拒付|拒绝付|不承认|否认|不认账|\bdisput")
 _NO_EFFECT = re.compile(r"不影响(?:付款|回款|结算|付|支付|打款|结账)|不耽误(?:付款|回款|结算)|"
                         r"(?:doesn'?t|does not|won'?t|will not) affect (?:the )?payment")
-_PAID = _rx(r"已(?:经|于[^，,。；]{0,12}?)?(?:付|支付|打款|打钱|打了|打过|转账|转款|转(?![告达交])|汇款?|回款|结清|到账|收款)",
-            r"(?:钱|款|货款)[^，,。；]{0,4}(?:打|转|汇|付)(?:过去|过来)?了|(?:打|转|汇)过去了|付过了",
+_PAID = _rx(r"已(?:经|于[^，,。；]{0,12}?)?(?:付|支付|打款|打钱|转账|转款|转(?![告达交])|汇款?|回款|结清|到账|收款)",
+            r"已经?打[了过](?![^，,。；]{0,5}(?:电话|次|遍|通))",
+            r"(?:钱|款|货款)[^，,。；]{0,4}(?:打|转|汇|付)(?:过去|过来)?了|(?:打|转|汇)过去了|付过了|(?<!电话)(?<!话)打过了",
+            r"\b(?:was|were|has been|have been|got) (?:sent|paid|transferred|wired)\b",
             r"\b(?:has|have|had|already) (?:paid|transferred|wired|sent)|\b(?:paid|transferred|wired)\b(?! by| on| next| before)",
             r"(?:付清|付|转|汇|打款|打钱|支付|回款|结清|到账)过?了|(?:打|转|汇)过来了",
             r"(?:款|钱)(?:已经?)?(?:到|收)(?!期)了?|收到(?:款|钱|货款)|已入账|\bpaid\b",
@@ -140,29 +143,48 @@ _PAID = _rx(r"已(?:经|于[^，,。；]{0,12}?)?(?:付|支付|打款|打钱|打
 _PROMISE = _rx(r"答应|承诺|保证|同意付|最迟|最晚|付清|结清|还清|一次性付|先(?:付|打|转|还)",
                r"会(?:付|打|转|汇|结|还|安排)|安排(?:付|打|转|汇|结|支付|回款|款)|\bpromised?\b",
                r"\b(?:will|'ll|going to|agreed? to|plan(?:s|ning)? to|can) (?:pay|transfer|settle|wire|clear)",
-               r"\bpay(?:ing)? (?:by|on|before|next|in|within|the rest|the balance|half|all|in full)")
+               r"\bpay(?:ing)? (?:by|on|before|next|in|within|the rest|the balance|half|all|in full)",
+               r"\b(?:scheduled|arranged)\b",
+               # a promise without a date: asked back (尽快付, 这两天安排)
+               r"(?:尽快|尽早|马上|这两天|过两天|过几天|近期|节后|抓紧|soon)\s*(?:安排)?(?:付|支付|打|转|汇|结|还|安排|pay)")
 # payment verbs: with a date they make a promise.  A bare 打/转 counts only before an
 # amount or at the clause end (明天打), never after 再/又 (明天再打 is calling again).
-_VERB = _rx(r"付|支付|打款|打钱|转账|转款|汇|结款|结账|结算|还款|还钱|回款|到账|安排|能付|\bpay",
+_VERB = _rx(r"付|支付|打款|打钱|转账|转款|汇|结款|结账|结算|还款|还钱|回款|到账|安排|能付|\bpay(?:s|ing)?\b",
             r"[打转]过来|(?<![再又])[打转](?=\s*[\d一二两三四五六七八九十半]|\s*$)|(?<![催要追讨])款",
             r"延期|推迟|宽限|延到|推到")
 _NO_REPLY = r"不回(?!款)|[没未]回复|[没未]回(?![款来])|no (?:reply|response)"
 _UNREACHABLE = _rx(r"联[系络](?:不上|不到)|[没未]联[系络]上|找不到|关机|停机|空号|占线|失联|拉黑|跑路|人不在|倒闭|破产|注销|停业",
                    r"不接(?!受)|[没无]人接|[没未]接(?!受)|打不通|没打通|未接通|不理|no answer|unreachable",
                    r"(?:couldn'?t|could not|can'?t|cannot|unable to) (?:reach|contact|get (?:hold of|through))",
-                   r"not answering|didn'?t (?:answer|pick up)|phone (?:is )?(?:off|switched off)",
+                   r"not answering|didn'?t (?:answer|pick up)|phone (?:is )?(?:off|switched off)|不通",
+                   r"(?:nobody|no one|no-one) (?:picked up|answered|answers|picks up)",
                    _NO_REPLY)
 # "no reply yet" after the rep sent something is waiting on the customer, not unreachable
 _NO_REPLY_RX = re.compile(_NO_REPLY)
 _SENT = re.compile(r"发了|发过|已发|发送|寄了|寄过|已寄|留言|留了言|发给|sent|emailed|messaged")
 # the customer waits for something before paying: neither a payment nor a promise
-_CONDITIONAL = re.compile(r"等(?!等)[^，,。；]{1,12}?(?:后|以后|之后|了|再|才|到位)|要等|得等|需要等|看.{0,6}情况|如果|假如|若是|除非|"
-                          r"前提是|(?:回款|到账|收到.{0,6})(?:后|以后|之后)再|\b(?:once|after|when|if|unless) (?:they|the|their|we)\b")
+_CONDITIONAL = re.compile(r"等(?!等)(?P<what>[^，,。；]{1,12}?)(?:后|以后|之后|了|再|才|就|到位|下来)|要等|得等|需要等|"
+                          r"看.{0,6}情况|如果|假如|若是|除非|前提是|(?:回款|到账|收到.{0,6})(?:后|以后|之后)再|"
+                          r"(?:后|以后|之后)才(?:能|会|可以)?(?:付|支付|打款|结)|到位(?:后|以后)|批下来|"
+                          r"\b(?:once|after|when|if|unless) (?:they|the|their|we)\b")
+
+
+def _conditional(clause: str) -> bool:
+    """等甲方回款后再付 waits on an event; 等下个月初再付 only names a date (masked to \\x00)."""
+    for m in _CONDITIONAL.finditer(clause):
+        if m["what"] is None or m["what"].strip("\x00 到") :
+            return True
+    return False
 _NOT_X = re.compile(r"不是[^，,。；;是]*")              # 是3万不是3000: the amount said is 3万
+_FILLER = re.compile(r"[\s\x00,，。.!！~～:：]|左右|之前|以前|前后|[前吧的了啊呢哈]|说|讲|表示|回复|客户|对方|他们?|她们?|"
+                     r"老板|财务|[\u4e00-\u9fff]总|大概|大约|应该|估计|可能|争取|尽量|差不多|已联系|联系了|联系上了|"
+                     r"首期|首付|尾款|第?[一二三四]期|"
+                     r"\b(?:by|on|about|around|maybe|probably|customer|they|said|says)\b")
 _DITTO = re.compile(r"\s*(?:也是|也一样|一样|同上|同样|同前|也是这样|也是同样)(?:的|情况)?\s*[。.!！]*\s*$|"
                     r"\s*(?:same|same as above|ditto|also)\s*[.!]*\s*$")
 _CONTACTED = _rx(r"联系|联络|电话|打过|通话|沟通|拜访|上门|见面|面谈|微信|短信|邮件|对账|催|说|反馈",
                  r"回复|答复|确认|通知|转告|留言|要求|反映|律师函|[催对]账函|发函|答应|承诺|同意|接受|表示|声称|发了|寄了",
+                 r"资金|紧张|困难|没钱|周转|\b(?:sent|email|reminder)\b",
                  r"\b(?:call(?:ed)?|wechat|contacted|visit(?:ed)?|spoke|talked|emailed|e-mailed|messaged|met|told|said|says|reached)\b")
 _ACTIVITY = re.compile(r"拜访|上门|见面|面谈|联系|联络|电话|沟通|对账|开会|回来|出差|出国|上班|放假|休假|发货|开票|"
                        r"签字|盖章|审批|商量|考虑|研究|决定|回复|答复|确认|到期|再|去|问|找|催|等")
@@ -176,7 +198,7 @@ _SHARES = [(r"一半|半数|半款|\bhalf\b", lambda m: Decimal("0.5")),
            (r"全部|全款|全额|全数|所有(?:款|欠款|货款)?|付清|结清|还清|一次性|付完|结完|\bin full\b|"
             r"\b(?:the )?(?:full|whole|entire) (?:amount|balance|invoice)\b|\ball of it\b|\bsettle\b", lambda m: Decimal(1))]
 _AMOUNT = _rx(r"(?:[¥￥]\s*|rmb\s*)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-              r"(?:\s*(?P<unit>[万wk千亿])(?:\d+[千百])?(?:\d(?![\d.]))?)?(?:\s*(?P<yuan>元|块钱?|rmb))?",
+              r"(?:\s*(?P<unit>[万千亿]|[wk](?![a-z]))(?:\d+[千百])?(?:\d(?![\d.]))?)?(?:\s*(?P<yuan>元|块钱?|rmb))?",
               r"[一二两三四五六七八九十][零一二两三四五六七八九十百千万亿]*(?:元|块钱?)?")
 _NOT_MONEY_AFTER = re.compile(r"\s*(?:[个次条天号日月年周点:%项笔单楼]|成|分之|小时|分钟)")
 _CORRECTION = re.compile(r"(?:更正|修改|修正|纠正|改为|改成|更改)[\s:：,，]*")
@@ -187,8 +209,9 @@ _SEP = re.compile(r"\s*[,，、和及跟&+]\s*|\s+|(?=[①-⑳#第])")
 # A number glued to 月/元/年 is a date or an amount (2月底, 26元, 6年); after a space it is
 # still an item when what follows is a period word (2 月底, 26 元旦前, 6 年前付清): reps
 # type the item number, a space, then the answer.
-_NUM_GUARD = (r"(?![万wk千百亿元块%日月天周点个次年前成/]|[:：]\s*\d|号(?!码)|\.\d|-\d{2}|分之|小时)"
-              r"(?!\s+(?:[万wk千百亿块%天周点个次成]|元(?!旦)|月(?![底初中末])|年(?![前底末后])|[日号](?!码)|"
+_NUM_GUARD = (r"(?![万千百亿元块%日月天周点个次年前成/]|[wk](?![a-z])|[:：]\s*\d|号(?!码)|\.\d|[-/]\d|分之|小时|"
+              r"(?:st|nd|rd|th)\b)"
+              r"(?!\s+(?:[万千百亿块%天周点个次成]|[wk](?![a-z])|元(?!旦)|月(?![底初中末])|年(?![前底末后])|日(?!期)|号(?!码)|"
               r"[:：]\s*\d|分之|小时|\.\d))")
 _ITEM = re.compile(rf"第\s*(?P<di>[\d一二三四五六七八九十]+)\s*[条项笔个单]?|(?:#|item\s*|no\.\s*)(?P<hash>\d{{1,3}})|"
                    rf"(?P<circ>[①-⑳])|(?P<a>\d{{1,3}})(?:\s*[-~～到至]\s*(?P<b>\d{{1,3}}))?(?!\d){_NUM_GUARD}")
@@ -280,7 +303,7 @@ def _money(s: str) -> tuple[Decimal | None, Decimal | None, bool]:
         text = m.group()
         chinese = text[0] in "一二两三四五六七八九十"
         marked = m["unit"] or m["yuan"] or text[0] in "¥￥r" or (chinese and re.search("[百千万亿元块]", text))
-        bare = re.fullmatch(r"\d{3,9}(?:\.\d{1,2})?", text) and not _NOT_MONEY_AFTER.match(s, m.end())
+        bare = re.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d{3,9})(?:\.\d{1,2})?", text) and not _NOT_MONEY_AFTER.match(s, m.end())
         if marked or bare:
             try:
                 amount = parse_amount(text)
@@ -361,7 +384,7 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
             before = [d for d, (x, _) in dates if a <= x < a + verbs[0].start() and d >= today]
             future = before[-1:] + future
         first = re.search(r"先(?:付|打|转|还|汇|给)|\bfirst\b", unpaid)
-        if _CONDITIONAL.search(mclause) and not paid:
+        if _conditional(mclause):                        # 收到货款就付 inside it is no payment
             conditional = True                           # 剩下的要等回款: not promised
             continue
         if paid and not promised_words and not (verbs and any(d > today for d in clause_dates)):
@@ -383,10 +406,12 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
         else:
             # a date beside another activity (明天去拜访) is that activity's, not the payment's
             when = future[0] if future and not _ACTIVITY.search(mclause) else None
-            neutral.append((when, amount, share, rest, bool(verbs)))
+            # 客户说15号左右 answers the push; 今天下雨 only says when it rained
+            bare = not _FILLER.sub("", mclause) or amount is not None or share is not None or rest or bool(verbs)
+            neutral.append((when, amount, share, rest, bool(verbs), bare))
     # a promise spread over clauses (下周五，付一半), or a bare date in answer to the push
     # (客户说15号左右) — unless the rep is waiting on something or cannot reach anyone
-    if not any_promise and not any_paid and any(n[0] for n in neutral) and not conditional and (
+    if not any_promise and not any_paid and any(n[0] and n[5] for n in neutral) and not conditional and (
             any(n[3] or n[4] for n in neutral) or not re.search(r"等|" + _UNREACHABLE.pattern, masked)):
         any_promise = True
     if any_promise:
@@ -397,16 +422,18 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
                 _fill(promise, *n[:4])
     elif any_paid and paid_amount is None:               # 已付12月25号，2万
         paid_amount = next((n[1] for n in neutral if n[1] is not None), None)
-    elif correction and not any_paid:                    # 更正 16 是3万: the amount is the promise's
+    elif correction and not any_paid:                    # 更正 16 是3万 / 更正 2 是下周五: the promise's
         amounts = [n[1] for n in neutral if n[1] is not None]
-        if amounts:
-            promise["amount"], any_promise = amounts[0], True
+        whens = [n[0] for n in neutral if n[0] is not None]
+        if amounts or whens:
+            promise["amount"] = amounts[0] if amounts else None
+            promise["date"], any_promise = (whens[0] if whens else None), True
     if promise["rest"]:
         if paid_share is not None and promise["share"] in (None, 1):
             promise["share"] = max(Decimal(0), 1 - paid_share)
         elif paid_amount is not None and promise["share"] == 1:
             promise["share"] = None                      # balance − paid, see resolve_amount
-        elif paid_amount is None and promise["amount"] is None and promise["share"] is None and first_amount is None:
+        elif not any_paid and promise["amount"] is None and promise["share"] is None and first_amount is None:
             promise["share"] = Decimal(1)
     if first_amount is not None and not promise["rest"]:  # 先付1万 and nothing after: the promise
         promise["amount"], first_amount = first_amount, None
@@ -478,6 +505,8 @@ def split_reply(text: str) -> list[str]:
             segments[-1][1] = m.end()
         body = start + rel
         for cut in re.finditer(r"(?<=[^\d\s,，])(?:[，,]\s*|\s+|(?=[①-⑳]))(?=\S)", s[body:m.end()]):
+            if not cut.group().strip() and re.search(r"[a-z]\s*$", s[body:body + cut.start() + 1]):
+                continue                                 # dec 20, the 10th: English splits at commas only
             items, _, _ = _head(s[body + cut.end():m.end()], None)
             if items and items != "all" and min(items) > last_max:
                 segments[-1][1] = body + cut.start()
