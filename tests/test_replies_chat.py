@@ -74,6 +74,9 @@ async def test_multi_line_reply_records_every_item(aiohttp_client, db):
         audited = (await s.execute(select(AuditEntry).where(AuditEntry.action == "followup.log",
                                                             AuditEntry.channel == "local"))).scalars().all()
     assert sorted(a.entity_id for a in audited) == ["INV-A2", "INV-A3", "INV-B2"]
+    # so nothing of rep1's list is escalated as unanswered when the window closes
+    await bot.run("reply_window_close", at("2026-11-25 09:00"))
+    assert not any("张伟" in m for m in await bot.inbox("sup1"))
 
 
 async def test_long_list_item_numbers_followed_by_dates(aiohttp_client, db):
