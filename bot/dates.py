@@ -288,7 +288,7 @@ def _h_en_weekday(m, today):
     w = (m["w"] or "").strip().lower()
     if not w:
         return today + timedelta(days=(wd - today.weekday()) % 7)
-    return _week_day(today, 1 if w == "next" else 0, wd)
+    return _week_day(today, {"next": 1, "last": -1}.get(w, 0), wd)
 
 
 def _h_en_rel(m, today):
@@ -346,7 +346,7 @@ _PATTERNS: list[tuple[re.Pattern, Callable]] = [(re.compile(p), h) for p, h in [
      r"(?<![\d一二两三四五六七八九十几多去今明前后新当])年(?:之|以)?[前后](?!天)|过完年|"
      r"(?i:(?:before|after) (?:the )?(?:chinese new year|cny|spring festival|new year's day))", _h_festival),
     # English, lower-cased by the caller or not
-    (r"(?i)\b(?P<w>next |this |coming )?(?P<d>mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\b",
+    (r"(?i)\b(?P<w>next |this |coming |last )?(?P<d>mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\b",
      _h_en_weekday),
     (r"(?i)\b(?:(?:the )?day after tomorrow|tomorrow|today|tonight)\b", _h_en_day),
     (r"(?i)\b(?:(?:next|this) week|(?:the )?end of (?:the |this |next )?(?:month|year)|(?:month|year)[- ]end|eom)\b", _h_en_rel),

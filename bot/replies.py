@@ -126,7 +126,8 @@ _NEG_BEFORE, _NEG_AFTER = re.compile(r"[没未不无]"), re.compile(r"不了|不
 _DISPUTE = _rx(r"异议|争议|纠纷|投诉|扯皮|拒付|拒绝付|不承认|否认|不认账|不认可|(?<!没)(?<!没有)有问题|有点问题|质量.{0,2}问题",
                r"抬头.{0,3}(?:错|不对)|发票.{0,4}(?:错|有误|不对)|开错|重开|重新开|补开|红冲",
                r"(?:没|未)收到(?:发票|货)|发票(?:还)?(?:没|未)(?:收到|开|到)|货(?:物)?(?:还)?(?:没|未)(?:收到|到)|(?:金额|数量|价格|单价|数目).{0,2}(?:不对|有误|错)",
-               r"退货|退换|不认(?!识)|对不上|少发|漏发|发错|错发|送错|破损|货不对|\bdisput|wrong invoice|complain",
+               r"退货|退换|不认(?!识)|对不上|不一致|不符(?!合)|专票|普票|少发|漏发|发错|错发|送错|破损|货不对|\bdisput|wrong invoice|complain",
+               r"\b(?:amount|invoice|price|quantity|total) (?:is|was|are|were) (?:wrong|incorrect)|corrected invoice|new invoice|re-?issue",
                r"quality (?:issue|problem)|damaged|refuses? to pay|doesn'?t (?:accept|agree with) the (?:bill|invoice|amount)")
 # a damaged delivery that 不影响付款 is no dispute: only these words still count then
 _DISPUTE_FIRM = re.compile(r"异议|争议|纠纷|拒付|拒绝付|不承认|否认|不认账|\bdisput")
@@ -134,7 +135,7 @@ _NO_EFFECT = re.compile(r"不影响(?:付款|回款|结算|付|支付|打款|结
                         r"(?:doesn'?t|does not|won'?t|will not) affect (?:the )?payment")
 _PAID = _rx(r"已(?:经|于[^，,。；]{0,12}?)?(?:付|支付|打款|打钱|转账|转款|转(?![告达交])|汇款?|回款|结清|到账|收款)",
             r"已经?打[了过](?![^，,。；]{0,5}(?:电话|次|遍|通))",
-            r"(?:钱|款|货款)[^，,。；]{0,4}(?:打|转|汇|付)(?:过去|过来)?了|(?:打|转|汇)过去了|付过了|(?<!电话)(?<!话)打过了",
+            r"收到(?:客户|对方)?的?(?:付款|汇款|转账)|(?:钱|款|货款)[^，,。；]{0,4}(?:打|转|汇|付)(?:过去|过来)?了|(?:打|转|汇)过去了|付过了|(?<!电话)(?<!话)打过了",
             r"\b(?:was|were|has been|have been|got) (?:sent|paid|transferred|wired)\b",
             r"\b(?:has|have|had|already) (?:paid|transferred|wired|sent)|\b(?:paid|transferred|wired)\b(?! by| on| next| before)",
             r"(?:付清|付|转|汇|打款|打钱|支付|回款|结清|到账)过?了|(?:打|转|汇)过来了",
@@ -144,16 +145,16 @@ _PROMISE = _rx(r"答应|承诺|保证|同意付|最迟|最晚|付清|结清|还�
                r"会(?:付|打|转|汇|结|还|安排)|安排(?:付|打|转|汇|结|支付|回款|款)|\bpromised?\b",
                r"\b(?:will|'ll|going to|agreed? to|plan(?:s|ning)? to|can) (?:pay|transfer|settle|wire|clear)",
                r"\bpay(?:ing)? (?:by|on|before|next|in|within|the rest|the balance|half|all|in full)",
-               r"\b(?:scheduled|arranged)\b",
+               r"\b(?:scheduled|arranged)\b|\bwill be (?:made|paid|transferred|sent|settled|wired)\b",
                # a promise without a date: asked back (尽快付, 这两天安排)
                r"(?:尽快|尽早|马上|这两天|过两天|过几天|近期|节后|抓紧|soon)\s*(?:安排)?(?:付|支付|打|转|汇|结|还|安排|pay)")
 # payment verbs: with a date they make a promise.  A bare 打/转 counts only before an
 # amount or at the clause end (明天打), never after 再/又 (明天再打 is calling again).
-_VERB = _rx(r"付|支付|打款|打钱|转账|转款|汇|结款|结账|结算|还款|还钱|回款|到账|安排|能付|\bpay(?:s|ing)?\b",
+_VERB = _rx(r"付|支付|打款|打钱|转账|转款|汇|结款|结账|结算|还款|还钱|回款|到账|安排|能付|能结|会结|结掉|\bpay(?:s|ing)?\b",
             r"[打转]过来|(?<![再又])[打转](?=\s*[\d一二两三四五六七八九十半]|\s*$)|(?<![催要追讨])款",
             r"延期|推迟|宽限|延到|推到")
 _NO_REPLY = r"不回(?!款)|[没未]回复|[没未]回(?![款来])|no (?:reply|response)"
-_UNREACHABLE = _rx(r"联[系络](?:不上|不到)|[没未]联[系络]上|找不到|关机|停机|空号|占线|失联|拉黑|跑路|人不在|倒闭|破产|注销|停业",
+_UNREACHABLE = _rx(r"联[系络](?:不上|不到)|[没未]联[系络]上|找不到|关机|离职|(?:老板|经理|负责人|财务|对接人)不在|停机|空号|占线|失联|拉黑|跑路|人不在|倒闭|破产|注销|停业",
                    r"不接(?!受)|[没无]人接|[没未]接(?!受)|打不通|没打通|未接通|不理|no answer|unreachable",
                    r"(?:couldn'?t|could not|can'?t|cannot|unable to) (?:reach|contact|get (?:hold of|through))",
                    r"not answering|didn'?t (?:answer|pick up)|phone (?:is )?(?:off|switched off)|不通",
@@ -164,9 +165,10 @@ _NO_REPLY_RX = re.compile(_NO_REPLY)
 _SENT = re.compile(r"发了|发过|已发|发送|寄了|寄过|已寄|留言|留了言|发给|sent|emailed|messaged")
 # the customer waits for something before paying: neither a payment nor a promise
 _CONDITIONAL = re.compile(r"等(?!等)(?P<what>[^，,。；]{1,12}?)(?:后|以后|之后|了|再|才|就|到位|下来)|要等|得等|需要等|"
-                          r"看.{0,6}情况|如果|假如|若是|除非|前提是|(?:回款|到账|收到.{0,6})(?:后|以后|之后)再|"
+                          r"看.{0,6}情况|如果|假如|若是|除非|前提是|(?:回款|到账)(?:后|以后|之后)再|收到[^，,。；\x00]{0,6}(?:后|以后|之后)|"
                           r"(?:后|以后|之后)才(?:能|会|可以)?(?:付|支付|打款|结)|到位(?:后|以后)|批下来|"
-                          r"\b(?:once|after|when|if|unless) (?:they|the|their|we)\b")
+                          r"\b(?:once|after|when|if|unless) (?:they|the|their|we)\b|\bbefore (?:paying|they (?:can )?pay)\b|"
+                          r"\bwaiting (?:for|on) (?:their|the|a) (?:own )?(?:client|customer|payment|funds|money|approval|boss)")
 
 
 def _conditional(clause: str) -> bool:
@@ -175,7 +177,7 @@ def _conditional(clause: str) -> bool:
         if m["what"] is None or m["what"].strip("\x00 到") :
             return True
     return False
-_NOT_X = re.compile(r"不是[^，,。；;是]*")              # 是3万不是3000: the amount said is 3万
+_NOT_X = re.compile(r"不是\s*[^，,。；;是\s]*")              # 是3万不是3000: the amount said is 3万
 _FILLER = re.compile(r"[\s\x00,，。.!！~～:：]|左右|之前|以前|前后|[前吧的了啊呢哈]|说|讲|表示|回复|客户|对方|他们?|她们?|"
                      r"老板|财务|[\u4e00-\u9fff]总|大概|大约|应该|估计|可能|争取|尽量|差不多|已联系|联系了|联系上了|"
                      r"首期|首付|尾款|第?[一二三四]期|"
@@ -188,7 +190,7 @@ _CONTACTED = _rx(r"联系|联络|电话|打过|通话|沟通|拜访|上门|见�
                  r"\b(?:call(?:ed)?|wechat|contacted|visit(?:ed)?|spoke|talked|emailed|e-mailed|messaged|met|told|said|says|reached)\b")
 _ACTIVITY = re.compile(r"拜访|上门|见面|面谈|联系|联络|电话|沟通|对账|开会|回来|出差|出国|上班|放假|休假|发货|开票|"
                        r"签字|盖章|审批|商量|考虑|研究|决定|回复|答复|确认|到期|再|去|问|找|催|等")
-_REMAINDER = re.compile(r"剩下的?|剩余的?|剩的|余款|尾款|余下的?|其余的?|余额|\bthe (?:rest|balance|remainder)\b|\bremaining (?:amount|balance)\b")
+_REMAINDER = re.compile(r"另(?:外)?一半|剩下的?|剩余的?|剩的|余款|尾款|余下的?|其余的?|余额|\bthe (?:rest|balance|remainder)\b|\bremaining (?:amount|balance)\b")
 _SHARES = [(r"一半|半数|半款|\bhalf\b", lambda m: Decimal("0.5")),
            (r"(?<![\d.])(\d+(?:\.\d+)?)\s*%", lambda m: Decimal(m[1]) / 100),
            (r"百分之([零一二两三四五六七八九十百]{1,4})", lambda m: Decimal(_int(m[1])) / 100),
@@ -365,7 +367,7 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
     masked = _mask(body, [span for _, span in dates])
     conditional = False
     message_paid = bool(_hits(_PAID, masked))
-    paid_amount = paid_share = first_amount = None
+    paid_amount = paid_share = first_amount = first_share = None
     promise: dict[str, Any] = {"date": None, "amount": None, "share": None, "rest": False}
     neutral: list[tuple] = []
     any_promise = any_paid = False
@@ -387,7 +389,8 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
         if _conditional(mclause):                        # 收到货款就付 inside it is no payment
             conditional = True                           # 剩下的要等回款: not promised
             continue
-        if paid and not promised_words and not (verbs and any(d > today for d in clause_dates)):
+        future_paid = future and any(d > today for d in future) and all(re.search(r"[\u4e00-\u9fff]", p.group()) and not p.group().startswith("已") for p in paid)
+        if paid and not promised_words and not future_paid and not (verbs and any(d > today for d in clause_dates)):
             any_paid = True
             paid_amount = amount if paid_amount is None else paid_amount
             paid_share = share if paid_share is None else paid_share
@@ -396,12 +399,17 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
             new_money = amount is not None or share is not None or rest
             if first and not future and amount is not None and not has_money and first_amount is None:
                 first_amount = amount                    # 先付5000: the first instalment, no date of its own
-            elif first_amount is not None and (rest or future) and not has_money and not promise["date"]:
+            elif first and not future and share is not None and not has_money and first_share is None:
+                first_share = share                      # 先付一半，另一半月底
+            elif (first_amount is not None or first_share is not None) and (rest or future) and not has_money \
+                    and not promise["date"]:
                 _fill(promise, future[0] if future else None, None, None, True)   # 剩下的月底
             # clauses that complete each other merge (答应3万5，大后天到账); one that repeats a
             # field is a second promise and only the first counts (下周五付一半，剩余月底)
             elif not ((promise["date"] and future) or (has_money and new_money)):
                 _fill(promise, future[0] if future else None, amount, share, rest)
+            elif not promise["date"] and future:         # will settle | the balance by end of the month
+                promise["date"] = future[0]
             any_promise = True
         else:
             # a date beside another activity (明天去拜访) is that activity's, not the payment's
@@ -437,6 +445,9 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
             promise["share"] = Decimal(1)
     if first_amount is not None and not promise["rest"]:  # 先付1万 and nothing after: the promise
         promise["amount"], first_amount = first_amount, None
+    if first_share is not None:                          # 先付一半 (，另一半月底: the other half then)
+        promise["share"] = 1 - first_share if promise["rest"] and promise["date"] else first_share
+        promise["rest"] = promise["rest"] and promise["date"] is not None
 
     disputes = _hits(_DISPUTE, masked)
     if _NO_EFFECT.search(masked):                        # 有点破损，但不影响付款
