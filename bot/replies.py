@@ -519,6 +519,12 @@ def split_reply(text: str) -> list[str]:
             if not cut.group().strip() and re.search(r"[a-z]\s*$", s[body:body + cut.start() + 1]):
                 continue                                 # dec 20, the 10th: English splits at commas only
             items, _, _ = _head(s[body + cut.end():m.end()], None)
+            month = re.match(r"(\d{1,2})月", s[body + cut.end():m.end()])
+            if not items and month and last_max and int(month[1]) == last_max + 1:
+                # 4关机，5月底付: item 5 at month end, or May? its own segment, asked back
+                segments[-1][1] = body + cut.start()
+                segments.append([body + cut.end(), m.end()])
+                continue
             if items and items != "all" and min(items) > last_max:
                 segments[-1][1] = body + cut.start()
                 segments.append([body + cut.end(), m.end()])

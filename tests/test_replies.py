@@ -204,6 +204,13 @@ def test_issue13_multi_line_and_dates_after_item_numbers(text, expected):
     assert _read(text) == expected
 
 
+def test_glued_month_after_an_item_on_the_same_line_is_asked_back_not_attached():
+    got = _read("3已联系，4关机，5月底付")
+    assert [g.get("items") for g in got] == [[3], [4], None]
+    assert got[1]["outcome"] == "unreachable" and "promised_date" not in got[1]
+    assert got[2]["ask"] == "month_or_item"
+
+
 def test_issue13_glued_month_between_items_is_asked_back():
     # 2月底付 between items 1 and 3: item 2 at month end, or February? The bot asks.
     got = _read("1 已联系\n2月底付\n3 联系不上")
