@@ -104,7 +104,7 @@ class ParsedReply:
                 "same_as_previous": self.same_as_previous, "ask": self.ask, "text": self.text}
 
 
-# Why the parser asks back (one short question each, bot/templates/followup/ask.md.j2):
+# Why the parser asks back (one short question each, in bot/templates/followup/ack.md.j2):
 ASK = {
     "no_item": "a reply that names no item while the push had several",
     "month_or_item": "`2月底付` on a line between items 1 and 3: item 2 at month end, or February?",

@@ -50,7 +50,7 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
     a promise to pay, a dispute pauses reminders, a correction replaces the item's previous
     reading (its promise, its dispute). When the bot is unsure it records no guess: the text
     is kept as a note on the item (or on the push) and the rep gets one short question back
-    (followup/ask.md.j2). ``撤销`` takes the last reply back."""
+    (the questions in followup/ack.md.j2). ``撤销`` takes the last reply back."""
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     today = now.astimezone(ctx.config.tz).date()
     push = await coll.latest_push(s, person.id, now)
