@@ -125,7 +125,7 @@ _TYPOS = [(r"[以己](?=经|付|联|打|转|汇|到|对|结|回|支|收|催|电)
 _NEG_BEFORE, _NEG_AFTER = re.compile(r"[没未不无]"), re.compile(r"不了|不出|不起")
 _DISPUTE = _rx(r"异议|争议|纠纷|投诉|扯皮|拒付|拒绝付|不承认|否认|不认账|不认可|(?<!没)(?<!没有)有问题|有点问题|质量.{0,2}问题",
                r"抬头.{0,3}(?:错|不对)|发票.{0,4}(?:错|有误|不对)|开错|重开|重新开|补开|红冲",
-               r"(?:没|未)收到(?:发票|货)|发票(?:还)?(?:没|未)(?:收到|开|到)|货(?:物)?(?:还)?(?:没|未)(?:收到|到)|(?:金额|数量|价格|单价|数目).{0,2}(?:不对|有误|错)",
+               r"(?:没|未)收到[^，,。；]{0,6}发票|(?:没|未)收到(?:发票|货)|瑕疵|扣款|发票(?:还)?(?:没|未)(?:收到|开|到)|货(?:物)?(?:还)?(?:没|未)(?:收到|到)|(?:金额|数量|价格|单价|数目).{0,2}(?:不对|有误|错)",
                r"退货|退换|不认(?!识)|对不上|不一致|不符(?!合)|专票|普票|少发|漏发|发错|错发|送错|破损|货不对|\bdisput|wrong invoice|complain",
                r"\b(?:amount|invoice|price|quantity|total) (?:is|was|are|were) (?:wrong|incorrect)|corrected invoice|new invoice|re-?issue",
                r"quality (?:issue|problem)|damaged|refuses? to pay|doesn'?t (?:accept|agree with) the (?:bill|invoice|amount)")
@@ -145,7 +145,7 @@ _PROMISE = _rx(r"答应|承诺|保证|同意付|最迟|最晚|付清|结清|还�
                r"会(?:付|打|转|汇|结|还|安排)|安排(?:付|打|转|汇|结|支付|回款|款)|\bpromised?\b",
                r"\b(?:will|'ll|going to|agreed? to|plan(?:s|ning)? to|can) (?:pay|transfer|settle|wire|clear)",
                r"\bpay(?:ing)? (?:by|on|before|next|in|within|the rest|the balance|half|all|in full)",
-               r"\b(?:scheduled|arranged)\b|\bwill be (?:made|paid|transferred|sent|settled|wired)\b",
+               r"\b(?:scheduled|arranged)\b|\bpayment (?:on|by|before|next)\b|\bwill be (?:made|paid|transferred|sent|settled|wired)\b",
                # a promise without a date: asked back (尽快付, 这两天安排)
                r"(?:尽快|尽早|马上|这两天|过两天|过几天|近期|节后|抓紧|soon)\s*(?:安排)?(?:付|支付|打|转|汇|结|还|安排|pay)")
 # payment verbs: with a date they make a promise.  A bare 打/转 counts only before an
@@ -167,6 +167,7 @@ _SENT = re.compile(r"发了|发过|已发|发送|寄了|寄过|已寄|留言|留
 _CONDITIONAL = re.compile(r"等(?!等)(?P<what>[^，,。；]{1,12}?)(?:后|以后|之后|了|再|才|就|到位|下来)|要等|得等|需要等|"
                           r"看.{0,6}情况|如果|假如|若是|除非|前提是|(?:回款|到账)(?:后|以后|之后)再|收到[^，,。；\x00]{0,6}(?:后|以后|之后)|"
                           r"(?:后|以后|之后)才(?:能|会|可以)?(?:付|支付|打款|结)|到位(?:后|以后)|批下来|"
+                          r"[^，,。；\x00]{1,6}完[^，,。；\x00]{0,3}(?:再|才)(?:能)?(?:付|打|转|结)|"
                           r"\b(?:once|after|when|if|unless) (?:they|the|their|we)\b|\bbefore (?:paying|they (?:can )?pay)\b|"
                           r"\bwaiting (?:for|on) (?:their|the|a) (?:own )?(?:client|customer|payment|funds|money|approval|boss)")
 
@@ -190,7 +191,7 @@ _CONTACTED = _rx(r"联系|联络|电话|打过|通话|沟通|拜访|上门|见�
                  r"\b(?:call(?:ed)?|wechat|contacted|visit(?:ed)?|spoke|talked|emailed|e-mailed|messaged|met|told|said|says|reached)\b")
 _ACTIVITY = re.compile(r"拜访|上门|见面|面谈|联系|联络|电话|沟通|对账|开会|回来|出差|出国|上班|放假|休假|发货|开票|"
                        r"签字|盖章|审批|商量|考虑|研究|决定|回复|答复|确认|到期|再|去|问|找|催|等")
-_REMAINDER = re.compile(r"另(?:外)?一半|剩下的?|剩余的?|剩的|余款|尾款|余下的?|其余的?|余额|\bthe (?:rest|balance|remainder)\b|\bremaining (?:amount|balance)\b")
+_REMAINDER = re.compile(r"另(?:外)?一半|\brest\b|剩下的?|剩余的?|剩的|余款|尾款|余下的?|其余的?|余额|\bthe (?:rest|balance|remainder)\b|\bremaining (?:amount|balance)\b")
 _SHARES = [(r"一半|半数|半款|\bhalf\b", lambda m: Decimal("0.5")),
            (r"(?<![\d.])(\d+(?:\.\d+)?)\s*%", lambda m: Decimal(m[1]) / 100),
            (r"百分之([零一二两三四五六七八九十百]{1,4})", lambda m: Decimal(_int(m[1])) / 100),
@@ -389,7 +390,9 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
         if _conditional(mclause):                        # 收到货款就付 inside it is no payment
             conditional = True                           # 剩下的要等回款: not promised
             continue
-        future_paid = future and any(d > today for d in future) and all(re.search(r"[\u4e00-\u9fff]", p.group()) and not p.group().startswith("已") for p in paid)
+        future_paid = paid and any(d > today for d in future) and all(re.search(r"[\u4e00-\u9fff]", p.group()) and not p.group().startswith("已") for p in paid)
+        if future_paid:                                  # 元旦以后才能付了: 付了 is about the future
+            verbs = verbs or _hits(_VERB, mclause)
         if paid and not promised_words and not future_paid and not (verbs and any(d > today for d in clause_dates)):
             any_paid = True
             paid_amount = amount if paid_amount is None else paid_amount
