@@ -237,3 +237,12 @@ async def test_a_reply_without_an_item_is_kept_as_an_audited_note_and_asked(aioh
             select(AuditEntry).where(AuditEntry.action == "followup.log", AuditEntry.entity != "receivable")
             .order_by(AuditEntry.id))).scalars()]
     assert audited == [("push", "other"), ("push", "other"), ("customer", "contacted")]
+
+
+async def test_foreign_currency_items_are_acknowledged_in_their_currency(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    [ack] = await bot.say("rep2", "1 答应月底付清\n2 答应12月20日付一半")
+    assert "1. Harbor Lighting Ltd INV-D1：承诺付款，承诺11月30日付 USD 1,000.00（约期）" in ack
+    assert "2. 广州顺发贸易有限公司 INV-C1：承诺付款，承诺12月20日付 ¥2,500.00" in ack
+    [ask] = await bot.say("rep2", "更正 1 答应月底付5000")
+    assert "第1笔 INV-D1 未付余额 USD 1,000.00，您写的 USD 5,000.00 超过余额" in ask
