@@ -31,6 +31,17 @@ async def last_reply(session, *, person_id: str, push_id: int) -> list[FollowUp]
     return [fu for fu in rows if isinstance(fu.parse, dict) and fu.parse.get("reply") == reply]
 
 
+async def settled_promises(session, followups: list[FollowUp]) -> list[Promise]:
+    """Promises of these follow-ups already marked kept or broken: their reply is history now
+    (the customer's broken-promise count and the notices went out) and is not undone."""
+    ids = [pid for fu in followups if isinstance(fu.parse, dict)
+           for pid in fu.parse.get("effects", {}).get("promises", [])]
+    if not ids:
+        return []
+    return list((await session.execute(select(Promise).where(Promise.id.in_(ids),
+                                                             Promise.status.in_(("kept", "broken"))))).scalars())
+
+
 async def undo_reply(session, followups: list[FollowUp], *, person_id: str, at: datetime,
                      channel: str) -> list[FollowUp]:
     """Take back what these follow-ups (one reply) recorded; returns them as they were."""

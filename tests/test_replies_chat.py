@@ -246,3 +246,17 @@ async def test_foreign_currency_items_are_acknowledged_in_their_currency(aiohttp
     assert "2. 广州顺发贸易有限公司 INV-C1：承诺付款，承诺12月20日付 ¥2,500.00" in ack
     [ask] = await bot.say("rep2", "更正 1 答应月底付5000")
     assert "第1笔 INV-D1 未付余额 USD 1,000.00，您写的 USD 5,000.00 超过余额" in ask
+
+
+async def test_a_reply_whose_promise_was_already_judged_is_not_undone(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    await bot.say("rep1", "1 答应明天付3万")
+    # the promise passes unpaid and is marked broken
+    await bot.run("promise_watch", at("2026-12-03 10:00"))      # well past the date and any grace
+    async with db.session() as s:
+        [p] = (await s.execute(select(Promise).where(Promise.made_by == "rep1"))).scalars().all()
+    assert p.status == "broken"
+    bot.clock.set(at("2026-12-03 10:05"))
+    [refused] = await bot.say("rep1", "撤销")
+    assert "已到期并已判定" in refused
+    assert await _log(db, "rep1") == [("INV-A3", "promised", date(2026, 11, 24), D("30000.00"))]

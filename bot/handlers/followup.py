@@ -164,7 +164,9 @@ async def _undo(ctx, push, *, channel: str) -> Reply:
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     followups = await reply_log.last_reply(s, person_id=person.id, push_id=push.id)
     if not followups:
-        return Reply("followup/undo.md.j2", {"undone": []})
+        return Reply("followup/undo.md.j2", {"undone": [], "settled": False})
+    if await reply_log.settled_promises(s, followups):
+        return Reply("followup/undo.md.j2", {"undone": [], "settled": True})
     seqs = {}
     for fu in followups:
         if fu.push_item_id is not None:
@@ -172,7 +174,7 @@ async def _undo(ctx, push, *, channel: str) -> Reply:
             seqs[fu.id] = item.seq if item else None
     undone = [{"seq": seqs.get(fu.id), "text": fu.text, "outcome": fu.outcome} for fu in followups]
     await reply_log.undo_reply(s, followups, person_id=person.id, at=now, channel=channel)
-    return Reply("followup/undo.md.j2", {"undone": undone})
+    return Reply("followup/undo.md.j2", {"undone": undone, "settled": False})
 
 
 async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
