@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("text")
     pr.add_argument("--today", required=True, help="YYYY-MM-DD")
     pr.add_argument("--items", type=int, default=None, help="how many items the push had")
+    pr.add_argument("--split", action="store_true",
+                    help="split a whole message into per-item segments; prints a JSON list")
     r = sub.add_parser("report", help="reports for finance's spreadsheets")
     rsub = r.add_subparsers(dest="report", required=True)
     ra = rsub.add_parser("aging")
@@ -79,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse_reply(args) -> int:
-    from bot.replies import parse_reply
+    from bot.replies import parse_message, parse_reply
     try:
         today = date.fromisoformat(args.today)
     except ValueError:
         print("arbot: --today must be YYYY-MM-DD", file=sys.stderr)
         return 2
-    print(json.dumps(parse_reply(args.text, today, item_count=args.items).to_json(), ensure_ascii=False, indent=2))
+    if args.split:                         # the interface the reply benchmark and other tools use
+        out = [p.to_json() for p in parse_message(args.text, today, item_count=args.items)]
+    else:
+        out = parse_reply(args.text, today, item_count=args.items).to_json()
+    print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -15,30 +15,50 @@ Rules worth knowing (they are decisions, not accidents):
 * **Weeks start on Monday** (Chinese convention).  ``下周五`` is Friday of next calendar
   week; ``本周五``/``这周五`` is Friday of this calendar week (even if it has passed:
   ``这周一已经付了``); a bare ``周五``/``星期五`` is the coming one, today included.
-* **Vague periods resolve to their last day**, because a promised date is a deadline
-  after which the promise counts as broken: ``月底`` → last day of the month,
-  ``下周``/``下周内`` → Friday of next week, ``本周内`` → Friday of this week,
-  ``周末`` → Sunday, ``12月份`` → Dec 31, ``年底`` → Dec 31.  The exceptions follow the
-  words: ``下月初``/``月初`` → the 1st of next month, ``月中`` → the 15th.
+* **Vague periods resolve to their last working day**, because a promised date is a
+  deadline after which the promise counts as broken, and companies pay (对公转账) and
+  look at their bank statements on working days: a "due today" reminder for a Sunday
+  would land on the weekend, and a customer who means "by month end" pays on the last
+  day finance is in.  So ``月底``/``月末``/``12月份`` → the month's last working day
+  (Chinese calendar, 调休 included), ``年底`` → the year's last working day,
+  ``下周``/``下周内`` → Friday of next week, ``本周内`` → Friday of this week (each the
+  last working day on or before that Friday), ``周末`` → Sunday.  If the last working
+  day has already passed (月底 said on a Saturday the 30th) the period's last day is
+  taken instead.  The exceptions follow the words: ``下月初``/``月初`` → the 1st of next
+  month, ``月中`` → the 15th.
+* **Festivals** (the Spring Festival date comes from the lunar calendar, ``lunardate``;
+  holidays and 调休 from ``chinese-calendar``): ``元旦前`` → the last working day before
+  1 January; ``元旦后`` → the first working day after it; ``年前``/``春节前``/``过年前`` →
+  the last working day before Spring Festival eve (除夕), the usual "before the holiday";
+  ``年后``/``春节后``/``过完年`` → the first working day from the 8th day of the first
+  lunar month (初八, when the statutory holiday is over).  The next such festival that
+  is still ahead is meant.
+* **Approximate**: dates read from a period or festival word (all of the above, and
+  ``下周``, ``月初``, ``月中``, ``end of the month``) are marked approximate by
+  :func:`read_dates`; a named day (``12月20日``, ``下周五``, ``明天``, ``3天内``) is not.
+* **English**: ``tomorrow``, ``today``, ``(next|this) friday``, ``next week``,
+  ``end of (the) month``/``month end``, ``end of (the) year``, ``in/within N days``,
+  ``Dec 20``/``20th December``, ``before (chinese new year|cny|spring festival)``.
 * ``N天内``/``N天后`` → today + N; ``一周内`` → +7; ``N个月内`` → same day N months on
   (clamped); ``N个工作日内`` counts working days on the Chinese calendar (make-up days
   included), falling back to Mon–Fri for years the calendar package does not cover.
-* Unsupported (returns nothing): festivals (``春节前``), ``过几天``, ``近期``.
+* Unsupported (returns nothing): ``过几天``, ``近期``, ``节后`` (which festival?).
 """
 from __future__ import annotations
 
 import calendar
 import re
 from datetime import date, timedelta
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import cn2an
+from lunardate import LunarDate
 
 from bot.workdays import WorkCalendar
 
 _CALENDAR = WorkCalendar()
 
-__all__ = ["DateError", "parse_date", "find_date", "find_dates", "half_width"]
+__all__ = ["DateError", "FoundDate", "parse_date", "find_date", "find_dates", "read_dates", "half_width"]
 
 
 class DateError(ValueError):
@@ -132,15 +152,48 @@ def _h_month_part(m, today, part=None):
         return _part_of_month(_num(m["y"]), mon, part)
     earliest = today - timedelta(days=60)                  # the same rollover as _month_day
     return next(d for y in range(today.year - 1, today.year + 2)
-                if (d := _part_of_month(y, mon, part)) >= earliest)
+                if (d := _part_of_month(y, mon, part, today)) >= earliest)
 
 
-def _part_of_month(y: int, mon: int, part: str) -> date:
+def _part_of_month(y: int, mon: int, part: str, today: date | None = None) -> date:
     if part == "初":
         return date(y, mon, 1)
     if part == "中":
         return date(y, mon, 15)
-    return date(y, mon, _last_day(y, mon))               # 底 / 末 / 份 / 内
+    return _last_workday(date(y, mon, _last_day(y, mon)), today)   # 底 / 末 / 份 / 内
+
+
+def _last_workday(last: date, today: date | None, floor: date | None = None) -> date:
+    """The last working day on or before ``last`` (not before ``floor``); ``last`` itself
+    when that day has passed already (see the module docstring)."""
+    d = last
+    while not _CALENDAR.is_workday(d) and d > (floor or last - timedelta(days=14)):
+        d -= timedelta(days=1)
+    if not _CALENDAR.is_workday(d) or (today is not None and d < today):
+        return last
+    return d
+
+
+def _spring_festival_eve(after: date) -> date:
+    """除夕 of the first Spring Festival whose eve is on or after ``after``."""
+    for y in (after.year, after.year + 1):
+        eve = LunarDate(y, 1, 1).to_solar_date() - timedelta(days=1)
+        if eve >= after:
+            return eve
+    raise DateError("no Spring Festival ahead")          # pragma: no cover
+
+
+def _h_festival(m, today):
+    word = m[0].lower()
+    if "元旦" in word or "new year's" in word:
+        jan1 = date(today.year + 1, 1, 1)
+        if "前" in word or "before" in word:
+            return _last_workday(jan1 - timedelta(days=1), today, floor=today)
+        return _CALENDAR.next_workday(jan1, include_today=False)
+    eve = _spring_festival_eve(today)
+    if any(w in word for w in ("前", "before")):
+        return _last_workday(eve - timedelta(days=1), today, floor=today)
+    return _CALENDAR.next_workday(eve + timedelta(days=8))   # 初八
 
 
 def _h_rel_month_part(m, today):
@@ -151,7 +204,7 @@ def _h_rel_month_part(m, today):
         base = _add_months(today, 1, 1)
     else:
         base = _add_months(today, _which(m["w"]), 1)
-    return _part_of_month(base.year, base.month, part)
+    return _part_of_month(base.year, base.month, part, today)
 
 
 def _h_rel_month_day(m, today):
@@ -188,7 +241,7 @@ def _h_week(m, today):
     friday = _week_day(today, _which(m["w"]), 4)
     if friday < today:                                    # 本周内 said on the weekend
         return _week_day(today, _which(m["w"]), 6)
-    return friday
+    return _last_workday(friday, today, floor=friday - timedelta(days=4))
 
 
 def _h_span(m, today):
@@ -216,8 +269,53 @@ def _h_week_any(m, today):
     return _h_week(m, today)
 
 
+def _h_next_month(m, today):
+    base = _add_months(today, 1, 1)
+    return _part_of_month(base.year, base.month, "底", today)
+
+
 def _h_year_end(m, today):
-    return date(_num(m["y"]) if m["y"] else today.year, 12, 31)
+    return _last_workday(date(_num(m["y"]) if m["y"] else today.year, 12, 31), today)
+
+
+_EN_MONTHS = {m: i + 1 for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
+_EN_DAYS = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
+
+
+def _h_en_weekday(m, today):
+    wd = _EN_DAYS[m["d"][:3].lower()]
+    w = (m["w"] or "").strip().lower()
+    if not w:
+        return today + timedelta(days=(wd - today.weekday()) % 7)
+    return _week_day(today, {"next": 1, "last": -1}.get(w, 0), wd)
+
+
+def _h_en_rel(m, today):
+    word = re.sub(r"\s+", " ", m[0].lower())
+    if "week" in word:
+        friday = _week_day(today, 1 if "next" in word else 0, 4)
+        return _last_workday(friday, today, floor=friday - timedelta(days=4)) if friday >= today else \
+            _week_day(today, 0, 6)
+    if "year" in word:
+        return _last_workday(date(today.year, 12, 31), today)
+    base = _add_months(today, 1 if "next" in word else 0, 1)
+    return _part_of_month(base.year, base.month, "底", today)
+
+
+def _h_en_day(m, today):
+    word = m[0].lower()
+    return today + timedelta(days=2 if "after" in word else 1 if "tomorrow" in word else 0)
+
+
+def _h_en_in_days(m, today):
+    n = int(m["n"])
+    return today + timedelta(days=7 * n if m["u"].startswith("week") else n)
+
+
+def _h_en_date(m, today):
+    mon = _EN_MONTHS[(m["m"] or m["m2"])[:3].lower()]
+    return _month_day(mon, int(m["d"] or m["d2"]), today)
 
 
 _SUFFIX_GUARD = r"(?![\d%万千百亿元块wWkK])"       # 12.5万 is money, not a date
@@ -229,24 +327,51 @@ _PATTERNS: list[tuple[re.Pattern, Callable]] = [(re.compile(p), h) for p, h in [
     # relative forms
     (rf"(?:(?P<y>{YEAR})\s*年\s*)?(?<!\d)(?P<m>{NUM})\s*月份?\s*(?P<p>底|末|初|中)|(?<!\d)(?P<m2>{NUM})月(?P<p2>份)",
      _h_month_part_any),
-    (r"(?P<w>下下个?|下个?|本|这个?|上个?)?\s*月份?\s*(?P<p>底|末|初|中)", _h_rel_month_part),
+    # 剩下月底 is "the rest at month end", not 下月底
+    (r"(?P<w>(?<![剩余])下下个?|(?<![剩余])下个?|本|这个?|上个?)?\s*月份?\s*(?P<p>底|末|初|中)", _h_rel_month_part),
     (rf"(?P<w>下下个?|下个?|本|这个?|上个?)月\s*(?P<d>{NUM})\s*[日号]", _h_rel_month_day),
     (rf"(?<![\d月第#.\-/])(?P<d>{NUM})\s*[日号](?![码楼线])", _h_bare_day),
     ("|".join(sorted(_REL_DAYS, key=len, reverse=True)), _h_rel_day),
-    (r"(?:(?P<w>下下个?|下个?|上个?|本|这个?|今)\s*)?(?:周|星期|礼拜)(?P<d>[一二三四五六日天七1-7])", _h_weekday),
-    (r"(?P<w>下下个?|下个?|本|这个?)\s*(?:周|星期|礼拜)(?P<p>末|内|之内)?(?![一二三四五六日天七1-7])|周(?P<p2>末)",
+    # 下周一定 is "next week for sure", not Monday
+    (r"(?:(?P<w>下下个?|下个?|上个?|本|这个?|今)\s*)?(?:周|星期|礼拜)(?P<d>一(?!定)|[二三四五六日天七1-7])", _h_weekday),
+    (r"(?P<w>下下个?|下个?|本|这个?)\s*(?:周|星期|礼拜)(?P<p>末|内|之内)?(?![二三四五六日天七1-7]|一(?!定))|周(?P<p2>末)",
      _h_week_any),
+    # 下个月 alone: some time next month, so by its end
+    (r"(?P<w>下个?)月(?:份|内|里)?(?![底末初中份\d一二三四五六七八九十号])", _h_next_month),
     (rf"(?P<n>{NUM}|半)\s*个?\s*(?P<u>工作日|天|日|周|星期|礼拜|月)\s*(?P<k>之后|以后|后|之内|以内|内|里|之前|以前|前)",
      _h_span),
     (rf"(?:(?:(?P<y>{YEAR})\s*年|今年|本年)年?|年)[底末终]", _h_year_end),
+    # festivals: 年前 is not 3年前 (three years ago) nor 去年前
+    (r"元旦(?:之|以)?[前后]|元旦过后|过完元旦|(?:春节|过年)(?:之|以)?[前后]|"
+     r"(?<![\d一二两三四五六七八九十几多去今明前后新当])年(?:之|以)?[前后](?!天)|过完年|"
+     r"(?i:(?:before|after) (?:the )?(?:chinese new year|cny|spring festival|new year's day))", _h_festival),
+    # English, lower-cased by the caller or not
+    (r"(?i)\b(?P<w>next |this |coming |last )?(?P<d>mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\b",
+     _h_en_weekday),
+    (r"(?i)\b(?:(?:the )?day after tomorrow|tomorrow|today|tonight)\b", _h_en_day),
+    (r"(?i)\b(?:(?:next|this) week|(?:the )?end of (?:the |this |next )?(?:month|year)|(?:month|year)[- ]end|eom)\b", _h_en_rel),
+    (r"(?i)\b(?:in|within) (?P<n>\d{1,2}) (?P<u>days?|weeks?)\b", _h_en_in_days),
+    (r"(?i)\bthe (?P<d>\d{1,2})(?:st|nd|rd|th)\b", _h_bare_day),
+    (r"(?i)\b(?:(?P<m>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? ?(?P<d>\d{1,2})(?:st|nd|rd|th)?\b|"
+     r"(?P<d2>\d{1,2})(?:st|nd|rd|th)? (?:of )?(?P<m2>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b)",
+     _h_en_date),
 ]]
+# read from a period or festival word rather than a named day: see the module docstring
+_APPROXIMATE = {_h_month_part_any, _h_rel_month_part, _h_week_any, _h_year_end, _h_festival, _h_en_rel, _h_next_month}
 _ABSOLUTE = _PATTERNS[:3]
 
 
-def find_dates(text: str, today: date) -> list[tuple[date, tuple[int, int]]]:
-    """All non-overlapping date expressions, left to right (leftmost, then longest, wins)."""
+class FoundDate(NamedTuple):
+    date: date
+    span: tuple[int, int]
+    approximate: bool
+
+
+def read_dates(text: str, today: date) -> list[FoundDate]:
+    """All non-overlapping date expressions, left to right (leftmost, then longest, wins),
+    each marked approximate or not."""
     s = half_width(text)
-    found: list[tuple[int, int, date]] = []
+    found: list[tuple[int, int, date, bool]] = []
     for pattern, handler in _PATTERNS:
         for m in pattern.finditer(s):
             try:
@@ -254,14 +379,22 @@ def find_dates(text: str, today: date) -> list[tuple[date, tuple[int, int]]]:
             except (ValueError, KeyError, IndexError, OverflowError):   # 2月30日, 十十号, ...
                 continue
             if value is not None:
-                found.append((m.start(), m.end(), value))
+                text_ = m[0]                              # spans never start or end with a space
+                start = m.start() + len(text_) - len(text_.lstrip())
+                stop = m.end() - (len(text_) - len(text_.rstrip()))
+                found.append((start, stop, value, handler in _APPROXIMATE))
     found.sort(key=lambda f: (f[0], -f[1]))
     result, end = [], -1
-    for start, stop, value in found:
+    for start, stop, value, approximate in found:
         if start >= end:
-            result.append((value, (start, stop)))
+            result.append(FoundDate(value, (start, stop), approximate))
             end = stop
     return result
+
+
+def find_dates(text: str, today: date) -> list[tuple[date, tuple[int, int]]]:
+    """All non-overlapping date expressions, left to right (leftmost, then longest, wins)."""
+    return [(f.date, f.span) for f in read_dates(text, today)]
 
 
 def find_date(text: str, today: date) -> tuple[date, tuple[int, int]] | None:

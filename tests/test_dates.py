@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import given, strategies as st
 
-from bot.dates import DateError, find_date, find_dates, parse_date
+from bot.dates import DateError, find_date, find_dates, parse_date, read_dates
 
 MON = date(2026, 11, 23)     # Monday
 FRI = date(2026, 11, 27)     # Friday
@@ -62,9 +62,9 @@ def test_parse_date_rejects(text):
     ("两周内", MON, "2026-12-07"), ("一个月内", MON, "2026-12-23"), ("半个月内", MON, "2026-12-08"),
     ("3个工作日内", FRI, "2026-12-02"),
     ("年底", MON, "2026-12-31"), ("今年年底", MON, "2026-12-31"), ("12月底", MON, "2026-12-31"),
-    ("12月份", MON, "2026-12-31"), ("12月中", MON, "2026-12-15"), ("1月底", MON, "2027-01-31"),
+    ("12月份", MON, "2026-12-31"), ("12月中", MON, "2026-12-15"), ("1月底", MON, "2027-01-29"),   # 31st a Sunday
     ("十二月五日", MON, "2026-12-05"), ("12月5号", MON, "2026-12-05"), ("12.5", MON, "2026-12-05"),
-    ("下月底", date(2026, 12, 15), "2027-01-31"), ("下周五", date(2026, 12, 28), "2027-01-08"),
+    ("下月底", date(2026, 12, 15), "2027-01-29"), ("下周五", date(2026, 12, 28), "2027-01-08"),
     ("10号", date(2026, 12, 15), "2027-01-10"), ("下月初", date(2026, 12, 28), "2027-01-01"),
     ("31号", date(2027, 1, 31), "2027-01-31"), ("30号", date(2027, 2, 10), "2027-02-28"),
 ])
@@ -88,11 +88,43 @@ def test_find_date_in_text(text, expected, span):
 
 
 @pytest.mark.parametrize("text", [
-    "春节前付清", "过几天再说", "已付12.5万", "电话13812345678", "联系不上", "付了50%", "5万", "", "3点回电话",
+    "过几天再说", "三年前的账", "节后再说", "已付12.5万", "电话13812345678", "联系不上", "付了50%", "5万", "", "3点回电话",
     "10:30开会", "已付1,234.56元",
 ])
 def test_find_date_none(text):
     assert find_date(text, MON) is None
+
+
+@pytest.mark.parametrize("text, today, expected", [
+    # 2026-05-31 is a Sunday: 月底 is Friday the 29th, the last day finance pays on
+    ("月底", date(2026, 5, 4), "2026-05-29"), ("5月底", date(2026, 5, 4), "2026-05-29"),
+    # said on that Saturday, the last working day has passed: the month's last day
+    ("月底", date(2026, 5, 30), "2026-05-31"),
+    # 2026-10-31 is a Saturday; 2026-09-30 a Wednesday before the National Day holiday
+    ("10月底", date(2026, 10, 1), "2026-10-30"), ("9月底", date(2026, 9, 1), "2026-09-30"),
+    # the Spring Festival of 2026 is 02-17 (除夕 02-16; 02-14 is a make-up Saturday, 02-15 off)
+    ("年前", date(2026, 1, 10), "2026-02-14"), ("春节前", date(2026, 1, 10), "2026-02-14"),
+    ("过年前", date(2026, 1, 10), "2026-02-14"), ("年后", date(2026, 1, 10), "2026-02-24"),
+    # 2027's Spring Festival is 02-06 (除夕 02-05, a Friday); its holidays are not published yet
+    ("年前", MON, "2027-02-04"), ("春节后", MON, "2027-02-15"),
+    ("元旦前", MON, "2026-12-31"), ("元旦后", MON, "2027-01-04"), ("元旦之前", MON, "2026-12-31"),
+    ("next friday", MON, "2026-12-04"), ("Next Friday", MON, "2026-12-04"), ("tomorrow", MON, "2026-11-24"),
+    ("end of the month", MON, "2026-11-30"), ("Dec 20", MON, "2026-12-20"), ("20th December", MON, "2026-12-20"),
+    ("within 3 days", MON, "2026-11-26"), ("next week", MON, "2026-12-04"),
+    ("before Chinese New Year", MON, "2027-02-04"),
+])
+def test_period_and_festival_dates(text, today, expected):
+    assert find_date(text, today)[0] == D(expected)
+
+
+@pytest.mark.parametrize("text, approximate", [
+    ("月底", True), ("下周", True), ("年前", True), ("元旦前", True), ("年底", True), ("12月份", True),
+    ("end of the month", True), ("12月20日", False), ("下周五", False), ("明天", False), ("3天内", False),
+    ("next friday", False),
+])
+def test_approximate_dates_are_marked(text, approximate):
+    [found] = read_dates(text, MON)
+    assert found.approximate is approximate
 
 
 def test_find_dates_all_in_order():

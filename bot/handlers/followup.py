@@ -8,7 +8,11 @@ dispute pauses reminders until /resolve.
 """
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import date
+
+from sqlalchemy import select
 
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
@@ -16,10 +20,11 @@ from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
 from bot.dates import DateError, parse_date
 from bot.money import AmountError, parse_amount
-from bot.replies import parse_reply, resolve_amount, split_reply
+from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
+from storage import replies as reply_log
 from storage.customers import find_customer, receivable_by_invoice
-from storage.models import FollowUp, Push, PushItem, Receivable
+from storage.models import Dispute, Promise, Push, PushItem, Receivable
 from storage.scope import Scope
 
 router = Router("followup")
@@ -35,45 +40,141 @@ async def _receivable(session, scope: Scope, invoice_no: str) -> Receivable:
     return r
 
 
+UNDO = re.compile(r"\s*(?:撤销|撤回|undo)\s*[。.!！]?\s*$", re.IGNORECASE)
+
+
 async def record_reply(ctx, text: str, *, channel: str) -> Reply:
-    """Log a free-text reply against the caller's latest push."""
+    """Log a free-text reply against the caller's latest push.
+
+    Each item gets one follow-up with what was understood; a promise opens (and supersedes)
+    a promise to pay, a dispute pauses reminders, a correction replaces the item's previous
+    reading (its promise, its dispute). When the bot is unsure it records no guess: the text
+    is kept as a note on the item (or on the push) and the rep gets one short question back
+    (the questions in followup/ack.md.j2). ``撤销`` takes the last reply back."""
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     today = now.astimezone(ctx.config.tz).date()
     push = await coll.latest_push(s, person.id, now)
     if push is None:
         raise UserError("no_push")
+    if UNDO.match(text or ""):
+        return await _undo(ctx, push, channel=channel)
     rows = await coll.push_items(s, push.id)
     late = now > push.window_closes_at
-    understood, problems = [], []
-    for segment in split_reply(text):
-        parsed = parse_reply(segment, today, item_count=len(rows))
-        if parsed.items is None:
-            s.add(FollowUp(person_id=person.id, push_id=push.id, at=now, channel=channel, outcome="other",
-                           text=segment, parse=parsed.to_json(), late=late))
-            problems.append({"text": segment, "reason": "no_item"})
+    reply_id = uuid.uuid4().hex
+    lines, questions = [], []
+    unanswered = [item.seq for item, _, _ in rows if item.replied_at is None]
+    for parsed in parse_message(text, today, item_count=len(rows)):
+        meta = {**parsed.to_json(), "reply": reply_id}
+        if parsed.items is None or parsed.ask in ("no_item", "month_or_item"):
+            await coll.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
+                                    channel=channel, outcome="other", text=parsed.text, parse=meta, late=late)
+            questions.append({"reason": parsed.ask or "no_item", "text": parsed.text, "count": len(rows),
+                              "example": unanswered[0] if unanswered else 1,
+                              "month": _leading_number(parsed.text)})
             continue
         seqs = range(1, len(rows) + 1) if parsed.items == "all" else parsed.items
         for seq in seqs:
             if not 1 <= seq <= len(rows):
-                problems.append({"text": segment, "reason": "no_such_item", "seq": seq, "count": len(rows)})
+                questions.append({"reason": "no_such_item", "text": parsed.text, "seq": seq, "count": len(rows)})
                 continue
-            item, r, customer = rows[seq - 1]
-            corrects = await coll.last_followup_for_item(s, item.id) if parsed.correction else None
-            amount = resolve_amount(parsed, r.open_amount)
-            fu = await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel,
-                                         outcome=parsed.outcome, text=segment, parse=parsed.to_json(),
-                                         promised_date=parsed.promised_date, promised_amount=amount,
-                                         push_item=item, late=late, corrects=corrects)
-            if parsed.promised_date and parsed.outcome in ("promised", "paid_claimed") and parsed.promised_date >= today:
-                await coll.make_promise(s, receivable=r, promised_date=parsed.promised_date, amount=amount,
-                                        person_id=person.id, at=now, channel=channel, followup=fu)
-            if parsed.outcome == "dispute" and not r.disputed:
-                await coll.open_dispute(s, receivable=r, reason=parsed.note or segment, person_id=person.id,
-                                        at=now, channel=channel)
-            understood.append({"seq": seq, "receivable": r, "customer": customer, "parsed": parsed,
-                               "amount": amount, "correction": corrects is not None})
-    return Reply("followup/ack.md.j2", {"understood": understood, "problems": problems, "late": late,
-                                        "push": push, "count": len(rows)})
+            line = await _record_item(ctx, parsed, rows[seq - 1], meta, push=push, late=late, channel=channel,
+                                      today=today)
+            lines.append(line)
+            if line["question"]:
+                questions.append(line["question"])
+    return Reply("followup/ack.md.j2", {"lines": lines, "questions": questions, "late": late, "push": push,
+                                        "count": len(rows)})
+
+
+def _leading_number(text: str) -> int | None:
+    m = re.match(r"\s*(\d{1,2})", text or "")
+    return int(m[1]) if m else None
+
+
+async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late: bool, channel: str,
+                       today: date) -> dict:
+    """One item of a reply: its follow-up, and the promise/dispute it opens, replaces or lifts."""
+    s, person, now = ctx.session, ctx.person, ctx.clock.now()
+    item, r, customer = row
+    corrects = await coll.last_followup_for_item(s, item.id) if parsed.correction else None
+    open_promise = (await coll.open_promises(s, [r.id])).get(r.id)
+    when, approximate = parsed.promised_date, parsed.approximate
+    if parsed.correction and parsed.outcome == "promised" and when is None and open_promise is not None:
+        # 更正 16 是3万不是3000: only the amount changes, the promise keeps its date
+        when = open_promise.promised_date
+        approximate = bool(corrects and isinstance(corrects.parse, dict) and corrects.parse.get("approximate"))
+    amount = resolve_amount(parsed, r.open_amount)
+    outcome, question = parsed.outcome, None
+    base = {"seq": item.seq, "invoice": r.invoice_no, "open": r.open_amount, "currency": r.currency,
+            "text": parsed.text}
+    # amounts above the open balance are never cut down to fit: the rep says which is meant
+    if amount is not None and amount > r.open_amount:
+        question = {**base, "reason": "above_balance", "amount": amount}
+    elif parsed.first_amount is not None and parsed.first_amount > r.open_amount:
+        question = {**base, "reason": "above_balance", "amount": parsed.first_amount}
+    elif parsed.paid_amount is not None and parsed.paid_amount > r.open_amount:
+        question = {**base, "reason": "paid_above_balance", "amount": parsed.paid_amount}
+    elif outcome == "promised" and when is None:
+        question = {**base, "reason": "no_date"}
+    if question and question["reason"] != "no_date":
+        outcome, when, amount = "other", None, None        # kept as a note, nothing guessed
+    promising = outcome in ("promised", "paid_claimed") and when is not None and when >= today
+    effects: dict[str, list[int]] = {}
+    fu = await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+                                 text=parsed.text, parse=meta, promised_date=when if promising else None,
+                                 promised_amount=amount if promising else None, push_item=item, push_id=push.id,
+                                 late=late, corrects=corrects)
+    if promising:
+        effects["superseded"] = [p.id for p in await _open_promises(s, r.id)]
+        p = await coll.make_promise(s, receivable=r, promised_date=when, amount=amount, person_id=person.id,
+                                    at=now, channel=channel, followup=fu)
+        effects["promises"] = [p.id]
+    elif corrects is not None and not question:
+        # the corrected reading promised something this one does not: that promise goes
+        withdrawn = [p for p in await _open_promises(s, r.id) if p.followup_id == corrects.id]
+        for p in withdrawn:
+            p.status, p.closed_at = "superseded", now
+        effects["superseded"] = [p.id for p in withdrawn]
+    lifted = False
+    if r.disputed and (parsed.lifts_dispute or (corrects is not None and corrects.outcome == "dispute"
+                                                and outcome != "dispute" and not question)):
+        effects["disputes_lifted"] = list((await s.execute(select(Dispute.id).where(
+            Dispute.receivable_id == r.id, Dispute.resolved_at.is_(None)))).scalars())
+        await coll.resolve_disputes(s, receivable=r, person_id=person.id, at=now, channel=channel)
+        lifted = True
+    opened = False
+    if outcome == "dispute" and not r.disputed:
+        d = await coll.open_dispute(s, receivable=r, reason=parsed.note or parsed.text, person_id=person.id,
+                                    at=now, channel=channel)
+        effects["disputes_opened"] = [d.id]
+        opened = True
+    fu.parse = {**meta, "effects": {k: v for k, v in effects.items() if v}}
+    return {"seq": item.seq, "receivable": r, "customer": customer, "parsed": parsed, "outcome": outcome,
+            "promised_date": when if promising else None, "approximate": approximate and promising,
+            "amount": amount if promising else None, "correction": corrects is not None or parsed.correction,
+            "dispute_opened": opened, "dispute_lifted": lifted, "question": question}
+
+
+async def _open_promises(s, receivable_id: int) -> list[Promise]:
+    return list((await s.execute(select(Promise).where(Promise.receivable_id == receivable_id,
+                                                       Promise.status == "open"))).scalars())
+
+
+async def _undo(ctx, push, *, channel: str) -> Reply:
+    s, person, now = ctx.session, ctx.person, ctx.clock.now()
+    followups = await reply_log.last_reply(s, person_id=person.id, push_id=push.id)
+    if not followups:
+        return Reply("followup/undo.md.j2", {"undone": [], "settled": False})
+    if await reply_log.settled_promises(s, followups):
+        return Reply("followup/undo.md.j2", {"undone": [], "settled": True})
+    seqs = {}
+    for fu in followups:
+        if fu.push_item_id is not None:
+            item = await s.get(PushItem, fu.push_item_id)
+            seqs[fu.id] = item.seq if item else None
+    undone = [{"seq": seqs.get(fu.id), "text": fu.text, "outcome": fu.outcome} for fu in followups]
+    await reply_log.undo_reply(s, followups, person_id=person.id, at=now, channel=channel)
+    return Reply("followup/undo.md.j2", {"undone": undone, "settled": False})
 
 
 async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
@@ -120,6 +221,8 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
         if not scope.allows_receivable(r):
             raise UserError("not_in_scope", what=target)
         amount = resolve_amount(parsed, r.open_amount)
+        if amount is not None and amount > r.open_amount:       # never cut down to fit
+            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount)
         fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                      outcome=parsed.outcome, text=text, parse=parsed.to_json(),
                                      promised_date=parsed.promised_date, promised_amount=amount)
@@ -135,8 +238,8 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
     c = match.exact
     if not scope.allows_customer(c):
         raise UserError("not_in_scope", what=target)
-    session.add(FollowUp(customer_id=c.id, person_id=person.id, at=now, channel=message.platform,
-                         outcome=parsed.outcome, text=text, parse=parsed.to_json()))
+    await coll.log_followup(session, receivable=None, customer_id=c.id, person_id=person.id, at=now,
+                            channel=message.platform, outcome=parsed.outcome, text=text, parse=parsed.to_json())
     return Reply("followup/logged.md.j2", {"what": c.name, "parsed": parsed, "amount": None})
 
 
