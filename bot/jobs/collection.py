@@ -18,6 +18,7 @@ from bot.render import environment, render
 from storage import collection as coll
 from storage import ledger
 from storage import people
+from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
 
 
@@ -279,11 +280,13 @@ async def reply_window_close(ctx: JobContext) -> str:
 
 
 async def promise_watch(ctx: JobContext) -> str:
-    """A promise whose date (plus grace days) has passed: kept if the money came, else broken."""
+    """A promise whose date (plus the grace working days) has passed: kept if the money came, else
+    broken."""
     s, now, today = ctx.session, ctx.at, ctx.today
     grace = ctx.config.collection.promise_grace_days
+    live_from = rem.earliest_live_promise(today, grace, ctx.services.calendar)
     kept = broken = 0
-    for p in await coll.due_promises(s, today - timedelta(days=grace + 1)):
+    for p in await coll.due_promises(s, live_from - timedelta(days=1)):
         r = await s.get(Receivable, p.receivable_id)
         paid_since = await ledger.paid_since(s, r.id, p.made_at.astimezone(ctx.config.tz).date())
         if r.open_amount <= 0 or (p.amount is not None and paid_since >= p.amount) or (p.amount is None and paid_since > 0):

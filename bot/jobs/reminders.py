@@ -172,7 +172,7 @@ async def customer_reminders(ctx: JobContext) -> str:
                 wanted.append("pre_due")
         if not wanted:
             continue
-        if await rem.blocking_reason(s, r, today, grace):
+        if await rem.blocking_reason(s, r, today, grace, cal):
             skipped += 1
             continue
         data = await letters.facts(s, cfg, r, today)
@@ -198,31 +198,54 @@ async def customer_reminders(ctx: JobContext) -> str:
 
 
 async def escalations(ctx: JobContext) -> str:
-    """After the due date: the ladder's steps, each once per invoice."""
+    """After the due date: the ladder's steps, each once per invoice.
+
+    Only an invoice's current step (the last one its days overdue have reached) fires. A step it
+    passed without the ladder noticing (the invoice was imported already overdue, the bot was
+    down, the ladder was changed, a dispute paused it) is recorded as skipped and never sent:
+    otherwise the first run after an import would send every past step of every old invoice at
+    once. A step that comes due while a promise to pay holds the invoice is recorded as held and
+    fires when the promise is broken (the promise deferred it; staff hear of each held step, the
+    customer only once)."""
     s, today, cfg = ctx.session, ctx.today, ctx.config
     grace = cfg.collection.promise_grace_days
+    cal = ctx.services.calendar
     steps = cfg.policy.steps()
     await rem.sync_sent(s)
     rows = await rem.open_receivables(s, due_before=today)
-    fired = await rem.fired_steps(s, [r.id for r, _ in rows])
-    done = held = 0
+    recorded = await rem.fired_steps(s, [r.id for r, _ in rows])
+    done = held = skipped = 0
     for r, c in rows:
         days = (today - r.due_date).days
-        due = [st for st in steps if st.days <= days and st.name not in fired[r.id]]
-        if not due:
+        reached = [st for st in steps if st.days <= days]
+        if not reached:
             continue
-        reason = await rem.blocking_reason(s, r, today, grace)
+        current, seen = reached[-1], recorded[r.id]
+        deferred = [st for st in reached if seen.get(st.name) == "held"]
+        new = [st for st in reached if st.name not in seen]
+        if not new and not deferred:
+            continue
+        missed = [st for st in new if st is not current]
+        for st in missed:
+            skipped += await rem.fire_step(s, r, st.name, ctx.at, status="skipped", days_overdue=days,
+                                           current=current.name)
+        reason = await rem.blocking_reason(s, r, today, grace, cal)
         if reason:
+            if reason == "promise" and current in new:
+                await rem.fire_step(s, r, current.name, ctx.at, status="held", days_overdue=days)
             held += 1
             continue
-        # after a pause several steps may be due at once: staff hear of each, the customer only once
+        due = deferred + [st for st in new if st is current]
         facing = [st for st in due if st.customer_message]
         for st in due:
-            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1])
-    return f"{done} ladder step(s) fired, {held} invoice(s) held (dispute or promise)"
+            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1],
+                                            skipped=[m.days for m in missed])
+    return (f"{done} ladder step(s) fired, {skipped} earlier step(s) skipped, "
+            f"{held} invoice(s) held (dispute or promise)")
 
 
-async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool) -> int:
+async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool,
+                            skipped: list[int] = ()) -> int:
     s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
     days = (today - r.due_date).days
     if not await rem.fire_step(s, r, st.name, now, days_overdue=days, notify=list(st.notify), document=st.document,
@@ -244,7 +267,7 @@ async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, 
                                   template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
     persons = await _people(ctx, st.notify, r, c)
     text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=await _rep(s, r, c), froze=froze,
-                  customer_note=_note(note))
+                  customer_note=_note(note), skipped=skipped)
     await _to_staff(ctx, persons, text, key=key, title="escalation")
     if st.document:
         doc = letters.render_letter(st.document, data)
