@@ -5,10 +5,12 @@ Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configura
 - Each step fires once per invoice: a ``LadderStep`` row (unique per invoice and step) plus an
   audit entry; every message carries an outbox key (``ladder:{invoice}:{step}`` for the customer,
   the same plus ``:{person}`` for staff), so a re-run sends nothing twice.
-- A step is skipped while the invoice is disputed, and deferred while an open promise's date
-  (plus the promise grace days) has not passed; it fires on the first run after the promise is
-  broken. When several steps fall due at once (after a pause), all fire for staff, but only the
-  latest customer-facing one writes to the customer.
+- Only an invoice's current step fires; the steps it passed unseen (imported already overdue,
+  the bot down, a step added to the ladder, a dispute meanwhile) are recorded as skipped, never
+  sent (see ``escalations``). A step that comes due while an open promise's date (plus the
+  promise grace working days) has not passed is held, and fires on the first run after the
+  promise is broken: then all held steps fire for staff, but only the latest customer-facing
+  one writes to the customer.
 - Customer messages go only in working hours on working days and within the per-customer cap;
   one that cannot go now is queued for the next allowed slot (``outbox.enqueue(not_before=...)``).
   A queued message whose reason vanished (dispute, full payment, fresh promise) is cancelled in
