@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 
 from bot.policy import DEFAULT_LADDER
+from storage import collection
 from storage.imports import import_file
 from storage.models import AuditEntry, Customer, CustomerMessage, LadderStep, OutboxMessage, Receivable
 from tests.conftest import at
@@ -80,6 +81,11 @@ async def _keys(db) -> list[str]:
 
 async def test_first_run_after_an_import_fires_only_each_invoices_current_step(aiohttp_client, db, tmp_path):
     ages = await _import_ledger(db, tmp_path)
+    # one imported invoice (45 days overdue, at d30) carries a promise to pay by Thursday 12-10
+    async with db.session() as s, s.begin():
+        r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "FP-3-045"))).scalar_one()
+        await collection.make_promise(s, receivable=r, promised_date=date(2026, 12, 10), amount=None,
+                                      person_id="R2", at=NOW, channel="test")
     bot = await Bot.start(aiohttp_client, db, NOW)
     summary = await bot.run("escalations", at("2026-12-01 09:30"))
 
@@ -91,12 +97,14 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
             assert inv not in recorded
             continue
         expected = {f"d{d}": "skipped" for d in LADDER if d < cur} | {f"d{cur}": "fired"}
+        if inv == "FP-3-045":
+            expected["d30"] = "held"                   # the promise defers its current step
         assert recorded[inv] == expected, (inv, days)
-    fired = sum(1 for d in ages.values() if current_step(d))
+    fired = sum(1 for d in ages.values() if current_step(d)) - 1
     skipped = sum(len([x for x in LADDER if x < current_step(d)]) for d in ages.values() if current_step(d))
-    assert summary == f"{fired} ladder step(s) fired, {skipped} earlier step(s) skipped, 0 invoice(s) held " \
+    assert summary == f"{fired} ladder step(s) fired, {skipped} earlier step(s) skipped, 1 invoice(s) held " \
                       f"(dispute or promise)"
-    assert (fired, skipped) == (96, 204)       # 300 steps had passed: the old job fired them all
+    assert (fired, skipped) == (95, 204)       # 300 steps had passed: the old job fired them all
 
     # what people receive is one step's messages per invoice, not one per past step
     keys = await _keys(db)
@@ -136,6 +144,12 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
     assert summary.startswith(f"{crossing} ladder step(s) fired, 0 earlier step(s) skipped")
     recorded = await _recorded(db)
     assert recorded["FP-1-014"] == {"d7": "fired", "d15": "fired"}     # the ladder went on as usual
+
+    # the promise ran out (12-10 plus one working day of grace): the held d30 fires, once
+    await bot.run("escalations", at("2026-12-14 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-3-045"] == {"d7": "skipped", "d15": "skipped", "d30": "fired"}
+    assert "ladder:FP-3-045:d30:S1" in await _keys(db)
 
 
 async def test_after_a_restart_and_a_new_step_only_the_current_step_fires(aiohttp_client, db, tmp_path):
