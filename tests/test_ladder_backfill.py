@@ -175,3 +175,15 @@ async def test_after_a_restart_and_a_new_step_only_the_current_step_fires(aiohtt
     keys = await _keys(db)
     assert not [k for k in keys if ":d45:" in k and k.startswith("ladder:FP-2-075")]
     assert ages["FP-2-075"] == 75
+
+    # d90 moved to d85: the invoices that had d90 are past that stage, d85 is skipped for them;
+    # it fires only for those now 85-89 days overdue (imported at 45, 87 days now)
+    ladder = tuple({**st, "days": 85} if st["days"] == 90 else st for st in ladder)
+    bot.services.config = dataclasses.replace(bot.services.config, policy=dataclasses.replace(
+        bot.services.config.policy, ladder=ladder))
+    await bot.run("escalations", at("2027-01-12 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-2-075"]["d90"] == "fired" and recorded["FP-2-075"]["d85"] == "skipped"
+    assert recorded["FP-2-045"]["d85"] == "fired" and "d90" not in recorded["FP-2-045"]
+    assert {k.split(":")[1] for k in await _keys(db) if ":d85:" in k} == {
+        inv for inv, d in ages.items() if 85 <= d + 42 < 90}

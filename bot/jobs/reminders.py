@@ -227,23 +227,31 @@ async def escalations(ctx: JobContext) -> str:
         new = [st for st in reached if st.name not in seen]
         if not new and not deferred:
             continue
-        missed = [st for st in new if st is not current]
+        # a step recorded at a later day than the current one (the ladder was changed: d15 moved
+        # to d14) means the invoice is past this stage already: its current step is skipped too
+        past = any(_step_days(name) > current.days for name in seen)
+        missed = [st for st in new if st is not current or past]
         for st in missed:
             skipped += await rem.fire_step(s, r, st.name, ctx.at, status="skipped", days_overdue=days,
                                            current=current.name)
         reason = await rem.blocking_reason(s, r, today, grace, cal)
         if reason:
-            if reason == "promise" and current in new:
+            if reason == "promise" and current in new and current not in missed:
                 await rem.fire_step(s, r, current.name, ctx.at, status="held", days_overdue=days)
             held += 1
             continue
-        due = deferred + [st for st in new if st is current]
+        due = deferred + [st for st in new if st not in missed]
         facing = [st for st in due if st.customer_message]
         for st in due:
             done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1],
                                             skipped=[m.days for m in missed])
     return (f"{done} ladder step(s) fired, {skipped} earlier step(s) skipped, "
             f"{held} invoice(s) held (dispute or promise)")
+
+
+def _step_days(name: str) -> int:
+    """The days overdue of a recorded ladder step's name (``d30`` → 30); -1 for other steps."""
+    return int(name[1:]) if name[:1] == "d" and name[1:].isdigit() else -1
 
 
 async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool,
