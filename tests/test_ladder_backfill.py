@@ -135,7 +135,7 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
         text = (await s.execute(select(OutboxMessage.text).where(
             OutboxMessage.idem_key == "ladder:FP-1-200:d90:L1"))).scalar_one()
     assert "**逾期升级：第90天（法务）**" in text
-    assert "此前的第7天、第15天、第30天、第60天步骤在本系统开始跟踪前已过，记为跳过、不再补发" in text
+    assert "此前的第7天、第15天、第30天、第60天步骤已错过（导入前已逾期、系统停机、异议期间或流程调整），记为跳过、不再补发" in text
 
     # the same run again sends nothing; the next day only the invoices that reach a new step fire
     assert (await bot.run("escalations", at("2026-12-01 15:00"), claim=False)).startswith("0 ladder step(s)")
