@@ -114,6 +114,10 @@ async def test_an_item_with_a_promise_not_yet_due_is_not_escalated(aiohttp_clien
     assert await bot.inbox("sup1") == []
     [esc] = await bot.inbox("sup2")
     assert "INV-A3" not in esc
+    # nor does it count against rep1's reply timeliness: 2 answered of the 2 that needed one
+    bot.clock.set(at("2026-11-24 10:00"))
+    [kpi] = await bot.say("rep1", "/kpi")
+    assert "- 回复及时率（近30天）：100.0%（2/2条按时回复）" in kpi.splitlines()
 
 
 async def test_promise_followup_and_dispute_commands_answer_pushed_items(aiohttp_client, db):
