@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
+from bot.workdays import WorkCalendar
 from storage import collection
 from storage.scope import Scope
 from storage.models import OutboxMessage, Promise, Push, PushItem, Receivable
@@ -165,3 +166,14 @@ async def test_promise_grace_counts_working_days(aiohttp_client, db):
     async with db.session() as s:
         statuses = (await s.execute(select(Promise.promised_date, Promise.status).order_by(Promise.id))).all()
     assert statuses == [(date(2026, 9, 30), "broken"), (date(2026, 12, 4), "broken")]
+
+
+def test_working_hours_count_only_working_days():
+    cal = WorkCalendar()
+    assert cal.add_working_hours(at("2026-11-27 09:00"), 24) == at("2026-11-30 09:00")    # Fri → Mon
+    assert cal.add_working_hours(at("2026-11-27 17:00"), 8) == at("2026-11-30 01:00")     # 7 h Fri, 1 h Mon
+    # ending exactly at Friday midnight would be Saturday 00:00: it runs on to Monday's start
+    assert cal.add_working_hours(at("2026-11-27 00:00"), 24) == at("2026-11-30 00:00")
+    assert cal.add_working_hours(at("2026-09-30 09:00"), 48) == at("2026-10-09 09:00")    # over 国庆
+    assert cal.add_working_hours(at("2026-10-10 09:00"), 24) == at("2026-10-12 09:00")    # make-up Saturday
+    assert cal.add_working_hours(at("2026-11-28 09:00"), 24) == at("2026-12-01 00:00")    # from a day off
