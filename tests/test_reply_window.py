@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from bot.workdays import WorkCalendar
 from storage import collection
-from storage.scope import Scope
 from storage.models import OutboxMessage, Promise, Push, PushItem, Receivable
+from storage.scope import Scope
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
