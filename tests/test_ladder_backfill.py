@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.policy import DEFAULT_LADDER
 from storage import collection
 from storage.imports import import_file
-from storage.models import AuditEntry, Customer, CustomerMessage, LadderStep, OutboxMessage, Receivable
+from storage.models import AuditEntry, CustomerMessage, LadderStep, OutboxMessage, Receivable
 from tests.conftest import at
 from tests.harness import Bot
 
