@@ -64,8 +64,8 @@ class AgingConfig:
 @dataclass(frozen=True)
 class CollectionConfig:
     push_time: str = "09:00"          # working-day morning push
-    reply_window_hours: int = 24
-    promise_grace_days: int = 1       # a promise is broken this many days after its date if unpaid
+    reply_window_hours: int = 24      # counted on working days only: a Friday push closes Monday
+    promise_grace_days: int = 1       # a promise is broken this many working days after its date if unpaid
     max_message_bytes: int = 2000     # split pushes longer than this (WeCom text limit is 2048)
 
 

@@ -8,7 +8,7 @@ in the log once.
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import chinese_calendar
 
@@ -50,3 +50,20 @@ class WorkCalendar:
             if self.is_workday(d):
                 left -= 1
         return d
+
+    def add_working_hours(self, start: datetime, hours: float) -> datetime:
+        """``start`` plus ``hours`` counted on working days only: weekends and holidays do not
+        count, a working day counts all its 24 hours. A Friday 09:00 push with a 24-hour window
+        closes Monday 09:00 (after 国庆, the first working day after it). The result always lies
+        on a working day: a count that ends exactly at midnight before a day off runs on to the
+        start of the next working day. ``start`` is in the company's timezone (its dates are
+        the calendar's)."""
+        left = timedelta(hours=hours)
+        t = start
+        while True:
+            day_end = datetime.combine(t.date() + timedelta(days=1), time(0), tzinfo=t.tzinfo)
+            if self.is_workday(t.date()):
+                if left < day_end - t or (left == day_end - t and self.is_workday(day_end.date())):
+                    return t + left
+                left -= day_end - t
+            t = day_end

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
 from typing import NamedTuple
@@ -209,13 +209,14 @@ async def pushed_reps(session: AsyncSession, for_date: date) -> set[str]:
     return set((await session.execute(select(Push.rep_id).where(Push.for_date == for_date))).scalars())
 
 
-async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime, window_hours: int,
+async def create_pushes(session: AsyncSession, *, for_date: date, now: datetime, closes_at: datetime,
                         items: dict[str, list[OverdueItem]]) -> dict[str, Push]:
-    """Pushes for several reps: the pushes, then all their numbered items, as bulk
-    INSERTs (executemany) in the caller's transaction. Returns the pushes by rep id."""
+    """Pushes for several reps, their reply windows closing at ``closes_at``: the pushes, then
+    all their numbered items, as bulk INSERTs (executemany) in the caller's transaction.
+    Returns the pushes by rep id."""
     if not items:
         return {}
-    closes = now + timedelta(hours=window_hours)
+    closes = closes_at
     await session.execute(insert(Push.__table__), [
         dict(rep_id=rep_id, for_date=for_date, sent_at=now, window_closes_at=closes, closed=False) for rep_id in items])
     pushes = {p.rep_id: p for p in (await session.execute(
@@ -338,8 +339,41 @@ async def expiring_windows(session: AsyncSession, now: datetime) -> list[Push]:
                                        .order_by(Push.id))).scalars())
 
 
-async def unanswered_items(session: AsyncSession, push_id: int) -> list[tuple[PushItem, Receivable, Customer]]:
-    return [row for row in await push_items(session, push_id) if row[0].replied_at is None]
+async def unanswered_at_close(session: AsyncSession, push: Push, *, live_from: date
+                              ) -> list[tuple[PushItem, Receivable, Customer]]:
+    """The items of ``push`` nobody answered, when its window closes. An item counts as answered
+    by a reply to the push; by a follow-up (/followup), a promise (/promise) or a dispute
+    (/dispute) on its invoice since the push was sent; by an open promise that is still live (its
+    date on or after ``live_from``, see ``storage.reminders.earliest_live_promise``); or because
+    the invoice no longer needs an answer (paid, written off, disputed).
+
+    An item answered by a follow-up, promise or dispute gets the time of the first of them as
+    its ``replied_at`` (the reply-timeliness figure counts it); one answered only by an older
+    promise, or by the invoice's state, keeps none: nobody replied, but nothing is missing."""
+    item_rid = PushItem.receivable_id
+    since = push.sent_at
+    fu_at = (select(func.min(FollowUp.at)).where(FollowUp.receivable_id == item_rid, FollowUp.at >= since)
+             .scalar_subquery())
+    promised_at = (select(func.min(Promise.made_at)).where(Promise.receivable_id == item_rid,
+                                                           Promise.made_at >= since).scalar_subquery())
+    disputed_at = (select(func.min(Dispute.opened_at)).where(Dispute.receivable_id == item_rid,
+                                                             Dispute.opened_at >= since).scalar_subquery())
+    live = (select(Promise.id).where(Promise.receivable_id == item_rid, Promise.status == "open",
+                                     Promise.promised_date >= live_from).exists())
+    rows = (await session.execute(
+        select(PushItem, Receivable, Customer, fu_at, promised_at, disputed_at, live)
+        .join(Receivable, Receivable.id == PushItem.receivable_id)
+        .join(Customer, Customer.id == Receivable.customer_id)
+        .where(PushItem.push_id == push.id, PushItem.replied_at.is_(None))
+        .order_by(PushItem.seq))).all()
+    missing = []
+    for item, r, c, *answers, promise_live in rows:
+        times = [t for t in answers if t is not None]
+        if times:
+            item.replied_at = min(times)
+        elif not (promise_live or r.disputed or r.open_amount <= 0 or r.status == "written_off"):
+            missing.append((item, r, c))
+    return missing
 
 
 async def due_promises(session: AsyncSession, on_or_before: date) -> list[Promise]:

@@ -19,8 +19,10 @@ Definitions (every figure in the reporting currency; foreign invoices converted 
       prepayments on invoices due later do not inflate the rate; it cannot exceed 100%).
 * **Reply timeliness** (回复及时率) = pushed items answered within their window
   (``replied_at <= pushes.window_closes_at``) / pushed items that are decided, over pushes sent in
-  the last 30 days; an item is decided once it is answered or its window has closed (an item whose
-  window is still open and unanswered is not counted yet).
+  the last 30 days; an item is decided once it is answered, or escalated when its window closed,
+  or its window has run out and not been closed yet (an item whose window is still open and
+  unanswered is not counted yet). An item the close found needing no answer (an open promise not
+  yet due, paid or disputed meanwhile) is left out: nobody replied, and nothing was missing.
 
 Per rep: overdue, collected, the collection rate and reply timeliness, by the receivable's rep.
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import BigInteger, case, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
@@ -185,7 +187,8 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
             .select_from(PushItem).join(Push, Push.id == PushItem.push_id)
             .join(Receivable, Receivable.id == PushItem.receivable_id)
             .where(Push.sent_at > now - timedelta(days=TIMELINESS_DAYS), Push.sent_at <= now,
-                   or_(Push.window_closes_at <= now, PushItem.replied_at.is_not(None))))
+                   or_(PushItem.replied_at.is_not(None), PushItem.escalated.is_(True),
+                       and_(Push.window_closes_at <= now, Push.closed.is_(False)))))
     stmt = scope.apply(stmt).group_by(Push.rep_id)
     for rid, n, ok in (await session.execute(stmt)).all():
         r = rep(rid)

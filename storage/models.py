@@ -235,12 +235,15 @@ class PushItem(Base):
 
 
 class LadderStep(Base):
-    """An escalation or reminder step that fired for an invoice: each fires once."""
+    """An escalation or reminder step of an invoice: each fires once. ``status``: fired; skipped
+    (passed before the ladder met the invoice, never sent); held (deferred by a promise to pay,
+    fires if the promise is broken)."""
     __tablename__ = "ladder_steps"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
     step: Mapped[str] = mapped_column(String(64))
-    fired_at: Mapped[datetime]
+    fired_at: Mapped[datetime]          # when it fired, was skipped or held
+    status: Mapped[str] = mapped_column(String(12), default="fired", server_default="fired")
     __table_args__ = (UniqueConstraint("receivable_id", "step"),)
 
 

@@ -50,40 +50,65 @@ async def open_receivables(session: AsyncSession, *, due_before: date | None = N
     return list((await session.execute(stmt.order_by(Receivable.due_date, Receivable.id))).all())
 
 
-async def fired_steps(session: AsyncSession, receivable_ids: list[int]) -> dict[int, set[str]]:
-    out: dict[int, set[str]] = defaultdict(set)
+async def fired_steps(session: AsyncSession, receivable_ids: list[int]) -> dict[int, dict[str, str]]:
+    """The recorded steps of each invoice: step name → status (fired, skipped or held)."""
+    out: dict[int, dict[str, str]] = defaultdict(dict)
     for i in range(0, len(receivable_ids), 500):
         chunk = receivable_ids[i:i + 500]
-        for rid, step in (await session.execute(select(LadderStep.receivable_id, LadderStep.step)
-                                                .where(LadderStep.receivable_id.in_(chunk)))).all():
-            out[rid].add(step)
+        for rid, step, status in (await session.execute(
+                select(LadderStep.receivable_id, LadderStep.step, LadderStep.status)
+                .where(LadderStep.receivable_id.in_(chunk)))).all():
+            out[rid][step] = status
     return out
 
 
-async def fire_step(session: AsyncSession, receivable: Receivable, step: str, now: datetime,
-                    **detail) -> bool:
-    """Log a step for an invoice (and audit it). False if it had already fired: steps fire once."""
-    exists = (await session.execute(select(LadderStep.id).where(LadderStep.receivable_id == receivable.id,
-                                                                LadderStep.step == step))).first()
-    if exists:
+STEP_ACTIONS = {"fired": "ladder.fire", "skipped": "ladder.skip", "held": "ladder.hold"}
+
+
+async def fire_step(session: AsyncSession, receivable: Receivable, step: str, now: datetime, *,
+                    status: str = "fired", **detail) -> bool:
+    """Record a step for an invoice (and audit it). False if it was already recorded: steps fire
+    once, and a skipped step never fires later. A held step (deferred by a promise) may still
+    fire, once: its row turns from held to fired."""
+    row = (await session.execute(select(LadderStep).where(LadderStep.receivable_id == receivable.id,
+                                                          LadderStep.step == step))).scalar_one_or_none()
+    if row is not None and not (row.status == "held" and status == "fired"):
         return False
-    session.add(LadderStep(receivable_id=receivable.id, step=step, fired_at=now))
-    audit.record(session, at=now, actor="bot", channel="job", action="ladder.fire", entity="receivable",
+    if row is None:
+        session.add(LadderStep(receivable_id=receivable.id, step=step, fired_at=now, status=status))
+    else:
+        row.status, row.fired_at = status, now
+    audit.record(session, at=now, actor="bot", channel="job", action=STEP_ACTIONS[status], entity="receivable",
                  entity_id=receivable.invoice_no, step=step, **detail)
     await session.flush()
     return True
 
 
-async def live_promise(session: AsyncSession, receivable_id: int, today: date, grace_days: int) -> Promise | None:
-    """An open promise whose date (plus the grace days promise_watch allows) has not passed."""
+def promise_deadline(promised: date, grace_days: int, calendar) -> date:
+    """The last day a promise may still be kept: its date plus ``grace_days`` working days (a
+    promise for Friday with one day's grace holds through Monday; payments do not clear at the
+    weekend)."""
+    return calendar.add_workdays(promised, grace_days) if grace_days > 0 else promised
+
+
+def earliest_live_promise(today: date, grace_days: int, calendar) -> date:
+    """The earliest promised date whose promise is still live on ``today`` (the inverse of
+    ``promise_deadline``: a promise for this date or later has not run out)."""
+    return calendar.add_workdays(today, -grace_days) if grace_days > 0 else today
+
+
+async def live_promise(session: AsyncSession, receivable_id: int, today: date, grace_days: int,
+                       calendar) -> Promise | None:
+    """An open promise whose date (plus the grace working days promise_watch allows) has not passed."""
     p = (await session.execute(select(Promise).where(Promise.receivable_id == receivable_id, Promise.status == "open")
                                .order_by(Promise.id.desc()).limit(1))).scalar_one_or_none()
-    if p is not None and today <= p.promised_date + timedelta(days=grace_days):
+    if p is not None and today <= promise_deadline(p.promised_date, grace_days, calendar):
         return p
     return None
 
 
-async def blocking_reason(session: AsyncSession, r: Receivable, today: date, grace_days: int) -> str | None:
+async def blocking_reason(session: AsyncSession, r: Receivable, today: date, grace_days: int,
+                          calendar) -> str | None:
     """Why nothing may be sent about this invoice now: paid, written_off, disputed, promise (or None)."""
     if r.status == "written_off":
         return "written_off"
@@ -91,7 +116,7 @@ async def blocking_reason(session: AsyncSession, r: Receivable, today: date, gra
         return "paid"
     if r.disputed:
         return "disputed"
-    if await live_promise(session, r.id, today, grace_days) is not None:
+    if await live_promise(session, r.id, today, grace_days, calendar) is not None:
         return "promise"
     return None
 
@@ -209,7 +234,8 @@ def _stop_customer_messages(session: Session, flush_context, instances) -> None:
         _cancel_sync(session, reasons)
 
 
-async def vanished_reason(session: AsyncSession, outbox_key: str, today: date, grace_days: int) -> str | None:
+async def vanished_reason(session: AsyncSession, outbox_key: str, today: date, grace_days: int,
+                          calendar) -> str | None:
     """Guard 2: at send time, why a tracked customer message must not go out (None: send it)."""
     cm = (await session.execute(select(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key))
           ).scalar_one_or_none()
@@ -220,7 +246,7 @@ async def vanished_reason(session: AsyncSession, outbox_key: str, today: date, g
     if cm.receivable_id is None:
         return None
     r = await session.get(Receivable, cm.receivable_id)
-    return await blocking_reason(session, r, today, grace_days)
+    return await blocking_reason(session, r, today, grace_days, calendar)
 
 
 async def mark_message(session: AsyncSession, outbox_key: str, *, sent_at: datetime | None = None,

@@ -9,7 +9,7 @@ The ledger (all amounts CNY; rep1 → sup1 owns C1 and C2, rep2 → sup2 owns C3
   INV-A2   C1 恒信 (e-mail)  A      2026-09-25   paid in full 10/9: nothing after d7
   INV-B1   C2 明达 (SMS)     B      2026-10-30   d7 fires at 20:00 on Fri 11/6: queued for Monday;
                                                  disputed Sat 11/7: the customer SMS never leaves
-  INV-A1   C1 恒信 (e-mail)  A      2026-11-20   promise on 11/24 for 12/4 defers d7 and d15; broken 12/6
+  INV-A1   C1 恒信 (e-mail)  A      2026-11-20   promise on 11/24 for 12/4 defers d7 and d15; broken 12/8 (grace: 1 working day)
 
 Calendar: 9/20 (Sun) is a make-up working day, 9/25 (Mid-autumn) and 10/1-10/7 (National Day)
 are holidays, 10/10 (Sat) is a make-up working day.
@@ -137,12 +137,13 @@ EXPECTED = [
     (date(2026, 11, 13), "pre_due", "INV-A1", "dir1"),
     (date(2026, 11, 17), "d60", "INV-C1", "legal1"),
     (date(2026, 11, 17), "d60:doc", "INV-C1", "legal1"),     # lawyer's letter draft; C3 frozen
-    # INV-A1: promise for 12/4 (+1 grace day) held d7 (11/27) and d15 (12/5); broken on Sunday 12/6
-    (date(2026, 12, 7), "d7", "INV-A1", "rep1"),
-    (date(2026, 12, 7), "d7", "INV-A1", "sup1"),
-    (date(2026, 12, 7), "d7", "INV-A1", E_C1),
-    (date(2026, 12, 7), "d15", "INV-A1", "fin1"),
-    (date(2026, 12, 7), "d15:doc", "INV-A1", "fin1"),
+    # INV-A1: the promise for Friday 12/4 (+1 grace working day: Monday 12/7) held d7 (11/27) and
+    # d15 (12/5); broken on Tuesday 12/8, when both held steps fire
+    (date(2026, 12, 8), "d7", "INV-A1", "rep1"),
+    (date(2026, 12, 8), "d7", "INV-A1", "sup1"),
+    (date(2026, 12, 8), "d7", "INV-A1", E_C1),
+    (date(2026, 12, 8), "d15", "INV-A1", "fin1"),
+    (date(2026, 12, 8), "d15:doc", "INV-A1", "fin1"),
     (date(2026, 12, 17), "d90", "INV-C1", "legal1"),
     (date(2026, 12, 21), "d30", "INV-A1", "sup1"),           # d30 on Sunday 12/20
 ]
@@ -207,12 +208,16 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
         assert len(email.sent) == len([e for e in EXPECTED if "@" in e[3]])
 
         # each step once, logged and audited; nothing after the dispute or the payments
-        steps = (await s.execute(select(Receivable.invoice_no, LadderStep.step).join(
+        recorded = (await s.execute(select(Receivable.invoice_no, LadderStep.step, LadderStep.status).join(
             LadderStep, LadderStep.receivable_id == Receivable.id))).all()
+        steps = [(inv, step) for inv, step, status in recorded if status == "fired"]
         assert len(steps) == len(set(steps))
         by_inv: dict[str, set] = {}
         for inv, step in steps:
             by_inv.setdefault(inv, set()).add(step)
+        # INV-B1 passed d15 while disputed: recorded as skipped once d30 came, never sent
+        assert [(inv, step, status) for inv, step, status in recorded if status != "fired"] == [
+            ("INV-B1", "d15", "skipped")]
         assert by_inv == {
             "INV-C1": {"pre_statement", "pre_due", "d7", "d15", "d30", "d60", "d90"},
             "INV-C2": {"pre_statement", "pre_due"},
@@ -222,10 +227,10 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
         }
         fired_audit = (await s.execute(select(AuditEntry).where(AuditEntry.action == "ladder.fire"))).scalars().all()
         assert len(fired_audit) == len(steps)
-        # the promise held INV-A1's d7 until it was broken: it fired on Sunday 12/6, sent Monday
+        # the promise held INV-A1's d7 until it was broken: it fired on Tuesday 12/8
         a1_d7 = (await s.execute(select(LadderStep).join(Receivable, Receivable.id == LadderStep.receivable_id)
                                  .where(Receivable.invoice_no == "INV-A1", LadderStep.step == "d7"))).scalar_one()
-        assert a1_d7.fired_at.astimezone(tz) == at("2026-12-06 09:30")
+        assert (a1_d7.fired_at.astimezone(tz), a1_d7.status) == (at("2026-12-08 09:30"), "fired")
         # d60 froze C3 (new orders paused); the others stay active
         statuses = dict((await s.execute(select(Customer.code, Customer.status))).all())
         assert statuses == {"C1": "active", "C2": "active", "C3": "frozen"}

@@ -205,8 +205,9 @@ async def test_kpi_and_dso_every_figure(aiohttp_client, any_db):
     assert "pushed 2 rep(s)" in await bot.run("overdue_push", at("2026-11-20 09:00"))
     bot.clock.set(at("2026-11-20 11:00"))
     await bot.say("rep1", "1 已电话联系，月底付款\n2 联系不上，电话关机")          # 2 of 3 in time
-    await bot.run("reply_window_close", at("2026-11-21 09:00"))
-    bot.clock.set(at("2026-11-21 10:00"))
+    # the window counts working days: Friday's push closes Monday 09:00
+    await bot.run("reply_window_close", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 09:30"))
     assert "已过回复时限" in (await bot.say("rep2", "1 联系不上"))[0]            # 0 of 2 in time
     bot.clock.set(at("2026-11-23 10:00"))
 

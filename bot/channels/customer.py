@@ -36,8 +36,9 @@ class GuardedCustomerChannel:
         if key:
             now = self.services.clock.now()
             async with self.services.db.session() as s, s.begin():
-                reason = await rem.vanished_reason(s, key, now.date(),
-                                                   self.services.config.collection.promise_grace_days)
+                reason = await rem.vanished_reason(s, key, now.astimezone(self.services.config.tz).date(),
+                                                   self.services.config.collection.promise_grace_days,
+                                                   self.services.calendar)
                 if reason:
                     await rem.mark_message(s, key, cancelled=reason)
             if reason:

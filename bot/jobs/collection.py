@@ -19,6 +19,7 @@ from bot.render import environment, render
 from storage import collection as coll
 from storage import ledger
 from storage import people
+from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
 
 
@@ -195,6 +196,8 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     s, today, now = ctx.session, ctx.today, ctx.at
     cfg = ctx.config.collection
     platforms = ctx.services.platforms
+    # the window counts working days only: a Friday push is answered by Monday, not Saturday
+    closes_at = ctx.services.calendar.add_working_hours(now.astimezone(ctx.config.tz), cfg.reply_window_hours)
     pushed = messages = 0
     # the scan reads from its own snapshot (no write lock); each batch of reps is written and
     # committed on its own, and a rep whose push committed is skipped if the fire runs again
@@ -203,7 +206,7 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
             split = {rep_id: ([it for it in its if not it.disputed], [it for it in its if it.disputed])
                      for rep_id, its in by_rep.items()}
             del by_rep
-            pushes = await coll.create_pushes(s, for_date=today, now=now, window_hours=cfg.reply_window_hours,
+            pushes = await coll.create_pushes(s, for_date=today, now=now, closes_at=closes_at,
                                               items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
             queue: list = []
             for rep_id, (to_answer, disputed) in split.items():
@@ -254,42 +257,56 @@ async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
 
 
 async def reply_window_close(ctx: JobContext) -> str:
-    """Windows that ran out: unanswered items go to the rep's supervisor, and the rep is nudged."""
-    s, now = ctx.session, ctx.at
+    """Windows that ran out: unanswered items go to the rep's supervisor, and the rep is nudged.
+
+    A window closes on a working day (``overdue_push`` counts its hours on working days only);
+    one whose close fell on a day off (a push made before this rule, a push run by hand) waits
+    for the next working day, so that no nudge or escalation arrives at the weekend or on a
+    holiday. What counts as an answer: see ``storage.collection.unanswered_at_close``."""
+    s, now, today = ctx.session, ctx.at, ctx.today
+    cal = ctx.services.calendar
+    if not cal.is_workday(today):
+        return "not a working day: windows close on the next working day"
+    live_from = rem.earliest_live_promise(today, ctx.config.collection.promise_grace_days, cal)
+    slot = rem.next_slot(now, ctx.config.conduct, cal) if ctx.config.conduct.staff_hours else now
     pushes = await coll.expiring_windows(s, now)
     by_supervisor: dict[str, list[dict]] = defaultdict(list)
-    reps: dict[str, Person] = {}
+    queue: list = []
     escalated = 0
     for push in pushes:
         await ctx.checkpoint()
         push.closed = True
-        missing = await coll.unanswered_items(s, push.id)
+        missing = await coll.unanswered_at_close(s, push, live_from=live_from)
         if not missing:
             continue
         rep = await s.get(Person, push.rep_id)
-        reps[rep.id] = rep
         for item, _, _ in missing:
             item.escalated = True
         escalated += len(missing)
-        await notify.to_person(s, rep, render("push/nudge.md.j2", rep=rep, push=push, missing=missing),
-                               key=f"nudge:{push.id}", now=now, platforms=ctx.services.platforms)
+        queue.append(notify.for_person(rep, render("push/nudge.md.j2", rep=rep, push=push, missing=missing),
+                                       key=f"nudge:{push.id}", platforms=ctx.services.platforms))
         sup = await people.supervisor_of(s, rep)
         if sup is not None:
             by_supervisor[sup.id].append({"rep": rep, "push": push, "missing": missing})
     for sup_id, entries in by_supervisor.items():
         sup = await s.get(Person, sup_id)
         key = "window:" + ",".join(str(e["push"].id) for e in entries)
-        await notify.to_person(s, sup, render("push/window_escalation.md.j2", supervisor=sup, entries=entries),
-                               key=key, now=now, platforms=ctx.services.platforms)
+        queue.append(notify.for_person(sup, render("push/window_escalation.md.j2", supervisor=sup, entries=entries),
+                                       key=key, platforms=ctx.services.platforms))
+    for m in queue:
+        if m is not None:
+            await outbox.enqueue(s, m[0], m[1], now, not_before=slot)
     return f"closed {len(pushes)} window(s), escalated {escalated} item(s) to {len(by_supervisor)} supervisor(s)"
 
 
 async def promise_watch(ctx: JobContext) -> str:
-    """A promise whose date (plus grace days) has passed: kept if the money came, else broken."""
+    """A promise whose date (plus the grace working days) has passed: kept if the money came, else
+    broken."""
     s, now, today = ctx.session, ctx.at, ctx.today
     grace = ctx.config.collection.promise_grace_days
+    live_from = rem.earliest_live_promise(today, grace, ctx.services.calendar)
     kept = broken = 0
-    for p in await coll.due_promises(s, today - timedelta(days=grace + 1)):
+    for p in await coll.due_promises(s, live_from - timedelta(days=1)):
         await ctx.checkpoint()
         r = await s.get(Receivable, p.receivable_id)
         paid_since = await ledger.paid_since(s, r.id, p.made_at.astimezone(ctx.config.tz).date())

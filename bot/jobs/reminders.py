@@ -5,10 +5,12 @@ Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configura
 - Each step fires once per invoice: a ``LadderStep`` row (unique per invoice and step) plus an
   audit entry; every message carries an outbox key (``ladder:{invoice}:{step}`` for the customer,
   the same plus ``:{person}`` for staff), so a re-run sends nothing twice.
-- A step is skipped while the invoice is disputed, and deferred while an open promise's date
-  (plus the promise grace days) has not passed; it fires on the first run after the promise is
-  broken. When several steps fall due at once (after a pause), all fire for staff, but only the
-  latest customer-facing one writes to the customer.
+- Only an invoice's current step fires; the steps it passed unseen (imported already overdue,
+  the bot down, a step added to the ladder, a dispute meanwhile) are recorded as skipped, never
+  sent (see ``escalations``). A step that comes due while an open promise's date (plus the
+  promise grace working days) has not passed is held, and fires on the first run after the
+  promise is broken: then all held steps fire for staff, but only the latest customer-facing
+  one writes to the customer.
 - Customer messages go only in working hours on working days and within the per-customer cap;
   one that cannot go now is queued for the next allowed slot (``outbox.enqueue(not_before=...)``).
   A queued message whose reason vanished (dispute, full payment, fresh promise) is cancelled in
@@ -173,7 +175,7 @@ async def customer_reminders(ctx: JobContext) -> str:
                 wanted.append("pre_due")
         if not wanted:
             continue
-        if await rem.blocking_reason(s, r, today, grace):
+        if await rem.blocking_reason(s, r, today, grace, cal):
             skipped += 1
             continue
         data = await letters.facts(s, cfg, r, today)
@@ -199,32 +201,63 @@ async def customer_reminders(ctx: JobContext) -> str:
 
 
 async def escalations(ctx: JobContext) -> str:
-    """After the due date: the ladder's steps, each once per invoice."""
+    """After the due date: the ladder's steps, each once per invoice.
+
+    Only an invoice's current step (the last one its days overdue have reached) fires. A step it
+    passed without the ladder noticing (the invoice was imported already overdue, the bot was
+    down, the ladder was changed, a dispute paused it) is recorded as skipped and never sent:
+    otherwise the first run after an import would send every past step of every old invoice at
+    once. A step that comes due while a promise to pay holds the invoice is recorded as held and
+    fires when the promise is broken (the promise deferred it; staff hear of each held step, the
+    customer only once)."""
     s, today, cfg = ctx.session, ctx.today, ctx.config
     grace = cfg.collection.promise_grace_days
+    cal = ctx.services.calendar
     steps = cfg.policy.steps()
     await rem.sync_sent(s)
     rows = await rem.open_receivables(s, due_before=today)
-    fired = await rem.fired_steps(s, [r.id for r, _ in rows])
-    done = held = 0
+    recorded = await rem.fired_steps(s, [r.id for r, _ in rows])
+    done = held = skipped = 0
     for r, c in rows:
         await ctx.checkpoint()
         days = (today - r.due_date).days
-        due = [st for st in steps if st.days <= days and st.name not in fired[r.id]]
-        if not due:
+        reached = [st for st in steps if st.days <= days]
+        if not reached:
             continue
-        reason = await rem.blocking_reason(s, r, today, grace)
+        current, seen = reached[-1], recorded[r.id]
+        deferred = [st for st in reached if seen.get(st.name) == "held"]
+        new = [st for st in reached if st.name not in seen]
+        if not new and not deferred:
+            continue
+        # a step recorded at a later day than the current one (the ladder was changed: d15 moved
+        # to d14) means the invoice is past this stage already: its current step is skipped too
+        past = any(_step_days(name) > current.days for name in seen)
+        missed = [st for st in new if st is not current or past]
+        for st in missed:
+            skipped += await rem.fire_step(s, r, st.name, ctx.at, status="skipped", days_overdue=days,
+                                           current=current.name)
+        reason = await rem.blocking_reason(s, r, today, grace, cal)
         if reason:
+            if reason == "promise" and current in new and current not in missed:
+                await rem.fire_step(s, r, current.name, ctx.at, status="held", days_overdue=days)
             held += 1
             continue
-        # after a pause several steps may be due at once: staff hear of each, the customer only once
+        due = deferred + [st for st in new if st not in missed]
         facing = [st for st in due if st.customer_message]
         for st in due:
-            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1])
-    return f"{done} ladder step(s) fired, {held} invoice(s) held (dispute or promise)"
+            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1],
+                                            skipped=[m.days for m in missed])
+    return (f"{done} ladder step(s) fired, {skipped} earlier step(s) skipped, "
+            f"{held} invoice(s) held (dispute or promise)")
 
 
-async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool) -> int:
+def _step_days(name: str) -> int:
+    """The days overdue of a recorded ladder step's name (``d30`` → 30); -1 for other steps."""
+    return int(name[1:]) if name[:1] == "d" and name[1:].isdigit() else -1
+
+
+async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool,
+                            skipped: list[int] = ()) -> int:
     s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
     days = (today - r.due_date).days
     if not await rem.fire_step(s, r, st.name, now, days_overdue=days, notify=list(st.notify), document=st.document,
@@ -246,7 +279,7 @@ async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, 
                                   template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
     persons = await _people(ctx, st.notify, r, c)
     text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=await _rep(s, r, c), froze=froze,
-                  customer_note=_note(note))
+                  customer_note=_note(note), skipped=skipped)
     await _to_staff(ctx, persons, text, key=key, title="escalation")
     if st.document:
         doc = letters.render_letter(st.document, data)

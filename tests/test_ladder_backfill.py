@@ -1,0 +1,189 @@
+"""The escalation ladder meeting old invoices: after an import (or a restart, or a new step in
+the ladder) only each invoice's current step fires, once; the steps it passed before the bot
+saw it are recorded as skipped, visible in the record, and never sent. Before this, the first
+run after importing the demo ledger sent every past step at once (724 messages to each finance
+person, 179 lawyer-letter drafts, 470 customer e-mails)."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from bot.policy import DEFAULT_LADDER
+from storage import collection
+from storage.imports import import_file
+from storage.models import AuditEntry, CustomerMessage, LadderStep, OutboxMessage, Receivable
+from tests.conftest import at
+from tests.harness import Bot
+
+TODAY = date(2026, 12, 1)                     # a Tuesday
+NOW = at("2026-12-01 09:00")
+PEOPLE = """员工编号,姓名,角色,上级
+S1,王主管,销售主管,
+R1,张伟,业务员,S1
+R2,李娜,业务员,S1
+F1,陈静,财务,
+F2,钱会计,财务,
+L1,赵律师,法务,
+"""
+CUSTOMERS = ["上海恒信机电有限公司", "苏州华瑞电子科技有限公司", "广州粤海照明器材有限公司",
+             "深圳宏达进出口贸易有限公司", "杭州明光灯饰有限公司", "南京金陵灯具有限公司"]
+# days overdue of the imported invoices: one per customer at each age, from "not yet at d7" to 400
+AGES = [3, 6, 7, 10, 14, 15, 20, 29, 30, 45, 59, 60, 75, 89, 90, 120, 200, 400]
+LADDER = [st["days"] for st in DEFAULT_LADDER]            # 7, 15, 30, 60, 90
+
+
+def current_step(days: int) -> int | None:
+    reached = [d for d in LADDER if d <= days]
+    return reached[-1] if reached else None
+
+
+async def _import_ledger(db, tmp_path) -> dict[str, int]:
+    """People, customers (with e-mail contacts) and 108 invoices from CSV files, as finance would
+    load them; returns each invoice's days overdue."""
+    (tmp_path / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    rows = ["客户编码,客户名称,信用等级,信用额度,业务员,联系人,邮箱"]
+    for i, name in enumerate(CUSTOMERS, start=1):
+        rows.append(f"K{i:03d},{name},B,100000000,R{1 + i % 2},财务{i},ap{i}@example.com")
+    (tmp_path / "customers.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ages: dict[str, int] = {}
+    rows = ["发票号,合同编号,客户名称,开票日期,到期日,应收金额,币种,付款条件"]
+    for ci, name in enumerate(CUSTOMERS, start=1):
+        for days in AGES:
+            inv = f"FP-{ci}-{days:03d}"
+            due = TODAY - timedelta(days=days)
+            rows.append(f"{inv},HT-{inv},{name},{due - timedelta(days=30)},{due},12345.67,人民币,月结30天")
+            ages[inv] = days
+    (tmp_path / "receivables.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for kind in ("people", "customers", "receivables"):
+        report = await import_file(db, kind, tmp_path / f"{kind}.csv", now=NOW, today=TODAY)
+        assert report.ok, report.to_dict()
+    return ages
+
+
+async def _recorded(db) -> dict[str, dict[str, str]]:
+    async with db.session() as s:
+        rows = (await s.execute(select(Receivable.invoice_no, LadderStep.step, LadderStep.status)
+                                .join(LadderStep, LadderStep.receivable_id == Receivable.id))).all()
+    out: dict[str, dict[str, str]] = {}
+    for inv, step, status in rows:
+        out.setdefault(inv, {})[step] = status
+    return out
+
+
+async def _keys(db) -> list[str]:
+    async with db.session() as s:
+        return list((await s.execute(select(OutboxMessage.idem_key).where(OutboxMessage.idem_key.like("ladder:%"))
+                                     )).scalars())
+
+
+async def test_first_run_after_an_import_fires_only_each_invoices_current_step(aiohttp_client, db, tmp_path):
+    ages = await _import_ledger(db, tmp_path)
+    # one imported invoice (45 days overdue, at d30) carries a promise to pay by Thursday 12-10
+    async with db.session() as s, s.begin():
+        r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "FP-3-045"))).scalar_one()
+        await collection.make_promise(s, receivable=r, promised_date=date(2026, 12, 10), amount=None,
+                                      person_id="R2", at=NOW, channel="test")
+    bot = await Bot.start(aiohttp_client, db, NOW)
+    summary = await bot.run("escalations", at("2026-12-01 09:30"))
+
+    # every invoice past d7 fires exactly its current step; every earlier step is a skipped row
+    recorded = await _recorded(db)
+    for inv, days in ages.items():
+        cur = current_step(days)
+        if cur is None:
+            assert inv not in recorded
+            continue
+        expected = {f"d{d}": "skipped" for d in LADDER if d < cur} | {f"d{cur}": "fired"}
+        if inv == "FP-3-045":
+            expected["d30"] = "held"                   # the promise defers its current step
+        assert recorded[inv] == expected, (inv, days)
+    fired = sum(1 for d in ages.values() if current_step(d)) - 1
+    skipped = sum(len([x for x in LADDER if x < current_step(d)]) for d in ages.values() if current_step(d))
+    assert summary == f"{fired} ladder step(s) fired, {skipped} earlier step(s) skipped, 1 invoice(s) held " \
+                      f"(dispute or promise)"
+    assert (fired, skipped) == (95, 204)       # 300 steps had passed: the old job fired them all
+
+    # what people receive is one step's messages per invoice, not one per past step
+    keys = await _keys(db)
+    per_person = Counter(k.rsplit(":", 1)[1] for k in keys if k.count(":") >= 3)    # staff: ...:{person}
+    at_d15 = sum(1 for d in ages.values() if current_step(d) == 15)            # 15-29 days: 18 invoices
+    # finance hears of d15 only: the step's message and its confirmation letter, per invoice
+    # (the old job: every invoice past d15, 78 of them, 156 messages to each)
+    assert per_person["F1"] == per_person["F2"] == 2 * at_d15 == 36
+    at_d60 = sum(1 for d in ages.values() if current_step(d) == 60)
+    at_d90 = sum(1 for d in ages.values() if current_step(d) == 90)
+    drafts = [k for k in keys if k.startswith("ladder:") and ":d60:doc:" in k]
+    assert len(drafts) == at_d60 == 18                        # lawyer-letter drafts: d60 invoices only
+    assert per_person["L1"] == 2 * at_d60 + at_d90            # d60 (with its draft) and d90
+    # the customer hears only of invoices whose current step writes to the customer (d7: 7-14 days)
+    async with db.session() as s:
+        cms = (await s.execute(select(Receivable.invoice_no, CustomerMessage.step)
+                               .join(CustomerMessage, CustomerMessage.receivable_id == Receivable.id))).all()
+        assert sorted(inv for inv, _ in cms) == sorted(inv for inv, d in ages.items() if current_step(d) == 7)
+        assert {step for _, step in cms} == {"d7"}
+        # a customer is frozen only because an invoice is at the freeze step (d60) now: here every
+        # customer has such an invoice; skipped d60 steps of older invoices froze nobody
+        frozen = (await s.execute(select(AuditEntry.detail).where(AuditEntry.action == "customer.freeze"))
+                  ).scalars().all()
+        assert len(frozen) == len(CUSTOMERS)
+        assert all(d["invoice"].split("-")[2] in ("060", "075", "089") for d in frozen)
+        skips = (await s.execute(select(AuditEntry).where(AuditEntry.action == "ladder.skip"))).scalars().all()
+        assert len(skips) == skipped and {e.detail["current"] for e in skips} == {"d15", "d30", "d60", "d90"}
+        text = (await s.execute(select(OutboxMessage.text).where(
+            OutboxMessage.idem_key == "ladder:FP-1-200:d90:L1"))).scalar_one()
+    assert "**逾期升级：第90天（法务）**" in text
+    assert "此前的第7天、第15天、第30天、第60天步骤已错过（导入前已逾期、系统停机、异议期间或流程调整），记为跳过、不再补发" in text
+
+    # the same run again sends nothing; the next day only the invoices that reach a new step fire
+    assert (await bot.run("escalations", at("2026-12-01 15:00"), claim=False)).startswith("0 ladder step(s)")
+    summary = await bot.run("escalations", at("2026-12-02 09:30"))
+    crossing = sum(1 for d in ages.values() if d + 1 in LADDER)          # 6, 14, 29, 59, 89 days old
+    assert summary.startswith(f"{crossing} ladder step(s) fired, 0 earlier step(s) skipped")
+    recorded = await _recorded(db)
+    assert recorded["FP-1-014"] == {"d7": "fired", "d15": "fired"}     # the ladder went on as usual
+
+    # the promise ran out (12-10 plus one working day of grace): the held d30 fires, once
+    await bot.run("escalations", at("2026-12-14 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-3-045"] == {"d7": "skipped", "d15": "skipped", "d30": "fired"}
+    assert "ladder:FP-3-045:d30:S1" in await _keys(db)
+
+
+async def test_after_a_restart_and_a_new_step_only_the_current_step_fires(aiohttp_client, db, tmp_path):
+    ages = await _import_ledger(db, tmp_path)
+    bot = await Bot.start(aiohttp_client, db, NOW)
+    await bot.run("escalations", at("2026-12-01 09:30"))
+    assert (await _recorded(db))["FP-2-010"] == {"d7": "fired"}
+
+    # the bot was down for 40 days: FP-2-010 is now 50 days overdue; d15 passed unseen
+    summary = await bot.run("escalations", at("2027-01-10 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-2-010"] == {"d7": "fired", "d15": "skipped", "d30": "fired"}
+    assert "earlier step(s) skipped" in summary
+
+    # a step added to the ladder (d45) meets invoices already past it: skipped, never sent late
+    ladder = (*DEFAULT_LADDER, {"days": 45, "notify": ["finance"], "document": "confirmation"})
+    bot.services.config = dataclasses.replace(bot.services.config, policy=dataclasses.replace(
+        bot.services.config.policy, ladder=ladder))
+    await bot.run("escalations", at("2027-01-11 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-2-010"]["d45"] == "fired"            # 51 days: d45 is its current step now
+    assert recorded["FP-2-075"]["d45"] == "skipped"          # 116 days: d90 is current, d45 passed
+    keys = await _keys(db)
+    assert not [k for k in keys if ":d45:" in k and k.startswith("ladder:FP-2-075")]
+    assert ages["FP-2-075"] == 75
+
+    # d90 moved to d85: the invoices that had d90 are past that stage, d85 is skipped for them;
+    # it fires only for those now 85-89 days overdue (imported at 45, 87 days now)
+    ladder = tuple({**st, "days": 85} if st["days"] == 90 else st for st in ladder)
+    bot.services.config = dataclasses.replace(bot.services.config, policy=dataclasses.replace(
+        bot.services.config.policy, ladder=ladder))
+    await bot.run("escalations", at("2027-01-12 09:30"))
+    recorded = await _recorded(db)
+    assert recorded["FP-2-075"]["d90"] == "fired" and recorded["FP-2-075"]["d85"] == "skipped"
+    assert recorded["FP-2-045"]["d85"] == "fired" and "d90" not in recorded["FP-2-045"]
+    assert {k.split(":")[1] for k in await _keys(db) if ":d85:" in k} == {
+        inv for inv, d in ages.items() if 85 <= d + 42 < 90}
