@@ -208,3 +208,101 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
                  recovered=take, write_offs=sources, allocations={r.invoice_no: a for r, a in rest},
                  unallocated=payment.unallocated)
     return RecoveryResult(payment, take, rest)
+
+
+# -- checks before booking, and reversal ---------------------------------------------------------
+
+async def open_capacity(session: AsyncSession, *, customer_id: int, currency: str,
+                        named: Receivable | None = None) -> Decimal:
+    """What a payment in ``currency`` can settle for this customer before any of it is left on
+    account: the open balance of its invoices in that currency (written-off ones excluded), plus
+    the loss still to recover on a written-off invoice the payer named."""
+    cents = (await session.execute(select(func.coalesce(func.sum(type_coerce(Receivable.open_amount, BigInteger)), 0))
+                                   .where(Receivable.customer_id == customer_id, Receivable.currency == currency,
+                                          Receivable.open_amount > 0, Receivable.status != "written_off"))).scalar_one()
+    total = Decimal(int(cents)) / 100
+    if named is not None and named.status == "written_off":
+        total += await recoverable(session, named)
+    return total.quantize(Decimal("0.01"))
+
+
+async def recoverable(session: AsyncSession, receivable: Receivable) -> Decimal:
+    """The written-off loss on an invoice not yet recovered."""
+    wos = (await session.execute(select(WriteOff).where(WriteOff.receivable_id == receivable.id,
+                                                       WriteOff.status == "approved", WriteOff.amount > 0))).scalars().all()
+    return sum((w.amount - w.recovered_amount for w in wos), ZERO)
+
+
+async def likely_duplicate(session: AsyncSession, *, customer_id: int, amount: Decimal, currency: str,
+                           paid_on: date, reference: str | None) -> Payment | None:
+    """A payment already booked for the same customer, amount, currency and day where at least one of
+    the two has no bank serial: most likely the same money entered twice (two different serials
+    are two receipts)."""
+    stmt = select(Payment).where(Payment.customer_id == customer_id, Payment.amount == amount,
+                                 Payment.currency == currency, Payment.paid_on == paid_on,
+                                 Payment.reversed_at.is_(None))
+    if reference:
+        stmt = stmt.where(Payment.reference.is_(None))
+    return (await session.execute(stmt.order_by(Payment.id))).scalars().first()
+
+
+@dataclass
+class ReversalResult:
+    payment: Payment
+    undone: list[tuple[Receivable, Decimal]]     # allocations removed, receivable reopened by that much
+    recovery_undone: Decimal = ZERO              # a recovery on a written-off invoice, written off again
+
+
+async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: str, actor: str, channel: str,
+                          now: datetime) -> ReversalResult:
+    """Reverse (冲销) a payment booked in error or returned by the bank.
+
+    Its allocations are removed and each receivable gets that much back (status recomputed), so
+    the ledger, aging as of any date and the KPIs are what they would have been without it; a
+    recovery on a written-off invoice is undone too (its reversing write-off row removed and the
+    recovered amount taken back). The payment row stays, marked reversed with who, when and why,
+    and the audit entry keeps every allocation that was undone. Reversing twice is refused."""
+    if payment.reversed_at is not None:
+        raise LedgerError(f"payment {payment.id} already reversed")
+    rows = (await session.execute(select(Allocation, Receivable).join(Receivable, Receivable.id == Allocation.receivable_id)
+                                  .where(Allocation.payment_id == payment.id).order_by(Allocation.id))).all()
+    undone: list[tuple[Receivable, Decimal]] = []
+    recovery = ZERO
+    for alloc, r in rows:
+        if r.status == "written_off":
+            rec = await _undo_recovery(session, payment, r, alloc.amount)
+            if rec is None:
+                raise LedgerError(f"{r.invoice_no} was written off after this payment; reverse the write-off first")
+            recovery += rec
+        else:
+            r.open_amount += alloc.amount
+            refresh_status(r)
+            undone.append((r, alloc.amount))
+        await session.delete(alloc)
+    payment.unallocated = ZERO
+    payment.reversed_at, payment.reversed_by, payment.reversal_reason = now, actor, reason
+    await session.flush()
+    audit.record(session, at=now, actor=actor, channel=channel, action="payment.reverse", entity="payment",
+                 entity_id=payment.id, amount=payment.amount, currency=payment.currency, paid_on=payment.paid_on,
+                 reference=payment.reference, reason=reason, recovery_undone=recovery,
+                 allocations={r.invoice_no: a for r, a in undone})
+    return ReversalResult(payment, undone, recovery)
+
+
+async def _undo_recovery(session: AsyncSession, payment: Payment, r: Receivable, amount: Decimal) -> Decimal | None:
+    """The reversing write-off row ``record_recovery`` booked for this payment (same invoice, day,
+    amount and moment); removed, and the recovered amount taken back from the write-offs, newest
+    first. None when there is no such row (the invoice was written off after the payment)."""
+    row = (await session.execute(select(WriteOff).where(
+        WriteOff.receivable_id == r.id, WriteOff.status == "approved", WriteOff.amount == -amount,
+        WriteOff.written_off_on == payment.paid_on, WriteOff.requested_at == payment.created_at))).scalars().first()
+    if row is None:
+        return None
+    left = amount
+    for w in (await session.execute(select(WriteOff).where(WriteOff.receivable_id == r.id, WriteOff.status == "approved",
+                                                          WriteOff.amount > 0).order_by(WriteOff.id.desc()))).scalars():
+        part = min(left, w.recovered_amount)
+        w.recovered_amount -= part
+        left -= part
+    await session.delete(row)
+    return amount
