@@ -142,7 +142,8 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         .where(Receivable.customer_id == customer.id, Dispute.resolved_at.is_(None))
         .order_by(Dispute.opened_at, Dispute.id))).all())
     last_payment = (await session.execute(select(func.max(Payment.paid_on)).where(
-        Payment.customer_id == customer.id, Payment.paid_on <= as_of))).scalar()
+        Payment.customer_id == customer.id, Payment.paid_on <= as_of,
+        Payment.reversed_at.is_(None)))).scalar()          # a reversed payment restarted nothing
     if last_payment is not None and not isinstance(last_payment, date):
         last_payment = date.fromisoformat(str(last_payment))
     latest_due = max((r.due_date for r in receivables), default=None)

@@ -73,8 +73,9 @@ async def test_two_working_days_of_collection(aiohttp_client, db):
 
     # rep2 answers late: still logged, marked late
     bot.clock.set(at("2026-11-24 09:05"))
-    [ack] = await bot.say("rep2", "2 已付2千，剩下的12月20号")
+    ack, claim = await bot.say("rep2", "2 已付2千，剩下的12月20号")
     assert "已过回复时限，标记为逾期回复" in ack
+    assert "已转财务核实到账（称已付款1笔）" in claim        # the 2,000 is finance's to confirm
 
     async with db.session() as s:
         log = (await s.execute(select(FollowUp, Receivable.invoice_no)

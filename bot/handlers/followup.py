@@ -14,6 +14,7 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
+from bot import claims as claims_flow
 from bot.dates import DateError, parse_date
 from bot.money import AmountError, parse_amount
 from bot.replies import parse_reply, resolve_amount, split_reply
@@ -44,7 +45,7 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
         raise UserError("no_push")
     rows = await coll.push_items(s, push.id)
     late = now > push.window_closes_at
-    understood, problems = [], []
+    understood, problems, claimed = [], [], []
     for segment in split_reply(text):
         parsed = parse_reply(segment, today, item_count=len(rows))
         if parsed.items is None:
@@ -64,6 +65,9 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
                                          outcome=parsed.outcome, text=segment, parse=parsed.to_json(),
                                          promised_date=parsed.promised_date, promised_amount=amount,
                                          push_item=item, late=late, corrects=corrects)
+            if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
+                claimed.append(await claims_flow.note(s, receivable=r, amount=parsed.paid_amount, person_id=person.id,
+                                                      at=now, channel=channel, followup_id=fu.id))
             if parsed.promised_date and parsed.outcome in ("promised", "paid_claimed") and parsed.promised_date >= today:
                 await coll.make_promise(s, receivable=r, promised_date=parsed.promised_date, amount=amount,
                                         person_id=person.id, at=now, channel=channel, followup=fu)
@@ -72,8 +76,12 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
                                         at=now, channel=channel)
             understood.append({"seq": seq, "receivable": r, "customer": customer, "parsed": parsed,
                                "amount": amount, "correction": corrects is not None})
-    return Reply("followup/ack.md.j2", {"understood": understood, "problems": problems, "late": late,
-                                        "push": push, "count": len(rows)})
+    ack = Reply("followup/ack.md.j2", {"understood": understood, "problems": problems, "late": late,
+                                       "push": push, "count": len(rows)})
+    if not claimed:
+        return ack
+    await claims_flow.report(s, claimed, rep=person, now=now, platforms=ctx.services.platforms)
+    return [ack, Reply("payments/claims_noted.md.j2", {"claimed": claimed})]
 
 
 async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:

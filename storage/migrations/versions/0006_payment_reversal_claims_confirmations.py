@@ -74,7 +74,6 @@ def downgrade() -> None:
     op.drop_table('payment_claims')
     op.drop_index('ix_confirmations_person_id', table_name='confirmations')
     op.drop_table('confirmations')
-    with op.batch_alter_table('payments', schema=None) as batch_op:
-        for col in ('reversal_reason', 'reversed_by', 'reversed_at', 'fx_rate', 'received_currency',
-                    'received_amount'):
-            batch_op.drop_column(col)
+    # plain DROP COLUMN (SQLite 3.35+): a batch rebuild of payments would trip allocations' foreign key
+    for col in ('reversal_reason', 'reversed_by', 'reversed_at', 'fx_rate', 'received_currency', 'received_amount'):
+        op.drop_column('payments', col)
