@@ -131,6 +131,12 @@ class AgingReport:
     def group_total(self, key: str) -> Decimal:
         return self.to_base(self.group_cents.get(key, []))
 
+    @property
+    def foreign_rates(self) -> dict[str, Decimal]:
+        """The rates this report converted with (currency → yuan per unit), for saying so."""
+        used = {cur for per in self.cents for cur, c in per.items() if c}
+        return {cur: self.rates[cur] for cur in sorted(used) if self.rates.get(cur) != Decimal("1")}
+
     def group_overdue(self, key: str) -> Decimal:
         return self.to_base(self.group_cents.get(key, []), first=1)
 

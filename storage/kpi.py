@@ -95,6 +95,7 @@ class Kpi(_Rates):
     on_time: int = 0
     reps: list[RepKpi] = field(default_factory=list)
     unconverted: dict[str, Decimal] = field(default_factory=dict)
+    fx_used: dict[str, Decimal] = field(default_factory=dict)       # currency → rate, as the figures used
 
     @property
     def dso(self) -> Decimal | None:
@@ -138,6 +139,7 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
     report = await aging_q.aging(session, as_of, (OVER_DAYS,), scope=scope, by="rep", fx_rates=fx_rates,
                                  base_currency=base_currency)
     out.open, out.overdue, out.over_90 = report.total, report.overdue, report.buckets[-1].amount
+    out.fx_used = dict(report.foreign_rates)
     for cur, amount in report.unconverted.items():
         out.unconverted[cur] = out.unconverted.get(cur, ZERO) + amount
     for key in report.groups:

@@ -297,3 +297,19 @@ async def test_kpi_and_aging_show_the_same_figures_to_the_cent(aiohttp_client, d
     assert "- 1-30天：¥34,200.71，5笔，占36.2%" in aging          # 15,000 + 5,000 + 14,200.71
     assert "- 逾期率：89.4%（逾期 ¥84,546.88 / 未收 ¥94,546.88）" in kpi
     assert "- 逾期90天以上占比：13.1%（¥12,345.67）" in kpi and "- 90天以上：¥12,345.67" in aging
+    # both say how the dollars became yuan
+    assert "（外币按 1 USD = 7.10 元 折算为人民币）" in aging.splitlines()
+    assert "（外币按 1 USD = 7.10 元 折算为人民币）" in kpi.splitlines()
+
+
+async def test_followup_claim_and_help(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    # a claim by /followup reaches finance too; no figure written: "称已付" without an amount
+    logged, noted = await bot.say("rep2", "/followup FP-USD1 客户说已经付款了")
+    assert "已转财务核实到账（称已付款1笔）" in noted and "⚠" not in noted
+    [told] = await bot.inbox("fin1")
+    assert "- 深圳宏达电子有限公司 FP-USD1：称已付，未付余额 US$3,000.00" in told
+    [fin] = await bot.say("fin1", "/help")
+    assert "`/reverse " in fin and "`/claims`" in fin and "`确认 [编号]`" in fin
+    [rep] = await bot.say("rep1", "/help")
+    assert "`/reverse " not in rep

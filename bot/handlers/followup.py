@@ -134,7 +134,14 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
         if parsed.promised_date and parsed.outcome == "promised" and parsed.promised_date >= today:
             await coll.make_promise(session, receivable=r, promised_date=parsed.promised_date, amount=amount,
                                     person_id=person.id, at=now, channel=message.platform, followup=fu)
-        return Reply("followup/logged.md.j2", {"what": r.invoice_no, "parsed": parsed, "amount": amount})
+        logged = Reply("followup/logged.md.j2", {"what": r.invoice_no, "parsed": parsed, "amount": amount,
+                                                  "currency": r.currency})
+        if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
+            noted = [await claims_flow.note(session, receivable=r, amount=parsed.paid_amount, person_id=person.id,
+                                            at=now, channel=message.platform, followup_id=fu.id)]
+            await claims_flow.report(session, noted, rep=person, now=now, platforms=ctx.services.platforms)
+            return [logged, Reply("payments/claims_noted.md.j2", {"claimed": noted})]
+        return logged
     match = await find_customer(session, target, scope)
     if match.exact is None:
         if match.candidates:
@@ -169,7 +176,7 @@ async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Repl
         except AmountError:
             raise UsageError("bad_amount", value=" ".join(parts[2:])) from None
         if amount <= 0 or amount > r.open_amount:
-            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount)
+            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
     now = clock.now()
     fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                  outcome="promised", text=args, promised_date=when, promised_amount=amount)
