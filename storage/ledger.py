@@ -23,6 +23,14 @@ class LedgerError(ValueError):
     """A ledger command that cannot be carried out as asked (nothing was changed)."""
 
 
+class WrittenOffSince(LedgerError):
+    """A payment cannot be reversed: an invoice it paid was written off afterwards."""
+
+    def __init__(self, invoice_no: str):
+        super().__init__(f"{invoice_no} was written off after this payment; reverse the write-off first")
+        self.invoice_no = invoice_no
+
+
 def refresh_status(r: Receivable) -> None:
     """Payment state follows the open balance; legal and written-off states are kept."""
     if r.status in ("written_off",):
@@ -272,7 +280,7 @@ async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: st
         if r.status == "written_off":
             rec = await _undo_recovery(session, payment, r, alloc.amount)
             if rec is None:
-                raise LedgerError(f"{r.invoice_no} was written off after this payment; reverse the write-off first")
+                raise WrittenOffSince(r.invoice_no)
             recovery += rec
         else:
             r.open_amount += alloc.amount

@@ -180,6 +180,9 @@ async def test_paid_is_in_yuan_unless_written_and_converted_at_a_stated_rate(aio
     # a rate written with the payment wins over the configured one: 2,000 / 7.2 = 277.78
     [r] = await bot.say("fin1", "/paid FP-USD1 2000 汇率7.2 LS-FX")
     assert "按 1 USD = 7.2 CNY 折算为 US$277.78" in r and "尚欠 US$1,940.53" in r
+    # the same serial again is recognised, not asked about nor booked twice
+    [r] = await bot.say("fin1", "/paid FP-USD1 2000 汇率7.2 LS-FX")
+    assert r.startswith("流水号 LS-FX 已于 2026-11-23 登记过（深圳宏达电子有限公司 US$277.78），本次未重复记账。")
     assert "看不懂汇率" in (await bot.say("fin1", "/paid FP-USD1 2000 汇率七"))[0]
     await _ledger_consistent(db)
 
@@ -313,3 +316,16 @@ async def test_followup_claim_and_help(aiohttp_client, db):
     assert "`/reverse " in fin and "`/claims`" in fin and "`确认 [编号]`" in fin
     [rep] = await bot.say("rep1", "/help")
     assert "`/reverse " not in rep
+
+
+async def test_a_payment_on_an_invoice_written_off_since_cannot_be_reversed(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db, extra=[])
+    await bot.say("fin1", "/paid INV-B2 2000 LS-W")                 # B2 12,345.67 → 10,345.67 open
+    await bot.say("admin", "/writeoff INV-B2 客户失联")               # ≤ 50,000: finance head and director
+    await bot.say("sup1", "/approve 2")
+    assert "审批完成" in (await bot.say("fin1", "/approve 2"))[0]
+    [r] = await bot.say("fin1", "/reverse LS-W 误登记")
+    assert r.startswith("回款 #2 冲抵的 INV-B2 之后已核销，不能直接冲销")
+    assert await _open(db, "INV-B2") == (D("0.00"), "written_off")
+    async with db.session() as s:
+        assert (await s.get(Payment, 2)).reversed_at is None

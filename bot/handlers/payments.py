@@ -185,15 +185,22 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         if existing is not None and existing.customer_id != customer.id:
             raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
                             currency=existing.currency, paid_on=existing.paid_on)
-    book_currency = named.currency if named is not None else \
-        _customer_currency(await open_receivables(session, customer.id), config.company.currency)
+    open_items = await open_receivables(session, customer.id) if named is None else []
+    if named is not None:
+        book_currency = named.currency
+    elif a.currency and any(r.currency == a.currency for r in open_items):
+        book_currency = a.currency            # US$ from a customer with yuan and dollar invoices: the dollar ones
+    else:
+        book_currency = _customer_currency(open_items, config.company.currency)
     bk = book_in(a, book_currency, config)
     if a.reference and existing is not None and existing.amount != bk.amount:
         raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
                         currency=existing.currency, paid_on=existing.paid_on)
-    if named is not None and named.status == "written_off" and await ledger.recoverable(session, named) <= ZERO:
+    rerun = a.reference is not None and existing is not None      # a recorded serial again: answered, not booked
+    if not rerun and named is not None and named.status == "written_off" \
+            and await ledger.recoverable(session, named) <= ZERO:
         raise UserError("nothing_to_recover", invoice=named.invoice_no)
-    if not (a.reference and existing is not None):          # a re-run of a recorded serial asks nothing
+    if not rerun:
         questions = {}
         capacity = await ledger.open_capacity(session, customer_id=customer.id, currency=bk.currency, named=named)
         if bk.amount > capacity:

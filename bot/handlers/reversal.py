@@ -50,6 +50,8 @@ async def reverse_cmd(session, args, person, clock, message) -> Reply:
     try:
         res = await ledger.reverse_payment(session, payment, reason=reason, actor=person.id, channel=message.platform,
                                            now=now)
+    except ledger.WrittenOffSince as e:
+        raise UserError("reverse_written_off", id=payment.id, invoice=e.invoice_no) from None
     except ledger.LedgerError as e:
         raise UserError("ledger", reason=str(e)) from None
     reopened = await claims.reopen_for_reversal(session, payment)
