@@ -116,17 +116,21 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(ids), Promise.status == "open")
                                         .order_by(Promise.id))).scalars():
             promises_by_r[p.receivable_id] = p
-    items, open_total, fee_total, unconverted = [], Decimal("0.00"), Decimal("0.00"), {}
+    items, unconverted = [], {}
+    open_by: dict[str, Decimal] = {}
+    fee_by: dict[str, Decimal] = {}
     for r in receivables:
         days = max(0, (as_of - r.due_date).days)
         fee = Decimal("0.00") if r.disputed else late_fee(r.open_amount, days, tiers)
         items.append(OpenItem(r, days, promises_by_r.get(r.id), fee))
-        converted = convert(r.open_amount, r.currency, rates)
-        if converted is None:
+        if r.currency not in rates:
             unconverted[r.currency] = unconverted.get(r.currency, Decimal("0.00")) + r.open_amount
             continue
-        open_total += converted
-        fee_total += convert(fee, r.currency, rates)
+        open_by[r.currency] = open_by.get(r.currency, Decimal("0.00")) + r.open_amount
+        fee_by[r.currency] = fee_by.get(r.currency, Decimal("0.00")) + fee
+    # one rounding rule (storage.aging.AgingReport): per-currency sums, each converted once
+    open_total = sum((convert(v, cur, rates) for cur, v in sorted(open_by.items())), Decimal("0.00"))
+    fee_total = sum((convert(v, cur, rates) for cur, v in sorted(fee_by.items())), Decimal("0.00"))
     limit = customer.credit_limit or Decimal("0")
     usage = (open_total / limit * 100).quantize(Decimal("0.1"), ROUND_HALF_UP) if limit > 0 else None
     report = await aging_q.aging(session, as_of, bounds, scope=Scope(customer_ids=frozenset({customer.id})),
