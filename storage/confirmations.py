@@ -28,6 +28,10 @@ class ConfirmationError(LookupError):
 
 async def ask(session: AsyncSession, *, person_id: str, kind: str, payload: dict, reasons: list[str],
               now: datetime, ttl: timedelta = TTL) -> Confirmation:
+    # the same command typed again replaces its unanswered question, so a bare 确认 still finds one
+    for old in await open_for(session, person_id, now):
+        if old.kind == kind and old.payload == payload:
+            old.status, old.done_at = "superseded", now
     c = Confirmation(person_id=person_id, kind=kind, payload=payload, reasons=reasons, asked_at=now,
                      expires_at=now + ttl, status="open", result={})
     session.add(c)
@@ -58,6 +62,8 @@ async def take(session: AsyncSession, *, person_id: str, number: int | None, now
             raise ConfirmationError("other", number=number)
         if c.status == "done":
             raise ConfirmationError("done", number=number, result=c.result)
+        if c.status == "superseded":
+            raise ConfirmationError("superseded", number=number)
         if c.expires_at <= now:
             raise ConfirmationError("expired", number=number)
     c.status, c.done_at = "done", now

@@ -54,11 +54,14 @@ class PaymentResult:
 
 async def record_payment(session: AsyncSession, *, customer: Customer, amount: Decimal, paid_on: date,
                          reference: str | None, invoice_no: str = "", currency: str = "CNY",
-                         actor: str, channel: str, now: datetime) -> PaymentResult:
+                         actor: str, channel: str, now: datetime,
+                         received: tuple[Decimal, str, str] | None = None) -> PaymentResult:
     """Record a payment and allocate it: the named invoice first, then oldest due first.
 
     Re-recording the same bank reference changes nothing (imports are re-run); the same reference
     with a different amount or customer is refused, since that is a typo, not a re-run.
+    ``received``: (amount, currency, rate) when the money came in another currency than ``currency``
+    and was converted at ``rate`` (yuan per unit of the foreign one); kept on the payment and audited.
     """
     if amount <= ZERO:
         raise LedgerError("amount must be positive")
@@ -80,6 +83,8 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     payment = Payment(customer_id=customer.id, amount=amount, unallocated=amount, paid_on=paid_on,
                       reference=reference or None, invoice_no=invoice_no, currency=currency,
                       recorded_by=actor, created_at=now)
+    if received is not None:
+        payment.received_amount, payment.received_currency, payment.fx_rate = received
     session.add(payment)
     await session.flush()
     open_items = (await session.execute(
@@ -92,7 +97,9 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.record", entity="payment",
                  entity_id=payment.id, customer=customer.code, amount=amount, paid_on=paid_on,
                  reference=reference, allocations={r.invoice_no: a for r, a in allocations},
-                 unallocated=payment.unallocated)
+                 unallocated=payment.unallocated, currency=currency,
+                 **({"received": received[0], "received_currency": received[1], "fx_rate": received[2]}
+                    if received else {}))
     return PaymentResult(payment, allocations)
 
 

@@ -157,7 +157,7 @@ class Confirmation(Base):
     reasons: Mapped[list] = mapped_column(JSON, default=list)            # over_balance | duplicate
     asked_at: Mapped[datetime]
     expires_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(10), default="open")     # open | done
+    status: Mapped[str] = mapped_column(String(10), default="open")     # open | done | superseded
     done_at: Mapped[datetime | None]
     result: Mapped[dict] = mapped_column(JSON, default=dict)             # e.g. {"payment": id}
 

@@ -103,6 +103,13 @@ async def test_a_payment_above_what_is_owed_asks_before_anything_goes_on_account
     assert (await bot.say("fin1", "确认 2"))[0].startswith("待确认 #2 已超过30分钟失效，未记账")
     assert (await bot.say("fin1", "确认"))[0].startswith("您没有待确认的操作")
     assert await _count(db, Payment) == payments + 1
+    # the same command typed twice is one question: a bare 确认 answers the newer one
+    await bot.say("fin1", "/paid FP-60K 200")
+    [again] = await bot.say("fin1", "/paid FP-60K 200")
+    assert "**请确认回款 #4**" in again
+    assert "已被您之后发送的同一条命令取代" in (await bot.say("fin1", "确认 3"))[0]
+    assert (await bot.say("fin1", "确认"))[0].startswith("**已登记回款 #3**")
+    assert await _count(db, Payment) == payments + 2
     # a rep's reply that starts with the word 确认 is still a reply, not a refused command
     assert "没有使用" not in (await bot.say("rep1", "确认 1 已联系"))[0]
     await _ledger_consistent(db)
@@ -174,6 +181,10 @@ async def test_paid_is_in_yuan_unless_written_and_converted_at_a_stated_rate(aio
         p = await s.get(Payment, 2)
         assert (p.amount, p.currency, p.received_amount, p.received_currency, p.fx_rate) == \
             (D("281.69"), "USD", D("2000.00"), "CNY", "7.10")
+        entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "payment.record",
+                                                          AuditEntry.entity_id == "2"))).scalar_one()
+        assert (entry.detail["received"], entry.detail["received_currency"], entry.detail["fx_rate"]) == \
+            ("2000.00", "CNY", "7.10")
     # written in dollars: booked as dollars
     [r] = await bot.say("fin1", "/paid 深圳宏达 500 USD")
     assert "- FP-USD1：冲抵 US$500.00，尚欠 US$2,218.31" in r and "折算" not in r

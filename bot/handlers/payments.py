@@ -229,13 +229,15 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         try:
             res = await ledger.record_payment(session, customer=customer, amount=bk.amount, paid_on=a.when,
                                               reference=a.reference, invoice_no=named.invoice_no if named else "",
-                                              currency=bk.currency, actor=person.id, channel=message.platform, now=now)
+                                              currency=bk.currency, actor=person.id, channel=message.platform, now=now,
+                                              received=None if bk.received is None else
+                                              (bk.received, bk.received_currency, str(bk.rate)))
         except ledger.LedgerError as e:
             raise UserError("ledger", reason=str(e)) from None
         payment, allocations, duplicate, recovered = res.payment, res.allocations, res.duplicate, ZERO
     closed = []
     if not duplicate:
-        if bk.received is not None:
+        if bk.received is not None and recovered:       # record_payment keeps it itself
             payment.received_amount, payment.received_currency = bk.received, bk.received_currency
             payment.fx_rate = str(bk.rate)
         paid_ids = [r.id for r, _ in allocations] + ([named.id] if recovered else [])
