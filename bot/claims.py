@@ -27,6 +27,11 @@ async def note(session: AsyncSession, *, receivable: Receivable, amount: Decimal
     return {"claim": claim, "receivable": receivable, "over": claims_q.excess(amount, receivable.open_amount)}
 
 
+async def withdraw(session: AsyncSession, *, receivable: Receivable, person_id: str, at: datetime) -> int:
+    """A correction that no longer says "paid" takes the rep's open claim on the invoice back."""
+    return await claims_q.withdraw(session, receivable, actor=person_id, now=at)
+
+
 async def report(session: AsyncSession, noted: list[dict], *, rep: Person, now: datetime,
                  platforms: tuple[str, ...]) -> int:
     """One message to each active finance person for the claims of one reply. Returns the number sent."""
@@ -47,4 +52,4 @@ async def report(session: AsyncSession, noted: list[dict], *, rep: Person, now: 
     return sent
 
 
-__all__ = ["note", "report", "PaymentClaim"]
+__all__ = ["note", "withdraw", "report", "PaymentClaim"]

@@ -87,6 +87,14 @@ async def reopen_for_reversal(session: AsyncSession, payment: Payment) -> int:
     return res.rowcount or 0
 
 
+async def withdraw(session: AsyncSession, receivable: Receivable, *, actor: str, now: datetime) -> int:
+    """The rep corrected their reply and no longer says it was paid: the open claim closes."""
+    res = await session.execute(update(PaymentClaim).where(PaymentClaim.receivable_id == receivable.id,
+                                                           PaymentClaim.status == "open")
+                                .values(status="withdrawn", closed_by=actor, closed_at=now))
+    return res.rowcount or 0
+
+
 async def dismiss(session: AsyncSession, claim: PaymentClaim, *, actor: str, note: str, now: datetime,
                   channel: str) -> None:
     """Finance found no such receipt: the claim closes without a payment, with the reason."""

@@ -97,6 +97,17 @@ class CustomerCard:
     statute_reason: str                        # due | payment | notice | confirmation (statute_anchor)
     late_fee_total: Decimal                    # reporting currency
     unconverted: dict[str, Decimal] = field(default_factory=dict)
+    unapplied: dict[str, Decimal] = field(default_factory=dict)   # on account (预收), per currency
+
+
+async def unapplied_cash(session: AsyncSession, customer_id: int) -> dict[str, Decimal]:
+    """What the customer paid and no invoice has taken yet (预收), per currency; reversed payments aside."""
+    rows = (await session.execute(select(Payment.currency, Payment.unallocated).where(
+        Payment.customer_id == customer_id, Payment.unallocated > 0, Payment.reversed_at.is_(None)))).all()
+    out: dict[str, Decimal] = {}
+    for cur, amount in rows:
+        out[cur] = out.get(cur, Decimal("0.00")) + amount
+    return out
 
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
@@ -161,7 +172,8 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
                             anchor, _years(statute, customer.cross_border),
                             work_calendar if statute is None or statute.roll_to_workday else None),
                         statute_anchor=anchor, statute_reason=reason,
-                        late_fee_total=fee_total, unconverted=unconverted)
+                        late_fee_total=fee_total, unconverted=unconverted,
+                        unapplied=await unapplied_cash(session, customer.id))
 
 
 async def _written_restarts(session: AsyncSession, customer: Customer, receivables: list[Receivable],

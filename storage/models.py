@@ -173,7 +173,7 @@ class PaymentClaim(Base):
     open_then: Mapped[Decimal]                         # the invoice's open balance when claimed
     claimed_by: Mapped[str] = mapped_column(String(64))
     claimed_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(10), default="open", index=True)   # open | closed | dismissed
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)   # open | closed | dismissed | withdrawn
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
     closed_by: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[datetime | None]

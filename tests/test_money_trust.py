@@ -90,6 +90,8 @@ async def test_a_payment_above_what_is_owed_asks_before_anything_goes_on_account
         "- 预收（未分配）：¥887,314.89",
         "客户已无未结发票。",
     ]
+    # the advance is visible on the customer's card
+    assert "预收（未分配）：¥887,314.89，尚未冲抵任何发票" in (await bot.say("fin1", "/customer 杭州明光"))[0]
     # confirming again changes nothing, and says so
     assert (await bot.say("fin1", "确认"))[0].startswith("您没有待确认的操作")
     assert (await bot.say("fin1", "确认 1"))[0].startswith("待确认 #1 已经确认过，回款 #2 已登记，未重复记账。")
@@ -135,6 +137,10 @@ async def test_a_claimed_payment_above_the_balance_is_flagged_and_goes_to_financ
     assert "**到账待核实**：1条" in listed and "- #1 上海恒信机电有限公司 FP-11430：张伟 11-23 称已付 ¥50,000.00" in listed
     assert "FP-11430" in (await bot.say("rep1", "/claims"))[0]
     assert (await bot.say("rep2", "/claims"))[0] == "没有待核实的到账（称已付款）。"        # not rep2's customer
+    # a correction that no longer says "paid" takes the claim back; saying it again opens it again
+    await bot.say("rep1", f"更正 {seq} 已联系，客户说下周付")
+    assert (await bot.say("fin1", "/claims"))[0] == "没有待核实的到账（称已付款）。"
+    await bot.say("rep1", f"{seq} 已付五万")
     # finance books what the bank shows: the claim closes
     [booked] = await bot.say("fin1", "/paid FP-11430 11430 LS-C1")
     assert "- FP-11430：冲抵 ¥11,430.00，已结清" in booked
@@ -143,13 +149,15 @@ async def test_a_claimed_payment_above_the_balance_is_flagged_and_goes_to_financ
     # reversing that payment reopens the claim; finance can dismiss it
     [rev] = await bot.say("fin1", "/reverse LS-C1 银行退票")
     assert "- 它关闭的 1 条到账待核实（称已付款）重新打开" in rev
-    assert "#1" in (await bot.say("fin1", "/claims"))[0]
-    assert "没有使用" in (await bot.say("rep1", "/claims 驳回 1 查无此款"))[0]
-    assert (await bot.say("fin1", "/claims 驳回 1 银行无此款"))[0] == \
-        "已驳回到账待核实 #1（FP-11430）：银行无此款。发票仍按未付催收。"
+    assert "- #2 上海恒信机电有限公司 FP-11430" in (await bot.say("fin1", "/claims"))[0]    # #1 was withdrawn
+    assert "没有使用" in (await bot.say("rep1", "/claims 驳回 2 查无此款"))[0]
+    assert "已经处理过了" in (await bot.say("fin1", "/claims 驳回 1 查无此款"))[0]
+    assert (await bot.say("fin1", "/claims 驳回 2 银行无此款"))[0] == \
+        "已驳回到账待核实 #2（FP-11430）：银行无此款。发票仍按未付催收。"
     async with db.session() as s:
-        claim = await s.get(PaymentClaim, 1)
-        assert (claim.status, claim.amount, claim.open_then) == ("dismissed", D("50000.00"), D("11430.00"))
+        claims = {c.id: (c.status, c.amount, c.open_then) for c in (await s.execute(select(PaymentClaim))).scalars()}
+        assert claims == {1: ("withdrawn", D("50000.00"), D("11430.00")),
+                          2: ("dismissed", D("50000.00"), D("11430.00"))}
 
 
 # ---------------------------------------------------------------------------------- duplicates

@@ -68,6 +68,8 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
             if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
                 claimed.append(await claims_flow.note(s, receivable=r, amount=parsed.paid_amount, person_id=person.id,
                                                       at=now, channel=channel, followup_id=fu.id))
+            elif corrects is not None:
+                await claims_flow.withdraw(s, receivable=r, person_id=person.id, at=now)
             if parsed.promised_date and parsed.outcome in ("promised", "paid_claimed") and parsed.promised_date >= today:
                 await coll.make_promise(s, receivable=r, promised_date=parsed.promised_date, amount=amount,
                                         person_id=person.id, at=now, channel=channel, followup=fu)
