@@ -13,7 +13,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit
+from storage import audit, claims
 from storage.models import Allocation, Customer, Payment, Receivable, WriteOff
 
 ZERO = Decimal("0.00")
@@ -50,6 +50,7 @@ class PaymentResult:
     payment: Payment
     allocations: list[tuple[Receivable, Decimal]]
     duplicate: bool = False       # the same reference was already recorded: nothing changed
+    claims_closed: int = 0        # reps' "customer paid" claims on the invoices it paid (storage/claims.py)
 
 
 async def record_payment(session: AsyncSession, *, customer: Customer, amount: Decimal, paid_on: date,
@@ -100,7 +101,9 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
                  unallocated=payment.unallocated, currency=currency,
                  **({"received": received[0], "received_currency": received[1], "fx_rate": received[2]}
                     if received else {}))
-    return PaymentResult(payment, allocations)
+    # booked money answers the claims on what it paid, whether typed in chat or imported from the bank
+    closed = await claims.close_paid(session, payment, [r.id for r, _ in allocations], actor=actor, now=now)
+    return PaymentResult(payment, allocations, claims_closed=len(closed))
 
 
 async def allocate(session: AsyncSession, payment: Payment, receivables: list[Receivable]) -> list[tuple[Receivable, Decimal]]:
@@ -163,6 +166,7 @@ class RecoveryResult:
     recovered: Decimal                                    # the part that went to the written-off invoice
     allocations: list[tuple[Receivable, Decimal]]         # any rest, to the customer's other open invoices
     duplicate: bool = False
+    claims_closed: int = 0
 
 
 async def record_recovery(session: AsyncSession, *, receivable: Receivable, amount: Decimal, paid_on: date,
@@ -222,7 +226,8 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
                  entity_id=receivable.invoice_no, amount=amount, paid_on=paid_on, reference=reference,
                  recovered=take, write_offs=sources, allocations={r.invoice_no: a for r, a in rest},
                  unallocated=payment.unallocated)
-    return RecoveryResult(payment, take, rest)
+    closed = await claims.close_paid(session, payment, [receivable.id] + [r.id for r, _ in rest], actor=actor, now=now)
+    return RecoveryResult(payment, take, rest, claims_closed=len(closed))
 
 
 # -- checks before booking, and reversal ---------------------------------------------------------
@@ -266,6 +271,7 @@ class ReversalResult:
     payment: Payment
     undone: list[tuple[Receivable, Decimal]]     # allocations removed, receivable reopened by that much
     recovery_undone: Decimal = ZERO              # a recovery on a written-off invoice, written off again
+    claims_reopened: int = 0                     # claims this payment had closed, open again
 
 
 async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: str, actor: str, channel: str,
@@ -296,12 +302,13 @@ async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: st
         await session.delete(alloc)
     payment.unallocated = ZERO
     payment.reversed_at, payment.reversed_by, payment.reversal_reason = now, actor, reason
+    reopened = await claims.reopen_for_reversal(session, payment)
     await session.flush()
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.reverse", entity="payment",
                  entity_id=payment.id, amount=payment.amount, currency=payment.currency, paid_on=payment.paid_on,
                  reference=payment.reference, reason=reason, recovery_undone=recovery,
                  allocations={r.invoice_no: a for r, a in undone})
-    return ReversalResult(payment, undone, recovery)
+    return ReversalResult(payment, undone, recovery, reopened)
 
 
 async def _undo_recovery(session: AsyncSession, payment: Payment, r: Receivable, amount: Decimal) -> Decimal | None:

@@ -348,3 +348,23 @@ async def test_a_payment_on_an_invoice_written_off_since_cannot_be_reversed(aioh
     assert await _open(db, "INV-B2") == (D("0.00"), "written_off")
     async with db.session() as s:
         assert (await s.get(Payment, 2)).reversed_at is None
+
+
+async def test_money_booked_by_any_path_closes_the_claim(db):
+    """An imported bank statement books through storage.ledger.record_payment like /paid does: a
+    rep's claim on the invoice it pays closes with it (and a reversal reopens it)."""
+    from storage import claims as claims_q, ledger
+    now = at("2026-11-23 10:00")
+    async with db.session() as s, s.begin():
+        customers = await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        c1 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "INV-A3"))).scalar_one()
+        claim = await claims_q.record_claim(s, receivable=c1, amount=D("30000.00"), person_id="rep1", at=now,
+                                            channel="test")
+        res = await ledger.record_payment(s, customer=customers["C1"], amount=D("30000.00"), paid_on=date(2026, 11, 23),
+                                          reference="BANK-1", actor="import", channel="import", now=now)
+        assert [r.invoice_no for r, _ in res.allocations] == ["INV-A3"] and res.claims_closed == 1
+        assert (claim.status, claim.payment_id) == ("closed", res.payment.id)
+        rev = await ledger.reverse_payment(s, res.payment, reason="test", actor="fin1", channel="test", now=now)
+        assert rev.claims_reopened == 1
+    async with db.session() as s:
+        assert (await s.get(PaymentClaim, claim.id)).status == "open"

@@ -12,7 +12,8 @@ another currency it is converted at a stated rate and the answer says so.
 Nothing surprising is booked silently: a payment above what the customer owes (the rest would sit
 on account as 预收) or the same customer, amount and day again without two different bank serials
 is answered with a question (storage/confirmations.py), booked only on ``确认``. The payment closes
-the open payment claims (称已付款, storage/claims.py) on the invoices it pays.
+the open payment claims (称已付款, storage/claims.py) on the invoices it pays (in the ledger, so an
+imported bank statement closes them too).
 
 /writeoff: the whole open balance of one invoice; the approvers follow the amount in the
 reporting currency: up to ``[permissions] writeoff_small_limit`` the finance head AND the sales
@@ -36,7 +37,7 @@ from bot.core.router import Router
 from bot.dates import DateError, parse_date
 from bot.money import AmountError, currency_word, parse_money
 from bot.render import render
-from storage import audit, claims, confirmations, ledger
+from storage import audit, confirmations, ledger
 from storage.fx import convert, rates_for
 from storage.customers import find_customer, open_receivables, receivable_by_invoice
 from storage.models import Customer, Payment, Person, Receivable, WriteOff
@@ -225,6 +226,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError:
             raise UserError("nothing_to_recover", invoice=named.invoice_no) from None
         payment, allocations, duplicate, recovered = rec.payment, rec.allocations, rec.duplicate, rec.recovered
+        closed = rec.claims_closed
     else:
         try:
             res = await ledger.record_payment(session, customer=customer, amount=bk.amount, paid_on=a.when,
@@ -235,13 +237,10 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError as e:
             raise UserError("ledger", reason=str(e)) from None
         payment, allocations, duplicate, recovered = res.payment, res.allocations, res.duplicate, ZERO
-    closed = []
-    if not duplicate:
-        if bk.received is not None and recovered:       # record_payment keeps it itself
-            payment.received_amount, payment.received_currency = bk.received, bk.received_currency
-            payment.fx_rate = str(bk.rate)
-        paid_ids = [r.id for r, _ in allocations] + ([named.id] if recovered else [])
-        closed = await claims.close_paid(session, payment, paid_ids, actor=person.id, now=now)
+        closed = res.claims_closed
+    if not duplicate and bk.received is not None and recovered:       # record_payment keeps it itself
+        payment.received_amount, payment.received_currency = bk.received, bk.received_currency
+        payment.fx_rate = str(bk.rate)
     remaining = await open_receivables(session, customer.id)
     by_currency: dict[str, Decimal] = {}
     for r in remaining:
@@ -249,7 +248,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     return Reply("payments/paid.md.j2", {"customer": customer, "payment": payment, "allocations": allocations,
                                          "duplicate": duplicate, "recovered": recovered, "named": named,
                                          "remaining": by_currency, "base": config.company.currency,
-                                         "claims_closed": len(closed)})
+                                         "claims_closed": closed})
 
 
 def _customer_currency(open_items: list[Receivable], base: str = "CNY") -> str:

@@ -16,7 +16,7 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import REVERSERS
 from bot.core.router import Router
-from storage import claims, ledger
+from storage import ledger
 from storage.customers import open_receivables
 from storage.models import Customer, Payment
 
@@ -54,11 +54,10 @@ async def reverse_cmd(session, args, person, clock, message) -> Reply:
         raise UserError("reverse_written_off", id=payment.id, invoice=e.invoice_no) from None
     except ledger.LedgerError as e:
         raise UserError("ledger", reason=str(e)) from None
-    reopened = await claims.reopen_for_reversal(session, payment)
     customer = await session.get(Customer, payment.customer_id)
     remaining: dict[str, Decimal] = {}
     for r in await open_receivables(session, customer.id):
         remaining[r.currency] = remaining.get(r.currency, ZERO) + r.open_amount
     return Reply("payments/reversed.md.j2", {"payment": payment, "customer": customer, "undone": res.undone,
-                                             "recovery": res.recovery_undone, "reopened": reopened,
+                                             "recovery": res.recovery_undone, "reopened": res.claims_reopened,
                                              "remaining": remaining, "reason": reason})
