@@ -13,6 +13,7 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS, may_use
 from bot.core.router import Router
+from bot.handlers.followup import reply_to_push
 from bot.handlers.payments import book_paid
 from storage import confirmations
 
@@ -23,12 +24,10 @@ router = Router("confirm")
 async def confirm_cmd(ctx, session, scope, args, person, clock, config, services, message) -> Reply:
     """Confirm what the bot asked about (a payment above the open balance, a likely duplicate)."""
     raw = args.strip().lstrip("#")
-    if not (raw.isdigit() or not raw) or person.role == "rep" and not await confirmations.open_for(
-            session, person.id, clock.now()):
-        # a rep's reply that happens to start with the word 确认 ("确认 3 已付") is a reply
-        from bot.handlers.followup import reply_to_push
-        if person.role == "rep":
-            return await reply_to_push(ctx, message)
+    if person.role == "rep" and (raw and not raw.isdigit()
+                                 or not await confirmations.open_for(session, person.id, clock.now())):
+        # a rep's reply that happens to start with the word 确认 ("确认 3 已付款") is a reply
+        return await reply_to_push(ctx, message)
     if raw and not raw.isdigit():
         raise UsageError("bad_confirmation", value=args.strip())
     now = clock.now()
