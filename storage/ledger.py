@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, claims
-from storage.models import Allocation, Customer, Payment, Receivable, WriteOff
+from storage.models import Allocation, Customer, Payment, Promise, Receivable, WriteOff
 
 ZERO = Decimal("0.00")
 
@@ -281,7 +281,8 @@ async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: st
     Its allocations are removed and each receivable gets that much back (status recomputed), so
     the ledger, aging as of any date and the KPIs are what they would have been without it; a
     recovery on a written-off invoice is undone too (its reversing write-off row removed and the
-    recovered amount taken back). The payment row stays, marked reversed with who, when and why,
+    recovered amount taken back); claims it closed and promises judged kept since it was booked are
+    open again. The payment row stays, marked reversed with who, when and why,
     and the audit entry keeps every allocation that was undone. Reversing twice is refused."""
     if payment.reversed_at is not None:
         raise LedgerError(f"payment {payment.id} already reversed")
@@ -303,6 +304,13 @@ async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: st
     payment.unallocated = ZERO
     payment.reversed_at, payment.reversed_by, payment.reversal_reason = now, actor, reason
     reopened = await claims.reopen_for_reversal(session, payment)
+    # promises judged kept since this payment was booked were judged on money that did not stay:
+    # open again, so the promise watch judges them anew
+    if undone and payment.created_at is not None:
+        for p in (await session.execute(select(Promise).where(
+                Promise.receivable_id.in_([r.id for r, _ in undone]), Promise.status == "kept",
+                Promise.closed_at >= payment.created_at))).scalars():
+            p.status, p.closed_at = "open", None
     await session.flush()
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.reverse", entity="payment",
                  entity_id=payment.id, amount=payment.amount, currency=payment.currency, paid_on=payment.paid_on,

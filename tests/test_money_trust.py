@@ -15,8 +15,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from storage.ledger import balance_check
-from storage.models import (AgingTotal, Allocation, AuditEntry, Customer, Payment, PaymentClaim, Receivable,
-                            WriteOff)
+from storage.models import (AgingTotal, Allocation, AuditEntry, Customer, Payment, PaymentClaim, Promise,
+                            Receivable, WriteOff)
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
@@ -364,7 +364,13 @@ async def test_money_booked_by_any_path_closes_the_claim(db):
                                           reference="BANK-1", actor="import", channel="import", now=now)
         assert [r.invoice_no for r, _ in res.allocations] == ["INV-A3"] and res.claims_closed == 1
         assert (claim.status, claim.payment_id) == ("closed", res.payment.id)
-        rev = await ledger.reverse_payment(s, res.payment, reason="test", actor="fin1", channel="test", now=now)
+        # the promise watch later judged a promise on A3 kept by this money
+        promise = Promise(receivable_id=c1.id, promised_date=date(2026, 11, 23), amount=None, status="kept",
+                          made_by="rep1", made_at=at("2026-11-20 10:00"), closed_at=at("2026-11-24 09:00"))
+        s.add(promise)
+        rev = await ledger.reverse_payment(s, res.payment, reason="test", actor="fin1", channel="test",
+                                           now=at("2026-11-25 10:00"))
         assert rev.claims_reopened == 1
+        assert (promise.status, promise.closed_at) == ("open", None)      # to be judged anew
     async with db.session() as s:
         assert (await s.get(PaymentClaim, claim.id)).status == "open"
