@@ -10,8 +10,8 @@
 Plain add_column (nullable or with a server default) and new tables: receivables untouched, so
 0004's triggers stay as they are.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03 08:10:00.000000
 """
 from alembic import op
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import storage.types
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
