@@ -78,7 +78,8 @@ async def test_a_payment_above_what_is_owed_asks_before_anything_goes_on_account
     # 1,000,000 − 112,685.11 = 887,314.89 would be an advance
     [ask] = await bot.say("fin1", "/paid FP-52K 100万")
     assert ask.splitlines()[0] == "**请确认回款 #1**：杭州明光照明有限公司 FP-52K ¥1,000,000.00，2026-11-23，尚未记账："
-    assert "- 金额超过该客户未结余额 ¥112,685.11，多出的 ¥887,314.89 将记为预收（未分配）。金额是否写错了？" in ask
+    assert "- 金额超过该客户未结余额 ¥112,685.11（其中 FP-52K 未付 ¥52,000.00），多出的 ¥887,314.89 将记为预收（未分配）。" \
+           "金额是否写错了？" in ask
     assert "确认无误请在 10:30 前回复 `确认`" in ask            # asked at 10:00, 30 minutes
     assert await _count(db, Payment) == payments and await _open(db, "FP-52K") == (D("52000.00"), "open")
 
