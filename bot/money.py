@@ -23,7 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import cn2an
 
-__all__ = ["AmountError", "parse_amount", "to_cents", "from_cents", "format_yuan", "format_wan"]
+__all__ = ["AmountError", "parse_amount", "parse_money", "to_cents", "from_cents", "format_yuan", "format_wan",
+           "format_money", "SYMBOLS"]
 
 CENT = Decimal("0.01")
 
@@ -210,3 +211,52 @@ def format_wan(d: Decimal) -> str:
     else:
         return format_yuan(d)
     return f"{scaled:f}".rstrip("0").rstrip(".") + unit
+
+
+# how an amount in each currency is written: its own symbol, so a US$ figure never reads as yuan
+SYMBOLS = {"CNY": "¥", "USD": "US$", "EUR": "€", "HKD": "HK$", "GBP": "£", "JPY": "JP¥", "SGD": "S$",
+           "AUD": "A$", "CAD": "C$", "TWD": "NT$", "MOP": "MOP$", "KRW": "₩"}
+
+
+def format_money(d: Decimal | None, currency: str | None = "CNY") -> str:
+    """``(Decimal('1000'), 'USD')`` → ``'US$1,000.00'``; a currency without a symbol is written
+    with its code (``'THB 1,000.00'``). The one way every template writes an amount."""
+    if d is None:
+        return "-"
+    cur = (currency or "CNY").upper()
+    sym = SYMBOLS.get(cur)
+    body = format_yuan(d)
+    sign = ""
+    if body.startswith("-"):
+        sign, body = "-", body[1:]
+    return f"{sign}{sym}{body}" if sym else f"{sign}{cur} {body}"
+
+
+# currency words people write next to an amount (checked longest first)
+_CURRENCY_WORDS = {"us$": "USD", "usd": "USD", "美元": "USD", "美金": "USD", "$": "USD",
+                   "hk$": "HKD", "hkd": "HKD", "港币": "HKD", "港元": "HKD",
+                   "eur": "EUR", "€": "EUR", "欧元": "EUR", "gbp": "GBP", "£": "GBP", "英镑": "GBP",
+                   "jpy": "JPY", "日元": "JPY", "sgd": "SGD", "s$": "SGD",
+                   "cny": "CNY", "rmb": "CNY", "人民币": "CNY", "¥": "CNY", "￥": "CNY"}
+_CODE = re.compile(r"[a-z]{3}")
+
+
+def currency_word(text: str) -> str | None:
+    """``'USD'``, ``'美元'``, ``'US$'`` → ``'USD'``; None when the word names no currency."""
+    w = _half_width(text).strip().lower()
+    return _CURRENCY_WORDS.get(w)
+
+
+def parse_money(text: str) -> tuple[Decimal, str | None]:
+    """An amount with an optional currency glued to it: ``US$2000`` / ``2000USD`` / ``2万美元`` →
+    (2000, 'USD'); ``5万`` → (50000, None) (no currency written: the caller decides)."""
+    s = _half_width(text).strip().lower()
+    currency = None
+    for word in sorted(_CURRENCY_WORDS, key=len, reverse=True):
+        if s.startswith(word) and len(s) > len(word):
+            currency, s = _CURRENCY_WORDS[word], s[len(word):]
+            break
+        if s.endswith(word) and len(s) > len(word):
+            currency, s = _CURRENCY_WORDS[word], s[: -len(word)]
+            break
+    return parse_amount(s), currency

@@ -94,14 +94,31 @@ class Bucket:
 
 @dataclass
 class AgingReport:
+    """Buckets in the reporting currency. One rounding rule for every figure (see ``to_base``):
+    a figure is the sum of its own per-currency cents, each currency converted once, half up to
+    the cent — never a sum of amounts already converted and rounded. So /aging's total, /kpi's
+    open balance and a report's are the same figure on the same data; a bucket or a rep's line is
+    converted from its own sums, so with foreign currencies the lines may differ from the total
+    by a cent, as a converted statement does."""
     as_of: date
     buckets: list[Bucket]
     groups: dict[str, list[Bucket]] = field(default_factory=dict)    # by rep/team/customer/region key
     unconverted: dict[str, Decimal] = field(default_factory=dict)    # currency → open amount without a rate
+    rates: dict[str, Decimal] = field(default_factory=dict)
+    # integer cents per currency, per bucket (and per group and bucket): what every figure is made of
+    cents: list[dict[str, int]] = field(default_factory=list)
+    group_cents: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+
+    def to_base(self, per_bucket: list[dict[str, int]], first: int = 0) -> Decimal:
+        summed: dict[str, int] = {}
+        for per in per_bucket[first:]:
+            for cur, c in per.items():
+                summed[cur] = summed.get(cur, 0) + c
+        return sum((convert(from_cents(c), cur, self.rates) for cur, c in sorted(summed.items())), Decimal("0.00"))
 
     @property
     def total(self) -> Decimal:
-        return sum((b.amount for b in self.buckets), Decimal("0.00"))
+        return self.to_base(self.cents)
 
     @property
     def count(self) -> int:
@@ -109,10 +126,19 @@ class AgingReport:
 
     @property
     def overdue(self) -> Decimal:
-        return sum((b.amount for b in self.buckets[1:]), Decimal("0.00"))
+        return self.to_base(self.cents, first=1)
 
     def group_total(self, key: str) -> Decimal:
-        return sum((b.amount for b in self.groups.get(key, [])), Decimal("0.00"))
+        return self.to_base(self.group_cents.get(key, []))
+
+    @property
+    def foreign_rates(self) -> dict[str, Decimal]:
+        """The rates this report converted with (currency → yuan per unit), for saying so."""
+        used = {cur for per in self.cents for cur, c in per.items() if c}
+        return {cur: self.rates[cur] for cur in sorted(used) if self.rates.get(cur) != Decimal("1")}
+
+    def group_overdue(self, key: str) -> Decimal:
+        return self.to_base(self.group_cents.get(key, []), first=1)
 
 
 def _bucket_case(as_of: date, bounds):
@@ -315,10 +341,9 @@ async def _corrected_day_rows(session: AsyncSession, as_of: date, scope: Scope) 
 def _report(rows, as_of: date, bounds, labels, *, by: str | None, by_day: bool,
             fx_rates: dict[str, str] | None, base_currency: str) -> AgingReport:
     rates = rates_for(fx_rates, base_currency)
-    report = AgingReport(as_of, [Bucket(lbl) for lbl in labels])
+    report = AgingReport(as_of, [Bucket(lbl) for lbl in labels], rates=rates, cents=[{} for _ in labels])
     if by_day:
-        # the day rows are summed per (bucket, currency) in integer cents first, so the amounts
-        # convert exactly as the per-bucket rows of the SQL path do
+        # the day rows are summed per (bucket, currency) in integer cents first
         per: dict[tuple[int, str], list[int]] = {}
         for due, currency, _grp, cents, n in rows:
             acc = per.setdefault((_bucket_of(as_of, bounds, _as_date(due)), currency), [0, 0])
@@ -326,19 +351,26 @@ def _report(rows, as_of: date, bounds, labels, *, by: str | None, by_day: bool,
             acc[1] += n
         rows = [(b_idx, currency, "", cents, n) for (b_idx, currency), (cents, n) in sorted(per.items())]
     for b_idx, currency, grp, cents, n in rows:
-        amount = from_cents(cents)
-        converted = convert(amount, currency, rates)
-        if converted is None:
-            report.unconverted[currency] = report.unconverted.get(currency, Decimal("0.00")) + amount
+        if currency not in rates:
+            report.unconverted[currency] = report.unconverted.get(currency, Decimal("0.00")) + from_cents(cents)
             continue
-        target = report.buckets[b_idx]
-        target.amount += converted
-        target.count += n
+        per_cur = report.cents[b_idx]
+        per_cur[currency] = per_cur.get(currency, 0) + int(cents)
+        report.buckets[b_idx].count += n
         if by:
             key = str(grp) if grp is not None else ""
-            groups = report.groups.setdefault(key, [Bucket(lbl) for lbl in labels])
-            groups[b_idx].amount += converted
-            groups[b_idx].count += n
+            if key not in report.groups:
+                report.groups[key] = [Bucket(lbl) for lbl in labels]
+                report.group_cents[key] = [{} for _ in labels]
+            g = report.group_cents[key][b_idx]
+            g[currency] = g.get(currency, 0) + int(cents)
+            report.groups[key][b_idx].count += n
+    # each bucket converted from its own per-currency sums, once
+    for i, b in enumerate(report.buckets):
+        b.amount = report.to_base(report.cents[i:i + 1])
+    for key, buckets in report.groups.items():
+        for i, b in enumerate(buckets):
+            b.amount = report.to_base(report.group_cents[key][i:i + 1])
     return report
 
 

@@ -97,6 +97,17 @@ class CustomerCard:
     statute_reason: str                        # due | payment | notice | confirmation (statute_anchor)
     late_fee_total: Decimal                    # reporting currency
     unconverted: dict[str, Decimal] = field(default_factory=dict)
+    unapplied: dict[str, Decimal] = field(default_factory=dict)   # on account (预收), per currency
+
+
+async def unapplied_cash(session: AsyncSession, customer_id: int) -> dict[str, Decimal]:
+    """What the customer paid and no invoice has taken yet (预收), per currency; reversed payments aside."""
+    rows = (await session.execute(select(Payment.currency, Payment.unallocated).where(
+        Payment.customer_id == customer_id, Payment.unallocated > 0, Payment.reversed_at.is_(None)))).all()
+    out: dict[str, Decimal] = {}
+    for cur, amount in rows:
+        out[cur] = out.get(cur, Decimal("0.00")) + amount
+    return out
 
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
@@ -116,17 +127,21 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(ids), Promise.status == "open")
                                         .order_by(Promise.id))).scalars():
             promises_by_r[p.receivable_id] = p
-    items, open_total, fee_total, unconverted = [], Decimal("0.00"), Decimal("0.00"), {}
+    items, unconverted = [], {}
+    open_by: dict[str, Decimal] = {}
+    fee_by: dict[str, Decimal] = {}
     for r in receivables:
         days = max(0, (as_of - r.due_date).days)
         fee = Decimal("0.00") if r.disputed else late_fee(r.open_amount, days, tiers)
         items.append(OpenItem(r, days, promises_by_r.get(r.id), fee))
-        converted = convert(r.open_amount, r.currency, rates)
-        if converted is None:
+        if r.currency not in rates:
             unconverted[r.currency] = unconverted.get(r.currency, Decimal("0.00")) + r.open_amount
             continue
-        open_total += converted
-        fee_total += convert(fee, r.currency, rates)
+        open_by[r.currency] = open_by.get(r.currency, Decimal("0.00")) + r.open_amount
+        fee_by[r.currency] = fee_by.get(r.currency, Decimal("0.00")) + fee
+    # one rounding rule (storage.aging.AgingReport): per-currency sums, each converted once
+    open_total = sum((convert(v, cur, rates) for cur, v in sorted(open_by.items())), Decimal("0.00"))
+    fee_total = sum((convert(v, cur, rates) for cur, v in sorted(fee_by.items())), Decimal("0.00"))
     limit = customer.credit_limit or Decimal("0")
     usage = (open_total / limit * 100).quantize(Decimal("0.1"), ROUND_HALF_UP) if limit > 0 else None
     report = await aging_q.aging(session, as_of, bounds, scope=Scope(customer_ids=frozenset({customer.id})),
@@ -142,7 +157,8 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         .where(Receivable.customer_id == customer.id, Dispute.resolved_at.is_(None))
         .order_by(Dispute.opened_at, Dispute.id))).all())
     last_payment = (await session.execute(select(func.max(Payment.paid_on)).where(
-        Payment.customer_id == customer.id, Payment.paid_on <= as_of))).scalar()
+        Payment.customer_id == customer.id, Payment.paid_on <= as_of,
+        Payment.reversed_at.is_(None)))).scalar()          # a reversed payment restarted nothing
     if last_payment is not None and not isinstance(last_payment, date):
         last_payment = date.fromisoformat(str(last_payment))
     latest_due = max((r.due_date for r in receivables), default=None)
@@ -156,7 +172,8 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
                             anchor, _years(statute, customer.cross_border),
                             work_calendar if statute is None or statute.roll_to_workday else None),
                         statute_anchor=anchor, statute_reason=reason,
-                        late_fee_total=fee_total, unconverted=unconverted)
+                        late_fee_total=fee_total, unconverted=unconverted,
+                        unapplied=await unapplied_cash(session, customer.id))
 
 
 async def _written_restarts(session: AsyncSession, customer: Customer, receivables: list[Receivable],

@@ -97,6 +97,7 @@ class Kpi(_Rates):
     on_time: int = 0
     reps: list[RepKpi] = field(default_factory=list)
     unconverted: dict[str, Decimal] = field(default_factory=dict)
+    fx_used: dict[str, Decimal] = field(default_factory=dict)       # currency → rate, as the figures used
 
     @property
     def dso(self) -> Decimal | None:
@@ -140,12 +141,12 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
     report = await aging_q.aging(session, as_of, (OVER_DAYS,), scope=scope, by="rep", fx_rates=fx_rates,
                                  base_currency=base_currency)
     out.open, out.overdue, out.over_90 = report.total, report.overdue, report.buckets[-1].amount
+    out.fx_used = dict(report.foreign_rates)
     for cur, amount in report.unconverted.items():
         out.unconverted[cur] = out.unconverted.get(cur, ZERO) + amount
-    for key, buckets in report.groups.items():
+    for key in report.groups:
         r = rep(key)
-        r.open = sum((b.amount for b in buckets), ZERO)
-        r.overdue = sum((b.amount for b in buckets[1:]), ZERO)
+        r.open, r.overdue = report.group_total(key), report.group_overdue(key)
 
     # sales of the last 90 days (for DSO)
     stmt = (select(Receivable.currency, func.sum(type_coerce(Receivable.amount, BigInteger)))
@@ -171,15 +172,26 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
             .outerjoin(alloc_month, alloc_month.c.rid == Receivable.id)
             .where(Receivable.due_date <= out.month_end, Receivable.issue_date <= as_of, base > 0))
     stmt = scope.apply(stmt).group_by(Receivable.rep_id, Receivable.currency)
+    # summed per currency in cents and converted once per figure (storage.aging.AgingReport's rule)
+    due_c: dict[str, dict[str, int]] = {}
+    got_c: dict[str, dict[str, int]] = {}
     for rid, currency, base_cents, coll_cents in (await session.execute(stmt)).all():
-        due, got = money(base_cents, currency), money(coll_cents, currency)
-        if due is None:
+        if currency not in rates:
             continue
-        r = rep(rid)
-        r.due_in_month += due
-        r.collected += got
-        out.due_in_month += due
-        out.collected += got
+        for acc, c in ((due_c, base_cents), (got_c, coll_cents)):
+            for key in (rid or "", None):
+                per = acc.setdefault(key, {})
+                per[currency] = per.get(currency, 0) + int(c or 0)
+
+    def once(per: dict[str, int]) -> Decimal:
+        return sum((money(c, cur) for cur, c in sorted(per.items())), ZERO)
+
+    for key in due_c:
+        if key is None:
+            out.due_in_month, out.collected = once(due_c[None]), once(got_c[None])
+        else:
+            r = rep(key)
+            r.due_in_month, r.collected = once(due_c[key]), once(got_c[key])
 
     # reply timeliness over the last 30 days
     on_time = case((PushItem.replied_at <= Push.window_closes_at, 1), else_=0)

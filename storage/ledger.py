@@ -13,14 +13,22 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit
-from storage.models import Allocation, Customer, Payment, Receivable, WriteOff
+from storage import audit, claims
+from storage.models import Allocation, Customer, Payment, Promise, Receivable, WriteOff
 
 ZERO = Decimal("0.00")
 
 
 class LedgerError(ValueError):
     """A ledger command that cannot be carried out as asked (nothing was changed)."""
+
+
+class WrittenOffSince(LedgerError):
+    """A payment cannot be reversed: an invoice it paid was written off afterwards."""
+
+    def __init__(self, invoice_no: str):
+        super().__init__(f"{invoice_no} was written off after this payment; reverse the write-off first")
+        self.invoice_no = invoice_no
 
 
 def refresh_status(r: Receivable) -> None:
@@ -42,15 +50,19 @@ class PaymentResult:
     payment: Payment
     allocations: list[tuple[Receivable, Decimal]]
     duplicate: bool = False       # the same reference was already recorded: nothing changed
+    claims_closed: int = 0        # reps' "customer paid" claims on the invoices it paid (storage/claims.py)
 
 
 async def record_payment(session: AsyncSession, *, customer: Customer, amount: Decimal, paid_on: date,
                          reference: str | None, invoice_no: str = "", currency: str = "CNY",
-                         actor: str, channel: str, now: datetime) -> PaymentResult:
+                         actor: str, channel: str, now: datetime,
+                         received: tuple[Decimal, str, str] | None = None) -> PaymentResult:
     """Record a payment and allocate it: the named invoice first, then oldest due first.
 
     Re-recording the same bank reference changes nothing (imports are re-run); the same reference
     with a different amount or customer is refused, since that is a typo, not a re-run.
+    ``received``: (amount, currency, rate) when the money came in another currency than ``currency``
+    and was converted at ``rate`` (yuan per unit of the foreign one); kept on the payment and audited.
     """
     if amount <= ZERO:
         raise LedgerError("amount must be positive")
@@ -72,6 +84,8 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     payment = Payment(customer_id=customer.id, amount=amount, unallocated=amount, paid_on=paid_on,
                       reference=reference or None, invoice_no=invoice_no, currency=currency,
                       recorded_by=actor, created_at=now)
+    if received is not None:
+        payment.received_amount, payment.received_currency, payment.fx_rate = received
     session.add(payment)
     await session.flush()
     open_items = (await session.execute(
@@ -84,8 +98,12 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.record", entity="payment",
                  entity_id=payment.id, customer=customer.code, amount=amount, paid_on=paid_on,
                  reference=reference, allocations={r.invoice_no: a for r, a in allocations},
-                 unallocated=payment.unallocated)
-    return PaymentResult(payment, allocations)
+                 unallocated=payment.unallocated, currency=currency,
+                 **({"received": received[0], "received_currency": received[1], "fx_rate": received[2]}
+                    if received else {}))
+    # booked money answers the claims on what it paid, whether typed in chat or imported from the bank
+    closed = await claims.close_paid(session, payment, [r.id for r, _ in allocations], actor=actor, now=now)
+    return PaymentResult(payment, allocations, claims_closed=len(closed))
 
 
 async def allocate(session: AsyncSession, payment: Payment, receivables: list[Receivable]) -> list[tuple[Receivable, Decimal]]:
@@ -148,6 +166,7 @@ class RecoveryResult:
     recovered: Decimal                                    # the part that went to the written-off invoice
     allocations: list[tuple[Receivable, Decimal]]         # any rest, to the customer's other open invoices
     duplicate: bool = False
+    claims_closed: int = 0
 
 
 async def record_recovery(session: AsyncSession, *, receivable: Receivable, amount: Decimal, paid_on: date,
@@ -207,4 +226,113 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
                  entity_id=receivable.invoice_no, amount=amount, paid_on=paid_on, reference=reference,
                  recovered=take, write_offs=sources, allocations={r.invoice_no: a for r, a in rest},
                  unallocated=payment.unallocated)
-    return RecoveryResult(payment, take, rest)
+    closed = await claims.close_paid(session, payment, [receivable.id] + [r.id for r, _ in rest], actor=actor, now=now)
+    return RecoveryResult(payment, take, rest, claims_closed=len(closed))
+
+
+# -- checks before booking, and reversal ---------------------------------------------------------
+
+async def open_capacity(session: AsyncSession, *, customer_id: int, currency: str,
+                        named: Receivable | None = None) -> Decimal:
+    """What a payment in ``currency`` can settle for this customer before any of it is left on
+    account: the open balance of its invoices in that currency (written-off ones excluded), plus
+    the loss still to recover on a written-off invoice the payer named."""
+    cents = (await session.execute(select(func.coalesce(func.sum(type_coerce(Receivable.open_amount, BigInteger)), 0))
+                                   .where(Receivable.customer_id == customer_id, Receivable.currency == currency,
+                                          Receivable.open_amount > 0, Receivable.status != "written_off"))).scalar_one()
+    total = Decimal(int(cents)) / 100
+    if named is not None and named.status == "written_off":
+        total += await recoverable(session, named)
+    return total.quantize(Decimal("0.01"))
+
+
+async def recoverable(session: AsyncSession, receivable: Receivable) -> Decimal:
+    """The written-off loss on an invoice not yet recovered."""
+    wos = (await session.execute(select(WriteOff).where(WriteOff.receivable_id == receivable.id,
+                                                       WriteOff.status == "approved", WriteOff.amount > 0))).scalars().all()
+    return sum((w.amount - w.recovered_amount for w in wos), ZERO)
+
+
+async def likely_duplicate(session: AsyncSession, *, customer_id: int, amount: Decimal, currency: str,
+                           paid_on: date, reference: str | None) -> Payment | None:
+    """A payment already booked for the same customer, amount, currency and day where at least one of
+    the two has no bank serial: most likely the same money entered twice (two different serials
+    are two receipts)."""
+    stmt = select(Payment).where(Payment.customer_id == customer_id, Payment.amount == amount,
+                                 Payment.currency == currency, Payment.paid_on == paid_on,
+                                 Payment.reversed_at.is_(None))
+    if reference:
+        stmt = stmt.where(Payment.reference.is_(None))
+    return (await session.execute(stmt.order_by(Payment.id))).scalars().first()
+
+
+@dataclass
+class ReversalResult:
+    payment: Payment
+    undone: list[tuple[Receivable, Decimal]]     # allocations removed, receivable reopened by that much
+    recovery_undone: Decimal = ZERO              # a recovery on a written-off invoice, written off again
+    claims_reopened: int = 0                     # claims this payment had closed, open again
+
+
+async def reverse_payment(session: AsyncSession, payment: Payment, *, reason: str, actor: str, channel: str,
+                          now: datetime) -> ReversalResult:
+    """Reverse (冲销) a payment booked in error or returned by the bank.
+
+    Its allocations are removed and each receivable gets that much back (status recomputed), so
+    the ledger, aging as of any date and the KPIs are what they would have been without it; a
+    recovery on a written-off invoice is undone too (its reversing write-off row removed and the
+    recovered amount taken back); claims it closed and promises judged kept since it was booked are
+    open again. The payment row stays, marked reversed with who, when and why,
+    and the audit entry keeps every allocation that was undone. Reversing twice is refused."""
+    if payment.reversed_at is not None:
+        raise LedgerError(f"payment {payment.id} already reversed")
+    rows = (await session.execute(select(Allocation, Receivable).join(Receivable, Receivable.id == Allocation.receivable_id)
+                                  .where(Allocation.payment_id == payment.id).order_by(Allocation.id))).all()
+    undone: list[tuple[Receivable, Decimal]] = []
+    recovery = ZERO
+    for alloc, r in rows:
+        if r.status == "written_off":
+            rec = await _undo_recovery(session, payment, r, alloc.amount)
+            if rec is None:
+                raise WrittenOffSince(r.invoice_no)
+            recovery += rec
+        else:
+            r.open_amount += alloc.amount
+            refresh_status(r)
+            undone.append((r, alloc.amount))
+        await session.delete(alloc)
+    payment.unallocated = ZERO
+    payment.reversed_at, payment.reversed_by, payment.reversal_reason = now, actor, reason
+    reopened = await claims.reopen_for_reversal(session, payment)
+    # promises judged kept since this payment was booked were judged on money that did not stay:
+    # open again, so the promise watch judges them anew
+    if undone and payment.created_at is not None:
+        for p in (await session.execute(select(Promise).where(
+                Promise.receivable_id.in_([r.id for r, _ in undone]), Promise.status == "kept",
+                Promise.closed_at >= payment.created_at))).scalars():
+            p.status, p.closed_at = "open", None
+    await session.flush()
+    audit.record(session, at=now, actor=actor, channel=channel, action="payment.reverse", entity="payment",
+                 entity_id=payment.id, amount=payment.amount, currency=payment.currency, paid_on=payment.paid_on,
+                 reference=payment.reference, reason=reason, recovery_undone=recovery,
+                 allocations={r.invoice_no: a for r, a in undone})
+    return ReversalResult(payment, undone, recovery, reopened)
+
+
+async def _undo_recovery(session: AsyncSession, payment: Payment, r: Receivable, amount: Decimal) -> Decimal | None:
+    """The reversing write-off row ``record_recovery`` booked for this payment (same invoice, day,
+    amount and moment); removed, and the recovered amount taken back from the write-offs, newest
+    first. None when there is no such row (the invoice was written off after the payment)."""
+    row = (await session.execute(select(WriteOff).where(
+        WriteOff.receivable_id == r.id, WriteOff.status == "approved", WriteOff.amount == -amount,
+        WriteOff.written_off_on == payment.paid_on, WriteOff.requested_at == payment.created_at))).scalars().first()
+    if row is None:
+        return None
+    left = amount
+    for w in (await session.execute(select(WriteOff).where(WriteOff.receivable_id == r.id, WriteOff.status == "approved",
+                                                          WriteOff.amount > 0).order_by(WriteOff.id.desc()))).scalars():
+        part = min(left, w.recovered_amount)
+        w.recovered_amount -= part
+        left -= part
+    await session.delete(row)
+    return amount

@@ -135,6 +135,49 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     recorded_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime | None]
+    # a receipt in another currency than the invoices it pays: what came in, and the rate used
+    # (CNY per unit of the foreign currency) to book ``amount`` in ``currency``
+    received_amount: Mapped[Decimal | None]
+    received_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[str | None] = mapped_column(String(20))        # exact decimal text
+    # reversed (冲销): its allocations are removed, the row stays with who, when and why
+    reversed_at: Mapped[datetime | None]
+    reversed_by: Mapped[str | None] = mapped_column(String(64))
+    reversal_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Confirmation(Base):
+    """A question the bot asked before changing the ledger (a payment above the open balance, a
+    likely duplicate): the action waits here until its person confirms it, once, before it expires."""
+    __tablename__ = "confirmations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(20))                       # paid
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)            # what to do, as typed and resolved
+    reasons: Mapped[list] = mapped_column(JSON, default=list)            # over_balance | duplicate
+    asked_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="open")     # open | done | superseded
+    done_at: Mapped[datetime | None]
+    result: Mapped[dict] = mapped_column(JSON, default=dict)             # e.g. {"payment": id}
+
+
+class PaymentClaim(Base):
+    """A rep reported that the customer paid (称已付款): for finance to confirm against the bank.
+    Closed by the payment finance records on the invoice, or dismissed by finance."""
+    __tablename__ = "payment_claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id"))
+    amount: Mapped[Decimal | None]                     # as the rep wrote it; None: "paid", no figure
+    open_then: Mapped[Decimal]                         # the invoice's open balance when claimed
+    claimed_by: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)   # open | closed | dismissed | withdrawn
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None]
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class Allocation(Base):

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage import audit
+from storage.fx import convert, rates_for
 from storage.models import (Allocation, AuditEntry, Contact, CreditAlert, Customer, CustomerMessage, LadderStep,
                             OutboxMessage, Promise, Receivable)
 
@@ -302,15 +303,19 @@ async def credit_positions(session: AsyncSession, fx_rates: dict) -> list[Credit
     rows = (await session.execute(select(Receivable.customer_id, Receivable.currency, Receivable.open_amount,
                                          Receivable.amount)
                                   .where(Receivable.open_amount > 0, Receivable.status != "written_off"))).all()
+    rates = rates_for(fx_rates)
+    open_by: dict[tuple[int, str], Decimal] = {}
     for cid, cur, open_amount, amount in rows:
-        rate = Decimal("1") if cur == "CNY" else (Decimal(str(fx_rates[cur])) if cur in fx_rates else None)
         p = pos[cid]
-        if rate is None:
+        if cur not in rates:
             if cur not in p.unconverted:
                 p.unconverted.append(cur)
             continue
-        p.balance += (open_amount * rate).quantize(Decimal("0.01"))
-        p.largest_invoice = max(p.largest_invoice, (amount * rate).quantize(Decimal("0.01")))
+        open_by[(cid, cur)] = open_by.get((cid, cur), ZERO) + open_amount
+        p.largest_invoice = max(p.largest_invoice, convert(amount, cur, rates))
+    # the balance by the one rounding rule (storage.aging.AgingReport): per currency, converted once, half up
+    for (cid, cur), total in sorted(open_by.items()):
+        pos[cid].balance += convert(total, cur, rates)
     return list(pos.values())
 
 

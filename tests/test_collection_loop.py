@@ -36,8 +36,8 @@ async def test_two_working_days_of_collection(aiohttp_client, db):
     assert "合计：3笔，¥57,345.67；另有异议1笔，¥8,000.50" in lines
     assert "请在 11-24 09:00 前逐条回复跟进情况，例如：" in lines
     [push2] = await bot.inbox("rep2")
-    assert "1. INV-D1 USD 1,000.00，逾期20天" in push2 and "2. INV-C1 ¥5,000.00，逾期30天" in push2
-    assert "合计：2笔，¥5,000.00 + USD 1,000.00" in push2
+    assert "1. INV-D1 US$1,000.00，逾期20天" in push2 and "2. INV-C1 ¥5,000.00，逾期30天" in push2
+    assert "合计：2笔，¥5,000.00 + US$1,000.00" in push2
 
     # the same job again (a second instance, a re-fire) sends nothing twice
     assert "already ran for 2026-11-23" in await bot.run("overdue_push", at("2026-11-23 09:00"))
@@ -73,8 +73,9 @@ async def test_two_working_days_of_collection(aiohttp_client, db):
 
     # rep2 answers late: still logged, marked late
     bot.clock.set(at("2026-11-24 09:05"))
-    [ack] = await bot.say("rep2", "2 已付2千，剩下的12月20号")
+    ack, claim = await bot.say("rep2", "2 已付2千，剩下的12月20号")
     assert "已过回复时限，标记为逾期回复" in ack
+    assert "已转财务核实到账（称已付款1笔）" in claim        # the 2,000 is finance's to confirm
 
     async with db.session() as s:
         log = (await s.execute(select(FollowUp, Receivable.invoice_no)

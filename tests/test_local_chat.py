@@ -116,8 +116,9 @@ async def test_replies_that_start_like_an_alias_stay_replies(aiohttp_client, db)
     bot.clock.set(at("2026-11-23 10:00"))
     [ack] = await bot.say("rep1", "客户说发票抬头错了，要重开")          # starts with the alias 客户
     assert "已作为备注记录" in ack                                       # logged as a note, not /customer
-    [ack] = await bot.say("rep1", "3 回款了5千，剩下的月底")             # 回款 inside a reply
+    ack, claim = await bot.say("rep1", "3 回款了5千，剩下的月底")      # 回款 inside a reply
     assert "3. 苏州明达电子科技有限公司 INV-B2" in ack
+    assert "已转财务核实到账" in claim                                   # the 5,000 is finance's to confirm
     [reply] = await bot.say("gm", "/账龄华南")
     assert "账龄分析 · 华南" in reply
 

@@ -107,3 +107,25 @@ def test_parse_amount_only_raises_amount_error(text):
     except AmountError:
         return
     assert type(value) is Decimal and value.as_tuple().exponent == -2
+
+
+def test_every_amount_is_written_with_its_own_currency_symbol():
+    from bot.money import format_money
+    assert format_money(Decimal("1000"), "USD") == "US$1,000.00"
+    assert format_money(Decimal("12345.6"), "CNY") == "¥12,345.60"
+    assert format_money(Decimal("99.5"), "EUR") == "€99.50"
+    assert format_money(Decimal("-20"), "HKD") == "-HK$20.00"
+    assert format_money(Decimal("7"), "THB") == "THB 7.00"            # no symbol: the code
+    assert format_money(Decimal("0.005"), "USD") == "US$0.01"          # half up to the cent
+
+
+def test_a_currency_may_be_glued_to_the_amount():
+    from bot.money import currency_word, parse_money
+    assert parse_money("US$2000") == (Decimal("2000.00"), "USD")
+    assert parse_money("2000USD") == (Decimal("2000.00"), "USD")
+    assert parse_money("2万美元") == (Decimal("20000.00"), "USD")
+    assert parse_money("HK$1.5万") == (Decimal("15000.00"), "HKD")
+    assert parse_money("€300") == (Decimal("300.00"), "EUR")
+    assert parse_money("¥5万") == (Decimal("50000.00"), "CNY")
+    assert parse_money("5万") == (Decimal("50000.00"), None)           # none written: the caller decides
+    assert currency_word("美元") == "USD" and currency_word("ＵＳＤ") == "USD" and currency_word("LS001") is None

@@ -41,6 +41,9 @@ EXPECTED = {
     "approve": EVERYONE,      # anyone may type it; only the named approvers may act (not_approver)
     "reject": EVERYONE,
     "dashboard": EVERYONE,    # a login link, scoped like the caller's commands (private chat only)
+    "reverse": frozenset({"finance"}),   # undoing a booked payment: finance alone
+    "confirm": EVERYONE,      # anyone answers their own questions; a rep's "确认 …" without one is a reply
+    "claims": EVERYONE,       # scoped like /overdue; dismissing one is finance's (MONEY)
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -54,6 +57,7 @@ ARGS = {
     "writeoff": "INV-B2 客户失联",
     "approve": "1",
     "reject": "1",
+    "reverse": "LS-0001 测试冲销",
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",

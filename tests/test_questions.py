@@ -143,7 +143,7 @@ async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_
     [c4] = await bot.say("fin1", "/customer harbor")
     # USD 1,000 × 7.10 = 7,100; 7,100 / 7,500 = 94.67% → red
     assert "信用额度 ¥7,500.00，已用 ¥7,100.00（94.7%） 🔴 红色：超过90%，新发货需财务审批" in c4
-    assert "- INV-D1 未付 USD 1,000.00，2026-11-03到期，逾期20天" in c4
+    assert "- INV-D1 未付 US$1,000.00，2026-11-03到期，逾期20天" in c4
     assert "- 1-30天：¥7,100.00，1笔" in c4
     # cross-border: 4 years; 2030-11-03 is a Sunday, so the last day rolls to Monday (民法典 第二百零三条)
     assert "诉讼时效最后一日：2030-11-04（自最晚到期日 2026-11-03 次日起算，跨境4年）" in c4
@@ -256,15 +256,16 @@ async def test_paid_allocates_named_invoice_first_then_oldest(aiohttp_client, an
     # INV-A2 named: its 15,000 first, the rest to the oldest open invoice (A3)
     [reply] = await bot.say("fin1", "/paid INV-A2 2万 11月22日 LS-11")
     assert reply.splitlines() == [
-        "**已登记回款**：上海恒信机电有限公司 ¥20,000.00，2026-11-22，流水号 LS-11",
+        "**已登记回款 #2**：上海恒信机电有限公司 ¥20,000.00，2026-11-22，流水号 LS-11",   # #1 is the fixture's
         "- INV-A2：冲抵 ¥15,000.00，已结清",
         "- INV-A3：冲抵 ¥5,000.00，尚欠 ¥25,000.00",
         "客户尚欠：¥35,000.00",                                 # 55,000 − 20,000
+        "登记有误可冲销：`/reverse 2 原因`",
     ]
     # a customer named: oldest due first (A3 25,000, then A1)
     [reply] = await bot.say("fin1", "/回款 上海恒信 3万 LS-12")
-    assert reply.splitlines() == [
-        "**已登记回款**：上海恒信机电有限公司 ¥30,000.00，2026-11-23，流水号 LS-12",
+    assert reply.splitlines()[:4] == [
+        "**已登记回款 #3**：上海恒信机电有限公司 ¥30,000.00，2026-11-23，流水号 LS-12",
         "- INV-A3：冲抵 ¥25,000.00，已结清",
         "- INV-A1：冲抵 ¥5,000.00，尚欠 ¥5,000.00",
         "客户尚欠：¥5,000.00",
@@ -282,11 +283,14 @@ async def test_paid_allocates_named_invoice_first_then_oldest(aiohttp_client, an
                           for m in (Payment, Allocation, AuditEntry)]
     assert (await _receivable(db, "INV-A1")).open_amount == D("5000.00")
     assert (await _receivable(db, "INV-A3")).status == "paid"
-    # a USD customer named by a name with spaces pays in USD
-    [reply] = await bot.say("fin1", "/paid Harbor Lighting Ltd 400 11月21日")
-    assert "- INV-D1：冲抵 USD 400.00，尚欠 USD 600.00" in reply and "客户尚欠：USD 600.00" in reply
-    # more than is owed: the rest is on account
+    # a USD customer named by a name with spaces, the amount written in US$: booked in USD as is
+    [reply] = await bot.say("fin1", "/paid Harbor Lighting Ltd US$400 11月21日")
+    assert "- INV-D1：冲抵 US$400.00，尚欠 US$600.00" in reply and "客户尚欠：US$600.00" in reply
+    # more than is owed: a question first (nothing booked), then the rest is on account after 确认
     [reply] = await bot.say("fin1", "/paid C3 6000")
+    assert "金额超过该客户未结余额 ¥5,000.00，多出的 ¥1,000.00 将记为预收（未分配）" in reply
+    assert (await _receivable(db, "INV-C1")).open_amount == D("5000.00")
+    [reply] = await bot.say("fin1", "确认")
     assert "- INV-C1：冲抵 ¥5,000.00，已结清" in reply and "- 预收（未分配）：¥1,000.00" in reply
     assert "客户已无未结发票。" in reply
     # refused input changes nothing
@@ -339,7 +343,10 @@ async def test_writeoff_approval_booking_and_recovery(aiohttp_client, any_db):
     [reply] = await bot.say("fin1", "/paid INV-B2 2000 LS-R1")
     assert "- INV-B2（已核销）：追回 ¥2,000.00，冲减坏账损失" in reply
     # more than is left to recover: 10,345.67 recovered, the rest 9,654.33 to B1 (8,000.50), 1,653.83 on account
+    # (1,653.83 would be left on account: asked first; a trailing 确认 answers the question in advance)
     [reply] = await bot.say("fin1", "/paid INV-B2 20000 LS-R2")
+    assert "多出的 ¥1,653.83 将记为预收（未分配）" in reply and "尚未记账" in reply
+    [reply] = await bot.say("fin1", "/paid INV-B2 20000 LS-R2 确认")
     assert "- INV-B2（已核销）：追回 ¥10,345.67，冲减坏账损失" in reply
     assert "- INV-B1：冲抵 ¥8,000.50，已结清" in reply and "- 预收（未分配）：¥1,653.83" in reply
     async with db.session() as s:

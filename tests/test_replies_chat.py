@@ -116,8 +116,9 @@ async def test_long_list_item_numbers_followed_by_dates(aiohttp_client, db):
     assert "13. 无锡长列机械有限公司 INV-L37：有异议，提醒和升级暂停" in ack
     [ack] = await bot.say("rep9", "17 微信发了对账单，还没回复")
     assert "17. 无锡长列机械有限公司 INV-L33：已联系" in ack
-    [ack] = await bot.say("rep9", "27 客户说钱已经打了")
+    ack, claim = await bot.say("rep9", "27 客户说钱已经打了")
     assert "27. 无锡长列机械有限公司 INV-L23：称已付款" in ack
+    assert "已转财务核实到账" in claim                     # a claim goes to finance to check
     [ack] = await bot.say("rep9", "3 Called the customer, they will pay 50000 next Friday")
     assert "3. 无锡长列机械有限公司 INV-L47：承诺付款，承诺12月4日付 ¥50,000.00" in ack
     [ack] = await bot.say("rep9", "5 春节前付\n6 年前付清\n8 元旦后付")
@@ -164,8 +165,9 @@ async def test_amount_above_the_open_balance_is_asked_back_not_cut(aiohttp_clien
     assert "2. 上海恒信机电有限公司 INV-A2：承诺付款，承诺12月20日付 ¥15,000.00（已更正）" in ack
     assert await _open_promises(db) == {"INV-A2": (date(2026, 12, 20), D("15000.00"))}
     # a claimed payment above the balance is asked back too
-    [ack] = await bot.say("rep1", "3 客户说已付五万")
+    ack, claim = await bot.say("rep1", "3 客户说已付五万")
     assert "第3笔 INV-B2 未付余额 ¥12,345.67，您写的已付 ¥50,000.00 超过余额，未记录" in ack
+    assert "多 ¥37,654.33" in claim and "未记为回款" in claim      # finance checks it; nothing booked
 
 
 async def test_promise_without_a_date_is_logged_and_asked(aiohttp_client, db):
@@ -242,10 +244,10 @@ async def test_a_reply_without_an_item_is_kept_as_an_audited_note_and_asked(aioh
 async def test_foreign_currency_items_are_acknowledged_in_their_currency(aiohttp_client, db):
     bot = await _bot(aiohttp_client, db)
     [ack] = await bot.say("rep2", "1 答应月底付清\n2 答应12月20日付一半")
-    assert "1. Harbor Lighting Ltd INV-D1：承诺付款，承诺11月30日付 USD 1,000.00（约期）" in ack
+    assert "1. Harbor Lighting Ltd INV-D1：承诺付款，承诺11月30日付 US$1,000.00（约期）" in ack
     assert "2. 广州顺发贸易有限公司 INV-C1：承诺付款，承诺12月20日付 ¥2,500.00" in ack
     [ask] = await bot.say("rep2", "更正 1 答应月底付5000")
-    assert "第1笔 INV-D1 未付余额 USD 1,000.00，您写的 USD 5,000.00 超过余额" in ask
+    assert "第1笔 INV-D1 未付余额 US$1,000.00，您写的 US$5,000.00 超过余额" in ask
 
 
 async def test_a_reply_whose_promise_was_already_judged_is_not_undone(aiohttp_client, db):

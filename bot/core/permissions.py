@@ -19,6 +19,8 @@ READERS = ALL
 COLLECTORS = frozenset({"rep", "supervisor", "finance", "legal", "admin"})
 # money in and out of the ledger
 EDITORS = frozenset({"finance", "admin"})
+# undoing a booked payment (冲销): finance alone, who answers for the bank reconciliation
+REVERSERS = frozenset({"finance"})
 
 
 async def scope_for(session: AsyncSession, person: Person) -> Scope:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from bot.core.router import Dispatcher
-from bot.handlers import aging, customer, dashboard, followup, help, kpi, overdue, payments
+from bot.handlers import aging, claims, confirm, customer, dashboard, followup, help, kpi, overdue, payments, reversal
 
 
 def routers():
-    return [help.router, aging.router, overdue.router, followup.router, customer.router, kpi.router, payments.router, dashboard.router]
+    return [help.router, aging.router, overdue.router, followup.router, customer.router, kpi.router, payments.router,
+            reversal.router, confirm.router, claims.router, dashboard.router]
 
 
 def dispatcher() -> Dispatcher:

@@ -18,6 +18,7 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
+from bot import claims as claims_flow
 from bot.dates import DateError, parse_date
 from bot.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
@@ -82,8 +83,13 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
             lines.append(line)
             if line["question"]:
                 questions.append(line["question"])
-    return Reply("followup/ack.md.j2", {"lines": lines, "questions": questions, "late": late, "push": push,
-                                        "count": len(rows)})
+    ack = Reply("followup/ack.md.j2", {"lines": lines, "questions": questions, "late": late, "push": push,
+                                       "count": len(rows)})
+    claimed = [line["claim"] for line in lines if line.get("claim")]
+    if not claimed:
+        return ack
+    await claims_flow.report(s, claimed, rep=person, now=now, platforms=ctx.services.platforms)
+    return [ack, Reply("payments/claims_noted.md.j2", {"claimed": claimed})]
 
 
 def _leading_number(text: str) -> int | None:
@@ -124,6 +130,12 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
                                  text=parsed.text, parse=meta, promised_date=when if promising else None,
                                  promised_amount=amount if promising else None, push_item=item, push_id=push.id,
                                  late=late, corrects=corrects)
+    claim = None
+    if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
+        claim = await claims_flow.note(s, receivable=r, amount=parsed.paid_amount, person_id=person.id,
+                                       at=now, channel=channel, followup_id=fu.id)
+    elif corrects is not None:
+        await claims_flow.withdraw(s, receivable=r, person_id=person.id, at=now)
     if promising:
         effects["superseded"] = [p.id for p in await _open_promises(s, r.id)]
         p = await coll.make_promise(s, receivable=r, promised_date=when, amount=amount, person_id=person.id,
@@ -152,7 +164,7 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
     return {"seq": item.seq, "receivable": r, "customer": customer, "parsed": parsed, "outcome": outcome,
             "promised_date": when if promising else None, "approximate": approximate and promising,
             "amount": amount if promising else None, "correction": corrects is not None or parsed.correction,
-            "dispute_opened": opened, "dispute_lifted": lifted, "question": question}
+            "dispute_opened": opened, "dispute_lifted": lifted, "question": question, "claim": claim}
 
 
 async def _open_promises(s, receivable_id: int) -> list[Promise]:
@@ -222,14 +234,21 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
             raise UserError("not_in_scope", what=target)
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
-            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount)
+            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
         fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                      outcome=parsed.outcome, text=text, parse=parsed.to_json(),
                                      promised_date=parsed.promised_date, promised_amount=amount)
         if parsed.promised_date and parsed.outcome == "promised" and parsed.promised_date >= today:
             await coll.make_promise(session, receivable=r, promised_date=parsed.promised_date, amount=amount,
                                     person_id=person.id, at=now, channel=message.platform, followup=fu)
-        return Reply("followup/logged.md.j2", {"what": r.invoice_no, "parsed": parsed, "amount": amount})
+        logged = Reply("followup/logged.md.j2", {"what": r.invoice_no, "parsed": parsed, "amount": amount,
+                                                  "currency": r.currency})
+        if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
+            noted = [await claims_flow.note(session, receivable=r, amount=parsed.paid_amount, person_id=person.id,
+                                            at=now, channel=message.platform, followup_id=fu.id)]
+            await claims_flow.report(session, noted, rep=person, now=now, platforms=ctx.services.platforms)
+            return [logged, Reply("payments/claims_noted.md.j2", {"claimed": noted})]
+        return logged
     match = await find_customer(session, target, scope)
     if match.exact is None:
         if match.candidates:
@@ -264,7 +283,7 @@ async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Repl
         except AmountError:
             raise UsageError("bad_amount", value=" ".join(parts[2:])) from None
         if amount <= 0 or amount > r.open_amount:
-            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount)
+            raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
     now = clock.now()
     fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                  outcome="promised", text=args, promised_date=when, promised_amount=amount)

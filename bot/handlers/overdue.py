@@ -19,6 +19,10 @@ async def overdue_cmd(session, scope, args, clock) -> Reply:
     narrowed, label = await resolve_scope(session, scope, args)
     items = await coll.overdue_items(session, clock.today(), narrowed)
     items.sort(key=lambda i: -i.days_overdue)
-    total = sum((i.receivable.open_amount for i in items), Decimal("0"))
+    # per currency: a US$ invoice is never added 1:1 to yuan
+    total: dict[str, Decimal] = {}
+    for i in items:
+        total[i.receivable.currency] = total.get(i.receivable.currency, Decimal("0.00")) + i.receivable.open_amount
+    total = dict(sorted(total.items(), key=lambda kv: (kv[0] != "CNY", kv[0])))
     return Reply("followup/overdue.md.j2", {"items": items[:MAX_LISTED], "count": len(items), "total": total,
                                             "label": label, "today": clock.today(), "more": max(0, len(items) - MAX_LISTED)})

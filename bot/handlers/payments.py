@@ -1,11 +1,19 @@
 """Money in and out of the ledger from chat: /paid (/回款) records a payment, /writeoff (/核销)
 asks for a bad-debt write-off, /approve (/批准) and /reject (/驳回) decide it.
 
-/paid: ``<invoice|customer> <amount> [date] [reference]``. An invoice named gets the payment
-first, then the customer's oldest open invoices; a customer named: oldest due first (both by
-``storage.ledger.record_payment``). The date defaults to today and may not lie in the future; a
-bank reference already recorded is reported and nothing changes. A payment on a written-off
-invoice is a recovery (``storage.ledger.record_recovery``): it reverses that much of the loss.
+/paid: ``<invoice|customer> <amount>[currency] [date] [reference] [汇率x] [确认]``. An invoice named
+gets the payment first, then the customer's oldest open invoices; a customer named: oldest due
+first (both by ``storage.ledger.record_payment``). The date defaults to today and may not lie in
+the future; a bank reference already recorded is reported and nothing changes. A payment on a
+written-off invoice is a recovery (``storage.ledger.record_recovery``): it reverses that much of
+the loss. The amount is in the company currency unless a currency is written; on invoices in
+another currency it is converted at a stated rate and the answer says so.
+
+Nothing surprising is booked silently: a payment above what the customer owes (the rest would sit
+on account as 预收) or the same customer, amount and day again without two different bank serials
+is answered with a question (storage/confirmations.py), booked only on ``确认``. The payment closes
+the open payment claims (称已付款, storage/claims.py) on the invoices it pays (in the ledger, so an
+imported bank statement closes them too).
 
 /writeoff: the whole open balance of one invoice; the approvers follow the amount in the
 reporting currency: up to ``[permissions] writeoff_small_limit`` the finance head AND the sales
@@ -15,8 +23,9 @@ and the requester is told. One rejection closes the request.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from sqlalchemy import select
 
@@ -26,9 +35,9 @@ from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
 from bot.core.router import Router
 from bot.dates import DateError, parse_date
-from bot.money import AmountError, parse_amount
+from bot.money import AmountError, currency_word, parse_money
 from bot.render import render
-from storage import audit, ledger
+from storage import audit, confirmations, ledger
 from storage.fx import convert, rates_for
 from storage.customers import find_customer, open_receivables, receivable_by_invoice
 from storage.models import Customer, Payment, Person, Receivable, WriteOff
@@ -36,21 +45,34 @@ from storage.scope import Scope
 
 router = Router("payments")
 ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
 
 
 
-def split_paid_args(args: str, today: date) -> tuple[str, Decimal, date, str | None]:
-    """``上海恒信 5万 12月5日 LS001`` → (target, amount, date, reference).
+@dataclass(frozen=True)
+class PaidArgs:
+    target: str
+    amount: Decimal
+    currency: str | None          # as written (US$2000, 2000 USD); None: the company currency
+    when: date
+    reference: str | None
+    rate: Decimal | None          # 汇率7.10 / @7.10: CNY per unit of the foreign currency
+    confirmed: bool               # a trailing 确认: the questions below are answered in advance
+
+
+def split_paid_args(args: str, today: date) -> PaidArgs:
+    """``上海恒信 5万 12月5日 LS001``, ``深圳宏达 US$2000``, ``深圳宏达 2000 USD 汇率7.10 确认``.
 
     The target may contain spaces (``Harbor Lighting Ltd``): the amount is the first word after
-    it that reads as money. After the amount: a date and/or a reference; with one word, a word
-    that reads as a date is the date, anything else the reference."""
+    it that reads as money (a currency may be glued to it or follow as its own word). After it:
+    a currency word, a rate (``汇率7.1`` / ``@7.1``), ``确认``, and a date and/or a reference; with
+    one such word, a word that reads as a date is the date, anything else the reference."""
     parts = args.split()
     if len(parts) < 2:
         raise UsageError("missing_argument")
     for i in range(1, len(parts)):
         try:
-            amount = parse_amount(parts[i])
+            amount, currency = parse_money(parts[i])
         except AmountError:
             continue
         target, rest = " ".join(parts[:i]), parts[i + 1:]
@@ -59,23 +81,38 @@ def split_paid_args(args: str, today: date) -> tuple[str, Decimal, date, str | N
         raise UsageError("bad_amount", value=" ".join(parts[1:]))
     if amount <= ZERO:
         raise UsageError("bad_amount", value=parts[i])
+    rate, confirmed, plain = None, False, []
+    for word in rest:
+        if currency is None and currency_word(word):
+            currency = currency_word(word)
+        elif word in ("确认", "confirm"):
+            confirmed = True
+        elif word.startswith(("汇率", "@")):
+            try:
+                rate = Decimal(word.removeprefix("汇率").removeprefix("@").strip(":："))
+            except InvalidOperation:
+                raise UsageError("bad_rate", value=word) from None
+            if not rate.is_finite() or rate <= 0:
+                raise UsageError("bad_rate", value=word)
+        else:
+            plain.append(word)
     when, reference = today, None
-    if len(rest) > 2:
-        raise UsageError("too_many_arguments", extra=" ".join(rest[2:]))
-    if len(rest) == 2:
+    if len(plain) > 2:
+        raise UsageError("too_many_arguments", extra=" ".join(plain[2:]))
+    if len(plain) == 2:
         try:
-            when = parse_date(rest[0], today)
+            when = parse_date(plain[0], today)
         except DateError:
-            raise UsageError("bad_date", value=rest[0]) from None
-        reference = rest[1]
-    elif len(rest) == 1:
+            raise UsageError("bad_date", value=plain[0]) from None
+        reference = plain[1]
+    elif len(plain) == 1:
         try:
-            when = parse_date(rest[0], today)
+            when = parse_date(plain[0], today)
         except DateError:
-            reference = rest[0]
+            reference = plain[0]
     if when > today:
         raise UsageError("date_in_future", value=when)
-    return target, amount, when, reference
+    return PaidArgs(target, amount, currency, when, reference, rate, confirmed)
 
 
 async def _target(session, scope: Scope, target: str) -> tuple[Customer, Receivable | None]:
@@ -94,48 +131,132 @@ async def _target(session, scope: Scope, target: str) -> tuple[Customer, Receiva
     return match.exact, None
 
 
+@dataclass(frozen=True)
+class Booking:
+    """The amount in the invoices' currency, and the receipt as it came in when that differs."""
+    amount: Decimal
+    currency: str
+    received: Decimal | None = None
+    received_currency: str | None = None
+    rate: Decimal | None = None       # CNY per unit of the foreign currency of the pair
+
+
+def book_in(a: PaidArgs, book_currency: str, config) -> Booking:
+    """A receipt is in the company currency unless written otherwise; booked on invoices in another
+    currency it is converted at the rate written (汇率…) or configured ([company] fx_rates), half up
+    to the cent. With no rate the bot asks for one rather than guess."""
+    base = config.company.currency
+    received_currency = a.currency or base
+    if received_currency == book_currency:
+        return Booking(a.amount, book_currency)
+    if base not in (received_currency, book_currency):
+        raise UserError("cross_currency", received=received_currency, book=book_currency)
+    foreign = book_currency if received_currency == base else received_currency
+    rate = a.rate
+    if rate is None:
+        configured = rates_for(config.company.fx_rates, base).get(foreign)
+        if configured is None:
+            raise UserError("paid_needs_rate", currency=foreign, received_currency=received_currency,
+                            amount=a.amount, target=a.target)
+        rate = configured
+    if received_currency == base:          # yuan in, foreign invoice: divide
+        amount = (a.amount / rate).quantize(CENT, ROUND_HALF_UP)
+    else:                                  # foreign money in, yuan invoice: multiply
+        amount = (a.amount * rate).quantize(CENT, ROUND_HALF_UP)
+    if amount <= ZERO:
+        raise UsageError("bad_amount", value=str(a.amount))
+    return Booking(amount, book_currency, a.amount, received_currency, rate)
+
+
 @router.command("paid", aliases=("回款",), roles=EDITORS)
-async def paid_cmd(session, scope, args, person, clock, message) -> Reply:
+async def paid_cmd(session, scope, args, person, clock, config, services, message) -> Reply:
     """Record a payment and allocate it (the named invoice first, then oldest due first)."""
-    today, now = clock.today(), clock.now()
-    target, amount, when, reference = split_paid_args(args, today)
-    customer, named = await _target(session, scope, target)
-    if reference:
-        existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
-        if existing is not None and (existing.amount != amount or existing.customer_id != customer.id):
-            raise UserError("reference_conflict", reference=reference, amount=existing.amount,
-                            paid_on=existing.paid_on)
+    return await book_paid(session, scope, args, person, clock, config, services, message)
+
+
+async def book_paid(session, scope, args: str, person, clock, config, services, message, *,
+                    accepted: frozenset[str] = frozenset(), today: date | None = None) -> Reply:
+    """/paid, and its confirmation (``accepted``: the questions already answered yes)."""
+    today, now = today or clock.today(), clock.now()
+    a = split_paid_args(args, today)
+    customer, named = await _target(session, scope, a.target)
+    existing = None
+    if a.reference:
+        existing = (await session.execute(select(Payment).where(Payment.reference == a.reference))).scalar_one_or_none()
+        if existing is not None and existing.customer_id != customer.id:
+            raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
+                            currency=existing.currency, paid_on=existing.paid_on)
+    open_items = await open_receivables(session, customer.id) if named is None else []
+    if named is not None:
+        book_currency = named.currency
+    elif a.currency and any(r.currency == a.currency for r in open_items):
+        book_currency = a.currency            # US$ from a customer with yuan and dollar invoices: the dollar ones
+    else:
+        book_currency = _customer_currency(open_items, config.company.currency)
+    bk = book_in(a, book_currency, config)
+    if a.reference and existing is not None and existing.amount != bk.amount:
+        raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
+                        currency=existing.currency, paid_on=existing.paid_on)
+    rerun = a.reference is not None and existing is not None      # a recorded serial again: answered, not booked
+    if not rerun and named is not None and named.status == "written_off" \
+            and await ledger.recoverable(session, named) <= ZERO:
+        raise UserError("nothing_to_recover", invoice=named.invoice_no)
+    if not rerun:
+        questions = {}
+        capacity = await ledger.open_capacity(session, customer_id=customer.id, currency=bk.currency, named=named)
+        if bk.amount > capacity:
+            questions["over_balance"] = {"open": capacity, "excess": bk.amount - capacity}
+        dup = await ledger.likely_duplicate(session, customer_id=customer.id, amount=bk.amount, currency=bk.currency,
+                                            paid_on=a.when, reference=a.reference)
+        if dup is not None:
+            questions["duplicate"] = {"payment": dup}
+        unanswered = [q for q in questions if q not in accepted]
+        if unanswered and not a.confirmed:
+            c = await confirmations.ask(session, person_id=person.id, kind="paid",
+                                        payload={"args": args, "today": today.isoformat()},
+                                        reasons=sorted(questions), now=now)
+            return Reply("payments/confirm_paid.md.j2", {
+                "c": c, "customer": customer, "named": named, "bk": bk, "when": a.when, "questions": questions,
+                "expires": c.expires_at.astimezone(config.tz), "base": config.company.currency})
     if named is not None and named.status == "written_off":
         try:
-            rec = await ledger.record_recovery(session, receivable=named, amount=amount, paid_on=when,
-                                               reference=reference, actor=person.id, channel=message.platform,
+            rec = await ledger.record_recovery(session, receivable=named, amount=bk.amount, paid_on=a.when,
+                                               reference=a.reference, actor=person.id, channel=message.platform,
                                                now=now)
         except ledger.LedgerError:
             raise UserError("nothing_to_recover", invoice=named.invoice_no) from None
         payment, allocations, duplicate, recovered = rec.payment, rec.allocations, rec.duplicate, rec.recovered
+        closed = rec.claims_closed
     else:
-        currency = named.currency if named is not None else _customer_currency(await open_receivables(session, customer.id))
         try:
-            res = await ledger.record_payment(session, customer=customer, amount=amount, paid_on=when,
-                                              reference=reference, invoice_no=named.invoice_no if named else "",
-                                              currency=currency, actor=person.id, channel=message.platform, now=now)
+            res = await ledger.record_payment(session, customer=customer, amount=bk.amount, paid_on=a.when,
+                                              reference=a.reference, invoice_no=named.invoice_no if named else "",
+                                              currency=bk.currency, actor=person.id, channel=message.platform, now=now,
+                                              received=None if bk.received is None else
+                                              (bk.received, bk.received_currency, str(bk.rate)))
         except ledger.LedgerError as e:
             raise UserError("ledger", reason=str(e)) from None
         payment, allocations, duplicate, recovered = res.payment, res.allocations, res.duplicate, ZERO
+        closed = res.claims_closed
+    if not duplicate and bk.received is not None and recovered:       # record_payment keeps it itself
+        payment.received_amount, payment.received_currency = bk.received, bk.received_currency
+        payment.fx_rate = str(bk.rate)
     remaining = await open_receivables(session, customer.id)
     by_currency: dict[str, Decimal] = {}
     for r in remaining:
         by_currency[r.currency] = by_currency.get(r.currency, ZERO) + r.open_amount
     return Reply("payments/paid.md.j2", {"customer": customer, "payment": payment, "allocations": allocations,
                                          "duplicate": duplicate, "recovered": recovered, "named": named,
-                                         "remaining": by_currency})
+                                         "remaining": by_currency, "base": config.company.currency,
+                                         "claims_closed": closed})
 
 
-def _customer_currency(open_items: list[Receivable]) -> str:
-    """A payment named by customer is in the currency of its open invoices when they all share
-    one (a USD customer pays in USD); otherwise in yuan."""
+def _customer_currency(open_items: list[Receivable], base: str = "CNY") -> str:
+    """A payment named by customer pays invoices in the currency of its open invoices when they all
+    share one (a USD customer's invoices are paid in USD, converted if the receipt was yuan);
+    otherwise in the company currency."""
     currencies = {r.currency for r in open_items}
-    return currencies.pop() if len(currencies) == 1 else "CNY"
+    return currencies.pop() if len(currencies) == 1 else base
 
 
 def approver_tiers(config, amount_cny: Decimal) -> list[tuple[str, str]]:

@@ -36,8 +36,8 @@ def parse_group(entry: str) -> tuple[str, str, str]:
 
 
 def team_rows(report: aging_q.AgingReport) -> list[dict]:
-    rows = [{"name": name, "buckets": buckets, "total": sum((b.amount for b in buckets), aging_q.Decimal("0.00")),
-             "overdue": sum((b.amount for b in buckets[1:]), aging_q.Decimal("0.00"))}
+    # each team's figures converted once from its own per-currency sums (AgingReport's rounding rule)
+    rows = [{"name": name, "buckets": buckets, "total": report.group_total(name), "overdue": report.group_overdue(name)}
             for name, buckets in report.groups.items()]
     return sorted(rows, key=lambda r: (-r["total"], r["name"]))
 

@@ -52,7 +52,7 @@ async def dashboard_figures(session: AsyncSession, services, state, person: Pers
     report, last_week, top = await aging_figures(session, cfg, scope, today)
     by_team = await aging_q.aging(session, today, cfg.aging.buckets, scope=scope, by="team", fx_rates=fx,
                                   base_currency=cur)
-    teams = sorted(({"name": name, "buckets": b, "total": sum((x.amount for x in b), kpi_q.ZERO)}
+    teams = sorted(({"name": name, "buckets": b, "total": by_team.group_total(name)}
                     for name, b in by_team.groups.items()), key=lambda t: (-t["total"], t["name"]))
     k = await kpi_q.kpi(session, today, now, scope, fx_rates=fx, base_currency=cur)
     trend = []
