@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -118,7 +121,12 @@ def test_serve_demo_answers_healthz_and_the_local_chat(tmp_path):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            out, _ = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail("arbot serve did not shut down within 20 s of SIGTERM")
+    # README step 5's command, for the day it started (the push's window closes in the future)
+    m = re.search(r"^  (.+ jobs run reply_window_close --at (\S+))$", out, re.M)
+    assert m, out
+    assert m.group(1).startswith(f"arbot --config {cfg} ")
+    assert datetime.fromisoformat(m.group(2)) > datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
