@@ -18,6 +18,7 @@ from bot.handlers import dispatcher
 from bot.jobs.scheduler import JobScheduler
 from bot.outbox import Sender, backlog
 from bot.services import Services
+from bot.web import signing
 from storage.db import is_storage_fault, is_transient
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     async def resources(app: web.Application):
         if migrate:
             await services.db.migrate()
+        # before anything signs or checks a link: the secret every process on the database shares
+        await signing.load_secret(services.db, config, services.clock.now())
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake)

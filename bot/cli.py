@@ -139,6 +139,9 @@ async def _run(config, args) -> int:
     services = Services.build(config)
     try:
         await services.db.migrate()
+        # links a job makes here (the monthly report's Excel) must open in the server
+        from bot.web.signing import load_secret
+        await load_secret(services.db, config, services.clock.now())
         return await COMMANDS[args.cmd](services, args)
     finally:
         await services.db.close()
