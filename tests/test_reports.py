@@ -125,7 +125,9 @@ async def test_monthly_report_to_sales_finance_and_legal(aiohttp_client, db, tmp
     assert "- 61-90天：¥30,000.00，1笔，占34.3%" in lines
     assert "- 90天以上：¥20,346.17，2笔，占23.3%" in lines
     assert "- 未收合计 ¥87,446.17，7笔（较上月末 -45,000.00）" in lines   # 10-31: C2 not yet written off, A2 unpaid
-    assert "- 张伟：逾期 ¥65,346.17，回款 ¥5,000.00（回款率6.2%），回复及时率-" in lines
+    # nobody was pushed: no rate, rather than a 0.0% that reads as "answered nothing"
+    assert "- 张伟：逾期 ¥65,346.17，回款 ¥5,000.00（回款率6.2%），回复及时率—（不适用）" in lines
+    assert "- 李娜：逾期 ¥12,100.00，回款 ¥0.00（回款率0.0%），回复及时率—（不适用）" in lines
     url = _links(fin)["下载Excel月报"]
     assert "aging-monthly-2026-11-all.xlsx" in url
     status, xlsx = await _fetch(bot, url)
@@ -209,3 +211,25 @@ async def test_a_configured_secret_is_used_and_nothing_is_stored(aiohttp_client,
     assert (await _fetch(bot, _links(fin)["下载Excel月报"]))[0] == 200
     async with db.session() as s:
         assert (await s.execute(select(Setting))).scalars().all() == []
+
+
+async def test_kpi_of_reps_never_pushed_says_not_applicable(aiohttp_client, db, tmp_path):
+    bot = await _bot(aiohttp_client, db, tmp_path, when="2026-11-23 08:00")
+    [kpi] = await bot.say("gm", "/kpi")
+    lines = kpi.splitlines()
+    assert "- 回复及时率（近30天）：—（不适用：没有已到回复时限的推送）" in lines
+    assert any(line.startswith("- 张伟：") and line.endswith("回复及时率—（不适用）") for line in lines)
+    assert "回复及时率0.0%" not in kpi
+    # pushed this morning, the window still open: nothing to measure yet either
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 11:00"))
+    [kpi] = await bot.say("rep1", "/kpi")
+    assert "回复及时率—（不适用）" in kpi and "0.0%（0/" not in kpi
+    # a reply, then the window closes: now there are rates
+    await bot.say("rep1", "1 已联系，月底付")
+    await bot.run("reply_window_close", at("2026-11-24 09:10"))
+    [kpi] = await bot.say("gm", "/kpi")
+    lines = kpi.splitlines()
+    assert any(line.startswith("- 张伟：") and line.endswith("回复及时率33.3%（1/3）") for line in lines)
+    # 李娜 was pushed and answered nothing: that zero is real and stays
+    assert any(line.startswith("- 李娜：") and line.endswith("回复及时率0.0%（0/2）") for line in lines)
