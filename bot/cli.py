@@ -233,7 +233,7 @@ async def _report(services, args) -> int:
         rows = data.get("groups") or {"all": data["buckets"]}
         for key, buckets in rows.items():
             w.writerow([key, *[b["amount"] for b in buckets], str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
-        print(buf.getvalue(), end="")
+        _print_csv(buf.getvalue())
     else:
         print(render("cli/aging.txt.j2", r=rep, by=args.by))
     return 0
@@ -270,8 +270,20 @@ async def _export(services, args) -> int:
         w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-        print(buf.getvalue(), end="")
+        _print_csv(buf.getvalue())
     return 0
+
+
+def _print_csv(text: str) -> None:
+    """CSV as Excel wants it: UTF-8 with a BOM (utf-8-sig), whatever the terminal's encoding.
+    Without the BOM, Excel on Chinese Windows reads the file as GBK and garbles every name."""
+    sys.stdout.flush()
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:                       # a stream without bytes (captured output): the same characters
+        sys.stdout.write("\ufeff" + text)
+        return
+    out.write(text.encode("utf-8-sig"))
+    out.flush()
 
 
 def _backup(config, args) -> int:
