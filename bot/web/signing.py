@@ -44,8 +44,17 @@ async def load_secret(db, config, now: datetime) -> None:
     """Without ``[web] secret``: the database's shared secret, made by the first process to ask."""
     if config.web.secret:
         return
+    from storage.db import is_storage_fault, is_transient
     from storage.settings import get_or_create
-    value = await get_or_create(db, SETTING, lambda: secrets.token_urlsafe(32), now)
+    try:
+        value = await get_or_create(db, SETTING, lambda: secrets.token_urlsafe(32), now)
+    except Exception as e:
+        # a full disk or a lock that will not clear must not keep the bot from starting: it signs
+        # with a per-process secret until the next start (and says so, see _process_secret)
+        if not (is_storage_fault(e) or is_transient(e)):
+            raise
+        log.warning("web: could not read or store the shared link secret (%s)", type(e).__name__)
+        return
     _stored[_database(config)] = value.encode()
 
 
