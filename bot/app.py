@@ -34,7 +34,7 @@ class State:
     inbound: inbound.InboundProcessor | None = None
     scheduler: JobScheduler | None = None
     channel_status: dict = field(default_factory=dict)
-    tour: "Tour | None" = None         # demo mode: what bot.demo.prepare did (README step 5's --at)
+    tour: Tour | None = None           # demo mode: what bot.demo.prepare did (README step 5's --at)
     # how the operator runs the command line, for hints such as README step 5 (set by `arbot serve`)
     cli: str = "arbot"
 

@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import logging
 import sys
 from datetime import date, datetime
 from decimal import Decimal
