@@ -13,10 +13,12 @@ from bot.channels.local import routes as local_routes
 from bot.config import Config
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
+from bot.demo import Tour
 from bot.handlers import dispatcher
 from bot.jobs.scheduler import JobScheduler
 from bot.outbox import Sender, backlog
 from bot.services import Services
+from bot.web import signing
 from storage.db import is_storage_fault, is_transient
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ class State:
     inbound: inbound.InboundProcessor | None = None
     scheduler: JobScheduler | None = None
     channel_status: dict = field(default_factory=dict)
+    tour: Tour | None = None           # demo mode: what bot.demo.prepare did (README step 5's --at)
+    # how the operator runs the command line, for hints such as README step 5 (set by `arbot serve`)
+    cli: str = "arbot"
 
     @property
     def config(self) -> Config:
@@ -72,6 +77,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     async def resources(app: web.Application):
         if migrate:
             await services.db.migrate()
+        # before anything signs or checks a link: the secret every process on the database shares
+        await signing.load_secret(services.db, config, services.clock.now())
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake)
@@ -79,6 +86,12 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
+        if config.demo:
+            # before the scheduler: its start-up catch-up must find the demo's data and push in
+            # place, not run the missed push on an empty database and mark the day done (bot/demo.py)
+            from bot import demo
+            state.tour = await demo.prepare(services)
+            state.sender.wake()
         if start_scheduler:
             state.scheduler = JobScheduler(services, on_queued=state.sender.wake)
             state.scheduler.start()

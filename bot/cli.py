@@ -6,9 +6,8 @@ import asyncio
 import csv
 import io
 import json
-import logging
 import sys
-from datetime import date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -106,47 +105,32 @@ def _serve(config, args) -> int:
     host = args.host or config.server.host
     port = args.port or config.server.port
     app = create_app(config)
+    from bot.app import STATE
+    app[STATE].cli = _cli_prefix(args)
     if config.demo:
-        app.on_startup.append(_demo_startup)
+        app.on_startup.append(_tour_hint)        # runs after create_app's start-up (demo data, push)
     print(render("cli/serving.txt.j2", host=host, port=port, local=config.local.enabled, demo=config.demo), flush=True)
     # open HTTP requests get 1 s to finish: the whole stop stays inside Docker's 10 s grace
     web.run_app(app, host=host, port=port, print=None, shutdown_timeout=1)
     return 0
 
 
-async def _demo_startup(app) -> None:
-    """Demo mode: fill an empty database and run this morning's push so the tour has something to show."""
+async def _tour_hint(app) -> None:
+    """Demo mode: README step 5's command with the ``--at`` that closes this push's reply window
+    (it depends on the day ``make run`` starts, so it is printed, not written in the README)."""
     from bot.app import STATE
     state = app[STATE]
-    await state.db.migrate()
-    await _load_demo_if_empty(state.services)
-    try:
-        await _demo_push(state.services)
-    except Exception:      # the tour can go on without this morning's push; the bot must start
-        logging.getLogger(__name__).exception("demo: this morning's push failed")
-    state.sender.wake()
+    if state.tour is not None:
+        print(render("cli/tour.txt.j2", tour=state.tour, cli=state.cli), flush=True)
 
 
-async def _load_demo_if_empty(services) -> bool:
-    from storage.demo import database_is_empty, load_demo
-    async with services.db.session() as s, s.begin():
-        if not await database_is_empty(s):
-            return False
-        await load_demo(s, today=services.clock.today(), now=services.clock.now())
-        return True
-
-
-async def _demo_push(services) -> None:
-    from bot.jobs.scheduler import run_job
-    day = services.calendar.next_workday(services.clock.today(), include_today=True)
-    while day > services.clock.today():       # the most recent working day on or before today
-        day = services.calendar.add_workdays(day, -1)
-    hh, mm = map(int, services.config.collection.push_time.split(":"))
-    at = datetime.combine(day, time(hh, mm), tzinfo=services.config.tz)
-    if at > services.clock.now():         # before this morning's push time: the previous working day's
-        day = services.calendar.add_workdays(day, -1)
-        at = datetime.combine(day, time(hh, mm), tzinfo=services.config.tz)
-    await run_job(services, "overdue_push", at)
+def _cli_prefix(args) -> str:
+    """How this operator runs arbot: `.venv/bin/arbot --config config.demo.toml` under `make run`."""
+    import os
+    import shlex
+    prog = sys.argv[0] if Path(sys.argv[0]).name == "arbot" else "arbot"
+    config = args.config or os.environ.get("ARBOT_CONFIG")
+    return shlex.join([prog, "--config", config] if config else [prog])
 
 
 async def _run(config, args) -> int:
@@ -154,6 +138,9 @@ async def _run(config, args) -> int:
     services = Services.build(config)
     try:
         await services.db.migrate()
+        # links a job makes here (the monthly report's Excel) must open in the server
+        from bot.web.signing import load_secret
+        await load_secret(services.db, config, services.clock.now())
         return await COMMANDS[args.cmd](services, args)
     finally:
         await services.db.close()
@@ -245,7 +232,7 @@ async def _report(services, args) -> int:
         rows = data.get("groups") or {"all": data["buckets"]}
         for key, buckets in rows.items():
             w.writerow([key, *[b["amount"] for b in buckets], str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
-        print(buf.getvalue(), end="")
+        _print_csv(buf.getvalue())
     else:
         print(render("cli/aging.txt.j2", r=rep, by=args.by))
     return 0
@@ -282,8 +269,20 @@ async def _export(services, args) -> int:
         w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-        print(buf.getvalue(), end="")
+        _print_csv(buf.getvalue())
     return 0
+
+
+def _print_csv(text: str) -> None:
+    """CSV as Excel wants it: UTF-8 with a BOM (utf-8-sig), whatever the terminal's encoding.
+    Without the BOM, Excel on Chinese Windows reads the file as GBK and garbles every name."""
+    sys.stdout.flush()
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:                       # a stream without bytes (captured output): the same characters
+        sys.stdout.write("\ufeff" + text)
+        return
+    out.write(text.encode("utf-8-sig"))
+    out.flush()
 
 
 def _backup(config, args) -> int:

@@ -140,7 +140,7 @@ class ReportsConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    secret: str = ""                  # HMAC key for login and download links (ARBOT_WEB_SECRET); empty: random per process
+    secret: str = ""                  # HMAC key for login and download links (ARBOT_WEB_SECRET); empty: one kept in the database
     link_minutes: int = 15            # a /dashboard login link expires after this
     session_hours: int = 8            # the dashboard session cookie lasts this long
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.late_fees import late_fee
 from bot.render import render
-from storage.models import Contact, Customer, Receivable
+from storage.models import Contact, Customer, Dispute, Receivable
 
 KINDS = ("reminder", "confirmation", "lawyer_letter")
 
@@ -47,7 +47,14 @@ def invoice_facts(r: Receivable, today: date, tiers) -> dict:
 
 async def facts(session: AsyncSession, config, receivable: Receivable, today: date) -> dict:
     """Everything a letter may say, from the ledger: the company, the customer and its contact,
-    the invoice in question, all the customer's open invoices and the late-fee estimate."""
+    the invoice in question, all the customer's open invoices and the late-fee estimate.
+
+    ``invoices``/``totals`` are the books as they stand (a statement or a balance confirmation
+    lists a disputed invoice too: that is where the customer says what does not match). What is
+    *demanded* — ``overdue``, ``overdue_totals``, ``late_fees``, the lawyer's letter — leaves
+    out invoices under an open dispute and their late fees: collection of those is paused until
+    the dispute is resolved. They are listed in ``disputed`` (with the reason) so the draft can
+    tell legal what was left out."""
     customer = await session.get(Customer, receivable.customer_id)
     contact = (await session.execute(select(Contact).where(Contact.customer_id == customer.id)
                                      .order_by(Contact.id).limit(1))).scalar_one_or_none()
@@ -56,20 +63,33 @@ async def facts(session: AsyncSession, config, receivable: Receivable, today: da
         Receivable.customer_id == customer.id, Receivable.open_amount > 0, Receivable.status != "written_off")
         .order_by(Receivable.due_date, Receivable.id))).scalars().all()
     invoices = [invoice_facts(r, today, tiers) for r in open_rs]
-    overdue = [i for i in invoices if i["days_overdue"] > 0]
+    reasons = await _dispute_reasons(session, [r.id for r in open_rs if r.disputed])
+    disputed = [{**invoice_facts(r, today, tiers), "reason": reasons.get(r.id, "")} for r in open_rs if r.disputed]
+    demanded = [i for r, i in zip(open_rs, invoices) if not r.disputed]
+    overdue = [i for i in demanded if i["days_overdue"] > 0]
     totals: dict[str, Decimal] = {}
     fees: dict[str, Decimal] = {}
     for i in invoices:
         totals[i["currency"]] = totals.get(i["currency"], Decimal("0.00")) + i["open_amount"]
+    for i in demanded:
         fees[i["currency"]] = fees.get(i["currency"], Decimal("0.00")) + i["late_fee"]
     overdue_totals: dict[str, Decimal] = {}
     for i in overdue:
         overdue_totals[i["currency"]] = overdue_totals.get(i["currency"], Decimal("0.00")) + i["open_amount"]
     return {"company": config.company.name, "today": today, "customer": customer, "contact": contact,
             "invoice": invoice_facts(receivable, today, tiers), "invoices": invoices, "overdue": overdue,
-            "totals": totals, "overdue_totals": overdue_totals, "late_fees": fees,
+            "totals": totals, "overdue_totals": overdue_totals, "late_fees": fees, "disputed": disputed,
             "show_late_fee": config.late_fees.in_letters,
             "tiers": [{"from_day": int(t["from_day"]), "rate": Decimal(str(t["rate"]))} for t in tiers]}
+
+
+async def _dispute_reasons(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    """The reason of each invoice's open dispute (the latest, should there be several)."""
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Dispute.receivable_id, Dispute.reason).where(
+        Dispute.receivable_id.in_(ids), Dispute.resolved_at.is_(None)).order_by(Dispute.opened_at))).all()
+    return {rid: reason for rid, reason in rows}
 
 
 def render_letter(kind: str, data: dict) -> Letter:

@@ -385,3 +385,12 @@ class CreditAlert(Base):
     balance: Mapped[Decimal | None]                                      # open balance (CNY) at the crossing
     crossed_at: Mapped[datetime]
     cleared_at: Mapped[datetime | None]
+
+
+class Setting(Base):
+    """A value the bot makes once and every process on this database shares (the link-signing
+    secret when none is configured: a link made by `arbot jobs run` must open in the server)."""
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -48,7 +51,8 @@ def test_import_then_report_aging_json(tmp_path):
     from decimal import Decimal
     assert sum(Decimal(b["amount"]) for b in aging["buckets"]) == Decimal(aging["total"]) > 0
     csv_out = arbot("report", "aging", "--as-of", "2026-11-23", "--by", "rep", "--format", "csv", cwd=tmp_path, env=env)
-    assert csv_out.stdout.splitlines()[0] == "rep,not_due,1-30,31-60,61-90,90+,total"
+    assert csv_out.stdout.startswith("\ufeff")                    # the BOM Excel needs (utf-8-sig)
+    assert csv_out.stdout[1:].splitlines()[0] == "rep,not_due,1-30,31-60,61-90,90+,total"
 
 
 def test_bad_import_exits_non_zero_with_line_numbers_and_writes_nothing(tmp_path):
@@ -118,7 +122,39 @@ def test_serve_demo_answers_healthz_and_the_local_chat(tmp_path):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            out, _ = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail("arbot serve did not shut down within 20 s of SIGTERM")
+    # README step 5's command, for the day it started (the push's window closes in the future)
+    m = re.search(r"^  (.+ jobs run reply_window_close --at (\S+))$", out, re.M)
+    assert m, out
+    assert m.group(1).startswith(f"arbot --config {cfg} ")
+    assert datetime.fromisoformat(m.group(2)) > datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+
+
+async def test_csv_exports_start_with_the_bom_excel_needs(db, tmp_path):
+    """Excel on Chinese Windows reads a CSV without a BOM as GBK: 张伟 becomes 寮犱紵. The bytes of
+    every CSV the command line writes start with EF BB BF and the rest is UTF-8."""
+    from sqlalchemy import select
+
+    from storage import collection
+    from storage.models import Receivable
+    from tests import ledger_fixture
+    from tests.conftest import at
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        a1 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "INV-A1"))).scalar_one()
+        await collection.log_followup(s, receivable=a1, person_id="rep1", at=at("2026-11-21 10:00"), channel="test",
+                                      outcome="contacted", text="已电话联系王总，月底付款")
+    env = {**os.environ, "ARBOT_DATABASE_URL": db.url}
+    env.pop("ARBOT_CONFIG", None)
+    exports = {("export", "followups"): ("at,person_id,person,customer", "上海恒信机电有限公司", "已电话联系王总，月底付款"),
+               ("report", "aging", "--as-of", "2026-11-23", "--by", "rep", "--format", "csv"): ("rep,not_due", "rep1")}
+    for args, wanted in exports.items():
+        p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr.decode()
+        assert p.stdout.startswith(b"\xef\xbb\xbf"), (args, p.stdout[:20])
+        text = p.stdout.decode("utf-8-sig")
+        assert text.startswith(wanted[0])                           # one BOM, then the header
+        assert all(w in text for w in wanted[1:])

@@ -219,3 +219,26 @@ async def test_three_consecutive_overdue_invoices_make_a_key_account(db):
         await ledger.record_payment(s, customer=c, amount=D("1000.00"), paid_on=date(2026, 9, 30), reference="PK2",
                                     invoice_no="K-2", actor="fin1", channel="test", now=at("2026-09-30 10:00"))
         assert not await rem.consecutive_overdue(s, c.id, date(2026, 11, 2), 3)
+
+
+async def test_lawyer_letter_leaves_out_disputed_invoices_and_their_fees(db):
+    """C2 苏州明达 owes INV-B1 (8,000.50, 90 days, disputed: 发票抬头错误) and INV-B2 (12,345.67,
+    206 days). The draft demands B2 and its fee only, and tells legal what it left out and why."""
+    from bot.config import Config
+    from bot.letters import letter
+    from tests import ledger_fixture
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        b2 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "INV-B2"))).scalar_one()
+        today = date(2026, 11, 23)
+        draft = (await letter(s, Config(), "lawyer_letter", b2, today)).markdown
+        confirmation = (await letter(s, Config(), "confirmation", b2, today)).markdown
+    fee_b2 = late_fee(D("12345.67"), 206, TIERS)
+    table = [line for line in draft.splitlines() if line.startswith("| HT-")]
+    assert table == [f"| HT-INV-B2 | INV-B2 | 2026-05-01 | ¥12,345.67 | 206 | ¥{fee_b2:,.2f} |"]
+    assert "逾期本金合计：¥12,345.67。" in draft
+    assert f"估算合计 ¥{fee_b2:,.2f}。" in draft               # B1's 600.04 not added
+    assert "- INV-B1（合同HT-INV-B1）未付 ¥8,000.50，异议：发票抬头错误" in draft
+    assert draft.index("内部提示") < draft.index("致：")       # in the internal part, above the letter
+    # the balance confirmation is the books as they stand: the disputed invoice is there to be queried
+    assert "| HT-INV-B1 | INV-B1 |" in confirmation and "合计：¥20,346.17" in confirmation

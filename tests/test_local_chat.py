@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from storage.models import InboundEvent
 from tests import ledger_fixture
+from tests.browser import ARGS, chromium_path, playwright_or_skip
 from tests.conftest import at
 from tests.harness import Bot
 
@@ -136,3 +137,47 @@ async def test_a_bug_in_a_handler_is_answered_and_changes_nothing(aiohttp_client
         [ev] = (await s.execute(select(InboundEvent))).scalars().all()
         # put back to be tried again (tests/test_write_discipline.py follows it to the end)
         assert ev.status == "retry" and ev.error == "RuntimeError" and ev.attempts == 1
+
+
+async def test_inbox_times_are_the_companys(aiohttp_client, db):
+    bot = await _bot(aiohttp_client, db)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    resp = await bot.client.get("/local/inbox", params={"user": "rep1"})
+    [push] = (await resp.json())["messages"]
+    assert push["at"] == "2026-11-23T09:00:00+08:00"          # not 01:00 UTC
+
+
+async def test_several_lines_in_headless_chromium(aiohttp_client, db):
+    """Reps answer several items a line each: Shift+Enter is a new line, Enter sends the lot.
+    The browser runs in UTC: the push's time shown is still the company's 09:00."""
+    executable = chromium_path()
+    async_playwright = playwright_or_skip()
+    bot = await _bot(aiohttp_client, db)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(locale="zh-CN", timezone_id="UTC")
+            await page.goto(str(bot.client.make_url("/")))
+            await page.wait_for_selector("#person option[value=rep1]", state="attached")
+            await page.select_option("#person", "rep1")
+            push = page.locator(".msg.push").first
+            await push.wait_for()
+            assert (await push.inner_text()).startswith("推送 · 2026-11-23 09:00")
+            box = page.locator("#text")
+            assert await box.evaluate("e => e.tagName") == "TEXTAREA"
+            await box.click()
+            await page.keyboard.type("1 已联系财务，在走流程")
+            await page.keyboard.press("Shift+Enter")
+            await page.keyboard.type("2 联系不上")
+            assert await box.input_value() == "1 已联系财务，在走流程\n2 联系不上"
+            assert await page.locator(".msg.me").count() == 0            # Shift+Enter sent nothing
+            await page.keyboard.press("Enter")
+            await page.locator(".msg.bot").first.wait_for()
+            assert await page.locator(".msg.me").inner_text() == "1 已联系财务，在走流程\n2 联系不上"
+            ack = await page.locator(".msg.bot").first.inner_text()
+            assert "已记录" in ack and "1. " in ack and "2. " in ack
+            assert await box.input_value() == ""
+        finally:
+            await browser.close()

@@ -144,3 +144,35 @@ async def test_a_loose_name_never_reveals_another_reps_customer(aiohttp_client, 
     # pinyin initials: S matches 上海恒信 and 苏州明达 (rep1's), not rep2's customers
     [reply] = await bot.say("rep2", "/customer S")
     assert reply.startswith("找不到客户“S”") and "上海" not in reply and "苏州" not in reply
+
+
+@pytest.mark.parametrize("user,text", [
+    ("rep1", "/aging 华南"), ("rep1", "/overdue 华南"), ("rep1", "/kpi 华南"), ("rep1", "/dso 华南"),
+    ("sup1", "/aging 华南"), ("rep2", "/aging 华东"), ("sup2", "/kpi 华东"),
+])
+async def test_another_team_is_refused_not_answered_with_zero(aiohttp_client, db, user, text):
+    """Narrowed to a team that is not theirs, a rep's /aging used to answer ¥0.00 — "nothing owed
+    there" — instead of saying it is not theirs to see."""
+    bot = await _bot(aiohttp_client, db)
+    [reply] = await bot.say(user, text)
+    team = text.split()[1]
+    assert reply.startswith(f"“{team}”不在您负责的范围内")
+    assert "¥" not in reply and "0.0%" not in reply
+
+
+async def test_own_team_and_region_still_answer(aiohttp_client, db):
+    from bot.core.permissions import may_narrow_to, scope_for
+    from storage.models import Person
+    bot = await _bot(aiohttp_client, db)
+    [reply] = await bot.say("rep1", "/aging 华东")                # her own team: her own customers
+    assert "账龄分析 · 华东" in reply and "未收合计 ¥75,346.17，5笔" in reply
+    [reply] = await bot.say("sup1", "/aging 华东")
+    assert "未收合计 ¥75,346.17，5笔" in reply
+    [reply] = await bot.say("gm", "/aging 华南")                  # who reads everything names any team
+    assert "未收合计 ¥12,100.00，2笔" in reply
+    async with db.session() as s:                                  # regions: by where their customers are
+        rep1 = await s.get(Person, "rep1")
+        scope = await scope_for(s, rep1)
+        assert await may_narrow_to(s, scope, region="华东")
+        assert not await may_narrow_to(s, scope, region="华南")
+        assert await may_narrow_to(s, await scope_for(s, await s.get(Person, "fin1")), region="华南")

@@ -4,14 +4,19 @@ sales, finance and legal, each scoped like their commands."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
+import subprocess
+import sys
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from bot.jobs.scheduler import run_job
+from storage.models import Setting
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
@@ -120,7 +125,9 @@ async def test_monthly_report_to_sales_finance_and_legal(aiohttp_client, db, tmp
     assert "- 61-90天：¥30,000.00，1笔，占34.3%" in lines
     assert "- 90天以上：¥20,346.17，2笔，占23.3%" in lines
     assert "- 未收合计 ¥87,446.17，7笔（较上月末 -45,000.00）" in lines   # 10-31: C2 not yet written off, A2 unpaid
-    assert "- 张伟：逾期 ¥65,346.17，回款 ¥5,000.00（回款率6.2%），回复及时率-" in lines
+    # nobody was pushed: no rate, rather than a 0.0% that reads as "answered nothing"
+    assert "- 张伟：逾期 ¥65,346.17，回款 ¥5,000.00（回款率6.2%），回复及时率—（不适用）" in lines
+    assert "- 李娜：逾期 ¥12,100.00，回款 ¥0.00（回款率0.0%），回复及时率—（不适用）" in lines
     url = _links(fin)["下载Excel月报"]
     assert "aging-monthly-2026-11-all.xlsx" in url
     status, xlsx = await _fetch(bot, url)
@@ -171,3 +178,58 @@ def test_manager_groups_are_checked_at_start_up():
         load_config(env={"ARBOT_REPORTS_MANAGER_GROUPS": "managers"})
     with pytest.raises(ConfigError, match="monthly_day"):
         load_config(env={"ARBOT_REPORTS_MONTHLY_DAY": "31"})
+
+
+async def test_a_report_link_made_by_the_command_line_opens_in_the_server(aiohttp_client, db, tmp_path):
+    """No [web] secret: the server and `arbot jobs run` sign with the secret kept in the database.
+    Each process used to make its own, so the Excel link of a report run from the CLI answered 403."""
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    reports = str(tmp_path / "reports")
+    bot = await Bot.start(aiohttp_client, db, at("2026-12-05 08:00"), reports={"dir": reports})
+    env = {**os.environ, "ARBOT_DATABASE_URL": db.url, "ARBOT_LOCAL_ENABLED": "true", "ARBOT_REPORTS_DIR": reports}
+    for name in ("ARBOT_CONFIG", "ARBOT_WEB_SECRET"):
+        env.pop(name, None)
+    cli = subprocess.run([sys.executable, "-m", "bot", "jobs", "run", "monthly_aging_report", "--at", "2026-12-05T09:00"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    [fin] = await bot.inbox("fin1")
+    status, xlsx = await _fetch(bot, _links(fin)["下载Excel月报"])
+    assert status == 200 and xlsx[:2] == b"PK"
+    status, _ = await _fetch(bot, _links(fin)["下载Excel月报"].replace("t=", "t=x"))
+    assert status == 403                                     # still signed, not open to anyone
+    async with db.session() as s:
+        [stored] = (await s.execute(select(Setting))).scalars().all()
+    assert stored.key == "web.link_secret" and len(stored.value) >= 40
+    assert stored.value not in cli.stdout + cli.stderr       # never printed or logged
+
+
+async def test_a_configured_secret_is_used_and_nothing_is_stored(aiohttp_client, db, tmp_path):
+    bot = await _bot(aiohttp_client, db, tmp_path, when="2026-12-05 08:00")     # [web] secret = "test-secret"
+    await bot.run("monthly_aging_report", at("2026-12-05 09:00"))
+    [fin] = await bot.inbox("fin1")
+    assert (await _fetch(bot, _links(fin)["下载Excel月报"]))[0] == 200
+    async with db.session() as s:
+        assert (await s.execute(select(Setting))).scalars().all() == []
+
+
+async def test_kpi_of_reps_never_pushed_says_not_applicable(aiohttp_client, db, tmp_path):
+    bot = await _bot(aiohttp_client, db, tmp_path, when="2026-11-23 08:00")
+    [kpi] = await bot.say("gm", "/kpi")
+    lines = kpi.splitlines()
+    assert "- 回复及时率（近30天）：—（不适用：没有已到回复时限的推送）" in lines
+    assert any(line.startswith("- 张伟：") and line.endswith("回复及时率—（不适用）") for line in lines)
+    assert "回复及时率0.0%" not in kpi
+    # pushed this morning, the window still open: nothing to measure yet either
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 11:00"))
+    [kpi] = await bot.say("rep1", "/kpi")
+    assert "回复及时率—（不适用）" in kpi and "0.0%（0/" not in kpi
+    # a reply, then the window closes: now there are rates
+    await bot.say("rep1", "1 已联系，月底付")
+    await bot.run("reply_window_close", at("2026-11-24 09:10"))
+    [kpi] = await bot.say("gm", "/kpi")
+    lines = kpi.splitlines()
+    assert any(line.startswith("- 张伟：") and line.endswith("回复及时率33.3%（1/3）") for line in lines)
+    # 李娜 was pushed and answered nothing: that zero is real and stays
+    assert any(line.startswith("- 李娜：") and line.endswith("回复及时率0.0%（0/2）") for line in lines)

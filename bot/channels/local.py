@@ -73,9 +73,10 @@ def routes(app_state) -> list[web.RouteDef]:
             rows = (await s.execute(select(OutboxMessage).where(
                 OutboxMessage.platform == "local", OutboxMessage.target_kind == kind,
                 OutboxMessage.target == target).order_by(OutboxMessage.id.desc()).limit(200))).scalars().all()
+        tz = app_state.config.tz          # the company's time, as the pushes themselves say it (not UTC)
         return web.json_response({"messages": [
             {"id": r.id, "text": r.text, "format": r.format, "status": r.status,
-             "at": (r.sent_at or r.created_at).isoformat()} for r in reversed(rows)]})
+             "at": (r.sent_at or r.created_at).astimezone(tz).isoformat()} for r in reversed(rows)]})
 
     async def people(request: web.Request) -> web.Response:
         guard(request)
@@ -87,7 +88,15 @@ def routes(app_state) -> list[web.RouteDef]:
 
     async def page(request: web.Request) -> web.Response:
         guard(request)
-        html = html_environment().get_template("web/chat.html.j2").render(company=app_state.config.company.name)
+        close_cmd = None
+        if app_state.config.demo:
+            # README step 5 depends on the day the demo started: the sidebar says the exact command
+            from bot.demo import close_at_arg, open_window_closes
+            closes = await open_window_closes(app_state.services)
+            if closes is not None:
+                close_cmd = f"{app_state.cli} jobs run reply_window_close --at {close_at_arg(closes)}"
+        html = html_environment().get_template("web/chat.html.j2").render(
+            company=app_state.config.company.name, demo=app_state.config.demo, close_cmd=close_cmd)
         return web.Response(text=html, content_type="text/html")
 
     return [web.post("/local/messages", post_message), web.get("/local/inbox", inbox),

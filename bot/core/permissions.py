@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Person
+from storage.models import Customer, Person
 from storage.scope import Scope
 
 ALL = frozenset({"rep", "supervisor", "finance", "legal", "manager", "auditor", "admin"})
@@ -35,3 +35,25 @@ async def scope_for(session: AsyncSession, person: Person) -> Scope:
 
 def may_use(person: Person, roles: frozenset[str]) -> bool:
     return person.active and person.role in roles
+
+
+async def may_narrow_to(session: AsyncSession, scope: Scope, *, team: str | None = None,
+                        region: str | None = None, rep_id: str | None = None) -> bool:
+    """May a caller name this team, region or rep in a question (/aging 华南, /kpi @张伟)?
+
+    Everyone who reads everything may. A caller confined to some reps (a rep: themself; a
+    supervisor: their team) may name only what is theirs: one of their reps, a team one of their
+    reps is in, a region one of their customers is in. Narrowing to another team would only ever
+    answer ¥0.00, which reads as "nothing owed there" instead of "not yours to see"."""
+    if scope.rep_ids is None:
+        return True
+    reps = sorted(scope.rep_ids)
+    if rep_id is not None and rep_id not in scope.rep_ids:
+        return False
+    if team is not None and (await session.execute(
+            select(Person.id).where(Person.id.in_(reps), Person.team == team).limit(1))).first() is None:
+        return False
+    if region is not None and (await session.execute(
+            select(Customer.id).where(Customer.rep_id.in_(reps), Customer.region == region).limit(1))).first() is None:
+        return False
+    return True

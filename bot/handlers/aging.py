@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.core.errors import UserError
 from bot.core.messages import Reply
-from bot.core.permissions import READERS
+from bot.core.permissions import READERS, may_narrow_to
 from bot.core.router import Router
 from storage import aging as aging_q
 from storage import people
@@ -32,14 +32,18 @@ async def resolve_scope(session, scope: Scope, arg: str) -> tuple[Scope, str]:
         if not found:
             raise UserError("unknown_person_arg", name=arg[1:])
         p = found[0]
-        if scope.rep_ids is not None and p.id not in scope.rep_ids:
+        if not await may_narrow_to(session, scope, rep_id=p.id):
             raise UserError("not_in_scope", what=arg)
         return scope.narrow(rep_ids={p.id}), p.name
     teams = set((await session.execute(select(Person.team).distinct())).scalars())
     if arg in teams:
+        if not await may_narrow_to(session, scope, team=arg):
+            raise UserError("not_in_scope", what=arg)
         return scope.narrow(team=arg), arg
     regions = set((await session.execute(select(Customer.region).distinct())).scalars())
     if arg in regions:
+        if not await may_narrow_to(session, scope, region=arg):
+            raise UserError("not_in_scope", what=arg)
         return scope.narrow(region=arg), arg
     match = await find_customer(session, arg, scope)
     if match.exact is None:

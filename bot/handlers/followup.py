@@ -19,7 +19,7 @@ from bot.core.messages import Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
 from bot import claims as claims_flow
-from bot.dates import DateError, parse_date
+from bot.dates import DateError, half_width, parse_date, read_dates
 from bot.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
@@ -262,6 +262,19 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
     return Reply("followup/logged.md.j2", {"what": c.name, "parsed": parsed, "amount": None})
 
 
+def _promise_date(word: str, today: date) -> date:
+    """A date as people promise it: absolute (12月20日), or one relative expression that is the
+    whole word (下周五, 月底, 明天). The bad-date answer itself suggests 下周五, so it must work."""
+    try:
+        return parse_date(word, today)
+    except DateError:
+        pass
+    found = read_dates(word, today)
+    if len(found) == 1 and found[0].span == (0, len(half_width(word))):
+        return found[0].date
+    raise UsageError("bad_date", value=word)
+
+
 @router.command("promise", aliases=("承诺",), roles=COLLECTORS)
 async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Reply:
     """Record a promise to pay: an invoice, a date and optionally an amount."""
@@ -270,10 +283,7 @@ async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Repl
         raise UsageError("missing_argument")
     r = await _receivable(session, scope, parts[0])
     today: date = clock.today()
-    try:
-        when = parse_date(parts[1], today)
-    except DateError:
-        raise UsageError("bad_date", value=parts[1]) from None
+    when = _promise_date(parts[1], today)
     if when < today:
         raise UsageError("date_in_past", value=parts[1])
     amount = None

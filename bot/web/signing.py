@@ -2,10 +2,14 @@
 report downloads.
 
 A token is ``base64url(json payload) "." base64url(HMAC-SHA256(key, payload))``. The key is
-derived per purpose from ``[web] secret`` (``ARBOT_WEB_SECRET``), so a download token can never
-be replayed as a session. With no secret configured, a random one is made per process and a
-warning logged: links then stop working at a restart and links made by another process (e.g.
-``arbot jobs run``) are refused.
+derived per purpose from the secret, so a download token can never be replayed as a session.
+
+The secret is ``[web] secret`` (``ARBOT_WEB_SECRET``) when set; otherwise one is generated once
+and kept in the database's ``settings`` table (:func:`load_secret`, at every start-up of the
+server and the command line), so every process on that database signs alike: a monthly report's
+link made by ``arbot jobs run`` opens in the server, and links survive a restart. Only a process
+that never loaded it falls back to a random per-process secret, with a warning. The secret is
+never logged.
 """
 from __future__ import annotations
 
@@ -25,15 +29,47 @@ class BadToken(Exception):
     """Forged, malformed, for another purpose, or expired."""
 
 
+SETTING = "web.link_secret"
+# database URL → the secret stored there (sign/verify are handed the configuration only, and a
+# process may open more than one database: tests do)
+_stored: dict[str, bytes] = {}
+
+
+def _database(config) -> str:
+    from storage.db import normalize_url
+    return normalize_url(config.database.url)
+
+
+async def load_secret(db, config, now: datetime) -> None:
+    """Without ``[web] secret``: the database's shared secret, made by the first process to ask."""
+    if config.web.secret:
+        return
+    from storage.db import is_storage_fault, is_transient
+    from storage.settings import get_or_create
+    try:
+        value = await get_or_create(db, SETTING, lambda: secrets.token_urlsafe(32), now)
+    except Exception as e:
+        # a full disk or a lock that will not clear must not keep the bot from starting: it signs
+        # with a per-process secret until the next start (and says so, see _process_secret)
+        if not (is_storage_fault(e) or is_transient(e)):
+            raise
+        log.warning("web: could not read or store the shared link secret (%s)", type(e).__name__)
+        return
+    _stored[_database(config)] = value.encode()
+
+
 @lru_cache(maxsize=1)
 def _process_secret() -> bytes:
-    log.warning("web: [web] secret (ARBOT_WEB_SECRET) is empty; using a random per-process secret — "
-                "login and report links stop working when the bot restarts")
+    log.warning("web: no [web] secret (ARBOT_WEB_SECRET) and none loaded from the database; using a "
+                "random per-process secret — links made elsewhere are refused, and all stop at a restart")
     return secrets.token_bytes(32)
 
 
 def _key(config, purpose: str) -> bytes:
-    secret = config.web.secret.encode() if config.web.secret else _process_secret()
+    if config.web.secret:
+        secret = config.web.secret.encode()
+    else:
+        secret = _stored.get(_database(config)) or _process_secret()
     return hmac.new(secret, b"arbot:" + purpose.encode(), hashlib.sha256).digest()
 
 
