@@ -2,10 +2,13 @@
 
 Two steps, neither uses the database:
 
-* :func:`read_table` turns a file into a header row and data rows, each row with the line
-  number the clerk sees in Excel or a text editor, so an error can point at "line 7".
-* :func:`validate` maps the headers to fields (English or the usual Chinese headers),
-  parses every cell (amounts, dates, roles, ...) and reports problems as :class:`RowError`.
+* :func:`open_table` streams a file as a header row and data rows, each row with the line
+  number the clerk sees in Excel or a text editor, so an error can point at "line 7"; only the
+  current row is in memory (a CSV is decoded as it is read, a workbook read in openpyxl's
+  read-only mode). :func:`read_table` is the same as lists, for the small kinds.
+* :class:`RowChecker` maps the headers to fields (English or the usual Chinese headers) and
+  parses one row's cells (amounts, dates, roles, ...), reporting problems as :class:`RowError`;
+  :func:`validate` runs it over a whole table and also finds rows that repeat a key.
 
 Problems are codes with parameters, not sentences: a template renders them in the user's
 language. Codes (``RowError.code``) produced here:
@@ -18,6 +21,7 @@ The database step (``storage/imports.py``) adds the codes that need the ledger.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -25,15 +29,15 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from bot.dates import DateError, parse_date
 from bot.import_vocab import (FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
                               header_field, norm_header, role_of)
 from bot.money import AmountError, parse_amount
 
-__all__ = ["RowError", "Record", "Parsed", "ImportFileError", "read_table", "map_headers",
-           "validate", "KINDS"]
+__all__ = ["RowError", "Record", "Parsed", "ImportFileError", "Table", "open_table", "read_table",
+           "map_headers", "RowChecker", "validate", "KINDS"]
 
 CENT = Decimal("0.01")
 EXCEL_EPOCH = date(1899, 12, 30)   # Excel's day 0 (it counts a non-existent 1900-02-29)
@@ -88,29 +92,75 @@ class ImportFileError(Exception):
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def read_table(path: str | Path, kind: str | None = None) -> tuple[list[str], list[tuple[int, list]]]:
-    """Headers and data rows ``(line, cells)`` of a CSV/TSV or XLSX file; empty rows skipped.
+class Table:
+    """An open import file: ``headers``, then ``rows`` — an iterator of ``(line, cells)`` with
+    empty rows skipped — read as it is consumed. ``bytes_read``/``size`` say how far a CSV has
+    been read (a progress bar's measure); a workbook reports ``size`` 0. Close it (or use it as
+    a context manager) to release the file."""
 
-    Raises :class:`ImportFileError` when the file cannot be read at all.
-    """
+    def __init__(self, headers: list[str], rows: Iterator[tuple[int, list]], closer: Callable[[], None],
+                 counter: "_CountingReader | None" = None, size: int = 0):
+        self.headers, self.rows, self._closer, self._counter, self.size = headers, rows, closer, counter, size
+
+    @property
+    def bytes_read(self) -> int:
+        return self._counter.count if self._counter is not None else 0
+
+    def close(self) -> None:
+        self._closer()
+
+    def __enter__(self) -> "Table":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_table(path: str | Path, kind: str | None = None) -> Table:
+    """Open a CSV/TSV or XLSX file for streaming; raises :class:`ImportFileError` when the file
+    cannot be read at all (a cell-level problem is the validator's business, not this)."""
     p = Path(path)
     suffix = p.suffix.lower()
     try:
         if suffix in (".xlsx", ".xlsm"):
-            table = _read_xlsx(p, kind)
+            rows, closer, counter, size = _open_xlsx(p, kind), None, None, 0
+            closer = rows.close
         elif suffix in (".csv", ".tsv", ".txt", ""):
-            table = _read_csv(p.read_bytes())
+            rows, closer, counter = _open_csv(p)
+            size = p.stat().st_size
         else:
             raise ImportFileError(RowError(0, "", p.name, "unsupported_format", {"suffix": suffix}))
+        rows = ((line, cells) for line, cells in rows if _nonblank(cells))
+        try:
+            first = next(rows, None)
+        except BaseException:
+            closer()
+            raise
     except ImportFileError:
         raise
     except Exception as exc:   # a corrupt workbook, a missing file: one clear error, not a trace
         raise ImportFileError(RowError(0, "", p.name, "unreadable_file", {"detail": type(exc).__name__})) from exc
-    table = [(line, cells) for line, cells in table if _nonblank(cells)]
-    if not table:
+    if first is None:
+        closer()
         raise ImportFileError(RowError(1, "", p.name, "no_header"))
-    (_, header), rows = table[0], table[1:]
-    return [_text(h) for h in header], rows
+    return Table([_text(h) for h in first[1]], _guarded(rows, p.name), closer, counter, size)
+
+
+def _guarded(rows: Iterator[tuple[int, list]], name: str) -> Iterator[tuple[int, list]]:
+    """A file that breaks half-way (a truncated workbook) is the same one clear error."""
+    try:
+        yield from rows
+    except ImportFileError:
+        raise
+    except Exception as exc:
+        raise ImportFileError(RowError(0, "", name, "unreadable_file", {"detail": type(exc).__name__})) from exc
+
+
+def read_table(path: str | Path, kind: str | None = None) -> tuple[list[str], list[tuple[int, list]]]:
+    """Headers and data rows ``(line, cells)`` of a CSV/TSV or XLSX file, as lists; empty rows
+    skipped. Raises :class:`ImportFileError` when the file cannot be read at all."""
+    with open_table(path, kind) as table:
+        return table.headers, list(table.rows)
 
 
 def _nonblank(cells: list) -> bool:
@@ -122,26 +172,54 @@ def _nonblank(cells: list) -> bool:
         return any(_text(c) for c in cells)
 
 
-def _decode(data: bytes) -> str:
+_SNIFF = 1 << 16          # bytes looked at before deciding an encoding from the start alone
+
+
+def _encoding(path: Path) -> str:
     """UTF-8 (BOM or not) is tried first because a GBK decode of UTF-8 bytes rarely fails
     outright but yields mojibake; GB18030 is the superset of GBK that Excel on Chinese
-    Windows writes. UTF-16 (Excel's "Unicode text") is recognised by its BOM."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(RowError(0, "", "", "bad_encoding")) from exc
+    Windows writes. UTF-16 (Excel's "Unicode text") is recognised by its BOM.
+
+    The whole file is checked, block by block with an incremental decoder (a GBK character may
+    first appear on the millionth line), so a file is read once more here, never held whole."""
+    with path.open("rb") as f:
+        head = f.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16"
+        f.seek(0)
+        for enc in ("utf-8", "gb18030"):
+            decoder = codecs.getincrementaldecoder(enc)()
+            try:
+                while block := f.read(1 << 20):
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                f.seek(0)
+                continue
+            return "utf-8-sig" if enc == "utf-8" and head.startswith(b"\xef\xbb\xbf") else enc
+    raise ImportFileError(RowError(0, "", "", "bad_encoding"))
 
 
-def _delimiter(text: str) -> str:
-    sample = text[:8192]
+class _CountingReader(io.RawIOBase):
+    """A binary file that counts the bytes handed out: how far the CSV reader has got."""
+
+    def __init__(self, f):
+        self._f, self.count = f, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        self.count += n or 0
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _delimiter(sample: str) -> str:
     try:
         return csv.Sniffer().sniff(sample, delimiters=",\t;").delimiter
     except csv.Error:
@@ -151,18 +229,24 @@ def _delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
-def _read_csv(data: bytes) -> list[tuple[int, list]]:
-    text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-    out, last = [], 0
-    for cells in reader:
-        # a quoted cell may span lines: a record starts on the line after the previous one ended
-        out.append((last + 1, cells))
-        last = reader.line_num
-    return out
+def _open_csv(path: Path) -> tuple[Iterator[tuple[int, list]], Callable[[], None], _CountingReader]:
+    enc = _encoding(path)
+    with path.open("r", encoding=enc, newline="") as f:
+        sample = f.read(8192)
+    counter = _CountingReader(path.open("rb", buffering=0))
+    text = io.TextIOWrapper(io.BufferedReader(counter, 1 << 16), encoding=enc, newline="")
+
+    def rows() -> Iterator[tuple[int, list]]:
+        reader = csv.reader(text, delimiter=_delimiter(sample))
+        last = 0
+        for cells in reader:
+            # a quoted cell may span lines: a record starts on the line after the previous one ended
+            yield last + 1, cells
+            last = reader.line_num
+    return rows(), text.close, counter
 
 
-def _read_xlsx(path: Path, kind: str | None) -> list[tuple[int, list]]:
+def _open_xlsx(path: Path, kind: str | None) -> Iterator[tuple[int, list]]:
     from openpyxl import load_workbook   # heavy import, only when a workbook arrives
 
     wb = load_workbook(path, read_only=True, data_only=True)
@@ -175,7 +259,8 @@ def _read_xlsx(path: Path, kind: str | None) -> list[tuple[int, list]]:
                 break
         # exporters often write a wrong <dimension>; forget it and read what is really there
         ws.reset_dimensions()
-        return [(i, list(cells)) for i, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)]
+        for i, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
+            yield i, list(cells)
     finally:
         wb.close()
 
@@ -313,31 +398,38 @@ _MEMO_TYPES = frozenset({"date", "currency", "role", "grade", "bool"})
 _MEMO_MAX = 100_000      # distinct texts remembered per column; beyond that, parse each time
 
 
-def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
-    """Map headers and parse every row; rows with any error are left out of ``records``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown import kind {kind!r}")
-    spec = FIELDS[kind]
-    mapping, ignored = map_headers(kind, headers)
-    errors: list[RowError] = []
-    missing = [f for f, t in spec.items() if t.endswith("!") and f not in mapping]
-    for f in missing:
-        errors.append(RowError(1, f, "", "missing_column"))
-    parsed = Parsed(kind, len(rows), [], errors, list(mapping), ignored,
-                    {f: headers[i] for f, i in mapping.items()})
-    if missing:
-        return parsed          # every row would repeat the same complaint
-    key = KEYS[kind]
-    seen: dict[str, Record] = {}
-    # per column: (field, index, type, required, memo of text → parse result or None)
-    columns = [(f, col, spec[f].rstrip("!"), spec[f].endswith("!"),
-                {} if spec[f].rstrip("!") in _MEMO_TYPES else None) for f, col in mapping.items()]
-    for line, cells in rows:
+class RowChecker:
+    """Parses the rows of one file, one at a time: the header mapping is worked out once.
+
+    ``errors`` holds the file-level problems (``missing_column``, once, on line 1); when there
+    are any, ``usable`` is False and every row would repeat the same complaint."""
+
+    def __init__(self, kind: str, headers: list[str], *, today: date):
+        if kind not in KINDS:
+            raise ValueError(f"unknown import kind {kind!r}")
+        spec = FIELDS[kind]
+        self.kind, self.today = kind, today
+        self.mapping, self.ignored = map_headers(kind, headers)
+        self.errors = [RowError(1, f, "", "missing_column")
+                       for f, t in spec.items() if t.endswith("!") and f not in self.mapping]
+        self.header_names = {f: headers[i] for f, i in self.mapping.items()}
+        self.key = KEYS[kind]
+        # per column: (field, index, type, required, memo of text → parse result or None)
+        self.columns = [(f, col, spec[f].rstrip("!"), spec[f].endswith("!"),
+                         {} if spec[f].rstrip("!") in _MEMO_TYPES else None) for f, col in self.mapping.items()]
+
+    @property
+    def usable(self) -> bool:
+        return not self.errors
+
+    def check(self, line: int, cells: list) -> tuple[Record | None, list[RowError]]:
+        """(the row's Record, []) or (None, its errors)."""
         values: dict[str, Any] = {}
         raw: dict[str, str] = {}
         row_errors: list[RowError] = []
         width = len(cells)
-        for f, col, typ, required, memo in columns:
+        today = self.today
+        for f, col, typ, required, memo in self.columns:
             cell = cells[col] if col < width else None
             text = cell.strip() if type(cell) is str else _text(cell)
             raw[f] = text
@@ -360,18 +452,34 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
                 row_errors.append(RowError(line, f, text, code, dict(params)))
             else:
                 values[f] = value
-        if kind == "receivables" and values.get("issue_date") and values.get("due_date") \
+        if self.kind == "receivables" and values.get("issue_date") and values.get("due_date") \
                 and values["due_date"] < values["issue_date"]:
             row_errors.append(RowError(line, "due_date", raw["due_date"], "due_before_issue",
                                        {"issue_date": values["issue_date"].isoformat()}))
         if row_errors:
+            return None, row_errors
+        return Record(line, values, raw), []
+
+
+def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
+    """Map headers and parse every row; rows with any error are left out of ``records``."""
+    checker = RowChecker(kind, headers, today=today)
+    parsed = Parsed(kind, len(rows), [], list(checker.errors), list(checker.mapping), checker.ignored,
+                    checker.header_names)
+    if not checker.usable:
+        return parsed          # every row would repeat the same complaint
+    key, errors = checker.key, parsed.errors
+    seen: dict[str, Record] = {}
+    for line, cells in rows:
+        rec, row_errors = checker.check(line, cells)
+        if rec is None:
             errors.extend(row_errors)
             continue
-        rec = Record(line, values, raw)
+        values = rec.values
         first = seen.get(values[key])
         if first is not None:
             if first.values != values:
-                errors.append(RowError(line, key, raw[key], "duplicate_key", {"first_line": first.line}))
+                errors.append(RowError(line, key, rec.raw[key], "duplicate_key", {"first_line": first.line}))
                 continue
             rec.duplicate_of = first.line
         else:

@@ -1,6 +1,8 @@
 """Bulk import of people, customers, receivables and payments: upsert by natural key, all or nothing.
 
-Each import runs in two phases inside the caller's transaction:
+Receivables files stream through storage/import_stream.py (two passes over the file, written in
+short transactions under an import run that is undone if anything fails: see its docstring).
+The other kinds, and :func:`import_rows` for any kind, run in two phases inside one transaction:
 
 1. **plan** — every row is resolved against the ledger (customer by code or exact name, rep by
    id or exact name, ...) and compared with what is stored: create, update or unchanged. Nothing
@@ -15,7 +17,9 @@ RowError codes added here (see ``bot/importer.py`` for the file-level ones):
 ``unknown_customer``, ``unknown_rep``, ``unknown_supervisor``, ``ambiguous_name`` (params: ``count``),
 ``supervisor_cycle``, ``duplicate_userid`` (params: ``other``), ``amount_below_settled`` (params:
 ``settled``), ``has_payments`` (params: ``field``), ``unknown_invoice``, ``invoice_other_customer``,
-``reference_conflict`` (params: ``fields``), ``ledger_refused`` (params: ``detail``).
+``reference_conflict`` (params: ``fields``), ``ledger_refused`` (params: ``detail``); from the
+streamed import: ``changed_during_import`` (the ledger changed under a row between the check and
+the write), ``import_running`` (another import is under way; params: ``run``).
 """
 from __future__ import annotations
 
@@ -23,21 +27,24 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.importer import ImportFileError, Record, RowError, read_table, validate
 from storage import audit
 from storage.db import Database
 from storage.import_money import PaymentsPlanner, ReceivablesPlanner
 from storage.import_plans import Ctx, CustomersPlanner, PeoplePlanner, Plan, PlanRefused
+from storage.import_runs import recover_imports
 
 PLANNERS = {"people": PeoplePlanner, "customers": CustomersPlanner,
             "receivables": ReceivablesPlanner, "payments": PaymentsPlanner}
 
-__all__ = ["ImportReport", "ImportAborted", "import_rows", "import_file", "table_counts"]
+__all__ = ["ImportReport", "ImportAborted", "import_rows", "import_file", "table_counts", "recover_imports"]
+
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -50,15 +57,19 @@ class ImportReport:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    more_errors: int = 0             # errors beyond the ones listed (a report lists at most 1,000)
+    chunks: int = 0                  # write transactions of a streamed import
+    max_write_s: float = 0.0         # the longest of them (what a chat message could wait behind)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.more_errors
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": self.path, "rows": self.rows, "created": self.created,
                 "updated": self.updated, "unchanged": self.unchanged, "ok": self.ok,
-                "errors": [e.to_dict() for e in self.errors], "ignored_columns": list(self.ignored_columns)}
+                "errors": [e.to_dict() for e in self.errors], "more_errors": self.more_errors,
+                "ignored_columns": list(self.ignored_columns)}
 
 
 class ImportAborted(Exception):
@@ -112,12 +123,21 @@ class _Rollback(Exception):
 
 async def import_file(db: Database, kind: str, path: str | Path, *, actor: str = "import",
                       now: datetime, today: date, channel: str = "import",
-                      dry_run: bool = False) -> ImportReport:
-    """Read, validate and import a file in ONE transaction; any error rolls everything back.
+                      dry_run: bool = False, progress: ProgressFn | None = None) -> ImportReport:
+    """Read, validate and import a file, all or nothing: any bad row and nothing is written.
 
-    ``dry_run`` runs every check and counts what would change, then rolls back.
+    Receivables (the kind that reaches a million rows) stream: checked in a first pass, written
+    in short transactions under an import run that is undone if anything fails
+    (storage/import_stream.py). The other kinds — a company's people, its customers, a bank
+    statement — are read whole and written in ONE transaction. ``dry_run`` runs every check
+    and counts what would change, writing nothing. ``progress(phase, done, total)`` is told how
+    far a streamed import has got ("check": bytes read; "write": rows written).
     """
     report = ImportReport(kind=kind, path=str(path))
+    if kind == "receivables":
+        from storage.import_stream import import_receivables
+        return await import_receivables(db, path, report, actor=actor, channel=channel, now=now, today=today,
+                                        dry_run=dry_run, progress=progress)
     try:
         headers, table = read_table(path, kind)
     except ImportFileError as exc:
@@ -128,9 +148,8 @@ async def import_file(db: Database, kind: str, path: str | Path, *, actor: str =
     report.errors = list(parsed.errors)
     if any(e.code == "missing_column" for e in parsed.errors):
         return report            # nothing to look up: every row would repeat the complaint
-    bulk = kind in _BULK_KINDS and db.is_sqlite and not dry_run and not parsed.errors
     try:
-        async with (_bulk_transaction(db) if bulk else _transaction(db)) as session:
+        async with _transaction(db) as session:
             planned = await import_rows(session, kind, parsed.records, actor=actor, channel=channel,
                                         now=now, today=today, path=str(path),
                                         check_only=dry_run or bool(parsed.errors))
@@ -158,53 +177,6 @@ async def _transaction(db: Database) -> AsyncIterator[AsyncSession]:
     """One session in one transaction: committed on a normal exit, rolled back on an exception."""
     async with db.session() as session, session.begin():
         yield session
-
-
-# Kinds whose planner resolves every foreign key of what it writes (receivables: the customer
-# and the rep, read in the same transaction) and writes in bulk: on SQLite they skip SQLite's
-# own per-row foreign-key checks (~7 µs a row, most of the cost of an insert once the indexes
-# are rebuilt rather than maintained).
-_BULK_KINDS = frozenset({"receivables"})
-
-
-@asynccontextmanager
-async def _bulk_transaction(db: Database) -> AsyncIterator[AsyncSession]:
-    """Like :func:`_transaction`, on SQLite, for a planner that checks foreign keys itself.
-
-    * ``BEGIN IMMEDIATE``: the write lock is taken before planning reads anything, so the
-      customers and people the plan resolved cannot change or vanish before the commit (the
-      plan's checks are then exactly what SQLite's would have been).
-    * ``PRAGMA foreign_keys`` can only change outside a transaction, so it is turned off on this
-      connection before ``BEGIN`` and back on afterwards, whatever happened; if that cannot be
-      confirmed the connection is invalidated, never returned to the pool with checks off.
-      (If the driver had already begun a transaction the pragma is a no-op and SQLite keeps
-      checking: slower, never wrong.)
-    """
-    async with db.engine.connect() as conn:
-        await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        await conn.commit()      # SQLAlchemy autobegan for the pragma; SQLite itself began nothing
-        try:
-            async with conn.begin():
-                if not (await conn.get_raw_connection()).driver_connection.in_transaction:
-                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                session = AsyncSession(bind=conn, expire_on_commit=False)
-                try:
-                    yield session
-                    await session.flush()
-                finally:
-                    await session.close()
-        finally:
-            await _foreign_keys_on(conn)
-
-
-async def _foreign_keys_on(conn: AsyncConnection) -> None:
-    try:
-        await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-        if (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1:
-            return
-    except Exception:   # a broken connection: fall through and make sure the pool drops it
-        pass
-    await conn.invalidate()
 
 
 def _merge(report: ImportReport, planned: ImportReport) -> None:

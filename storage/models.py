@@ -394,3 +394,38 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class ImportRun(Base):
+    """One streamed import that writes in chunks (storage/import_runs.py): while ``active`` it
+    is under way or being undone, and at most one run can be (a unique column, NULL otherwise);
+    ``owner`` (host, pid, process start) and ``heartbeat_at`` tell a later start whether the
+    process that runs it is still alive."""
+    __tablename__ = "import_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    file_name: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10), index=True)    # running | done | undoing | undone
+    active: Mapped[bool | None] = mapped_column(Boolean, unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)          # chunks committed so far
+    error: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ImportRunChunk(Base):
+    """What one committed chunk of a run changed, enough to take it back: the ids it inserted
+    (as ranges), the audit entries it wrote, and each updated row's columns as [old, new].
+    Deleted with the run's last step, so only an unfinished run has any."""
+    __tablename__ = "import_run_chunks"
+    run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    changes: Mapped[dict] = mapped_column(JSON, default=dict)
