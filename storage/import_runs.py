@@ -120,7 +120,7 @@ async def start_run(db: Database, *, kind: str, file_name: str, actor: str, chan
         except IntegrityError:
             if attempt == 0 and await recover_imports(db):
                 continue
-            async with db.session() as s:
+            async with db.reader() as s:
                 other = (await s.execute(select(ImportRun).where(ImportRun.active.is_(True)))).scalar_one_or_none()
             if other is None and attempt == 0:
                 continue            # it finished in between
@@ -155,11 +155,15 @@ async def finish_run(db: Database, run_id: int, file_entry: dict | None) -> None
 async def undo_run(db: Database, run_id: int, reason: str) -> dict:
     """Take back every committed chunk of ``run_id`` (newest first), then mark it undone.
     Returns the run's ``detail`` (``kept``: invoices kept because something refers to them)."""
-    async def claim(s: AsyncSession) -> None:
-        await s.execute(update(ImportRun).where(ImportRun.id == run_id, ImportRun.active.is_(True))
-                        .values(status="undoing", owner=owner(), heartbeat_at=_wall(),
-                                error=reason[:2000]))
-    await db.write(claim)
+    async def claim(s: AsyncSession) -> bool:
+        got = await s.execute(update(ImportRun).where(ImportRun.id == run_id, ImportRun.active.is_(True))
+                              .values(status="undoing", owner=owner(), heartbeat_at=_wall(), error=reason[:2000]))
+        return got.rowcount == 1
+    if not await db.write(claim):
+        # no longer active: it was finished (a stop that came just after the commit point) or
+        # undone already; either way there is nothing to take back
+        log.info("import run %d is not active; nothing to undo", run_id)
+        return {}
     kept: list[str] = []
     while True:
         async def step(s: AsyncSession) -> bool:
@@ -193,7 +197,7 @@ async def undo_run(db: Database, run_id: int, reason: str) -> dict:
 async def recover_imports(db: Database) -> list[int]:
     """Undo the active runs whose process is gone; the ids undone. Safe to call from several
     processes at once, and cheap when there is nothing to do (one indexed query)."""
-    async with db.session() as s:
+    async with db.reader() as s:          # (no write lock for the common answer: nothing to do)
         runs = (await s.execute(select(ImportRun.id, ImportRun.owner, ImportRun.heartbeat_at)
                                 .where(ImportRun.active.is_(True)))).all()
     undone = []

@@ -49,8 +49,10 @@ SQLite's page cache (:data:`CACHE_KIB`) and the interpreter.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import pickle
+import sqlite3
 import tempfile
 import time
 from collections import defaultdict
@@ -61,13 +63,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
 from sqlalchemy import Date, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.importer import ImportFileError, RowChecker, RowError, open_table
 from storage import audit
 from storage.db import Database
 from storage.import_plans import ZERO, Index, diff, existing_keys, in_chunks, money_sums
-from storage.import_runs import ImportBusy, finish_run, id_ranges, record_chunk, start_run, undo_run
+from storage.import_runs import ImportBusy, RunTakenOver, finish_run, id_ranges, record_chunk, start_run, undo_run
 from storage.ledger import refresh_status
 from storage.models import Allocation, AuditEntry, Customer, Person, Receivable, WriteOff
 
@@ -81,6 +84,7 @@ MIN_CHUNK, MAX_CHUNK = 100, 20_000
 PAUSE_SHARE = 0.1          # pause after a chunk, as a share of its duration: another process's turn
 MAX_ERRORS = 1_000         # errors listed in a report; the rest are counted
 CACHE_KIB = 65_536         # SQLite page cache of the writing connection while it imports (default: 2 MB)
+CHECKPOINT_SECONDS = 1.0   # SQLite: write this long between two WAL checkpoints of the import's own
 _M64 = (1 << 64) - 1
 _KEEP = object()           # an update that leaves the invoice's rep alone (no rep column in the file)
 
@@ -156,7 +160,8 @@ class ReceivablesImport:
         self.db, self.path, self.report = db, Path(path), report
         self.actor, self.channel, self.now, self.today = actor, channel, now, today
         self.progress = progress or (lambda phase, done, total: None)
-        self.errors: list[RowError] = []
+        self._heap: list[tuple[int, int, RowError]] = []
+        self._seq = 0
         self.more_errors = 0
         self.counts = _Counts()
         self.spill = _Spill()
@@ -164,10 +169,21 @@ class ReceivablesImport:
 
     # ---- reporting ----------------------------------------------------------------------------
     def error(self, err: RowError) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(err)
-        else:
-            self.more_errors += 1
+        """Keep the :data:`MAX_ERRORS` errors of the smallest line numbers (a max-heap on the line:
+        pass 1 meets a batch's ledger errors after later rows' cell errors); count the rest."""
+        self._seq += 1
+        item = (-err.line, -self._seq, err)
+        if len(self._heap) < MAX_ERRORS:
+            heapq.heappush(self._heap, item)
+            return
+        self.more_errors += 1
+        if item > self._heap[0]:                  # an earlier line than the latest one kept
+            heapq.heapreplace(self._heap, item)
+
+    @property
+    def errors(self) -> list[RowError]:
+        """The errors kept, in the order of their lines (and of finding, within a line)."""
+        return [e for _, _, e in sorted(self._heap, reverse=True)]
 
     def _error(self, rec, column: str, code: str, **params: Any) -> None:
         self.error(RowError(rec.line, column, rec.raw.get(column, ""), code, params))
@@ -325,6 +341,8 @@ class ReceivablesImport:
                                 entity="import", entity_id=self.path.name[:64], kind="receivables", rows=c.rows,
                                 created=c.created, updated=c.updated, unchanged=c.unchanged)
             await finish_run(self.db, run_id, entry)
+        except RunTakenOver:
+            raise            # another process declared us dead and is undoing the run: leave it be
         except BaseException as exc:
             # Ctrl-C or a cancelled task lands here too: take the run back before going
             reason = exc.error.code if isinstance(exc, _Refused) else f"{type(exc).__name__}: {exc}"
@@ -340,17 +358,45 @@ class ReceivablesImport:
         self.progress("write", 0, total)
         records = self.spill.records()
         self._prepare_sqlite()
+        restore = await self._sqlite_settings() if self.db.is_sqlite else None
         try:
             await self._chunks(run_id, records, total)
         finally:
-            if self.db.is_sqlite:      # the writing connection goes back to its usual cache
+            if restore:      # the writing connection goes back to its usual cache and checkpoints
                 try:
-                    await self.db.write(lambda s: s.execute(text("PRAGMA cache_size=-2000")))
+                    await self.db.write(lambda s: _pragmas(s, restore))
                 except Exception:
-                    log.debug("could not reset the page cache size", exc_info=True)
+                    log.debug("could not reset the writing connection's settings", exc_info=True)
+                await self._checkpoint()
+
+    async def _sqlite_settings(self) -> dict[str, int]:
+        """The writing connection's page cache and WAL auto-checkpoint, to be put back afterwards."""
+        async def read(s: AsyncSession) -> dict[str, int]:
+            conn = await s.connection()
+            return {k: (await conn.exec_driver_sql(f"PRAGMA {k}")).scalar_one()
+                    for k in ("cache_size", "wal_autocheckpoint")}
+        return await self.db.write(read)
+
+    async def _checkpoint(self) -> float:
+        """A PASSIVE WAL checkpoint on a reader connection, outside any write transaction (it takes
+        no write lock: the bot and other writers carry on). The import's writing connection does
+        not checkpoint on commit while it imports (``wal_autocheckpoint=0``): after every chunk
+        that was an fsync and a copy of the same index pages again, a third of the write time.
+        Returns the seconds it took."""
+        if not self.db.is_sqlite:
+            return 0.0
+        t = time.perf_counter()
+        try:
+            async with self.db.read_engine.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                await (await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")).fetchall()
+        except Exception:
+            log.debug("WAL checkpoint failed; SQLite checkpoints at a later commit", exc_info=True)
+        return time.perf_counter() - t
 
     async def _chunks(self, run_id: int, records: Iterator[tuple], total: int) -> None:
         done, seq, size = 0, 0, FIRST_CHUNK
+        since_checkpoint = 0.0
         batch_audit = self.counts.created >= audit.BATCH_MIN
         while True:
             chunk = [r for _, r in zip(range(size), records)]
@@ -364,7 +410,13 @@ class ReceivablesImport:
                 self._now_unchanged = 0          # (set again if a transient error runs this twice)
                 await self._write_chunk(s, chunk, batch_audit)
                 await record_chunk(s, run_id, seq, self._journal)
-            await self.db.write(work)
+            try:
+                await self.db.write(work)
+            except (IntegrityError, sqlite3.IntegrityError) as exc:     # (the fast path's driver raises the latter)
+                refused = await self._refusal(chunk)
+                if refused is None:
+                    raise
+                raise refused from exc
             self.counts.updated -= self._now_unchanged
             self.counts.unchanged += self._now_unchanged
             took = time.perf_counter() - started[-1]
@@ -377,9 +429,35 @@ class ReceivablesImport:
                     await got
             # aim the next chunk at CHUNK_SECONDS (at most doubling: one fast chunk proves little)
             size = max(MIN_CHUNK, min(MAX_CHUNK, 2 * size, int(len(chunk) * CHUNK_SECONDS / max(took, 1e-3))))
-            # a turn for whoever waits: this process's gate (the event loop), another process's lock
-            await asyncio.sleep(took * PAUSE_SHARE)
+            # a turn for whoever waits: this process's gate (the event loop), another process's lock;
+            # a checkpoint, when due, is that turn (it holds no lock)
+            since_checkpoint += took
+            spent = 0.0
+            if since_checkpoint >= CHECKPOINT_SECONDS:
+                spent, since_checkpoint = await self._checkpoint(), 0.0
+            await asyncio.sleep(max(0.0, took * PAUSE_SHARE - spent))
         self.chunks = seq
+
+    async def _refusal(self, chunk: list[tuple]) -> "_Refused | None":
+        """Why the ledger refused a chunk, as the first row concerned: an invoice number that
+        exists by now, or a customer or rep that no longer does (``changed_during_import``)."""
+        creates = [r for tag, r in chunk if tag == "c"]
+        async with self.db.reader() as s:
+            clash = await existing_keys(s, Receivable.invoice_no, (r[1] for r in creates))
+            customers = set((await s.execute(select(Customer.id))).scalars())
+            people = set((await s.execute(select(Person.id))).scalars())
+        for tag, r in chunk:
+            line, key = r[0], r[1]
+            if tag == "c":
+                column = "invoice_no" if key in clash else "customer" if r[2] not in customers else \
+                    "rep" if r[3] is not None and r[3] not in people else None
+            else:
+                desired = r[2]
+                column = "customer" if desired["customer_id"] not in customers else \
+                    "rep" if desired.get("rep_id") is not None and desired["rep_id"] not in people else None
+            if column:
+                return _Refused(RowError(line, "invoice_no", key, "changed_during_import", {"column": column}))
+        return None
 
     def _prepare_sqlite(self) -> None:
         self._trigger_sql: str | None = None
@@ -404,13 +482,12 @@ class ReceivablesImport:
         updates = [r for tag, r in chunk if tag == "u"]
         if self.db.is_sqlite:
             await conn.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
+            await conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
         if updates:
             journal["updated"] = await self._updates(s, updates, entries)
         if creates:
-            clash = await existing_keys(s, Receivable.invoice_no, (r[1] for r in creates))
-            if clash:
-                line, key = next((r[0], r[1]) for r in creates if r[1] in clash)
-                raise _Refused(RowError(line, "invoice_no", key, "changed_during_import"))
+            # an invoice created meanwhile under one of these numbers, a customer or rep deleted:
+            # the constraints refuse the chunk, and _refusal says which row (no look-up first)
             ids = await _allocate_ids(conn, "receivables", len(creates))
             await self._insert(conn, ids, creates)
             journal["receivables"] = id_ranges(ids)
@@ -515,6 +592,12 @@ def _update_refused(changes: dict, desired: dict, allocated: Decimal, written: D
 
 
 # ---- SQLite and PostgreSQL details ---------------------------------------------------------------
+async def _pragmas(s: AsyncSession, values: dict[str, int]) -> None:
+    conn = await s.connection()
+    for k, v in values.items():
+        await conn.exec_driver_sql(f"PRAGMA {k}={int(v)}")
+
+
 async def _allocate_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
     """``n`` new ids for ``table``, known before the insert so the journal can name them. SQLite:
     the next ones after the largest (this transaction holds the only write lock, and a rowid
@@ -557,7 +640,7 @@ async def import_receivables(db: Database, path: str | Path, report: Any, *, act
         c = job.counts
         report.rows = c.rows
         if job.errors or job.more_errors:
-            report.errors = sorted(job.errors, key=lambda e: e.line)
+            report.errors = job.errors
             report.more_errors = job.more_errors
             if checker is not None:
                 report.errors = [e if e.header else _with_header(e, checker) for e in report.errors]

@@ -1,7 +1,7 @@
-"""The bulk path of a receivables import (storage/import_plans.py ``insert_rows`` /
-``indexes_rebuilt``, storage/imports.py ``_bulk_transaction``, audit ``create_many`` entries):
-it must store exactly what the Core insert stores, keep the schema and the connection pool as
-they were, and leave "who created invoice X" answerable."""
+"""The bulk path of a receivables import (storage/import_stream.py: the driver ``executemany``
+with the aging trigger's work done per chunk, ``receivable.create_many`` audit entries, chunks
+undone when the import fails): it must store exactly what the Core insert stores, keep the
+schema and the connection pool as they were, and leave "who created invoice X" answerable."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,9 +9,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from storage import audit, import_money, import_plans
+from storage import audit, import_stream
 from storage.imports import import_file, table_counts
 from storage.models import AuditEntry, Customer, Receivable
 from tests.test_import import NOW, TODAY, load_all
@@ -49,39 +49,33 @@ RECEIVABLE_COLUMNS = ("invoice_no, contract_no, customer_id, rep_id, issue_date,
 TYPED = ", ".join(f"{c}, typeof({c})" for c in RECEIVABLE_COLUMNS.split(", "))
 
 
-async def core_insert(session, table, columns, rows):
-    await session.execute(insert(table), [dict(zip(columns, r)) for r in rows])
-
-
 async def test_bulk_rows_are_what_the_core_insert_writes(tmp_path, monkeypatch):
     """Same file into two databases, the driver path and the Core insert: the stored values and
     their SQLite storage classes are identical, so are the audit rows (JSON text included)."""
     from storage.db import Database
-    monkeypatch.setattr(import_plans, "REBUILD_MIN_ROWS", 1)        # the index rebuild too
     csv = bulk_csv(tmp_path, 1_200)
     stored = []
     for name, patch in (("fast", False), ("core", True)):
         db = Database(f"sqlite:///{tmp_path}/{name}.db")
         await db.migrate()
         await load_all(db, upto="customers")
-        if patch:       # receivables and audit entries alike through the Core insert
-            monkeypatch.setattr(import_money, "insert_rows", core_insert)
-            monkeypatch.setattr(import_plans, "insert_rows", core_insert)
+        if patch:       # receivables through the Core insert (and the aging trigger left to itself)
+            monkeypatch.setattr(import_stream, "FAST_SQLITE", False)
         report = await import_file(db, "receivables", csv, now=NOW, today=TODAY)
         assert report.ok and report.created == 1_200, report.to_dict()
         await db.close()
         path = f"{tmp_path}/{name}.db"
         stored.append((sqlite_rows(path, f"SELECT {TYPED} FROM receivables ORDER BY invoice_no"),
                        sqlite_rows(path, "SELECT at, actor, channel, action, entity, entity_id, detail FROM audit_log"
-                                         " WHERE entity = 'receivable' ORDER BY id")))
+                                         " WHERE entity = 'receivable' ORDER BY id"),
+                       sqlite_rows(path, "SELECT * FROM aging_totals ORDER BY due_date, currency")))
     assert stored[0] == stored[1]
     rows = stored[0][0]
     assert rows[0][:4] == ("BK-00000", "text", "HT-0", "text") and rows[0][12:16] == (1, "integer", 1, "integer")
     assert {r[25] for r in rows} == {"text"}                    # created_at as text, like the ORM writes it
 
 
-async def test_bulk_import_reads_back_and_reimports_as_unchanged(db, tmp_path, monkeypatch):
-    monkeypatch.setattr(import_plans, "REBUILD_MIN_ROWS", 1)
+async def test_bulk_import_reads_back_and_reimports_as_unchanged(db, tmp_path):
     await load_all(db, upto="customers")
     csv = bulk_csv(tmp_path, 1_100)
     report = await import_file(db, "receivables", csv, now=NOW, today=TODAY)
@@ -112,8 +106,9 @@ def schema(path):
     return sorted(sqlite_rows(path, "SELECT type, name, tbl_name, sql FROM sqlite_master"))
 
 
-async def test_index_rebuild_keeps_schema_and_statistics(db, tmp_path, monkeypatch):
-    monkeypatch.setattr(import_plans, "REBUILD_MIN_ROWS", 1)
+async def test_bulk_import_keeps_schema_and_statistics(db, tmp_path):
+    """The aging trigger dropped and created again in each chunk's transaction: the schema and
+    the ANALYZE statistics are as they were."""
     await load_all(db, upto="receivables")
     path = f"{tmp_path}/t.db"
     con = sqlite3.connect(path)
@@ -133,18 +128,30 @@ async def test_index_rebuild_keeps_schema_and_statistics(db, tmp_path, monkeypat
 
 
 async def test_failed_bulk_write_rolls_back_indexes_and_restores_foreign_keys(db, tmp_path, monkeypatch):
-    monkeypatch.setattr(import_plans, "REBUILD_MIN_ROWS", 1)
+    """A write that fails half-way through the third chunk, after its rows went in (the aging
+    trigger dropped and the rows inserted in that transaction): that chunk is rolled back, the
+    two committed before it are undone, the schema (trigger included) and every count are as
+    before, and the connection is the usual one."""
     await load_all(db, upto="customers")
     path = f"{tmp_path}/t.db"
     before_schema, before = schema(path), await _counts(db)
+    before_aging = sqlite_rows(path, "SELECT * FROM aging_totals ORDER BY due_date, currency")
+    monkeypatch.setattr(import_stream, "FIRST_CHUNK", 10)
+    monkeypatch.setattr(import_stream, "MAX_CHUNK", 10)
+    monkeypatch.setattr(import_stream, "MIN_CHUNK", 10)
+    real_insert, calls = import_stream.ReceivablesImport._insert, []
 
-    async def failing(session, table, columns, rows):
-        await core_insert(session, table, columns, rows)
-        raise RuntimeError("disk full")
-    monkeypatch.setattr(import_money, "insert_rows", failing)
+    async def failing(self, conn, ids, creates):
+        await real_insert(self, conn, ids, creates)
+        calls.append(len(creates))
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+    monkeypatch.setattr(import_stream.ReceivablesImport, "_insert", failing)
     with pytest.raises(RuntimeError):
         await import_file(db, "receivables", bulk_csv(tmp_path, 30), now=NOW, today=TODAY)
+    assert calls == [10, 10, 10]
     assert schema(path) == before_schema and await _counts(db) == before
+    assert sqlite_rows(path, "SELECT * FROM aging_totals ORDER BY due_date, currency") == before_aging
     for _ in range(3):     # whichever pooled connection comes back: checks are on
         async with db.engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
