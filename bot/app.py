@@ -79,11 +79,15 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
             await services.db.migrate()
         # before anything signs or checks a link: the secret every process on the database shares
         await signing.load_secret(services.db, config, services.clock.now())
+        # before anything reads the ledger (the demo, the scheduler's catch-up): an import that a
+        # killed process left half-written is taken back (storage/import_runs.py)
+        await _recover_imports(services.db)
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake)
         await state.inbound.resume_unhandled()
-        tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer")]
+        tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
+                 asyncio.create_task(_recover_imports_every(services.db), name="import-recovery")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -109,7 +113,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                         len(state.inbound.tasks))
         state.sender.stop()
         for t in tasks:
-            if t.get_name() == "inbound-resumer":
+            if t.get_name() in ("inbound-resumer", "import-recovery"):
                 t.cancel()
                 continue
             try:
@@ -120,6 +124,28 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
 
     app.cleanup_ctx.append(resources)
     return app
+
+
+IMPORT_RECOVERY_EVERY = 60.0      # seconds between two looks for an import a killed process left
+
+
+async def _recover_imports(db) -> None:
+    """Undo the imports whose process is gone. A database that cannot be read or written now
+    does not stop the bot: the loop below tries again."""
+    from storage.import_runs import recover_imports
+    try:
+        await recover_imports(db)
+    except Exception as e:
+        if not (is_transient(e) or is_storage_fault(e)):
+            log.exception("could not check for unfinished imports; trying again in %.0f s", IMPORT_RECOVERY_EVERY)
+
+
+async def _recover_imports_every(db, every: float | None = None) -> None:
+    """While the bot runs: a CLI import killed half-way (SIGKILL, a lost container) is taken back
+    within a minute, without waiting for the next start."""
+    while True:
+        await asyncio.sleep(every or IMPORT_RECOVERY_EVERY)
+        await _recover_imports(db)
 
 
 @web.middleware

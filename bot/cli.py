@@ -10,6 +10,7 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 from bot.config import ConfigError, load_config
 from bot.render import render
@@ -76,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(config, args)
     if args.cmd == "backup":               # before anything migrates: a backup is taken *before* an upgrade
         return _backup(config, args)
-    return asyncio.run(_run(config, args))
+    try:
+        return asyncio.run(_run(config, args))
+    except KeyboardInterrupt:          # Ctrl-C: whatever was under way has been taken back (see _import)
+        return 130
+    except asyncio.CancelledError:     # SIGTERM (see _stop_on_sigterm)
+        return 143
 
 
 def _parse_reply(args) -> int:
@@ -141,9 +147,32 @@ async def _run(config, args) -> int:
         # links a job makes here (the monthly report's Excel) must open in the server
         from bot.web.signing import load_secret
         await load_secret(services.db, config, services.clock.now())
+        await _recover_imports(services)
         return await COMMANDS[args.cmd](services, args)
     finally:
         await services.db.close()
+
+
+async def _recover_imports(services) -> None:
+    """Every command starts by taking back an import that a killed process left half-written
+    (storage/import_runs.py): the ledger a command reads or changes is never half an import."""
+    from storage.import_runs import recover_imports
+    undone = await recover_imports(services.db)
+    if undone:
+        print(render("cli/imports_recovered.txt.j2", runs=undone), file=sys.stderr)
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """SIGTERM (``kill``, ``docker stop``, systemd) cancels the command like Ctrl-C does, so an
+    import under way is undone before the process exits; returns the function that stops that."""
+    import signal
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):     # not the main thread, or no signals here
+        return lambda: None
+    return lambda: loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _migrate(services, args) -> int:
@@ -157,8 +186,22 @@ async def _import(services, args) -> int:
     if not path.exists():
         print(render("cli/no_file.txt.j2", path=str(path)), file=sys.stderr)
         return 2
-    report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
-                               today=services.clock.today())
+    from bot.progress import import_progress
+    progress = import_progress()             # a bar on a terminal; None when stdout is not one
+    unhook = _stop_on_sigterm()
+    try:
+        report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
+                                   today=services.clock.today(), progress=progress)
+    except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM: import_file has taken back what it wrote (or the next start will)
+        if progress:
+            progress.close()
+        print(render("cli/import_interrupted.txt.j2"), file=sys.stderr)
+        raise
+    finally:
+        unhook()
+        if progress:
+            progress.close()
     if args.format == "json":
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

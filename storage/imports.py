@@ -134,6 +134,9 @@ async def import_file(db: Database, kind: str, path: str | Path, *, actor: str =
     far a streamed import has got ("check": bytes read; "write": rows written).
     """
     report = ImportReport(kind=kind, path=str(path))
+    # Only receivables stream. People and customers are a company's thousands, a payments file a
+    # bank statement's few thousand lines: small by nature, read whole and written in one
+    # transaction (held in memory, and the write lock for a moment).
     if kind == "receivables":
         from storage.import_stream import import_receivables
         return await import_receivables(db, path, report, actor=actor, channel=channel, now=now, today=today,
