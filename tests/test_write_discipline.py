@@ -52,6 +52,35 @@ async def test_reads_then_writes_from_many_tasks_all_commit(db):
     assert (total, distinct) == (40, 40)
 
 
+async def test_a_person_waiting_to_write_goes_before_the_jobs_next_step(db):
+    """A job commits at its checkpoints and writes on at once. The rep's follow-up that was
+    waiting must be written at that checkpoint, not after the whole job (it waited six minutes
+    behind the escalations at 20k invoices when the connection went straight back to the job)."""
+    from bot.jobs.context import JobContext
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE tally (n INTEGER)"))
+    steps, chat_done_at = 60, []
+    started = asyncio.Event()
+
+    async def job() -> None:
+        async with db.session() as s:
+            ctx = JobContext(services=None, at=at("2026-11-20 10:00"), session=s)
+            for i in range(steps):
+                await s.execute(text("INSERT INTO tally VALUES (:n)"), {"n": i})
+                started.set()
+                await ctx.checkpoint(force=True)
+
+    async def rep() -> None:
+        await started.wait()
+        async with db.session() as s, s.begin():
+            await s.execute(text("INSERT INTO tally VALUES (-1)"))
+        async with db.reader() as r:
+            chat_done_at.append((await r.execute(text("SELECT count(*) FROM tally WHERE n >= 0"))).scalar_one())
+
+    await asyncio.gather(job(), rep())
+    assert chat_done_at and chat_done_at[0] < steps / 2, f"the rep's write waited for {chat_done_at} of {steps} job steps"
+
+
 async def test_a_reader_is_not_held_up_by_an_open_write(db):
     await _company(db)
     async with db.session() as w:
