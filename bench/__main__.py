@@ -1,11 +1,13 @@
 """``python -m bench [names...] [--size N] [--full] [--repeats N]``: run benchmarks, print tables,
 write ``bench/results/<name>-<date>.json``.
 
-Default (all six, about 10 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
+Default (all seven, about 10 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
 overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200
 concurrent clients; outbox 2,000 messages; replies: the share of fields read right over the
-reply corpus (bench/data/replies.txt, a second). ``--full``: import 1M, /aging also at 1M open,
-overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages (expect an hour or more).
+reply corpus (bench/data/replies.txt, a second); jobs: the first run of the ladder, credit,
+reminder and statute jobs at 20k receivables with a person writing meanwhile. ``--full``:
+import 1M, /aging also at 1M open, overdue_push at 1M, webhook 5,000 requests, outbox 10,000
+messages, jobs at 200k (expect an hour or more).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("import", "aging", "push", "webhook", "outbox", "replies")
+NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "webhook":
                 from bench import webhook
                 r = webhook.run(requests=a.requests or (5000 if a.full else 2000), repeats=a.repeats, workdir=work)
+            elif name == "jobs":
+                from bench import jobs
+                r = jobs.run([a.size] if a.size else [200_000] if a.full else [20_000], workdir=work)
             elif name == "replies":
                 from bench import replies
                 r = replies.run()

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import memoized_property
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 try:                                   # SQLAlchemy 2.1
@@ -175,13 +176,9 @@ class _TakeTurns(AsyncAdaptedQueue):
         async with self._line:
             return await self._queue.get()
 
-    @property
+    @memoized_property
     def _line(self) -> asyncio.Lock:
-        # made on first use, in the running loop (like the queue itself)
-        line = self.__dict__.get("_line_lock")
-        if line is None:
-            line = self.__dict__["_line_lock"] = asyncio.Lock()
-        return line
+        return asyncio.Lock()           # made on first use, in the running loop, like the queue
 
 
 class _WriteGatePool(AsyncAdaptedQueuePool):

@@ -42,14 +42,20 @@ WRITTEN_KINDS = ("letter",)            # so is a letter on any channel
 
 # -- which invoices --------------------------------------------------------------------------
 
-async def open_receivables(session: AsyncSession, *, due_before: date | None = None,
-                           due_on_or_after: date | None = None) -> list[tuple[Receivable, Customer]]:
-    stmt = (select(Receivable, Customer).join(Customer, Customer.id == Receivable.customer_id)
-            .where(Receivable.open_amount > 0, Receivable.status != "written_off"))
+def open_select(*, due_before: date | None = None, due_on_or_after: date | None = None):
+    """The open invoices (something left to collect, not written off), due in the range."""
+    stmt = select(Receivable).where(Receivable.open_amount > 0, Receivable.status != "written_off")
     if due_before is not None:
         stmt = stmt.where(Receivable.due_date < due_before)
     if due_on_or_after is not None:
         stmt = stmt.where(Receivable.due_date >= due_on_or_after)
+    return stmt
+
+
+async def open_receivables(session: AsyncSession, *, due_before: date | None = None,
+                           due_on_or_after: date | None = None) -> list[tuple[Receivable, Customer]]:
+    stmt = open_select(due_before=due_before, due_on_or_after=due_on_or_after) \
+        .add_columns(Customer).join(Customer, Customer.id == Receivable.customer_id)
     return list((await session.execute(stmt.order_by(Receivable.due_date, Receivable.id))).all())
 
 
@@ -106,7 +112,7 @@ async def record_steps(session: AsyncSession, new: list[dict], held_fired: list[
 
 def customer_message_row(*, customer_id: int, contact: Contact, receivable_id: int | None, step: str, kind: str,
                          outbox_key: str, now: datetime, send_at: datetime) -> dict:
-    """The row :func:`record_customer_message` writes, for :func:`record_customer_messages`."""
+    """A queued customer message's row, for :func:`record_customer_messages`."""
     return {"customer_id": customer_id, "contact_id": contact.id, "receivable_id": receivable_id, "step": step,
             "kind": kind, "channel": contact.channel, "outbox_key": outbox_key, "status": "queued",
             "cancel_reason": "", "queued_at": now, "send_at": send_at, "sent_at": None}
@@ -222,13 +228,6 @@ def next_slot(now: datetime, conduct, calendar) -> datetime:
     return datetime.combine(d, start, tzinfo=now.tzinfo)
 
 
-async def capped_slot(session: AsyncSession, customer_id: int, now: datetime, conduct, calendar) -> datetime:
-    """The next allowed slot that also keeps the customer within ``max_messages`` per ``per_days``
-    calendar days (counting messages queued or sent, before and after the slot)."""
-    taken = (await message_days(session, [customer_id], now, conduct)).get(customer_id, [])
-    return slot_within_cap(taken, now, conduct, calendar)
-
-
 async def message_days(session: AsyncSession, customer_ids: list[int], now: datetime,
                        conduct) -> dict[int, list[date]]:
     """The days (company time) of each customer's messages queued or sent that can count against
@@ -260,11 +259,6 @@ def slot_within_cap(taken: list[date], now: datetime, conduct, calendar) -> date
     return slot
 
 
-async def contact_for(session: AsyncSession, customer_id: int) -> Contact | None:
-    """The customer's first contact with a usable channel."""
-    return (await contacts(session, [customer_id])).get(customer_id, ([], None))[1]
-
-
 async def contacts(session: AsyncSession, customer_ids: list[int]) -> dict[int, tuple[list[Contact], Contact | None]]:
     """Each customer's contacts in order, and the first one with a usable channel."""
     out: dict[int, tuple[list[Contact], Contact | None]] = {}
@@ -282,17 +276,6 @@ async def contacts(session: AsyncSession, customer_ids: list[int]) -> dict[int, 
 def _usable(c: Contact) -> bool:
     return bool((c.channel == "email" and c.email) or (c.channel == "sms" and c.mobile) or
                 (c.channel in ("wecom_group", "dingtalk_group") and c.channel_target))
-
-
-async def record_customer_message(session: AsyncSession, *, customer_id: int, contact: Contact,
-                                  receivable_id: int | None, step: str, kind: str, outbox_key: str,
-                                  now: datetime, send_at: datetime) -> CustomerMessage:
-    cm = CustomerMessage(customer_id=customer_id, contact_id=contact.id, receivable_id=receivable_id, step=step,
-                         kind=kind, channel=contact.channel, outbox_key=outbox_key, status="queued",
-                         cancel_reason="", queued_at=now, send_at=send_at)
-    session.add(cm)
-    await session.flush()
-    return cm
 
 
 async def sync_sent(session: AsyncSession) -> int:

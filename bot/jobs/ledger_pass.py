@@ -99,8 +99,8 @@ class LedgerPass:
         """The open invoices due in the range with their customers, a chunk of customers at a
         time, each chunk in due-date order."""
         ctx = self.ctx
-        wanted = _open().with_only_columns(Receivable.customer_id).distinct()
-        wanted = _due(wanted, due_before, due_on_or_after)
+        wanted = rem.open_select(due_before=due_before, due_on_or_after=due_on_or_after) \
+            .with_only_columns(Receivable.customer_id).distinct()
         async with ctx.reader() as r:
             customer_ids = sorted((await r.execute(wanted)).scalars())
         for i in range(0, len(customer_ids), CUSTOMERS_PER_READ):
@@ -112,7 +112,7 @@ class LedgerPass:
     async def _read(self, r, customer_ids: list[int], due_before, due_on_or_after) -> Chunk:
         ctx = self.ctx
         customers = {c.id: c for c in (await r.execute(select(Customer).where(Customer.id.in_(customer_ids)))).scalars()}
-        open_rs = (await r.execute(_open().where(Receivable.customer_id.in_(customer_ids))
+        open_rs = (await r.execute(rem.open_select().where(Receivable.customer_id.in_(customer_ids))
                                    .order_by(Receivable.due_date, Receivable.id))).scalars().all()
         by_customer: dict[int, list[Receivable]] = {cid: [] for cid in customer_ids}
         for x in open_rs:
@@ -166,7 +166,25 @@ class LedgerPass:
         self.pending.cleared.append(alert_id)
 
     def people_for(self, roles, r: Receivable | None, c: Customer) -> list[Person]:
-        return people_for(self.people, self.ctx.config, roles, r, c)
+        """Who of ``roles`` hears about this invoice (or customer): its rep, the rep's
+        supervisor, the director, or everyone active in a role; each person once."""
+        d, cfg = self.people, self.ctx.config
+        rep = d.get((r.rep_id if r is not None else None) or c.rep_id)
+        out: dict[str, Person] = {}
+        for role in roles:
+            if role == "rep":
+                found = [rep]
+            elif role == "supervisor":
+                found = [d.supervisor_of(rep)] if rep else []
+            elif role == "director":
+                pid = cfg.policy.director or cfg.permissions.sales_director
+                found = [d.get(pid)] if pid else d.by_role("manager")
+            else:
+                found = d.by_role(role)
+            for p in found:
+                if p is not None and p.active and p.id not in out:
+                    out[p.id] = p
+        return list(out.values())
 
     def rep_of(self, r: Receivable, c: Customer) -> Person | None:
         return self.people.get(r.rep_id or c.rep_id)
@@ -226,36 +244,3 @@ class LedgerPass:
         await rem.freeze(s, p.frozen)
         self.pending = _Pending()
         await ctx.checkpoint(force=True)
-
-
-def people_for(d: Directory, cfg, roles, r: Receivable | None, c: Customer) -> list[Person]:
-    """Who of ``roles`` hears about this invoice (or customer): its rep, the rep's supervisor,
-    the director, or everyone active in a role; each person once."""
-    rep = d.get((r.rep_id if r is not None else None) or c.rep_id)
-    out: dict[str, Person] = {}
-    for role in roles:
-        if role == "rep":
-            found = [rep]
-        elif role == "supervisor":
-            found = [d.supervisor_of(rep)] if rep else []
-        elif role == "director":
-            pid = cfg.policy.director or cfg.permissions.sales_director
-            found = [d.get(pid)] if pid else d.by_role("manager")
-        else:
-            found = d.by_role(role)
-        for p in found:
-            if p is not None and p.active and p.id not in out:
-                out[p.id] = p
-    return list(out.values())
-
-
-def _open():
-    return select(Receivable).where(Receivable.open_amount > 0, Receivable.status != "written_off")
-
-
-def _due(stmt, due_before: date | None, due_on_or_after: date | None):
-    if due_before is not None:
-        stmt = stmt.where(Receivable.due_date < due_before)
-    if due_on_or_after is not None:
-        stmt = stmt.where(Receivable.due_date >= due_on_or_after)
-    return stmt

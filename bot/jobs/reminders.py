@@ -25,19 +25,17 @@ Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configura
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
-from bot import letters, notify, outbox, statute
+from bot import letters, statute
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
-from bot.jobs.ledger_pass import CustomerView, LedgerPass, people_for
+from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.letters import Letter
 from bot.render import render, yuan
-from storage import audit, people
 from storage import reminders as rem
-from storage.models import Contact, CreditAlert, Customer, Person, Receivable
-from storage.people import Directory
+from storage.models import Contact, CreditAlert, Customer, Receivable
 
 
 def at_config(section: str, attr: str):
@@ -46,24 +44,6 @@ def at_config(section: str, attr: str):
         hh, mm = getattr(getattr(cfg, section), attr).split(":")
         return {"hour": int(hh), "minute": int(mm)}
     return trigger
-
-
-# -- staff ----------------------------------------------------------------------------------
-
-def _staff_slot(ctx: JobContext) -> datetime:
-    conduct = ctx.config.conduct
-    return rem.next_slot(ctx.at, conduct, ctx.services.calendar) if conduct.staff_hours else ctx.at
-
-
-async def _to_staff(ctx: JobContext, persons: list[Person], text: str, *, key: str, title: str) -> int:
-    slot, n = _staff_slot(ctx), 0
-    for p in persons:
-        addr = notify.address(p, ctx.services.platforms)
-        if addr is None:
-            continue
-        out = OutgoingMessage(platform=addr[0], target_kind="user", target=addr[1], text=text, title=title)
-        n += await outbox.enqueue(ctx.session, out, f"{key}:{p.id}", ctx.at, not_before=slot)
-    return n
 
 
 # -- customer messages -------------------------------------------------------------------------
@@ -318,29 +298,34 @@ async def credit_watch(ctx: JobContext) -> str:
 
 async def statute_watch(ctx: JobContext) -> str:
     """Warn legal once per expiry date, ``warn_days`` before the statute of limitations runs out."""
-    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    today, cfg = ctx.today, ctx.config
     st = cfg.statute
-    await rem.sync_sent(s)
-    legal = await people.by_role(s, "legal")
+    await rem.sync_sent(ctx.session)
+    await ctx.checkpoint(force=True)
+    run = await LedgerPass.start(ctx)
+    legal = run.people.by_role("legal")
     warned = 0
     # an interruption only moves the last day later, so an invoice whose period, counted from its
     # due date, ends after the warning horizon cannot warn today: the job reads only the few
     # invoices near their statute date, not every open one (it read 750k and ran for minutes at 1M)
     horizon = today + timedelta(days=st.warn_days)
     due_before = min(today, statute.add_years(horizon, -min(st.years, st.cross_border_years)) + timedelta(days=2))
-    for r, c in await rem.open_receivables(s, due_before=due_before):
-        await ctx.checkpoint()
-        years = st.cross_border_years if c.cross_border else st.years
-        anchor = statute.anchor(r.due_date, await rem.interruptions(s, r, cfg.tz))
-        last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
-        if today < last - timedelta(days=st.warn_days):
-            continue
-        step = f"statute:{last.isoformat()}"
-        if not await rem.fire_step(s, r, step, now, anchor=anchor, last_day=last, years=years):
-            continue
-        data = await letters.facts(s, cfg, r, today)
-        text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
-                      days_left=(last - today).days, expired=today > last)
-        await _to_staff(ctx, legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
-        warned += 1
+    async with ctx.reader() as reader:
+        rows = await rem.open_receivables(reader, due_before=due_before)
+        recorded = await rem.fired_steps(reader, [r.id for r, _ in rows])
+        for r, c in rows:
+            await run.maybe_write()
+            years = st.cross_border_years if c.cross_border else st.years
+            anchor = statute.anchor(r.due_date, await rem.interruptions(reader, r, cfg.tz))
+            last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
+            step = f"statute:{last.isoformat()}"
+            if today < last - timedelta(days=st.warn_days) or step in recorded[r.id]:
+                continue
+            run.step(r, step, anchor=anchor, last_day=last, years=years)
+            data = await letters.facts(reader, cfg, r, today)
+            text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
+                          days_left=(last - today).days, expired=today > last)
+            run.to_staff(legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
+            warned += 1
+    await run.write()
     return f"{warned} statute warning(s)"
