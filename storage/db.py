@@ -29,6 +29,7 @@ import logging
 import random
 import sqlite3
 import time
+from collections import deque
 from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
@@ -39,6 +40,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import concurrency as _concurrency
+from sqlalchemy.util import queue as _sqla_queue
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -59,6 +62,74 @@ def normalize_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
     return url
+
+
+_await = getattr(_concurrency, "await_", None) or _concurrency.await_only     # (its SQLAlchemy 2.0 name)
+
+
+class _FairQueue(_sqla_queue.AsyncAdaptedQueue):
+    """The writer pool's queue, first come first served.
+
+    SQLAlchemy's asyncio queue lets a task that returns the connection and asks for it again
+    without awaiting in between (a job committing step after step) take it back ahead of the
+    tasks already waiting: a woken waiter finds it gone and goes to the end of the line. One job
+    then kept the write gate for minutes and a person's message waited until the gate timed out.
+    Here a returned connection is handed to the oldest waiter, and nobody takes one while others
+    wait."""
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False):
+        super().__init__(maxsize, use_lifo)
+        self._waiters: "deque[asyncio.Future]" = deque()
+
+    def _waiting(self) -> bool:
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()
+        return bool(self._waiters)
+
+    def put_nowait(self, item) -> None:
+        if self._waiting():
+            self._waiters.popleft().set_result(item)
+        else:
+            super().put_nowait(item)
+
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
+        self.put_nowait(item)            # (the pool returns connections without blocking)
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        if not self._waiting():
+            try:
+                return self.get_nowait()
+            except _sqla_queue.Empty:
+                if not block:
+                    raise
+        elif not block:
+            raise _sqla_queue.Empty()
+        return _await(self._get_in_line(timeout))
+
+    async def _get_in_line(self, timeout: float | None):
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiters.append(fut)
+        timer = loop.call_later(timeout, lambda: fut.done() or fut.set_exception(_sqla_queue.Empty())) \
+            if timeout is not None else None
+        try:
+            return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.put_nowait(fut.result())     # handed over just as we were cancelled: pass it on
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            try:
+                self._waiters.remove(fut)
+            except ValueError:
+                pass
+
+
+class _GatePool(AsyncAdaptedQueuePool):
+    """The write gate: one connection, served in order of arrival (see :class:`_FairQueue`)."""
+    _queue_class = _FairQueue
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -188,7 +259,7 @@ class Database:
             self.read_engine = self.engine
         else:
             # one connection: the write gate (see the module's docstring)
-            self.engine = create_async_engine(self.url, poolclass=AsyncAdaptedQueuePool, pool_size=1,
+            self.engine = create_async_engine(self.url, poolclass=_GatePool, pool_size=1,
                                               max_overflow=0, pool_timeout=GATE_TIMEOUT, **kwargs)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediate)

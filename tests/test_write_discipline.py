@@ -196,3 +196,59 @@ async def test_an_event_that_fails_once_is_answered_for_real_when_resumed(aiohtt
             OutboxMessage.idem_key.like("reply:local:flaky-1:%")))).scalars()]
     assert ev.status == "handled"
     assert any("WD01-000" in t for t in later)             # the real answer: wd01's overdue list
+
+
+async def test_a_job_committing_step_after_step_does_not_keep_the_gate_from_a_person(db):
+    """A job that commits and starts its next step at once used to take the gate back ahead of
+    everyone waiting (the pool's queue let it): a person's message waited until the gate timed
+    out. The gate serves writers in the order they came: the person waits one step at most."""
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE steps (who TEXT)"))
+    stop = asyncio.Event()
+
+    async def job() -> int:
+        n = 0
+        async with db.session() as s:
+            while not stop.is_set():
+                await s.execute(text("INSERT INTO steps VALUES ('job')"))
+                await s.commit()
+                n += 1
+        return n
+
+    running = asyncio.create_task(job())
+    await asyncio.sleep(0.2)
+    before = (await _count_steps(db, "job"))
+    for _ in range(5):
+        async with db.session() as s, s.begin():            # a person's write, while the job runs
+            await s.execute(text("INSERT INTO steps VALUES ('person')"))
+        steps_between = await _count_steps(db, "job") - before
+        before += steps_between
+        assert steps_between <= 3, steps_between          # behind the step under way, not the whole job
+    stop.set()
+    assert await running > 0
+    assert await _count_steps(db, "person") == 5
+
+
+async def _count_steps(db, who: str) -> int:
+    async with db.reader() as r:
+        return (await r.execute(text("SELECT count(*) FROM steps WHERE who = :w"), {"w": who})).scalar_one()
+
+
+async def test_the_gate_hands_a_connection_on_when_its_waiter_is_cancelled(db):
+    """A request that gives up (the client hung up) while in line must not take the gate with it."""
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE t (x)"))
+    holder = db.session()
+    await holder.execute(text("INSERT INTO t VALUES (1)"))        # holds the one writer connection
+
+    async def wants_to_write():
+        async with db.session() as s, s.begin():
+            await s.execute(text("INSERT INTO t VALUES (2)"))
+    waiting = [asyncio.create_task(wants_to_write()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    waiting[0].cancel()
+    await holder.commit()
+    await holder.close()
+    await asyncio.wait_for(asyncio.gather(*waiting[1:]), 10)
+    async with db.session() as s, s.begin():
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 3
