@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +37,7 @@ import pytest
 from storage.db import Database
 from tests import ledger_fixture
 from tests.conftest import at
-from tests.multiproc import Served, free_port, write_config
+from tests.multiproc import AES_KEY, Served, ThreadedFakeWeCom, free_port, write_config
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit and chattr are Linux's")]
@@ -127,12 +128,31 @@ def company(tmp_path):
     return url, write_config(tmp_path / "arbot.toml", url, port), port, tmp_path
 
 
+def wecom_callback(bot: Served, corp_id: str, user: str, text: str, msg_id: int) -> int:
+    """What WeCom posts for a user's text message (encrypted, signed); the HTTP status."""
+    from bot.channels.wecom_crypto import WeComCrypto
+    from tests.fakes.wecom_server import build_callback, build_text_message_xml
+    xml = build_text_message_xml(corp_id, user, text, msg_id=msg_id, agent_id=1000002)
+    query, body = build_callback(WeComCrypto("QDG6eK", AES_KEY, corp_id), xml, int(time.time()), f"n{msg_id}")
+    req = urllib.request.Request(f"{bot.url}/wecom/callback?{urllib.parse.urlencode(query)}", method="POST",
+                                 data=body.encode(), headers={"Content-Type": "text/xml"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_disk_full_is_refused_with_503_said_once_and_recovered_by_itself(company):
-    url, cfg, port, _ = company
+    url, _, port, tmp = company
+    fake = ThreadedFakeWeCom(apps={1000002: "fake-app-secret"})
+    cfg = write_config(tmp / "wecom.toml", url, port, wecom_url=fake.fake.url, corp_id=fake.fake.corp_id)
     bot = Served(cfg, port, None, args=("--at", AT), preexec_fn=ignore_sigxfsz)
     try:
         assert say(bot, "sf00", f"/followup SF00-000 {followup('before')}", "before")[0] == 200
         resource.prlimit(bot.proc.pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))   # the disk is full
+        # WeCom is told 503, so it delivers again later (a 200 would drop an event never stored)
+        assert wecom_callback(bot, fake.fake.corp_id, "wx_gm", "/aging", 880001) == 503
         refused = []
         for i in range(6):
             status, body = say(bot, f"sf{i % 4:02d}", f"/followup SF{i % 4:02d}-00{1 + i // 4} {followup(f'full{i}')}",
@@ -153,15 +173,25 @@ def test_disk_full_is_refused_with_503_said_once_and_recovered_by_itself(company
                                  f"full-{i}")
             assert status == 200 and "已记录" in answer, answer
         assert say(bot, "sf00", f"/followup SF00-001 {followup('full0')}", "full-0") == (200, "")   # once only
+        assert wecom_callback(bot, fake.fake.corp_id, "wx_gm", "/aging", 880001) == 200          # WeCom's retry
+        assert wecom_callback(bot, fake.fake.corp_id, "wx_gm", "/aging", 880001) == 200          # and a duplicate
+        deadline = time.monotonic() + 30
+        while not fake.call(lambda f: f.messages_to("wx_gm")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        answers = fake.call(lambda f: f.messages_to("wx_gm"))
         assert bot.stop() is not None
     finally:
         bot.stop()
+        fake.close()
+    assert len(answers) == 1 and "账龄" in json.dumps(answers[0].payload, ensure_ascii=False), answers
     out = bot.output()
     assert out.count(FAULT_LINE) == 1 and out.count(BACK_LINE) == 1, out[-3000:]
     assert request_tracebacks(out) == []
     texts = [t for (t,) in _query(url, "SELECT text FROM followups WHERE text LIKE '已电话联系财务%' ORDER BY id")]
     assert sorted(texts) == sorted(followup(n) for n in ["before", "after", *(f"full{i}" for i in range(6))])
-    assert _query(url, "SELECT status, count(*) FROM inbound_events GROUP BY status") == [("handled", 8)]
+    assert _query(url, "SELECT platform, status, count(*) FROM inbound_events GROUP BY platform, status") == [
+        ("local", "handled", 8), ("wecom", "handled", 1)]
 
 
 def _make_read_only(path: Path) -> str | None:
