@@ -510,7 +510,7 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
 
 def run(sizes: list[int], *, pg: bool = False, workdir: Path, duration: float = 60, rate: float = 20,
         jobs_wait: float = 300) -> common.Result:
-    res = common.Result("load")
+    res = common.Result("load-pg" if pg else "load")
     if pg:
         from tests.pg import PostgresServer
         if not PostgresServer().available:

@@ -83,6 +83,9 @@ class _FairQueue(_sqla_queue.AsyncAdaptedQueue):
         super().__init__(maxsize, use_lifo)
         self._waiters: "deque[asyncio.Future]" = deque()
 
+    def waiting(self) -> int:
+        return sum(not w.done() for w in self._waiters)
+
     def _waiting(self) -> bool:
         while self._waiters and self._waiters[0].done():
             self._waiters.popleft()
@@ -277,6 +280,12 @@ class Database:
         event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False, class_=AsyncSession)
+
+    def writers_waiting(self) -> int:
+        """How many writers wait in line at the SQLite write gate now (0 on PostgreSQL): a long
+        job can let them in at its next step instead of after its step's time is up."""
+        queue = getattr(self.engine.sync_engine.pool, "_pool", None)
+        return queue.waiting() if isinstance(queue, _FairQueue) else 0
 
     def _on_error(self, ctx) -> None:
         if is_storage_fault(ctx.original_exception):

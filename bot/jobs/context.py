@@ -53,7 +53,7 @@ class JobContext:
         # a job shares the event loop with chat: give the loop a turn at every unit of work, so a
         # person's request waits behind one unit of the job, not behind the whole job
         await asyncio.sleep(0)
-        if force or time.monotonic() - self._since >= CHECKPOINT_SECONDS or self._stop_asked():
+        if force or time.monotonic() - self._since >= CHECKPOINT_SECONDS or self._stop_asked() or self.services.db.writers_waiting():
             if self.session.in_transaction():
                 await self.session.commit()
             self._since = time.monotonic()
