@@ -1,13 +1,16 @@
-"""``python -m bench [names...] [--size N] [--full] [--repeats N]``: run benchmarks, print tables,
-write ``bench/results/<name>-<date>.json``.
+"""``python -m bench [names...] [--size N] [--full] [--repeats N] [--pg]``: run benchmarks, print
+tables, write ``bench/results/<name>-<date>.json``.
 
-Default (all seven, about 10 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
+Default (all eight, about 25 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
 overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200
 concurrent clients; outbox 2,000 messages; replies: the share of fields read right over the
 reply corpus (bench/data/replies.txt, a second); jobs: the first run of the ladder, credit,
-reminder and statute jobs at 20k receivables with a person writing meanwhile. ``--full``:
-import 1M, /aging also at 1M open, overdue_push at 1M, webhook 5,000 requests, outbox 10,000
-messages, jobs at 200k (expect an hour or more).
+reminder and statute jobs at 20k receivables with a person writing meanwhile; load: a real
+``arbot serve`` restarted at 14:30 on 200k receivables / 1,000 reps, its morning jobs catching up
+while reps log follow-ups at 20/s and finance asks /aging every 2 s for 60 s, then SIGTERM
+(``--pg``: on PostgreSQL with two instances). ``--full``: import 1M, /aging also at 1M open,
+overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages, jobs at 200k, load at 1M
+(expect hours).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs")
+NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="the 1M-row sizes (slow)")
     p.add_argument("--repeats", type=int, default=1, help="repeats per figure (medians are reported)")
     p.add_argument("--requests", type=int, help="webhook requests per scenario")
+    p.add_argument("--pg", action="store_true", help="load: on PostgreSQL with two bot instances (tests/pg.py's server)")
+    p.add_argument("--jobs-wait", type=float, default=300,
+                   help="load: seconds to wait after the 60 s of traffic for the catch-up to finish before SIGTERM")
     a = p.parse_args(argv)
     names = a.names or list(NAMES)
     work = Path(tempfile.mkdtemp(prefix="arbot-bench-"))
@@ -56,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "replies":
                 from bench import replies
                 r = replies.run()
+            elif name == "load":
+                from bench import load
+                sizes = [a.size] if a.size else [1_000_000] if a.full else [200_000]
+                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait)
             else:
                 from bench import outbox
                 r = outbox.run(n=10_000 if a.full else 2_000, members=50 if a.full else 10, repeats=a.repeats,
