@@ -1,11 +1,16 @@
-"""``python -m bench [names...] [--size N] [--full] [--repeats N]``: run benchmarks, print tables,
-write ``bench/results/<name>-<date>.json``.
+"""``python -m bench [names...] [--size N] [--full] [--repeats N] [--pg]``: run benchmarks, print
+tables, write ``bench/results/<name>-<date>.json``.
 
-Default (all six, about 10 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
+Default (all eight, about 25 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
 overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200
 concurrent clients; outbox 2,000 messages; replies: the share of fields read right over the
-reply corpus (bench/data/replies.txt, a second). ``--full``: import 1M, /aging also at 1M open,
-overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages (expect an hour or more).
+reply corpus (bench/data/replies.txt, a second); jobs: the first run of the ladder, credit,
+reminder and statute jobs at 20k receivables with a person writing meanwhile; load: a real
+``arbot serve`` restarted at 14:30 on 200k receivables / 1,000 reps, its morning jobs catching up
+while reps log follow-ups at 20/s and finance asks /aging every 2 s for 60 s, then SIGTERM
+(``--pg``: on PostgreSQL with two instances). ``--full``: import 1M, /aging also at 1M open,
+overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages, jobs at 200k, load at 1M
+(expect hours).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("import", "aging", "push", "webhook", "outbox", "replies")
+NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="the 1M-row sizes (slow)")
     p.add_argument("--repeats", type=int, default=1, help="repeats per figure (medians are reported)")
     p.add_argument("--requests", type=int, help="webhook requests per scenario")
+    p.add_argument("--pg", action="store_true", help="load: on PostgreSQL with two bot instances (tests/pg.py's server)")
+    p.add_argument("--jobs-wait", type=float, default=300,
+                   help="load: seconds to wait after the 60 s of traffic for the catch-up to finish before SIGTERM")
     a = p.parse_args(argv)
     names = a.names or list(NAMES)
     work = Path(tempfile.mkdtemp(prefix="arbot-bench-"))
@@ -48,9 +56,16 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "webhook":
                 from bench import webhook
                 r = webhook.run(requests=a.requests or (5000 if a.full else 2000), repeats=a.repeats, workdir=work)
+            elif name == "jobs":
+                from bench import jobs
+                r = jobs.run([a.size] if a.size else [200_000] if a.full else [20_000], workdir=work)
             elif name == "replies":
                 from bench import replies
                 r = replies.run()
+            elif name == "load":
+                from bench import load
+                sizes = [a.size] if a.size else [1_000_000] if a.full else [200_000]
+                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait)
             else:
                 from bench import outbox
                 r = outbox.run(n=10_000 if a.full else 2_000, members=50 if a.full else 10, repeats=a.repeats,

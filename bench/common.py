@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from bench import dataset
 
@@ -114,7 +114,6 @@ def bulk_load(path: Path, sizes: dataset.Sizes, seed: int = 1, *, receivables: b
     counts = {"people": con.execute("SELECT count(*) FROM people").fetchone()[0], "customers": sizes.customers,
               "receivables": 0, "open": 0}
     if receivables:
-        created = NOW.replace(tzinfo=None).isoformat(sep=" ")
         batch_r, batch_p, batch_a = [], [], []
         n_open = 0
 
@@ -129,17 +128,13 @@ def bulk_load(path: Path, sizes: dataset.Sizes, seed: int = 1, *, receivables: b
                             " VALUES (?,?,?,?,?)", batch_a)
             batch_r.clear(), batch_p.clear(), batch_a.clear()
 
-        for i, r in enumerate(dataset.receivables(sizes, seed), start=1):
-            open_c = r.amount_cents - r.paid_cents
-            status = "paid" if open_c == 0 else "partially_paid" if r.paid_cents else "open"
-            n_open += open_c > 0
-            batch_r.append((i, r.invoice_no, r.customer + 1, dataset.rep_id(r.rep), r.issue.isoformat(),
-                            r.due.isoformat(), r.amount_cents, open_c, r.currency,
-                            f"月结{(r.due - r.issue).days}天", status, int(i % 97 == 0), created))
-            if r.paid_cents:
-                batch_p.append((i, r.customer + 1, r.paid_cents, r.paid_on.isoformat(), f"BANK{r.invoice_no}",
-                                r.invoice_no, r.currency, created))
-                batch_a.append((i, i, i, r.paid_cents, r.paid_on.isoformat()))
+        created = NOW.replace(tzinfo=None).isoformat(sep=" ")
+        for r, p, a in ledger_rows(sizes, seed):
+            n_open += r[7] > 0
+            batch_r.append((*r[:4], r[4].isoformat(), r[5].isoformat(), *r[6:11], int(r[11]), created))
+            if p is not None:
+                batch_p.append((*p[:3], p[3].isoformat(), *p[4:], created))
+                batch_a.append((*a[:4], a[4].isoformat()))
             if len(batch_r) >= 20_000:
                 flush()
         flush()
@@ -148,6 +143,24 @@ def bulk_load(path: Path, sizes: dataset.Sizes, seed: int = 1, *, receivables: b
     con.execute("ANALYZE")
     con.close()
     return counts
+
+
+def ledger_rows(sizes: dataset.Sizes, seed: int = 1) -> Iterator[tuple[tuple, tuple | None, tuple | None]]:
+    """The generated ledger as rows, whatever the database: for each receivable
+    ``(id, invoice_no, customer_id, rep_id, issue_date, due_date, amount_cents, open_cents, currency, terms,
+    status, disputed)`` and, when it is (partly) paid, its payment ``(id, customer_id, cents, paid_on, reference,
+    invoice_no, currency)`` and allocation ``(id, payment_id, receivable_id, cents, applied_on)`` (dates as
+    ``date``; ids from 1, the same for a payment, its allocation and the receivable)."""
+    for i, r in enumerate(dataset.receivables(sizes, seed), start=1):
+        open_c = r.amount_cents - r.paid_cents
+        status = "paid" if open_c == 0 else "partially_paid" if r.paid_cents else "open"
+        rec = (i, r.invoice_no, r.customer + 1, dataset.rep_id(r.rep), r.issue, r.due, r.amount_cents, open_c,
+               r.currency, f"月结{(r.due - r.issue).days}天", status, i % 97 == 0)
+        if r.paid_cents:
+            yield rec, (i, r.customer + 1, r.paid_cents, r.paid_on, f"BANK{r.invoice_no}", r.invoice_no,
+                        r.currency), (i, i, i, r.paid_cents, r.paid_on)
+        else:
+            yield rec, None, None
 
 
 def receivables_for_open(n_open: int) -> int:

@@ -87,7 +87,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                                                  on_queued=state.sender.wake)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
-                 asyncio.create_task(_recover_imports_every(services.db), name="import-recovery")]
+                 asyncio.create_task(_recover_imports_every(services.db), name="import-recovery"),
+                 asyncio.create_task(watch_storage(services.db), name="storage-watch")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -113,7 +114,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                         len(state.inbound.tasks))
         state.sender.stop()
         for t in tasks:
-            if t.get_name() in ("inbound-resumer", "import-recovery"):
+            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch"):
                 t.cancel()
                 continue
             try:
@@ -146,6 +147,25 @@ async def _recover_imports_every(db, every: float | None = None) -> None:
     while True:
         await asyncio.sleep(every or IMPORT_RECOVERY_EVERY)
         await _recover_imports(db)
+
+
+STORAGE_PROBE_SECONDS = 5
+
+
+async def watch_storage(db, every: float = STORAGE_PROBE_SECONDS) -> None:
+    """While the database is noted as not writable, try a real write every few seconds: the fault
+    clears (and is logged once) as soon as space or permission is back, with or without traffic."""
+    while True:
+        await asyncio.sleep(every)
+        if db.health.writable:
+            continue
+        try:
+            await db.probe_write()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:          # unreachable database: the next round tries again
+            if not is_transient(e):
+                log.warning("storage probe failed (%s)", type(e).__name__)
 
 
 @web.middleware

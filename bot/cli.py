@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--demo", action="store_true", help="local web chat on, demo data into an empty database")
+    s.add_argument("--at", help="rehearsal: start the clock at this ISO datetime (company timezone if none given)"
+                                " and let it run on; the day's missed jobs catch up as of then")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV or XLSX")
     i.add_argument("kind", choices=["people", "customers", "receivables", "payments"])
@@ -110,7 +112,15 @@ def _serve(config, args) -> int:
         config = dataclasses.replace(config, demo=True, local=dataclasses.replace(config.local, enabled=True))
     host = args.host or config.server.host
     port = args.port or config.server.port
-    app = create_app(config)
+    services = None
+    if args.at:
+        at = _parse_at(args.at, config)
+        if at is None:
+            return 2
+        from bot.clock import ShiftedClock
+        from bot.services import Services
+        services = Services.build(config, clock=ShiftedClock(at, config.tz))
+    app = create_app(config, services)
     from bot.app import STATE
     app[STATE].cli = _cli_prefix(args)
     if config.demo:
@@ -220,6 +230,16 @@ async def _demo_data(services, args) -> int:
     return 0
 
 
+def _parse_at(value: str, config) -> datetime | None:
+    """``--at``: an ISO datetime, in the company's timezone unless it names one; None (said) if not."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        print("arbot: --at must be an ISO datetime such as 2026-12-01T09:00", file=sys.stderr)
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=config.tz)
+
+
 async def _jobs(services, args) -> int:
     from bot.jobs.registry import JOBS
     from bot.jobs.scheduler import run_job
@@ -233,13 +253,9 @@ async def _jobs(services, args) -> int:
         return 2
     at = None
     if args.at:
-        try:
-            at = datetime.fromisoformat(args.at)
-        except ValueError:
-            print("arbot: --at must be an ISO datetime such as 2026-12-01T09:00", file=sys.stderr)
+        at = _parse_at(args.at, services.config)
+        if at is None:
             return 2
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=services.config.tz)
         from bot.clock import FixedClock
         services.clock = FixedClock(at, services.config.tz)
     print(await run_job(services, args.name, at, claim_fire=False))

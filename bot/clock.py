@@ -19,6 +19,19 @@ class Clock:
         return self.now().date()
 
 
+class ShiftedClock(Clock):
+    """Wall-clock time moved by a fixed amount: it reads ``at`` when created and runs on from there
+    (``arbot serve --at``: a rehearsal of a restart at 14:30 on a given working day)."""
+
+    def __init__(self, at: datetime, tz: str | ZoneInfo = "Asia/Shanghai"):
+        super().__init__(tz)
+        at = at if at.tzinfo else at.replace(tzinfo=self.tz)
+        self.offset = at - datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        return (datetime.now(timezone.utc) + self.offset).astimezone(self.tz)
+
+
 class FixedClock(Clock):
     """A clock that reads what it is told; tests and ``--at`` move it by hand."""
 

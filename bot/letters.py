@@ -58,12 +58,21 @@ async def facts(session: AsyncSession, config, receivable: Receivable, today: da
     customer = await session.get(Customer, receivable.customer_id)
     contact = (await session.execute(select(Contact).where(Contact.customer_id == customer.id)
                                      .order_by(Contact.id).limit(1))).scalar_one_or_none()
-    tiers = config.late_fees.tiers
     open_rs = (await session.execute(select(Receivable).where(
         Receivable.customer_id == customer.id, Receivable.open_amount > 0, Receivable.status != "written_off")
         .order_by(Receivable.due_date, Receivable.id))).scalars().all()
+    reasons = await dispute_reasons(session, [r.id for r in open_rs if r.disputed])
+    return {**customer_facts(config, customer, contact, open_rs, reasons, today),
+            "invoice": invoice_facts(receivable, today, config.late_fees.tiers)}
+
+
+def customer_facts(config, customer: Customer, contact: Contact | None, open_rs: list[Receivable],
+                   reasons: dict[int, str], today: date) -> dict:
+    """:func:`facts` without the invoice in question, from rows already read: the customer's
+    open invoices (by due date) and their open disputes' reasons. A job that writes about many
+    invoices of one customer works this out once for the customer."""
+    tiers = config.late_fees.tiers
     invoices = [invoice_facts(r, today, tiers) for r in open_rs]
-    reasons = await _dispute_reasons(session, [r.id for r in open_rs if r.disputed])
     disputed = [{**invoice_facts(r, today, tiers), "reason": reasons.get(r.id, "")} for r in open_rs if r.disputed]
     demanded = [i for r, i in zip(open_rs, invoices) if not r.disputed]
     overdue = [i for i in demanded if i["days_overdue"] > 0]
@@ -77,19 +86,20 @@ async def facts(session: AsyncSession, config, receivable: Receivable, today: da
     for i in overdue:
         overdue_totals[i["currency"]] = overdue_totals.get(i["currency"], Decimal("0.00")) + i["open_amount"]
     return {"company": config.company.name, "today": today, "customer": customer, "contact": contact,
-            "invoice": invoice_facts(receivable, today, tiers), "invoices": invoices, "overdue": overdue,
+            "invoices": invoices, "overdue": overdue,
             "totals": totals, "overdue_totals": overdue_totals, "late_fees": fees, "disputed": disputed,
             "show_late_fee": config.late_fees.in_letters,
             "tiers": [{"from_day": int(t["from_day"]), "rate": Decimal(str(t["rate"]))} for t in tiers]}
 
 
-async def _dispute_reasons(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+async def dispute_reasons(session: AsyncSession, ids: list[int]) -> dict[int, str]:
     """The reason of each invoice's open dispute (the latest, should there be several)."""
-    if not ids:
-        return {}
-    rows = (await session.execute(select(Dispute.receivable_id, Dispute.reason).where(
-        Dispute.receivable_id.in_(ids), Dispute.resolved_at.is_(None)).order_by(Dispute.opened_at))).all()
-    return {rid: reason for rid, reason in rows}
+    out: dict[int, str] = {}
+    for i in range(0, len(ids), 500):
+        out.update((await session.execute(select(Dispute.receivable_id, Dispute.reason).where(
+            Dispute.receivable_id.in_(ids[i:i + 500]), Dispute.resolved_at.is_(None))
+            .order_by(Dispute.opened_at))).all())
+    return out
 
 
 def render_letter(kind: str, data: dict) -> Letter:

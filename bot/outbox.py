@@ -56,10 +56,18 @@ async def enqueue_many(session: AsyncSession, messages: list[tuple[OutgoingMessa
     """``enqueue`` for several (message, key) pairs in one executemany INSERT, in the caller's
     transaction, with the same rule: a key that exists already is skipped. Returns how many rows
     the driver reports inserted (on drivers that report no count for executemany: how many were given)."""
-    if not messages:
+    return await enqueue_rows(session, [pending_row(out, key, now, not_before) for out, key in messages])
+
+
+def pending_row(out: OutgoingMessage, key: str, now: datetime, not_before: datetime | None = None) -> dict:
+    """The outbox row ``enqueue`` would write, for :func:`enqueue_rows` (messages with their own times)."""
+    return _row(out, key, now, max(now, not_before) if not_before is not None else now)
+
+
+async def enqueue_rows(session: AsyncSession, rows: list[dict]) -> int:
+    """Write rows from :func:`pending_row` with executemany, skipping keys that exist already."""
+    if not rows:
         return 0
-    first = max(now, not_before) if not_before is not None else now
-    rows = [_row(out, key, now, first) for out, key in messages]
     stmt = _insert_statement(session.bind.dialect.name)
     added = 0
     for i in range(0, len(rows), 5_000):

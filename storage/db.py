@@ -9,7 +9,9 @@ The write discipline (docs/operations.md, "How the bot writes"):
   with "database is locked" when another connection committed in between, whatever
   ``busy_timeout`` says. So every transaction of ``db.session()`` starts with
   ``BEGIN IMMEDIATE`` (the write lock first, then the reads), and the sessions of one process
-  share ONE connection: its pool is the write gate, whose waiters are served in order. Another
+  share ONE connection: its pool is the write gate, whose waiters are served in order
+  (:class:`_TakeTurns`: a job that commits and writes again queues behind the chat message
+  that was waiting, instead of taking the connection straight back). Another
   process (a CLI import) is waited for by SQLite's busy handler.
 * Readers never wait for the gate: ``db.reader()`` is a read-only session on its own
   connections (WAL lets them read while a writer writes). Long scans (the morning push, reports,
@@ -20,7 +22,10 @@ The write discipline (docs/operations.md, "How the bot writes"):
   :func:`backoff` and the same test.
 * A database that cannot be written (read-only file, full disk) is a storage fault, not a bug:
   :class:`StorageHealth` notes it once in the log, /healthz reports it, the platform endpoints
-  answer 503 so the platforms deliver again later, and the first successful write clears it.
+  answer 503 so the platforms deliver again later. Only a real write clears it —
+  :meth:`Database.probe_write`, which the app runs every few seconds while a fault is noted and
+  /healthz runs too — not any commit: a transaction that only read commits fine on a read-only file.
+  After a fault the writer connection is reopened (one opened on a read-only file never writes).
 """
 from __future__ import annotations
 
@@ -36,9 +41,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import memoized_property
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
+
+try:                                   # SQLAlchemy 2.1
+    from sqlalchemy.util.concurrency import await_
+except ImportError:                    # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util.concurrency import await_only as await_
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -147,13 +158,49 @@ def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
     return min(cap, base * 2 ** attempt) * (0.5 + random.random())
 
 
+class _TakeTurns(AsyncAdaptedQueue):
+    """The write gate's queue, first come first served. SQLAlchemy's own queue hands a free
+    connection to whoever asks first in the same turn of the event loop, so a job that commits
+    and writes again took the connection straight back, and a person's write queued behind it
+    waited for the whole job (360 s behind the escalations at 20k invoices). Here every taker
+    lines up on a fair lock (asyncio.Lock serves its waiters in order) before it waits for the
+    connection."""
+
+    waiting = 0                         # takers in line now (Database.writers_waiting)
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        if not block:
+            return self.get_nowait()
+        try:
+            return await_(asyncio.wait_for(self._in_turn(), timeout))
+        except (asyncio.QueueEmpty, asyncio.TimeoutError) as err:
+            raise Empty() from err
+
+    async def _in_turn(self):
+        self.waiting += 1
+        try:
+            async with self._line:
+                return await self._queue.get()
+        finally:
+            self.waiting -= 1
+
+    @memoized_property
+    def _line(self) -> asyncio.Lock:
+        return asyncio.Lock()           # made on first use, in the running loop, like the queue
+
+
+class _WriteGatePool(AsyncAdaptedQueuePool):
+    _queue_class = _TakeTurns
+
+
 class StorageUnavailable(Exception):
     """The database cannot be written right now (see :class:`StorageHealth`)."""
 
 
 class StorageHealth:
-    """Whether the database can be written, as the last writes found it. Logged on change only:
-    a full disk is one warning and one recovery line, not a traceback per request."""
+    """Whether the database can be written: noted by a write that failed for a storage fault,
+    cleared by a probe that wrote (:meth:`Database.probe_write`). Logged on change only: a full
+    disk is one error and one recovery line, not a traceback per request."""
 
     def __init__(self) -> None:
         self.fault: str | None = None
@@ -188,7 +235,7 @@ class Database:
             self.read_engine = self.engine
         else:
             # one connection: the write gate (see the module's docstring)
-            self.engine = create_async_engine(self.url, poolclass=AsyncAdaptedQueuePool, pool_size=1,
+            self.engine = create_async_engine(self.url, poolclass=_WriteGatePool, pool_size=1,
                                               max_overflow=0, pool_timeout=GATE_TIMEOUT, **kwargs)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediate)
@@ -197,17 +244,32 @@ class Database:
             event.listen(self.read_engine.sync_engine, "connect", _reader_pragmas)
             event.listen(self.read_engine.sync_engine, "begin", _begin_deferred)
         event.listen(self.engine.sync_engine, "handle_error", self._on_error)
+        # after a storage fault the next write opens a fresh connection: one opened while the file
+        # was read-only stays read-only for good, whatever happens to the file (see _on_checkout)
+        self._reopen = False
+        event.listen(self.engine.sync_engine.pool, "checkout", self._on_checkout)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False, class_=AsyncSession)
-        # a write that commits proves the database writable again (its own Session class, so
-        # the hook sees this database's sessions only)
-        writer_session = type("WriterSession", (Session,), {})
-        event.listen(writer_session, "after_commit", lambda _s: self.health.succeeded())
-        self.session.configure(sync_session_class=writer_session)
+
+    def writers_waiting(self) -> int:
+        """How many writers wait in line at the SQLite write gate now (0 on PostgreSQL): a long
+        job can let them in at its next step instead of after its step's time is up."""
+        queue = getattr(self.engine.sync_engine.pool, "_pool", None)
+        return queue.waiting if isinstance(queue, _TakeTurns) else 0
 
     def _on_error(self, ctx) -> None:
         if is_storage_fault(ctx.original_exception):
             self.health.failed(ctx.original_exception)
+            self._reopen = True
+
+    def _on_checkout(self, _dbapi_conn, _record, _proxy) -> None:
+        """SQLite opens a file it may not write read-only, and that connection never writes again,
+        even when the file becomes writable; a full disk can leave a connection in an odd state too.
+        So the first checkout after a storage fault discards the writer connection and the pool opens
+        a new one (DisconnectionError at checkout: the pool's own way to replace a connection)."""
+        if self._reopen:
+            self._reopen = False
+            raise exc.DisconnectionError("reopened after a storage fault")
 
     @property
     def is_sqlite(self) -> bool:
@@ -233,8 +295,9 @@ class Database:
             await conn.run_sync(_upgrade)
 
     async def probe_write(self) -> bool:
-        """Try a real write (and roll it back): clears or confirms a storage fault. Used by /healthz
-        while a fault is noted, so recovery is seen even when no event arrives."""
+        """Try a real write: clears or confirms a storage fault (the only thing that clears one).
+        Run while a fault is noted by the app every few seconds and by /healthz, so recovery is
+        seen even when no event arrives."""
         try:
             async with self.engine.connect() as conn:
                 async with conn.begin() as tx:
@@ -250,6 +313,7 @@ class Database:
         except Exception as e:
             if is_storage_fault(e):
                 self.health.failed(e)
+                self._reopen = True
                 return False
             raise
         self.health.succeeded()

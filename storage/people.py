@@ -29,6 +29,33 @@ async def by_role(session: AsyncSession, *roles: str) -> list[Person]:
                                         .order_by(Person.id))).scalars())
 
 
+class Directory:
+    """Everyone, read once: who a job notifies is looked up here, not queried per invoice (a
+    company has hundreds or thousands of people, a ledger hundreds of thousands of invoices)."""
+
+    def __init__(self, persons: list[Person]):
+        self._by_id = {p.id: p for p in persons}
+        self._by_role: dict[str, list[Person]] = {}
+        for p in persons:
+            if p.active:
+                self._by_role.setdefault(p.role, []).append(p)
+
+    @classmethod
+    async def load(cls, session: AsyncSession) -> "Directory":
+        return cls(list((await session.execute(select(Person).order_by(Person.id))).scalars()))
+
+    def get(self, pid: str | None) -> Person | None:
+        return self._by_id.get(pid) if pid else None
+
+    def by_role(self, *roles: str) -> list[Person]:
+        if len(roles) == 1:
+            return list(self._by_role.get(roles[0], ()))
+        return sorted((p for role in set(roles) for p in self._by_role.get(role, ())), key=lambda p: p.id)
+
+    def supervisor_of(self, person: Person) -> Person | None:
+        return self.get(person.supervisor_id)
+
+
 async def supervisor_of(session: AsyncSession, person: Person) -> Person | None:
     if not person.supervisor_id:
         return None

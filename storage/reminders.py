@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import event, func, inspect, select, update
+from sqlalchemy import bindparam, event, func, inspect, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -40,14 +42,20 @@ WRITTEN_KINDS = ("letter",)            # so is a letter on any channel
 
 # -- which invoices --------------------------------------------------------------------------
 
-async def open_receivables(session: AsyncSession, *, due_before: date | None = None,
-                           due_on_or_after: date | None = None) -> list[tuple[Receivable, Customer]]:
-    stmt = (select(Receivable, Customer).join(Customer, Customer.id == Receivable.customer_id)
-            .where(Receivable.open_amount > 0, Receivable.status != "written_off"))
+def open_select(*, due_before: date | None = None, due_on_or_after: date | None = None):
+    """The open invoices (something left to collect, not written off), due in the range."""
+    stmt = select(Receivable).where(Receivable.open_amount > 0, Receivable.status != "written_off")
     if due_before is not None:
         stmt = stmt.where(Receivable.due_date < due_before)
     if due_on_or_after is not None:
         stmt = stmt.where(Receivable.due_date >= due_on_or_after)
+    return stmt
+
+
+async def open_receivables(session: AsyncSession, *, due_before: date | None = None,
+                           due_on_or_after: date | None = None) -> list[tuple[Receivable, Customer]]:
+    stmt = open_select(due_before=due_before, due_on_or_after=due_on_or_after) \
+        .add_columns(Customer).join(Customer, Customer.id == Receivable.customer_id)
     return list((await session.execute(stmt.order_by(Receivable.due_date, Receivable.id))).all())
 
 
@@ -85,6 +93,63 @@ async def fire_step(session: AsyncSession, receivable: Receivable, step: str, no
     return True
 
 
+def step_row(receivable_id: int, step: str, now: datetime, status: str = "fired") -> dict:
+    return {"receivable_id": receivable_id, "step": step, "fired_at": now, "status": status}
+
+
+async def record_steps(session: AsyncSession, new: list[dict], held_fired: list[dict]) -> None:
+    """:func:`fire_step`'s writes for many steps decided at once: ``new`` rows (from
+    :func:`step_row`; a step recorded meanwhile is left as it is) and held steps that fire now
+    (``receivable_id``, ``step``, ``fired_at``). The audit entries are the caller's."""
+    if new:
+        await session.execute(_insert_ignoring(session, LadderStep.__table__, ["receivable_id", "step"]), new)
+    if held_fired:
+        t = LadderStep.__table__
+        await session.execute(update(t).where(t.c.receivable_id == bindparam("rid"), t.c.step == bindparam("st"),
+                                              t.c.status == "held").values(status="fired", fired_at=bindparam("at")),
+                              [{"rid": h["receivable_id"], "st": h["step"], "at": h["fired_at"]} for h in held_fired])
+
+
+def customer_message_row(*, customer_id: int, contact: Contact, receivable_id: int | None, step: str, kind: str,
+                         outbox_key: str, now: datetime, send_at: datetime) -> dict:
+    """A queued customer message's row, for :func:`record_customer_messages`."""
+    return {"customer_id": customer_id, "contact_id": contact.id, "receivable_id": receivable_id, "step": step,
+            "kind": kind, "channel": contact.channel, "outbox_key": outbox_key, "status": "queued",
+            "cancel_reason": "", "queued_at": now, "send_at": send_at, "sent_at": None}
+
+
+async def record_customer_messages(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(_insert_ignoring(session, CustomerMessage.__table__, ["outbox_key"]), rows)
+
+
+async def freeze(session: AsyncSession, customer_ids: list[int]) -> None:
+    """New orders paused for these customers (those still active)."""
+    if customer_ids:
+        await session.execute(update(Customer).where(Customer.id.in_(customer_ids), Customer.status == "active")
+                              .values(status="frozen"))
+
+
+async def blocked_now(session: AsyncSession, receivable_ids: list[int], today: date, grace_days: int,
+                      calendar) -> set[int]:
+    """Which of these invoices nothing may be sent about as the ledger stands in this
+    transaction (:func:`blocking_reason` for many): a job that decided from an earlier read
+    checks again where it writes, so a dispute or promise that came in between wins."""
+    out: set[int] = set()
+    for i in range(0, len(receivable_ids), 500):
+        for r in (await session.execute(select(Receivable.id, Receivable.status, Receivable.open_amount,
+                                               Receivable.disputed)
+                                        .where(Receivable.id.in_(receivable_ids[i:i + 500])))).all():
+            if ledger_block(r):
+                out.add(r.id)
+    return out | await promised(session, receivable_ids, today, grace_days, calendar)
+
+
+def _insert_ignoring(session: AsyncSession, table, keys: list[str]):
+    ins = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return ins(table).on_conflict_do_nothing(index_elements=keys)
+
+
 def promise_deadline(promised: date, grace_days: int, calendar) -> date:
     """The last day a promise may still be kept: its date plus ``grace_days`` working days (a
     promise for Friday with one day's grace holds through Monday; payments do not clear at the
@@ -111,15 +176,35 @@ async def live_promise(session: AsyncSession, receivable_id: int, today: date, g
 async def blocking_reason(session: AsyncSession, r: Receivable, today: date, grace_days: int,
                           calendar) -> str | None:
     """Why nothing may be sent about this invoice now: paid, written_off, disputed, promise (or None)."""
+    reason = ledger_block(r)
+    if reason is None and await live_promise(session, r.id, today, grace_days, calendar) is not None:
+        return "promise"
+    return reason
+
+
+def ledger_block(r) -> str | None:
+    """The part of :func:`blocking_reason` the invoice row alone decides (a Receivable, or a row
+    with its status, open_amount and disputed)."""
     if r.status == "written_off":
         return "written_off"
     if r.open_amount <= ZERO or r.status == "paid":
         return "paid"
     if r.disputed:
         return "disputed"
-    if await live_promise(session, r.id, today, grace_days, calendar) is not None:
-        return "promise"
     return None
+
+
+async def promised(session: AsyncSession, receivable_ids: list[int], today: date, grace_days: int,
+                   calendar) -> set[int]:
+    """Which of these invoices a live promise holds (:func:`live_promise` for many at once)."""
+    latest: dict[int, date] = {}
+    for i in range(0, len(receivable_ids), 500):
+        for rid, promised_date in (await session.execute(
+                select(Promise.receivable_id, Promise.promised_date)
+                .where(Promise.receivable_id.in_(receivable_ids[i:i + 500]), Promise.status == "open")
+                .order_by(Promise.id))).all():
+            latest[rid] = promised_date
+    return {rid for rid, d in latest.items() if today <= promise_deadline(d, grace_days, calendar)}
 
 
 # -- when customer messages may go -------------------------------------------------------------
@@ -143,15 +228,26 @@ def next_slot(now: datetime, conduct, calendar) -> datetime:
     return datetime.combine(d, start, tzinfo=now.tzinfo)
 
 
-async def capped_slot(session: AsyncSession, customer_id: int, now: datetime, conduct, calendar) -> datetime:
-    """The next allowed slot that also keeps the customer within ``max_messages`` per ``per_days``
-    calendar days (counting messages queued or sent, before and after the slot)."""
+async def message_days(session: AsyncSession, customer_ids: list[int], now: datetime,
+                       conduct) -> dict[int, list[date]]:
+    """The days (company time) of each customer's messages queued or sent that can count against
+    the cap for a message sent from ``now`` on."""
+    out: dict[int, list[date]] = defaultdict(list)
+    tz = now.tzinfo
+    for i in range(0, len(customer_ids), 500):
+        for cid, send_at in (await session.execute(select(CustomerMessage.customer_id, CustomerMessage.send_at).where(
+                CustomerMessage.customer_id.in_(customer_ids[i:i + 500]),
+                CustomerMessage.status.in_(("queued", "sent")),
+                CustomerMessage.send_at >= now - timedelta(days=conduct.per_days + 1)))).all():
+            out[cid].append(send_at.astimezone(tz).date())
+    return out
+
+
+def slot_within_cap(taken: list[date], now: datetime, conduct, calendar) -> datetime:
+    """The next allowed slot at which one more message keeps ``max_messages`` per ``per_days``,
+    given the days already ``taken``."""
     tz = now.tzinfo
     n, days = conduct.max_messages, conduct.per_days
-    rows = (await session.execute(select(CustomerMessage.send_at).where(
-        CustomerMessage.customer_id == customer_id, CustomerMessage.status.in_(("queued", "sent")),
-        CustomerMessage.send_at >= now - timedelta(days=days + 1)))).scalars().all()
-    taken = [r.astimezone(tz).date() for r in rows]
     slot = next_slot(now, conduct, calendar)
     for _ in range(400):
         d = slot.date()
@@ -163,25 +259,23 @@ async def capped_slot(session: AsyncSession, customer_id: int, now: datetime, co
     return slot
 
 
-async def contact_for(session: AsyncSession, customer_id: int) -> Contact | None:
-    """The customer's first contact with a usable channel."""
-    for c in (await session.execute(select(Contact).where(Contact.customer_id == customer_id)
-                                    .order_by(Contact.id))).scalars():
-        if (c.channel == "email" and c.email) or (c.channel == "sms" and c.mobile) or \
-                (c.channel in ("wecom_group", "dingtalk_group") and c.channel_target):
-            return c
-    return None
+async def contacts(session: AsyncSession, customer_ids: list[int]) -> dict[int, tuple[list[Contact], Contact | None]]:
+    """Each customer's contacts in order, and the first one with a usable channel."""
+    out: dict[int, tuple[list[Contact], Contact | None]] = {}
+    for i in range(0, len(customer_ids), 500):
+        for c in (await session.execute(select(Contact).where(Contact.customer_id.in_(customer_ids[i:i + 500]))
+                                        .order_by(Contact.customer_id, Contact.id))).scalars():
+            listed, usable = out.get(c.customer_id, ([], None))
+            listed.append(c)
+            if usable is None and _usable(c):
+                usable = c
+            out[c.customer_id] = (listed, usable)
+    return out
 
 
-async def record_customer_message(session: AsyncSession, *, customer_id: int, contact: Contact,
-                                  receivable_id: int | None, step: str, kind: str, outbox_key: str,
-                                  now: datetime, send_at: datetime) -> CustomerMessage:
-    cm = CustomerMessage(customer_id=customer_id, contact_id=contact.id, receivable_id=receivable_id, step=step,
-                         kind=kind, channel=contact.channel, outbox_key=outbox_key, status="queued",
-                         cancel_reason="", queued_at=now, send_at=send_at)
-    session.add(cm)
-    await session.flush()
-    return cm
+def _usable(c: Contact) -> bool:
+    return bool((c.channel == "email" and c.email) or (c.channel == "sms" and c.mobile) or
+                (c.channel in ("wecom_group", "dingtalk_group") and c.channel_target))
 
 
 async def sync_sent(session: AsyncSession) -> int:
@@ -322,22 +416,48 @@ async def credit_positions(session: AsyncSession, fx_rates: dict) -> list[Credit
 async def consecutive_overdue(session: AsyncSession, customer_id: int, today: date, n: int) -> bool:
     """The customer's last ``n`` invoices that fell due were all overdue (still open past due,
     paid after the due date, or written off)."""
-    rs = (await session.execute(select(Receivable).where(Receivable.customer_id == customer_id,
-                                                         Receivable.due_date < today)
-                                .order_by(Receivable.due_date.desc(), Receivable.id.desc()).limit(n))).scalars().all()
-    if len(rs) < n:
-        return False
-    for r in rs:
-        if r.status == "written_off" or r.open_amount > 0:
-            continue
-        last_paid = (await session.execute(select(func.max(Allocation.applied_on))
-                                           .where(Allocation.receivable_id == r.id))).scalar_one_or_none()
-        if last_paid is None or last_paid <= r.due_date:
-            return False
-    return True
+    return customer_id in await overdue_streaks(session, today, n, customer_id=customer_id)
 
 
-async def open_alert(session: AsyncSession, customer_id: int, level: str) -> CreditAlert | None:
-    return (await session.execute(select(CreditAlert).where(CreditAlert.customer_id == customer_id,
-                                                            CreditAlert.level == level,
-                                                            CreditAlert.cleared_at.is_(None)))).scalar_one_or_none()
+async def overdue_streaks(session: AsyncSession, today: date, n: int, *, customer_id: int | None = None) -> set[int]:
+    """The customers whose last ``n`` invoices that fell due were all overdue (see
+    :func:`consecutive_overdue`), for every customer in two queries."""
+    ranked = select(Receivable.id, Receivable.customer_id, Receivable.due_date, Receivable.status,
+                    Receivable.open_amount,
+                    func.row_number().over(partition_by=Receivable.customer_id,
+                                           order_by=(Receivable.due_date.desc(), Receivable.id.desc())).label("k")
+                    ).where(Receivable.due_date < today)
+    if customer_id is not None:
+        ranked = ranked.where(Receivable.customer_id == customer_id)
+    ranked = ranked.subquery()
+    rows = (await session.execute(select(ranked.c.id, ranked.c.customer_id, ranked.c.due_date, ranked.c.status,
+                                         ranked.c.open_amount).where(ranked.c.k <= n))).all()
+    count: dict[int, int] = defaultdict(int)
+    settled: dict[int, tuple[int, date]] = {}          # paid invoices: their lateness decides
+    broken: set[int] = set()
+    for rid, cid, due, status, open_amount in rows:
+        count[cid] += 1
+        if not (status == "written_off" or open_amount > 0):
+            settled[rid] = (cid, due)
+    ids = list(settled)
+    for i in range(0, len(ids), 500):
+        last = dict((await session.execute(select(Allocation.receivable_id, func.max(Allocation.applied_on))
+                                           .where(Allocation.receivable_id.in_(ids[i:i + 500]))
+                                           .group_by(Allocation.receivable_id))).all())
+        for rid in ids[i:i + 500]:
+            cid, due = settled[rid]
+            if last.get(rid) is None or last[rid] <= due:
+                broken.add(cid)
+    return {cid for cid, k in count.items() if k >= n and cid not in broken}
+
+
+async def open_alerts(session: AsyncSession) -> dict[tuple[int, str], int]:
+    """The id of every open credit alert by (customer, level)."""
+    return {(cid, level): aid for aid, cid, level in (await session.execute(
+        select(CreditAlert.id, CreditAlert.customer_id, CreditAlert.level)
+        .where(CreditAlert.cleared_at.is_(None)))).all()}
+
+
+async def clear_alerts(session: AsyncSession, alert_ids: list[int], now: datetime) -> None:
+    if alert_ids:
+        await session.execute(update(CreditAlert).where(CreditAlert.id.in_(alert_ids)).values(cleared_at=now))

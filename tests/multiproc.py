@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -45,39 +46,73 @@ def write_config(path: Path, db_url: str, port: int, *, wecom_url: str | None = 
 
 
 class Served:
-    """``python -m bot --config … serve`` in a child process, waited for until /healthz answers."""
+    """``python -m bot --config … serve`` in a child process, waited for until /healthz answers.
 
-    def __init__(self, config: Path, port: int, log: Path):
+    ``args``: more arguments for ``serve`` (``--at …``); ``any_health``: ready when /healthz answers
+    at all (a 503 from a database that cannot be written is an answer); ``log=None``: the output is
+    read through a pipe into ``lines`` (a file-size limit on the child must not cut its log);
+    ``preexec_fn`` runs in the child before exec (e.g. ignore SIGXFSZ)."""
+
+    def __init__(self, config: Path, port: int, log: Path | None, *, args: tuple = (), any_health: bool = False,
+                 preexec_fn=None, timeout: float = 60):
         self.port, self.log = port, log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve"], cwd=ROOT,
-                                     env=env(), stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        self.lines: list[str] = []
+        self._log = log.open("wb") if log is not None else None
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "serve", *args], cwd=ROOT,
+                                     env=env(), stdout=self._log if log is not None else subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        self._reader = None
+        if log is None:
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bot exited: {log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(f"bot exited: {self.output()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError:
+                if any_health:
+                    return
+                time.sleep(0.2)
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("bot did not answer /healthz within 60 s")
+        raise RuntimeError(f"bot did not answer /healthz within {timeout:.0f} s")
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", errors="replace"))
+
+    def output(self) -> str:
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
+        return "".join(self.lines)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20) -> float | None:
+        """SIGTERM; seconds until it exited (None: it did not within ``timeout`` and was killed)."""
+        took = 0.0
         if self.proc.poll() is None:
+            t = time.monotonic()
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=timeout)
+                took = time.monotonic() - t
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+                took = None
+        if self._reader is not None:
+            self._reader.join(5)
+        if self._log is not None:
+            self._log.close()
+        return took
 
 
 def run_together(cmds: list[list[str]], timeout: float = 120, delay: float = 1.5) -> list[subprocess.CompletedProcess]:

@@ -158,3 +158,19 @@ async def test_csv_exports_start_with_the_bom_excel_needs(db, tmp_path):
         text = p.stdout.decode("utf-8-sig")
         assert text.startswith(wanted[0])                           # one BOM, then the header
         assert all(w in text for w in wanted[1:])
+
+
+def test_serve_at_starts_the_clock_there_and_lets_it_run(tmp_path):
+    """`serve --at` (a rehearsal of a midday restart): the clock reads that time and runs on;
+    a value that is not a date is refused before anything starts."""
+    from datetime import timedelta
+
+    from bot.clock import ShiftedClock
+    clock = ShiftedClock(datetime(2026, 11, 23, 14, 30))
+    first = clock.now()
+    assert first.tzinfo is not None and first.utcoffset() == timedelta(hours=8)
+    assert timedelta(0) <= first - datetime(2026, 11, 23, 14, 30, tzinfo=ZoneInfo("Asia/Shanghai")) < timedelta(seconds=5)
+    time.sleep(0.05)
+    assert clock.now() > first
+    bad = arbot("serve", "--at", "tomorrow", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--at must be an ISO datetime" in bad.stderr

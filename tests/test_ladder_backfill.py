@@ -79,7 +79,8 @@ async def _keys(db) -> list[str]:
                                      )).scalars())
 
 
-async def test_first_run_after_an_import_fires_only_each_invoices_current_step(aiohttp_client, db, tmp_path):
+async def test_first_run_after_an_import_fires_only_each_invoices_current_step(aiohttp_client, any_db, tmp_path):
+    db = any_db          # the ledger pass writes with dialect-specific inserts: both databases
     ages = await _import_ledger(db, tmp_path)
     # one imported invoice (45 days overdue, at d30) carries a promise to pay by Thursday 12-10
     async with db.session() as s, s.begin():
@@ -187,3 +188,35 @@ async def test_after_a_restart_and_a_new_step_only_the_current_step_fires(aiohtt
     assert recorded["FP-2-045"]["d85"] == "fired" and "d90" not in recorded["FP-2-045"]
     assert {k.split(":")[1] for k in await _keys(db) if ":d85:" in k} == {
         inv for inv, d in ages.items() if 85 <= d + 42 < 90}
+
+
+async def test_a_dispute_that_comes_in_while_the_ladder_decides_stops_the_customer_message(
+        aiohttp_client, db, tmp_path, monkeypatch):
+    """The ladder reads a chunk of the ledger, decides, then writes. A rep who disputes an
+    invoice in between must win: no reminder about a disputed invoice reaches the customer
+    (the e-mail would otherwise be queued after the dispute had cancelled the others)."""
+    from bot.jobs import ledger_pass
+    ages = await _import_ledger(db, tmp_path)
+    at_d7 = sorted(inv for inv, d in ages.items() if current_step(d) == 7)
+    disputed = at_d7[0]
+    real_read = ledger_pass.LedgerPass._read
+
+    async def read_then_a_rep_disputes(self, r, *args):
+        chunk = await real_read(self, r, *args)
+        async def dispute(s):
+            inv = (await s.execute(select(Receivable).where(Receivable.invoice_no == disputed))).scalar_one()
+            if not inv.disputed:
+                await collection.open_dispute(s, receivable=inv, reason="数量不符", person_id="R1", at=NOW,
+                                              channel="test")
+        await db.write(dispute)
+        return chunk
+
+    monkeypatch.setattr(ledger_pass.LedgerPass, "_read", read_then_a_rep_disputes)
+    bot = await Bot.start(aiohttp_client, db, NOW)
+    await bot.run("escalations", at("2026-12-01 09:30"))
+    async with db.reader() as s:
+        told = set((await s.execute(select(Receivable.invoice_no).join(
+            CustomerMessage, CustomerMessage.receivable_id == Receivable.id))).scalars())
+    to_customer = [k for k in await _keys(db) if k.count(":") == 2]
+    assert told == set(at_d7) - {disputed}
+    assert f"ladder:{disputed}:d7" not in to_customer and len(to_customer) == len(at_d7) - 1

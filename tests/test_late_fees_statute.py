@@ -109,7 +109,8 @@ async def _texts(db, prefix):
             select(OutboxMessage).where(OutboxMessage.idem_key.like(prefix + "%")).order_by(OutboxMessage.id))).scalars()]
 
 
-async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, db):
+async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, any_db):
+    db = any_db
     async with db.session() as s, s.begin():
         c = await _people_and_customer(s, grade="B", credit_limit=D("0"))
         s.add(_invoice(c, "OLD-1", date(2023, 12, 1), "9000.00"))       # last day 2026-12-01 (Tue)
@@ -161,7 +162,8 @@ async def test_customer_card_statute_counts_written_notices_and_confirmations(ai
     assert "诉讼时效最后一日：2029-08-20（自客户签认账款确认函 2026-08-20 次日起算，3年）" in card
 
 
-async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_client, db):
+async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_client, any_db):
+    db = any_db          # alerts are written in batches with dialect-specific statements: both databases
     async with db.session() as s, s.begin():
         c = await _people_and_customer(s, grade="B", credit_limit=D("100000"))
         s.add(_invoice(c, "I-1", date(2026, 12, 1), "40000.00"))

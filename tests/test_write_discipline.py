@@ -52,6 +52,51 @@ async def test_reads_then_writes_from_many_tasks_all_commit(db):
     assert (total, distinct) == (40, 40)
 
 
+async def _job_and_rep(db, *, force: bool, steps: int = 60) -> list[int]:
+    """A job writing ``steps`` units with a checkpoint after each, and a rep's write arriving
+    after its first unit: how many job units were committed when the rep's write was."""
+    from types import SimpleNamespace
+    from bot.jobs.context import JobContext
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE tally (n INTEGER)"))
+    chat_done_at = []
+    started = asyncio.Event()
+
+    async def job() -> None:
+        async with db.session() as s:
+            ctx = JobContext(services=SimpleNamespace(db=db), at=at("2026-11-20 10:00"), session=s)
+            for i in range(steps):
+                await s.execute(text("INSERT INTO tally VALUES (:n)"), {"n": i})
+                started.set()
+                await ctx.checkpoint(force=force)
+            await s.commit()
+
+    async def rep() -> None:
+        await started.wait()
+        async with db.session() as s, s.begin():
+            await s.execute(text("INSERT INTO tally VALUES (-1)"))
+        async with db.reader() as r:
+            chat_done_at.append((await r.execute(text("SELECT count(*) FROM tally WHERE n >= 0"))).scalar_one())
+
+    await asyncio.gather(job(), rep())
+    return chat_done_at
+
+
+async def test_a_person_waiting_to_write_goes_before_the_jobs_next_step(db):
+    """A job commits at its checkpoints and writes on at once. The rep's follow-up that was
+    waiting must be written at that checkpoint, not after the whole job (it waited six minutes
+    behind the escalations at 20k invoices when the connection went straight back to the job)."""
+    done_at = await _job_and_rep(db, force=True)
+    assert done_at and done_at[0] < 30, f"the rep's write waited for {done_at} of 60 job steps"
+
+
+async def test_a_job_lets_a_waiting_person_in_at_its_next_unit(db):
+    """Units of a job are quick, its step's time (0.2 s) is long: a rep who starts waiting at the
+    gate gets in at the job's next unit, not when the step's time is up or the job ends."""
+    done_at = await _job_and_rep(db, force=False)
+    assert done_at and done_at[0] <= 3, f"the rep's write waited for {done_at} of 60 job units"
+
+
 async def test_a_reader_is_not_held_up_by_an_open_write(db):
     await _company(db)
     async with db.session() as w:
@@ -196,3 +241,59 @@ async def test_an_event_that_fails_once_is_answered_for_real_when_resumed(aiohtt
             OutboxMessage.idem_key.like("reply:local:flaky-1:%")))).scalars()]
     assert ev.status == "handled"
     assert any("WD01-000" in t for t in later)             # the real answer: wd01's overdue list
+
+
+async def test_a_job_committing_step_after_step_does_not_keep_the_gate_from_a_person(db):
+    """A job that commits and starts its next step at once used to take the gate back ahead of
+    everyone waiting (the pool's queue let it): a person's message waited until the gate timed
+    out. The gate serves writers in the order they came: the person waits one step at most."""
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE steps (who TEXT)"))
+    stop = asyncio.Event()
+
+    async def job() -> int:
+        n = 0
+        async with db.session() as s:
+            while not stop.is_set():
+                await s.execute(text("INSERT INTO steps VALUES ('job')"))
+                await s.commit()
+                n += 1
+        return n
+
+    running = asyncio.create_task(job())
+    await asyncio.sleep(0.2)
+    before = (await _count_steps(db, "job"))
+    for _ in range(5):
+        async with db.session() as s, s.begin():            # a person's write, while the job runs
+            await s.execute(text("INSERT INTO steps VALUES ('person')"))
+        steps_between = await _count_steps(db, "job") - before
+        before += steps_between
+        assert steps_between <= 3, steps_between          # behind the step under way, not the whole job
+    stop.set()
+    assert await running > 0
+    assert await _count_steps(db, "person") == 5
+
+
+async def _count_steps(db, who: str) -> int:
+    async with db.reader() as r:
+        return (await r.execute(text("SELECT count(*) FROM steps WHERE who = :w"), {"w": who})).scalar_one()
+
+
+async def test_the_gate_hands_a_connection_on_when_its_waiter_is_cancelled(db):
+    """A request that gives up (the client hung up) while in line must not take the gate with it."""
+    async with db.session() as s, s.begin():
+        await s.execute(text("CREATE TABLE t (x)"))
+    holder = db.session()
+    await holder.execute(text("INSERT INTO t VALUES (1)"))        # holds the one writer connection
+
+    async def wants_to_write():
+        async with db.session() as s, s.begin():
+            await s.execute(text("INSERT INTO t VALUES (2)"))
+    waiting = [asyncio.create_task(wants_to_write()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    waiting[0].cancel()
+    await holder.commit()
+    await holder.close()
+    await asyncio.wait_for(asyncio.gather(*waiting[1:]), 10)
+    async with db.session() as s, s.begin():
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 3

@@ -53,7 +53,9 @@ class JobContext:
         # a job shares the event loop with chat: give the loop a turn at every unit of work, so a
         # person's request waits behind one unit of the job, not behind the whole job
         await asyncio.sleep(0)
-        if force or time.monotonic() - self._since >= CHECKPOINT_SECONDS or self._stop_asked():
+        # someone waiting at the write gate gets in at the next unit, not when the step's time is up
+        due = time.monotonic() - self._since >= CHECKPOINT_SECONDS or self.services.db.writers_waiting()
+        if force or due or self._stop_asked():
             if self.session.in_transaction():
                 await self.session.commit()
             self._since = time.monotonic()

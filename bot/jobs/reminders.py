@@ -25,17 +25,17 @@ Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configura
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
-from bot import letters, notify, outbox, statute
+from bot import letters, statute
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
+from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.letters import Letter
 from bot.render import render, yuan
-from storage import audit, people
 from storage import reminders as rem
-from storage.models import Contact, CreditAlert, Customer, Person, Receivable
+from storage.models import Contact, CreditAlert, Customer, Receivable
 
 
 def at_config(section: str, attr: str):
@@ -44,49 +44,6 @@ def at_config(section: str, attr: str):
         hh, mm = getattr(getattr(cfg, section), attr).split(":")
         return {"hour": int(hh), "minute": int(mm)}
     return trigger
-
-
-# -- people and slots --------------------------------------------------------------------------
-
-async def _rep(s, r: Receivable, c: Customer) -> Person | None:
-    pid = r.rep_id or c.rep_id
-    return await s.get(Person, pid) if pid else None
-
-
-async def _people(ctx: JobContext, roles, r: Receivable | None, c: Customer) -> list[Person]:
-    s, cfg = ctx.session, ctx.config
-    rep = await _rep(s, r, c) if r is not None else (await s.get(Person, c.rep_id) if c.rep_id else None)
-    out: dict[str, Person] = {}
-    for role in roles:
-        if role == "rep":
-            found = [rep]
-        elif role == "supervisor":
-            found = [await people.supervisor_of(s, rep)] if rep else []
-        elif role == "director":
-            pid = cfg.policy.director or cfg.permissions.sales_director
-            found = [await s.get(Person, pid)] if pid else await people.by_role(s, "manager")
-        else:
-            found = await people.by_role(s, role)
-        for p in found:
-            if p is not None and p.active and p.id not in out:
-                out[p.id] = p
-    return list(out.values())
-
-
-def _staff_slot(ctx: JobContext) -> datetime:
-    conduct = ctx.config.conduct
-    return rem.next_slot(ctx.at, conduct, ctx.services.calendar) if conduct.staff_hours else ctx.at
-
-
-async def _to_staff(ctx: JobContext, persons: list[Person], text: str, *, key: str, title: str) -> int:
-    slot, n = _staff_slot(ctx), 0
-    for p in persons:
-        addr = notify.address(p, ctx.services.platforms)
-        if addr is None:
-            continue
-        out = OutgoingMessage(platform=addr[0], target_kind="user", target=addr[1], text=text, title=title)
-        n += await outbox.enqueue(ctx.session, out, f"{key}:{p.id}", ctx.at, not_before=slot)
-    return n
 
 
 # -- customer messages -------------------------------------------------------------------------
@@ -116,27 +73,23 @@ def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_ki
                            format="markdown", title=subject, extra=extra)
 
 
-async def _to_customer(ctx: JobContext, r: Receivable, c: Customer, *, step: str, key: str, kind: str,
-                       template: str, data: dict, letter: Letter | None = None,
-                       before: date | None = None) -> dict:
+def _to_customer(run: LedgerPass, view: CustomerView, r: Receivable, *, step: str, key: str, kind: str,
+                 template: str, data: dict, letter: Letter | None = None, before: date | None = None) -> dict:
     """Queue one message to the customer's contact at the next allowed slot. Returns a note for staff."""
-    s, now, conduct = ctx.session, ctx.at, ctx.config.conduct
-    contact = await rem.contact_for(s, c.id)
+    contact = view.contact
     if contact is None:
         return {"outcome": "no_contact"}
-    slot = await rem.capped_slot(s, c.id, now, conduct, ctx.services.calendar)
+    slot = run.customer_slot(view)
     if before is not None and slot.date() >= before:
         return {"outcome": "too_late", "contact": contact}
     attach = letter if contact.channel == "email" else None
     text = render(template, **{**data, "contact": contact}, attached=attach.title if attach else "")
     subject = render("reminders/customer_subject.txt.j2", kind=kind, company=data["company"], invoice=data["invoice"])
     out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=kind,
-                        params=_sms_params(c, data["invoice"]), letter=attach)
-    if await outbox.enqueue(s, out, key, now, not_before=slot):
-        await rem.record_customer_message(s, customer_id=c.id, contact=contact, receivable_id=r.id, step=step,
-                                          kind="letter" if attach else ("statement" if kind == "statement" else "reminder"),
-                                          outbox_key=key, now=now, send_at=max(slot, now))
-    return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > now}
+                        params=_sms_params(view.customer, data["invoice"]), letter=attach)
+    run.to_customer(view, r, out, key=key, step=step, slot=slot,
+                    kind="letter" if attach else ("statement" if kind == "statement" else "reminder"))
+    return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > run.ctx.at}
 
 
 def _note(note: dict | None) -> str:
@@ -155,48 +108,50 @@ def _last_workday_on_or_before(cal, d: date) -> date:
 async def customer_reminders(ctx: JobContext) -> str:
     """Before the due date: the statement to the customer (``statement_days`` before) and the
     grade's reminder (A: director, B: rep with a statement, C: automatic message to the customer)."""
-    s, now, today, cfg, cal = ctx.session, ctx.at, ctx.today, ctx.config, ctx.services.calendar
-    grace = cfg.collection.promise_grace_days
-    await rem.sync_sent(s)
-    rows = await rem.open_receivables(s, due_on_or_after=today + timedelta(days=1))
-    fired = await rem.fired_steps(s, [r.id for r, _ in rows])
+    today, cfg, cal = ctx.today, ctx.config, ctx.services.calendar
+    await rem.sync_sent(ctx.session)
+    await ctx.checkpoint(force=True)
+    run = await LedgerPass.start(ctx)
     done = skipped = 0
-    for r, c in rows:
-        await ctx.checkpoint()
-        wanted: list[str] = []
-        sd = cfg.policy.statement_days
-        if sd and "pre_statement" not in fired[r.id] and today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
-            wanted.append("pre_statement")
-        spec = cfg.policy.pre_due_spec(c.grade)
-        if spec is not None and "pre_due" not in fired[r.id]:
-            target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
-                _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
-            if today >= target:
-                wanted.append("pre_due")
-        if not wanted:
-            continue
-        if await rem.blocking_reason(s, r, today, grace, cal):
-            skipped += 1
-            continue
-        data = await letters.facts(s, cfg, r, today)
-        for step in wanted:
-            if not await rem.fire_step(s, r, step, now, due_date=r.due_date, grade=c.grade):
+    async for chunk in run.chunks(due_on_or_after=today + timedelta(days=1)):
+        for r, view in chunk.rows:
+            await run.maybe_write()
+            c, fired = view.customer, chunk.recorded[r.id]
+            wanted: list[str] = []
+            sd = cfg.policy.statement_days
+            if sd and "pre_statement" not in fired and \
+                    today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
+                wanted.append("pre_statement")
+            spec = cfg.policy.pre_due_spec(c.grade)
+            if spec is not None and "pre_due" not in fired:
+                target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
+                    _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
+                if today >= target:
+                    wanted.append("pre_due")
+            if not wanted:
                 continue
-            done += 1
-            key = f"remind:{r.invoice_no}:{step}"
-            if step == "pre_statement":
-                await _to_customer(ctx, r, c, step=step, key=key, kind="statement",
-                                   template="reminders/customer_statement.txt.j2", data=data, before=r.due_date)
+            if rem.ledger_block(r) or r.id in chunk.promised:
+                skipped += 1
                 continue
-            note = None
-            if spec.customer_message:
-                note = await _to_customer(ctx, r, c, step=step, key=key, kind="pre_due",
-                                          template="reminders/customer_pre_due.txt.j2", data=data, before=r.due_date)
-            persons = await _people(ctx, spec.notify, r, c)
-            if persons:
-                text = render("reminders/pre_due_staff.md.j2", **data, statement=spec.statement,
-                              days_left=(r.due_date - today).days, customer_note=_note(note))
-                await _to_staff(ctx, persons, text, key=key, title="due")
+            data = view.facts(ctx, r)
+            for step in wanted:
+                run.step(r, step, due_date=r.due_date, grade=c.grade)
+                done += 1
+                key = f"remind:{r.invoice_no}:{step}"
+                if step == "pre_statement":
+                    _to_customer(run, view, r, step=step, key=key, kind="statement",
+                                 template="reminders/customer_statement.txt.j2", data=data, before=r.due_date)
+                    continue
+                note = None
+                if spec.customer_message:
+                    note = _to_customer(run, view, r, step=step, key=key, kind="pre_due",
+                                        template="reminders/customer_pre_due.txt.j2", data=data, before=r.due_date)
+                persons = run.people_for(spec.notify, r, c)
+                if persons:
+                    text = render("reminders/pre_due_staff.md.j2", **data, statement=spec.statement,
+                                  days_left=(r.due_date - today).days, customer_note=_note(note))
+                    run.to_staff(persons, text, key=key, title="due")
+    await run.write()
     return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise)"
 
 
@@ -210,43 +165,45 @@ async def escalations(ctx: JobContext) -> str:
     once. A step that comes due while a promise to pay holds the invoice is recorded as held and
     fires when the promise is broken (the promise deferred it; staff hear of each held step, the
     customer only once)."""
-    s, today, cfg = ctx.session, ctx.today, ctx.config
-    grace = cfg.collection.promise_grace_days
-    cal = ctx.services.calendar
+    today, cfg = ctx.today, ctx.config
     steps = cfg.policy.steps()
-    await rem.sync_sent(s)
-    rows = await rem.open_receivables(s, due_before=today)
-    recorded = await rem.fired_steps(s, [r.id for r, _ in rows])
+    await rem.sync_sent(ctx.session)
+    await ctx.checkpoint(force=True)
+    run = await LedgerPass.start(ctx)
     done = held = skipped = 0
-    for r, c in rows:
-        await ctx.checkpoint()
-        days = (today - r.due_date).days
-        reached = [st for st in steps if st.days <= days]
-        if not reached:
-            continue
-        current, seen = reached[-1], recorded[r.id]
-        deferred = [st for st in reached if seen.get(st.name) == "held"]
-        new = [st for st in reached if st.name not in seen]
-        if not new and not deferred:
-            continue
-        # a step recorded at a later day than the current one (the ladder was changed: d15 moved
-        # to d14) means the invoice is past this stage already: its current step is skipped too
-        past = any(_step_days(name) > current.days for name in seen)
-        missed = [st for st in new if st is not current or past]
-        for st in missed:
-            skipped += await rem.fire_step(s, r, st.name, ctx.at, status="skipped", days_overdue=days,
-                                           current=current.name)
-        reason = await rem.blocking_reason(s, r, today, grace, cal)
-        if reason:
-            if reason == "promise" and current in new and current not in missed:
-                await rem.fire_step(s, r, current.name, ctx.at, status="held", days_overdue=days)
-            held += 1
-            continue
-        due = deferred + [st for st in new if st not in missed]
-        facing = [st for st in due if st.customer_message]
-        for st in due:
-            done += await _fire_ladder_step(ctx, r, c, st, latest=bool(facing) and st is facing[-1],
-                                            skipped=[m.days for m in missed])
+    async for chunk in run.chunks(due_before=today):
+        for r, view in chunk.rows:
+            await run.maybe_write()
+            days = (today - r.due_date).days
+            reached = [st for st in steps if st.days <= days]
+            if not reached:
+                continue
+            current, seen = reached[-1], chunk.recorded[r.id]
+            deferred = [st for st in reached if seen.get(st.name) == "held"]
+            new = [st for st in reached if st.name not in seen]
+            if not new and not deferred:
+                continue
+            # a step recorded at a later day than the current one (the ladder was changed: d15
+            # moved to d14) means the invoice is past this stage already: its current step is
+            # skipped too
+            past = any(_step_days(name) > current.days for name in seen)
+            missed = [st for st in new if st is not current or past]
+            for st in missed:
+                run.step(r, st.name, "skipped", days_overdue=days, current=current.name)
+                skipped += 1
+            reason = rem.ledger_block(r) or ("promise" if r.id in chunk.promised else None)
+            if reason:
+                if reason == "promise" and current in new and current not in missed:
+                    run.step(r, current.name, "held", days_overdue=days)
+                held += 1
+                continue
+            due = deferred + [st for st in new if st not in missed]
+            facing = [st for st in due if st.customer_message]
+            for st in due:
+                _fire_ladder_step(run, view, r, st, latest=bool(facing) and st is facing[-1],
+                                  was_held=st in deferred, skipped=[m.days for m in missed])
+                done += 1
+    await run.write()
     return (f"{done} ladder step(s) fired, {skipped} earlier step(s) skipped, "
             f"{held} invoice(s) held (dispute or promise)")
 
@@ -256,121 +213,119 @@ def _step_days(name: str) -> int:
     return int(name[1:]) if name[:1] == "d" and name[1:].isdigit() else -1
 
 
-async def _fire_ladder_step(ctx: JobContext, r: Receivable, c: Customer, st, *, latest: bool,
-                            skipped: list[int] = ()) -> int:
-    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
-    days = (today - r.due_date).days
-    if not await rem.fire_step(s, r, st.name, now, days_overdue=days, notify=list(st.notify), document=st.document,
-                               step_action=st.action, freeze=st.freeze, customer_message=st.customer_message and latest):
-        return 0
-    froze = False
-    if st.freeze and c.status == "active":
-        c.status = "frozen"
-        froze = True
-        audit.record(s, at=now, actor="bot", channel="job", action="customer.freeze", entity="customer",
-                     entity_id=c.code, reason=f"ladder {st.name}", invoice=r.invoice_no)
-    data = await letters.facts(s, cfg, r, today)
+def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *, latest: bool,
+                      was_held: bool, skipped: list[int] = ()) -> None:
+    ctx, c = run.ctx, view.customer
+    days = (ctx.today - r.due_date).days
+    run.step(r, st.name, was_held=was_held, days_overdue=days, notify=list(st.notify), document=st.document,
+             step_action=st.action, freeze=st.freeze, customer_message=st.customer_message and latest)
+    froze = st.freeze and run.freeze(c, reason=f"ladder {st.name}", invoice=r.invoice_no)
+    data = view.facts(ctx, r)
     key = f"ladder:{r.invoice_no}:{st.name}"
     note = None
     if st.customer_message and latest:
         kind = st.document if st.document in ("reminder", "confirmation") else "reminder"
         letter = letters.render_letter(kind, data)
-        note = await _to_customer(ctx, r, c, step=st.name, key=key, kind="overdue",
-                                  template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
-    persons = await _people(ctx, st.notify, r, c)
-    text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=await _rep(s, r, c), froze=froze,
+        note = _to_customer(run, view, r, step=st.name, key=key, kind="overdue",
+                            template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
+    persons = run.people_for(st.notify, r, c)
+    text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=run.rep_of(r, c), froze=froze,
                   customer_note=_note(note), skipped=skipped)
-    await _to_staff(ctx, persons, text, key=key, title="escalation")
+    run.to_staff(persons, text, key=key, title="escalation")
     if st.document:
         doc = letters.render_letter(st.document, data)
-        await _to_staff(ctx, persons, render("reminders/document.md.j2", letter=doc, **data),
-                        key=f"{key}:doc", title=doc.title)
-    return 1
+        run.to_staff(persons, render("reminders/document.md.j2", letter=doc, **data),
+                     key=f"{key}:doc", title=doc.title)
 
 
 async def credit_watch(ctx: JobContext) -> str:
     """Credit usage crossing yellow / red (once per crossing, to the rep and finance; red freezes)
     and key accounts (a big single invoice or consecutive overdue invoices)."""
-    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    now, today, cfg = ctx.at, ctx.today, ctx.config
     cr = cfg.credit
     alerts = 0
-    for pos in await rem.credit_positions(s, cfg.company.fx_rates):
-        await ctx.checkpoint()
+    run = await LedgerPass.start(ctx)
+    async with ctx.reader() as r:
+        positions = await rem.credit_positions(r, cfg.company.fx_rates)
+        streaks = await rem.overdue_streaks(r, today, cr.key_consecutive_overdue)
+        open_ = await rem.open_alerts(r)
+    for pos in positions:
+        await run.maybe_write()
         c = pos.customer
         big = pos.largest_invoice > cr.key_invoice_amount
-        streak = await rem.consecutive_overdue(s, c.id, today, cr.key_consecutive_overdue)
+        streak = c.id in streaks
         is_key = big or streak
-        key_alert = await rem.open_alert(s, c.id, "key")
-        persons = await _people(ctx, ("rep", "finance"), None, c)
-        if is_key and key_alert is None:
-            a = CreditAlert(customer_id=c.id, level="key", balance=pos.balance, crossed_at=now)
-            s.add(a)
-            await s.flush()
-            audit.record(s, at=now, actor="bot", channel="job", action="credit.key_account", entity="customer",
-                         entity_id=c.code, big=big, streak=streak)
-            await _to_staff(ctx, persons, render("reminders/key_account.md.j2", customer=c, big=big, streak=streak,
-                                                 limit=cr.key_invoice_amount, largest=pos.largest_invoice,
-                                                 n=cr.key_consecutive_overdue),
-                            key=f"credit:{c.code}:key:{a.id}", title="credit")
+        persons = run.people_for(("rep", "finance"), None, c)
+        if is_key and (c.id, "key") not in open_:
+            run.audit(action="credit.key_account", entity="customer", entity_id=c.code, big=big, streak=streak)
+            text = render("reminders/key_account.md.j2", customer=c, big=big, streak=streak,
+                          limit=cr.key_invoice_amount, largest=pos.largest_invoice, n=cr.key_consecutive_overdue)
+            run.new_alert(CreditAlert(customer_id=c.id, level="key", balance=pos.balance, crossed_at=now),
+                          lambda a, c=c, persons=persons, text=text:
+                          run.to_staff(persons, text, key=f"credit:{c.code}:key:{a.id}", title="credit"))
             alerts += 1
-        elif not is_key and key_alert is not None:
-            key_alert.cleared_at = now
+        elif not is_key and (c.id, "key") in open_:
+            run.clear_alert(open_[(c.id, "key")])
         usage = pos.usage()
         if usage is None:
             continue
-        new: list[tuple[str, Decimal, CreditAlert]] = []
+        new: list[tuple[str, Decimal]] = []
         for level, threshold in (("yellow", cr.yellow), ("red", cr.red)):
-            open_ = await rem.open_alert(s, c.id, level)
-            if usage >= threshold and open_ is None:
-                a = CreditAlert(customer_id=c.id, level=level, balance=pos.balance, crossed_at=now)
-                s.add(a)
-                await s.flush()
-                new.append((level, threshold, a))
-            elif usage < threshold and open_ is not None:
-                open_.cleared_at = now
-                audit.record(s, at=now, actor="bot", channel="job", action="credit.clear", entity="customer",
-                             entity_id=c.code, level=level, usage=usage)
+            if usage >= threshold and (c.id, level) not in open_:
+                new.append((level, threshold))
+            elif usage < threshold and (c.id, level) in open_:
+                run.clear_alert(open_[(c.id, level)])
+                run.audit(action="credit.clear", entity="customer", entity_id=c.code, level=level, usage=usage)
         if not new:
             continue
-        level, threshold, a = new[-1]           # straight to red: one message, the red one
-        froze = False
-        if level == "red" and cr.freeze_on_red and c.status == "active":
-            c.status, froze = "frozen", True
-        audit.record(s, at=now, actor="bot", channel="job", action="credit.alert", entity="customer",
-                     entity_id=c.code, level=level, usage=usage, balance=pos.balance, froze=froze)
-        await _to_staff(ctx, persons, render("reminders/credit_alert.md.j2", customer=c, level=level,
-                                             balance=pos.balance, usage=usage * 100, threshold=threshold * 100,
-                                             froze=froze, key=is_key),
-                        key=f"credit:{c.code}:{level}:{a.id}", title="credit")
+        for level, _ in new[:-1]:               # straight to red: one message, the red one
+            run.new_alert(CreditAlert(customer_id=c.id, level=level, balance=pos.balance, crossed_at=now))
+        level, threshold = new[-1]
+        froze = level == "red" and cr.freeze_on_red and c.status == "active"
+        if froze:
+            run.freeze(c, quiet=True)
+        run.audit(action="credit.alert", entity="customer", entity_id=c.code, level=level, usage=usage,
+                  balance=pos.balance, froze=froze)
+        text = render("reminders/credit_alert.md.j2", customer=c, level=level, balance=pos.balance,
+                      usage=usage * 100, threshold=threshold * 100, froze=froze, key=is_key)
+        run.new_alert(CreditAlert(customer_id=c.id, level=level, balance=pos.balance, crossed_at=now),
+                      lambda a, c=c, level=level, persons=persons, text=text:
+                      run.to_staff(persons, text, key=f"credit:{c.code}:{level}:{a.id}", title="credit"))
         alerts += 1
+    await run.write()
     return f"{alerts} credit alert(s)"
 
 
 async def statute_watch(ctx: JobContext) -> str:
     """Warn legal once per expiry date, ``warn_days`` before the statute of limitations runs out."""
-    s, now, today, cfg = ctx.session, ctx.at, ctx.today, ctx.config
+    today, cfg = ctx.today, ctx.config
     st = cfg.statute
-    await rem.sync_sent(s)
-    legal = await people.by_role(s, "legal")
+    await rem.sync_sent(ctx.session)
+    await ctx.checkpoint(force=True)
+    run = await LedgerPass.start(ctx)
+    legal = run.people.by_role("legal")
     warned = 0
     # an interruption only moves the last day later, so an invoice whose period, counted from its
     # due date, ends after the warning horizon cannot warn today: the job reads only the few
     # invoices near their statute date, not every open one (it read 750k and ran for minutes at 1M)
     horizon = today + timedelta(days=st.warn_days)
     due_before = min(today, statute.add_years(horizon, -min(st.years, st.cross_border_years)) + timedelta(days=2))
-    for r, c in await rem.open_receivables(s, due_before=due_before):
-        await ctx.checkpoint()
-        years = st.cross_border_years if c.cross_border else st.years
-        anchor = statute.anchor(r.due_date, await rem.interruptions(s, r, cfg.tz))
-        last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
-        if today < last - timedelta(days=st.warn_days):
-            continue
-        step = f"statute:{last.isoformat()}"
-        if not await rem.fire_step(s, r, step, now, anchor=anchor, last_day=last, years=years):
-            continue
-        data = await letters.facts(s, cfg, r, today)
-        text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
-                      days_left=(last - today).days, expired=today > last)
-        await _to_staff(ctx, legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
-        warned += 1
+    async with ctx.reader() as reader:
+        rows = await rem.open_receivables(reader, due_before=due_before)
+        recorded = await rem.fired_steps(reader, [r.id for r, _ in rows])
+        for r, c in rows:
+            await run.maybe_write()
+            years = st.cross_border_years if c.cross_border else st.years
+            anchor = statute.anchor(r.due_date, await rem.interruptions(reader, r, cfg.tz))
+            last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
+            step = f"statute:{last.isoformat()}"
+            if today < last - timedelta(days=st.warn_days) or step in recorded[r.id]:
+                continue
+            run.step(r, step, anchor=anchor, last_day=last, years=years)
+            data = await letters.facts(reader, cfg, r, today)
+            text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
+                          days_left=(last - today).days, expired=today > last)
+            run.to_staff(legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
+            warned += 1
+    await run.write()
     return f"{warned} statute warning(s)"
