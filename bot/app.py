@@ -84,7 +84,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         await _recover_imports(services.db)
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
-                                                 on_queued=state.sender.wake)
+                                                 on_queued=state.sender.wake, people_first=services.people_first)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
                  asyncio.create_task(_recover_imports_every(services.db), name="import-recovery"),

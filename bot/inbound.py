@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from bot import metrics, outbox
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
+from bot.people_first import PeopleFirst
 from bot.render import render
 from storage.db import Database, StorageUnavailable, backoff, is_storage_fault, is_transient
 from storage.models import InboundEvent
@@ -163,9 +164,11 @@ INTAKE_YIELD_MAX = 0.1      # s a background event waits for that at most
 class InboundProcessor:
     """Runs the pipeline for stored events and queues the replies through the outbox."""
 
-    def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None):
+    def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None,
+                 people_first: PeopleFirst | None = None):
         self.db, self.pipeline, self.channels, self.clock = db, pipeline, channels, clock
         self.on_queued = on_queued
+        self.people_first = people_first or PeopleFirst()
         self.tasks: set[asyncio.Task] = set()
         self.in_flight: set[int] = set()
         # Handling is a write transaction per event. SQLite has one writer: handlers running side by
@@ -185,10 +188,11 @@ class InboundProcessor:
         event resumed later is answered through the outbox instead."""
         self.in_flight.add(event_id)
         try:
-            async with self.slots:
-                if background:
-                    await self._yield_to_intake()
-                return await self._process(event_id, inline)
+            with self.people_first.serving():
+                async with self.slots:
+                    if background:
+                        await self._yield_to_intake()
+                    return await self._process(event_id, inline)
         finally:
             self.in_flight.discard(event_id)
 

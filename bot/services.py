@@ -1,11 +1,12 @@
 """What handlers and jobs share: configuration, the clock, the work calendar, the database,
-and which platforms are switched on. Built once by the app factory or the CLI."""
+who goes first on the event loop, and which platforms are switched on. Built once by the app factory or the CLI."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.people_first import PeopleFirst
 from bot.workdays import WorkCalendar
 from storage.db import Database
 
@@ -16,6 +17,7 @@ class Services:
     clock: Clock
     db: Database
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
+    people_first: PeopleFirst = field(default_factory=PeopleFirst)
 
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None, db: Database | None = None) -> "Services":

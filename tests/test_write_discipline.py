@@ -57,6 +57,7 @@ async def _job_and_rep(db, *, force: bool, steps: int = 60) -> list[int]:
     after its first unit: how many job units were committed when the rep's write was."""
     from types import SimpleNamespace
     from bot.jobs.context import JobContext
+    from bot.people_first import PeopleFirst
     async with db.session() as s, s.begin():
         await s.execute(text("CREATE TABLE tally (n INTEGER)"))
     chat_done_at = []
@@ -64,7 +65,7 @@ async def _job_and_rep(db, *, force: bool, steps: int = 60) -> list[int]:
 
     async def job() -> None:
         async with db.session() as s:
-            ctx = JobContext(services=SimpleNamespace(db=db), at=at("2026-11-20 10:00"), session=s)
+            ctx = JobContext(services=SimpleNamespace(db=db, people_first=PeopleFirst()), at=at("2026-11-20 10:00"), session=s)
             for i in range(steps):
                 await s.execute(text("INSERT INTO tally VALUES (:n)"), {"n": i})
                 started.set()

@@ -49,18 +49,24 @@ class JobContext:
 
     async def checkpoint(self, *, force: bool = False) -> None:
         """Commit the work so far if the write transaction has run long enough (or ``force``),
-        letting other writers in; stop here if the process is shutting down."""
-        # a job shares the event loop with chat: give the loop a turn at every unit of work, so a
-        # person's request waits behind one unit of the job, not behind the whole job
-        await asyncio.sleep(0)
+        letting other writers in; make way for people waiting to be answered (bot/people_first.py);
+        stop here if the process is shutting down."""
+        people = self.services.people_first
+        make_way = people.due()
         # someone waiting at the write gate gets in at the next unit, not when the step's time is up
         due = time.monotonic() - self._since >= CHECKPOINT_SECONDS or self.services.db.writers_waiting()
-        if force or due or self._stop_asked():
+        if force or due or make_way or self._stop_asked():
             if self.session.in_transaction():
                 await self.session.commit()
             self._since = time.monotonic()
         if self._stop_asked():
             raise JobInterrupted()
+        if make_way:
+            await people.give_way()
+        else:
+            # a turn of the loop at every unit of work: a request that needs one step is not
+            # held up behind the whole job
+            await asyncio.sleep(0)
 
     def _stop_asked(self) -> bool:
         return self.stopping is not None and self.stopping.is_set()
