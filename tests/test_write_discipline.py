@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -298,3 +299,37 @@ async def test_the_gate_hands_a_connection_on_when_its_waiter_is_cancelled(db):
     await asyncio.wait_for(asyncio.gather(*waiting[1:]), 10)
     async with db.session() as s, s.begin():
         assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 3
+
+
+async def test_a_person_is_answered_before_the_job_goes_on(db):
+    """A job's unit of work is plain Python (deciding, rendering). A person's message is many
+    short steps; with a turn of the loop for the job between each two of them, the message waited
+    for as many units as it had steps. While a person waits, the job works one short slice and
+    then waits for the answer."""
+    from types import SimpleNamespace
+    from bot.jobs.context import JobContext
+    from bot.people_first import PeopleFirst
+    people = PeopleFirst()
+    units, during = [0], []
+    started = asyncio.Event()
+
+    async def job() -> None:
+        async with db.session() as s:
+            ctx = JobContext(services=SimpleNamespace(db=db, people_first=people), at=at("2026-11-20 10:00"), session=s)
+            for _ in range(400):
+                time.sleep(0.002)                 # a unit: 2 ms of deciding and rendering
+                units[0] += 1
+                started.set()
+                await ctx.checkpoint()
+
+    async def person() -> None:
+        await started.wait()
+        with people.serving():
+            before = units[0]
+            for _ in range(60):                   # a message: 60 steps (queries, templates)
+                await asyncio.sleep(0)
+            during.append(units[0] - before)
+
+    await asyncio.gather(job(), person())
+    # one slice (20 ms) of the job at most, not one unit per step (60)
+    assert during and during[0] <= 15, f"the job did {during} units while the person waited"
