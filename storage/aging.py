@@ -384,16 +384,34 @@ class TopCustomer:
 
 async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope = Scope(), limit: int = 5,
                                 fx_rates: dict[str, str] | None = None, base_currency: str = "CNY") -> list[TopCustomer]:
-    """The customers with the most overdue (open, past due) balance now, in the reporting currency."""
+    """The customers with the most overdue (open, past due) balance now, in the reporting currency.
+
+    The database ranks the customers (sums converted with the rates as floating point, enough to
+    rank); the exact figures are computed for the few at the top only. Summing every customer in
+    Python took seconds at 200k invoices, on every /aging."""
     rates = rates_for(fx_rates, base_currency)
-    stmt = (select(Customer.id, Customer.name, Receivable.currency,
-                   func.sum(type_coerce(Receivable.open_amount, BigInteger)), func.min(Receivable.due_date))
+    if not rates or limit <= 0:
+        return []
+    cents = func.sum(type_coerce(Receivable.open_amount, BigInteger))
+    overdue = (Receivable.open_amount > 0, Receivable.due_date < as_of, Receivable.status != "written_off")
+    weight = case(*((Receivable.currency == cur, float(rate)) for cur, rate in rates.items()), else_=None)
+    ranked = (select(Customer.id).select_from(Receivable)
+              .join(Customer, Customer.id == Receivable.customer_id)
+              .where(*overdue, Receivable.currency.in_(list(rates))))
+    ranked = (scope.apply(ranked, joined_customer=True).group_by(Customer.id, Customer.name)
+              # a few more than asked: floating point may swap two nearly equal sums
+              .order_by(func.sum(type_coerce(Receivable.open_amount, BigInteger) * weight).desc(), Customer.name)
+              .limit(limit * 3 + 5))
+    candidates = list((await session.execute(ranked)).scalars())
+    if not candidates:
+        return []
+    stmt = (select(Customer.id, Customer.name, Receivable.currency, cents, func.min(Receivable.due_date))
             .join(Customer, Customer.id == Receivable.customer_id)
-            .where(Receivable.open_amount > 0, Receivable.due_date < as_of, Receivable.status != "written_off"))
-    stmt = scope.apply(stmt, joined_customer=True).group_by(Customer.id, Customer.name, Receivable.currency)
+            .where(*overdue, Receivable.customer_id.in_(candidates))
+            .group_by(Customer.id, Customer.name, Receivable.currency))
     totals: dict[int, TopCustomer] = {}
-    for cid, name, currency, cents, oldest in (await session.execute(stmt)).all():
-        amount = convert(from_cents(cents), currency, rates)
+    for cid, name, currency, cents_sum, oldest in (await session.execute(stmt)).all():
+        amount = convert(from_cents(cents_sum), currency, rates)
         if amount is None:
             continue
         days = (as_of - _as_date(oldest)).days
