@@ -51,7 +51,7 @@ class State:
         event_id = await inbound.store(self.db, msg, self.services.clock.now())
         if event_id is None:
             return []
-        return await self.inbound.process(event_id, inline=True)
+        return await self.inbound.process(event_id, msg, inline=True)
 
 
 STATE = web.AppKey("state", State)

@@ -94,6 +94,9 @@ class Receivable(Base):
         Index("ix_receivables_open_aging", "due_date", "currency", "open_amount",
               sqlite_where=text("open_amount > 0"), postgresql_where=text("open_amount > 0")),
         Index("ix_receivables_issue_date", "issue_date"),     # max(issue_date): is an "as of" date settled?
+        # /aging's top overdue customers: open cents per customer and currency from the index alone
+        Index("ix_receivables_open_customer", "customer_id", "currency", "due_date", "open_amount", "status",
+              sqlite_where=text("open_amount > 0"), postgresql_where=text("open_amount > 0")),
     )
 
 

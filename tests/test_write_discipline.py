@@ -333,3 +333,58 @@ async def test_a_person_is_answered_before_the_job_goes_on(db):
     await asyncio.gather(job(), person())
     # one slice (20 ms) of the job at most, not one unit per step (60)
     assert during and during[0] <= 15, f"the job did {during} units while the person waited"
+
+
+async def test_a_question_right_after_a_change_sees_the_change(aiohttp_client, db):
+    """Questions (/customer, /aging) are answered from a read-only snapshot beside the writers;
+    one person's messages still go in the order they were sent: the card asked for right after a
+    follow-up shows that follow-up."""
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"))
+    async def card_once_stored(n: int) -> list[str]:
+        # sent once the follow-up is stored (acknowledged), as a person's next message would be
+        while True:
+            async with db.reader() as r:
+                if (await r.execute(select(InboundEvent.id).where(InboundEvent.event_key.like(f"%fu-{n}%")))).first():
+                    break
+            await asyncio.sleep(0)
+        return await bot.say("wd01", "/customer WD01", msg_id=f"card-{n}")
+
+    for n in range(3):
+        note = f"第{n}次电话，客户财务说月底前安排付款"
+        logged, card = await asyncio.gather(
+            bot.say("wd01", f"/followup WD01-00{n} {note}", msg_id=f"fu-{n}"), card_once_stored(n))
+        assert "已记录" in logged[0]
+        assert note in card[0], card[0][:400]
+
+
+async def test_a_follow_up_is_not_held_up_by_a_managers_long_question(aiohttp_client, db, monkeypatch):
+    """A question that takes long to work out (/aging over a big ledger took a second at 200k
+    invoices) is worked out on its own snapshot, outside the writers' line: a rep's follow-up
+    sent meanwhile is recorded and answered without waiting for it."""
+    from bot.handlers import aging as aging_handler
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"))
+    order: list[str] = []
+    asked, followed_up = asyncio.Event(), asyncio.Event()
+    real_figures = aging_handler.aging_figures
+
+    async def slow_figures(*a, **kw):
+        asked.set()
+        try:
+            await asyncio.wait_for(followed_up.wait(), 3)     # a long computation
+        except asyncio.TimeoutError:
+            pass
+        order.append("aging answered")
+        return await real_figures(*a, **kw)
+    monkeypatch.setattr(aging_handler, "aging_figures", slow_figures)
+
+    async def rep() -> list[str]:
+        await asked.wait()
+        answer = await bot.say("wd02", "/followup WD02-001 已电话联系，对方说本周付款")
+        order.append("follow-up answered")
+        followed_up.set()
+        return answer
+    aging_answer, followup_answer = await asyncio.gather(bot.say("gm", "/aging"), rep())
+    assert "账龄" in aging_answer[0] and "已记录" in followup_answer[0]
+    assert order == ["follow-up answered", "aging answered"]

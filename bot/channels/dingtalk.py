@@ -120,7 +120,7 @@ async def persist(state, channel: DingTalkChannel, payload: dict) -> int | None:
         log.info("dingtalk: message %s already received", msg.message_id)
         return None
     channel.status["accepted"] += 1
-    state.inbound.spawn(event_id)
+    state.inbound.spawn(event_id, msg)
     return event_id
 
 

@@ -179,7 +179,7 @@ def install(app: web.Application, state) -> None:
         if event_id is None:
             return web.Response(text="")          # a re-send: acknowledged, handled once already
         if handle:
-            state.inbound.spawn(event_id)         # the work happens after the 200 has gone out
+            state.inbound.spawn(event_id, msg)    # the work happens after the 200 has gone out
         else:
             async with state.db.session() as s, s.begin():   # nothing to do; not resumed at start-up
                 await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)

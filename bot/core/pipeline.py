@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class Rendered:
     text: str
     format: str = "markdown"
-    image_png: bytes | None = None
+    image: Callable[[], bytes] | None = None     # drawn by the intake for a platform that shows it
 
 
 @dataclass
@@ -54,6 +54,14 @@ class Pipeline:
     def __init__(self, dispatcher: Dispatcher, services: Any):
         self.dispatcher = dispatcher
         self.services = services
+
+    def reads_only(self, msg: IncomingMessage) -> bool:
+        """Does this message ask a question that changes nothing (``/aging``, ``/customer``)? Then it
+        is answered from a read-only snapshot, beside the writers instead of in their line."""
+        if msg.card_action:
+            return False
+        command, _, _ = self.dispatcher.match(msg.text)
+        return command is not None and command.reads_only
 
     async def handle(self, session: AsyncSession, msg: IncomingMessage) -> list[Rendered]:
         """Handle one message in the caller's transaction; return the rendered replies."""
@@ -103,7 +111,7 @@ class Pipeline:
 
     @staticmethod
     def _render(r: Reply) -> Rendered:
-        return Rendered(render(r.template, **r.data), r.format, r.image_png)
+        return Rendered(render(r.template, **r.data), r.format, r.image)
 
     def _error(self, code: str, ctx: Context, **data) -> Rendered:
         cmd = data.pop("command", None) or (ctx.command.name if ctx.command else None)

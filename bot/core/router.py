@@ -22,6 +22,7 @@ class Command:
     aliases: tuple[str, ...] = ()
     group_ok: bool = True          # may be used in group chats
     wants: tuple[str, ...] = ()    # parameter names the handler asked for
+    reads_only: bool = False       # a question that changes nothing: answered from a read-only snapshot
 
     @property
     def doc(self) -> str:
@@ -36,13 +37,14 @@ class Router:
     fallback_roles: frozenset[str] = frozenset()
     fallback_wants: tuple[str, ...] = ()
 
-    def command(self, name: str, *, roles, aliases: tuple[str, ...] = (), group_ok: bool = True):
+    def command(self, name: str, *, roles, aliases: tuple[str, ...] = (), group_ok: bool = True,
+                reads_only: bool = False):
         def deco(fn):
             wants = tuple(inspect.signature(fn).parameters)
             bad = set(wants) - INJECTABLE
             if bad:
                 raise TypeError(f"{fn.__qualname__}: cannot inject {sorted(bad)}")
-            self.commands.append(Command(name, fn, frozenset(roles), tuple(aliases), group_ok, wants))
+            self.commands.append(Command(name, fn, frozenset(roles), tuple(aliases), group_ok, wants, reads_only))
             return fn
         return deco
 

@@ -66,15 +66,15 @@ async def aging_figures(session, config, scope: Scope, as_of):
     return now, week_ago, top
 
 
-@router.command("aging", aliases=("账龄",), roles=READERS)
+@router.command("aging", aliases=("账龄",), roles=READERS, reads_only=True)
 async def aging_cmd(session, scope, args, config, clock, services) -> Reply:
     """Aging by bucket with shares, the change since the same day last week, the top overdue customers."""
     narrowed, label = await resolve_scope(session, scope, args)
     today = clock.today()
     report, last_week, top = await aging_figures(session, config, narrowed, today)
     from bot.charts import aging_chart
-    png = aging_chart(report) if report.total else None
+    chart = (lambda: aging_chart(report)) if report.total else None
     return Reply("aging/aging.md.j2", {"report": report, "last_week": last_week, "top": top, "label": label,
                                        "change": report.total - last_week.total,
                                        "overdue_change": report.overdue - last_week.overdue},
-                 image_png=png)
+                 image=chart)

@@ -31,7 +31,7 @@ async def resolve_customer(session, scope: Scope, query: str) -> Customer:
     return match.exact
 
 
-@router.command("customer", aliases=("客户",), roles=READERS)
+@router.command("customer", aliases=("客户",), roles=READERS, reads_only=True)
 async def customer_cmd(session, scope, args, config, clock, services) -> Reply:
     """Credit, open items, aging, follow-ups, promises, disputes, statute date and late fees of a customer."""
     query = args.strip()

@@ -12,7 +12,7 @@ from bot.web.signing import login_link
 router = Router("dashboard")
 
 
-@router.command("dashboard", aliases=("看板",), roles=ALL, group_ok=False)
+@router.command("dashboard", aliases=("看板",), roles=ALL, group_ok=False, reads_only=True)
 async def dashboard_cmd(person, config, clock) -> Reply:
     """A signed link to the web dashboard, valid once and for [web] link_minutes."""
     url, expires = login_link(config, person.id, clock.now())

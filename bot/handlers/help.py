@@ -8,7 +8,7 @@ from bot.core.permissions import ALL, may_use
 router = Router("help")
 
 
-@router.command("help", aliases=("帮助", "?", "？"), roles=ALL)
+@router.command("help", aliases=("帮助", "?", "？"), roles=ALL, reads_only=True)
 async def help_cmd(person, services, ctx) -> Reply:
     """List the commands this person may use."""
     from bot.handlers import routers

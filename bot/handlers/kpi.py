@@ -20,7 +20,7 @@ async def _figures(session, scope, args, config, clock):
     return k, label
 
 
-@router.command("kpi", aliases=("考核",), roles=READERS)
+@router.command("kpi", aliases=("考核",), roles=READERS, reads_only=True)
 async def kpi_cmd(session, scope, args, config, clock, person) -> Reply:
     """Collection rate this month, DSO, overdue ratio, share over 90 days, per rep with reply timeliness."""
     k, label = await _figures(session, scope, args, config, clock)
@@ -28,7 +28,7 @@ async def kpi_cmd(session, scope, args, config, clock, person) -> Reply:
                                    "sales_days": kpi_q.SALES_DAYS})
 
 
-@router.command("dso", roles=READERS)
+@router.command("dso", roles=READERS, reads_only=True)
 async def dso_cmd(session, scope, args, config, clock) -> Reply:
     """Days sales outstanding: open receivables / sales of the last 90 days × 90."""
     k, label = await _figures(session, scope, args, config, clock)

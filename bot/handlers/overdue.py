@@ -13,7 +13,7 @@ router = Router("overdue")
 MAX_LISTED = 30
 
 
-@router.command("overdue", aliases=("逾期",), roles=READERS)
+@router.command("overdue", aliases=("逾期",), roles=READERS, reads_only=True)
 async def overdue_cmd(session, scope, args, clock) -> Reply:
     """The open, past-due invoices in the caller's scope, oldest first, with promises and disputes."""
     narrowed, label = await resolve_scope(session, scope, args)
