@@ -88,7 +88,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
                  asyncio.create_task(_recover_imports_every(services.db), name="import-recovery"),
-                 asyncio.create_task(watch_storage(services.db), name="storage-watch")]
+                 asyncio.create_task(watch_storage(services.db), name="storage-watch"),
+                 asyncio.create_task(checkpoint_wal_every(services.db), name="wal-checkpoint")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -114,7 +115,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                         len(state.inbound.tasks))
         state.sender.stop()
         for t in tasks:
-            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch"):
+            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint"):
                 t.cancel()
                 continue
             try:
@@ -150,6 +151,22 @@ async def _recover_imports_every(db, every: float | None = None) -> None:
 
 
 STORAGE_PROBE_SECONDS = 5
+
+
+async def checkpoint_wal_every(db, every: float = 1.0) -> None:
+    """SQLite's WAL copied into the database in the background, every second (storage/db.py,
+    ``checkpoint_in_background``), so no writer's commit pays for it."""
+    if not db.is_sqlite:
+        return
+    await db.checkpoint_in_background()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await db.checkpoint_wal()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:          # a busy or faulty database: the next round tries again
+            log.debug("WAL checkpoint failed (%s)", type(e).__name__)
 
 
 async def watch_storage(db, every: float = STORAGE_PROBE_SECONDS) -> None:
