@@ -145,7 +145,12 @@ async def test_a_job_stopped_for_shutdown_is_finished_by_the_next_start(aiohttp_
     await _company(db)
     bot = await Bot.start(aiohttp_client, db, at("2026-11-23 09:00"))
     stopping = asyncio.Event()
-    stopping.set()                             # asked to stop before the first checkpoint
+    real_create = collection.coll.create_pushes
+
+    async def create_then_stop(*a, **kw):      # asked to stop while the first batch is written
+        stopping.set()
+        return await real_create(*a, **kw)
+    monkeypatch.setattr(collection.coll, "create_pushes", create_then_stop)
     try:
         await run_job(bot.services, "overdue_push", at("2026-11-23 09:00"), stopping=stopping)
         raise AssertionError("the job should have stopped at its first checkpoint")
@@ -155,6 +160,7 @@ async def test_a_job_stopped_for_shutdown_is_finished_by_the_next_start(aiohttp_
         first = (await s.execute(select(func.count()).select_from(Push))).scalar_one()
         [status] = (await s.execute(select(JobRun.status).where(JobRun.job == "overdue_push"))).scalars()
     assert status == "stopped" and first == 5                  # the first batch committed, no more
+    monkeypatch.setattr(collection.coll, "create_pushes", real_create)
     summary = await run_job(bot.services, "overdue_push", at("2026-11-23 09:00"))
     assert f"pushed {REPS + 2 - first} rep(s)" in summary
     async with db.reader() as s:

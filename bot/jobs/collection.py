@@ -206,20 +206,24 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
             split = {rep_id: ([it for it in its if not it.disputed], [it for it in its if it.disputed])
                      for rep_id, its in by_rep.items()}
             del by_rep
-            pushes = await coll.create_pushes(s, for_date=today, now=now, closes_at=closes_at,
-                                              items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
+            # the messages are rendered before the write transaction, so the write gate is held
+            # for the inserts only (rendering 50 reps' lists inside it held it ~0.35 s at 200k)
             queue: list = []
+            numbered_by_rep = {}
             for rep_id, (to_answer, disputed) in split.items():
-                await asyncio.sleep(0)            # chat gets the loop between two reps' renders
-                rep, push = reps[rep_id], pushes[rep_id]
-                texts, numbered = _push_texts(rep, today, to_answer, disputed,
-                                              push.window_closes_at.astimezone(ctx.config.tz), cfg.max_message_bytes)
+                await ctx.checkpoint()            # people waiting get the loop between two reps' renders
+                rep = reps[rep_id]
+                texts, numbered_by_rep[rep_id] = _push_texts(rep, today, to_answer, disputed,
+                                                             closes_at.astimezone(ctx.config.tz), cfg.max_message_bytes)
                 for i, text in enumerate(texts, start=1):
                     m = notify.for_person(rep, text, key=f"push:{today}:{i}", platforms=platforms, title="overdue")
                     if m is not None:
                         queue.append(m)
                     messages += 1
-                cards = await _item_cards(ctx, rep, push, numbered)
+            pushes = await coll.create_pushes(s, for_date=today, now=now, closes_at=closes_at,
+                                              items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
+            for rep_id in split:
+                cards = await _item_cards(ctx, reps[rep_id], pushes[rep_id], numbered_by_rep[rep_id])
                 queue.extend(cards)
                 messages += len(cards)
                 pushed += 1
