@@ -153,7 +153,7 @@ async def test_a_job_stopped_for_shutdown_is_finished_by_the_next_start(aiohttp_
     monkeypatch.setattr(collection.coll, "create_pushes", create_then_stop)
     try:
         await run_job(bot.services, "overdue_push", at("2026-11-23 09:00"), stopping=stopping)
-        raise AssertionError("the job should have stopped at its first checkpoint")
+        raise AssertionError("the job should have stopped at the checkpoint after its first batch")
     except JobInterrupted:
         pass
     async with db.reader() as s:
