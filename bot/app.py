@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -87,9 +88,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                                                  on_queued=state.sender.wake, people_first=services.people_first)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
-                 asyncio.create_task(_recover_imports_every(services.db), name="import-recovery"),
-                 asyncio.create_task(watch_storage(services.db), name="storage-watch"),
-                 asyncio.create_task(checkpoint_wal_every(services.db), name="wal-checkpoint")]
+                 *_background(services.db)]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -129,11 +128,13 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
 
 
 IMPORT_RECOVERY_EVERY = 60.0      # seconds between two looks for an import a killed process left
+STORAGE_PROBE_SECONDS = 5
+WAL_CHECKPOINT_SECONDS = 1.0
 
 
 async def _recover_imports(db) -> None:
-    """Undo the imports whose process is gone. A database that cannot be read or written now
-    does not stop the bot: the loop below tries again."""
+    """Undo the imports whose process is gone (storage/import_runs.py). A database that cannot
+    be read or written now does not stop the bot: the next round tries again."""
     from storage.import_runs import recover_imports
     try:
         await recover_imports(db)
@@ -142,47 +143,45 @@ async def _recover_imports(db) -> None:
             log.exception("could not check for unfinished imports; trying again in %.0f s", IMPORT_RECOVERY_EVERY)
 
 
-async def _recover_imports_every(db, every: float | None = None) -> None:
-    """While the bot runs: a CLI import killed half-way (SIGKILL, a lost container) is taken back
-    within a minute, without waiting for the next start."""
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """``work()`` every ``seconds`` while the bot runs. A database that is busy or cannot be
+    written is no bug: the next round tries again; anything else is said in one log line."""
     while True:
-        await asyncio.sleep(every or IMPORT_RECOVERY_EVERY)
-        await _recover_imports(db)
-
-
-STORAGE_PROBE_SECONDS = 5
-
-
-async def checkpoint_wal_every(db, every: float = 1.0) -> None:
-    """SQLite's WAL copied into the database in the background, every second (storage/db.py,
-    ``checkpoint_in_background``), so no writer's commit pays for it."""
-    if not db.is_sqlite:
-        return
-    await db.checkpoint_in_background()
-    while True:
-        await asyncio.sleep(every)
+        await asyncio.sleep(seconds)
         try:
-            await db.checkpoint_wal()
+            await work()
         except asyncio.CancelledError:
             raise
-        except Exception as e:          # a busy or faulty database: the next round tries again
-            log.debug("WAL checkpoint failed (%s)", type(e).__name__)
+        except Exception as e:
+            if is_transient(e) or is_storage_fault(e):
+                log.debug("%s: %s", what, type(e).__name__)
+            else:
+                log.warning("%s failed (%s); trying again in %.0f s", what, type(e).__name__, seconds)
 
 
-async def watch_storage(db, every: float = STORAGE_PROBE_SECONDS) -> None:
-    """While the database is noted as not writable, try a real write every few seconds: the fault
-    clears (and is logged once) as soon as space or permission is back, with or without traffic."""
-    while True:
-        await asyncio.sleep(every)
-        if db.health.writable:
-            continue
-        try:
+def _background(db) -> list[asyncio.Task]:
+    """The bot's housekeeping while it runs:
+
+    * a CLI import killed half-way (SIGKILL, a lost container) is taken back within a minute,
+      without waiting for the next start;
+    * while the database is noted as not writable, a real write is tried every few seconds: the
+      fault clears (logged once) as soon as space or permission is back, with or without traffic;
+    * SQLite's WAL is copied into the database every second on a reader connection, so no
+      writer's commit pays for it (storage/db.py, ``checkpoint_in_background``)."""
+    async def probe_if_faulty() -> None:
+        if not db.health.writable:
             await db.probe_write()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:          # unreachable database: the next round tries again
-            if not is_transient(e):
-                log.warning("storage probe failed (%s)", type(e).__name__)
+
+    async def checkpoints() -> None:
+        if db.is_sqlite:
+            await db.checkpoint_in_background()
+            await _every(WAL_CHECKPOINT_SECONDS, db.checkpoint_wal, "WAL checkpoint")
+
+    from storage.import_runs import recover_imports
+    return [asyncio.create_task(_every(IMPORT_RECOVERY_EVERY, lambda: recover_imports(db), "import recovery"),
+                                name="import-recovery"),
+            asyncio.create_task(_every(STORAGE_PROBE_SECONDS, probe_if_faulty, "storage probe"), name="storage-watch"),
+            asyncio.create_task(checkpoints(), name="wal-checkpoint")]
 
 
 @web.middleware

@@ -90,9 +90,11 @@ ORDER BY r.rep_id, c.name, r.due_date, r.id"""
 
 
 async def overdue_batches(session: AsyncSession, as_of: date, rep_ids: set[str],
-                          reps_per_batch: int) -> AsyncIterator[dict[str, list[OverdueItem]]]:
+                          reps_per_batch: int, items_per_batch: int | None = None
+                          ) -> AsyncIterator[dict[str, list[OverdueItem]]]:
     """``overdue_items`` of the reps in ``rep_ids`` (those with any), ``reps_per_batch`` reps at a
-    time, in rep id order: the morning push. One statement streams every overdue item; per batch,
+    time — fewer when they have more than ``items_per_batch`` items together (a batch is built,
+    rendered and written in one piece each) — in rep id order: the morning push. One statement streams every overdue item; per batch,
     one query for the last follow-ups and one for the open promises. Memory grows with a batch,
     not with the ledger. The caller may write (in the same transaction) between batches.
 
@@ -100,6 +102,7 @@ async def overdue_batches(session: AsyncSession, as_of: date, rep_ids: set[str],
     ``LastFollowUp``, ``OpenPromise``) instead of ORM objects: a push lists hundreds of
     thousands of them, and ORM loading cost more than the query."""
     batch: dict[str, list] = {}
+    items = 0
     async with aclosing(_overdue_scan(session, as_of)) as scan:
         async for rows in scan:
             for row in rows:
@@ -108,11 +111,13 @@ async def overdue_batches(session: AsyncSession, as_of: date, rep_ids: set[str],
                     continue
                 rows_of_rep = batch.get(rep)
                 if rows_of_rep is None:
-                    if len(batch) == reps_per_batch:       # rows come in rep order: these are complete
+                    # rows come in rep order: the reps in the batch are complete
+                    if len(batch) == reps_per_batch or items_per_batch and items >= items_per_batch:
                         yield await _overdue_rows(session, as_of, batch)
-                        batch = {}
+                        batch, items = {}, 0
                     rows_of_rep = batch[rep] = []
                 rows_of_rep.append(row)
+                items += 1
     if batch:
         yield await _overdue_rows(session, as_of, batch)
 

@@ -422,3 +422,25 @@ async def test_the_wal_is_copied_in_the_background_not_in_a_writers_commit(db):
             await s.execute(text("DELETE FROM blobs WHERE rowid IN (SELECT rowid FROM blobs LIMIT 100)"))
             await s.execute(text("INSERT INTO blobs SELECT randomblob(4000) FROM blobs LIMIT 100"))
     assert os.path.getsize(wal) <= grown * 1.1
+
+
+async def test_the_push_writes_a_few_thousand_items_per_step(aiohttp_client, db, monkeypatch):
+    """A batch of reps is built, rendered and written in one piece: at 1M invoices 50 reps were
+    37,000 items in one step. A batch now stops at ITEMS_PER_BATCH items (whole reps), and the
+    push is the same: every rep pushed once, every item numbered once."""
+    from bot.jobs import collection
+    monkeypatch.setattr(collection, "ITEMS_PER_BATCH", INVOICES * 2)       # two reps a step
+    steps = []
+    real_create = collection.coll.create_pushes
+
+    async def counted(*a, **kw):
+        steps.append(len(kw["items"]))
+        return await real_create(*a, **kw)
+    monkeypatch.setattr(collection.coll, "create_pushes", counted)
+    await _company(db)
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 09:00"))
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    async with db.reader() as s:
+        per_rep = dict((await s.execute(select(Push.rep_id, func.count()).group_by(Push.rep_id))).all())
+    assert set(per_rep.values()) == {1} and len(per_rep) == sum(steps)
+    assert max(steps) <= 3 and len(steps) >= REPS // 3, steps

@@ -43,6 +43,7 @@ def _customer_groups(items: list[tuple[int, coll.OverdueItem]]) -> list[tuple[st
 LIST = "push/overdue_list.md.j2"
 GROUP = "push/_overdue_group.j2"
 REPS_PER_BATCH = 50           # reps whose overdue items are held (and pushed) together: memory ∝ this
+ITEMS_PER_BATCH = 5_000       # ... fewer reps when they have more items: one batch is one write step
 
 
 SEP = "\x00"                  # what the group macro puts after each piece (see _blocks)
@@ -201,7 +202,7 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     pushed = messages = 0
     # the scan reads from its own snapshot (no write lock); each batch of reps is written and
     # committed on its own, and a rep whose push committed is skipped if the fire runs again
-    async with ctx.reader() as rd, aclosing(coll.overdue_batches(rd, today, set(reps), REPS_PER_BATCH)) as batches:
+    async with ctx.reader() as rd, aclosing(coll.overdue_batches(rd, today, set(reps), REPS_PER_BATCH, ITEMS_PER_BATCH)) as batches:
         async for by_rep in batches:
             split = {rep_id: ([it for it in its if not it.disputed], [it for it in its if it.disputed])
                      for rep_id, its in by_rep.items()}
