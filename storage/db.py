@@ -261,9 +261,9 @@ class Database:
         outbox sender's, while a rep's follow-up waited behind it at the write gate."""
         if not self.is_sqlite or self._background_checkpoints:
             return
-        self._background_checkpoints = True
         async with self.engine.connect() as conn:        # the writer connection open now
             await conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+        self._background_checkpoints = True
 
     def _writer_checkpoints(self, dbapi_conn, _record) -> None:
         if self._background_checkpoints:                 # a writer reopened after a fault
