@@ -387,9 +387,7 @@ class ReceivablesImport:
             return 0.0
         t = time.perf_counter()
         try:
-            async with self.db.read_engine.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                await (await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")).fetchall()
+            await self.db.checkpoint_wal()
         except Exception:
             log.debug("WAL checkpoint failed; SQLite checkpoints at a later commit", exc_info=True)
         return time.perf_counter() - t
