@@ -112,15 +112,22 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         except asyncio.TimeoutError:
             log.warning("shutdown: %d event(s) still being handled; they are resumed at the next start",
                         len(state.inbound.tasks))
+            unfinished = list(state.inbound.tasks)
+            for t in unfinished:
+                t.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=2)
         state.sender.stop()
         for t in tasks:
             if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint"):
                 t.cancel()
-                continue
-            try:
-                await asyncio.wait_for(t, timeout=2)
-            except asyncio.TimeoutError:
-                t.cancel()
+        _, late = await asyncio.wait(tasks, timeout=2)
+        for t in late:
+            t.cancel()
+        # every task that may hold a connection has finished before the engines are disposed: a
+        # connection handed back after that waits forever for a driver thread that is gone
+        if late:
+            await asyncio.wait(late, timeout=2)
         await services.db.close()
 
     app.cleanup_ctx.append(resources)
