@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot import inbound
-from bot.channels.local import LocalChannel
-from bot.channels.local import routes as local_routes
 from bot.config import Config
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
@@ -63,9 +61,6 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     state = State(services=services, pipeline=Pipeline(dispatcher(), services))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[STATE] = state
-    if config.local.enabled:
-        state.channels["local"] = LocalChannel()
-        app.add_routes(local_routes(state))
     from bot.channels import adapters
     adapters.install(app, state)
     from bot.channels.customer import install_customer_channels

@@ -281,15 +281,15 @@ class InboundProcessor:
     async def queue_replies(self, session, msg: IncomingMessage, replies: list[Rendered], suffix: str = "",
                             inline: bool = False) -> None:
         channel = self.channels.get(msg.platform)
-        if channel is None or inline and getattr(channel, "synchronous_replies", False):
-            return   # the local chat answers in the HTTP response itself
+        if channel is None or inline and channel.capabilities.synchronous_replies:
+            return   # the answer travels in the HTTP response itself
         kind, target = channel.reply_route(msg)
         now = self.clock.now()
         for i, r in enumerate(replies):
             key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
                                                           text=r.text, format=r.format), key, now)
-            if r.image_png is not None and getattr(channel, "takes_images", False):
+            if r.image_png is not None and channel.capabilities.takes_image(kind):
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
-from bot.core.messages import OutgoingMessage
+from bot.core.messages import Card, OutgoingMessage
 from bot.render import environment
 from storage.models import Person
 
@@ -34,7 +34,8 @@ async def to_person(session: AsyncSession, person: Person, text: str, *, key: st
 
 
 def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...], title: str = "",
-               format: str = "markdown", extra: dict | None = None) -> tuple[OutgoingMessage, str] | None:
+               format: str = "markdown", extra: dict | None = None,
+               card: Card | None = None) -> tuple[OutgoingMessage, str] | None:
     """The (message, outbox key) ``to_person`` would queue, for ``outbox.enqueue_many``; None when
     the person is on none of the platforms."""
     addr = address(person, platforms)
@@ -43,7 +44,7 @@ def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...
     platform, target = addr
     out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
                           title=_title(title), extra=extra or {})
-    return out, f"{key}:{person.id}"
+    return (out.with_card(card) if card is not None else out), f"{key}:{person.id}"
 
 
 def _title(key: str) -> str:
@@ -52,7 +53,8 @@ def _title(key: str) -> str:
 
 
 async def to_chat(session: AsyncSession, platform: str, target_kind: str, target: str, text: str, *,
-                  key: str, now: datetime, title: str = "", extra: dict | None = None) -> bool:
+                  key: str, now: datetime, title: str = "", extra: dict | None = None,
+                  image_png: bytes | None = None) -> bool:
     out = OutgoingMessage(platform=platform, target_kind=target_kind, target=target, text=text,
                           title=title, extra=extra or {})
-    return await outbox.enqueue(session, out, key, now)
+    return await outbox.enqueue(session, out.with_image(image_png) if image_png is not None else out, key, now)

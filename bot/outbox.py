@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Callable
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -27,19 +27,13 @@ from bot import metrics
 from bot.channels.errors import DeliveryError, PermanentDeliveryError, RateLimitedError
 from bot.clock import Clock
 from bot.config import OutboxConfig
-from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.core.channel import Channel
+from bot.core.messages import OutgoingMessage
 from storage.db import Database
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and may be taken over
-
-
-class Channel(Protocol):
-    platform: str
-
-    def reply_route(self, msg: IncomingMessage) -> tuple[str, str]: ...
-    async def deliver(self, out: OutgoingMessage) -> None: ...
 
 
 async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: datetime,
@@ -96,7 +90,9 @@ def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
 
 
 class RateLimiter:
-    """Sliding one-minute windows per destination (robot: 20/min; WeCom member: 30/min).
+    """Sliding one-minute windows per destination that counts against a limit: which ones, and
+    which limit ("robot": 20/min, "member": 30/min from ``[outbox]``), each channel declares
+    (``Capabilities.rate_limits``).
 
     Measured on the monotonic clock: rate limits are physical time, not business time. A slot is
     reserved when a send starts (so concurrent sends cannot overshoot) and moved to the moment
@@ -109,19 +105,17 @@ class RateLimiter:
     """
 
     def __init__(self, robot_per_minute: int, member_per_minute: int, monotonic=time.monotonic,
-                 window: float = 60.0, margin: float = 0.25):
+                 window: float = 60.0, margin: float = 0.25,
+                 limit_of: Callable[[OutgoingMessage], str | None] = lambda out: None):
         self.limits = {"robot": robot_per_minute, "member": member_per_minute}
         self.sent: dict[tuple, deque] = defaultdict(deque)
         self.monotonic = monotonic
         self.window = window + margin
+        self.limit_of = limit_of          # the limit a message's destination counts against, if any
 
-    @staticmethod
-    def key(out: OutgoingMessage) -> tuple | None:
-        if out.target_kind == "robot":
-            return ("robot", out.platform, out.target)
-        if out.platform == "wecom" and out.target_kind == "user":
-            return ("member", out.platform, out.target)
-        return None
+    def key(self, out: OutgoingMessage) -> tuple | None:
+        limit = self.limit_of(out)
+        return None if limit is None else (limit, out.platform, out.target_kind, out.target)
 
     def wait_time(self, out: OutgoingMessage) -> float:
         """Seconds until this destination may take another message (0: now)."""
@@ -166,8 +160,8 @@ class RateLimiter:
         for k in list(self.sent):
             w = self._wait(k)
             if w > 0:
-                kind, platform, target = k
-                full[(platform, "robot" if kind == "robot" else "user")].append(target)
+                _, platform, target_kind, target = k
+                full[(platform, target_kind)].append(target)
                 first = w if first is None else min(first, w)
         return full, first
 
@@ -190,7 +184,8 @@ class Sender:
                  *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic):
         self.db, self.channels, self.clock, self.config = db, channels, clock, config
         self.instance = instance or uuid.uuid4().hex[:12]
-        self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic)
+        self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic,
+                                   limit_of=self._limit_of)
         self.rng = rng or random.Random()
         self.alerts: dict[str, str] = {}        # loud problems for /healthz (e.g. 60020 IP not trusted)
         self.stats = {"sent": 0, "retried": 0, "dead": 0, "deferred": 0}
@@ -202,6 +197,10 @@ class Sender:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _limit_of(self, out: OutgoingMessage) -> str | None:
+        channel = self.channels.get(out.platform)
+        return None if channel is None else channel.capabilities.rate_limit(out.target_kind)
 
     @staticmethod
     def _sendable(now: datetime, full: dict[tuple[str, str], list[str]], *, due: bool = True) -> list:

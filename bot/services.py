@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.core.channel import Capabilities, registry
 from bot.workdays import WorkCalendar
 from storage.db import Database
 
@@ -26,12 +27,16 @@ class Services:
 
     @property
     def platforms(self) -> tuple[str, ...]:
-        """Platforms people are reached on, in order of preference."""
-        out = []
-        if self.config.wecom.enabled:
-            out.append("wecom")
-        if self.config.dingtalk.enabled:
-            out.append("dingtalk")
-        if self.config.local.enabled:
-            out.append("local")
-        return tuple(out)
+        """Platforms people are reached on, in order of preference (the registry's order)."""
+        _load_channels()
+        return tuple(p.name for p in registry.enabled(self.config))
+
+    def capabilities(self, platform: str) -> Capabilities:
+        """What ``platform`` can do, as its channel declares it under this configuration."""
+        _load_channels()
+        return registry.capabilities(platform, self.config)
+
+
+def _load_channels() -> None:
+    """Importing the installer registers every platform (a job run from the CLI has no app)."""
+    import bot.channels.adapters  # noqa: F401

@@ -64,7 +64,8 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     wecom_userid: Mapped[str] = mapped_column(String(64), default="")
     dingtalk_userid: Mapped[str] = mapped_column(String(64), default="")
-    channel: Mapped[str] = mapped_column(String(20), default="email")   # email | sms | wecom_group | dingtalk_group
+    # email | sms | "<platform>_group" (a group robot of that platform, named by channel_target)
+    channel: Mapped[str] = mapped_column(String(20), default="email")
     channel_target: Mapped[str] = mapped_column(String(200), default="")  # robot name for group channels
     customer: Mapped[Customer] = relationship(back_populates="contacts", lazy="raise_on_sql")
 
@@ -238,7 +239,7 @@ class FollowUp(Base):
     push_id: Mapped[int | None] = mapped_column(ForeignKey("pushes.id"), index=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime]
-    channel: Mapped[str] = mapped_column(String(20))           # wecom | dingtalk | local | card | import
+    channel: Mapped[str] = mapped_column(String(20))           # the platform it came on | card | import
     counterpart: Mapped[str] = mapped_column(String(100), default="")
     outcome: Mapped[str] = mapped_column(String(20), default="other")
     text: Mapped[str] = mapped_column(Text, default="")
@@ -367,7 +368,7 @@ class CustomerMessage(Base):
     receivable_id: Mapped[int | None] = mapped_column(ForeignKey("receivables.id"), index=True)
     step: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20), default="reminder")    # reminder | statement | letter
-    channel: Mapped[str] = mapped_column(String(20))                     # email | sms | wecom_group | dingtalk_group
+    channel: Mapped[str] = mapped_column(String(20))                     # the contact's channel (Contact.channel)
     outbox_key: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(10), default="queued")    # queued | sent | cancelled
     cancel_reason: Mapped[str] = mapped_column(String(50), default="")

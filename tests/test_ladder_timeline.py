@@ -22,6 +22,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from bot.channels.customer import install_customer_channels
+from bot.core.channel import Capabilities
 from bot.workdays import WorkCalendar
 from storage import collection, ledger
 from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, LadderStep, OutboxMessage, Person,
@@ -46,6 +47,7 @@ class Recorder:
 
     def __init__(self, platform: str):
         self.platform, self.sent = platform, []
+        self.capabilities = Capabilities(targets=frozenset({platform}))
 
     def reply_route(self, msg):
         raise NotImplementedError

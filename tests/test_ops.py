@@ -132,6 +132,7 @@ async def test_shutdown_lets_an_in_flight_send_finish(aiohttp_client, db):
     from bot.clock import FixedClock
     from bot.services import Services
     from storage.models import OutboxMessage
+    from bot.core.channel import Capabilities
     from tests.harness import config_for
 
     cfg = config_for(db.url)
@@ -142,7 +143,7 @@ async def test_shutdown_lets_an_in_flight_send_finish(aiohttp_client, db):
     started, delivered = asyncio.Event(), []
 
     class SlowChannel:
-        platform, takes_images = "slow", False
+        platform, capabilities = "slow", Capabilities(targets=frozenset({"group"}))
 
         async def deliver(self, out):
             started.set()

@@ -25,8 +25,7 @@ class GuardedCustomerChannel:
     def __init__(self, inner, services):
         self.inner, self.services = inner, services
         self.platform = inner.platform
-        self.takes_images = False
-        self.synchronous_replies = False
+        self.capabilities = inner.capabilities
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         return self.inner.reply_route(msg)

@@ -43,6 +43,7 @@ from bot.channels.dingtalk_crypto import (DingTalkAuthError, incoming_from_robot
 from bot.channels.dingtalk_stream import StreamClient
 from bot.channels.errors import TransientDeliveryError
 from bot.config import DingTalkConfig
+from bot.core.channel import Capabilities, Platform, register
 from bot.core.messages import IncomingMessage, OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,23 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         return "", "", None
 
 
+def capabilities(cfg: DingTalkConfig) -> Capabilities:
+    return Capabilities(
+        targets=frozenset({"user", "group", "session", "robot"}),
+        # markdown shows an image by URL only: the chart goes by link; no button cards whose clicks
+        # come back (actionCard buttons open URLs)
+        rate_limits=(("robot", "robot"),),     # a custom robot: 20 a minute, or muted for 10 minutes
+    )
+
+
 class DingTalkChannel:
     """The outbox's view of DingTalk: where a reply goes, and how a row is sent."""
 
     platform = "dingtalk"
-    takes_images = False   # markdown can show an image by URL only; the chart stays in the local chat for now
 
     def __init__(self, config: DingTalkConfig, clock: Any):
         self.config = config
+        self.capabilities = capabilities(config)
         self.clock = clock
         self.api: DingTalkAPI | None = None     # set when the app starts (needs the ClientSession)
         self.status: dict[str, Any] = {"mode": config.mode, "accepted": 0, "duplicates": 0, "rejected": 0,
@@ -154,12 +164,11 @@ def callback_handler(state, channel: DingTalkChannel):
     return callback
 
 
-def install(app: web.Application, state) -> None:
+def install(app: web.Application, state) -> DingTalkChannel:
     cfg: DingTalkConfig = state.config.dingtalk
     if cfg.mode not in ("http", "stream"):
         raise ValueError(f"[dingtalk] mode must be \"http\" or \"stream\", not {cfg.mode!r}")
     channel = DingTalkChannel(cfg, state.services.clock)
-    state.channels["dingtalk"] = channel
     holder: dict[str, Any] = {}
 
     async def http_session(app: web.Application):
@@ -176,7 +185,7 @@ def install(app: web.Application, state) -> None:
     if cfg.mode == "http":
         state.channel_status["dingtalk"] = channel.status
         app.router.add_post(CALLBACK_PATH, callback_handler(state, channel))
-        return
+        return channel
 
     async def on_callback(payload: dict) -> None:
         # Persist before the ACK (StreamClient ACKs when this returns): DingTalk never re-sends a bot
@@ -204,3 +213,9 @@ def install(app: web.Application, state) -> None:
 
     app.on_startup.append(start_stream)
     app.on_shutdown.append(stop_stream)
+    return channel
+
+
+PLATFORM = register(Platform(
+    name="dingtalk", capabilities=capabilities, install=install,
+    account_headers=("dingtalk", "钉钉ID", "钉钉账号", "钉钉")))

@@ -13,15 +13,20 @@ import uuid
 from aiohttp import web
 from sqlalchemy import select
 
+from bot.core.channel import Capabilities, Platform, register
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import html_environment
 from storage.models import OutboxMessage, Person
 
 
+# Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The chart
+# is not shown (the page renders text), hence no images.
+CAPABILITIES = Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True)
+
+
 class LocalChannel:
     platform = "local"
-    takes_images = False
-    synchronous_replies = True
+    capabilities = CAPABILITIES
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         return ("group", msg.chat_id) if msg.chat_id else ("user", msg.platform_user_id)
@@ -103,3 +108,12 @@ def routes(app_state) -> list[web.RouteDef]:
             web.get("/local/people", people), web.get("/", page)]
 
 
+def install(app: web.Application, state) -> LocalChannel:
+    app.add_routes(routes(state))
+    return LocalChannel()
+
+
+# Registered last of the chat platforms (bot/channels/adapters.py): a person is reached here only
+# when no real platform knows them. The local chat speaks as a person id, it has no accounts.
+PLATFORM = register(Platform(name="local", capabilities=lambda cfg: CAPABILITIES, install=install,
+                             identity="person"))

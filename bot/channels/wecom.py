@@ -12,6 +12,7 @@ Nothing here logs a token, a key, a user id or what anyone wrote.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +26,8 @@ from sqlalchemy import update
 
 from bot import inbound
 from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
-from bot.channels.wecom_api import WeComAPI
+from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
+                                    WeComAPI)
 from bot.channels.wecom_crypto import (
     SIGNATURE_ERROR,
     VALIDATE_RECEIVEID_ERROR,
@@ -34,7 +36,8 @@ from bot.channels.wecom_crypto import (
     parse_xml,
 )
 from bot.config import ConfigError, WeComConfig
-from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
+from bot.core.messages import Card, IncomingMessage, OutgoingMessage
 from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
@@ -44,15 +47,31 @@ MAX_KEY = 200               # inbound_events.event_key width
 _MENTION = re.compile(r"^\s*[@＠]\S+\s*")
 
 
+def capabilities(cfg: WeComConfig) -> Capabilities:
+    return Capabilities(
+        targets=frozenset({"user", "robot"}),
+        # app text is cut silently past 2048 bytes, app markdown past 2048 and robot markdown past
+        # 4096 are refused (40058): every message is sized for these before it is queued
+        sizes=((("user", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
+               (("user", "markdown"), SizeLimit(bytes=APP_MARKDOWN_MAX_BYTES)),
+               (("robot", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
+               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
+        # App images need a media upload (media/upload → media_id) that WeComAPI does not do yet,
+        # so only group robots take the chart; a reply (an app message) carries text only.
+        images=frozenset({"robot"}),
+        cards=True,
+        # a card is one more message against the 30-a-minute limit per member: a few, if asked
+        cards_per_push=cfg.card_items if cfg.card_buttons else 0,
+        rate_limits=(("robot", "robot"), ("user", "member")),
+    )
+
+
 class WeComChannel:
     platform = "wecom"
-    # The only reply route is an app message to the person, and app images need a media upload
-    # (media/upload → media_id) that WeComAPI does not do yet; with True, the pipeline's image
-    # rows (the aging chart) would go out as empty texts. Robot images work (target_kind "robot").
-    takes_images = False
 
     def __init__(self, config: WeComConfig, status: dict | None = None):
         self.config = config
+        self.capabilities = capabilities(config)
         self.status = status if status is not None else {}
         self.api: WeComAPI | None = None
 
@@ -75,12 +94,23 @@ class WeComChannel:
         if out.target_kind == "user" and "image_base64" in out.extra:
             raise PermanentDeliveryError("WeCom app image messages need a media upload (not supported)",
                                          code="image_to_user")
+        card = out.card
+        if card is not None and out.target_kind == "user":
+            out = dataclasses.replace(out, extra={**out.extra, "template_card": template_card(card)})
         try:
             await self.api.deliver(out, dict(self.config.robot_webhook_keys))
         except PermanentDeliveryError as e:
             self.status["wecom"] = f"send failed: {e.reason}"   # e.g. 60020 IP not trusted: say it on /healthz
             raise
         self.status["wecom"] = "ok"
+
+
+def template_card(card: Card) -> dict[str, Any]:
+    """A neutral card as WeCom's button_interaction template card: its clicks come back as
+    template_card_event callbacks naming the task_id and the button's key (at most 6 buttons)."""
+    return {"card_type": "button_interaction", "task_id": card.id,
+            "main_title": {"title": card.title, "desc": card.description},
+            "button_list": [{"text": b.label, "style": 1, "key": b.key} for b in card.buttons[:6]]}
 
 
 def _event_key(*parts: Any) -> str:
@@ -126,7 +156,7 @@ def message_from_aibot(data: dict[str, Any]) -> IncomingMessage | None:
                            message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True)
 
 
-def install(app: web.Application, state) -> None:
+def install(app: web.Application, state) -> WeComChannel:
     cfg: WeComConfig = state.config.wecom
     try:
         int(cfg.agent_id)
@@ -138,7 +168,6 @@ def install(app: web.Application, state) -> None:
         reason = e.message if isinstance(e, WeComCryptoError) else "agent_id must be a number"
         raise ConfigError(f"[wecom] {reason}") from None
     channel = WeComChannel(cfg, state.channel_status)
-    state.channels["wecom"] = channel
 
     async def api_session(app: web.Application):
         async with aiohttp.ClientSession() as session:
@@ -225,3 +254,9 @@ def install(app: web.Application, state) -> None:
     if bot_crypto is not None:
         app.add_routes([web.get("/wecom/aibot", url_check(bot_crypto, "aibot url check")),
                         web.post("/wecom/aibot", aibot)])
+    return channel
+
+
+PLATFORM = register(Platform(
+    name="wecom", capabilities=capabilities, install=install,
+    account_headers=("wecom", "企业微信ID", "企业微信账号", "企微ID", "企业微信")))

@@ -14,6 +14,7 @@ from decimal import Decimal
 from itertools import groupby
 
 from bot import notify, outbox
+from bot.core.messages import Button, Card
 from bot.jobs.context import JobContext
 from bot.render import environment, render
 from storage import collection as coll
@@ -232,25 +233,25 @@ CARD_OUTCOMES = ("contacted", "promised", "dispute")
 
 
 async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
-    """On WeCom, optional button cards (已联系 / 承诺付款 / 有异议) for the oldest items: a click is
-    logged like a reply. Few, because WeCom allows 30 messages a minute to one member.
+    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's oldest items, where the rep's platform
+    shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
+    logged like a reply. Few, since each is one more message against the per-member limit.
     Returns the (message, outbox key) pairs to queue."""
-    cfg = ctx.config.wecom
     addr = notify.address(rep, ctx.services.platforms)
-    if not cfg.card_buttons or addr is None or addr[0] != "wecom":
+    caps = ctx.services.capabilities(addr[0]) if addr is not None else None
+    if caps is None or not caps.cards or caps.cards_per_push <= 0:
         return []
     items = {it.seq: it for it, _, _ in await coll.push_items(ctx.session, push.id)}
-    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:cfg.card_items]
+    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:caps.cards_per_push]
     out = []
     for seq, it in oldest:
         item = items[seq]
-        card = {"card_type": "button_interaction", "task_id": f"push{push.id}-{seq}",
-                "main_title": {"title": render("push/card_title.j2", seq=seq, item=it),
-                               "desc": render("push/card_desc.j2", item=it)},
-                "button_list": [{"text": render("push/card_button.j2", outcome=o), "style": 1,
-                                 "key": f"fu:{item.id}:{o}"} for o in CARD_OUTCOMES]}
-        m = notify.for_person(rep, render("push/card_title.j2", seq=seq, item=it), key=f"card:{push.id}:{seq}",
-                              platforms=ctx.services.platforms, title="overdue", extra={"template_card": card})
+        title = render("push/card_title.j2", seq=seq, item=it)
+        card = Card(id=f"push{push.id}-{seq}", title=title, description=render("push/card_desc.j2", item=it),
+                    buttons=tuple(Button(render("push/card_button.j2", outcome=o), f"fu:{item.id}:{o}")
+                                  for o in CARD_OUTCOMES))
+        m = notify.for_person(rep, title, key=f"card:{push.id}:{seq}", platforms=ctx.services.platforms,
+                              title="overdue", card=card)
         if m is not None:
             out.append(m)
     return out
