@@ -9,6 +9,8 @@ from aiohttp import web
 
 from bot import inbound
 from bot.config import Config
+from bot.core.channel_health import ChannelHealth
+from bot.core.intake import Rejected
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.demo import Tour
@@ -31,7 +33,7 @@ class State:
     sender: Sender | None = None
     inbound: inbound.InboundProcessor | None = None
     scheduler: JobScheduler | None = None
-    channel_status: dict = field(default_factory=dict)
+    channel_health: ChannelHealth = field(default_factory=ChannelHealth)
     tour: Tour | None = None           # demo mode: what bot.demo.prepare did (README step 5's --at)
     # how the operator runs the command line, for hints such as README step 5 (set by `arbot serve`)
     cli: str = "arbot"
@@ -77,9 +79,10 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # before anything reads the ledger (the demo, the scheduler's catch-up): an import that a
         # killed process left half-written is taken back (storage/import_runs.py)
         await _recover_imports(services.db)
-        state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
+        state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
+                              health=state.channel_health)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
-                                                 on_queued=state.sender.wake)
+                                                 on_queued=state.sender.wake, health=state.channel_health)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
                  asyncio.create_task(_recover_imports_every(services.db), name="import-recovery"),
@@ -170,6 +173,8 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
+    except Rejected as e:              # the one bad-request policy (bot/core/intake.py)
+        return web.json_response(e.body(), status=e.status)
     except (ValueError, UnicodeDecodeError) as e:
         log.info("bad request to %s: %s", request.path, type(e).__name__)
         raise web.HTTPBadRequest(text=f"bad request: {type(e).__name__}") from None
@@ -191,7 +196,7 @@ async def healthz(request: web.Request) -> web.Response:
     from bot.web.ops import dead_letters, inbound_backlog, last_job_runs
     state = request.app[STATE]
     body: dict = {"status": "ok", "local_chat": "local" in state.channels,
-                  "channels": {name: state.channel_status.get(name, "enabled") for name in state.channels}}
+                  "channels": state.channel_health.report()}
     try:
         async with state.db.reader() as s:
             body["outbox"] = await backlog(s)

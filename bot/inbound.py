@@ -1,7 +1,7 @@
 """Incoming events: verified by the channel, then stored (deduplicated by the platform's key)
 before the platform is answered, then handled in the background.
 
-A redelivered event (WeCom retries after 5 s; DingTalk re-sends events) finds its key taken and
+A redelivered event (a platform re-sends what it got no timely 200 for) finds its key taken and
 is acknowledged without being handled again. An event stored but not handled (the process died)
 is picked up by ``resume_unhandled`` at start-up.
 """
@@ -16,11 +16,12 @@ import weakref
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot import metrics, outbox
+from bot.core.channel_health import ChannelHealth
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.render import render
@@ -163,9 +164,11 @@ INTAKE_YIELD_MAX = 0.1      # s a background event waits for that at most
 class InboundProcessor:
     """Runs the pipeline for stored events and queues the replies through the outbox."""
 
-    def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None):
+    def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None,
+                 health: ChannelHealth | None = None):
         self.db, self.pipeline, self.channels, self.clock = db, pipeline, channels, clock
         self.on_queued = on_queued
+        self.health = health if health is not None else ChannelHealth()
         self.tasks: set[asyncio.Task] = set()
         self.in_flight: set[int] = set()
         # Handling is a write transaction per event. SQLite has one writer: handlers running side by
@@ -173,6 +176,25 @@ class InboundProcessor:
         # that, not the work, made p99 seconds long. So on SQLite events are handled one at a time
         # (the queue is an asyncio one, fair and sleep-free); on PostgreSQL a few at a time.
         self.slots = asyncio.Semaphore(1 if db.dialect == "sqlite" else 8)
+
+    async def receive(self, msg: IncomingMessage, *, handle: bool = True) -> int | None:
+        """Store a verified event (deduplicated by its platform's key) and handle it in the
+        background: the intake path every channel shares. Returns the event id, None for a
+        redelivery. Returns once the event is committed, so the platform may be answered then.
+        ``handle`` False: kept for the record only (an event the bot does not answer), marked
+        handled at once so that a restart does not resume it into a reply."""
+        now = self.clock.now()
+        event_id = await store(self.db, msg, now)
+        self.health.stored(msg.platform, duplicate=event_id is None)
+        if event_id is None:
+            return None
+        if handle:
+            self.spawn(event_id)           # the work happens after the platform has its answer
+        else:
+            async with self.db.session() as s, s.begin():
+                await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)
+                                .values(status="handled", handled_at=now))
+        return event_id
 
     def spawn(self, event_id: int) -> None:
         """Handle in the background: the platform already has its 200."""
@@ -197,7 +219,7 @@ class InboundProcessor:
 
         Handling an event costs several times what storing and acknowledging it does (the
         person, the handler, the render, the outbox row, a commit), and it shares the event loop
-        and the CPU with the intake. The platforms need the acknowledgement fast (WeCom re-sends
+        and the CPU with the intake. The platforms need the acknowledgement fast (some re-send
         after 5 s) and take the reply seconds later, so during a burst a background event waits
         until no event arrived for INTAKE_QUIET — but never longer than INTAKE_YIELD_MAX, so
         handling still goes on (one event per INTAKE_YIELD_MAX at worst) under a sustained flood

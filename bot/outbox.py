@@ -28,6 +28,7 @@ from bot.channels.errors import DeliveryError, PermanentDeliveryError, RateLimit
 from bot.clock import Clock
 from bot.config import OutboxConfig
 from bot.core.channel import Channel
+from bot.core.channel_health import ChannelHealth
 from bot.core.messages import OutgoingMessage
 from storage.db import Database
 from storage.models import OutboxMessage
@@ -181,8 +182,10 @@ class RateLimiter:
 
 class Sender:
     def __init__(self, db: Database, channels: dict[str, Channel], clock: Clock, config: OutboxConfig,
-                 *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic):
+                 *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic,
+                 health: ChannelHealth | None = None):
         self.db, self.channels, self.clock, self.config = db, channels, clock, config
+        self.health = health if health is not None else ChannelHealth()
         self.instance = instance or uuid.uuid4().hex[:12]
         self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic,
                                    limit_of=self._limit_of)
@@ -346,6 +349,7 @@ class Sender:
             return await self._failed(row, DeliveryError(f"{type(e).__name__}: {e}"))
         finally:
             self.limiter.done(slot)
+        self.health.sent(out.platform)
         now = self.clock.now()
         await self._finish(row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_error="")
         self.last_latency = (now - row.created_at).total_seconds()
@@ -359,6 +363,8 @@ class Sender:
         if isinstance(e, PermanentDeliveryError) or attempts >= self.config.max_attempts:
             log.error("outbox: message %s (%s) is dead after %s attempt(s): %s", row.id, row.idem_key, attempts, reason)
             self.alerts[f"{row.platform}:{e.code}"] = reason
+            if isinstance(e, PermanentDeliveryError):
+                self.health.send_failed(row.platform, reason)   # e.g. 60020 IP not trusted: on /healthz
             self.stats["dead"] += 1
             metrics.for_db(self.db).message_out(row.platform, "dead")
             await self._finish(row.id, status="dead", attempts=attempts, last_error=reason)

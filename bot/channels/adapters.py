@@ -14,5 +14,6 @@ from bot.core.channel import registry
 
 def install(app, state) -> None:
     for platform in registry.enabled(state.config):
+        state.channel_health.add(platform.name)
         channel = platform.install(app, state)
         state.channels[platform.name] = channel

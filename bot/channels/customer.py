@@ -61,4 +61,4 @@ def install_customer_channels(state, *, email=None, sms=None) -> None:
     for channel in (email, sms):
         if channel is not None:
             state.channels[channel.platform] = GuardedCustomerChannel(channel, services)
-            state.channel_status[channel.platform] = "enabled"
+            state.channel_health.add(channel.platform)

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.core.channel import Capabilities, Platform, register
+from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import html_environment
 from storage.models import OutboxMessage, Person
@@ -45,23 +46,24 @@ def _is_loopback(request: web.Request) -> bool:
 def routes(app_state) -> list[web.RouteDef]:
     """app_state: bot.app.State (db, pipeline, inbound, config)."""
 
+    # Refusals are bot/core/intake.py's, answered by the app's middleware in the shared JSON shape.
     def guard(request: web.Request) -> None:
         if not app_state.config.local.allow_remote and not _is_loopback(request):
-            raise web.HTTPForbidden(text="local chat answers loopback clients only ([local] allow_remote)")
+            raise Forbidden("local chat answers loopback clients only ([local] allow_remote)")
 
     async def post_message(request: web.Request) -> web.Response:
         guard(request)
         if request.content_type != "application/json":
-            raise web.HTTPUnsupportedMediaType(text="send JSON: {\"user\": ..., \"chat\": ..., \"text\": ...}")
+            raise UnsupportedMediaType("send JSON: {\"user\": ..., \"chat\": ..., \"text\": ...}")
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body is not valid JSON") from None
+            raise Malformed("body is not valid JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not isinstance(body.get("text"), str):
-            raise web.HTTPBadRequest(text="expected {\"user\": \"<person id>\", \"chat\": \"<group id or null>\", \"text\": \"...\"}")
+            raise Malformed("expected {\"user\": \"<person id>\", \"chat\": \"<group id or null>\", \"text\": \"...\"}")
         chat = body.get("chat")
         if chat is not None and not isinstance(chat, str):
-            raise web.HTTPBadRequest(text="chat must be a string or null")
+            raise Malformed("chat must be a string or null")
         msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=body["text"][:4000],
                               message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
                               mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
@@ -72,7 +74,7 @@ def routes(app_state) -> list[web.RouteDef]:
         guard(request)
         user, chat = request.query.get("user"), request.query.get("chat")
         if not user and not chat:
-            raise web.HTTPBadRequest(text="give ?user=<person id> or ?chat=<group id>")
+            raise Malformed("give ?user=<person id> or ?chat=<group id>")
         kind, target = ("user", user) if user else ("group", chat)
         async with app_state.db.reader() as s:
             rows = (await s.execute(select(OutboxMessage).where(

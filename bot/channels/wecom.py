@@ -1,14 +1,16 @@
 """The WeCom (企业微信) adapter: callbacks in, app messages out.
 
-Verify → persist → acknowledge → work. A callback is verified and decrypted (401 forged
-signature, 403 encrypted for another corp, 400 malformed), stored in ``inbound_events`` keyed by
-the platform's id, answered 200 with an empty body, and only then handled in the background:
-WeCom waits 5 s and re-sends (3 tries in all), so a slow handler must never hold the answer up,
-and a re-sent event finds its key taken and is acknowledged without being handled twice.
+Only what is WeCom's lives here: how a callback is verified and decrypted and what it means
+(``Endpoint``s for the shared intake, bot/web/intake.py, which stores, deduplicates,
+acknowledges and answers refusals the same way for every platform), and how an outbox row is
+sent. WeCom waits 5 s and re-sends (3 tries in all), so the answer (200, empty body) goes out as
+soon as the event is stored; the work happens in the background.
 
-Content type is not checked (no 415): WeCom's is not documented and varies by proxy; the
-signature is what proves the sender. Bodies over 1 MB get 413 from the app's client_max_size.
-Nothing here logs a token, a key, a user id or what anyone wrote.
+Refusals: a forged signature is 401, a message encrypted for another corp 403, anything that
+does not decrypt or parse 400. The body types read are the XML/JSON ones plus text/plain and
+octet-stream, since WeCom's own Content-Type is not documented and varies by proxy: the
+signature, not the header, proves the sender. Nothing here logs a token, a key, a user id or
+what anyone wrote.
 """
 from __future__ import annotations
 
@@ -22,9 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import update
 
-from bot import inbound
 from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
                                     WeComAPI)
@@ -37,8 +37,10 @@ from bot.channels.wecom_crypto import (
 )
 from bot.config import ConfigError, WeComConfig
 from bot.core.channel import Capabilities, Platform, SizeLimit, register
+from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
+                             Rejected)
 from bot.core.messages import Card, IncomingMessage, OutgoingMessage
-from storage.models import InboundEvent
+from bot.web import intake
 
 log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0          # seconds per WeCom API request
@@ -69,10 +71,9 @@ def capabilities(cfg: WeComConfig) -> Capabilities:
 class WeComChannel:
     platform = "wecom"
 
-    def __init__(self, config: WeComConfig, status: dict | None = None):
+    def __init__(self, config: WeComConfig):
         self.config = config
         self.capabilities = capabilities(config)
-        self.status = status if status is not None else {}
         self.api: WeComAPI | None = None
 
     def __repr__(self) -> str:
@@ -97,12 +98,7 @@ class WeComChannel:
         card = out.card
         if card is not None and out.target_kind == "user":
             out = dataclasses.replace(out, extra={**out.extra, "template_card": template_card(card)})
-        try:
-            await self.api.deliver(out, dict(self.config.robot_webhook_keys))
-        except PermanentDeliveryError as e:
-            self.status["wecom"] = f"send failed: {e.reason}"   # e.g. 60020 IP not trusted: say it on /healthz
-            raise
-        self.status["wecom"] = "ok"
+        await self.api.deliver(out, dict(self.config.robot_webhook_keys))
 
 
 def template_card(card: Card) -> dict[str, Any]:
@@ -156,6 +152,76 @@ def message_from_aibot(data: dict[str, Any]) -> IncomingMessage | None:
                            message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True)
 
 
+# -- callbacks ---------------------------------------------------------------------------------
+
+XML_TYPES = frozenset({"text/xml", "application/xml", "text/plain", "application/octet-stream"})
+JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
+
+
+def refusal(e: WeComCryptoError) -> Rejected:
+    """The sample's error classes, in the intake's words."""
+    if e.code == SIGNATURE_ERROR:
+        return BadSignature(f"{e.message} ({e.code})")
+    if e.code == VALIDATE_RECEIVEID_ERROR:
+        return Forbidden(f"{e.message} ({e.code})")
+    return Malformed(f"{e.message} ({e.code})")
+
+
+def url_check(path: str, crypto: WeComCrypto) -> Endpoint:
+    """GET: WeCom checks the URL by asking for its echostr decrypted: the plaintext, exactly."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce, echostr = req.params("msg_signature", "timestamp", "nonce", "echostr")
+        try:
+            plain = crypto.verify_url(sig, ts, nonce, echostr)
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        return Received(answer=Answer(plain.encode("utf-8"), "text/plain"))
+    return Endpoint("GET", path, parse)
+
+
+def _signed(req: RawRequest) -> None:
+    req.params("msg_signature", "timestamp", "nonce")
+
+
+def app_callback(path: str, crypto: WeComCrypto) -> Endpoint:
+    """POST from the app: ``<xml><Encrypt/>...</xml>``, signed over the Encrypt field."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce = req.params("msg_signature", "timestamp", "nonce")
+        try:
+            msg, handle = message_from_xml(parse_xml(crypto.decrypt_body(sig, ts, nonce, req.body)))
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        except ValueError as e:
+            raise Malformed(str(e)) from None
+        return Received(((msg, handle),))
+    return Endpoint("POST", path, parse, verify=_signed, content_types=XML_TYPES)
+
+
+def aibot_callback(path: str, crypto: WeComCrypto) -> Endpoint:
+    """POST from the AI bot (智能机器人): ``{"encrypt": ...}``; answered through the outbox as an
+    app message, never by a passive (stream) reply."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce = req.params("msg_signature", "timestamp", "nonce")
+        try:
+            outer = json.loads(req.body)
+            encrypt = outer.get("encrypt") if isinstance(outer, dict) else None
+            if not isinstance(encrypt, str) or not encrypt:
+                raise ValueError("no encrypt field")
+            data = json.loads(crypto.decrypt(sig, ts, nonce, encrypt))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        except (ValueError, UnicodeDecodeError):
+            raise Malformed("malformed json") from None
+        msg = message_from_aibot(data)
+        return Received(() if msg is None else ((msg, True),))
+    return Endpoint("POST", path, parse, verify=_signed, content_types=JSON_TYPES)
+
+
+CHANNEL = web.AppKey("wecom.channel", WeComChannel)
+
+
 def install(app: web.Application, state) -> WeComChannel:
     cfg: WeComConfig = state.config.wecom
     try:
@@ -167,93 +233,19 @@ def install(app: web.Application, state) -> WeComChannel:
     except (ValueError, WeComCryptoError) as e:
         reason = e.message if isinstance(e, WeComCryptoError) else "agent_id must be a number"
         raise ConfigError(f"[wecom] {reason}") from None
-    channel = WeComChannel(cfg, state.channel_status)
+    channel = app[CHANNEL] = WeComChannel(cfg)
 
     async def api_session(app: web.Application):
         async with aiohttp.ClientSession() as session:
-            channel.connect(session)
+            app[CHANNEL].connect(session)
             yield
-            channel.api = None
+            app[CHANNEL].api = None
 
     app.cleanup_ctx.append(api_session)
-
-    def reject(e: WeComCryptoError, what: str) -> web.HTTPException:
-        status = 401 if e.code == SIGNATURE_ERROR else 403 if e.code == VALIDATE_RECEIVEID_ERROR else 400
-        state.channel_status["wecom"] = f"{what} rejected: {e.code}"
-        log.warning("wecom %s rejected: %s (HTTP %s)", what, e.code, status)
-        cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 400: web.HTTPBadRequest}[status]
-        return cls(text=f"rejected ({e.code})")
-
-    def params(request: web.Request, *names: str) -> list[str]:
-        q = request.query   # decoded once by aiohttp: never unquote again, "+" stays "+"
-        if any(not q.get(n) for n in names):
-            raise web.HTTPBadRequest(text="missing query parameter")
-        return [q[n] for n in names]
-
-    def url_check(crypto: WeComCrypto, what: str):
-        async def handler(request: web.Request) -> web.Response:
-            sig, ts, nonce, echostr = params(request, "msg_signature", "timestamp", "nonce", "echostr")
-            try:
-                plain = crypto.verify_url(sig, ts, nonce, echostr)
-            except WeComCryptoError as e:
-                raise reject(e, what) from None
-            state.channel_status["wecom"] = "ok"
-            return web.Response(body=plain.encode("utf-8"), content_type="text/plain")
-        return handler
-
-    async def accept(msg: IncomingMessage, handle: bool) -> web.Response:
-        now = state.services.clock.now()
-        event_id = await inbound.store(state.db, msg, now)
-        state.channel_status["wecom"] = "ok"
-        if event_id is None:
-            return web.Response(text="")          # a re-send: acknowledged, handled once already
-        if handle:
-            state.inbound.spawn(event_id)         # the work happens after the 200 has gone out
-        else:
-            async with state.db.session() as s, s.begin():   # nothing to do; not resumed at start-up
-                await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)
-                                .values(status="handled", handled_at=now))
-        return web.Response(text="")
-
-    async def callback(request: web.Request) -> web.Response:
-        sig, ts, nonce = params(request, "msg_signature", "timestamp", "nonce")
-        body = await request.read()               # over client_max_size: 413 from aiohttp
-        try:
-            plain = app_crypto.decrypt_body(sig, ts, nonce, body)
-            fields = parse_xml(plain)
-            msg, handle = message_from_xml(fields)
-        except WeComCryptoError as e:
-            raise reject(e, "callback") from None
-        except ValueError:
-            raise reject(WeComCryptoError(-40002, "incomplete message"), "callback") from None
-        return await accept(msg, handle)
-
-    async def aibot(request: web.Request) -> web.Response:
-        sig, ts, nonce = params(request, "msg_signature", "timestamp", "nonce")
-        try:
-            outer = json.loads(await request.read())
-            encrypt = outer.get("encrypt") if isinstance(outer, dict) else None
-            if not isinstance(encrypt, str) or not encrypt:
-                raise ValueError("no encrypt field")
-            data = json.loads(bot_crypto.decrypt(sig, ts, nonce, encrypt))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except WeComCryptoError as e:
-            raise reject(e, "aibot callback") from None
-        except (ValueError, UnicodeDecodeError):
-            raise reject(WeComCryptoError(-40002, "malformed json"), "aibot callback") from None
-        msg = message_from_aibot(data)
-        if msg is None:
-            state.channel_status["wecom"] = "ok"
-            return web.Response(text="")
-        # The answer goes through the outbox as an app message; no passive (stream) reply.
-        return await accept(msg, True)
-
-    app.add_routes([web.get("/wecom/callback", url_check(app_crypto, "url check")),
-                    web.post("/wecom/callback", callback)])
+    endpoints = [url_check("/wecom/callback", app_crypto), app_callback("/wecom/callback", app_crypto)]
     if bot_crypto is not None:
-        app.add_routes([web.get("/wecom/aibot", url_check(bot_crypto, "aibot url check")),
-                        web.post("/wecom/aibot", aibot)])
+        endpoints += [url_check("/wecom/aibot", bot_crypto), aibot_callback("/wecom/aibot", bot_crypto)]
+    app.add_routes(intake.routes(state, channel.platform, endpoints))
     return channel
 
 
