@@ -1,5 +1,6 @@
 """Addressing people: a notification to a person goes to the first enabled platform on which
-we know them (WeCom, then DingTalk, then the local web chat in demo/dev mode)."""
+we know them, in the registry's order of preference (the local web chat, in demo/dev mode, last:
+it knows everyone by person id)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,19 +8,21 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
+from bot.core.channel import registry
 from bot.core.messages import Card, OutgoingMessage
 from bot.render import environment
 from storage.models import Person
 
 
 def address(person: Person, platforms: tuple[str, ...]) -> tuple[str, str] | None:
-    for p in platforms:
-        if p == "wecom" and person.wecom_userid:
-            return "wecom", person.wecom_userid
-        if p == "dingtalk" and person.dingtalk_userid:
-            return "dingtalk", person.dingtalk_userid
-        if p == "local":
-            return "local", person.id
+    """(platform, user id) of the first of ``platforms`` that knows ``person``."""
+    for name in platforms:
+        platform = registry.get(name)
+        if platform is not None and platform.identity == "person":
+            return name, person.id
+        user_id = person.account(name)
+        if user_id:
+            return name, user_id
     return None
 
 

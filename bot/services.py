@@ -18,6 +18,9 @@ class Services:
     db: Database
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
 
+    def __post_init__(self) -> None:
+        _load_channels()       # before anything asks the registry what a platform can do
+
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None, db: Database | None = None) -> "Services":
         holidays, workdays = config.holiday_dates()
@@ -30,6 +33,11 @@ class Services:
         """Platforms people are reached on, in order of preference (the registry's order)."""
         _load_channels()
         return tuple(p.name for p in registry.enabled(self.config))
+
+    @property
+    def account_platforms(self) -> tuple[str, ...]:
+        """Every registered platform that knows people by a user id of their own, on or off."""
+        return tuple(p.name for p in registry.with_accounts())
 
     def capabilities(self, platform: str) -> Capabilities:
         """What ``platform`` can do, as its channel declares it under this configuration."""

@@ -29,6 +29,7 @@ from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, Ladd
                             Receivable)
 from tests.conftest import at
 from tests.harness import Bot
+from tests.ledger_fixture import accounts
 
 D = Decimal
 PEOPLE = [("rep1", "张伟", "rep", "sup1"), ("rep2", "李娜", "rep", "sup2"), ("sup1", "王主管", "supervisor", None),
@@ -58,7 +59,7 @@ class Recorder:
 
 async def build(session, now: datetime) -> dict:
     for pid, name, role, sup in sorted(PEOPLE, key=lambda p: p[3] is not None):
-        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, wecom_userid="wx_" + pid))
+        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, accounts=accounts(wecom="wx_" + pid)))
         await session.flush()
     cs = {}
     for code, name, grade, rep, channel, target in CUSTOMERS:
