@@ -98,7 +98,7 @@ class RateLimiter:
     Measured on the monotonic clock: rate limits are physical time, not business time. A slot is
     reserved when a send starts (so concurrent sends cannot overshoot) and moved to the moment
     the platform answered, because the platform counts a message when it *arrives*: counting
-    from the start let a slow request land inside the next minute's budget, and WeCom silently
+    from the start let a slow request land inside the next minute's budget, and a platform silently
     drops the excess. Stamped at the answer, a slot is already later than the arrival the
     platform counted, and the next message arrives after its send started, so the window holds
     without slack; ``margin`` is a little more for the platform's own time keeping (it was

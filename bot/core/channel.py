@@ -23,8 +23,8 @@ Identity = Literal["account", "person"]
 
 @dataclass(frozen=True)
 class SizeLimit:
-    """The most a platform takes in one message. WeCom counts UTF-8 bytes (a CJK character is 3);
-    other platforms count characters. ``None``: no known limit of that kind."""
+    """The most a platform takes in one message. Some count UTF-8 bytes (a CJK character is 3),
+    others characters. ``None``: no known limit of that kind."""
     bytes: int | None = None
     chars: int | None = None
 

@@ -1,8 +1,8 @@
 """Every channel's health for /healthz, kept in one place for all platforms.
 
 The intake counts what arrives (accepted, duplicates, refused), the outbox's sender reports what
-leaves (the last permanent send failure, e.g. WeCom 60020 "IP not trusted"), and a channel with a
-background connection (a DingTalk Stream socket) lets its live status be watched. A channel is
+leaves (the last permanent send failure, e.g. "caller IP not trusted"), and a channel with a
+background connection (a stream socket) lets its live status be watched. A channel is
 
   "enabled"   switched on, nothing has happened yet
   "ok"        the last request passed verification, or the last send went out
@@ -42,7 +42,7 @@ class ChannelHealth:
         self._by_platform: dict[str, _State] = {}
 
     def add(self, platform: str, **details: Any) -> None:
-        """A channel switched on; ``details`` are shown as they are (e.g. the DingTalk mode)."""
+        """A channel switched on; ``details`` are shown as they are (e.g. a connection mode)."""
         self._by_platform.setdefault(platform, _State()).details.update(details)
 
     def watch(self, platform: str, name: str, live: dict[str, Any]) -> None:

@@ -5,8 +5,8 @@ A channel adapter turns a platform's request into an ``IncomingMessage`` and tur
 
 An outgoing message is made of neutral parts: a title, a body (markdown or text), optionally a
 ``Card`` (buttons whose clicks come back) or an image. Jobs and handlers build the parts; each
-channel decides how its platform shows them (a WeCom template card, DingTalk markdown, the local
-chat's text). The body is always complete on its own: a platform that shows no cards or images
+channel decides how its platform shows them (an interactive card, markdown, the local chat's
+text). The body is always complete on its own: a platform that shows no cards or images
 sends the body, so a part is an addition, never the only place something is said.
 """
 from __future__ import annotations
