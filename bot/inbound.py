@@ -8,7 +8,6 @@ is picked up by ``resume_unhandled`` at start-up.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import functools
 import logging
@@ -315,7 +314,7 @@ class InboundProcessor:
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
-                    extra={"image_base64": base64.b64encode(r.image_png).decode()}), key + ":image", now)
+                ).with_image(r.image_png), key + ":image", now)
 
     async def resume_unhandled(self) -> int:
         """At start-up: every event stored but not handled (the process stopped) and every event
