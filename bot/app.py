@@ -10,7 +10,7 @@ from aiohttp import web
 from bot import inbound
 from bot.config import Config
 from bot.core.channel_health import ChannelHealth
-from bot.core.intake import Rejected
+from bot.core.intake import Malformed, Rejected
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.demo import Tour
@@ -49,6 +49,7 @@ class State:
     async def handle_now(self, msg: IncomingMessage) -> list[Rendered]:
         """Store (dedupe) and handle synchronously: the local chat waits for its answer."""
         event_id = await inbound.store(self.db, msg, self.services.clock.now())
+        self.channel_health.stored(msg.platform, duplicate=event_id is None)
         if event_id is None:
             return []
         return await self.inbound.process(event_id, inline=True)
@@ -177,14 +178,14 @@ async def error_middleware(request: web.Request, handler):
         return web.json_response(e.body(), status=e.status)
     except (ValueError, UnicodeDecodeError) as e:
         log.info("bad request to %s: %s", request.path, type(e).__name__)
-        raise web.HTTPBadRequest(text=f"bad request: {type(e).__name__}") from None
+        return web.json_response(Malformed(f"bad request: {type(e).__name__}").body(), status=400)
     except Exception as e:
         # the database cannot take the event now (full disk, read-only file, a lock that would
         # not clear): 503 makes the platform deliver it again later, instead of a 200 for an
         # event that was never stored. Logged once by the database's health, not per request.
         if is_storage_fault(e) or is_transient(e):
-            raise web.HTTPServiceUnavailable(text="storage unavailable, try again later",
-                                             headers={"Retry-After": "5"}) from None
+            return web.json_response({"error": "storage_unavailable", "reason": "storage unavailable, try again later"},
+                                     status=503, headers={"Retry-After": "5"})
         raise
 
 

@@ -108,3 +108,19 @@ async def test_a_local_chat_refusal_has_the_same_shape(bot):
     assert resp.status == 415 and set(await resp.json()) == {"error", "reason"}
     resp = await bot.client.post("/local/messages", data=json.dumps([1]), headers={"Content-Type": "application/json"})
     assert resp.status == 400 and (await resp.json())["error"] == "malformed"
+
+
+async def test_a_storage_fault_is_503_on_every_platform(bot, db, monkeypatch):
+    """Verified, but the database cannot store it: 503 with Retry-After (the platform delivers it
+    again later), the same body shape; never a 200 for an event that was not stored."""
+    from storage.db import StorageUnavailable
+
+    async def cannot_store(msg, *, handle=True):
+        raise StorageUnavailable("disk full")
+
+    monkeypatch.setattr(bot.state.inbound, "receive", cannot_store)
+    for platform, build in (("wecom", _wecom), ("dingtalk", _dingtalk)):
+        path, query, headers, body = build(bot)
+        resp = await bot.client.post(path, params=query, headers=headers, data=body)
+        assert (resp.status, resp.headers.get("Retry-After")) == (503, "5"), platform
+        assert (await resp.json())["error"] == "storage_unavailable"
