@@ -172,9 +172,8 @@ def install(app: web.Application, state) -> DingTalkChannel:
         try:
             msg = incoming_from_robot_payload(payload, bot_names=())
         except ValueError as e:
-            refused = Malformed(str(e))
-            state.channel_health.refused(channel.platform, refused.status, refused.error, refused.reason)
-            log.info("dingtalk stream message refused: %s", refused.reason)
+            state.channel_health.refused(channel.platform, Malformed(str(e)))
+            log.info("dingtalk stream message refused: %s", e)
             return
         await state.inbound.receive(msg)
 

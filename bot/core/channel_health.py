@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.intake import Rejected
+
 
 @dataclass
 class _State:
@@ -62,10 +64,10 @@ class ChannelHealth:
         else:
             s.accepted += 1
 
-    def refused(self, platform: str, status: int, error: str, reason: str) -> None:
+    def refused(self, platform: str, rejection: Rejected) -> None:
         s = self._of(platform)
         s.rejected += 1
-        s.last_rejection = f"{status} {error}: {reason}"
+        s.last_rejection = f"{rejection.status} {rejection.error}: {rejection.reason}"
 
     def sent(self, platform: str) -> None:
         s = self._of(platform)

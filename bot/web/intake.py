@@ -48,7 +48,7 @@ def route(state, platform: str, ep: Endpoint) -> web.RouteDef:
         try:
             received = ep.parse(await read(request, ep))
         except Rejected as e:
-            state.channel_health.refused(platform, e.status, e.error, e.reason)
+            state.channel_health.refused(platform, e)
             log.warning("%s %s refused: %s %s", platform, request.path, e.status, e.error)
             return refusal(e)
         state.channel_health.verified(platform)
