@@ -103,10 +103,12 @@ def bulk_load(path: Path, sizes: dataset.Sizes, seed: int = 1, *, receivables: b
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
-    con.executemany("INSERT INTO people (id, name, role, supervisor_id, team, wecom_userid, dingtalk_userid,"
-                    " mobile, email, active) VALUES (?,?,?,?,?,?,NULL,'','',1)",
-                    ((p["id"], p["name"], p["role"], p["supervisor"] or None, p["team"], p["wecom_userid"])
-                     for p in dataset.people_rows(sizes, seed)))
+    people = list(dataset.people_rows(sizes, seed))
+    con.executemany("INSERT INTO people (id, name, role, supervisor_id, team, mobile, email, active)"
+                    " VALUES (?,?,?,?,?,'','',1)",
+                    ((p["id"], p["name"], p["role"], p["supervisor"] or None, p["team"]) for p in people))
+    con.executemany("INSERT INTO person_accounts (platform, user_id, person_id) VALUES ('wecom', ?, ?)",
+                    ((p["wecom_userid"], p["id"]) for p in people if p["wecom_userid"]))
     con.executemany("INSERT INTO customers (id, code, name, grade, credit_limit, rep_id, region, cross_border,"
                     " status, broken_promises) VALUES (?,?,?,?,?,?,?,0,'active',0)",
                     ((i + 1, c["code"], c["name"], c["grade"], int(c["credit_limit"]) * 100, c["rep"], c["region"])

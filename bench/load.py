@@ -161,12 +161,14 @@ async def load_pg(url: str, sizes: dataset.Sizes) -> dict:
     created = common.NOW
     try:
         async with con.transaction():
-            people = [(p["id"], p["name"], p["role"], p["supervisor"] or None, p["team"], p["wecom_userid"], None, "",
-                       "", True) for p in dataset.people_rows(sizes)]
-            people.append((FINANCE, "财务小周", "finance", None, "", None, None, "", "", True))
+            rows = list(dataset.people_rows(sizes))
+            people = [(p["id"], p["name"], p["role"], p["supervisor"] or None, p["team"], "", "", True) for p in rows]
+            people.append((FINANCE, "财务小周", "finance", None, "", "", "", True))
             await con.copy_records_to_table("people", records=people, columns=[
-                "id", "name", "role", "supervisor_id", "team", "wecom_userid", "dingtalk_userid", "mobile", "email",
-                "active"])
+                "id", "name", "role", "supervisor_id", "team", "mobile", "email", "active"])
+            await con.copy_records_to_table("person_accounts", records=[
+                ("wecom", p["wecom_userid"], p["id"]) for p in rows if p["wecom_userid"]],
+                columns=["platform", "user_id", "person_id"])
             await con.copy_records_to_table("customers", records=[
                 (i + 1, c["code"], c["name"], c["grade"], int(c["credit_limit"]) * 100, c["rep"], c["region"], False,
                  "active", 0) for i, c in enumerate(dataset.customer_rows(sizes))], columns=[

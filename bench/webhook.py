@@ -209,7 +209,7 @@ def run(requests: int = 5000, repeats: int = 1, concurrency: int = CONCURRENCY,
     url = common.fresh_sqlite(db_path)
     common.bulk_load(db_path, dataset.Sizes(1_000, 200, 1_000))
     con = sqlite3.connect(db_path)       # people reachable on DingTalk by staff id too
-    con.execute("UPDATE people SET dingtalk_userid = 'dt_' || id")
+    con.execute("INSERT INTO person_accounts (platform, user_id, person_id) SELECT 'dingtalk', 'dt_' || id, id FROM people")
     con.commit()
     con.close()
     # Both servers run side by side (an idle one costs nothing) and every scenario run is paired

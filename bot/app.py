@@ -9,9 +9,9 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from bot import inbound
-from bot.channels.local import LocalChannel
-from bot.channels.local import routes as local_routes
 from bot.config import Config
+from bot.core.channel_health import ChannelHealth
+from bot.core.intake import Malformed, Rejected
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.demo import Tour
@@ -34,7 +34,7 @@ class State:
     sender: Sender | None = None
     inbound: inbound.InboundProcessor | None = None
     scheduler: JobScheduler | None = None
-    channel_status: dict = field(default_factory=dict)
+    channel_health: ChannelHealth = field(default_factory=ChannelHealth)
     tour: Tour | None = None           # demo mode: what bot.demo.prepare did (README step 5's --at)
     # how the operator runs the command line, for hints such as README step 5 (set by `arbot serve`)
     cli: str = "arbot"
@@ -50,6 +50,7 @@ class State:
     async def handle_now(self, msg: IncomingMessage) -> list[Rendered]:
         """Store (dedupe) and handle synchronously: the local chat waits for its answer."""
         event_id = await inbound.store(self.db, msg, self.services.clock.now())
+        self.channel_health.stored(msg.platform, duplicate=event_id is None)
         if event_id is None:
             return []
         return await self.inbound.process(event_id, msg, inline=True)
@@ -64,9 +65,6 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     state = State(services=services, pipeline=Pipeline(dispatcher(), services))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[STATE] = state
-    if config.local.enabled:
-        state.channels["local"] = LocalChannel()
-        app.add_routes(local_routes(state))
     from bot.channels import adapters
     adapters.install(app, state)
     from bot.channels.customer import install_customer_channels
@@ -83,9 +81,11 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # before anything reads the ledger (the demo, the scheduler's catch-up): an import that a
         # killed process left half-written is taken back (storage/import_runs.py)
         await _recover_imports(services.db)
-        state.sender = Sender(services.db, state.channels, services.clock, config.outbox)
+        state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
+                              health=state.channel_health)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
-                                                 on_queued=state.sender.wake, people_first=services.people_first)
+                                                 on_queued=state.sender.wake, people_first=services.people_first,
+                                                 health=state.channel_health)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
                  *_background(services.db)]
@@ -203,16 +203,18 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
+    except Rejected as e:              # the one bad-request policy (bot/core/intake.py)
+        return web.json_response(e.body(), status=e.status)
     except (ValueError, UnicodeDecodeError) as e:
         log.info("bad request to %s: %s", request.path, type(e).__name__)
-        raise web.HTTPBadRequest(text=f"bad request: {type(e).__name__}") from None
+        return web.json_response(Malformed(f"bad request: {type(e).__name__}").body(), status=400)
     except Exception as e:
         # the database cannot take the event now (full disk, read-only file, a lock that would
         # not clear): 503 makes the platform deliver it again later, instead of a 200 for an
         # event that was never stored. Logged once by the database's health, not per request.
         if is_storage_fault(e) or is_transient(e):
-            raise web.HTTPServiceUnavailable(text="storage unavailable, try again later",
-                                             headers={"Retry-After": "5"}) from None
+            return web.json_response({"error": "storage_unavailable", "reason": "storage unavailable, try again later"},
+                                     status=503, headers={"Retry-After": "5"})
         raise
 
 
@@ -224,7 +226,7 @@ async def healthz(request: web.Request) -> web.Response:
     from bot.web.ops import dead_letters, inbound_backlog, last_job_runs
     state = request.app[STATE]
     body: dict = {"status": "ok", "local_chat": "local" in state.channels,
-                  "channels": {name: state.channel_status.get(name, "enabled") for name in state.channels}}
+                  "channels": state.channel_health.report()}
     try:
         async with state.db.reader() as s:
             body["outbox"] = await backlog(s)

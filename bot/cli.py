@@ -225,7 +225,8 @@ async def _demo_data(services, args) -> int:
         if not await database_is_empty(s):
             print(render("cli/demo_not_empty.txt.j2"), file=sys.stderr)
             return 1
-        summary = await load_demo(s, today=services.clock.today(), now=services.clock.now(), seed=args.seed)
+        summary = await load_demo(s, today=services.clock.today(), now=services.clock.now(), seed=args.seed,
+                                  platforms=services.account_platforms)
     print(render("cli/demo_loaded.txt.j2", s=summary))
     return 0
 

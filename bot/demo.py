@@ -63,7 +63,8 @@ async def _load_if_empty(services) -> bool:
     async with services.db.session() as s, s.begin():
         if not await database_is_empty(s):
             return False
-        await load_demo(s, today=services.clock.today(), now=services.clock.now())
+        await load_demo(s, today=services.clock.today(), now=services.clock.now(),
+                        platforms=services.account_platforms)
         return True
 
 

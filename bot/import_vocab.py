@@ -20,8 +20,7 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
         "role": ("role", "角色", "岗位", "职务"),
         "supervisor": ("supervisor", "上级", "直属上级", "上级主管", "汇报对象"),
         "team": ("team", "团队", "部门", "小组"),
-        "wecom_userid": ("wecom_userid", "wecom", "企业微信ID", "企业微信账号", "企微ID", "企业微信"),
-        "dingtalk_userid": ("dingtalk_userid", "dingtalk", "钉钉ID", "钉钉账号", "钉钉"),
+        # then one column per chat platform, "<platform>_userid" (see _with_accounts below)
         "mobile": ("mobile", "phone", "手机", "手机号", "手机号码", "电话"),
         "email": ("email", "邮箱", "电子邮箱", "邮件"),
     },
@@ -65,7 +64,7 @@ KEYS = {"people": "id", "customers": "code", "receivables": "invoice_no", "payme
 # A payment's bank reference is required: without it a re-import would book the money twice.
 FIELDS: dict[str, dict[str, str]] = {
     "people": {"id": "text!", "name": "text!", "role": "role!", "supervisor": "text", "team": "text",
-               "wecom_userid": "text", "dingtalk_userid": "text", "mobile": "text", "email": "text"},
+               "mobile": "text", "email": "text"},
     "customers": {"code": "text!", "name": "text!", "grade": "grade", "credit_limit": "money",
                   "rep": "text", "contact_name": "text", "contact_mobile": "text",
                   "contact_email": "text", "region": "text", "cross_border": "bool"},
@@ -119,6 +118,28 @@ def _drop_bracket(s: str) -> str:
     """``应收金额(元)`` → ``应收金额``; ``(``/``（`` already unified by half_width."""
     return re.sub(r"\([^)]*\)$", "", s).strip("*").strip()
 
+
+def _with_accounts(fields: dict, accounts: dict) -> dict:
+    """``fields`` with the account columns after "team" (where people.csv has always had them)."""
+    out = {}
+    for name, value in fields.items():
+        out[name] = value
+        if name == "team":
+            out.update(accounts)
+    return out
+
+
+def _account_columns() -> dict[str, tuple[str, ...]]:
+    """A person's user id on each chat platform that knows people by one: the column and its
+    header words come from the platform's registration (bot/channels/), the field is
+    ``<platform>_userid``, which storage turns into a person_accounts row."""
+    import bot.channels.adapters  # noqa: F401  (registers the platforms)
+    from bot.core.channel import registry
+    return {p.account_field: (p.account_field, *p.account_headers) for p in registry.with_accounts()}
+
+
+HEADERS["people"] = _with_accounts(HEADERS["people"], _account_columns())
+FIELDS["people"] = _with_accounts(FIELDS["people"], {f: "text" for f in _account_columns()})
 
 _HEADER_INDEX = {kind: {norm_header(alias): field for field, aliases in fields.items() for alias in aliases}
                  for kind, fields in HEADERS.items()}

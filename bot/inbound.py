@@ -1,14 +1,13 @@
 """Incoming events: verified by the channel, then stored (deduplicated by the platform's key)
 before the platform is answered, then handled in the background.
 
-A redelivered event (WeCom retries after 5 s; DingTalk re-sends events) finds its key taken and
+A redelivered event (a platform re-sends what it got no timely 200 for) finds its key taken and
 is acknowledged without being handled again. An event stored but not handled (the process died)
 is picked up by ``resume_unhandled`` at start-up.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import functools
 import logging
@@ -16,11 +15,12 @@ import weakref
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot import metrics, outbox
+from bot.core.channel_health import ChannelHealth
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.people_first import PeopleFirst
@@ -169,10 +169,11 @@ class InboundProcessor:
     """Runs the pipeline for stored events and queues the replies through the outbox."""
 
     def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None,
-                 people_first: PeopleFirst | None = None):
+                 people_first: PeopleFirst | None = None, health: ChannelHealth | None = None):
         self.db, self.pipeline, self.channels, self.clock = db, pipeline, channels, clock
         self.on_queued = on_queued
         self.people_first = people_first or PeopleFirst()
+        self.health = health if health is not None else ChannelHealth()
         self.tasks: set[asyncio.Task] = set()
         self.in_flight: set[int] = set()
         # Handling is a write transaction per event. SQLite has one writer: handlers running side by
@@ -181,6 +182,25 @@ class InboundProcessor:
         # (the queue is an asyncio one, fair and sleep-free); on PostgreSQL a few at a time.
         self.slots = asyncio.Semaphore(1 if db.dialect == "sqlite" else 8)
         self._turns: "weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock]" = weakref.WeakValueDictionary()
+
+    async def receive(self, msg: IncomingMessage, *, handle: bool = True) -> int | None:
+        """Store a verified event (deduplicated by its platform's key) and handle it in the
+        background: the intake path every channel shares. Returns the event id, None for a
+        redelivery. Returns once the event is committed, so the platform may be answered then.
+        ``handle`` False: kept for the record only (an event the bot does not answer), marked
+        handled at once so that a restart does not resume it into a reply."""
+        now = self.clock.now()
+        event_id = await store(self.db, msg, now)
+        self.health.stored(msg.platform, duplicate=event_id is None)
+        if event_id is None:
+            return None
+        if handle:
+            self.spawn(event_id, msg)      # the work happens after the platform has its answer
+        else:
+            async with self.db.session() as s, s.begin():
+                await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)
+                                .values(status="handled", handled_at=now))
+        return event_id
 
     def spawn(self, event_id: int, msg: IncomingMessage | None = None) -> None:
         """Handle in the background: the platform already has its 200."""
@@ -238,7 +258,7 @@ class InboundProcessor:
 
         Handling an event costs several times what storing and acknowledging it does (the
         person, the handler, the render, the outbox row, a commit), and it shares the event loop
-        and the CPU with the intake. The platforms need the acknowledgement fast (WeCom re-sends
+        and the CPU with the intake. The platforms need the acknowledgement fast (some re-send
         after 5 s) and take the reply seconds later, so during a burst a background event waits
         until no event arrived for INTAKE_QUIET — but never longer than INTAKE_YIELD_MAX, so
         handling still goes on (one event per INTAKE_YIELD_MAX at worst) under a sustained flood
@@ -291,7 +311,7 @@ class InboundProcessor:
         """The pictures of the replies, for a platform that shows them: drawn in a thread, before
         the write transaction (plotting takes a fifth of a second)."""
         channel = self.channels.get(msg.platform)
-        if channel is None or not getattr(channel, "takes_images", False):
+        if channel is None or not channel.capabilities.takes_image(channel.reply_route(msg)[0]):
             return {}
         return {i: await asyncio.to_thread(r.image) for i, r in enumerate(replies) if r.image is not None}
 
@@ -349,8 +369,8 @@ class InboundProcessor:
                             inline: bool = False, pictures: dict[int, bytes] | None = None) -> None:
         """The replies into the outbox; ``pictures``: the replies' images, drawn by :meth:`_draw`."""
         channel = self.channels.get(msg.platform)
-        if channel is None or inline and getattr(channel, "synchronous_replies", False):
-            return   # the local chat answers in the HTTP response itself
+        if channel is None or inline and channel.capabilities.synchronous_replies:
+            return   # the answer travels in the HTTP response itself
         kind, target = channel.reply_route(msg)
         now = self.clock.now()
         for i, r in enumerate(replies):
@@ -361,7 +381,7 @@ class InboundProcessor:
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
-                    extra={"image_base64": base64.b64encode(png).decode()}), key + ":image", now)
+                ).with_image(png), key + ":image", now)
 
     async def resume_unhandled(self) -> int:
         """At start-up: every event stored but not handled (the process stopped) and every event

@@ -1,5 +1,6 @@
 """Addressing people: a notification to a person goes to the first enabled platform on which
-we know them (WeCom, then DingTalk, then the local web chat in demo/dev mode)."""
+we know them, in the registry's order of preference (the local web chat, in demo/dev mode, last:
+it knows everyone by person id)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,19 +8,21 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outbox
-from bot.core.messages import OutgoingMessage
+from bot.core.channel import registry
+from bot.core.messages import Card, OutgoingMessage
 from bot.render import environment
 from storage.models import Person
 
 
 def address(person: Person, platforms: tuple[str, ...]) -> tuple[str, str] | None:
-    for p in platforms:
-        if p == "wecom" and person.wecom_userid:
-            return "wecom", person.wecom_userid
-        if p == "dingtalk" and person.dingtalk_userid:
-            return "dingtalk", person.dingtalk_userid
-        if p == "local":
-            return "local", person.id
+    """(platform, user id) of the first of ``platforms`` that knows ``person``."""
+    for name in platforms:
+        platform = registry.get(name)
+        if platform is not None and platform.identity == "person":
+            return name, person.id
+        user_id = person.account(name)
+        if user_id:
+            return name, user_id
     return None
 
 
@@ -34,7 +37,8 @@ async def to_person(session: AsyncSession, person: Person, text: str, *, key: st
 
 
 def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...], title: str = "",
-               format: str = "markdown", extra: dict | None = None) -> tuple[OutgoingMessage, str] | None:
+               format: str = "markdown", extra: dict | None = None,
+               card: Card | None = None) -> tuple[OutgoingMessage, str] | None:
     """The (message, outbox key) ``to_person`` would queue, for ``outbox.enqueue_many``; None when
     the person is on none of the platforms."""
     addr = address(person, platforms)
@@ -43,7 +47,7 @@ def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...
     platform, target = addr
     out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
                           title=_title(title), extra=extra or {})
-    return out, f"{key}:{person.id}"
+    return (out.with_card(card) if card is not None else out), f"{key}:{person.id}"
 
 
 def _title(key: str) -> str:
@@ -52,7 +56,8 @@ def _title(key: str) -> str:
 
 
 async def to_chat(session: AsyncSession, platform: str, target_kind: str, target: str, text: str, *,
-                  key: str, now: datetime, title: str = "", extra: dict | None = None) -> bool:
+                  key: str, now: datetime, title: str = "", extra: dict | None = None,
+                  image_png: bytes | None = None) -> bool:
     out = OutgoingMessage(platform=platform, target_kind=target_kind, target=target, text=text,
                           title=title, extra=extra or {})
-    return await outbox.enqueue(session, out, key, now)
+    return await outbox.enqueue(session, out.with_image(image_png) if image_png is not None else out, key, now)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.core.channel import Capabilities, registry
 from bot.people_first import PeopleFirst
 from bot.workdays import WorkCalendar
 from storage.db import Database
@@ -19,6 +20,9 @@ class Services:
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
     people_first: PeopleFirst = field(default_factory=PeopleFirst)
 
+    def __post_init__(self) -> None:
+        _load_channels()       # before anything asks the registry what a platform can do
+
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None, db: Database | None = None) -> "Services":
         holidays, workdays = config.holiday_dates()
@@ -28,12 +32,21 @@ class Services:
 
     @property
     def platforms(self) -> tuple[str, ...]:
-        """Platforms people are reached on, in order of preference."""
-        out = []
-        if self.config.wecom.enabled:
-            out.append("wecom")
-        if self.config.dingtalk.enabled:
-            out.append("dingtalk")
-        if self.config.local.enabled:
-            out.append("local")
-        return tuple(out)
+        """Platforms people are reached on, in order of preference (the registry's order)."""
+        _load_channels()
+        return tuple(p.name for p in registry.enabled(self.config))
+
+    @property
+    def account_platforms(self) -> tuple[str, ...]:
+        """Every registered platform that knows people by a user id of their own, on or off."""
+        return tuple(p.name for p in registry.with_accounts())
+
+    def capabilities(self, platform: str) -> Capabilities:
+        """What ``platform`` can do, as its channel declares it under this configuration."""
+        _load_channels()
+        return registry.capabilities(platform, self.config)
+
+
+def _load_channels() -> None:
+    """Importing the installer registers every platform (a job run from the CLI has no app)."""
+    import bot.channels.adapters  # noqa: F401

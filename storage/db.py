@@ -319,9 +319,22 @@ class Database:
         raise AssertionError("unreachable")
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        """Bring the schema to the newest Alembic revision (creates it on an empty database).
+
+        On SQLite the migrations run with foreign keys off: Alembic changes a SQLite table by
+        rebuilding it (batch mode), and a table that others reference (people, contacts) cannot be
+        dropped and renamed back with them on (its DROP deletes its rows first, and the referring
+        rows count as violations at commit). The pragma is ignored inside a transaction, so it is
+        set before the transaction begins; the keys are checked before the commit instead."""
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.run_sync(_sqlite_foreign_keys, False)
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade)
+            finally:
+                if self.is_sqlite:
+                    await conn.run_sync(_sqlite_foreign_keys, True)
 
     async def probe_write(self) -> bool:
         """Try a real write: clears or confirms a storage fault (the only thing that clears one).
@@ -364,6 +377,21 @@ def alembic_config(connection=None) -> AlembicConfig:
 
 def _upgrade(sync_conn) -> None:
     command.upgrade(alembic_config(sync_conn), "head")
+    if sync_conn.dialect.name == "sqlite":
+        broken = sync_conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:       # raised inside the transaction: nothing of the migration is kept
+            raise RuntimeError(f"migration left {len(broken)} row(s) whose foreign key has no target, "
+                               f"e.g. {broken[0]}")
+
+
+def _sqlite_foreign_keys(sync_conn, on: bool) -> None:
+    """PRAGMA foreign_keys on the raw connection, outside any transaction (the Connection's
+    ``begin`` hook would open one first, and inside one the pragma does nothing)."""
+    cur = sync_conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cur.close()
 
 
 # Registers the before_flush hook that cancels queued customer messages when an invoice is

@@ -36,13 +36,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Sequence
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, ledger
-from storage.models import (Allocation, Contact, Customer, Dispute, FollowUp, Payment, Person, Promise,
-                            Receivable, WriteOff)
+from storage.models import (Allocation, Contact, Customer, Dispute, FollowUp, Payment, Person, PersonAccount,
+                            Promise, Receivable, WriteOff)
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -234,8 +235,7 @@ def _plan_people(rng: random.Random, reps: int) -> list[dict]:
         while email in emails:
             email, k = f"{base}{k}", k + 1
         emails.add(email)
-        p.update(mobile=f"1380000{n:04d}", email=f"{email}@example.com",
-                 wecom_userid=f"wx_{p['id']}", dingtalk_userid=f"dt_{p['id']}")
+        p.update(mobile=f"1380000{n:04d}", email=f"{email}@example.com")
     return people
 
 
@@ -484,8 +484,10 @@ def _at(d: date, now: datetime, hour: int, minute: int = 0) -> datetime:
 
 
 async def load_demo(session: AsyncSession, *, today: date, now: datetime, seed: int = 7, reps: int = 12,
-                    customers: int = 200, receivables: int = 3000) -> DemoSummary:
-    """Fill an empty database with a demo company; the caller owns the transaction."""
+                    customers: int = 200, receivables: int = 3000, platforms: Sequence[str] = ()) -> DemoSummary:
+    """Fill an empty database with a demo company; the caller owns the transaction.
+    ``platforms``: chat platforms on which everyone gets an account, "<platform>_<person id>"
+    (the demo's follow-ups say they came on the first of them, else on the local chat)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if reps < 1 or customers < 1 or receivables < 0:
@@ -516,9 +518,12 @@ async def load_demo(session: AsyncSession, *, today: date, now: datetime, seed: 
     # SQLAlchemy sends SQLite one statement per row; a plain executemany is one. Ids are read back
     # by the natural keys (customer code, invoice number, bank reference), which are unique.
     session.add_all([Person(id=p["id"], name=p["name"], role=p["role"], supervisor_id=p["supervisor_id"],
-                            team=p["team"], wecom_userid=p["wecom_userid"], dingtalk_userid=p["dingtalk_userid"],
-                            mobile=p["mobile"], email=p["email"], active=True) for p in people_plan])
+                            team=p["team"], mobile=p["mobile"], email=p["email"], active=True) for p in people_plan])
     await session.flush()
+    if platforms:
+        await session.execute(insert(PersonAccount), [dict(platform=platform, user_id=f"{platform}_{p['id']}",
+                                                           person_id=p["id"])
+                                                      for p in people_plan for platform in platforms])
     await session.execute(insert(Customer), [
         dict(code=c["code"], name=c["name"], grade=c["grade"], credit_limit=c["credit_limit"], rep_id=c["rep_id"],
              region=c["region"], cross_border=c["cross_border"], status="frozen" if i in frozen else "active",
@@ -573,7 +578,8 @@ async def load_demo(session: AsyncSession, *, today: date, now: datetime, seed: 
                                     now=_at(d, now, 16))
 
     # --- collection work: disputes, promises, follow-ups, write-offs ---
-    counts = await _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_plan, today, now)
+    counts = await _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_plan, today, now,
+                                    reply_channel=platforms[0] if platforms else "local")
 
     audit.record(session, at=now, actor="admin", channel="local", action="demo.load", entity="demo",
                  entity_id=str(seed), customers=customers, receivables=receivables, reps=reps)
@@ -594,7 +600,8 @@ async def load_demo(session: AsyncSession, *, today: date, now: datetime, seed: 
                        amount_by_currency=amount_by, open_by_currency=open_by, **counts)
 
 
-async def _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_plan, today, now) -> dict[str, int]:
+async def _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_plan, today, now, *,
+                           reply_channel: str) -> dict[str, int]:
     n = len(invoices)
     overdue = [v for v in invoices if v.receivable.open_amount > 0 and v.due < today and not v.write_off]
     taken: set[str] = set()
@@ -623,7 +630,7 @@ async def _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_pla
     def followup(v: _Inv, day: date, outcome: str, text: str, promise: dict | None = None) -> None:
         r = v.receivable
         fu = FollowUp(receivable_id=r.id, customer_id=r.customer_id, person_id=r.rep_id,
-                      at=_at(day, now, rng.randint(9, 18), rng.randint(0, 59)), channel="wecom",
+                      at=_at(day, now, rng.randint(9, 18), rng.randint(0, 59)), channel=reply_channel,
                       counterpart=contact_of(v), outcome=outcome, text=text, parse={},
                       promised_date=promise["date"] if promise else None,
                       promised_amount=promise["amount"] if promise else None, late=False)

@@ -17,7 +17,8 @@ from sqlalchemy import BigInteger, Boolean, Date, DateTime, Table, TypeDecorator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.importer import Record, RowError
-from storage import audit
+from storage import audit, people
+from storage.people import account_platform
 from storage.models import AuditEntry, Contact, Customer, Person
 
 ZERO = Decimal("0.00")
@@ -72,8 +73,8 @@ class Index:
         return None, ("ambiguous_name" if hits else "unknown"), ({"count": len(hits)} if hits else {})
 
 
-def diff(obj: Any, desired: dict) -> dict:
-    return {k: (getattr(obj, k), v) for k, v in desired.items() if getattr(obj, k) != v}
+def diff(obj: Any, desired: dict, current: Callable[[Any, str], Any] = getattr) -> dict:
+    return {k: (current(obj, k), v) for k, v in desired.items() if current(obj, k) != v}
 
 
 async def in_chunks(session: AsyncSession, model: Any, attr: Any, keys: Iterable) -> list:
@@ -254,12 +255,17 @@ class Planner:
             self.error(rec, column, unknown if code == "unknown" else code, **params)
         return item
 
+    @staticmethod
+    def current(entity: Any, field: str) -> Any:
+        """The stored value of ``field`` (an attribute, unless a planner says otherwise)."""
+        return getattr(entity, field)
+
     def decide(self, rec: Record, existing: Any, desired: dict) -> Plan:
         if rec.duplicate_of is not None:
             return Plan(rec, "unchanged", existing, desired)
         if existing is None:
             return Plan(rec, "create", None, desired)
-        changes = diff(existing, desired)
+        changes = diff(existing, desired, self.current)
         return Plan(rec, "update" if changes else "unchanged", existing, desired, changes)
 
     def entry(self, p: Plan, entity_id: Any, **extra: Any) -> dict:
@@ -280,12 +286,18 @@ class Planner:
 
 
 # ---- people ---------------------------------------------------------------------------------
-_PERSON_DEFAULTS = {"name": "", "role": "rep", "team": "", "wecom_userid": None, "dingtalk_userid": None,
-                    "mobile": "", "email": ""}
+# A "<platform>_userid" column is the person's account on that platform (person_accounts): its
+# cell sets the account, an empty cell removes it (storage/people.py).
+_PERSON_DEFAULTS = {"name": "", "role": "rep", "team": "", "mobile": "", "email": ""}
 
 
 class PeoplePlanner(Planner):
     entity = "person"
+
+    @staticmethod
+    def current(person: Person, field: str) -> Any:
+        platform = account_platform(field)
+        return person.account(platform) if platform else getattr(person, field)
 
     async def plan(self, records):
         stored = {p.id: p for p in (await self.s.execute(select(Person))).scalars().all()}
@@ -297,6 +309,7 @@ class PeoplePlanner(Planner):
         for rec in records:
             v = rec.values
             desired = {f: blank(v[f], d) for f, d in _PERSON_DEFAULTS.items() if f in v}
+            desired.update({f: blank(v[f], None) for f in v if account_platform(f)})
             if "supervisor" in v:
                 sup = None
                 if v["supervisor"]:
@@ -321,8 +334,8 @@ class PeoplePlanner(Planner):
                     break
                 seen.add(cur)
                 cur = final_sup.get(cur)
-        for col in ("wecom_userid", "dingtalk_userid"):
-            final = {pid: getattr(person, col) for pid, person in stored.items()}
+        for col in sorted({f for p in plans for f in p.values if account_platform(f)}):
+            final = {pid: self.current(person, col) for pid, person in stored.items()}
             final.update({p.rec.values["id"]: p.values[col] for p in plans if col in p.values})
             owners = defaultdict(set)
             for pid, uid in final.items():
@@ -335,14 +348,27 @@ class PeoplePlanner(Planner):
 
     async def apply(self, plans):
         # people first without supervisors, so a supervisor listed later exists before it is referenced
+        moved: list[tuple[Person, str, str]] = []          # accounts to (re)create once the old ones are gone
         for p in plans:
-            flat = {k: v for k, v in p.values.items() if k != "supervisor_id"}
+            flat = {k: v for k, v in p.values.items() if k != "supervisor_id" and not account_platform(k)}
             if p.action == "create":
-                self.s.add(Person(id=p.rec.values["id"], **{**_PERSON_DEFAULTS, **flat}, active=True))
+                person = Person(id=p.rec.values["id"], **{**_PERSON_DEFAULTS, **flat}, active=True, accounts=[])
+                self.s.add(person)
+                moved += [(person, account_platform(k), v) for k, v in p.values.items() if account_platform(k) and v]
             elif p.action == "update":
                 for k, (_, new) in p.changes.items():
-                    if k != "supervisor_id":
+                    platform = account_platform(k)
+                    if platform:
+                        # removed now, added after the flush: a user id moving between two people
+                        # in one file never exists twice, whatever order the rows are written in
+                        people.remove_account(p.target, platform)
+                        if new:
+                            moved.append((p.target, platform, new))
+                    elif k != "supervisor_id":
                         setattr(p.target, k, new)
+        await self.s.flush()
+        for person, platform, user_id in moved:
+            people.add_account(person, platform, user_id)
         await self.s.flush()
         for p in plans:
             if p.action != "unchanged" and "supervisor_id" in p.values:

@@ -32,7 +32,7 @@ import os
 import socket
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from sqlalchemy import Date, Integer, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError

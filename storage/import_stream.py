@@ -62,7 +62,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
-from sqlalchemy import Date, func, insert, select, text
+from sqlalchemy import Date, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 

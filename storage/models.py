@@ -32,11 +32,28 @@ class Person(Base):
     role: Mapped[str] = mapped_column(String(20))
     supervisor_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), index=True)
     team: Mapped[str] = mapped_column(String(100), default="", index=True)
-    wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
-    dingtalk_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
     mobile: Mapped[str] = mapped_column(String(32), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Loaded with the person, in one batched query per load (selectin), never on attribute access:
+    # a person is read almost always to be addressed, and a job addresses thousands at once.
+    accounts: Mapped[list[PersonAccount]] = relationship(lazy="selectin", cascade="all, delete-orphan",
+                                                         order_by="PersonAccount.platform")
+
+    def account(self, platform: str) -> str | None:
+        """This person's user id on ``platform``, if they have one there."""
+        return next((a.user_id for a in self.accounts if a.platform == platform), None)
+
+
+class PersonAccount(Base):
+    """Who a person is on one chat platform: how an incoming message is tied to a person, and
+    where a person is reached. A user id belongs to one person; a person has at most one per
+    platform. Platforms are the registry's names (bot/core/channel.py); storage knows none."""
+    __tablename__ = "person_accounts"
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    __table_args__ = (UniqueConstraint("person_id", "platform", name="uq_person_accounts_person_platform"),)
 
 
 class Customer(Base):
@@ -62,9 +79,8 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(String(100), default="")
     mobile: Mapped[str] = mapped_column(String(32), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
-    wecom_userid: Mapped[str] = mapped_column(String(64), default="")
-    dingtalk_userid: Mapped[str] = mapped_column(String(64), default="")
-    channel: Mapped[str] = mapped_column(String(20), default="email")   # email | sms | wecom_group | dingtalk_group
+    # email | sms | "<platform>_group" (a group robot of that platform, named by channel_target)
+    channel: Mapped[str] = mapped_column(String(20), default="email")
     channel_target: Mapped[str] = mapped_column(String(200), default="")  # robot name for group channels
     customer: Mapped[Customer] = relationship(back_populates="contacts", lazy="raise_on_sql")
 
@@ -241,7 +257,7 @@ class FollowUp(Base):
     push_id: Mapped[int | None] = mapped_column(ForeignKey("pushes.id"), index=True)
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime]
-    channel: Mapped[str] = mapped_column(String(20))           # wecom | dingtalk | local | card | import
+    channel: Mapped[str] = mapped_column(String(20))           # the platform it came on | card | import
     counterpart: Mapped[str] = mapped_column(String(100), default="")
     outcome: Mapped[str] = mapped_column(String(20), default="other")
     text: Mapped[str] = mapped_column(Text, default="")
@@ -370,7 +386,7 @@ class CustomerMessage(Base):
     receivable_id: Mapped[int | None] = mapped_column(ForeignKey("receivables.id"), index=True)
     step: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20), default="reminder")    # reminder | statement | letter
-    channel: Mapped[str] = mapped_column(String(20))                     # email | sms | wecom_group | dingtalk_group
+    channel: Mapped[str] = mapped_column(String(20))                     # the contact's channel (Contact.channel)
     outbox_key: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[str] = mapped_column(String(10), default="queued")    # queued | sent | cancelled
     cancel_reason: Mapped[str] = mapped_column(String(50), default="")

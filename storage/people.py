@@ -1,20 +1,42 @@
-"""Finding people: by platform id (who is talking), by name or id (who is meant)."""
+"""Finding people: by a chat account (who is talking), by name or id (who is meant).
+
+A person's user ids on the chat platforms are rows of person_accounts; storage knows no platform
+by name. In imports a column ``<platform>_userid`` carries a person's user id on that platform
+(``ACCOUNT_SUFFIX``; the bot's import vocabulary names those columns from the platform registry).
+"""
 from __future__ import annotations
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Person
+from storage.models import Person, PersonAccount
+
+ACCOUNT_SUFFIX = "_userid"
 
 
-async def by_platform_id(session: AsyncSession, platform: str, user_id: str) -> Person | None:
-    if platform == "wecom":
-        cond = Person.wecom_userid == user_id
-    elif platform == "dingtalk":
-        cond = Person.dingtalk_userid == user_id
-    else:  # the local web chat speaks as a person id directly
-        cond = Person.id == user_id
-    return (await session.execute(select(Person).where(cond))).scalar_one_or_none()
+def account_platform(field: str) -> str | None:
+    """"<platform>_userid" → platform; None for any other field."""
+    return field[:-len(ACCOUNT_SUFFIX)] if field.endswith(ACCOUNT_SUFFIX) and len(field) > len(ACCOUNT_SUFFIX) else None
+
+
+def add_account(person: Person, platform: str, user_id: str) -> None:
+    person.accounts.append(PersonAccount(platform=platform, user_id=user_id))
+
+
+def remove_account(person: Person, platform: str) -> None:
+    for a in [a for a in person.accounts if a.platform == platform]:
+        person.accounts.remove(a)          # deleted at the next flush (delete-orphan)
+
+
+async def by_account(session: AsyncSession, platform: str, user_id: str) -> Person | None:
+    """The person who is ``user_id`` on ``platform``."""
+    return (await session.execute(select(Person).join(PersonAccount)
+                                  .where(PersonAccount.platform == platform, PersonAccount.user_id == user_id))
+            ).scalar_one_or_none()
+
+
+async def by_id(session: AsyncSession, person_id: str) -> Person | None:
+    return await session.get(Person, person_id)
 
 
 async def find(session: AsyncSession, ref: str) -> list[Person]:

@@ -36,6 +36,8 @@ from storage.models import (Allocation, AuditEntry, Contact, CreditAlert, Custom
                             OutboxMessage, Promise, Receivable)
 
 ZERO = Decimal("0.00")
+# a contact's channel "<platform>_group" is a group robot on that platform, named by channel_target
+GROUP_SUFFIX = "_group"
 WRITTEN_CHANNELS = ("email",)          # a delivered e-mail is a written notice
 WRITTEN_KINDS = ("letter",)            # so is a letter on any channel
 
@@ -275,7 +277,7 @@ async def contacts(session: AsyncSession, customer_ids: list[int]) -> dict[int, 
 
 def _usable(c: Contact) -> bool:
     return bool((c.channel == "email" and c.email) or (c.channel == "sms" and c.mobile) or
-                (c.channel in ("wecom_group", "dingtalk_group") and c.channel_target))
+                (c.channel.endswith(GROUP_SUFFIX) and c.channel_target))
 
 
 async def sync_sent(session: AsyncSession) -> int:

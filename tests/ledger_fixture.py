@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from storage import collection, ledger
-from storage.models import Contact, Customer, Person, Receivable, WriteOff
+from storage.models import Contact, Customer, Person, PersonAccount, Receivable, WriteOff
 
 TODAY = date(2026, 11, 23)
 D = Decimal
@@ -62,10 +62,15 @@ RECEIVABLES = [
 FX = {"USD": "7.10"}
 
 
+def accounts(**user_ids: str | None) -> list[PersonAccount]:
+    """A person's chat accounts, by platform: ``accounts(wecom="wx_gm", dingtalk=None)``."""
+    return [PersonAccount(platform=platform, user_id=uid) for platform, uid in user_ids.items() if uid]
+
+
 async def build(session, now: datetime) -> dict[str, Customer]:
     for pid, name, role, sup, team, wx, dt in PEOPLE:
-        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, team=team, wecom_userid=wx,
-                           dingtalk_userid=dt, email=f"{pid}@example.com"))
+        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, team=team, email=f"{pid}@example.com",
+                           accounts=accounts(wecom=wx, dingtalk=dt)))
         await session.flush()
     customers = {}
     for code, name, grade, limit, rep, region, xb in CUSTOMERS:
@@ -104,7 +109,7 @@ async def add_reps(session, *, count: int, rep_id, customer_code, customer_name,
     arguments are functions of the rep's index (and ``invoice_no`` of the invoice's too)."""
     for i in range(count):
         session.add(Person(id=rep_id(i), name=f"业务员{i:02d}", role="rep", supervisor_id="sup1", team="华东",
-                           wecom_userid=f"wx_{rep_id(i)}", mobile="", email="", active=True))
+                           accounts=accounts(wecom=f"wx_{rep_id(i)}"), mobile="", email="", active=True))
         await session.flush()
         c = Customer(code=customer_code(i), name=customer_name(i), grade="B", credit_limit=credit_limit,
                      rep_id=rep_id(i), region="华东", cross_border=False, status="active", broken_promises=0)

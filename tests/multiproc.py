@@ -24,9 +24,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def with_checkout(e: dict) -> dict:
+    """``e`` with this checkout first on PYTHONPATH: a child process runs the code under test,
+    not whatever an installed copy of the package holds (a git worktree beside the install)."""
+    return {**e, "PYTHONPATH": str(ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")}
+
+
 def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e = with_checkout(dict(os.environ))
     for k in list(e):
         if k.startswith("ARBOT_"):
             del e[k]

@@ -15,12 +15,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.multiproc import with_checkout
+
 DATA = Path(__file__).parent / "data"
 
 
 def arbot(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     e = {**os.environ, **(env or {})}
     e.pop("ARBOT_CONFIG", None)
+    e = with_checkout(e)
     p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=e, capture_output=True, text=True,
                        timeout=120)
     if check and p.returncode != 0:
@@ -99,7 +102,8 @@ def test_serve_demo_answers_healthz_and_the_local_chat(tmp_path):
     cfg.write_text(f'demo = true\n[database]\nurl = "sqlite:///{tmp_path}/demo.db"\n[server]\nport = {port}\n'
                    f'[local]\nenabled = true\n', encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg), "serve"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=with_checkout(dict(os.environ)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         health = None
         for _ in range(120):
@@ -152,7 +156,8 @@ async def test_csv_exports_start_with_the_bom_excel_needs(db, tmp_path):
     exports = {("export", "followups"): ("at,person_id,person,customer", "上海恒信机电有限公司", "已电话联系王总，月底付款"),
                ("report", "aging", "--as-of", "2026-11-23", "--by", "rep", "--format", "csv"): ("rep,not_due", "rep1")}
     for args, wanted in exports.items():
-        p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, env=with_checkout(env),
+                           capture_output=True, timeout=120)
         assert p.returncode == 0, p.stderr.decode()
         assert p.stdout.startswith(b"\xef\xbb\xbf"), (args, p.stdout[:20])
         text = p.stdout.decode("utf-8-sig")

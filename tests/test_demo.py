@@ -31,7 +31,8 @@ async def fresh_db(tmp_path, name: str = "d.db") -> Database:
 
 async def load(db: Database, **kw):
     async with db.session() as s, s.begin():
-        return await load_demo(s, today=kw.pop("today", TODAY), now=kw.pop("now", NOW), **kw)
+        return await load_demo(s, today=kw.pop("today", TODAY), now=kw.pop("now", NOW),
+                               platforms=kw.pop("platforms", ("wecom", "dingtalk")), **kw)
 
 
 async def count(s, model) -> int:
@@ -178,7 +179,8 @@ async def test_people_teams_and_customers_are_wired(tmp_path):
     assert people["gm"].role == people["director"].role == "manager"
     assert [p.role for p in people.values() if p.id.startswith("fin")] == ["finance"] * 3
     for p in people.values():
-        assert p.wecom_userid == f"wx_{p.id}" and p.dingtalk_userid == f"dt_{p.id}"
+        assert {(a.platform, a.user_id) for a in p.accounts} == {("wecom", f"wecom_{p.id}"),
+                                                                 ("dingtalk", f"dingtalk_{p.id}")}
         assert re.fullmatch(r"13800000\d{3}", p.mobile) and p.email.endswith("@example.com")
         assert re.fullmatch(r"[\u4e00-\u9fff]{2,4}", p.name)
     assert len({p.name for p in people.values()}) == len(people)

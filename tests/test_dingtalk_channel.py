@@ -69,6 +69,15 @@ def assert_no_secrets_logged(text: str, fake: FakeDingTalk) -> None:
     assert "/robot/sendBySession" not in text
 
 
+def channels(bot: Bot) -> dict:
+    """The DingTalk channel as /healthz shows it."""
+    return bot.state.channel_health.report()["dingtalk"]
+
+
+def stream(bot: Bot) -> dict:
+    return channels(bot)["stream"]
+
+
 def now_ms(bot: Bot) -> int:
     return int(bot.clock.now().timestamp() * 1000)
 
@@ -90,7 +99,7 @@ async def test_group_aging_replied_through_the_session_webhook(fake, aiohttp_cli
     assert reply.kind == "session" and reply.payload["msgtype"] == "markdown"
     text = reply.payload["markdown"]["text"]
     assert text.startswith("**账龄分析（截至") and "87,446.17" in text
-    assert bot.state.channel_status["dingtalk"]["accepted"] == 1
+    assert channels(bot)["accepted"] == 1
     assert_no_secrets_logged(bot_log(caplog), fake)
     assert "账龄" not in bot_log(caplog) and "/aging" not in bot_log(caplog)
 
@@ -140,7 +149,7 @@ async def test_same_msg_id_three_times_is_handled_once(fake, aiohttp_client, db)
     await settle(bot)
     assert await stored(db) == 1
     assert len(fake.messages("session")) == 1
-    assert bot.state.channel_status["dingtalk"]["duplicates"] == 2
+    assert channels(bot)["duplicates"] == 2
 
 
 def _reject_cases():
@@ -198,7 +207,7 @@ async def test_bad_callbacks_are_refused_and_nothing_is_stored_or_sent(fake, aio
     await settle(bot)
     assert await stored(db) == 0
     assert fake.received == [] and fake.requests == []
-    assert bot.state.channel_status["dingtalk"]["rejected"] == 1
+    assert channels(bot)["rejected"] == 1
     assert_no_secrets_logged(bot_log(caplog), fake)
 
 
@@ -214,8 +223,7 @@ async def test_unknown_person_gets_a_polite_answer(fake, aiohttp_client, db):
 
 async def test_stream_callback_persisted_acked_and_answered_once(fake, aiohttp_client, db):
     bot = await start_bot(aiohttp_client, db, fake, mode="stream")
-    status = bot.state.channel_status["dingtalk"]
-    await fake.wait_until(lambda: fake.ws is not None and status["connected"], timeout=5)
+    await fake.wait_until(lambda: fake.ws is not None and stream(bot)["connected"], timeout=5)
     assert fake.open_requests[0]["clientId"] == fake.app_key
     body = fake.robot_message("/overdue", staff_id="dt_rep1")
     ack = await fake.wait_ack(await fake.push_callback(body))
@@ -227,7 +235,7 @@ async def test_stream_callback_persisted_acked_and_answered_once(fake, aiohttp_c
     assert await stored(db) == 1
     [reply] = fake.messages()
     assert reply.kind == "session" and "逾期账款（11月23日）：4笔" in reply.payload["markdown"]["text"]
-    assert status["callback_failures"] == 0
+    assert stream(bot)["callback_failures"] == 0
 
 
 async def test_stream_malformed_bot_message_is_acked_and_dropped(fake, aiohttp_client, db):
@@ -244,7 +252,7 @@ async def test_stream_client_stops_with_the_app(fake, aiohttp_client, db):
     await fake.wait_until(lambda: fake.ws is not None, timeout=5)
     await bot.client.close()
     await fake.wait_until(lambda: fake.ws is None, timeout=5)
-    assert bot.state.channel_status["dingtalk"]["connected"] is False
+    assert stream(bot)["connected"] is False
 
 
 # ------------------------------------------------------------------------------------------ outbox under faults

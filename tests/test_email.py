@@ -24,6 +24,7 @@ from bot.policy import SmsConfig
 from storage.models import Contact, Customer, CustomerMessage, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot
+from tests.ledger_fixture import accounts
 
 
 def free_port() -> int:
@@ -52,9 +53,9 @@ def smtp_server():
 
 async def _ledger(db, channel="email", target="ap@hengxin.example.com"):
     async with db.session() as s, s.begin():
-        s.add(Person(id="sup1", name="王主管", role="supervisor", wecom_userid="wx_sup1"))
+        s.add(Person(id="sup1", name="王主管", role="supervisor", accounts=accounts(wecom="wx_sup1")))
         await s.flush()
-        s.add(Person(id="rep1", name="张伟", role="rep", supervisor_id="sup1", wecom_userid="wx_rep1"))
+        s.add(Person(id="rep1", name="张伟", role="rep", supervisor_id="sup1", accounts=accounts(wecom="wx_rep1")))
         await s.flush()
         c = Customer(code="C1", name="上海恒信机电有限公司", grade="B", credit_limit=Decimal("500000"), rep_id="rep1")
         s.add(c)

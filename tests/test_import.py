@@ -134,7 +134,8 @@ async def test_people_roles_and_supervisors(db):
     # by id (defined later in the file), by name, and by name of someone further down
     assert {pid: p.supervisor_id for pid, p in people.items() if p.supervisor_id} == {
         "E001": "E010", "E002": "E010", "E003": "E011", "E010": "E020", "E011": "E020"}
-    assert people["E003"].dingtalk_userid == "dt_liuyang" and people["E001"].dingtalk_userid is None
+    assert people["E003"].account("dingtalk") == "dt_liuyang" and people["E001"].account("dingtalk") is None
+    assert people["E001"].account("wecom") == "zhangwei"
     assert people["E005"].mobile == "" and people["E001"].team == "华东一组"
 
 

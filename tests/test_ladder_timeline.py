@@ -22,12 +22,14 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from bot.channels.customer import install_customer_channels
+from bot.core.channel import Capabilities
 from bot.workdays import WorkCalendar
 from storage import collection, ledger
 from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, LadderStep, OutboxMessage, Person,
                             Receivable)
 from tests.conftest import at
 from tests.harness import Bot
+from tests.ledger_fixture import accounts
 
 D = Decimal
 PEOPLE = [("rep1", "张伟", "rep", "sup1"), ("rep2", "李娜", "rep", "sup2"), ("sup1", "王主管", "supervisor", None),
@@ -46,6 +48,7 @@ class Recorder:
 
     def __init__(self, platform: str):
         self.platform, self.sent = platform, []
+        self.capabilities = Capabilities(targets=frozenset({platform}))
 
     def reply_route(self, msg):
         raise NotImplementedError
@@ -56,7 +59,7 @@ class Recorder:
 
 async def build(session, now: datetime) -> dict:
     for pid, name, role, sup in sorted(PEOPLE, key=lambda p: p[3] is not None):
-        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, wecom_userid="wx_" + pid))
+        session.add(Person(id=pid, name=name, role=role, supervisor_id=sup, accounts=accounts(wecom="wx_" + pid)))
         await session.flush()
     cs = {}
     for code, name, grade, rep, channel, target in CUSTOMERS:

@@ -17,6 +17,7 @@ from storage import reminders as rem
 from storage.models import CreditAlert, Customer, CustomerMessage, OutboxMessage, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot
+from tests.ledger_fixture import accounts
 
 D = Decimal
 TIERS = ({"from_day": 1, "rate": "0.0005"}, {"from_day": 31, "rate": "0.001"})
@@ -90,7 +91,7 @@ def test_policy_config_is_validated(tmp_path):
 async def _people_and_customer(s, **customer):
     for pid, role, sup in (("sup1", "supervisor", None), ("rep1", "rep", "sup1"), ("fin1", "finance", None),
                            ("legal1", "legal", None)):
-        s.add(Person(id=pid, name=pid, role=role, supervisor_id=sup, wecom_userid="wx_" + pid))
+        s.add(Person(id=pid, name=pid, role=role, supervisor_id=sup, accounts=accounts(wecom="wx_" + pid)))
         await s.flush()
     c = Customer(code="C1", name="上海恒信机电有限公司", rep_id="rep1", **customer)
     s.add(c)

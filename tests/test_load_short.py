@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, dataset, load
+from bench import dataset, load
 from tests.multiproc import Served, free_port, write_config
 
 pytestmark = pytest.mark.timeout(300)

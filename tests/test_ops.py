@@ -42,7 +42,8 @@ async def test_healthz_reports_database_outbox_jobs_scheduler_and_channels(aioht
     assert health["status"] == "ok" and health["database"] == "ok"
     assert health["outbox"] == {"pending": 0, "sent": 0, "dead": 0} and health["dead_letters"] == []
     assert health["jobs"] == {} and health["scheduler"] == {"running": False}
-    assert health["channels"] == {"local": "enabled"} and health["local_chat"] is True
+    assert list(health["channels"]) == ["local"] and health["local_chat"] is True
+    assert health["channels"]["local"]["status"] == "enabled"
     assert health["sender"]["sent"] == 0 and health["sender"]["last_latency_seconds"] is None
 
     await bot.run("overdue_push", at("2026-11-23 09:00"))
@@ -132,6 +133,7 @@ async def test_shutdown_lets_an_in_flight_send_finish(aiohttp_client, db):
     from bot.clock import FixedClock
     from bot.services import Services
     from storage.models import OutboxMessage
+    from bot.core.channel import Capabilities
     from tests.harness import config_for
 
     cfg = config_for(db.url)
@@ -142,7 +144,7 @@ async def test_shutdown_lets_an_in_flight_send_finish(aiohttp_client, db):
     started, delivered = asyncio.Event(), []
 
     class SlowChannel:
-        platform, takes_images = "slow", False
+        platform, capabilities = "slow", Capabilities(targets=frozenset({"group"}))
 
         async def deliver(self, out):
             started.set()

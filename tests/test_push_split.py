@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 
-from bot.jobs.collection import SEP, _push_texts
+from bot.jobs.push_messages import SEP, push_texts
 from storage.collection import OverdueCustomer, OverdueItem, OverdueReceivable
 
 TODAY = date(2026, 11, 23)
@@ -49,7 +49,7 @@ def _check(texts: list[str], n_items: int, limit: int) -> list[tuple[str, str]]:
 
 def test_a_short_list_is_one_message():
     items = _items([("上海恒信机电有限公司", 3)])
-    texts, numbered = _push_texts(REP, TODAY, items, [], CLOSES, 2000)
+    texts, numbered = push_texts(REP, TODAY, items, [], CLOSES, 2000)
     assert len(texts) == 1 and "部分" not in texts[0].splitlines()[0]
     assert len(numbered) == 3
     _check(texts, 3, 2000)
@@ -58,7 +58,7 @@ def test_a_short_list_is_one_message():
 def test_parts_fit_the_limit_and_only_the_last_carries_totals_and_disputes():
     items = _items([("上海恒信机电有限公司", 4), ("苏州明达电子科技有限公司", 45), ("广州某某贸易有限公司", 6)])
     disputed = _items([("杭州异议客户有限公司", 3)], disputed=True)
-    texts, _ = _push_texts(REP, TODAY, items, disputed, CLOSES, 700)
+    texts, _ = push_texts(REP, TODAY, items, disputed, CLOSES, 700)
     pairs = _check(texts, len(items), 700)
     assert len(texts) > 3
     assert "**异议中（暂停催收，无需回复）**" in texts[-1]
@@ -74,7 +74,7 @@ def test_parts_fit_the_limit_and_only_the_last_carries_totals_and_disputes():
 
 def test_more_than_nine_parts_still_fit():
     items = _items([(f"客户{i:02d}有限公司", 12) for i in range(20)])
-    texts, _ = _push_texts(REP, TODAY, items, [], CLOSES, 400)
+    texts, _ = push_texts(REP, TODAY, items, [], CLOSES, 400)
     assert len(texts) >= 10
     _check(texts, len(items), 400)
 
@@ -83,6 +83,6 @@ def test_data_holding_the_separator_is_rendered_line_by_line():
     def invoice(c, k):
         return f"INV{SEP}{c}-{k}" if k == 2 else f"INV-{c}-{k:03d}"
     items = _items([("上海恒信机电有限公司", 5), ("苏州明达电子科技有限公司", 30)], invoice=invoice)
-    texts, _ = _push_texts(REP, TODAY, items, [], CLOSES, 600)
+    texts, _ = push_texts(REP, TODAY, items, [], CLOSES, 600)
     pairs = _check(texts, len(items), 600)
     assert sum(f"INV{SEP}" in line for _, line in pairs) == 2

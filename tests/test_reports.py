@@ -20,6 +20,7 @@ from storage.models import Setting
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
+from tests.multiproc import with_checkout
 
 D = Decimal
 
@@ -191,7 +192,7 @@ async def test_a_report_link_made_by_the_command_line_opens_in_the_server(aiohtt
     for name in ("ARBOT_CONFIG", "ARBOT_WEB_SECRET"):
         env.pop(name, None)
     cli = subprocess.run([sys.executable, "-m", "bot", "jobs", "run", "monthly_aging_report", "--at", "2026-12-05T09:00"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                         cwd=tmp_path, env=with_checkout(env), capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     [fin] = await bot.inbox("fin1")
     status, xlsx = await _fetch(bot, _links(fin)["下载Excel月报"])

@@ -22,6 +22,7 @@ from bot.clock import FixedClock
 from bot.config import load_config
 from bot.services import Services
 from tests.conftest import at
+from tests.multiproc import with_checkout
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -138,7 +139,7 @@ async def test_make_run_at_three_pm_then_the_tour(aiohttp_client, tmp_path):
     # step 5: the command the sidebar printed, run as the operator would (another process)
     assert "jobs run reply_window_close --at" in README and "2026-11-24T09:10" not in README
     at_arg = close_cmd.rsplit("--at ", 1)[1]
-    env = {**os.environ, "ARBOT_DATABASE_URL": db_url}
+    env = with_checkout({**os.environ, "ARBOT_DATABASE_URL": db_url})
     env.pop("ARBOT_CONFIG", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "--config", str(ROOT / "config.demo.toml"), "jobs", "run",

@@ -12,7 +12,6 @@ from collections import Counter
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import func, select
 
 from bot import outbox
@@ -130,7 +129,8 @@ async def test_aging_request_round_trip(aiohttp_client, db, fake):
     assert (ev.platform, ev.event_key, ev.status) == ("wecom", "4561255354251345929", "handled")
     assert ev.payload["platform_user_id"] == "wx_gm" and ev.payload["chat_id"] is None
     health = await (await bot.client.get("/healthz")).json()
-    assert health["channels"]["wecom"] == "ok" and health["status"] == "ok"
+    assert health["channels"]["wecom"]["status"] == "ok" and health["status"] == "ok"
+    assert health["channels"]["wecom"]["accepted"] == 1
 
 
 async def test_redelivered_message_is_handled_once(aiohttp_client, db, fake):
@@ -249,7 +249,8 @@ async def test_rejected_callbacks_store_and_send_nothing(aiohttp_client, db, fak
     assert fake.received == [] and fake.requests == []
     if status in (401, 403):
         health = await (await bot.client.get("/healthz")).json()
-        assert health["channels"]["wecom"].startswith("callback rejected")
+        assert health["channels"]["wecom"]["last_rejection"].startswith(str(status))
+        assert health["channels"]["wecom"]["rejected"] == 1
 
 
 # -- cards and events -------------------------------------------------------------------------
@@ -431,7 +432,7 @@ async def test_outbox_delivers_exactly_once_under_faults_within_member_limit(db)
     users = ["wx_u1"] * 40 + ["wx_u2"] * 15 + ["wx_u3"] * 15 + ["wx_u4"] * 15 + ["wx_u5"] * 15
     random.Random(3).shuffle(users)
     async with FlakyWeCom(apps={AGENT: SECRET}, clock=mono) as fake, aiohttp.ClientSession() as session:
-        channel = WeComChannel(WeComConfig(**wecom_config(fake)), {})
+        channel = WeComChannel(WeComConfig(**wecom_config(fake)))
         channel.connect(session, timeout=0.15, clock=mono)
         # more attempts than the default: this test is about exactly-once, not about dead letters
         cfg = dataclasses.replace(OutboxConfig(), max_attempts=15)

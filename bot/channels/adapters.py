@@ -1,14 +1,19 @@
-"""Switches the platform adapters on from configuration (WeCom, DingTalk)."""
+"""The registry's installer: every platform registered and switched on in the configuration
+gets its channel installed on the app (routes, client sessions, background clients).
+
+Importing a channel module registers its platform (``bot.core.channel.register``). The order of
+the imports below is the order of preference for reaching a person who is known on several
+platforms; a new platform is one line here, its module in ``bot/channels/`` and its section in
+``bot/config.py`` (docs/channels.md).
+"""
 from __future__ import annotations
 
-from aiohttp import web
+from bot.channels import wecom, dingtalk, local  # noqa: F401  (registers, in order of preference)
+from bot.core.channel import registry
 
 
-def install(app: web.Application, state) -> None:
-    cfg = state.config
-    if cfg.wecom.enabled:
-        from bot.channels import wecom
-        wecom.install(app, state)
-    if cfg.dingtalk.enabled:
-        from bot.channels import dingtalk
-        dingtalk.install(app, state)
+def install(app, state) -> None:
+    for platform in registry.enabled(state.config):
+        state.channel_health.add(platform.name)
+        channel = platform.install(app, state)
+        state.channels[platform.name] = channel

@@ -25,8 +25,7 @@ class GuardedCustomerChannel:
     def __init__(self, inner, services):
         self.inner, self.services = inner, services
         self.platform = inner.platform
-        self.takes_images = False
-        self.synchronous_replies = False
+        self.capabilities = inner.capabilities
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         return self.inner.reply_route(msg)
@@ -62,4 +61,4 @@ def install_customer_channels(state, *, email=None, sms=None) -> None:
     for channel in (email, sms):
         if channel is not None:
             state.channels[channel.platform] = GuardedCustomerChannel(channel, services)
-            state.channel_status[channel.platform] = "enabled"
+            state.channel_health.add(channel.platform)

@@ -1,9 +1,10 @@
 """The DingTalk adapter: robot messages in (HTTP callback or Stream), outbox rows out.
 
-Verify → persist → acknowledge → work. HTTP mode checks the ``timestamp``/``sign`` headers before
-it reads the body, stores the message (deduplicated by msgId) and answers 200 at once; Stream mode
-stores the message before the frame is ACKed. Handling happens in ``state.inbound``'s background
-tasks and every reply leaves through the outbox.
+Only what is DingTalk's lives here. HTTP mode is an ``Endpoint`` for the shared intake
+(bot/web/intake.py): the ``timestamp``/``sign`` headers are checked before the body is read, the
+body must be JSON, and the message is stored (deduplicated by msgId) before the 200 ``{}`` goes
+out. Stream mode stores the message the same way (``state.inbound.receive``) before the frame is
+ACKed. Handling happens in the background and every reply leaves through the outbox.
 
 Decisions:
 
@@ -22,7 +23,8 @@ Decisions:
 * **Lifecycle.** The ClientSession lives in a ``cleanup_ctx`` registered before the app's own
   resources, so it closes *after* the sender stopped. The Stream client needs ``state.inbound``,
   which exists only once those resources started, so it starts ``on_startup`` (after every
-  cleanup_ctx) and stops ``on_shutdown`` (before the database closes).
+  cleanup_ctx) and stops ``on_shutdown`` (before the database closes). Both are kept on the app
+  under typed keys (``CHANNEL``, ``CONNECTIONS``).
 * **Logs** carry reasons and message ids only: never secrets, tokens, webhook URLs (they are
   credentials) or message text.
 """
@@ -30,20 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
-from bot import inbound
 from bot.channels.dingtalk_api import DingTalkAPI
 from bot.channels.dingtalk_crypto import (DingTalkAuthError, incoming_from_robot_payload, parse_json_body,
                                           verify_robot_request)
 from bot.channels.dingtalk_stream import StreamClient
 from bot.channels.errors import TransientDeliveryError
 from bot.config import DingTalkConfig
+from bot.core.channel import Capabilities, Platform, register
+from bot.core.intake import EMPTY_JSON, BadSignature, Endpoint, Malformed, RawRequest, Received
 from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.web import intake
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +66,25 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         return "", "", None
 
 
+def capabilities(cfg: DingTalkConfig) -> Capabilities:
+    return Capabilities(
+        targets=frozenset({"user", "group", "session", "robot"}),
+        # markdown shows an image by URL only: the chart goes by link; no button cards whose clicks
+        # come back (actionCard buttons open URLs)
+        rate_limits=(("robot", "robot"),),     # a custom robot: 20 a minute, or muted for 10 minutes
+    )
+
+
 class DingTalkChannel:
     """The outbox's view of DingTalk: where a reply goes, and how a row is sent."""
 
     platform = "dingtalk"
-    takes_images = False   # markdown can show an image by URL only; the chart stays in the local chat for now
 
     def __init__(self, config: DingTalkConfig, clock: Any):
         self.config = config
+        self.capabilities = capabilities(config)
         self.clock = clock
         self.api: DingTalkAPI | None = None     # set when the app starts (needs the ClientSession)
-        self.status: dict[str, Any] = {"mode": config.mode, "accepted": 0, "duplicates": 0, "rejected": 0,
-                                       "last_rejection": None}
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -100,101 +112,79 @@ class DingTalkChannel:
             raise TransientDeliveryError("dingtalk channel not started", code="not-started")
         await self.api.deliver(out, self.config.robot_webhooks)
 
-    def reject(self, status: int, reason: str) -> web.Response:
-        self.status["rejected"] += 1
-        self.status["last_rejection"] = f"{status} {reason}"
-        log.info("dingtalk callback rejected: %s %s", status, reason)
-        return web.json_response({"error": reason}, status=status)
 
-
-async def persist(state, channel: DingTalkChannel, payload: dict) -> int | None:
-    """Store one robot message (dedupe by msgId) and hand it to the background worker.
-
-    Raises ValueError for a payload that is not a robot message. Returns the event id, or None for
-    a redelivery.
-    """
-    msg = incoming_from_robot_payload(payload, bot_names=())
-    event_id = await inbound.store(state.db, msg, state.services.clock.now())
-    if event_id is None:
-        channel.status["duplicates"] += 1
-        log.info("dingtalk: message %s already received", msg.message_id)
-        return None
-    channel.status["accepted"] += 1
-    state.inbound.spawn(event_id, msg)
-    return event_id
-
-
-def callback_handler(state, channel: DingTalkChannel):
-    cfg = channel.config
-
-    async def callback(request: web.Request) -> web.Response:
-        # 1. verify, before reading a byte of the body
+def robot_callback(cfg: DingTalkConfig, now_ms) -> Endpoint:
+    def verify(req: RawRequest) -> None:
         try:
-            verify_robot_request(request.headers.get("timestamp"), request.headers.get("sign"),
-                                 cfg.app_secret, now_ms=channel.now_ms())
+            verify_robot_request(req.headers.get("timestamp"), req.headers.get("sign"), cfg.app_secret,
+                                 now_ms=now_ms())
         except DingTalkAuthError as e:
-            return channel.reject(401, e.reason)
-        if request.content_type != "application/json":
-            return channel.reject(415, "content type must be application/json")
-        if request.content_length is not None and request.content_length > request.client_max_size:
-            return channel.reject(413, "body too large")
+            raise BadSignature(e.reason) from None
+
+    def parse(req: RawRequest) -> Received:
         try:
-            raw = await request.read()       # enforces client_max_size for chunked bodies too
-        except web.HTTPRequestEntityTooLarge:
-            return channel.reject(413, "body too large")
-        try:
-            body = parse_json_body(raw)
-            # 2. persist (a redelivered msgId is stored once)
-            await persist(state, channel, body)
+            msg = incoming_from_robot_payload(parse_json_body(req.body), bot_names=())
         except ValueError as e:
-            return channel.reject(400, str(e))
-        # 3. acknowledge at once; the work already runs in the background
-        return web.json_response({})
+            raise Malformed(str(e)) from None
+        return Received(((msg, True),), EMPTY_JSON)
 
-    return callback
+    return Endpoint("POST", CALLBACK_PATH, parse, verify=verify, content_types=frozenset({"application/json"}))
 
 
-def install(app: web.Application, state) -> None:
+@dataclass
+class Connections:
+    """What the channel opens while the app runs: the HTTP client session, and in Stream mode the
+    socket's client and its task (kept on the app under ``CONNECTIONS``, filled in at start-up)."""
+    session: aiohttp.ClientSession | None = None
+    stream: StreamClient | None = None
+    task: asyncio.Task | None = None
+
+
+CHANNEL = web.AppKey("dingtalk.channel", DingTalkChannel)
+CONNECTIONS = web.AppKey("dingtalk.connections", Connections)
+
+
+def install(app: web.Application, state) -> DingTalkChannel:
     cfg: DingTalkConfig = state.config.dingtalk
     if cfg.mode not in ("http", "stream"):
         raise ValueError(f"[dingtalk] mode must be \"http\" or \"stream\", not {cfg.mode!r}")
-    channel = DingTalkChannel(cfg, state.services.clock)
-    state.channels["dingtalk"] = channel
-    holder: dict[str, Any] = {}
+    channel = app[CHANNEL] = DingTalkChannel(cfg, state.services.clock)
+    conn = app[CONNECTIONS] = Connections()
+    state.channel_health.add(channel.platform, mode=cfg.mode)
 
     async def http_session(app: web.Application):
-        session = aiohttp.ClientSession()
-        holder["session"] = session
-        channel.api = DingTalkAPI(session, cfg.api_base, cfg.oapi_base, app_key=cfg.app_key,
-                                  app_secret=cfg.app_secret, robot_code=cfg.robot_code, wall_ms=channel.now_ms)
-        yield
-        channel.api = None
-        await session.close()
+        async with aiohttp.ClientSession() as session:
+            conn.session = session
+            channel.api = DingTalkAPI(session, cfg.api_base, cfg.oapi_base, app_key=cfg.app_key,
+                                      app_secret=cfg.app_secret, robot_code=cfg.robot_code, wall_ms=channel.now_ms)
+            yield
+            channel.api = None
 
     app.cleanup_ctx.append(http_session)
 
     if cfg.mode == "http":
-        state.channel_status["dingtalk"] = channel.status
-        app.router.add_post(CALLBACK_PATH, callback_handler(state, channel))
-        return
+        app.add_routes(intake.routes(state, channel.platform, [robot_callback(cfg, channel.now_ms)]))
+        return channel
 
     async def on_callback(payload: dict) -> None:
-        # Persist before the ACK (StreamClient ACKs when this returns): DingTalk never re-sends a bot
-        # message, so a failure here is logged and counted, not retried.
+        # Stored before the ACK (StreamClient ACKs when this returns): DingTalk never re-sends a bot
+        # message, so one that does not parse is counted as refused and dropped, not retried.
         try:
-            await persist(state, channel, payload)
+            msg = incoming_from_robot_payload(payload, bot_names=())
         except ValueError as e:
-            channel.reject(400, str(e))
+            state.channel_health.refused(channel.platform, Malformed(str(e)))
+            log.info("dingtalk stream message refused: %s", e)
+            return
+        await state.inbound.receive(msg)
 
     async def start_stream(app: web.Application) -> None:
-        client = StreamClient(holder["session"], cfg.api_base, cfg.app_key, cfg.app_secret, on_callback)
-        holder["client"] = client
-        holder["task"] = asyncio.create_task(client.run(), name="dingtalk-stream")
-        state.channel_status["dingtalk"] = client.status
+        conn.stream = StreamClient(conn.session, cfg.api_base, cfg.app_key, cfg.app_secret, on_callback)
+        conn.task = asyncio.create_task(conn.stream.run(), name="dingtalk-stream")
+        state.channel_health.watch(channel.platform, "stream", conn.stream.status)
 
     async def stop_stream(app: web.Application) -> None:
-        client, task = holder.get("client"), holder.get("task")
-        if client is None:
+        client, task = conn.stream, conn.task
+        if client is None or task is None:
             return
         await client.stop()
         try:
@@ -204,3 +194,9 @@ def install(app: web.Application, state) -> None:
 
     app.on_startup.append(start_stream)
     app.on_shutdown.append(stop_stream)
+    return channel
+
+
+PLATFORM = register(Platform(
+    name="dingtalk", capabilities=capabilities, install=install,
+    account_headers=("dingtalk", "钉钉ID", "钉钉账号", "钉钉")))

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 import aiosmtplib
 
 from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
+from bot.core.channel import Capabilities
 from bot.core.messages import IncomingMessage, OutgoingMessage
 
 
@@ -28,8 +29,7 @@ def _address(display: str, addr: str) -> Address:
 
 class EmailChannel:
     platform = "email"
-    takes_images = False
-    synchronous_replies = False
+    capabilities = Capabilities(targets=frozenset({"email"}))   # send-only, to customer contacts
 
     def __init__(self, config, *, company_name: str = "", clock=None):
         self.config, self.company_name, self.clock = config, company_name, clock

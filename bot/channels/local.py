@@ -13,15 +13,21 @@ import uuid
 from aiohttp import web
 from sqlalchemy import select
 
+from bot.core.channel import Capabilities, Platform, register
+from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import html_environment
 from storage.models import OutboxMessage, Person
 
 
+# Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The chart
+# is not shown (the page renders text), hence no images.
+CAPABILITIES = Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True)
+
+
 class LocalChannel:
     platform = "local"
-    takes_images = False
-    synchronous_replies = True
+    capabilities = CAPABILITIES
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         return ("group", msg.chat_id) if msg.chat_id else ("user", msg.platform_user_id)
@@ -40,23 +46,24 @@ def _is_loopback(request: web.Request) -> bool:
 def routes(app_state) -> list[web.RouteDef]:
     """app_state: bot.app.State (db, pipeline, inbound, config)."""
 
+    # Refusals are bot/core/intake.py's, answered by the app's middleware in the shared JSON shape.
     def guard(request: web.Request) -> None:
         if not app_state.config.local.allow_remote and not _is_loopback(request):
-            raise web.HTTPForbidden(text="local chat answers loopback clients only ([local] allow_remote)")
+            raise Forbidden("local chat answers loopback clients only ([local] allow_remote)")
 
     async def post_message(request: web.Request) -> web.Response:
         guard(request)
         if request.content_type != "application/json":
-            raise web.HTTPUnsupportedMediaType(text="send JSON: {\"user\": ..., \"chat\": ..., \"text\": ...}")
+            raise UnsupportedMediaType("send JSON: {\"user\": ..., \"chat\": ..., \"text\": ...}")
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body is not valid JSON") from None
+            raise Malformed("body is not valid JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not isinstance(body.get("text"), str):
-            raise web.HTTPBadRequest(text="expected {\"user\": \"<person id>\", \"chat\": \"<group id or null>\", \"text\": \"...\"}")
+            raise Malformed("expected {\"user\": \"<person id>\", \"chat\": \"<group id or null>\", \"text\": \"...\"}")
         chat = body.get("chat")
         if chat is not None and not isinstance(chat, str):
-            raise web.HTTPBadRequest(text="chat must be a string or null")
+            raise Malformed("chat must be a string or null")
         msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=body["text"][:4000],
                               message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
                               mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
@@ -67,7 +74,7 @@ def routes(app_state) -> list[web.RouteDef]:
         guard(request)
         user, chat = request.query.get("user"), request.query.get("chat")
         if not user and not chat:
-            raise web.HTTPBadRequest(text="give ?user=<person id> or ?chat=<group id>")
+            raise Malformed("give ?user=<person id> or ?chat=<group id>")
         kind, target = ("user", user) if user else ("group", chat)
         async with app_state.db.reader() as s:
             rows = (await s.execute(select(OutboxMessage).where(
@@ -103,3 +110,12 @@ def routes(app_state) -> list[web.RouteDef]:
             web.get("/local/people", people), web.get("/", page)]
 
 
+def install(app: web.Application, state) -> LocalChannel:
+    app.add_routes(routes(state))
+    return LocalChannel()
+
+
+# Registered last of the chat platforms (bot/channels/adapters.py): a person is reached here only
+# when no real platform knows them. The local chat speaks as a person id, it has no accounts.
+PLATFORM = register(Platform(name="local", capabilities=lambda cfg: CAPABILITIES, install=install,
+                             identity="person"))

@@ -27,6 +27,7 @@ import aiohttp
 
 from bot.channels.errors import (DeliveryError, PermanentDeliveryError, RateLimitedError,
                                  TransientDeliveryError)
+from bot.core.channel import Capabilities
 from bot.core.messages import IncomingMessage, OutgoingMessage
 
 # errcode → (kind, explanation)
@@ -53,8 +54,7 @@ def sign(app_key: str, body: bytes) -> str:
 
 class SmsChannel:
     platform = "sms"
-    takes_images = False
-    synchronous_replies = False
+    capabilities = Capabilities(targets=frozenset({"sms"}))   # send-only, to customer contacts
 
     def __init__(self, config, *, clock=None, session_factory=aiohttp.ClientSession):
         self.config, self.clock, self.session_factory = config, clock, session_factory

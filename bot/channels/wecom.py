@@ -1,17 +1,20 @@
 """The WeCom (企业微信) adapter: callbacks in, app messages out.
 
-Verify → persist → acknowledge → work. A callback is verified and decrypted (401 forged
-signature, 403 encrypted for another corp, 400 malformed), stored in ``inbound_events`` keyed by
-the platform's id, answered 200 with an empty body, and only then handled in the background:
-WeCom waits 5 s and re-sends (3 tries in all), so a slow handler must never hold the answer up,
-and a re-sent event finds its key taken and is acknowledged without being handled twice.
+Only what is WeCom's lives here: how a callback is verified and decrypted and what it means
+(``Endpoint``s for the shared intake, bot/web/intake.py, which stores, deduplicates,
+acknowledges and answers refusals the same way for every platform), and how an outbox row is
+sent. WeCom waits 5 s and re-sends (3 tries in all), so the answer (200, empty body) goes out as
+soon as the event is stored; the work happens in the background.
 
-Content type is not checked (no 415): WeCom's is not documented and varies by proxy; the
-signature is what proves the sender. Bodies over 1 MB get 413 from the app's client_max_size.
-Nothing here logs a token, a key, a user id or what anyone wrote.
+Refusals: a forged signature is 401, a message encrypted for another corp 403, anything that
+does not decrypt or parse 400. The body types read are the XML/JSON ones plus text/plain and
+octet-stream, since WeCom's own Content-Type is not documented and varies by proxy: the
+signature, not the header, proves the sender. Nothing here logs a token, a key, a user id or
+what anyone wrote.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,11 +24,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import update
 
-from bot import inbound
 from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
-from bot.channels.wecom_api import WeComAPI
+from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
+                                    WeComAPI)
 from bot.channels.wecom_crypto import (
     SIGNATURE_ERROR,
     VALIDATE_RECEIVEID_ERROR,
@@ -34,8 +36,11 @@ from bot.channels.wecom_crypto import (
     parse_xml,
 )
 from bot.config import ConfigError, WeComConfig
-from bot.core.messages import IncomingMessage, OutgoingMessage
-from storage.models import InboundEvent
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
+from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
+                             Rejected)
+from bot.core.messages import Card, IncomingMessage, OutgoingMessage
+from bot.web import intake
 
 log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0          # seconds per WeCom API request
@@ -44,16 +49,31 @@ MAX_KEY = 200               # inbound_events.event_key width
 _MENTION = re.compile(r"^\s*[@＠]\S+\s*")
 
 
+def capabilities(cfg: WeComConfig) -> Capabilities:
+    return Capabilities(
+        targets=frozenset({"user", "robot"}),
+        # app text is cut silently past 2048 bytes, app markdown past 2048 and robot markdown past
+        # 4096 are refused (40058): every message is sized for these before it is queued
+        sizes=((("user", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
+               (("user", "markdown"), SizeLimit(bytes=APP_MARKDOWN_MAX_BYTES)),
+               (("robot", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
+               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
+        # App images need a media upload (media/upload → media_id) that WeComAPI does not do yet,
+        # so only group robots take the chart; a reply (an app message) carries text only.
+        images=frozenset({"robot"}),
+        cards=True,
+        # a card is one more message against the 30-a-minute limit per member: a few, if asked
+        cards_per_push=cfg.card_items if cfg.card_buttons else 0,
+        rate_limits=(("robot", "robot"), ("user", "member")),
+    )
+
+
 class WeComChannel:
     platform = "wecom"
-    # The only reply route is an app message to the person, and app images need a media upload
-    # (media/upload → media_id) that WeComAPI does not do yet; with True, the pipeline's image
-    # rows (the aging chart) would go out as empty texts. Robot images work (target_kind "robot").
-    takes_images = False
 
-    def __init__(self, config: WeComConfig, status: dict | None = None):
+    def __init__(self, config: WeComConfig):
         self.config = config
-        self.status = status if status is not None else {}
+        self.capabilities = capabilities(config)
         self.api: WeComAPI | None = None
 
     def __repr__(self) -> str:
@@ -75,12 +95,18 @@ class WeComChannel:
         if out.target_kind == "user" and "image_base64" in out.extra:
             raise PermanentDeliveryError("WeCom app image messages need a media upload (not supported)",
                                          code="image_to_user")
-        try:
-            await self.api.deliver(out, dict(self.config.robot_webhook_keys))
-        except PermanentDeliveryError as e:
-            self.status["wecom"] = f"send failed: {e.reason}"   # e.g. 60020 IP not trusted: say it on /healthz
-            raise
-        self.status["wecom"] = "ok"
+        card = out.card
+        if card is not None and out.target_kind == "user":
+            out = dataclasses.replace(out, extra={**out.extra, "template_card": template_card(card)})
+        await self.api.deliver(out, dict(self.config.robot_webhook_keys))
+
+
+def template_card(card: Card) -> dict[str, Any]:
+    """A neutral card as WeCom's button_interaction template card: its clicks come back as
+    template_card_event callbacks naming the task_id and the button's key (at most 6 buttons)."""
+    return {"card_type": "button_interaction", "task_id": card.id,
+            "main_title": {"title": card.title, "desc": card.description},
+            "button_list": [{"text": b.label, "style": 1, "key": b.key} for b in card.buttons[:6]]}
 
 
 def _event_key(*parts: Any) -> str:
@@ -126,7 +152,77 @@ def message_from_aibot(data: dict[str, Any]) -> IncomingMessage | None:
                            message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True)
 
 
-def install(app: web.Application, state) -> None:
+# -- callbacks ---------------------------------------------------------------------------------
+
+XML_TYPES = frozenset({"text/xml", "application/xml", "text/plain", "application/octet-stream"})
+JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
+
+
+def refusal(e: WeComCryptoError) -> Rejected:
+    """The sample's error classes, in the intake's words."""
+    if e.code == SIGNATURE_ERROR:
+        return BadSignature(f"{e.message} ({e.code})")
+    if e.code == VALIDATE_RECEIVEID_ERROR:
+        return Forbidden(f"{e.message} ({e.code})")
+    return Malformed(f"{e.message} ({e.code})")
+
+
+def url_check(path: str, crypto: WeComCrypto) -> Endpoint:
+    """GET: WeCom checks the URL by asking for its echostr decrypted: the plaintext, exactly."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce, echostr = req.params("msg_signature", "timestamp", "nonce", "echostr")
+        try:
+            plain = crypto.verify_url(sig, ts, nonce, echostr)
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        return Received(answer=Answer(plain.encode("utf-8"), "text/plain"))
+    return Endpoint("GET", path, parse)
+
+
+def _signed(req: RawRequest) -> None:
+    req.params("msg_signature", "timestamp", "nonce")
+
+
+def app_callback(path: str, crypto: WeComCrypto) -> Endpoint:
+    """POST from the app: ``<xml><Encrypt/>...</xml>``, signed over the Encrypt field."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce = req.params("msg_signature", "timestamp", "nonce")
+        try:
+            msg, handle = message_from_xml(parse_xml(crypto.decrypt_body(sig, ts, nonce, req.body)))
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        except ValueError as e:
+            raise Malformed(str(e)) from None
+        return Received(((msg, handle),))
+    return Endpoint("POST", path, parse, verify=_signed, content_types=XML_TYPES)
+
+
+def aibot_callback(path: str, crypto: WeComCrypto) -> Endpoint:
+    """POST from the AI bot (智能机器人): ``{"encrypt": ...}``; answered through the outbox as an
+    app message, never by a passive (stream) reply."""
+    def parse(req: RawRequest) -> Received:
+        sig, ts, nonce = req.params("msg_signature", "timestamp", "nonce")
+        try:
+            outer = json.loads(req.body)
+            encrypt = outer.get("encrypt") if isinstance(outer, dict) else None
+            if not isinstance(encrypt, str) or not encrypt:
+                raise ValueError("no encrypt field")
+            data = json.loads(crypto.decrypt(sig, ts, nonce, encrypt))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except WeComCryptoError as e:
+            raise refusal(e) from None
+        except (ValueError, UnicodeDecodeError):
+            raise Malformed("malformed json") from None
+        msg = message_from_aibot(data)
+        return Received(() if msg is None else ((msg, True),))
+    return Endpoint("POST", path, parse, verify=_signed, content_types=JSON_TYPES)
+
+
+CHANNEL = web.AppKey("wecom.channel", WeComChannel)
+
+
+def install(app: web.Application, state) -> WeComChannel:
     cfg: WeComConfig = state.config.wecom
     try:
         int(cfg.agent_id)
@@ -137,91 +233,22 @@ def install(app: web.Application, state) -> None:
     except (ValueError, WeComCryptoError) as e:
         reason = e.message if isinstance(e, WeComCryptoError) else "agent_id must be a number"
         raise ConfigError(f"[wecom] {reason}") from None
-    channel = WeComChannel(cfg, state.channel_status)
-    state.channels["wecom"] = channel
+    channel = app[CHANNEL] = WeComChannel(cfg)
 
     async def api_session(app: web.Application):
         async with aiohttp.ClientSession() as session:
-            channel.connect(session)
+            app[CHANNEL].connect(session)
             yield
-            channel.api = None
+            app[CHANNEL].api = None
 
     app.cleanup_ctx.append(api_session)
-
-    def reject(e: WeComCryptoError, what: str) -> web.HTTPException:
-        status = 401 if e.code == SIGNATURE_ERROR else 403 if e.code == VALIDATE_RECEIVEID_ERROR else 400
-        state.channel_status["wecom"] = f"{what} rejected: {e.code}"
-        log.warning("wecom %s rejected: %s (HTTP %s)", what, e.code, status)
-        cls = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 400: web.HTTPBadRequest}[status]
-        return cls(text=f"rejected ({e.code})")
-
-    def params(request: web.Request, *names: str) -> list[str]:
-        q = request.query   # decoded once by aiohttp: never unquote again, "+" stays "+"
-        if any(not q.get(n) for n in names):
-            raise web.HTTPBadRequest(text="missing query parameter")
-        return [q[n] for n in names]
-
-    def url_check(crypto: WeComCrypto, what: str):
-        async def handler(request: web.Request) -> web.Response:
-            sig, ts, nonce, echostr = params(request, "msg_signature", "timestamp", "nonce", "echostr")
-            try:
-                plain = crypto.verify_url(sig, ts, nonce, echostr)
-            except WeComCryptoError as e:
-                raise reject(e, what) from None
-            state.channel_status["wecom"] = "ok"
-            return web.Response(body=plain.encode("utf-8"), content_type="text/plain")
-        return handler
-
-    async def accept(msg: IncomingMessage, handle: bool) -> web.Response:
-        now = state.services.clock.now()
-        event_id = await inbound.store(state.db, msg, now)
-        state.channel_status["wecom"] = "ok"
-        if event_id is None:
-            return web.Response(text="")          # a re-send: acknowledged, handled once already
-        if handle:
-            state.inbound.spawn(event_id, msg)    # the work happens after the 200 has gone out
-        else:
-            async with state.db.session() as s, s.begin():   # nothing to do; not resumed at start-up
-                await s.execute(update(InboundEvent).where(InboundEvent.id == event_id)
-                                .values(status="handled", handled_at=now))
-        return web.Response(text="")
-
-    async def callback(request: web.Request) -> web.Response:
-        sig, ts, nonce = params(request, "msg_signature", "timestamp", "nonce")
-        body = await request.read()               # over client_max_size: 413 from aiohttp
-        try:
-            plain = app_crypto.decrypt_body(sig, ts, nonce, body)
-            fields = parse_xml(plain)
-            msg, handle = message_from_xml(fields)
-        except WeComCryptoError as e:
-            raise reject(e, "callback") from None
-        except ValueError:
-            raise reject(WeComCryptoError(-40002, "incomplete message"), "callback") from None
-        return await accept(msg, handle)
-
-    async def aibot(request: web.Request) -> web.Response:
-        sig, ts, nonce = params(request, "msg_signature", "timestamp", "nonce")
-        try:
-            outer = json.loads(await request.read())
-            encrypt = outer.get("encrypt") if isinstance(outer, dict) else None
-            if not isinstance(encrypt, str) or not encrypt:
-                raise ValueError("no encrypt field")
-            data = json.loads(bot_crypto.decrypt(sig, ts, nonce, encrypt))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except WeComCryptoError as e:
-            raise reject(e, "aibot callback") from None
-        except (ValueError, UnicodeDecodeError):
-            raise reject(WeComCryptoError(-40002, "malformed json"), "aibot callback") from None
-        msg = message_from_aibot(data)
-        if msg is None:
-            state.channel_status["wecom"] = "ok"
-            return web.Response(text="")
-        # The answer goes through the outbox as an app message; no passive (stream) reply.
-        return await accept(msg, True)
-
-    app.add_routes([web.get("/wecom/callback", url_check(app_crypto, "url check")),
-                    web.post("/wecom/callback", callback)])
+    endpoints = [url_check("/wecom/callback", app_crypto), app_callback("/wecom/callback", app_crypto)]
     if bot_crypto is not None:
-        app.add_routes([web.get("/wecom/aibot", url_check(bot_crypto, "aibot url check")),
-                        web.post("/wecom/aibot", aibot)])
+        endpoints += [url_check("/wecom/aibot", bot_crypto), aibot_callback("/wecom/aibot", bot_crypto)]
+    app.add_routes(intake.routes(state, channel.platform, endpoints))
+    return channel
+
+
+PLATFORM = register(Platform(
+    name="wecom", capabilities=capabilities, install=install,
+    account_headers=("wecom", "企业微信ID", "企业微信账号", "企微ID", "企业微信")))

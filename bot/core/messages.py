@@ -2,9 +2,17 @@
 
 A channel adapter turns a platform's request into an ``IncomingMessage`` and turns an
 ``OutgoingMessage`` into the platform's send call. Nothing here knows any platform.
+
+An outgoing message is made of neutral parts: a title, a body (markdown or text), optionally a
+``Card`` (buttons whose clicks come back) or an image. Jobs and handlers build the parts; each
+channel decides how its platform shows them (an interactive card, markdown, the local chat's
+text). The body is always complete on its own: a platform that shows no cards or images
+sends the body, so a part is an addition, never the only place something is said.
 """
 from __future__ import annotations
 
+import base64
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -13,14 +21,14 @@ Format = Literal["text", "markdown"]
 
 @dataclass(frozen=True)
 class IncomingMessage:
-    platform: str                 # "local" | "wecom" | "dingtalk"
-    platform_user_id: str         # the sender as the platform names them (WeCom UserID, DingTalk staffId, local person id)
+    platform: str                 # a registered platform's name (bot/core/channel.py)
+    platform_user_id: str         # the sender as the platform names them (a user id, or a person id for the local chat)
     text: str                     # with any @mention of the bot already stripped
     message_id: str               # platform message id, the deduplication key within the platform
     chat_id: str | None = None    # group/conversation id; None for a 1:1 chat
     mentioned_bot: bool = True    # in groups the bot only answers when @-mentioned
     sender_name: str = ""
-    # where a reply must go if not through the channel's default route (e.g. DingTalk sessionWebhook)
+    # where a reply must go if not through the channel's default route (a session webhook, say)
     reply_route: dict[str, Any] = field(default_factory=dict)
     # a button click on an interactive card: {"task_id", "key", "response_code"}
     card_action: dict[str, Any] | None = None
@@ -42,15 +50,43 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Button:
+    label: str
+    key: str             # comes back as ``card_action["key"]`` when the button is clicked
+
+
+@dataclass(frozen=True)
+class Card:
+    """Buttons about one thing, whose clicks come back to the bot (on platforms that show them:
+    ``Capabilities.cards``). ``id`` is unique per card; a click names it (``card_action["task_id"]``)."""
+    id: str
+    title: str
+    description: str = ""
+    buttons: tuple[Button, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "description": self.description,
+                "buttons": [{"label": b.label, "key": b.key} for b in self.buttons]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Card":
+        return cls(id=str(d["id"]), title=str(d.get("title") or ""), description=str(d.get("description") or ""),
+                   buttons=tuple(Button(str(b["label"]), str(b["key"])) for b in d.get("buttons") or ()))
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """One rendered message for one destination, as stored in the outbox.
 
-    target_kind:
-      "user"   a person, by platform user id (WeCom app message / DingTalk oToMessages / local inbox)
-      "group"  a group chat the bot is in (DingTalk groupMessages / local group inbox)
+    target_kind (which ones a platform delivers to: ``Capabilities.targets``):
+      "user"   a person, by platform user id (or person id in the local chat)
+      "group"  a group chat the bot is in
       "robot"  a send-only group robot webhook, by its configured name
-      "session" a DingTalk sessionWebhook URL (a reply to a message, valid until it expires)
+      "session" a reply webhook that came with a message (valid until it expires)
       "email" / "sms"  customer contacts (issue 6)
+
+    Neutral parts beside the body travel in ``extra`` (it is stored as JSON): ``card`` (see
+    ``Card``) and ``image_base64`` (a PNG). Use ``with_card`` / ``with_image`` to add them.
     """
     platform: str
     target_kind: str
@@ -59,3 +95,19 @@ class OutgoingMessage:
     format: Format = "markdown"
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)   # card, image (base64), at-list...
+
+    @property
+    def card(self) -> Card | None:
+        d = self.extra.get("card")
+        return Card.from_dict(d) if isinstance(d, dict) else None
+
+    @property
+    def image_png(self) -> bytes | None:
+        data = self.extra.get("image_base64")
+        return base64.b64decode(data) if data else None
+
+    def with_card(self, card: Card) -> "OutgoingMessage":
+        return dataclasses.replace(self, extra={**self.extra, "card": card.to_dict()})
+
+    def with_image(self, png: bytes) -> "OutgoingMessage":
+        return dataclasses.replace(self, extra={**self.extra, "image_base64": base64.b64encode(png).decode()})

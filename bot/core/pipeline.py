@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.channel import registry
 from bot.core.errors import UserError
 from bot.core.messages import IncomingMessage, Reply
 from bot.core.permissions import may_use, scope_for
@@ -67,7 +68,7 @@ class Pipeline:
         """Handle one message in the caller's transaction; return the rendered replies."""
         if msg.is_group and not msg.mentioned_bot:
             return []                      # in groups the bot speaks only when spoken to
-        person = await people.by_platform_id(session, msg.platform, msg.platform_user_id)
+        person = await self._sender(session, msg)
         if person is None or not person.active:
             return [Rendered(render("errors/unknown_person.md.j2", platform=msg.platform,
                                     user_id=msg.platform_user_id))]
@@ -89,6 +90,15 @@ class Pipeline:
         if msg.is_group and not command.group_ok:
             return [self._error("private_only", ctx, command=command.name)]
         return await self._call(ctx, command.handler, command.wants)
+
+    @staticmethod
+    async def _sender(session: AsyncSession, msg: IncomingMessage):
+        """Who sent ``msg``: by their account on the platform, or by person id on a platform that
+        speaks as one (the local chat)."""
+        platform = registry.get(msg.platform)
+        if platform is not None and platform.identity == "person":
+            return await people.by_id(session, msg.platform_user_id)
+        return await people.by_account(session, msg.platform, msg.platform_user_id)
 
     async def _call(self, ctx: Context, fn, wants) -> list[Rendered]:
         kwargs = {name: self._inject(ctx, name) for name in wants}

@@ -190,7 +190,8 @@ async def _undo(ctx, push, *, channel: str) -> Reply:
 
 
 async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
-    """A button on a pushed item's card (WeCom): logged like a reply with that outcome."""
+    """A button on a pushed item's card (where the platform shows cards): logged like a reply
+    with that outcome."""
     kind, _, rest = str(card.get("key", "")).partition(":")
     item_id, _, outcome = rest.partition(":")
     if kind != "fu" or not item_id.isdigit() or outcome not in ("contacted", "promised", "dispute"):

@@ -5,17 +5,16 @@ promise is judged once, and every message carries an outbox key, so a re-run sen
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections import defaultdict
 from contextlib import aclosing, contextmanager
 from datetime import timedelta
-from decimal import Decimal
-from itertools import groupby
 
 from bot import notify, outbox
+from bot.core.messages import Button, Card
 from bot.jobs.context import JobContext
-from bot.render import environment, render
+from bot.jobs.push_messages import push_texts
+from bot.render import render
 from storage import collection as coll
 from storage import ledger
 from storage import people
@@ -23,143 +22,8 @@ from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
 
 
-def _by_currency(items: list[coll.OverdueItem]) -> dict[str, Decimal]:
-    """Totals per currency: a push never adds yuan to dollars."""
-    out: dict[str, Decimal] = {}
-    for it in items:
-        out[it.receivable.currency] = out.get(it.receivable.currency, Decimal("0.00")) + it.receivable.open_amount
-    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "CNY", kv[0])))
-
-
-def _customer_groups(items: list[tuple[int, coll.OverdueItem]]) -> list[tuple[str, dict, list]]:
-    """Numbered items grouped by customer, in the order of the list: (name, totals, items)."""
-    groups = []
-    for (cid, name), its in groupby(items, key=lambda i: (i[1].customer.id, i[1].customer.name)):
-        its = list(its)
-        groups.append((name, _by_currency([it for _, it in its]), its))
-    return groups
-
-
-LIST = "push/overdue_list.md.j2"
-GROUP = "push/_overdue_group.j2"
 REPS_PER_BATCH = 50           # reps whose overdue items are held (and pushed) together: memory ∝ this
 ITEMS_PER_BATCH = 5_000       # ... fewer reps when they have more items: one batch is one write step
-
-
-SEP = "\x00"                  # what the group macro puts after each piece (see _blocks)
-
-
-def _blocks(groups: list[tuple[str, dict, list]]) -> list[tuple[str, list[str]]]:
-    """Each customer's head and item lines, from one template call per customer: the macro puts
-    ``SEP`` after each piece (a Jinja call per item line cost more than the line itself). Should the
-    data hold ``SEP`` itself, the count of pieces tells, and that customer is rendered a piece at a time."""
-    macros = environment().get_template(GROUP).module
-    blocks = []
-    for name, totals, items in groups:
-        pieces = macros.group(name, totals, items, SEP).split(SEP)
-        if len(pieces) != len(items) + 2:                # head, the lines, "" after the last SEP
-            head = macros.group(name, totals, [], "")
-            pieces = [head, *(macros.group(name, totals, [e], "")[len(head):] for e in items), ""]
-        blocks.append((pieces[0], pieces[1:-1]))
-    return blocks
-
-
-def split_parts(render_part, blocks: list[tuple[str, list[str]]], limit: int) -> list[str]:
-    """Pack customer blocks (head, item lines) into messages of at most ``limit`` bytes.
-    ``render_part(body, part, parts)`` renders one message around ``body``, a run of blocks.
-
-    A block goes whole into one message when it fits one on its own; a bigger one is split
-    between lines, with its head at the top of each message that holds some of them. Sizes are
-    summed, not re-rendered: a message is its frame (what ``render_part`` adds around a body)
-    plus its pieces. Only the last message carries the disputed list and the totals, so the others
-    are packed against their own short frame (header and part numbers) and the last one against
-    the long frame; part numbers are taken one digit wide, then two... until the parts they
-    make are fewer than that width allows."""
-    sizes = [(len(head.encode()), [len(line.encode()) for line in lines]) for head, lines in blocks]
-    total = sum(h + sum(ls) for h, ls in sizes)
-
-    def frame(part, parts):            # around a body that starts and ends with text, which strip() keeps
-        return len(render_part("x", part, parts).encode()) - 1
-
-    if total < limit and frame(1, 1) + total <= limit:
-        return [render_part("".join(head + "".join(lines) for head, lines in blocks), 1, 1)]
-    width = 1
-    while True:
-        parts = _pack(sizes, limit, frame(10 ** width - 2, 10 ** width - 1),
-                      frame(10 ** width - 1, 10 ** width - 1))
-        if len(parts) < 10 ** width:
-            break
-        width += 1
-    return [render_part(_body(blocks, p), i, len(parts)) for i, p in enumerate(parts, start=1)]
-
-
-def _pack(sizes: list[tuple[int, list[int]]], limit: int, mid: int, last: int) -> list[list[tuple[int, int]]]:
-    """Greedy packing against the short frame ``mid``, then the last part cut to fit the long
-    frame ``last``. A part is a list of units (block index, line index; line -1: the whole block);
-    a line costs its block's head too when it is the first of its block in the part."""
-    units: list[tuple[int, int, int]] = []              # (block, line, bytes)
-    for b, (head_size, line_sizes) in enumerate(sizes):
-        if mid + head_size + sum(line_sizes) <= limit:
-            units.append((b, -1, head_size + sum(line_sizes)))
-        else:
-            units.extend((b, i, n) for i, n in enumerate(line_sizes))
-    parts: list[list[tuple[int, int, int]]] = [[]]
-    size = 0
-    for u in units:
-        b, line, n = u
-        if line >= 0 and not (parts[-1] and parts[-1][-1][0] == b):
-            n += sizes[b][0]                             # opens its block in this part: the head too
-        if parts[-1] and size + n > limit - mid:
-            parts.append([])
-            size, n = 0, u[2] + (sizes[b][0] if line >= 0 else 0)
-        parts[-1].append(u)
-        size += n
-    if size + last > limit:
-        # the last part holds the long frame (disputed list, totals): it keeps the longest tail
-        # of units that fits with it, possibly none; the rest stays a part of its own
-        tail, keep, n = parts[-1], len(parts[-1]), 0
-        for j in range(len(tail) - 1, -1, -1):
-            b, line, unit_size = tail[j]
-            first_seen = j + 1 == len(tail) or tail[j + 1][0] != b      # walking back: count a head once
-            n += unit_size + (sizes[b][0] if line >= 0 and first_seen else 0)
-            if n + last > limit:
-                break
-            keep = j
-        parts[-1:] = [tail[:keep], tail[keep:]]
-    return [[(b, line) for b, line, _ in p] for p in parts]
-
-
-def _body(blocks: list[tuple[str, list[str]]], units: list[tuple[int, int]]) -> str:
-    out: list[str] = []
-    prev = -1
-    for b, line in units:
-        head, lines = blocks[b]
-        if line < 0:
-            out.append(head)
-            out.extend(lines)
-        else:
-            if prev != b:
-                out.append(head)
-            out.append(lines[line])
-        prev = b
-    return "".join(out)
-
-
-def _push_texts(rep: Person, today, to_answer: list[coll.OverdueItem], disputed: list[coll.OverdueItem],
-                closes_at, limit: int) -> tuple[list[str], list]:
-    """The push's messages for one rep, and its numbered items."""
-    numbered = list(enumerate(to_answer, start=1))
-    totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
-              "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed)}
-
-    def render_part(body, part, parts):
-        return render(LIST, rep=rep, today=today, body=body, part=part, parts=parts,
-                      disputed=disputed if part == parts else [], totals=totals, closes_at=closes_at,
-                      single=len(to_answer) == 1)
-
-    if not numbered:
-        return [render_part("", 1, 1)], numbered
-    return split_parts(render_part, _blocks(_customer_groups(numbered)), limit), numbered
 
 
 async def overdue_push(ctx: JobContext) -> str:
@@ -214,8 +78,8 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
             for rep_id, (to_answer, disputed) in split.items():
                 await ctx.checkpoint()            # people waiting get the loop between two reps' renders
                 rep = reps[rep_id]
-                texts, numbered_by_rep[rep_id] = _push_texts(rep, today, to_answer, disputed,
-                                                             closes_at.astimezone(ctx.config.tz), cfg.max_message_bytes)
+                texts, numbered_by_rep[rep_id] = push_texts(rep, today, to_answer, disputed,
+                                                            closes_at.astimezone(ctx.config.tz), _size_limit(ctx, rep))
                 for i, text in enumerate(texts, start=1):
                     m = notify.for_person(rep, text, key=f"push:{today}:{i}", platforms=platforms, title="overdue")
                     if m is not None:
@@ -233,29 +97,38 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     return pushed, messages
 
 
+def _size_limit(ctx: JobContext, rep: Person) -> int:
+    """Bytes per push message: ``[collection] max_message_bytes``, and never more than the rep's
+    platform takes in one markdown message to a person."""
+    limit = ctx.config.collection.max_message_bytes
+    addr = notify.address(rep, ctx.services.platforms)
+    platform_limit = ctx.services.capabilities(addr[0]).max_bytes("user", "markdown") if addr else None
+    return min(limit, platform_limit) if platform_limit else limit
+
+
 CARD_OUTCOMES = ("contacted", "promised", "dispute")
 
 
 async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
-    """On WeCom, optional button cards (已联系 / 承诺付款 / 有异议) for the oldest items: a click is
-    logged like a reply. Few, because WeCom allows 30 messages a minute to one member.
+    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's oldest items, where the rep's platform
+    shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
+    logged like a reply. Few, since each is one more message against the per-member limit.
     Returns the (message, outbox key) pairs to queue."""
-    cfg = ctx.config.wecom
     addr = notify.address(rep, ctx.services.platforms)
-    if not cfg.card_buttons or addr is None or addr[0] != "wecom":
+    caps = ctx.services.capabilities(addr[0]) if addr is not None else None
+    if caps is None or not caps.cards or caps.cards_per_push <= 0:
         return []
     items = {it.seq: it for it, _, _ in await coll.push_items(ctx.session, push.id)}
-    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:cfg.card_items]
+    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:caps.cards_per_push]
     out = []
     for seq, it in oldest:
         item = items[seq]
-        card = {"card_type": "button_interaction", "task_id": f"push{push.id}-{seq}",
-                "main_title": {"title": render("push/card_title.j2", seq=seq, item=it),
-                               "desc": render("push/card_desc.j2", item=it)},
-                "button_list": [{"text": render("push/card_button.j2", outcome=o), "style": 1,
-                                 "key": f"fu:{item.id}:{o}"} for o in CARD_OUTCOMES]}
-        m = notify.for_person(rep, render("push/card_title.j2", seq=seq, item=it), key=f"card:{push.id}:{seq}",
-                              platforms=ctx.services.platforms, title="overdue", extra={"template_card": card})
+        title = render("push/card_title.j2", seq=seq, item=it)
+        card = Card(id=f"push{push.id}-{seq}", title=title, description=render("push/card_desc.j2", item=it),
+                    buttons=tuple(Button(render("push/card_button.j2", outcome=o), f"fu:{item.id}:{o}")
+                                  for o in CARD_OUTCOMES))
+        m = notify.for_person(rep, title, key=f"card:{push.id}:{seq}", platforms=ctx.services.platforms,
+                              title="overdue", card=card)
         if m is not None:
             out.append(m)
     return out

@@ -35,6 +35,7 @@ from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.letters import Letter
 from bot.render import render, yuan
 from storage import reminders as rem
+from storage.reminders import GROUP_SUFFIX
 from storage.models import Contact, CreditAlert, Customer, Receivable
 
 
@@ -68,7 +69,8 @@ def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_ki
         extra.update(sms_template=sms_kind, sms_params=params)
         return OutgoingMessage(platform="sms", target_kind="sms", target=contact.mobile, text=text, format="text",
                                title=subject, extra=extra)
-    platform = "wecom" if contact.channel == "wecom_group" else "dingtalk"
+    # "<platform>_group": a group robot of that platform, by its configured name
+    platform = contact.channel.removesuffix(GROUP_SUFFIX)
     return OutgoingMessage(platform=platform, target_kind="robot", target=contact.channel_target, text=text,
                            format="markdown", title=subject, extra=extra)
 

@@ -9,7 +9,6 @@ naming the period, so a re-run sends nothing twice.
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -28,7 +27,7 @@ from storage.scope import Scope
 
 
 def parse_group(entry: str) -> tuple[str, str, str]:
-    """"local:mgmt" → (local, group, mgmt); "wecom:robot:managers" → (wecom, robot, managers)."""
+    """"local:mgmt" → (local, group, mgmt); "<platform>:robot:managers" → (<platform>, robot, managers)."""
     parts = entry.split(":")
     if len(parts) == 2:
         return parts[0], "group", parts[1]
@@ -65,10 +64,9 @@ async def weekly_aging_report(ctx: JobContext) -> str:
         key = f"report:weekly:{today}:{platform}:{kind}:{target}"
         sent += await notify.to_chat(s, platform, kind, target, text, key=key, now=now,
                                      title=render("reports/title_weekly.j2", as_of=today))
-        if platform == "wecom" and kind == "robot":
-            # group robots take images; app messages and DingTalk markdown get the chart by link
-            await notify.to_chat(s, platform, kind, target, "", key=key + ":chart", now=now,
-                                 extra={"image_base64": base64.b64encode(png).decode()})
+        if ctx.services.capabilities(platform).takes_image(kind):
+            # where this destination shows images, the chart itself too; everywhere else by link
+            await notify.to_chat(s, platform, kind, target, "", key=key + ":chart", now=now, image_png=png)
     return f"weekly aging report for {today}: {sent} group message(s) queued"
 
 

@@ -1,33 +1,27 @@
-"""The durable outbox: every message that leaves the bot is first a row here.
-
-``enqueue`` writes the row in the caller's transaction (the ledger change and the message that
-tells people about it commit together); the idempotency key makes a second enqueue of the same
-message a no-op. The ``Sender`` claims due rows, delivers them through the platform's channel,
-and marks them sent; failures back off exponentially with jitter, rate limits defer without
-spending an attempt, and permanent failures go to the dead-letter state, loudly.
-"""
+"""The sender: claims due outbox rows, delivers them through the platform's channel and marks
+them sent. Failures back off exponentially with jitter, rate limits defer without spending an
+attempt, and permanent failures go to the dead-letter state, loudly."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from bot import metrics
 from bot.channels.errors import DeliveryError, PermanentDeliveryError, RateLimitedError
 from bot.clock import Clock
 from bot.config import OutboxConfig
-from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.core.channel import Channel
+from bot.core.channel_health import ChannelHealth
+from bot.core.messages import OutgoingMessage
+from bot.outbox.queue import to_outgoing
+from bot.outbox.rate_limits import RateLimiter
 from storage.db import Database
 from storage.models import OutboxMessage
 
@@ -36,162 +30,15 @@ CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and 
 OUTCOMES_PER_COMMIT = 200   # sent/failed marks written in one transaction
 
 
-class Channel(Protocol):
-    platform: str
-
-    def reply_route(self, msg: IncomingMessage) -> tuple[str, str]: ...
-    async def deliver(self, out: OutgoingMessage) -> None: ...
-
-
-async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: datetime,
-                  not_before: datetime | None = None) -> bool:
-    """Add a message to the outbox unless one with the same key exists. True if added.
-    ``not_before``: the message waits until then (e.g. the next working-hours slot for a customer)."""
-    first = max(now, not_before) if not_before is not None else now
-    result = await session.execute(_insert_statement(session.bind.dialect.name), _row(out, key, now, first))
-    return result.rowcount == 1
-
-
-async def enqueue_many(session: AsyncSession, messages: list[tuple[OutgoingMessage, str]], now: datetime,
-                       not_before: datetime | None = None) -> int:
-    """``enqueue`` for several (message, key) pairs in one executemany INSERT, in the caller's
-    transaction, with the same rule: a key that exists already is skipped. Returns how many rows
-    the driver reports inserted (on drivers that report no count for executemany: how many were given)."""
-    return await enqueue_rows(session, [pending_row(out, key, now, not_before) for out, key in messages])
-
-
-def pending_row(out: OutgoingMessage, key: str, now: datetime, not_before: datetime | None = None) -> dict:
-    """The outbox row ``enqueue`` would write, for :func:`enqueue_rows` (messages with their own times)."""
-    return _row(out, key, now, max(now, not_before) if not_before is not None else now)
-
-
-async def enqueue_rows(session: AsyncSession, rows: list[dict]) -> int:
-    """Write rows from :func:`pending_row` with executemany, skipping keys that exist already."""
-    if not rows:
-        return 0
-    stmt = _insert_statement(session.bind.dialect.name)
-    added = 0
-    for i in range(0, len(rows), 5_000):
-        result = await session.execute(stmt, rows[i:i + 5_000])
-        added += result.rowcount if result.rowcount >= 0 else len(rows[i:i + 5_000])
-    return added
-
-
-def _row(out: OutgoingMessage, key: str, now: datetime, first: datetime) -> dict:
-    return dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
-                format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
-                attempts=0, next_attempt_at=first, created_at=now, last_error="")
-
-
-@functools.cache
-def _insert_statement(dialect: str):
-    """INSERT … ON CONFLICT (idem_key) DO NOTHING, built once: the values go as parameters
-    (building ``.values(...)`` per message was ~7 % of handling an incoming command)."""
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    return ins(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idem_key"])
-
-
-def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
-    return OutgoingMessage(platform=row.platform, target_kind=row.target_kind, target=row.target,
-                           text=row.text, format=row.format, title=row.title, extra=row.extra or {})
-
-
-class RateLimiter:
-    """Sliding one-minute windows per destination (robot: 20/min; WeCom member: 30/min).
-
-    Measured on the monotonic clock: rate limits are physical time, not business time. A slot is
-    reserved when a send starts (so concurrent sends cannot overshoot) and moved to the moment
-    the platform answered, because the platform counts a message when it *arrives*: counting
-    from the start let a slow request land inside the next minute's budget, and WeCom silently
-    drops the excess. Stamped at the answer, a slot is already later than the arrival the
-    platform counted, and the next message arrives after its send started, so the window holds
-    without slack; ``margin`` is a little more for the platform's own time keeping (it was
-    1 s: 1.7 % of every window, which the outbox benchmark showed as lost throughput at the limit).
-    """
-
-    def __init__(self, robot_per_minute: int, member_per_minute: int, monotonic=time.monotonic,
-                 window: float = 60.0, margin: float = 0.25):
-        self.limits = {"robot": robot_per_minute, "member": member_per_minute}
-        self.sent: dict[tuple, deque] = defaultdict(deque)
-        self.monotonic = monotonic
-        self.window = window + margin
-
-    @staticmethod
-    def key(out: OutgoingMessage) -> tuple | None:
-        if out.target_kind == "robot":
-            return ("robot", out.platform, out.target)
-        if out.platform == "wecom" and out.target_kind == "user":
-            return ("member", out.platform, out.target)
-        return None
-
-    def wait_time(self, out: OutgoingMessage) -> float:
-        """Seconds until this destination may take another message (0: now)."""
-        k = self.key(out)
-        return 0.0 if k is None else self._wait(k)
-
-    def _wait(self, k: tuple) -> float:
-        q, now = self.sent[k], self.monotonic()
-        while q and now - q[0][0] >= self.window:
-            q.popleft()
-        if len(q) < self.limits[k[0]]:
-            if not q:
-                del self.sent[k]          # keep the map to destinations with recent sends
-            return 0.0
-        return max(0.0, self.window - (now - min(slot[0] for slot in q)))
-
-    def free_in(self, out: OutgoingMessage, ahead: int = 0) -> float:
-        """Seconds until the destination has room for one more message with ``ahead`` others
-        waiting before it: the (ahead+1)-th oldest slot leaves the window (for a queue longer
-        than the limit, a later window: an estimate, since those slots are not taken yet)."""
-        k = self.key(out)
-        if k is None:
-            return 0.0
-        wait = self._wait(k)
-        if not wait and not ahead:
-            return 0.0
-        times = sorted(slot[0] for slot in self.sent[k])
-        limit, now = self.limits[k[0]], self.monotonic()
-        room = limit - len(times)
-        if ahead < room:
-            return 0.0
-        i = ahead - room
-        rounds, i = divmod(i, limit)
-        return max(0.0, times[i % len(times)] + self.window * (rounds + 1) - now) if times else 0.0
-
-    def blocked(self) -> tuple[dict[tuple[str, str], list[str]], float | None]:
-        """Destinations that are full now, as {(platform, target_kind): [targets]}, and the seconds
-        until the first of them frees (None: none is full). The sender does not claim their rows:
-        claiming only to put them back cost a write per row per pass, most of its time at the limit."""
-        full: dict[tuple[str, str], list[str]] = defaultdict(list)
-        first = None
-        for k in list(self.sent):
-            w = self._wait(k)
-            if w > 0:
-                kind, platform, target = k
-                full[(platform, "robot" if kind == "robot" else "user")].append(target)
-                first = w if first is None else min(first, w)
-        return full, first
-
-    def take(self, out: OutgoingMessage) -> list | None:
-        """Reserve a slot; pass it to ``done`` when the platform has answered."""
-        k = self.key(out)
-        if k is None:
-            return None
-        slot = [self.monotonic()]
-        self.sent[k].append(slot)
-        return slot
-
-    def done(self, slot: list | None) -> None:
-        if slot is not None:
-            slot[0] = self.monotonic()
-
-
 class Sender:
     def __init__(self, db: Database, channels: dict[str, Channel], clock: Clock, config: OutboxConfig,
-                 *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic):
+                 *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic,
+                 health: ChannelHealth | None = None):
         self.db, self.channels, self.clock, self.config = db, channels, clock, config
+        self.health = health if health is not None else ChannelHealth()
         self.instance = instance or uuid.uuid4().hex[:12]
-        self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic)
+        self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic,
+                                   limit_of=self._limit_of)
         self.rng = rng or random.Random()
         self.alerts: dict[str, str] = {}        # loud problems for /healthz (e.g. 60020 IP not trusted)
         self.stats = {"sent": 0, "retried": 0, "dead": 0, "deferred": 0}
@@ -203,6 +50,10 @@ class Sender:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _limit_of(self, out: OutgoingMessage) -> str | None:
+        channel = self.channels.get(out.platform)
+        return None if channel is None else channel.capabilities.rate_limit(out.target_kind)
 
     @staticmethod
     def _sendable(now: datetime, full: dict[tuple[str, str], list[str]], *, due: bool = True) -> list:
@@ -351,6 +202,7 @@ class Sender:
             return await self._failed(row, DeliveryError(f"{type(e).__name__}: {e}"))
         finally:
             self.limiter.done(slot)
+        self.health.sent(out.platform)
         now = self.clock.now()
         await self._finish(row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_error="")
         self.last_latency = (now - row.created_at).total_seconds()
@@ -364,6 +216,8 @@ class Sender:
         if isinstance(e, PermanentDeliveryError) or attempts >= self.config.max_attempts:
             log.error("outbox: message %s (%s) is dead after %s attempt(s): %s", row.id, row.idem_key, attempts, reason)
             self.alerts[f"{row.platform}:{e.code}"] = reason
+            if isinstance(e, PermanentDeliveryError):
+                self.health.send_failed(row.platform, reason)   # e.g. 60020 IP not trusted: on /healthz
             self.stats["dead"] += 1
             metrics.for_db(self.db).message_out(row.platform, "dead")
             await self._finish(row.id, status="dead", attempts=attempts, last_error=reason)
@@ -402,10 +256,3 @@ class Sender:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
-
-
-async def backlog(session: AsyncSession) -> dict[str, int]:
-    rows = (await session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))).all()
-    out = {"pending": 0, "sent": 0, "dead": 0}
-    out.update({k: v for k, v in rows})
-    return out
