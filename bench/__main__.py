@@ -8,7 +8,8 @@ reply corpus (bench/data/replies.txt, a second); jobs: the first run of the ladd
 reminder and statute jobs at 20k receivables with a person writing meanwhile; load: a real
 ``arbot serve`` restarted at 14:30 on 200k receivables / 1,000 reps, its morning jobs catching up
 while reps log follow-ups at 20/s and finance asks /aging every 2 s for 60 s, then SIGTERM
-(``--pg``: on PostgreSQL with two instances). ``--full``: import 1M, /aging also at 1M open,
+(``--pg``: on PostgreSQL with two instances; ``--with-import ROWS``: the CLI imports ROWS new
+receivables beside the traffic). ``--full``: import 1M, /aging also at 1M open,
 overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages, jobs at 200k, load at 1M
 (expect hours).
 """
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg", action="store_true", help="load: on PostgreSQL with two bot instances (tests/pg.py's server)")
     p.add_argument("--jobs-wait", type=float, default=300,
                    help="load: seconds to wait after the 60 s of traffic for the catch-up to finish before SIGTERM")
+    p.add_argument("--with-import", type=int, default=0, metavar="ROWS",
+                   help="load: also import ROWS new receivables with the CLI from 5 s into the traffic")
     a = p.parse_args(argv)
     names = a.names or list(NAMES)
     work = Path(tempfile.mkdtemp(prefix="arbot-bench-"))
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "load":
                 from bench import load
                 sizes = [a.size] if a.size else [1_000_000] if a.full else [200_000]
-                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait)
+                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait, import_rows=a.with_import)
             else:
                 from bench import outbox
                 r = outbox.run(n=10_000 if a.full else 2_000, members=50 if a.full else 10, repeats=a.repeats,

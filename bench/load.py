@@ -25,6 +25,7 @@ of them sending the outbox (``[outbox] send = false`` on the other, docs/deploym
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -272,6 +273,12 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     health: list[tuple[float, int, dict]] = field(default_factory=list)   # (t, status, body)
     jobs_done_at: float | None = None        # seconds after the load started; None: not seen done
+    # the CLI import run beside the traffic (--with-import): seconds after the start, exit code, its last lines
+    import_started: float | None = None
+    import_ended: float | None = None
+    import_rc: int | None = None
+    import_output: str = ""                  # its stdout (the report) and stderr (its log)
+    import_log: str = ""
 
 
 async def _post(session, url: str, body: dict, timeout: float) -> tuple[int | None, str]:
@@ -289,7 +296,7 @@ async def _post(session, url: str, body: dict, timeout: float) -> tuple[int | No
 
 async def drive(urls: list[str], targets: list[tuple[str, str]], *, duration: float, rate: float,
                 aging_every: float, jobs: list[str], jobs_wait: float, after: int = 10,
-                timeout: float = 60) -> Run:
+                timeout: float = 60, import_cmd: list[str] | None = None, import_at: float = 5.0) -> Run:
     import aiohttp
     run = Run()
     salt = uuid.uuid4().hex[:6]
@@ -326,10 +333,20 @@ async def drive(urls: list[str], targets: list[tuple[str, str]], *, duration: fl
             except asyncio.TimeoutError:
                 pass
 
+    async def run_import() -> None:
+        # the real CLI, as finance runs it from a shell while the bot serves: a process of its own
+        await asyncio.sleep(import_at)
+        run.import_started = loop.time() - t0
+        proc = await asyncio.create_subprocess_exec(*import_cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE, env=clean_env(), cwd=ROOT)
+        out, err = await proc.communicate()
+        run.import_ended, run.import_rc = loop.time() - t0, proc.returncode
+        run.import_output, run.import_log = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
     conn = aiohttp.TCPConnector(limit=500)
     async with aiohttp.ClientSession(connector=conn) as session:
         poller = asyncio.create_task(poll_health())
-        tasks = []
+        tasks = [asyncio.create_task(run_import())] if import_cmd else []
         n = int(duration * rate)
         for i in range(n):
             rep, inv = targets[i]
@@ -456,14 +473,36 @@ def summarize(run: Run, outcome: dict, exits: list[float | None], *, size: int, 
         notes.append(f"lost follow-ups, e.g. {lost[:5]}")
     if failed:
         notes.append("failed jobs: " + ", ".join(f"{r['job']} ({r['summary'][:60]})" for r in failed))
+    if run.import_started is not None:
+        end = run.import_ended if run.import_ended is not None else float("inf")
+        during = [s.latency for s in run.samples if s.kind in ("followup", "aging") and s.latency is not None
+                  and run.import_started <= s.due < end]
+        row.update(import_rc=run.import_rc, import_s=round(end - run.import_started, 1) if run.import_ended else None,
+                   chat_during_import_n=len(during), chat_during_import_p50_ms=_ms(during, 50),
+                   chat_during_import_p99_ms=_ms(during, 99))
+        row["meets"] = row["meets"] and run.import_rc == 0
+        notes.append(f"import beside the traffic: exit {run.import_rc} after {row['import_s']} s; its last lines: "
+                     + " | ".join((run.import_output + run.import_log).strip().splitlines()[-3:])[-600:])
     notes.append(f"inbound events after exit: {outcome['events']}; exit seconds per instance: {exits}")
     return row, notes
+
+
+def write_import_csv(path: Path, rows: int, seed: int = 5) -> Path:
+    """``rows`` new invoices (numbers IMP…, not in the ledger) of the benchmark's customers and reps."""
+    import csv
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(dataset.RECEIVABLE_HEADER)
+        for r in dataset.receivables(dataset.Sizes(receivables=rows), seed=seed):
+            w.writerow(dataset.receivable_csv_row(dataclasses.replace(r, invoice_no="IMP" + r.invoice_no[3:])))
+    return path
 
 
 # -- the scenario ------------------------------------------------------------------------------------
 
 def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: float = 20,
-             aging_every: float = 2, jobs_wait: float = 300, log=print) -> tuple[dict, list[str]]:
+             aging_every: float = 2, jobs_wait: float = 300, import_rows: int = 0,
+             log=print) -> tuple[dict, list[str]]:
     sizes = dataset.Sizes(receivables=size)
     jobs = catch_up_jobs()
     server = None
@@ -489,10 +528,16 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
             port = free_port()
             cfg = write_config(workdir / f"load-{k}.toml", url, port, send=k == 0)
             bots.append(Served(cfg, port, workdir / f"load-{k}.log"))
+        import_cmd = None
+        if import_rows:
+            csv_path = write_import_csv(workdir / f"load-import-{import_rows}.csv", import_rows)
+            import_cmd = [*arbot_command(), "--config", str(workdir / "load-0.toml"), "import", "receivables",
+                          str(csv_path), "--format", "json"]
         ready_s = max(b.wait_ready() for b in bots)
-        log(f"  load: {instances} bot(s) answering after {ready_s:.1f} s; driving for {duration:g} s")
+        log(f"  load: {instances} bot(s) answering after {ready_s:.1f} s; driving for {duration:g} s"
+            + (f", importing {import_rows:,} receivables from 5 s" if import_rows else ""))
         run = asyncio.run(drive([b.url for b in bots], targets, duration=duration, rate=rate,
-                                aging_every=aging_every, jobs=jobs, jobs_wait=jobs_wait))
+                                aging_every=aging_every, jobs=jobs, jobs_wait=jobs_wait, import_cmd=import_cmd))
         exits = [b.terminate() for b in bots]
         logs = [b.log() for b in bots]
         outcome = asyncio.run(read_outcome(url, [s.tag for s in run.samples if s.tag]))
@@ -511,8 +556,8 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
 
 
 def run(sizes: list[int], *, pg: bool = False, workdir: Path, duration: float = 60, rate: float = 20,
-        jobs_wait: float = 300) -> common.Result:
-    res = common.Result("load-pg" if pg else "load")
+        jobs_wait: float = 300, import_rows: int = 0) -> common.Result:
+    res = common.Result(("load-pg" if pg else "load") + ("-import" if import_rows else ""))
     if pg:
         from tests.pg import PostgresServer
         if not PostgresServer().available:
@@ -522,7 +567,7 @@ def run(sizes: list[int], *, pg: bool = False, workdir: Path, duration: float = 
             return res
     for n in sizes:
         row, notes = scenario(n, pg=pg, workdir=workdir, duration=duration, rate=rate, jobs_wait=jobs_wait,
-                              log=lambda m: print(m, flush=True))
+                              import_rows=import_rows, log=lambda m: print(m, flush=True))
         res.add(**row)
         res.notes.extend(notes)
         for f in workdir.glob("load-*"):

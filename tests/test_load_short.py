@@ -60,16 +60,23 @@ def _health(bot: Served) -> dict:
         return json.loads(e.read())
 
 
-def test_follow_ups_during_the_start_up_catch_up_are_all_recorded_and_nothing_fails(ledger, tmp_path):
+IMPORTED = 5_000                   # new receivables finance imports with the CLI meanwhile
+
+
+def test_follow_ups_during_the_start_up_catch_up_and_an_import_are_all_recorded_and_nothing_fails(ledger, tmp_path):
     url = _copy(ledger, tmp_path)
     port = free_port()
     cfg = write_config(tmp_path / "arbot.toml", url, port)
     targets = asyncio.run(load.followup_targets(url, 100))
+    csv_path = load.write_import_csv(tmp_path / "receivables.csv", IMPORTED)
+    import_cmd = [*load.arbot_command(), "--config", str(cfg), "import", "receivables", str(csv_path),
+                  "--format", "json"]
     bot = Served(cfg, port, tmp_path / "bot.log", args=("--at", AT), any_health=True)
     try:
-        # 10 follow-ups a second for 10 s (and finance's /aging every 2 s) while the jobs catch up
+        # 10 follow-ups a second for 10 s (and finance's /aging every 2 s) while the jobs catch up,
+        # and from 2 s on an import of 5,000 receivables in a process of its own
         run = asyncio.run(load.drive([bot.url], targets, duration=10, rate=10, aging_every=2, jobs=[],
-                                     jobs_wait=0, after=0, timeout=120))
+                                     jobs_wait=0, after=0, timeout=120, import_cmd=import_cmd, import_at=2))
         during = _health(bot)["jobs"]
     finally:
         exited = bot.stop(timeout=HANG)
@@ -91,6 +98,9 @@ def test_follow_ups_during_the_start_up_catch_up_are_all_recorded_and_nothing_fa
 
     runs = _rows(url, "SELECT job, status FROM job_runs")
     assert runs and not [r for r in runs if r[1] in ("failed", "running")], runs
+    assert run.import_rc == 0, run.import_log[-2000:]
+    assert json.loads(run.import_output)["created"] == IMPORTED, run.import_output[-2000:]
+    assert _rows(url, "SELECT count(*) FROM receivables WHERE invoice_no LIKE 'IMP%'") == [(IMPORTED,)]
 
     # the next start takes over what the SIGTERM stopped; nothing is left running after it either
     again = Served(cfg, port, tmp_path / "bot2.log", args=("--at", AT), any_health=True)
