@@ -37,8 +37,11 @@ test-deps:
 	  echo "warning: could not install chromium; the browser test will be skipped (loudly)"; \
 	else echo "note: install Debian's chromium package to run the browser test"; fi
 
+# one test worker per core, at most 4 (each file runs whole in one worker: its module fixtures are built once)
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: install test-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
