@@ -330,3 +330,15 @@ def test_config_requires_the_credentials():
     cfg = load_config(env={"ARBOT_FEISHU_ENABLED": "true", "ARBOT_FEISHU_APP_ID": "cli_x",
                            "ARBOT_FEISHU_APP_SECRET": "s", "ARBOT_FEISHU_MODE": "ws"})
     assert cfg.feishu.mode == "ws" and isinstance(cfg.feishu, FeishuConfig)
+
+
+async def test_people_import_reads_the_feishu_id_column(db, tmp_path):
+    from storage.imports import import_file
+    path = tmp_path / "people.csv"
+    path.write_text("工号,姓名,角色,飞书ID,钉钉ID\nE1,甲,业务员,fs_1,dt_1\nE2,乙,业务员,fs_2,\n", encoding="utf-8")
+    report = await import_file(db, "people", path, actor="admin", now=at("2026-11-23 10:00"),
+                               today=at("2026-11-23 10:00").date())
+    assert report.ok, report.to_dict()
+    async with db.session() as s:
+        got = {(a.person_id, a.platform, a.user_id) for a in (await s.execute(select(PersonAccount))).scalars()}
+    assert got == {("E1", "feishu", "fs_1"), ("E1", "dingtalk", "dt_1"), ("E2", "feishu", "fs_2")}
