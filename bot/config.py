@@ -2,7 +2,7 @@
 
 Every key is documented in ``config.example.toml``. Secrets and the database URL may come
 from the environment: ``ARBOT_<SECTION>_<KEY>`` overrides ``[section] key`` (for example
-``ARBOT_DATABASE_URL``, ``ARBOT_WECOM_SECRET``, ``ARBOT_DINGTALK_APP_SECRET``).
+``ARBOT_DATABASE_URL``, ``ARBOT_WECOM_SECRET``, ``ARBOT_DINGTALK_APP_SECRET``, ``ARBOT_FEISHU_APP_SECRET``).
 """
 from __future__ import annotations
 
@@ -99,6 +99,21 @@ class DingTalkConfig:
 
 
 @dataclass(frozen=True)
+class FeishuConfig:
+    enabled: bool = False
+    mode: str = "http"            # "http": event callback URL /feishu/events ; "ws": long connection, no public URL
+    app_id: str = ""              # cli_xxx
+    app_secret: str = ""
+    verification_token: str = ""  # 事件与回调 → 加密策略 → Verification Token
+    encrypt_key: str = ""         # 事件与回调 → 加密策略 → Encrypt Key (empty: events arrive unencrypted)
+    api_base: str = "https://open.feishu.cn"    # Lark (international): https://open.larksuite.com
+    id_type: str = "user_id"      # the sender id people.csv's feishu_userid holds: "user_id" | "open_id"
+    bot_open_id: str = ""         # the bot's open_id: a group message counts as "to the bot" only if it @s it
+    card_buttons: bool = False
+    card_items: int = 5           # button cards for at most this many items per push
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     enabled: bool = False
     allow_remote: bool = False    # the local chat lets anyone speak as anyone: loopback only by default
@@ -155,6 +170,7 @@ class Config:
     collection: CollectionConfig = CollectionConfig()
     wecom: WeComConfig = WeComConfig()
     dingtalk: DingTalkConfig = DingTalkConfig()
+    feishu: FeishuConfig = FeishuConfig()
     local: LocalConfig = LocalConfig()
     outbox: OutboxConfig = OutboxConfig()
     permissions: PermissionsConfig = PermissionsConfig()
@@ -180,7 +196,8 @@ class Config:
 
 SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"),
                ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
-               ("dingtalk", "app_secret"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
+               ("dingtalk", "app_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
+               ("feishu", "encrypt_key"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
                ("web", "secret")}
 
 
@@ -311,6 +328,14 @@ def validate(cfg: Config) -> None:
         for k in ("app_key", "app_secret"):
             if not getattr(cfg.dingtalk, k):
                 raise ConfigError(f"[dingtalk] {k}: required when [dingtalk] enabled = true")
+    if cfg.feishu.mode not in ("http", "ws"):
+        raise ConfigError(f"[feishu] mode: expected \"http\" or \"ws\", got {cfg.feishu.mode!r}")
+    if cfg.feishu.id_type not in ("user_id", "open_id"):
+        raise ConfigError(f"[feishu] id_type: expected \"user_id\" or \"open_id\", got {cfg.feishu.id_type!r}")
+    if cfg.feishu.enabled:
+        for k in ("app_id", "app_secret") + (("verification_token",) if cfg.feishu.mode == "http" else ()):
+            if not getattr(cfg.feishu, k):
+                raise ConfigError(f"[feishu] {k}: required when [feishu] enabled = true")
     for cur, rate in cfg.company.fx_rates.items():
         try:
             if Decimal(str(rate)) <= 0:

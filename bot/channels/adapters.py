@@ -8,7 +8,7 @@ platforms; a new platform is one line here, its module in ``bot/channels/`` and 
 """
 from __future__ import annotations
 
-from bot.channels import wecom, dingtalk, local  # noqa: F401  (registers, in order of preference)
+from bot.channels import wecom, dingtalk, feishu, local  # noqa: F401  (registers, in order of preference)
 from bot.core.channel import registry
 
 
