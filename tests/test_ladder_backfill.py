@@ -153,6 +153,32 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
     assert "ladder:FP-3-045:d30:S1" in await _keys(db)
 
 
+async def test_the_ladder_decides_the_same_whatever_the_size_of_its_reads(aiohttp_client, db, tmp_path, monkeypatch):
+    """The pass reads a few customers' open invoices at a time (at most ~INVOICES_PER_READ, so no
+    read stalls chat at 1M receivables). Cut into reads of a few invoices, the outcome is the
+    same: every step, every message key."""
+    from bot.jobs import ledger_pass
+    await _import_ledger(db, tmp_path)
+    sizes: list[int] = []
+    real_read = ledger_pass.LedgerPass._read
+
+    async def counted(self, r, customer_ids, *args):
+        chunk = await real_read(self, r, customer_ids, *args)
+        sizes.append(len(customer_ids))
+        return chunk
+
+    monkeypatch.setattr(ledger_pass.LedgerPass, "_read", counted)
+    monkeypatch.setattr(ledger_pass, "INVOICES_PER_READ", 7)
+    bot = await Bot.start(aiohttp_client, db, NOW)
+    summary = await bot.run("escalations", at("2026-12-01 09:30"))
+    # the figures of the first-run test above, without its promise: 96 fired, none held
+    assert summary == "96 ladder step(s) fired, 204 earlier step(s) skipped, 0 invoice(s) held (dispute or promise)"
+    assert len(sizes) > 1 and max(sizes) < len(CUSTOMERS)       # several reads, none of every customer
+    recorded = await _recorded(db)
+    assert sum(v == "fired" for steps in recorded.values() for v in steps.values()) == 96
+    assert len(await _keys(db)) == len(set(await _keys(db)))
+
+
 async def test_after_a_restart_and_a_new_step_only_the_current_step_fires(aiohttp_client, db, tmp_path):
     ages = await _import_ledger(db, tmp_path)
     bot = await Bot.start(aiohttp_client, db, NOW)
