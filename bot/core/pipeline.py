@@ -40,6 +40,7 @@ class Context:
     scope: Any = None
     args: str = ""
     command: Command | None = None
+    dispatcher: Dispatcher | None = None     # every command (for /help)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -72,7 +73,8 @@ class Pipeline:
         if person is None or not person.active:
             return [Rendered(render("errors/unknown_person.md.j2", platform=msg.platform,
                                     user_id=msg.platform_user_id))]
-        ctx = Context(message=msg, session=session, services=self.services, person=person)
+        ctx = Context(message=msg, session=session, services=self.services, person=person,
+                      dispatcher=self.dispatcher)
         ctx.scope = await scope_for(session, person)
         command, word, args = self.dispatcher.match(msg.text)
         ctx.args, ctx.command = args, command
@@ -117,7 +119,7 @@ class Pipeline:
     def _inject(ctx: Context, name: str):
         return {"ctx": ctx, "message": ctx.message, "args": ctx.args, "session": ctx.session,
                 "person": ctx.person, "scope": ctx.scope, "clock": ctx.services.clock,
-                "config": ctx.services.config, "services": ctx.services}[name]
+                "config": ctx.services.config, "services": ctx.services, "dispatcher": ctx.dispatcher}[name]
 
     @staticmethod
     def _render(r: Reply) -> Rendered:

@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-INJECTABLE = {"ctx", "message", "args", "session", "person", "scope", "clock", "config", "services"}
+INJECTABLE = {"ctx", "message", "args", "session", "person", "scope", "clock", "config", "services", "dispatcher"}
 
 
 @dataclass

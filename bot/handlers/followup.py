@@ -19,8 +19,8 @@ from bot.core.messages import Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
 from bot import claims as claims_flow
-from bot.dates import DateError, half_width, parse_date, read_dates
-from bot.money import AmountError, parse_amount
+from domain.dates import DateError, half_width, parse_date, read_dates
+from domain.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
 from storage import replies as reply_log

@@ -34,8 +34,8 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
 from bot.core.router import Router
-from bot.dates import DateError, parse_date
-from bot.money import AmountError, currency_word, parse_money
+from domain.dates import DateError, parse_date
+from domain.money import AmountError, currency_word, parse_money
 from bot.render import render
 from storage import audit, confirmations, ledger
 from storage.fx import convert, rates_for
