@@ -37,7 +37,9 @@ test-deps:
 	  echo "warning: could not install chromium; the browser test will be skipped (loudly)"; \
 	else echo "note: install Debian's chromium package to run the browser test"; fi
 
+# lint-imports first: the import rules of pyproject.toml [tool.importlinter] (layers point down, no loops)
 test: install test-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install
