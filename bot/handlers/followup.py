@@ -23,6 +23,7 @@ from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
+from storage import followups
 from storage import replies as reply_log
 from storage.customers import find_customer, receivable_by_invoice
 from storage.models import Dispute, Promise, Push, PushItem, Receivable
@@ -67,7 +68,7 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
     for parsed in parse_message(text, today, item_count=len(rows)):
         meta = {**parsed.to_json(), "reply": reply_id}
         if parsed.items is None or parsed.ask in ("no_item", "month_or_item"):
-            await coll.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
+            await followups.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
                                     channel=channel, outcome="other", text=parsed.text, parse=meta, late=late)
             questions.append({"reason": parsed.ask or "no_item", "text": parsed.text, "count": len(rows),
                               "example": unanswered[0] if unanswered else 1,
@@ -102,7 +103,7 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
     """One item of a reply: its follow-up, and the promise/dispute it opens, replaces or lifts."""
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     item, r, customer = row
-    corrects = await coll.last_followup_for_item(s, item.id) if parsed.correction else None
+    corrects = await followups.last_followup_for_item(s, item.id) if parsed.correction else None
     open_promise = (await coll.open_promises(s, [r.id])).get(r.id)
     when, approximate = parsed.promised_date, parsed.approximate
     if parsed.correction and parsed.outcome == "promised" and when is None and open_promise is not None:
@@ -126,7 +127,7 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
         outcome, when, amount = "other", None, None        # kept as a note, nothing guessed
     promising = outcome in ("promised", "paid_claimed") and when is not None and when >= today
     effects: dict[str, list[int]] = {}
-    fu = await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+    fu = await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
                                  text=parsed.text, parse=meta, promised_date=when if promising else None,
                                  promised_amount=amount if promising else None, push_item=item, push_id=push.id,
                                  late=late, corrects=corrects)
@@ -203,7 +204,7 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
         raise UserError("unknown_card")
     r = await s.get(Receivable, item.receivable_id)
     late = now > push.window_closes_at
-    await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+    await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
                             text="", parse={"card": card.get("key")}, push_item=item, late=late)
     if outcome == "dispute" and not r.disputed:
         await coll.open_dispute(s, receivable=r, reason="", person_id=person.id, at=now, channel=channel)
@@ -236,7 +237,7 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
             raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
-        fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+        fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                      outcome=parsed.outcome, text=text, parse=parsed.to_json(),
                                      promised_date=parsed.promised_date, promised_amount=amount)
         if parsed.promised_date and parsed.outcome == "promised" and parsed.promised_date >= today:
@@ -258,7 +259,7 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
     c = match.exact
     if not scope.allows_customer(c):
         raise UserError("not_in_scope", what=target)
-    await coll.log_followup(session, receivable=None, customer_id=c.id, person_id=person.id, at=now,
+    await followups.log_followup(session, receivable=None, customer_id=c.id, person_id=person.id, at=now,
                             channel=message.platform, outcome=parsed.outcome, text=text, parse=parsed.to_json())
     return Reply("followup/logged.md.j2", {"what": c.name, "parsed": parsed, "amount": None})
 
@@ -296,7 +297,7 @@ async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Repl
         if amount <= 0 or amount > r.open_amount:
             raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
     now = clock.now()
-    fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+    fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                                  outcome="promised", text=args, promised_date=when, promised_amount=amount)
     p = await coll.make_promise(session, receivable=r, promised_date=when, amount=amount, person_id=person.id,
                                 at=now, channel=message.platform, followup=fu)
@@ -315,7 +316,7 @@ async def dispute_cmd(session, scope, args, person, clock, message) -> Reply:
     now = clock.now()
     await coll.open_dispute(session, receivable=r, reason=reason.strip(), person_id=person.id, at=now,
                             channel=message.platform)
-    await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+    await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
                             outcome="dispute", text=reason.strip())
     return Reply("followup/dispute.md.j2", {"r": r, "reason": reason.strip(), "resolved": False})
 
