@@ -91,7 +91,7 @@ class Pipeline:
             return [self._error("forbidden", ctx, command=command.name)]
         if msg.is_group and not command.group_ok:
             return [self._error("private_only", ctx, command=command.name)]
-        return await self._call(ctx, command.handler, command.wants)
+        return await self._call(ctx, command.handler, command.wants, command.arguments)
 
     @staticmethod
     async def _sender(session: AsyncSession, msg: IncomingMessage):
@@ -102,10 +102,12 @@ class Pipeline:
             return await people.by_id(session, msg.platform_user_id)
         return await people.by_account(session, msg.platform, msg.platform_user_id)
 
-    async def _call(self, ctx: Context, fn, wants) -> list[Rendered]:
-        kwargs = {name: self._inject(ctx, name) for name in wants}
+    async def _call(self, ctx: Context, fn, wants, arguments=None) -> list[Rendered]:
         savepoint = await ctx.session.begin_nested()
         try:
+            # the argument filter runs after the role check and answers like the handler would
+            found = await arguments(ctx) if arguments is not None else {}
+            kwargs = {name: found[name] if name in found else self._inject(ctx, name) for name in wants}
             result = await fn(**kwargs)
         except UserError as e:
             # bad input changes nothing: undo whatever the handler wrote before it noticed
