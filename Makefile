@@ -40,7 +40,9 @@ test-deps:
 # one test worker per core, at most 4 (each file runs whole in one worker: its module fixtures are built once)
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
+# lint-imports first: the import rules of pyproject.toml [tool.importlinter] (layers point down, no loops)
 test: install test-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install

@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.config_error import ConfigError
 from bot.policy import (ConductConfig, CreditConfig, LateFeeConfig, PolicyConfig, SmsConfig, SmtpConfig,
                         StatuteConfig, validate_policy)
-
-
-class ConfigError(ValueError):
-    """A configuration problem, naming the key and what is wrong with it."""
 
 
 @dataclass(frozen=True)

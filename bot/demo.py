@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
-from sqlalchemy import select
-
-from storage.models import Push
+from bot.reply_window import close_at_arg, open_window_closes
 
 log = logging.getLogger(__name__)
-# the scheduler's reply_window_close runs every 10 minutes: the first run after a window closes
-CLOSE_RUN_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -33,11 +29,6 @@ class Tour:
         return None if self.window_closes_at is None else close_at_arg(self.window_closes_at)
 
 
-def close_at_arg(closes_at: datetime) -> str:
-    """README step 5's ``--at`` (company time): the scheduler's first run after the window closes."""
-    return (closes_at + CLOSE_RUN_AFTER).strftime("%Y-%m-%dT%H:%M")
-
-
 async def prepare(services) -> Tour:
     """Load the demo company into an empty database, run the latest working morning's push, and
     say when its reply window closes. A failed push is logged, not raised: the bot must start."""
@@ -48,14 +39,6 @@ async def prepare(services) -> Tour:
     except Exception:
         log.exception("demo: this morning's push failed")
     return Tour(loaded=loaded, push=summary, window_closes_at=await open_window_closes(services))
-
-
-async def open_window_closes(services) -> datetime | None:
-    """When the earliest reply window still open closes, in company time (None: none is open)."""
-    async with services.db.reader() as s:
-        at = (await s.execute(select(Push.window_closes_at).where(Push.closed.is_(False))
-                              .order_by(Push.window_closes_at).limit(1))).scalar()
-    return None if at is None else at.astimezone(services.config.tz)
 
 
 async def _load_if_empty(services) -> bool:

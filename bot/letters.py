@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.late_fees import late_fee
+from domain.late_fees import late_fee
 from bot.render import render
 from storage.models import Contact, Customer, Dispute, Receivable
 

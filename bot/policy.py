@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import time
 from decimal import Decimal, InvalidOperation
 
+from bot.config_error import ConfigError
+
 ROLES = ("rep", "supervisor", "finance", "legal", "director", "manager")
 DOCUMENTS = ("", "reminder", "confirmation", "lawyer_letter")
 GRADES = ("A", "B", "C")
@@ -169,20 +171,17 @@ class SmsConfig:
 
 
 def _hhmm(value: str, key: str) -> None:
-    from bot.config import ConfigError
     if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         raise ConfigError(f"{key}: expected HH:MM, got {value!r}")
 
 
 def _roles(value, key: str) -> None:
-    from bot.config import ConfigError
     if not isinstance(value, (list, tuple)) or any(r not in ROLES for r in value):
         raise ConfigError(f"{key}: expected a list of roles from {', '.join(ROLES)}, got {value!r}")
 
 
 def validate_policy(cfg) -> None:
     """Shape checks of the policy sections (called from ``bot.config.validate``)."""
-    from bot.config import ConfigError
     p = cfg.policy
     for key in ("reminder_time", "escalation_time"):
         _hhmm(getattr(p, key), f"[policy] {key}")

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bot.money import format_money
+from domain.money import format_money
 
 
 def yuan(value) -> str:
@@ -22,7 +22,7 @@ def yuan(value) -> str:
 
 
 def money(value, currency: str | None = "CNY") -> str:
-    """An amount with its currency's own symbol (¥, US$, €, HK$ …): bot.money.format_money."""
+    """An amount with its currency's own symbol (¥, US$, €, HK$ …): domain.money.format_money."""
     return format_money(None if value is None else Decimal(value), currency)
 
 

@@ -6,7 +6,7 @@ turns such a segment into a :class:`ParsedReply` (which items, what happened, wh
 promised).  It never decides anything about the ledger: :func:`resolve_amount` only
 turns a share or a "the rest" into yuan for a given open balance.
 
-Decisions (see also bot/dates.py for how dates are read):
+Decisions (see also domain/dates.py for how dates are read):
 
 * **Outcome priority**: dispute > paid_claimed > promised > unreachable > contacted >
   other.  A reply that both reports a payment and promises the rest for a date today or
@@ -60,8 +60,8 @@ from typing import Any, Literal
 
 import cn2an
 
-from bot.dates import half_width, read_dates
-from bot.money import AmountError, parse_amount
+from domain.dates import half_width, read_dates
+from domain.money import AmountError, parse_amount
 
 __all__ = ["ASK", "ParsedReply", "parse_message", "parse_reply", "split_reply", "resolve_amount"]
 

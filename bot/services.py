@@ -8,7 +8,7 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.core.channel import Capabilities, registry
 from bot.people_first import PeopleFirst
-from bot.workdays import WorkCalendar
+from domain.workdays import WorkCalendar
 from storage.db import Database
 
 

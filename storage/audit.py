@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.bulk_writes import insert_rows
 from storage.models import AuditEntry
 
 
@@ -54,7 +55,6 @@ def entry(*, at: datetime, actor: str, channel: str, action: str, entity: str, e
 async def record_many(session: AsyncSession, entries: list[dict]) -> None:
     """Write many entries (from :func:`entry`) with one executemany, in the caller's transaction:
     bulk writers (imports) log one entry per changed entity without one INSERT round trip each."""
-    from storage.import_plans import insert_rows   # (import_plans imports this module)
     if entries:
         columns = list(entries[0])
         await insert_rows(session, AuditEntry.__table__, columns, [[e[c] for c in columns] for e in entries])

@@ -9,7 +9,7 @@ Rules (decisions, documented here and in the reply):
   no limit set (0) → no usage figure.
 * **Statute of limitations** (诉讼时效): the period is counted from the day after its anchor and
   its last day is the anchor's corresponding date N years on (Feb 29 → Feb 28), N = 3, or 4 for a
-  ``cross_border`` customer — the same reckoning as ``bot/statute.py``. The anchor is the later of
+  ``cross_border`` customer — the same reckoning as ``domain/statute.py``. The anchor is the later of
   the *latest* due date among the customer's open invoices and the latest restart: the
   customer's last payment, the last written notice delivered about one of those invoices (an
   e-mail, or a letter on any channel: ``storage.reminders.WRITTEN_CHANNELS/KINDS``, the same
@@ -17,7 +17,7 @@ Rules (decisions, documented here and in the reply):
   (``record_confirmation``). The date shown is the last day a claim can be brought, with what it
   is counted from. A last day on a rest day moves to the next working day
   (``[statute] roll_to_workday``).
-* **Late fee** (滞纳金): ``bot.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
+* **Late fee** (滞纳金): ``domain.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
   open balance for its days overdue; disputed invoices are left out (the claim is contested);
   an estimate for the conversation, never booked.
 """
@@ -31,8 +31,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
-from bot.late_fees import late_fee
-from bot.statute import last_day
+from domain.late_fees import late_fee
+from domain.statute import last_day
 from storage.fx import convert, rates_for
 from storage.models import (AuditEntry, Customer, CustomerMessage, Dispute, FollowUp, Payment, Person, Promise,
                             Receivable)

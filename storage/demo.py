@@ -42,7 +42,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, ledger
-from storage.models import (Allocation, Contact, Customer, Dispute, FollowUp, Payment, Person, PersonAccount,
+from storage.followups import log_followup
+from storage.models import (Allocation, Contact, Customer, Dispute, Payment, Person, PersonAccount,
                             Promise, Receivable, WriteOff)
 
 CENT = Decimal("0.01")
@@ -625,16 +626,17 @@ async def _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_pla
         session.add(Dispute(receivable_id=r.id, reason=rng.choice(DISPUTE_REASONS), opened_by=r.rep_id,
                             opened_at=_at(opened, now, rng.randint(9, 17), rng.randint(0, 59))))
 
-    followups: list[tuple[FollowUp, _Inv, dict | None]] = []
+    # planned first (the random draws keep their order), written afterwards through
+    # storage.followups.log_followup like every other follow-up, so each has its audit entry
+    planned: list[tuple[dict, _Inv, dict | None]] = []
 
     def followup(v: _Inv, day: date, outcome: str, text: str, promise: dict | None = None) -> None:
         r = v.receivable
-        fu = FollowUp(receivable_id=r.id, customer_id=r.customer_id, person_id=r.rep_id,
-                      at=_at(day, now, rng.randint(9, 18), rng.randint(0, 59)), channel=reply_channel,
-                      counterpart=contact_of(v), outcome=outcome, text=text, parse={},
-                      promised_date=promise["date"] if promise else None,
-                      promised_amount=promise["amount"] if promise else None, late=False)
-        followups.append((fu, v, promise))
+        fu = dict(receivable=r, person_id=r.rep_id, at=_at(day, now, rng.randint(9, 18), rng.randint(0, 59)),
+                  channel=reply_channel, counterpart=contact_of(v), outcome=outcome, text=text,
+                  promised_date=promise["date"] if promise else None,
+                  promised_amount=promise["amount"] if promise else None)
+        planned.append((fu, v, promise))
 
     def promise_terms(v: _Inv, pdate: date) -> tuple[Decimal, str]:
         """The promised amount (all, or about half) and the rep's words for it."""
@@ -670,8 +672,7 @@ async def _collection_work(session, rng, invoices, cust_plan, cust_rows, rep_pla
             outcome = "contacted" if rng.random() < 0.6 else "unreachable"
             texts = CONTACTED_TEXTS if outcome == "contacted" else UNREACHABLE_TEXTS
             followup(v, today - timedelta(days=rng.randint(1, 7)), outcome, rng.choice(texts).format(c=contact_of(v)))
-    session.add_all([fu for fu, _v, _p in followups])
-    await session.flush()
+    followups = [(await log_followup(session, **fu), v, p) for fu, v, p in planned]
     n_open = n_broken = 0
     for fu, v, p in followups:
         if p is None:

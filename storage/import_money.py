@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.importer import RowError
+from domain.import_files import RowError
 from storage import audit
-from storage.import_plans import (ZERO, Index, Plan, Planner, PlanRefused, blank, existing_keys, in_chunks,
-                                  indexes_rebuilt, insert_rows, money_sums)
+from storage.bulk_writes import existing_keys, in_chunks, indexes_rebuilt, insert_rows, money_sums
+from storage.import_plans import ZERO, Index, Plan, Planner, PlanRefused, blank
 from storage.ledger import LedgerError, record_payment, refresh_status
 from storage.models import Allocation, Customer, Payment, Person, Receivable, WriteOff
 

@@ -39,9 +39,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage import audit
+from storage.bulk_writes import money_sums
 from storage.db import Database
 from storage.ledger import refresh_status
-from storage.models import AuditEntry, Base, ImportRun, ImportRunChunk, Receivable
+from storage.models import Allocation, AuditEntry, Base, ImportRun, ImportRunChunk, Receivable, WriteOff
 from storage.types import Money
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,6 @@ async def _undo_chunk(s: AsyncSession, changes: dict) -> list[str]:
                 setattr(r, name, old)
                 amount_back |= name == "amount"
         if amount_back:
-            from storage.import_plans import money_sums
-            from storage.models import Allocation, WriteOff
             settled = (await money_sums(s, Allocation.amount, Allocation.receivable_id, [rid])).get(rid, Decimal("0.00")) \
                 + (await money_sums(s, WriteOff.amount, WriteOff.receivable_id, [rid],
                                     WriteOff.status == "approved")).get(rid, Decimal("0.00"))

@@ -6,7 +6,7 @@ took 2.7 GB and held SQLite's only write lock for a minute and more, so chat sta
 file is read twice as a stream and the ledger is written in chunks of a fraction of a second:
 
 **Pass 1 — check (reads only, nothing is written).** Every row is parsed and checked as it
-is read (``bot.importer.RowChecker``); a row that repeats an invoice number is found through
+is read (``domain.import_files.RowChecker``); a row that repeats an invoice number is found through
 one small dict entry per key (the number → its first line and a 64-bit fingerprint of its
 values). Rows go to the ledger in batches of :data:`KEY_BATCH`: which invoice numbers exist is
 one indexed ``IN`` query a batch, and only existing invoices are loaded to compare, each batch
@@ -66,10 +66,11 @@ from sqlalchemy import Date, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.importer import ImportFileError, RowChecker, RowError, open_table
+from domain.import_files import ImportFileError, RowChecker, RowError, open_table
 from storage import audit
 from storage.db import Database
-from storage.import_plans import ZERO, Index, diff, existing_keys, in_chunks, money_sums
+from storage.bulk_writes import existing_keys, in_chunks, money_sums
+from storage.import_plans import ZERO, Index, diff
 from storage.import_runs import ImportBusy, RunTakenOver, finish_run, id_ranges, record_chunk, start_run, undo_run
 from storage.ledger import refresh_status
 from storage.models import Allocation, AuditEntry, Customer, Person, Receivable, WriteOff

@@ -13,7 +13,7 @@ Re-importing the same file is therefore a no-op (``unchanged == rows``, no audit
 A column that is *absent* from the file leaves the stored value alone; a column that is present
 with a blank cell sets the default (blank rep on a receivable = the customer's rep).
 
-RowError codes added here (see ``bot/importer.py`` for the file-level ones):
+RowError codes added here (see ``domain/import_files.py`` for the file-level ones):
 ``unknown_customer``, ``unknown_rep``, ``unknown_supervisor``, ``ambiguous_name`` (params: ``count``),
 ``supervisor_cycle``, ``duplicate_userid`` (params: ``other``), ``amount_below_settled`` (params:
 ``settled``), ``has_payments`` (params: ``field``), ``unknown_invoice``, ``invoice_other_customer``,
@@ -32,7 +32,7 @@ from typing import AsyncIterator, Callable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.importer import ImportFileError, Record, RowError, read_table, validate
+from domain.import_files import ImportFileError, Record, RowError, read_table, validate
 from storage import audit
 from storage.db import Database
 from storage.import_money import PaymentsPlanner, ReceivablesPlanner
@@ -93,7 +93,7 @@ def _count(report: ImportReport, plans: Sequence[Plan]) -> None:
 async def import_rows(session: AsyncSession, kind: str, rows: Sequence[Record], *, actor: str, channel: str,
                       now: datetime, today: date, check_only: bool = False,
                       path: str | None = None) -> ImportReport:
-    """Upsert validated rows (from :func:`bot.importer.validate`) in the caller's transaction.
+    """Upsert validated rows (from :func:`domain.import_files.validate`) in the caller's transaction.
 
     If any row has an error the report lists them all and **nothing is written**; with
     ``check_only`` the counts say what would happen. A failure during the writes themselves

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import text
 
+import bot.channels.adapters  # noqa: F401  (the platforms add their people.csv columns, as at the bot's start)
 from storage.db import Database
 from tests.pg import PostgresServer
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.importer import Record
+from domain.import_files import Record
 from storage.db import Database
 from storage.imports import import_rows
 from storage.ledger import LedgerError, apply_write_off, balance_check, record_payment

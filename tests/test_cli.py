@@ -142,15 +142,15 @@ async def test_csv_exports_start_with_the_bom_excel_needs(db, tmp_path):
     every CSV the command line writes start with EF BB BF and the rest is UTF-8."""
     from sqlalchemy import select
 
-    from storage import collection
+    from storage import followups
     from storage.models import Receivable
     from tests import ledger_fixture
     from tests.conftest import at
     async with db.session() as s, s.begin():
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
         a1 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "INV-A1"))).scalar_one()
-        await collection.log_followup(s, receivable=a1, person_id="rep1", at=at("2026-11-21 10:00"), channel="test",
-                                      outcome="contacted", text="已电话联系王总，月底付款")
+        await followups.log_followup(s, receivable=a1, person_id="rep1", at=at("2026-11-21 10:00"), channel="test",
+                                     outcome="contacted", text="已电话联系王总，月底付款")
     env = {**os.environ, "ARBOT_DATABASE_URL": db.url}
     env.pop("ARBOT_CONFIG", None)
     exports = {("export", "followups"): ("at,person_id,person,customer", "上海恒信机电有限公司", "已电话联系王总，月底付款"),

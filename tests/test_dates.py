@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import given, strategies as st
 
-from bot.dates import DateError, find_date, find_dates, parse_date, read_dates
+from domain.dates import DateError, find_date, find_dates, parse_date, read_dates
 
 MON = date(2026, 11, 23)     # Monday
 FRI = date(2026, 11, 27)     # Friday
@@ -133,7 +133,7 @@ def test_find_dates_all_in_order():
 
 
 def test_never_reads_the_clock(monkeypatch):
-    import bot.dates as dates_mod
+    import domain.dates as dates_mod
 
     class Boom(date):
         @classmethod

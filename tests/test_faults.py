@@ -396,7 +396,7 @@ HEADERS = ["invoice_no", "customer", "issue_date", "due_date", "amount", "curren
        headers=st.lists(st.one_of(st.sampled_from(HEADERS), st.text(max_size=8)), max_size=9),
        rows=st.lists(st.lists(cell, max_size=10), max_size=8))
 def test_importer_validate_never_crashes(kind, headers, rows):
-    from bot.importer import validate
+    from domain.import_files import validate
     parsed = validate(kind, headers, [(i + 2, r) for i, r in enumerate(rows)], today=date(2026, 11, 23))
     assert len(parsed.records) <= len(rows)
     assert all(e.line >= 1 for e in parsed.errors)

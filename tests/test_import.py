@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.importer import RowError, read_table, validate
+from domain.import_files import RowError, read_table, validate
 from storage.imports import import_file, table_counts
 from storage.models import Allocation, AuditEntry, Contact, Customer, Payment, Person, Receivable
 

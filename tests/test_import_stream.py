@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.importer import read_table, validate
+from domain.import_files import read_table, validate
 from bot.render import render
 from storage import import_stream
 from storage.imports import import_file, import_rows

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from bot.channels.customer import install_customer_channels
 from bot.core.channel import Capabilities
-from bot.workdays import WorkCalendar
+from domain.workdays import WorkCalendar
 from storage import collection, ledger
 from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, LadderStep, OutboxMessage, Person,
                             Receivable)

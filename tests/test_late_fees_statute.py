@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import ConfigError, load_config
-from bot.late_fees import late_fee
-from bot.statute import add_years, anchor, last_day
-from bot.workdays import WorkCalendar
+from domain.late_fees import late_fee
+from domain.statute import add_years, anchor, last_day
+from domain.workdays import WorkCalendar
 from storage import ledger
 from storage import reminders as rem
 from storage.models import CreditAlert, Customer, CustomerMessage, OutboxMessage, Person, Receivable

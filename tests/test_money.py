@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, strategies as st
 
-from bot.money import AmountError, format_wan, format_yuan, from_cents, parse_amount, to_cents
+from domain.money import AmountError, format_wan, format_yuan, from_cents, parse_amount, to_cents
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -110,7 +110,7 @@ def test_parse_amount_only_raises_amount_error(text):
 
 
 def test_every_amount_is_written_with_its_own_currency_symbol():
-    from bot.money import format_money
+    from domain.money import format_money
     assert format_money(Decimal("1000"), "USD") == "US$1,000.00"
     assert format_money(Decimal("12345.6"), "CNY") == "¥12,345.60"
     assert format_money(Decimal("99.5"), "EUR") == "€99.50"
@@ -120,7 +120,7 @@ def test_every_amount_is_written_with_its_own_currency_symbol():
 
 
 def test_a_currency_may_be_glued_to_the_amount():
-    from bot.money import currency_word, parse_money
+    from domain.money import currency_word, parse_money
     assert parse_money("US$2000") == (Decimal("2000.00"), "USD")
     assert parse_money("2000USD") == (Decimal("2000.00"), "USD")
     assert parse_money("2万美元") == (Decimal("20000.00"), "USD")

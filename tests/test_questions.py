@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 
 from bot.charts import aging_chart
 from storage import aging as aging_q
-from bot.late_fees import late_fee
+from domain.late_fees import late_fee
 from bot.policy import LateFeeConfig
-from bot.statute import last_day
+from domain.statute import last_day
 from storage.customer_card import statute_anchor
 from storage.ledger import balance_check
 from storage.models import Allocation, AuditEntry, Customer, Payment, Receivable, WriteOff

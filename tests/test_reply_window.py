@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from bot.workdays import WorkCalendar
+from domain.workdays import WorkCalendar
 from storage import collection
 from storage.models import OutboxMessage, Promise, Push, PushItem, Receivable
 from storage.scope import Scope

@@ -17,6 +17,7 @@ from bot.core.channel import Capabilities, Platform, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import html_environment
+from bot.reply_window import close_at_arg, open_window_closes
 from storage.models import OutboxMessage, Person
 
 
@@ -98,7 +99,6 @@ def routes(app_state) -> list[web.RouteDef]:
         close_cmd = None
         if app_state.config.demo:
             # README step 5 depends on the day the demo started: the sidebar says the exact command
-            from bot.demo import close_at_arg, open_window_closes
             closes = await open_window_closes(app_state.services)
             if closes is not None:
                 close_cmd = f"{app_state.cli} jobs run reply_window_close --at {close_at_arg(closes)}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Protocol
 
 from bot.core.messages import IncomingMessage, OutgoingMessage
+from domain import import_vocab
 
 Identity = Literal["account", "person"]
 
@@ -139,6 +140,8 @@ class Registry:
         if platform.name in self._platforms and self._platforms[platform.name] is not platform:
             raise ValueError(f"platform {platform.name!r} registered twice")
         self._platforms[platform.name] = platform
+        if platform.account_field:
+            import_vocab.add_account_column(platform.account_field, platform.account_headers)
         return platform
 
     def __iter__(self) -> Iterator[Platform]:

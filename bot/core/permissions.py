@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Customer, Person
+from storage.models import Customer, Person, Receivable
 from storage.scope import Scope
 
 ALL = frozenset({"rep", "supervisor", "finance", "legal", "manager", "auditor", "admin"})
@@ -35,6 +35,17 @@ async def scope_for(session: AsyncSession, person: Person) -> Scope:
 
 def may_use(person: Person, roles: frozenset[str]) -> bool:
     return person.active and person.role in roles
+
+
+def may_see_customer(scope: Scope, customer: Customer) -> bool:
+    """May a caller see or act on this customer (/customer, /followup, /paid)? An exact name
+    outside the caller's scope is found, then refused here before any figure is read."""
+    return scope.allows_customer(customer)
+
+
+def may_see_receivable(scope: Scope, receivable: Receivable) -> bool:
+    """May a caller see or act on this invoice (/promise, /dispute, /writeoff, ...)?"""
+    return scope.allows_receivable(receivable)
 
 
 async def may_narrow_to(session: AsyncSession, scope: Scope, *, team: str | None = None,

@@ -40,6 +40,7 @@ class Context:
     scope: Any = None
     args: str = ""
     command: Command | None = None
+    dispatcher: Dispatcher | None = None     # every command (for /help)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -72,7 +73,8 @@ class Pipeline:
         if person is None or not person.active:
             return [Rendered(render("errors/unknown_person.md.j2", platform=msg.platform,
                                     user_id=msg.platform_user_id))]
-        ctx = Context(message=msg, session=session, services=self.services, person=person)
+        ctx = Context(message=msg, session=session, services=self.services, person=person,
+                      dispatcher=self.dispatcher)
         ctx.scope = await scope_for(session, person)
         command, word, args = self.dispatcher.match(msg.text)
         ctx.args, ctx.command = args, command
@@ -89,7 +91,7 @@ class Pipeline:
             return [self._error("forbidden", ctx, command=command.name)]
         if msg.is_group and not command.group_ok:
             return [self._error("private_only", ctx, command=command.name)]
-        return await self._call(ctx, command.handler, command.wants)
+        return await self._call(ctx, command.handler, command.wants, command.arguments)
 
     @staticmethod
     async def _sender(session: AsyncSession, msg: IncomingMessage):
@@ -100,10 +102,12 @@ class Pipeline:
             return await people.by_id(session, msg.platform_user_id)
         return await people.by_account(session, msg.platform, msg.platform_user_id)
 
-    async def _call(self, ctx: Context, fn, wants) -> list[Rendered]:
-        kwargs = {name: self._inject(ctx, name) for name in wants}
+    async def _call(self, ctx: Context, fn, wants, arguments=None) -> list[Rendered]:
         savepoint = await ctx.session.begin_nested()
         try:
+            # the argument filter runs after the role check and answers like the handler would
+            found = await arguments(ctx) if arguments is not None else {}
+            kwargs = {name: found[name] if name in found else self._inject(ctx, name) for name in wants}
             result = await fn(**kwargs)
         except UserError as e:
             # bad input changes nothing: undo whatever the handler wrote before it noticed
@@ -117,7 +121,7 @@ class Pipeline:
     def _inject(ctx: Context, name: str):
         return {"ctx": ctx, "message": ctx.message, "args": ctx.args, "session": ctx.session,
                 "person": ctx.person, "scope": ctx.scope, "clock": ctx.services.clock,
-                "config": ctx.services.config, "services": ctx.services}[name]
+                "config": ctx.services.config, "services": ctx.services, "dispatcher": ctx.dispatcher}[name]
 
     @staticmethod
     def _render(r: Reply) -> Rendered:

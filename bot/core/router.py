@@ -1,7 +1,9 @@
 """Commands: one ``Router`` per feature module, composed explicitly in bot/handlers/__init__.py.
 
 A command is written ``/aging 华东``, ``aging 华东`` or by a Chinese alias ``/账龄 华东``.
-Handlers declare what they need by parameter name and get exactly that (see ``INJECTABLE``).
+Handlers declare what they need by parameter name and get exactly that (see ``INJECTABLE``);
+a command's argument filter (``args=``, bot/core/arguments.py) resolves its words before the
+handler runs and adds what it found (``customer``, ``receivable``, ``narrowed`` ...) to those names.
 Each command names the roles that may use it; ``bot.core.permissions`` is the one place that
 checks it, before the handler runs.
 """
@@ -11,7 +13,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-INJECTABLE = {"ctx", "message", "args", "session", "person", "scope", "clock", "config", "services"}
+INJECTABLE = {"ctx", "message", "args", "session", "person", "scope", "clock", "config", "services", "dispatcher"}
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Command:
     group_ok: bool = True          # may be used in group chats
     wants: tuple[str, ...] = ()    # parameter names the handler asked for
     reads_only: bool = False       # a question that changes nothing: answered from a read-only snapshot
+    arguments: Callable[..., Awaitable[dict]] | None = None   # the argument filter: ctx → names for the handler
 
     @property
     def doc(self) -> str:
@@ -38,13 +41,14 @@ class Router:
     fallback_wants: tuple[str, ...] = ()
 
     def command(self, name: str, *, roles, aliases: tuple[str, ...] = (), group_ok: bool = True,
-                reads_only: bool = False):
+                reads_only: bool = False, args=None):
         def deco(fn):
             wants = tuple(inspect.signature(fn).parameters)
-            bad = set(wants) - INJECTABLE
+            bad = set(wants) - INJECTABLE - set(getattr(args, "provides", ()))
             if bad:
                 raise TypeError(f"{fn.__qualname__}: cannot inject {sorted(bad)}")
-            self.commands.append(Command(name, fn, frozenset(roles), tuple(aliases), group_ok, wants, reads_only))
+            self.commands.append(Command(name, fn, frozenset(roles), tuple(aliases), group_ok, wants, reads_only,
+                                         args))
             return fn
         return deco
 

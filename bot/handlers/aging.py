@@ -7,52 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
-
-from bot.core.errors import UserError
+from bot.core.arguments import ScopeArg
 from bot.core.messages import Reply
-from bot.core.permissions import READERS, may_narrow_to
+from bot.core.permissions import READERS
 from bot.core.router import Router
 from storage import aging as aging_q
-from storage import people
-from storage.customers import find_customer
-from storage.models import Customer, Person
 from storage.scope import Scope
 
 router = Router("aging")
-
-
-async def resolve_scope(session, scope: Scope, arg: str) -> tuple[Scope, str]:
-    """Turn the argument into a narrower scope and a label for the heading."""
-    arg = arg.strip()
-    if not arg:
-        return scope, ""
-    if arg.startswith(("@", "＠")):
-        found = await people.find(session, arg[1:])
-        if not found:
-            raise UserError("unknown_person_arg", name=arg[1:])
-        p = found[0]
-        if not await may_narrow_to(session, scope, rep_id=p.id):
-            raise UserError("not_in_scope", what=arg)
-        return scope.narrow(rep_ids={p.id}), p.name
-    teams = set((await session.execute(select(Person.team).distinct())).scalars())
-    if arg in teams:
-        if not await may_narrow_to(session, scope, team=arg):
-            raise UserError("not_in_scope", what=arg)
-        return scope.narrow(team=arg), arg
-    regions = set((await session.execute(select(Customer.region).distinct())).scalars())
-    if arg in regions:
-        if not await may_narrow_to(session, scope, region=arg):
-            raise UserError("not_in_scope", what=arg)
-        return scope.narrow(region=arg), arg
-    match = await find_customer(session, arg, scope)
-    if match.exact is None:
-        if match.candidates:
-            raise UserError("ambiguous_customer", query=arg, candidates=[c.name for c in match.candidates])
-        raise UserError("unknown_scope", query=arg)
-    if not scope.allows_customer(match.exact):
-        raise UserError("not_in_scope", what=arg)
-    return scope.narrow(customer_ids={match.exact.id}), match.exact.name
 
 
 async def aging_figures(session, config, scope: Scope, as_of):
@@ -66,10 +28,9 @@ async def aging_figures(session, config, scope: Scope, as_of):
     return now, week_ago, top
 
 
-@router.command("aging", aliases=("账龄",), roles=READERS, reads_only=True)
-async def aging_cmd(session, scope, args, config, clock, services) -> Reply:
+@router.command("aging", aliases=("账龄",), roles=READERS, reads_only=True, args=ScopeArg())
+async def aging_cmd(session, narrowed, label, config, clock) -> Reply:
     """Aging by bucket with shares, the change since the same day last week, the top overdue customers."""
-    narrowed, label = await resolve_scope(session, scope, args)
     today = clock.today()
     report, last_week, top = await aging_figures(session, config, narrowed, today)
     from bot.charts import aging_chart

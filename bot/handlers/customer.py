@@ -2,42 +2,23 @@
 follow-ups, open promises and disputes, the statute-of-limitations date and a late-fee estimate.
 
 A name is found the way people type it (code, full or short name, pinyin initials, a typo); a
-customer outside the caller's scope is refused before any figure is read. The rules behind the
+customer outside the caller's scope is refused before any figure is read (bot/core/arguments.py). The rules behind the
 figures are in ``storage/customer_card.py``.
 """
 from __future__ import annotations
 
-from bot.core.errors import UsageError, UserError
+from bot.core.arguments import CustomerArg
 from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
 from storage.customer_card import customer_card
-from storage.customers import find_customer
-from storage.models import Customer
-from storage.scope import Scope
 
 router = Router("customer")
 
 
-async def resolve_customer(session, scope: Scope, query: str) -> Customer:
-    """The one customer the query names, within the caller's scope, or a UserError."""
-    match = await find_customer(session, query, scope)
-    if match.exact is None:
-        if match.candidates:
-            raise UserError("ambiguous_customer", query=query, candidates=[c.name for c in match.candidates])
-        raise UserError("unknown_customer", query=query)
-    if not scope.allows_customer(match.exact):
-        raise UserError("not_in_scope", what=query)
-    return match.exact
-
-
-@router.command("customer", aliases=("客户",), roles=READERS, reads_only=True)
-async def customer_cmd(session, scope, args, config, clock, services) -> Reply:
+@router.command("customer", aliases=("客户",), roles=READERS, reads_only=True, args=CustomerArg())
+async def customer_cmd(session, customer, config, clock, services) -> Reply:
     """Credit, open items, aging, follow-ups, promises, disputes, statute date and late fees of a customer."""
-    query = args.strip()
-    if not query:
-        raise UsageError("missing_argument")
-    customer = await resolve_customer(session, scope, query)
     card = await customer_card(session, customer, clock.today(), bounds=config.aging.buckets,
                                fx_rates=config.company.fx_rates, base_currency=config.company.currency,
                                tiers=config.late_fees.tiers, credit=config.credit, statute=config.statute,

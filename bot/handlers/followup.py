@@ -14,31 +14,22 @@ from datetime import date
 
 from sqlalchemy import select
 
+from bot.core.arguments import InvoiceArg, TargetArg
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
 from bot import claims as claims_flow
-from bot.dates import DateError, half_width, parse_date, read_dates
-from bot.money import AmountError, parse_amount
+from domain.dates import DateError, half_width, parse_date, read_dates
+from domain.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
+from storage import followups
 from storage import replies as reply_log
-from storage.customers import find_customer, receivable_by_invoice
 from storage.models import Dispute, Promise, Push, PushItem, Receivable
-from storage.scope import Scope
 
 router = Router("followup")
 
-
-
-async def _receivable(session, scope: Scope, invoice_no: str) -> Receivable:
-    r = await receivable_by_invoice(session, invoice_no)
-    if r is None:
-        raise UserError("unknown_invoice", invoice=invoice_no)
-    if not scope.allows_receivable(r):
-        raise UserError("not_in_scope", what=invoice_no)
-    return r
 
 
 UNDO = re.compile(r"\s*(?:撤销|撤回|undo)\s*[。.!！]?\s*$", re.IGNORECASE)
@@ -67,8 +58,8 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
     for parsed in parse_message(text, today, item_count=len(rows)):
         meta = {**parsed.to_json(), "reply": reply_id}
         if parsed.items is None or parsed.ask in ("no_item", "month_or_item"):
-            await coll.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
-                                    channel=channel, outcome="other", text=parsed.text, parse=meta, late=late)
+            await followups.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
+                                         channel=channel, outcome="other", text=parsed.text, parse=meta, late=late)
             questions.append({"reason": parsed.ask or "no_item", "text": parsed.text, "count": len(rows),
                               "example": unanswered[0] if unanswered else 1,
                               "month": _leading_number(parsed.text)})
@@ -102,7 +93,7 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
     """One item of a reply: its follow-up, and the promise/dispute it opens, replaces or lifts."""
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     item, r, customer = row
-    corrects = await coll.last_followup_for_item(s, item.id) if parsed.correction else None
+    corrects = await followups.last_followup_for_item(s, item.id) if parsed.correction else None
     open_promise = (await coll.open_promises(s, [r.id])).get(r.id)
     when, approximate = parsed.promised_date, parsed.approximate
     if parsed.correction and parsed.outcome == "promised" and when is None and open_promise is not None:
@@ -126,10 +117,10 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
         outcome, when, amount = "other", None, None        # kept as a note, nothing guessed
     promising = outcome in ("promised", "paid_claimed") and when is not None and when >= today
     effects: dict[str, list[int]] = {}
-    fu = await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
-                                 text=parsed.text, parse=meta, promised_date=when if promising else None,
-                                 promised_amount=amount if promising else None, push_item=item, push_id=push.id,
-                                 late=late, corrects=corrects)
+    fu = await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+                                      text=parsed.text, parse=meta, promised_date=when if promising else None,
+                                      promised_amount=amount if promising else None, push_item=item, push_id=push.id,
+                                      late=late, corrects=corrects)
     claim = None
     if parsed.outcome == "paid_claimed" or parsed.paid_amount is not None:     # for finance (bot/claims.py)
         claim = await claims_flow.note(s, receivable=r, amount=parsed.paid_amount, person_id=person.id,
@@ -203,8 +194,8 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
         raise UserError("unknown_card")
     r = await s.get(Receivable, item.receivable_id)
     late = now > push.window_closes_at
-    await coll.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
-                            text="", parse={"card": card.get("key")}, push_item=item, late=late)
+    await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+                                 text="", parse={"card": card.get("key")}, push_item=item, late=late)
     if outcome == "dispute" and not r.disputed:
         await coll.open_dispute(s, receivable=r, reason="", person_id=person.id, at=now, channel=channel)
     return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late})
@@ -220,25 +211,20 @@ async def reply_to_push(ctx, message) -> Reply:
     return await record_reply(ctx, message.text, channel=message.platform)
 
 
-@router.command("followup", aliases=("跟进",), roles=COLLECTORS)
-async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Reply:
+@router.command("followup", aliases=("跟进",), roles=COLLECTORS, args=TargetArg())
+async def followup_cmd(ctx, session, customer, receivable, rest, person, clock, message) -> Reply:
     """Log a follow-up on an invoice or a customer at any time."""
-    target, _, text = args.partition(" ")
-    if not target or not text.strip():
-        raise UsageError("missing_argument")
+    text, r = rest, receivable
     now = clock.now()
     today = now.astimezone(ctx.config.tz).date()
-    r = await receivable_by_invoice(session, target)
     parsed = parse_reply(text, today, item_count=1)
     if r is not None:
-        if not scope.allows_receivable(r):
-            raise UserError("not_in_scope", what=target)
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
             raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
-        fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
-                                     outcome=parsed.outcome, text=text, parse=parsed.to_json(),
-                                     promised_date=parsed.promised_date, promised_amount=amount)
+        fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                          outcome=parsed.outcome, text=text, parse=parsed.to_json(),
+                                          promised_date=parsed.promised_date, promised_amount=amount)
         if parsed.promised_date and parsed.outcome == "promised" and parsed.promised_date >= today:
             await coll.make_promise(session, receivable=r, promised_date=parsed.promised_date, amount=amount,
                                     person_id=person.id, at=now, channel=message.platform, followup=fu)
@@ -250,17 +236,9 @@ async def followup_cmd(ctx, session, scope, args, person, clock, message) -> Rep
             await claims_flow.report(session, noted, rep=person, now=now, platforms=ctx.services.platforms)
             return [logged, Reply("payments/claims_noted.md.j2", {"claimed": noted})]
         return logged
-    match = await find_customer(session, target, scope)
-    if match.exact is None:
-        if match.candidates:
-            raise UserError("ambiguous_customer", query=target, candidates=[c.name for c in match.candidates])
-        raise UserError("unknown_invoice_or_customer", query=target)
-    c = match.exact
-    if not scope.allows_customer(c):
-        raise UserError("not_in_scope", what=target)
-    await coll.log_followup(session, receivable=None, customer_id=c.id, person_id=person.id, at=now,
-                            channel=message.platform, outcome=parsed.outcome, text=text, parse=parsed.to_json())
-    return Reply("followup/logged.md.j2", {"what": c.name, "parsed": parsed, "amount": None})
+    await followups.log_followup(session, receivable=None, customer_id=customer.id, person_id=person.id, at=now,
+                                 channel=message.platform, outcome=parsed.outcome, text=text, parse=parsed.to_json())
+    return Reply("followup/logged.md.j2", {"what": customer.name, "parsed": parsed, "amount": None})
 
 
 def _promise_date(word: str, today: date) -> date:
@@ -276,59 +254,50 @@ def _promise_date(word: str, today: date) -> date:
     raise UsageError("bad_date", value=word)
 
 
-@router.command("promise", aliases=("承诺",), roles=COLLECTORS)
-async def promise_cmd(ctx, session, scope, args, person, clock, message) -> Reply:
+@router.command("promise", aliases=("承诺",), roles=COLLECTORS, args=InvoiceArg())
+async def promise_cmd(session, receivable, rest, args, person, clock, message) -> Reply:
     """Record a promise to pay: an invoice, a date and optionally an amount."""
-    parts = args.split()
-    if len(parts) < 2:
-        raise UsageError("missing_argument")
-    r = await _receivable(session, scope, parts[0])
+    r, parts = receivable, rest.split()          # the date, then the amount's words
     today: date = clock.today()
-    when = _promise_date(parts[1], today)
+    when = _promise_date(parts[0], today)
     if when < today:
-        raise UsageError("date_in_past", value=parts[1])
+        raise UsageError("date_in_past", value=parts[0])
     amount = None
-    if len(parts) > 2:
+    if len(parts) > 1:
         try:
-            amount = parse_amount("".join(parts[2:]))
+            amount = parse_amount("".join(parts[1:]))
         except AmountError:
-            raise UsageError("bad_amount", value=" ".join(parts[2:])) from None
+            raise UsageError("bad_amount", value=" ".join(parts[1:])) from None
         if amount <= 0 or amount > r.open_amount:
             raise UsageError("amount_out_of_range", value=amount, open=r.open_amount, currency=r.currency)
     now = clock.now()
-    fu = await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
-                                 outcome="promised", text=args, promised_date=when, promised_amount=amount)
+    fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                      outcome="promised", text=args, promised_date=when, promised_amount=amount)
     p = await coll.make_promise(session, receivable=r, promised_date=when, amount=amount, person_id=person.id,
                                 at=now, channel=message.platform, followup=fu)
     return Reply("followup/promise.md.j2", {"r": r, "p": p})
 
 
-@router.command("dispute", aliases=("异议",), roles=COLLECTORS)
-async def dispute_cmd(session, scope, args, person, clock, message) -> Reply:
+@router.command("dispute", aliases=("异议",), roles=COLLECTORS, args=InvoiceArg())
+async def dispute_cmd(session, receivable, rest, person, clock, message) -> Reply:
     """Mark an invoice disputed (reminders and escalations pause) with the reason."""
-    invoice, _, reason = args.partition(" ")
-    if not invoice or not reason.strip():
-        raise UsageError("missing_argument")
-    r = await _receivable(session, scope, invoice)
+    r, reason = receivable, rest
     if r.disputed:
-        raise UserError("already_disputed", invoice=invoice)
+        raise UserError("already_disputed", invoice=r.invoice_no)
     now = clock.now()
     await coll.open_dispute(session, receivable=r, reason=reason.strip(), person_id=person.id, at=now,
                             channel=message.platform)
-    await coll.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
-                            outcome="dispute", text=reason.strip())
+    await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                 outcome="dispute", text=reason.strip())
     return Reply("followup/dispute.md.j2", {"r": r, "reason": reason.strip(), "resolved": False})
 
 
-@router.command("resolve", aliases=("解决",), roles=COLLECTORS)
-async def resolve_cmd(session, scope, args, person, clock, message) -> Reply:
+@router.command("resolve", aliases=("解决",), roles=COLLECTORS, args=InvoiceArg(rest=None))
+async def resolve_cmd(session, receivable, person, clock, message) -> Reply:
     """Close an invoice's dispute: reminders and the escalation ladder resume."""
-    invoice = args.strip()
-    if not invoice:
-        raise UsageError("missing_argument")
-    r = await _receivable(session, scope, invoice)
+    r = receivable
     if not r.disputed:
-        raise UserError("not_disputed", invoice=invoice)
+        raise UserError("not_disputed", invoice=r.invoice_no)
     await coll.resolve_disputes(session, receivable=r, person_id=person.id, at=clock.now(), channel=message.platform)
     return Reply("followup/dispute.md.j2", {"r": r, "reason": "", "resolved": True})
 

@@ -9,9 +9,11 @@ router = Router("help")
 
 
 @router.command("help", aliases=("帮助", "?", "？"), roles=ALL, reads_only=True)
-async def help_cmd(person, services, ctx) -> Reply:
+async def help_cmd(person, dispatcher) -> Reply:
     """List the commands this person may use."""
-    from bot.handlers import routers
-    names = [c.name for r in routers() for c in r.commands if may_use(person, c.roles)]
-    replies_ok = any(r.fallback and may_use(person, r.fallback_roles) for r in routers()) and person.role == "rep"
+    # the dispatcher that routed /help knows every command (handlers/__init__.py composes it from
+    # this very module, so asking that module would be a loop)
+    names = [c.name for c in dispatcher.ordered if may_use(person, c.roles)]
+    fb = dispatcher.fallback
+    replies_ok = fb is not None and may_use(person, fb.fallback_roles) and person.role == "rep"
     return Reply("help/help.md.j2", {"person": person, "commands": names, "replies_ok": replies_ok})

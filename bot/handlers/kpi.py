@@ -4,32 +4,30 @@ supervisor: their team; others: everything), optionally narrowed like /aging (te
 """
 from __future__ import annotations
 
+from bot.core.arguments import ScopeArg
 from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
-from bot.handlers.aging import resolve_scope
 from storage import kpi as kpi_q
 
 router = Router("kpi")
 
 
-async def _figures(session, scope, args, config, clock):
-    narrowed, label = await resolve_scope(session, scope, args)
-    k = await kpi_q.kpi(session, clock.today(), clock.now(), narrowed, fx_rates=config.company.fx_rates,
-                        base_currency=config.company.currency)
-    return k, label
+async def _figures(session, narrowed, config, clock):
+    return await kpi_q.kpi(session, clock.today(), clock.now(), narrowed, fx_rates=config.company.fx_rates,
+                           base_currency=config.company.currency)
 
 
-@router.command("kpi", aliases=("考核",), roles=READERS, reads_only=True)
-async def kpi_cmd(session, scope, args, config, clock, person) -> Reply:
+@router.command("kpi", aliases=("考核",), roles=READERS, reads_only=True, args=ScopeArg())
+async def kpi_cmd(session, narrowed, label, config, clock) -> Reply:
     """Collection rate this month, DSO, overdue ratio, share over 90 days, per rep with reply timeliness."""
-    k, label = await _figures(session, scope, args, config, clock)
+    k = await _figures(session, narrowed, config, clock)
     return Reply("kpi/kpi.md.j2", {"k": k, "label": label, "days": kpi_q.TIMELINESS_DAYS,
                                    "sales_days": kpi_q.SALES_DAYS})
 
 
-@router.command("dso", roles=READERS, reads_only=True)
-async def dso_cmd(session, scope, args, config, clock) -> Reply:
+@router.command("dso", roles=READERS, reads_only=True, args=ScopeArg())
+async def dso_cmd(session, narrowed, label, config, clock) -> Reply:
     """Days sales outstanding: open receivables / sales of the last 90 days × 90."""
-    k, label = await _figures(session, scope, args, config, clock)
+    k = await _figures(session, narrowed, config, clock)
     return Reply("kpi/dso.md.j2", {"k": k, "label": label, "sales_days": kpi_q.SALES_DAYS})

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from bot.core.arguments import ScopeArg
 from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
-from bot.handlers.aging import resolve_scope
 from storage import collection as coll
 
 router = Router("overdue")
 MAX_LISTED = 30
 
 
-@router.command("overdue", aliases=("逾期",), roles=READERS, reads_only=True)
-async def overdue_cmd(session, scope, args, clock) -> Reply:
+@router.command("overdue", aliases=("逾期",), roles=READERS, reads_only=True, args=ScopeArg())
+async def overdue_cmd(session, narrowed, label, clock) -> Reply:
     """The open, past-due invoices in the caller's scope, oldest first, with promises and disputes."""
-    narrowed, label = await resolve_scope(session, scope, args)
     items = await coll.overdue_items(session, clock.today(), narrowed)
     items.sort(key=lambda i: -i.days_overdue)
     # per currency: a US$ invoice is never added 1:1 to yuan

@@ -30,18 +30,18 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import select
 
 from bot import notify
+from bot.core.arguments import InvoiceArg, target_named
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
 from bot.core.router import Router
-from bot.dates import DateError, parse_date
-from bot.money import AmountError, currency_word, parse_money
+from domain.dates import DateError, parse_date
+from domain.money import AmountError, currency_word, parse_money
 from bot.render import render
 from storage import audit, confirmations, ledger
 from storage.fx import convert, rates_for
-from storage.customers import find_customer, open_receivables, receivable_by_invoice
+from storage.customers import open_receivables
 from storage.models import Customer, Payment, Person, Receivable, WriteOff
-from storage.scope import Scope
 
 router = Router("payments")
 ZERO = Decimal("0.00")
@@ -115,22 +115,6 @@ def split_paid_args(args: str, today: date) -> PaidArgs:
     return PaidArgs(target, amount, currency, when, reference, rate, confirmed)
 
 
-async def _target(session, scope: Scope, target: str) -> tuple[Customer, Receivable | None]:
-    r = await receivable_by_invoice(session, target)
-    if r is not None:
-        if not scope.allows_receivable(r):
-            raise UserError("not_in_scope", what=target)
-        return await session.get(Customer, r.customer_id), r
-    match = await find_customer(session, target, scope)
-    if match.exact is None:
-        if match.candidates:
-            raise UserError("ambiguous_customer", query=target, candidates=[c.name for c in match.candidates])
-        raise UserError("unknown_invoice_or_customer", query=target)
-    if not scope.allows_customer(match.exact):
-        raise UserError("not_in_scope", what=target)
-    return match.exact, None
-
-
 @dataclass(frozen=True)
 class Booking:
     """The amount in the invoices' currency, and the receipt as it came in when that differs."""
@@ -179,7 +163,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     """/paid, and its confirmation (``accepted``: the questions already answered yes)."""
     today, now = today or clock.today(), clock.now()
     a = split_paid_args(args, today)
-    customer, named = await _target(session, scope, a.target)
+    customer, named = await target_named(session, scope, a.target)   # where the amount begins, so not a filter
     existing = None
     if a.reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == a.reference))).scalar_one_or_none()
@@ -274,18 +258,10 @@ def approver_roles(config) -> list[tuple[str, str]]:
             ("general_manager", p.general_manager)]
 
 
-@router.command("writeoff", aliases=("核销",), roles=EDITORS)
-async def writeoff_cmd(session, scope, args, person, clock, config, services, message) -> Reply:
+@router.command("writeoff", aliases=("核销",), roles=EDITORS, args=InvoiceArg())
+async def writeoff_cmd(session, receivable, rest, person, clock, config, services, message) -> Reply:
     """Ask for a bad-debt write-off of an invoice's open balance; the approvers are asked in chat."""
-    invoice, _, reason = args.strip().partition(" ")
-    reason = reason.strip()
-    if not invoice or not reason:
-        raise UsageError("missing_argument")
-    r = await receivable_by_invoice(session, invoice)
-    if r is None:
-        raise UserError("unknown_invoice", invoice=invoice)
-    if not scope.allows_receivable(r):
-        raise UserError("not_in_scope", what=invoice)
+    r, reason, invoice = receivable, rest, receivable.invoice_no
     if r.open_amount <= ZERO or r.status == "written_off":
         raise UserError("nothing_open", what=invoice)
     pending = (await session.execute(select(WriteOff).where(WriteOff.receivable_id == r.id,

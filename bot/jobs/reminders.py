@@ -28,7 +28,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from bot import letters, statute
+from bot import letters
+from domain import statute
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass

@@ -54,7 +54,7 @@ from typing import Callable, NamedTuple
 import cn2an
 from lunardate import LunarDate
 
-from bot.workdays import WorkCalendar
+from domain.workdays import WorkCalendar
 
 _CALENDAR = WorkCalendar()
 

@@ -31,10 +31,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bot.dates import DateError, parse_date
-from bot.import_vocab import (FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
-                              header_field, norm_header, role_of)
-from bot.money import AmountError, parse_amount
+from domain.dates import DateError, parse_date
+from domain.import_vocab import (ACCOUNT_COLUMNS, FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
+                                 header_field, norm_header, role_of)
+from domain.money import AmountError, parse_amount
 
 __all__ = ["RowError", "Record", "Parsed", "ImportFileError", "Table", "open_table", "read_table",
            "map_headers", "RowChecker", "validate", "KINDS"]
@@ -332,6 +332,11 @@ def _serial(n: float) -> date:
 # ---- validation ------------------------------------------------------------------------------
 def map_headers(kind: str, headers: list[str]) -> tuple[dict[str, int], list[str]]:
     """Field → column index (the first header naming a field wins), and unrecognised headers."""
+    if kind == "people" and not ACCOUNT_COLUMNS:
+        # the chat platforms add their user-id columns when they register; reading people.csv
+        # before that would quietly drop every account, so say so instead
+        raise RuntimeError("no chat platform has registered its people.csv column yet "
+                           "(import bot.channels.adapters first)")
     mapping: dict[str, int] = {}
     ignored: list[str] = []
     for i, h in enumerate(headers):

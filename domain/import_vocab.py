@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from bot.dates import half_width
+from domain.dates import half_width
 
 KINDS = ("people", "customers", "receivables", "payments")
 
@@ -129,20 +129,34 @@ def _with_accounts(fields: dict, accounts: dict) -> dict:
     return out
 
 
-def _account_columns() -> dict[str, tuple[str, ...]]:
-    """A person's user id on each chat platform that knows people by one: the column and its
-    header words come from the platform's registration (bot/channels/), the field is
-    ``<platform>_userid``, which storage turns into a person_accounts row."""
-    import bot.channels.adapters  # noqa: F401  (registers the platforms)
-    from bot.core.channel import registry
-    return {p.account_field: (p.account_field, *p.account_headers) for p in registry.with_accounts()}
+# A person's user id on each chat platform that knows people by one: ``<platform>_userid`` and
+# its header words. The platforms live above this package (bot/channels/), so each one adds its
+# column here when it registers (``bot.core.channel.register``) instead of this module importing
+# them: the vocabulary stays below storage, which parses people files with it.
+ACCOUNT_COLUMNS: dict[str, tuple[str, ...]] = {}
+_PEOPLE_HEADERS, _PEOPLE_FIELDS = dict(HEADERS["people"]), dict(FIELDS["people"])
+_HEADER_INDEX: dict[str, dict[str, str]] = {}
 
 
-HEADERS["people"] = _with_accounts(HEADERS["people"], _account_columns())
-FIELDS["people"] = _with_accounts(FIELDS["people"], {f: "text" for f in _account_columns()})
+def _index(kind: str) -> None:
+    _HEADER_INDEX[kind] = {norm_header(alias): field for field, aliases in HEADERS[kind].items() for alias in aliases}
 
-_HEADER_INDEX = {kind: {norm_header(alias): field for field, aliases in fields.items() for alias in aliases}
-                 for kind, fields in HEADERS.items()}
+
+def add_account_column(field: str, headers: tuple[str, ...] = ()) -> None:
+    """people.csv gets a column ``field`` (canonical header, then ``headers``) holding a person's
+    user id on a chat platform; storage turns it into a person_accounts row."""
+    ACCOUNT_COLUMNS[field] = (field, *headers)
+    # in place: importers hold these very dicts
+    HEADERS["people"].clear()
+    HEADERS["people"].update(_with_accounts(_PEOPLE_HEADERS, ACCOUNT_COLUMNS))
+    FIELDS["people"].clear()
+    FIELDS["people"].update(_with_accounts(_PEOPLE_FIELDS, {f: "text" for f in ACCOUNT_COLUMNS}))
+    _index("people")
+
+
+for _kind in HEADERS:
+    _index(_kind)
+
 _ROLE_INDEX = {norm_header(w): role for role, words in ROLE_WORDS.items() for w in words}
 _CURRENCY_INDEX = {norm_header(w): code for code, words in CURRENCY_WORDS.items() for w in words}
 
