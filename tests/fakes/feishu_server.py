@@ -83,6 +83,7 @@ class FakeFeishu:
     ws_pings: int = 0
     images: dict[str, bytes] = field(default_factory=dict, repr=False)   # image_key -> the uploaded bytes
     uploads: int = 0
+    upload_faults: deque = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -111,6 +112,10 @@ class FakeFeishu:
     def inject(self, *, code: int = 0, status: int = 400, count: int = 1, headers: dict | None = None) -> None:
         """The next ``count`` sends answer ``{code}`` with HTTP ``status``."""
         self.faults.extend([(code, status, headers or {})] * count)
+
+    def inject_upload(self, *, code: int = 2200, status: int = 500, count: int = 1) -> None:
+        """The next ``count`` image uploads answer ``{code}`` with HTTP ``status``."""
+        self.upload_faults.extend([(code, status)] * count)
 
     def expire_tokens(self) -> None:
         for tok in self.tokens.values():
@@ -230,6 +235,9 @@ class FakeFeishu:
         raw = await request.read()
         if (denied := self._auth(request)) is not None:
             return denied
+        if self.upload_faults:
+            code, status = self.upload_faults.popleft()
+            return self._err(code, "injected fault", status)
         form = parse_form(request.headers.get("Content-Type", ""), raw)
         if form is None:
             return self._err(234001, "Invalid request param: multipart/form-data expected")

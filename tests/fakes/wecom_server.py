@@ -361,6 +361,12 @@ def create_app(fake: FakeWeCom) -> web.Application:
         if body is None or not isinstance(body.get(body.get("msgtype", ""), None), dict):
             return _err(47001, "data format error")
         if body["msgtype"] == "image":
+            # "webhook/image": a fault for robot image messages only (a test retries the picture alone)
+            fault = fake._take_fault("webhook/image")
+            if fault is not None and fault.kind == "http":
+                return web.Response(status=fault.status, text="fake upstream failure")
+            if fault is not None and fault.kind == "errcode":
+                return _err(fault.errcode, fault.errmsg)
             try:
                 image = base64.b64decode(str(body["image"].get("base64") or ""), validate=True)
             except (binascii.Error, ValueError):
