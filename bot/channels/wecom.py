@@ -102,7 +102,6 @@ class WeComChannel:
             out = dataclasses.replace(out, extra={**out.extra, "template_card": template_card(card)})
         await self.api.deliver(out, dict(self.config.robot_webhook_keys))
 
-
     async def _answer_card(self, out: OutgoingMessage, card: Card | None) -> None:
         """The card that was clicked, updated for the person who clicked it: the outcome in a
         grey, unclickable button (``replace_text``) instead of the buttons. The response_code
