@@ -144,7 +144,8 @@ async def test_a_command_in_a_one_to_one_chat_is_answered(aiohttp_client, db, fa
     bot = await start_bot(aiohttp_client, db, fake)
     assert await post(bot, fake, fake.text_event("fs_gm", "/aging", message_id="om_1")) == (200, "{}")
     await settle(bot)
-    [reply] = fake.messages_to("fs_gm")
+    reply, picture = fake.messages_to("fs_gm")      # the text, then the chart
+    assert picture.msg_type == "image"
     assert (reply.receive_id_type, reply.msg_type) == ("user_id", "post")
     assert "账龄分析" in md(reply)
     [ev] = await events(db)
@@ -171,7 +172,7 @@ async def test_a_redelivered_event_is_handled_once(aiohttp_client, db, fake):
     for _ in range(3):     # Feishu re-sends (new timestamp, nonce, IV: the same event id and message id)
         assert (await post(bot, fake, event))[0] == 200
     await settle(bot)
-    assert len(fake.messages_to("fs_gm")) == 1 and len(await events(db)) == 1
+    assert [m.msg_type for m in fake.messages_to("fs_gm")] == ["post", "image"] and len(await events(db)) == 1
     health = (await (await bot.client.get("/healthz")).json())["channels"]["feishu"]
     assert health["duplicates"] == 2
 
@@ -179,13 +180,14 @@ async def test_a_redelivered_event_is_handled_once(aiohttp_client, db, fake):
 async def test_pushed_cards_and_a_click_records_the_follow_up(aiohttp_client, db, fake):
     bot = await start_bot(aiohttp_client, db, fake, card_buttons=True, card_items=2)
     await bot.run("overdue_push", at("2026-11-23 09:00"))
-    cards = [m.content for m in fake.messages_to("fs_rep1") if m.msg_type == "interactive"]
+    sent = [m for m in fake.messages_to("fs_rep1") if m.msg_type == "interactive"]
+    cards = [m.content for m in sent]
     assert [c["header"]["title"]["content"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
                                                                 "1. 上海恒信机电有限公司 INV-A3"]
     buttons = cards[0]["elements"][-1]["actions"]
     assert [b["text"]["content"] for b in buttons] == ["已联系", "承诺付款", "有异议"]
     bot.clock.set(at("2026-11-23 10:00"))
-    click = fake.card_event("fs_rep1", buttons[2]["value"])
+    click = fake.card_event("fs_rep1", buttons[2]["value"], message_id=sent[0].message_id)
     for _ in range(2):                           # a click delivered twice is one click
         assert await post(bot, fake, click) == (200, "{}")
     await settle(bot)
@@ -295,7 +297,7 @@ async def test_long_connection_stores_acks_and_answers_once(aiohttp_client, db, 
     acks = await fake.wait_acks(2)
     assert [(a["message_id"], a["code"]) for a in acks] == [("f1", 200), ("f2", 200)]
     await settle(bot)
-    assert len(fake.messages_to("fs_gm")) == 1 and len(await events(db)) == 1
+    assert [m.msg_type for m in fake.messages_to("fs_gm")] == ["post", "image"] and len(await events(db)) == 1
     health = (await (await bot.client.get("/healthz")).json())["channels"]["feishu"]
     assert health["long_connection"]["connected"] is True and health["mode"] == "ws"
     assert (await bot.client.post("/feishu/events", data=b"{}")).status in (404, 405)   # no callback URL

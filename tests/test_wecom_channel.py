@@ -121,7 +121,8 @@ async def test_aging_request_round_trip(aiohttp_client, db, fake):
     status, text = await post_callback(bot, query, body)
     assert (status, text) == (200, "")
     await settle(bot)
-    [reply] = fake.messages_to("wx_gm")
+    reply, picture = fake.messages_to("wx_gm")          # the text, then the chart as an image
+    assert picture.payload["msgtype"] == "image"
     assert reply.payload["msgtype"] == "markdown" and reply.payload["agentid"] == AGENT
     assert reply.payload["touser"] == "wx_gm"
     assert "账龄分析" in reply.payload["markdown"]["content"]
@@ -376,7 +377,7 @@ async def test_logs_hold_no_secrets_or_contents(aiohttp_client, db, fake, caplog
     assert (await post_callback(bot, query, body))[0] == 200
     assert (await post_callback(bot, *_tampered(fake)))[0] == 401
     await settle(bot)
-    assert len(fake.received) == 1
+    assert [r.kind for r in fake.received] == ["app", "upload", "app"]     # the text, the chart's upload, the chart
     # our own loggers and aiohttp's (the database driver's DEBUG echo is the deployment's to silence)
     logs = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("bot", "storage", "aiohttp"))
     assert "wecom" in logs

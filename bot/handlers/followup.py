@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from bot.core.arguments import InvoiceArg, TargetArg
 from bot.core.errors import UsageError, UserError
-from bot.core.messages import Reply
+from bot.core.messages import Card, Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
+from bot.render import render
 from bot import claims as claims_flow
 from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
@@ -26,7 +27,7 @@ from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
 from storage import followups
 from storage import replies as reply_log
-from storage.models import Dispute, Promise, Push, PushItem, Receivable
+from storage.models import Customer, Dispute, Promise, Push, PushItem, Receivable
 
 router = Router("followup")
 
@@ -198,7 +199,13 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
                                  text="", parse={"card": card.get("key")}, push_item=item, late=late)
     if outcome == "dispute" and not r.disputed:
         await coll.open_dispute(s, receivable=r, reason="", person_id=person.id, at=now, channel=channel)
-    return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late})
+    customer = await s.get(Customer, r.customer_id)
+    # the card as it should look now: what was recorded, and no buttons to click a second time
+    answered = Card(id=str(card.get("task_id") or ""),
+                    title=render("push/card_title.j2", seq=item.seq, item={"customer": customer, "receivable": r}),
+                    description=render("followup/card_answered.j2", outcome=outcome, late=late))
+    return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late},
+                 card=answered)
 
 
 @router.text(roles=COLLECTORS)
