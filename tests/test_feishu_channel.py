@@ -185,9 +185,9 @@ async def test_pushed_cards_and_a_click_records_the_follow_up(aiohttp_client, db
     assert [c["header"]["title"]["content"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
                                                                 "1. 上海恒信机电有限公司 INV-A3"]
     buttons = cards[0]["elements"][-1]["actions"]
-    assert [b["text"]["content"] for b in buttons] == ["已联系", "承诺付款", "有异议"]
+    assert [b["text"]["content"] for b in buttons] == ["已联系", "本周五付", "下周五付", "月底付", "有异议"]
     bot.clock.set(at("2026-11-23 10:00"))
-    click = fake.card_event("fs_rep1", buttons[2]["value"], message_id=sent[0].message_id)
+    click = fake.card_event("fs_rep1", buttons[4]["value"], message_id=sent[0].message_id)
     for _ in range(2):                           # a click delivered twice is one click
         assert await post(bot, fake, click) == (200, "{}")
     await settle(bot)

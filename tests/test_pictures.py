@@ -11,9 +11,11 @@ import base64
 import struct
 import time
 import zlib
+from datetime import date
+
 from sqlalchemy import select
 
-from storage.models import FollowUp, OutboxMessage, PersonAccount
+from storage.models import FollowUp, OutboxMessage, PersonAccount, Promise
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.fakes.dingtalk_server import FakeDingTalk
@@ -253,7 +255,7 @@ async def test_a_clicked_wecom_card_is_updated_and_keeps_no_buttons(aiohttp_clie
         await bot.run("overdue_push", at("2026-11-23 09:00"))
         [card] = [r.payload["template_card"] for r in fake.messages_to("wx_rep1")
                   if r.payload["msgtype"] == "template_card"]
-        promised = next(b["key"] for b in card["button_list"] if b["text"] == "承诺付款")
+        promised = next(b["key"] for b in card["button_list"] if b["text"] == "下周五付")
         bot.clock.set(at("2026-11-23 10:00"))
         xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key=promised, task_id=card["task_id"],
                                    response_code="rc-once", agent_id=AGENT)
@@ -265,15 +267,41 @@ async def test_a_clicked_wecom_card_is_updated_and_keeps_no_buttons(aiohttp_clie
         assert update["response_code"] == "rc-once" and update["agentid"] == AGENT
         answered = update["template_card"]
         assert answered["card_type"] == "button_interaction" and answered["task_id"] == card["task_id"]
-        assert answered["button_list"] == [] and answered["replace_text"] == "已记录：承诺付款"
+        # Monday 11-23: 下周五 is 12-04, worked out at the click
+        assert answered["button_list"] == [] and answered["replace_text"] == "已记录：承诺12月4日付"
         assert answered["main_title"]["title"] == card["main_title"]["title"]
         ack = [r.payload["markdown"]["content"] for r in fake.messages_to("wx_rep1")
                if r.payload["msgtype"] == "markdown"][-1]
-        assert "已记录第3笔 INV-B2：承诺付款" in ack                  # the text says it too
+        assert "已记录第3笔 INV-B2：承诺12月4日付款" in ack            # the text says it too
         async with db.session() as s:
             [fu] = (await s.execute(select(FollowUp).where(FollowUp.channel == "wecom"))).scalars().all()
-            assert fu.outcome == "promised"
+            assert fu.outcome == "promised" and fu.promised_date == date(2026, 12, 4)
+            [p] = (await s.execute(select(Promise))).scalars().all()      # the promise is watched like a typed one
+            assert p.promised_date == date(2026, 12, 4) and p.status == "open" and p.receivable_id == fu.receivable_id
         assert fake.used_response_codes == {"rc-once"} and fake.refused == []
+
+
+async def test_a_this_friday_button_clicked_after_friday_records_nothing_and_says_so(aiohttp_client, db):
+    async with FakeWeCom(apps={AGENT: SECRET}) as fake:
+        await ledger(db)
+        bot = await Bot.start(aiohttp_client, db, at("2026-11-23 08:00"), company={"fx_rates": ledger_fixture.FX},
+                              wecom=wecom(fake, card_buttons=True, card_items=1))
+        await bot.run("overdue_push", at("2026-11-23 09:00"))
+        [card] = [r.payload["template_card"] for r in fake.messages_to("wx_rep1")
+                  if r.payload["msgtype"] == "template_card"]
+        this_friday = next(b["key"] for b in card["button_list"] if b["text"] == "本周五付")
+        bot.clock.set(at("2026-11-28 10:00"))                       # Saturday: that Friday has passed
+        xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key=this_friday, task_id=card["task_id"],
+                                   response_code="rc-sat", agent_id=AGENT)
+        assert await post_callback(bot, *build_callback(crypto(fake), xml, int(time.time()), "s1")) == (200, "")
+        await settle(bot)
+        answer = [r.payload["markdown"]["content"] for r in fake.messages_to("wx_rep1")
+                  if r.payload["msgtype"] == "markdown"][-1]
+        assert "本周五已经过了，没有记录" in answer
+        assert fake.card_updates("wx_rep1") == []                  # the card keeps its buttons: pick again
+        async with db.session() as s:
+            assert (await s.execute(select(FollowUp))).scalars().all() == []
+            assert (await s.execute(select(Promise))).scalars().all() == []
 
 
 async def test_a_clicked_feishu_card_is_updated_and_keeps_no_buttons(aiohttp_client, db):

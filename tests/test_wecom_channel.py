@@ -279,8 +279,8 @@ async def test_pushed_item_cards_and_a_click_logged_like_a_reply(aiohttp_client,
     # the two oldest of rep1's items: 3. INV-B2 (206 days) and 1. INV-A3 (60 days)
     assert [c["main_title"]["title"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
                                                          "1. 上海恒信机电有限公司 INV-A3"]
-    assert [b["text"] for b in cards[0]["button_list"]] == ["已联系", "承诺付款", "有异议"]
-    key = cards[0]["button_list"][2]["key"]                         # 有异议 on INV-B2
+    assert [b["text"] for b in cards[0]["button_list"]] == ["已联系", "本周五付", "下周五付", "月底付", "有异议"]
+    key = cards[0]["button_list"][4]["key"]                         # 有异议 on INV-B2
     bot.clock.set(at("2026-11-23 10:00"))
     xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key=key, task_id=cards[0]["task_id"],
                                response_code="rc-1", agent_id=AGENT)
