@@ -200,11 +200,11 @@ class FeishuChannel:
 
 
 def _uuid(out: OutgoingMessage, part: Any) -> str:
-    """Feishu's de-duplication key: the same row retried is the same message (docs/feishu.md:
-    the outbox row's own key would be better; the contract does not hand it to the channel)."""
-    digest = hashlib.sha256(json.dumps([out.target_kind, out.target, out.title, out.text, out.extra, str(part)],
-                                       ensure_ascii=False, sort_keys=True).encode()).hexdigest()
-    return digest[:40]
+    """Feishu's de-duplication key (≤ 50 characters): the same outbox row retried is the same
+    message. From the row's own idempotency key; a message that never went through the outbox
+    (none today) falls back to its content."""
+    basis = [out.key, str(part)] if out.key else [out.target_kind, out.target, out.title, out.text, out.extra, str(part)]
+    return hashlib.sha256(json.dumps(basis, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:40]
 
 
 def payload_of(text: str, fmt: str, title: str) -> tuple[str, dict]:
