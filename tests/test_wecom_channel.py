@@ -468,6 +468,45 @@ async def test_fake_response_url_is_single_use_and_expires():
         assert [r.payload["markdown"]["content"] for r in server.responses_in("g")] == ["hi"]
 
 
+def voice_xml(fake, user: str, msg_id: int, recognition: str | None) -> str:
+    rec = "" if recognition is None else f"<Recognition><![CDATA[{recognition}]]></Recognition>"
+    return (f"<xml><ToUserName><![CDATA[{fake.corp_id}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
+            f"<MediaId><![CDATA[media-1]]></MediaId><Format><![CDATA[amr]]></Format>{rec}"
+            f"<MsgId>{msg_id}</MsgId><AgentID>{AGENT}</AgentID></xml>")
+
+
+async def test_a_voice_reply_with_a_transcript_is_read_like_text(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    query, body = build_callback(crypto(fake), voice_xml(fake, "wx_rep1", 9001, "1 已电话联系王总，下周五付款"),
+                                 int(time.time()), "v1")
+    assert await post_callback(bot, query, body) == (200, "")
+    # without a transcript (WeCom's app page documents none) it is kept, not answered
+    query, body = build_callback(crypto(fake), voice_xml(fake, "wx_rep1", 9002, None), int(time.time()), "v2")
+    assert await post_callback(bot, query, body) == (200, "")
+    await settle(bot)
+    assert "已记录" in markdown_to(fake, "wx_rep1")[-1]
+    async with db.session() as s:
+        [fu] = (await s.execute(select(FollowUp))).scalars().all()
+    assert (fu.person_id, fu.channel) == ("rep1", "wecom")
+    assert [e.status for e in await events(db)] == ["handled", "handled"]
+
+
+async def test_aibot_voice_is_read_like_text(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    data = {"msgid": "voice-1", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "wx_rep1"},
+            "response_url": fake.issue_response_url("wx_rep1"), "msgtype": "voice",
+            "voice": {"content": "1 已电话联系王总，下周五付款"}}
+    assert (await post_aibot(bot, data)).status == 200
+    await settle(bot)
+    [answer] = responses(fake, "wx_rep1")
+    assert "已记录" in answer
+
+
 def test_aibot_mapping_of_what_is_not_answered():
     assert message_from_aibot({"msgid": "m", "msgtype": "stream", "from": {"userid": "u"}}) is None
     msg = message_from_aibot({"msgid": "m", "chattype": "single", "from": {"userid": "u"}, "msgtype": "text",

@@ -219,10 +219,14 @@ def message_from_xml(fields: dict[str, Any]) -> tuple[IncomingMessage, bool]:
     if not sender or not msgtype:
         raise ValueError("callback without FromUserName/MsgType")
     base = dict(platform="wecom", platform_user_id=sender, chat_id=None, mentioned_bot=True)
-    if msgtype == "text":
+    # A voice message is read like text when it comes with a transcript. WeCom's app message page
+    # lists no Recognition field (WeChat's official accounts have one); it is read if WeCom sends
+    # it, and a voice without it is kept for the record like a picture.
+    recognition = str(fields.get("Recognition") or "").strip() if msgtype == "voice" else ""
+    if msgtype == "text" or recognition:
         msg_id = str(fields.get("MsgId") or "") or _event_key(sender, created)
-        return IncomingMessage(text=str(fields.get("Content") or "")[:MAX_TEXT], message_id=_event_key(msg_id),
-                               **base), True
+        text = str(fields.get("Content") or "") if msgtype == "text" else recognition
+        return IncomingMessage(text=text[:MAX_TEXT], message_id=_event_key(msg_id), **base), True
     if msgtype == "event" and fields.get("Event") == "template_card_event":
         task, key = str(fields.get("TaskId") or ""), str(fields.get("EventKey") or "")
         card = {"task_id": task, "key": key, "response_code": str(fields.get("ResponseCode") or "")}
