@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 import aiohttp
@@ -127,8 +128,7 @@ async def test_fake_aliyun_refuses_a_replayed_or_tampered_request(aliyun):
                                      phone="13900000009", sign_name="示例公司", template_code="SMS_OVERDUE_1",
                                      template_param={n: "x" for n in ORDER},
                                      now=FixedClock(at("2026-11-20 09:30")).now())
-    fresh = {**form, "Timestamp": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)
-             .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    fresh = {**form, "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     fresh["Signature"] = sms_aliyun.signature("POST", fresh, KEY_SECRET)
     async with aiohttp.ClientSession() as s:
         async def post(data):
@@ -173,7 +173,7 @@ async def test_tencent_refusals_map_to_what_the_outbox_does(tencent):
 
     class Clock(FixedClock):
         def now(self):
-            return __import__("datetime").datetime.fromtimestamp(now[0], __import__("datetime").timezone.utc)
+            return datetime.fromtimestamp(now[0], timezone.utc)
 
     channel = SmsChannel(tencent_config(tencent), clock=Clock(at("2026-11-20 09:30")))
     await channel.deliver(sms("13900000000"))

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.errors import TransientDeliveryError
+from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
                                     WeComAPI)
 from bot.channels.wecom_crypto import (
@@ -152,16 +152,6 @@ class WeComChannel:
         assert self.api is not None
         await self.api.update_template_card([out.target], code, answered_card(card))
 
-
-def answered_card(card: Card) -> dict[str, Any]:
-    """A clicked card after the click (update_template_card, whole card): same kind, the answer
-    where the buttons were. An empty ``button_list`` plus ``replace_text`` is how WeCom shows
-    a button_interaction card that can no longer be clicked (docs/wecom.md)."""
-    return {"card_type": "button_interaction", "task_id": card.id,
-            "main_title": {"title": card.title, "desc": card.description},
-            "button_list": [], "replace_text": card.description or card.title}
-
-
     async def _respond(self, out: OutgoingMessage) -> None:
         """Answer through an AI-bot response_url: one call, within its hour. A reply that finds it
         spent or expired, or that WeCom refuses, goes to the asker as an app message instead: the
@@ -195,6 +185,15 @@ def answered_card(card: Card) -> dict[str, Any]:
         self._spent[url] = None
         while len(self._spent) > SPENT_KEPT:
             self._spent.popitem(last=False)
+
+
+def answered_card(card: Card) -> dict[str, Any]:
+    """A clicked card after the click (update_template_card, whole card): same kind, the answer
+    where the buttons were. An empty ``button_list`` plus ``replace_text`` is how WeCom shows
+    a button_interaction card that can no longer be clicked (docs/wecom.md)."""
+    return {"card_type": "button_interaction", "task_id": card.id,
+            "main_title": {"title": card.title, "desc": card.description},
+            "button_list": [], "replace_text": card.description or card.title}
 
 
 def template_card(card: Card) -> dict[str, Any]:
