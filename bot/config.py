@@ -199,6 +199,7 @@ SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_
                ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
                ("dingtalk", "app_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
                ("feishu", "encrypt_key"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
+               ("sms", "access_key_secret"),
                ("web", "secret")}
 
 

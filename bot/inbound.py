@@ -374,7 +374,9 @@ class InboundProcessor:
         channel = self.channels.get(msg.platform)
         if channel is None or inline and channel.capabilities.synchronous_replies:
             return   # the answer travels in the HTTP response itself
-        kind, target = channel.reply_route(msg)
+        # a route may carry what its delivery needs (a reply address's expiry, who to reach instead)
+        kind, target, *route_extra = channel.reply_route(msg)
+        extra = dict(route_extra[0]) if route_extra else {}
         now = self.clock.now()
         for i, r in enumerate(replies):
             key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
@@ -385,7 +387,7 @@ class InboundProcessor:
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
                 ).with_card(r.card).answering(msg.card_action), key + ":card", now)
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
-                                                          text=r.text, format=r.format), key, now)
+                                                          text=r.text, format=r.format, extra=extra), key, now)
             if (png := (pictures or {}).get(i)) is not None:
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(

@@ -155,19 +155,74 @@ class SmtpConfig:
         return bool(self.host)
 
 
+SMS_PROVIDERS = ("aliyun", "tencent", "generic")
+# where each provider's API answers (api_base overrides it: a proxy, or a test's fake)
+SMS_ENDPOINTS = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com"}
+SMS_REGIONS = {"aliyun": "cn-hangzhou", "tencent": "ap-guangzhou"}
+
+
 @dataclass(frozen=True)
 class SmsConfig:
-    api_base: str = ""                 # empty: SMS channel off; POST {api_base}/sms/send
-    app_id: str = ""
-    app_key: str = ""                  # secret: ARBOT_SMS_APP_KEY (HMAC-SHA256 signing key)
+    # "aliyun" (dysmsapi SendSms), "tencent" (SMS API 2021-01-11 SendSms), or "generic": a relay of
+    # your own speaking this bot's POST {api_base}/sms/send. Empty: "generic" if api_base is set
+    # (configurations from before the providers), else SMS is off.
+    provider: str = ""
+    api_base: str = ""                 # empty: the provider's own endpoint
+    access_key_id: str = ""            # Aliyun AccessKey ID / Tencent SecretId
+    access_key_secret: str = ""        # secret: ARBOT_SMS_ACCESS_KEY_SECRET (Aliyun AccessKey secret / Tencent SecretKey)
+    sdk_app_id: str = ""               # Tencent: the SMS application's SmsSdkAppId (1400...)
+    region: str = ""                   # empty: cn-hangzhou (Aliyun) / ap-guangzhou (Tencent)
+    app_id: str = ""                   # generic relay only
+    app_key: str = ""                  # generic relay only; secret: ARBOT_SMS_APP_KEY (HMAC-SHA256 key)
     sign_name: str = ""                # the approved signature (短信签名), e.g. the company short name
     # approved template ids by message kind
     templates: dict = field(default_factory=lambda: {"pre_due": "", "statement": "", "overdue": "", "letter": ""})
+    # the variables each template takes, by kind, in the template's order: Aliyun fills ${name}
+    # by name (all of the message's variables when a kind is not listed), Tencent fills {1}, {2}...
+    # by position, so it needs the order. Names: customer, invoice, contract, amount, currency,
+    # due_date, days.
+    template_params: dict = field(default_factory=dict)
     timeout_seconds: float = 15.0
 
     @property
+    def kind(self) -> str:
+        return self.provider or ("generic" if self.api_base else "")
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.api_base)
+        return bool(self.kind)
+
+    @property
+    def endpoint(self) -> str:
+        return (self.api_base or SMS_ENDPOINTS.get(self.kind, "")).rstrip("/")
+
+    @property
+    def region_name(self) -> str:
+        return self.region or SMS_REGIONS.get(self.kind, "")
+
+
+SMS_PARAM_NAMES = ("customer", "invoice", "contract", "amount", "currency", "due_date", "days")
+
+
+def validate_sms(s: SmsConfig) -> None:
+    if s.provider and s.provider not in SMS_PROVIDERS:
+        raise ConfigError(f"[sms] provider: expected one of {', '.join(SMS_PROVIDERS)}, got {s.provider!r}")
+    if not s.enabled:
+        return
+    required = {"aliyun": ("access_key_id", "access_key_secret", "sign_name"),
+                "tencent": ("access_key_id", "access_key_secret", "sdk_app_id", "sign_name"),
+                "generic": ("api_base", "app_id", "app_key", "sign_name")}[s.kind]
+    for key in required:
+        if not getattr(s, key):
+            raise ConfigError(f"[sms] {key}: required with provider = \"{s.kind}\"")
+    for kind, names in s.template_params.items():
+        if not isinstance(names, (list, tuple)) or any(n not in SMS_PARAM_NAMES for n in names):
+            raise ConfigError(f"[sms] template_params.{kind}: expected a list of {', '.join(SMS_PARAM_NAMES)}")
+    if s.kind == "tencent":
+        for kind, template in s.templates.items():
+            if template and kind not in s.template_params:
+                raise ConfigError(f"[sms] template_params.{kind}: Tencent fills a template by position; "
+                                  f"list the variables of template {template!r} in order")
 
 
 def _hhmm(value: str, key: str) -> None:
@@ -182,6 +237,7 @@ def _roles(value, key: str) -> None:
 
 def validate_policy(cfg) -> None:
     """Shape checks of the policy sections (called from ``bot.config.validate``)."""
+    validate_sms(cfg.sms)
     p = cfg.policy
     for key in ("reminder_time", "escalation_time"):
         _hhmm(getattr(p, key), f"[policy] {key}")
@@ -260,7 +316,4 @@ def validate_policy(cfg) -> None:
         raise ConfigError("[smtp] from_addr: required when [smtp] host is set")
     if not (1 <= cfg.smtp.port <= 65535):
         raise ConfigError(f"[smtp] port: must be 1..65535, got {cfg.smtp.port}")
-    if cfg.sms.enabled:
-        for k in ("app_id", "app_key", "sign_name"):
-            if not getattr(cfg.sms, k):
-                raise ConfigError(f"[sms] {k}: required when [sms] api_base is set")
+    # [sms] is checked per provider by validate_sms

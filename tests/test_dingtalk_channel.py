@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from bot import outbox
 from bot.channels.dingtalk_crypto import robot_sign
 from bot.core.messages import OutgoingMessage
-from storage.models import InboundEvent
+from storage.models import FollowUp, InboundEvent
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.fakes.dingtalk_server import FakeDingTalk
@@ -333,3 +333,32 @@ async def test_a_timed_out_send_is_retried_never_lost(fake, aiohttp_client, db):
     assert 3 <= len(_arrived(fake)) <= 4
     async with db.session() as s:
         assert (await outbox.backlog(s))["sent"] == 3
+
+
+# ------------------------------------------------------------------------------------------ voice
+
+async def test_a_voice_reply_is_read_like_text(fake, aiohttp_client, db):
+    """DingTalk hands over its transcript of a voice message (content.recognition): a rep who
+    dictates a reply to the morning list gets it recorded like a typed one."""
+    bot = await start_bot(aiohttp_client, db, fake)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    body = fake.robot_message("", staff_id="dt_rep1", nick="张伟")
+    del body["text"]
+    body.update(msgtype="audio", content={"duration": 4000, "downloadCode": "dc-" + "x" * 20,
+                                          "recognition": "1 已电话联系王总，下周五付款"})
+    headers, raw = fake.signed_callback(body)
+    assert (await post(bot, headers, raw)).status == 200
+    await settle(bot)
+    answer = fake.messages()[-1]
+    assert "已记录" in str(answer.payload)
+    async with db.session() as s:
+        [fu] = (await s.execute(select(FollowUp))).scalars().all()
+    assert (fu.person_id, fu.channel) == ("rep1", "dingtalk")
+    # a voice message without a transcript is not guessed at
+    body = dict(body, msgId="voice-2", content={"duration": 1000, "downloadCode": "dc2"})
+    headers, raw = fake.signed_callback(body)
+    assert (await post(bot, headers, raw)).status == 200
+    await settle(bot)
+    async with db.session() as s:
+        assert len((await s.execute(select(FollowUp))).scalars().all()) == 1

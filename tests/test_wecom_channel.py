@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections import Counter
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -25,6 +26,9 @@ from storage.models import FollowUp, InboundEvent, OutboxMessage, Receivable
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.fakes.wecom_server import (
+    RESPONSE_EXPIRED,
+    RESPONSE_SPENT,
+    RESPONSE_UNKNOWN,
     Fault,
     FakeWeCom,
     build_callback,
@@ -321,29 +325,52 @@ async def test_other_events_are_stored_but_not_answered(aiohttp_client, db, fake
 
 # -- the AI bot (智能机器人) --------------------------------------------------------------------
 
-def aibot_request(data: dict, receive_id: str = "") -> tuple[dict, str]:
+def aibot_request(data: dict, receive_id: str = "", ts: int | str = 1700000000) -> tuple[dict, str]:
     c = WeComCrypto(BOT_TOKEN, BOT_AES_KEY, receive_id)
     enc = c.encrypt(json.dumps(data, ensure_ascii=False))
-    ts, nonce = "1700000000", "aib0t"
+    ts, nonce = str(int(ts)), "aib0t"
     return {"msg_signature": c.signature(ts, nonce, enc), "timestamp": ts, "nonce": nonce}, json.dumps({"encrypt": enc})
 
 
-async def test_aibot_group_message_is_answered_through_the_outbox(aiohttp_client, db, fake):
-    bot = await start_bot(aiohttp_client, db, fake, ai_bot_enabled=True, ai_bot_token=BOT_TOKEN,
-                          ai_bot_encoding_aes_key=BOT_AES_KEY)
-    data = {"msgid": "CAIQ16HMjQYY", "aibotid": "AIBOTID", "chatid": "wrkSFfCgAA", "chattype": "group",
-            "from": {"userid": "wx_gm"}, "msgtype": "text", "text": {"content": "@收款助手 /aging"}}
-    query, body = aibot_request(data)
-    for _ in range(2):
+async def start_aibot(aiohttp_client, db, fake) -> Bot:
+    return await start_bot(aiohttp_client, db, fake, ai_bot_enabled=True, ai_bot_token=BOT_TOKEN,
+                           ai_bot_encoding_aes_key=BOT_AES_KEY)
+
+
+def group_question(fake, text: str = "@收款助手 /aging", msgid: str = "CAIQ16HMjQYY", chat: str = "wrkSFfCgAA",
+                   **extra) -> dict:
+    return {"msgid": msgid, "aibotid": "AIBOTID", "chatid": chat, "chattype": "group",
+            "from": {"userid": "wx_gm"}, "response_url": fake.issue_response_url(chat),
+            "msgtype": "text", "text": {"content": text}, **extra}
+
+
+async def post_aibot(bot: Bot, data: dict, ts: float | None = None, receive_id: str = ""):
+    query, body = aibot_request(data, receive_id, bot.clock.now().timestamp() if ts is None else ts)
+    return await bot.client.post("/wecom/aibot", params=query, data=body,
+                                 headers={"Content-Type": "application/json"})
+
+
+def responses(fake, chat: str) -> list[str]:
+    return [r.payload["markdown"]["content"] for r in fake.responses_in(chat)]
+
+
+async def test_aibot_group_question_is_answered_in_the_group(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    data = group_question(fake)
+    query, body = aibot_request(data, ts=bot.clock.now().timestamp())
+    for _ in range(2):                     # a re-send is the same message
         resp = await bot.client.post("/wecom/aibot", params=query, data=body,
                                      headers={"Content-Type": "application/json"})
-        assert resp.status == 200
+        assert resp.status == 200 and await resp.text() == ""
     await settle(bot)
     [ev] = await events(db)
     assert ev.event_key == "aibot:CAIQ16HMjQYY"
     assert ev.payload["text"] == "/aging" and ev.payload["chat_id"] == "wrkSFfCgAA"
-    [reply] = markdown_to(fake, "wx_gm")
+    # the group asked, the group gets the answer: through the response_url, once
+    [reply] = responses(fake, "wrkSFfCgAA")
     assert "账龄分析" in reply
+    assert markdown_to(fake, "wx_gm") == []
+    assert fake.requests.count("aibot/response") == 1
     # forged, wrong receiveid, and URL check
     bad = dict(query, msg_signature="f" * 40)
     assert (await bot.client.post("/wecom/aibot", params=bad, data=body)).status == 401
@@ -354,6 +381,130 @@ async def test_aibot_group_message_is_answered_through_the_outbox(aiohttp_client
     resp = await bot.client.get("/wecom/aibot", params=build_url_check(c, "echo-42", 1700000000, "n"))
     assert resp.status == 200 and await resp.text() == "echo-42"
     assert len(await events(db)) == 1
+
+
+async def test_aibot_single_chat_is_answered_in_the_bots_chat(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    data = {"msgid": "single-1", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "wx_gm"},
+            "response_url": fake.issue_response_url("wx_gm"), "msgtype": "text", "text": {"content": "/aging"}}
+    assert (await post_aibot(bot, data)).status == 200
+    await settle(bot)
+    [reply] = responses(fake, "wx_gm")
+    assert "账龄分析" in reply and markdown_to(fake, "wx_gm") == []
+
+
+async def test_aibot_spent_response_url_falls_back_to_the_asker(aiohttp_client, db, fake):
+    """One call per response_url: a URL already spent (by another instance, say) is refused by
+    WeCom, and the answer still reaches the person, privately."""
+    bot = await start_aibot(aiohttp_client, db, fake)
+    data = group_question(fake)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(data["response_url"], json={"msgtype": "markdown", "markdown": {"content": "x"}}) as r:
+            assert (await r.json())["errcode"] == 0
+    assert (await post_aibot(bot, data)).status == 200
+    await settle(bot)
+    assert len(responses(fake, "wrkSFfCgAA")) == 1          # only the one spent beforehand
+    [reply] = markdown_to(fake, "wx_gm")
+    assert "账龄分析" in reply
+    async with db.session() as s:
+        statuses = (await s.execute(select(OutboxMessage.status))).scalars().all()
+    assert statuses == ["sent"]
+
+
+async def test_aibot_response_url_used_once_then_the_asker(aiohttp_client, db, fake):
+    """A second reply to the same question (an outbox row of its own) does not spend a request on
+    a certain refusal: it goes to the asker."""
+    bot = await start_aibot(aiohttp_client, db, fake)
+    url = fake.issue_response_url("wrkSFfCgAA")
+    from bot.channels.wecom import CHANNEL
+    channel = bot.client.app[CHANNEL]
+    extra = {"expires_ms": channel.now_ms() + 3_600_000, "fallback_user": "wx_gm"}
+    for text in ("第一条", "第二条"):
+        await channel.deliver(OutgoingMessage("wecom", "session", url, text, extra=extra))
+    assert responses(fake, "wrkSFfCgAA") == ["第一条"]
+    assert markdown_to(fake, "wx_gm") == ["第二条"]
+    assert fake.requests.count("aibot/response") == 1
+
+
+async def test_aibot_expired_response_url_is_not_used(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    # handled 59 minutes after WeCom sent it (the bot was down): too little of the hour is left
+    late = bot.clock.now().timestamp() - 59 * 60
+    assert (await post_aibot(bot, group_question(fake, msgid="late"), ts=late)).status == 200
+    await settle(bot)
+    # queued in time, but still in the outbox when the hour ran out
+    assert (await post_aibot(bot, group_question(fake, "@收款助手 /help", msgid="slow"))).status == 200
+    await bot.state.inbound.wait_idle()
+    bot.clock.set(bot.clock.now() + timedelta(hours=1))
+    await bot.state.sender.drain()
+    assert fake.requests.count("aibot/response") == 0
+    assert len(markdown_to(fake, "wx_gm")) == 2 and responses(fake, "wrkSFfCgAA") == []
+
+
+async def test_aibot_response_url_elsewhere_is_never_followed(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    data = group_question(fake, response_url="https://evil.example/cgi-bin/aibot/response?response_code=x")
+    assert (await post_aibot(bot, data)).status == 200
+    await settle(bot)
+    assert fake.requests.count("aibot/response") == 0
+    assert len(markdown_to(fake, "wx_gm")) == 1
+
+
+async def test_fake_response_url_is_single_use_and_expires():
+    """The fake holds the bot to the documented rules: one call, within an hour, markdown or card."""
+    now = [1000.0]
+    async with FakeWeCom(clock=lambda: now[0]) as server, aiohttp.ClientSession() as s:
+        async def post(url, body=None):
+            async with s.post(url, json=body or {"msgtype": "markdown", "markdown": {"content": "hi"}}) as r:
+                return (await r.json())["errcode"]
+        url = server.issue_response_url("g")
+        assert await post(url, {"msgtype": "text", "text": {"content": "hi"}}) != 0   # not a reply type
+        assert await post(url) == 0
+        assert await post(url) == RESPONSE_SPENT
+        late = server.issue_response_url("g")
+        now[0] += 3600
+        assert await post(late) == RESPONSE_EXPIRED
+        assert await post(f"{server.url}/cgi-bin/aibot/response?response_code=nope") == RESPONSE_UNKNOWN
+        assert [r.payload["markdown"]["content"] for r in server.responses_in("g")] == ["hi"]
+
+
+def voice_xml(fake, user: str, msg_id: int, recognition: str | None) -> str:
+    rec = "" if recognition is None else f"<Recognition><![CDATA[{recognition}]]></Recognition>"
+    return (f"<xml><ToUserName><![CDATA[{fake.corp_id}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
+            f"<MediaId><![CDATA[media-1]]></MediaId><Format><![CDATA[amr]]></Format>{rec}"
+            f"<MsgId>{msg_id}</MsgId><AgentID>{AGENT}</AgentID></xml>")
+
+
+async def test_a_voice_reply_with_a_transcript_is_read_like_text(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    query, body = build_callback(crypto(fake), voice_xml(fake, "wx_rep1", 9001, "1 已电话联系王总，下周五付款"),
+                                 int(time.time()), "v1")
+    assert await post_callback(bot, query, body) == (200, "")
+    # without a transcript (WeCom's app page documents none) it is kept, not answered
+    query, body = build_callback(crypto(fake), voice_xml(fake, "wx_rep1", 9002, None), int(time.time()), "v2")
+    assert await post_callback(bot, query, body) == (200, "")
+    await settle(bot)
+    assert "已记录" in markdown_to(fake, "wx_rep1")[-1]
+    async with db.session() as s:
+        [fu] = (await s.execute(select(FollowUp))).scalars().all()
+    assert (fu.person_id, fu.channel) == ("rep1", "wecom")
+    assert [e.status for e in await events(db)] == ["handled", "handled"]
+
+
+async def test_aibot_voice_is_read_like_text(aiohttp_client, db, fake):
+    bot = await start_aibot(aiohttp_client, db, fake)
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    bot.clock.set(at("2026-11-23 10:00"))
+    data = {"msgid": "voice-1", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "wx_rep1"},
+            "response_url": fake.issue_response_url("wx_rep1"), "msgtype": "voice",
+            "voice": {"content": "1 已电话联系王总，下周五付款"}}
+    assert (await post_aibot(bot, data)).status == 200
+    await settle(bot)
+    [answer] = responses(fake, "wx_rep1")
+    assert "已记录" in answer
 
 
 def test_aibot_mapping_of_what_is_not_answered():

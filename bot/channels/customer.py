@@ -1,7 +1,7 @@
 """Customer channels (e-mail, SMS) for the outbox, behind a send-time guard.
 
 ``install_customer_channels(state)`` registers the channels for platforms "email" and "sms"
-when ``[smtp] host`` / ``[sms] api_base`` are set. WeCom and DingTalk customer groups need
+when ``[smtp] host`` / ``[sms] provider`` are set. WeCom and DingTalk customer groups need
 nothing here: they are group robots (target_kind "robot") on the existing channels.
 
 The guard re-checks, just before a customer message leaves, that its reason still holds (see

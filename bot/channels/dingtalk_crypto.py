@@ -179,7 +179,13 @@ def _text_of(body: dict[str, Any]) -> str:
         # rich text arrives as content.richText [{text}|{pictureDownloadCode}...]; keep the words
         parts = (body.get("content") or {}).get("richText") or []
         return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
-    return ""  # pictures, files, audio: the bot answers with help, it does not read them
+    if msgtype == "audio":
+        # a voice message carries DingTalk's own transcript (content.recognition): read like text,
+        # so a rep can dictate a follow-up; a voice without one is answered like a picture
+        content = body.get("content")
+        recognition = content.get("recognition") if isinstance(content, dict) else None
+        return recognition if isinstance(recognition, str) else ""
+    return ""  # pictures, files: the bot answers with help, it does not read them
 
 
 def incoming_from_robot_payload(body: dict[str, Any], *, bot_names: Iterable[str] = ()) -> IncomingMessage:

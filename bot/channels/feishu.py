@@ -114,8 +114,10 @@ def map_event(payload: dict[str, Any], cfg: FeishuConfig) -> tuple[IncomingMessa
         group = message.get("chat_type") == "group"
         base = dict(platform="feishu", platform_user_id=user, message_id=_key(msg_id),
                     chat_id=str(message.get("chat_id") or "") or None if group else None)
+        # images, files, and voice too: Feishu's audio content is a file_key and a duration, with no
+        # transcript to read (unlike DingTalk's content.recognition), so it is kept, not answered
         if message.get("message_type") != "text":
-            return IncomingMessage(text="", mentioned_bot=not group, **base), False   # images, files...: kept
+            return IncomingMessage(text="", mentioned_bot=not group, **base), False
         text, to_bot = _text_of(message, cfg.bot_open_id)
         return IncomingMessage(text=text, mentioned_bot=to_bot or not group, **base), True
     if event_type == "card.action.trigger":

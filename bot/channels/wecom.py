@@ -20,12 +20,13 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.channels.errors import TransientDeliveryError
+from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
                                     WeComAPI)
 from bot.channels.wecom_crypto import (
@@ -35,6 +36,7 @@ from bot.channels.wecom_crypto import (
     WeComCryptoError,
     parse_xml,
 )
+from bot.clock import Clock
 from bot.config import ConfigError, WeComConfig
 from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
@@ -46,20 +48,32 @@ log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0          # seconds per WeCom API request
 MAX_TEXT = 4000             # characters kept of an incoming message
 MAX_KEY = 200               # inbound_events.event_key width
+# An AI-bot callback's response_url serves one call within an hour (doc page 101138)
+RESPONSE_URL_TTL_S = 3600
+# ...and is used only while this much of the hour is left: the outbox may need a few backed-off
+# attempts, and each must still find it valid
+RESPONSE_MARGIN_S = 120
+SPENT_KEPT = 10_000          # response_urls remembered as spent (an hour's worth, generously)
 _MENTION = re.compile(r"^\s*[@＠]\S+\s*")
 
 
 def capabilities(cfg: WeComConfig) -> Capabilities:
     return Capabilities(
-        targets=frozenset({"user", "robot"}),
+        # "session": an AI-bot message's response_url (one call, within the hour)
+        targets=frozenset({"user", "robot", "session"}),
         # app text is cut silently past 2048 bytes, app markdown past 2048 and robot markdown past
         # 4096 are refused (40058): every message is sized for these before it is queued
         sizes=((("user", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
                (("user", "markdown"), SizeLimit(bytes=APP_MARKDOWN_MAX_BYTES)),
                (("robot", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
-               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
+               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES)),
+               # the AI bot's response_url reply: its page (101138) states no limit; the group
+               # robot's documented markdown limit is the nearest known one, so it is assumed
+               (("session", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES)),
+               (("session", "text"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
         # an app image is uploaded first (media/upload → media_id, reused while it lives); a group
         # robot takes the picture inline (base64 + md5). ``[wecom] images = false``: text only.
+        # An AI-bot reply (response_url) is markdown only: no picture there.
         images=frozenset({"user", "robot"}) if cfg.images else frozenset(),
         cards=True,
         # a card is one more message against the 30-a-minute limit per member: a few, if asked
@@ -71,10 +85,17 @@ def capabilities(cfg: WeComConfig) -> Capabilities:
 class WeComChannel:
     platform = "wecom"
 
-    def __init__(self, config: WeComConfig):
+    def __init__(self, config: WeComConfig, clock: Clock | None = None):
         self.config = config
         self.capabilities = capabilities(config)
+        self.clock = clock or Clock()
         self.api: WeComAPI | None = None
+        # response_urls this process has spent: each serves one call, so a second reply to the same
+        # message goes to the asker at once instead of spending a request on a certain refusal
+        self._spent: OrderedDict[str, None] = OrderedDict()
+
+    def now_ms(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
 
     def __repr__(self) -> str:
         return f"WeComChannel(corp_id={self.config.corp_id!r}, agent_id={self.config.agent_id!r})"
@@ -85,13 +106,32 @@ class WeComChannel:
         self.api = WeComAPI(session, c.api_base, c.corp_id, c.secret, c.agent_id, clock, timeout=timeout)
         return self.api
 
-    def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
-        # App messages go to the person; a group robot is send-only and cannot be answered.
+    def reply_route(self, msg: IncomingMessage) -> tuple[str, str] | tuple[str, str, dict[str, Any]]:
+        """An AI-bot message is answered where it was asked (the group, or the bot's own chat)
+        through the response_url it carried, while that is valid; the asker is kept as the
+        fallback for when it is not (spent, expired). App messages go to the person: a group
+        robot is send-only and cannot be answered."""
+        route = msg.reply_route or {}
+        url, expires = route.get("response_url"), route.get("expires_ms")
+        if isinstance(url, str) and url and isinstance(expires, int):
+            if not self._trusted(url):
+                log.warning("wecom: AI-bot message %s carried a response_url outside api_base; "
+                            "answering the sender privately", msg.message_id)
+            elif expires - self.now_ms() > RESPONSE_MARGIN_S * 1000:
+                return "session", url, {"expires_ms": expires, "fallback_user": msg.platform_user_id}
         return ("user", msg.platform_user_id)
+
+    def _trusted(self, url: str) -> bool:
+        # the callback is signed and encrypted, but the URL is still only followed to WeCom itself:
+        # a leaked key must not make the bot post ledger figures to an outside address
+        return url.startswith(self.config.api_base.rstrip("/") + "/")
 
     async def deliver(self, out: OutgoingMessage) -> None:
         if self.api is None:
             raise TransientDeliveryError("WeCom channel not started yet", code="not_started")
+        if out.target_kind == "session":
+            await self._respond(out)
+            return
         card = out.card
         if out.answers is not None:
             await self._answer_card(out, card)
@@ -111,6 +151,40 @@ class WeComChannel:
             return
         assert self.api is not None
         await self.api.update_template_card([out.target], code, answered_card(card))
+
+    async def _respond(self, out: OutgoingMessage) -> None:
+        """Answer through an AI-bot response_url: one call, within its hour. A reply that finds it
+        spent or expired, or that WeCom refuses, goes to the asker as an app message instead: the
+        answer reaches its person, if not in the group. Rate limits and network failures are
+        raised for the outbox to retry (the expiry is checked again on every attempt)."""
+        url, api = out.target, self.api
+        assert api is not None
+        fallback = str(out.extra.get("fallback_user") or "")
+        expires = out.extra.get("expires_ms")
+        why = ""
+        if url in self._spent:
+            why = "spent"
+        elif isinstance(expires, int) and self.now_ms() >= expires - RESPONSE_MARGIN_S * 1000:
+            why = "expired"
+        else:
+            self._remember(url)   # before the call: a timed-out call may still have used it
+            try:
+                await api.send_response(url, {"msgtype": "markdown", "markdown": {"content": out.text}})
+                return
+            except PermanentDeliveryError as e:
+                why = f"refused ({e.code})"
+        if not fallback:
+            raise PermanentDeliveryError(f"AI-bot response_url {why} and no sender to fall back to",
+                                         code="response_url")
+        log.info("wecom: AI-bot response_url %s; the reply goes to the sender as an app message", why)
+        await self.deliver(dataclasses.replace(out, target_kind="user", target=fallback,
+                                               extra={k: v for k, v in out.extra.items()
+                                                      if k not in ("fallback_user", "expires_ms")}))
+
+    def _remember(self, url: str) -> None:
+        self._spent[url] = None
+        while len(self._spent) > SPENT_KEPT:
+            self._spent.popitem(last=False)
 
 
 def answered_card(card: Card) -> dict[str, Any]:
@@ -144,10 +218,14 @@ def message_from_xml(fields: dict[str, Any]) -> tuple[IncomingMessage, bool]:
     if not sender or not msgtype:
         raise ValueError("callback without FromUserName/MsgType")
     base = dict(platform="wecom", platform_user_id=sender, chat_id=None, mentioned_bot=True)
-    if msgtype == "text":
+    # A voice message is read like text when it comes with a transcript. WeCom's app message page
+    # lists no Recognition field (WeChat's official accounts have one); it is read if WeCom sends
+    # it, and a voice without it is kept for the record like a picture.
+    recognition = str(fields.get("Recognition") or "").strip() if msgtype == "voice" else ""
+    if msgtype == "text" or recognition:
         msg_id = str(fields.get("MsgId") or "") or _event_key(sender, created)
-        return IncomingMessage(text=str(fields.get("Content") or "")[:MAX_TEXT], message_id=_event_key(msg_id),
-                               **base), True
+        text = str(fields.get("Content") or "") if msgtype == "text" else recognition
+        return IncomingMessage(text=text[:MAX_TEXT], message_id=_event_key(msg_id), **base), True
     if msgtype == "event" and fields.get("Event") == "template_card_event":
         task, key = str(fields.get("TaskId") or ""), str(fields.get("EventKey") or "")
         card = {"task_id": task, "key": key, "response_code": str(fields.get("ResponseCode") or "")}
@@ -158,19 +236,29 @@ def message_from_xml(fields: dict[str, Any]) -> tuple[IncomingMessage, bool]:
     return IncomingMessage(text="", message_id=_event_key(sender, ident), **base), False
 
 
-def message_from_aibot(data: dict[str, Any]) -> IncomingMessage | None:
-    """Map a decrypted AI-bot (智能机器人) callback; None for what the bot does not answer."""
+def message_from_aibot(data: dict[str, Any], received_s: int | None = None) -> IncomingMessage | None:
+    """Map a decrypted AI-bot (智能机器人) callback; None for what the bot does not answer.
+
+    Text, and voice (doc page 100719: ``voice.content`` is WeCom's transcript), are read alike.
+    ``received_s``: when WeCom sent the callback (its signed ``timestamp``), from which the
+    response_url's hour is counted."""
     sender = data.get("from") if isinstance(data.get("from"), dict) else {}
-    user, msgid = str(sender.get("userid") or ""), str(data.get("msgid") or "")
-    if data.get("msgtype") != "text" or not user or not msgid:
+    user, msgid, msgtype = str(sender.get("userid") or ""), str(data.get("msgid") or ""), data.get("msgtype")
+    if msgtype not in ("text", "voice") or not user or not msgid:
         return None   # stream refreshes, images, enter_chat events ...
-    content = str((data.get("text") or {}).get("content") or "") if isinstance(data.get("text"), dict) else ""
+    body = data.get(msgtype)
+    content = str(body.get("content") or "") if isinstance(body, dict) else ""
     group = data.get("chattype") == "group"
     if group:
         content = _MENTION.sub("", content, count=1)   # "@机器人 /aging" → "/aging"
     chat = (str(data.get("chatid") or "") or None) if group else None
+    route: dict[str, Any] = {}
+    url = data.get("response_url")
+    if isinstance(url, str) and url and received_s is not None:
+        route = {"response_url": url, "expires_ms": (received_s + RESPONSE_URL_TTL_S) * 1000}
     return IncomingMessage(platform="wecom", platform_user_id=user, text=content.strip()[:MAX_TEXT],
-                           message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True)
+                           message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True,
+                           reply_route=route)
 
 
 # -- callbacks ---------------------------------------------------------------------------------
@@ -219,8 +307,10 @@ def app_callback(path: str, crypto: WeComCrypto) -> Endpoint:
 
 
 def aibot_callback(path: str, crypto: WeComCrypto) -> Endpoint:
-    """POST from the AI bot (智能机器人): ``{"encrypt": ...}``; answered through the outbox as an
-    app message, never by a passive (stream) reply."""
+    """POST from the AI bot (智能机器人): ``{"encrypt": ...}``; acknowledged with an empty 200
+    at once (the docs allow an empty answer) and answered later, through the outbox, by the
+    response_url the callback carries: in the group it was asked in. A passive (stream) reply
+    would have to be ready within WeCom's wait, and the answer needs the database."""
     def parse(req: RawRequest) -> Received:
         sig, ts, nonce = req.params("msg_signature", "timestamp", "nonce")
         try:
@@ -235,7 +325,11 @@ def aibot_callback(path: str, crypto: WeComCrypto) -> Endpoint:
             raise refusal(e) from None
         except (ValueError, UnicodeDecodeError):
             raise Malformed("malformed json") from None
-        msg = message_from_aibot(data)
+        try:
+            received_s = int(ts)
+        except ValueError:
+            raise Malformed("timestamp is not a number") from None
+        msg = message_from_aibot(data, received_s)
         return Received(() if msg is None else ((msg, True),))
     return Endpoint("POST", path, parse, verify=_signed, content_types=JSON_TYPES)
 
@@ -254,7 +348,7 @@ def install(app: web.Application, state) -> WeComChannel:
     except (ValueError, WeComCryptoError) as e:
         reason = e.message if isinstance(e, WeComCryptoError) else "agent_id must be a number"
         raise ConfigError(f"[wecom] {reason}") from None
-    channel = app[CHANNEL] = WeComChannel(cfg)
+    channel = app[CHANNEL] = WeComChannel(cfg, state.services.clock)
 
     async def api_session(app: web.Application):
         async with aiohttp.ClientSession() as session:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 
 import aiohttp
 
@@ -349,6 +350,24 @@ class WeComAPI:
             "base64": base64.b64encode(image).decode("ascii"),
             "md5": hashlib.md5(image).hexdigest(),
         }})
+
+    # -- AI bot (智能机器人) replies ----------------------------------------------------------
+    async def send_response(self, response_url: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST a reply to the ``response_url`` an AI-bot callback carried (doc page 101138: one
+        call per URL, within an hour; markdown or template_card). The URL must be under
+        ``api_base``: its response_code is a credential, scrubbed like the robot keys."""
+        base = self.api_base + "/"
+        if not response_url.startswith(base):
+            raise PermanentDeliveryError("AI-bot response_url is not under api_base", code="bad_response_url")
+        path, _, query = response_url[len(self.api_base):].partition("?")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        hide = tuple(v for v in params.values() if v)
+        data = await self._request("POST", path, params, payload, hide=hide)
+        try:
+            return self._check(data, path, hide=hide)
+        except _TokenRejected as exc:   # no token on this call: the code means the URL is no good
+            raise PermanentDeliveryError(f"AI-bot response_url refused (errcode {exc.errcode})",
+                                         code=exc.errcode) from None
 
     # -- outbox entry ---------------------------------------------------------------------
     async def deliver(self, msg: OutgoingMessage, robot_keys: dict[str, str]) -> None:

@@ -86,8 +86,10 @@ class Channel(Protocol):
     platform: str
     capabilities: Capabilities
 
-    def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
-        """(target kind, target) a reply to ``msg`` goes to."""
+    def reply_route(self, msg: IncomingMessage) -> tuple[str, str] | tuple[str, str, dict[str, Any]]:
+        """(target kind, target) a reply to ``msg`` goes to, optionally with a third item: what the
+        channel needs at delivery to honour that route's rules (stored in the outbox row's
+        ``extra``), such as when a reply address expires and who to reach instead."""
 
     async def deliver(self, out: OutgoingMessage) -> None:
         """Send one outbox message; raise a ``bot.channels.errors.DeliveryError`` when it did not go."""

@@ -35,9 +35,15 @@ from aiohttp import web
 from bot.channels.wecom_crypto import WeComCrypto, cdata, parse_xml
 from tests.fakes.forms import parse_form
 
-SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send", "media/upload")
+SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send", "media/upload",
+                  "aibot/response")
 IMAGE_MAX_BYTES = 2 * 1024 * 1024      # media/upload type=image and robot images: JPG/PNG, ≤ 2 MB
 MEDIA_TTL = 3 * 24 * 3600              # a temporary media_id lives 3 days
+# An AI-bot callback's response_url: one call, within an hour (doc page 101138). The docs name no
+# errcodes for a spent, expired or unknown one; these are the fake's own, and the bot must not rely
+# on which it gets (any refusal sends the answer to the asker instead).
+RESPONSE_URL_TTL = 3600.0
+RESPONSE_SPENT, RESPONSE_EXPIRED, RESPONSE_UNKNOWN = 60401, 60402, 60403
 
 
 def image_kind(data: bytes) -> str | None:
@@ -52,12 +58,13 @@ def image_kind(data: bytes) -> str | None:
 @dataclass
 class Received:
     """One accepted message. ``touser`` lists the members it actually reached (app sends)."""
-    kind: str                      # "app" | "update_card" | "robot" | "upload"
+    kind: str                      # "app" | "update_card" | "robot" | "upload" | "response"
     payload: dict[str, Any]
     at: float                      # the fake's clock
     agent_id: int | None = None
     key: str | None = None
     touser: list[str] = field(default_factory=list)
+    chat_id: str | None = None     # a response: the conversation it answered into
 
 
 @dataclass
@@ -117,6 +124,8 @@ class FakeWeCom:
         self.media: dict[str, tuple[bytes, float]] = {}      # media_id -> (the uploaded bytes, expires at)
         self.used_response_codes: set[str] = set()
         self.refused: list[tuple[int, str]] = []             # (errcode, what) of refused uploads / images
+        # AI-bot response_code -> [issued at, chat it answers into, used?]
+        self.response_codes: dict[str, list] = {}
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.url = ""
@@ -182,6 +191,17 @@ class FakeWeCom:
             if fault.matches(endpoint) and rng.random() < probability:
                 return fault
         return None
+
+    # -- AI bot ------------------------------------------------------------------------------
+    def issue_response_url(self, chat_id: str) -> str:
+        """The response_url WeCom puts into an AI-bot callback about a message in ``chat_id``
+        (a group's chatid, or the asker's userid for the bot's own chat)."""
+        code = secrets.token_urlsafe(24)
+        self.response_codes[code] = [self.clock(), chat_id, False]
+        return f"{self.url}/cgi-bin/aibot/response?response_code={code}"
+
+    def responses_in(self, chat_id: str) -> list[Received]:
+        return [r for r in self.received if r.kind == "response" and r.chat_id == chat_id]
 
     # -- views for tests -------------------------------------------------------------------
     def messages_to(self, userid: str) -> list[Received]:
@@ -411,12 +431,33 @@ def create_app(fake: FakeWeCom) -> web.Application:
         return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
                                   "created_at": str(int(time.time()))})
 
+    async def aibot_response(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "aibot/response")) is not None:
+            return resp
+        entry = fake.response_codes.get(request.query.get("response_code", ""))
+        if entry is None:
+            return _err(RESPONSE_UNKNOWN, "invalid response_code")
+        issued, chat, used = entry
+        if used:
+            return _err(RESPONSE_SPENT, "response_code has been used")
+        if fake.clock() - issued >= RESPONSE_URL_TTL:
+            return _err(RESPONSE_EXPIRED, "response_code expired")
+        body = await _json_body(request)
+        # the page documents markdown and template_card replies only
+        msgtype = body.get("msgtype") if body else None
+        if msgtype not in ("markdown", "template_card") or not isinstance(body.get(msgtype), dict):
+            return _err(40008, "invalid message type")
+        entry[2] = True
+        fake.received.append(Received("response", body, fake.clock(), chat_id=chat))
+        return _err(0, "ok")
+
     app = web.Application(client_max_size=25 * 1024 * 1024)
     app.router.add_post("/cgi-bin/media/upload", media_upload)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", message_send)
     app.router.add_post("/cgi-bin/message/update_template_card", update_card)
     app.router.add_post("/cgi-bin/webhook/send", webhook_send)
+    app.router.add_post("/cgi-bin/aibot/response", aibot_response)
     return app
 
 
