@@ -102,7 +102,7 @@ class OutgoingMessage:
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)   # card, image (base64), at-list...
     # the outbox row's idempotency key, when read back for delivery: a platform that de-duplicates
-    # sends by a key of its own (Feishu's uuid) derives it from this one
+    # sends by a key of its own (a message uuid) derives it from this one
     key: str = ""
 
     @property
