@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import DigestItem
 
 
-def item_row(*, item_key: str, job: str, fire: str, person_id: str, kind: str, rank: int, customer_key: str,
-             customer_name: str, currency: str | None, amount, line: str, now: datetime, not_before: datetime,
-             day: date) -> dict:
-    return dict(item_key=item_key, job=job, fire=fire, person_id=person_id, kind=kind, rank=rank,
-                customer_key=customer_key, customer_name=customer_name, currency=currency, amount=amount,
+def item_row(*, item_key: str, job: str, fire: str, person_id: str, kind: str, rank: int, label: str,
+             customer_key: str, customer_name: str, subject: str, currency: str | None, amount, line: str,
+             now: datetime, not_before: datetime, day: date) -> dict:
+    return dict(item_key=item_key, job=job, fire=fire, person_id=person_id, kind=kind, rank=rank, label=label,
+                customer_key=customer_key, customer_name=customer_name, subject=subject, currency=currency,
+                amount=amount,
                 line=line, created_at=now, not_before=max(now, not_before), day=day, digest_key=None,
                 listed=False)
 

@@ -415,6 +415,8 @@ class DigestItem(Base):
     rank: Mapped[int] = mapped_column(Integer, default=0)                # order of the kinds within a customer
     customer_key: Mapped[str] = mapped_column(String(100), default="")   # groups lines (a customer's code)
     customer_name: Mapped[str] = mapped_column(String(200), default="")
+    label: Mapped[str] = mapped_column(String(200), default="")          # the kind's heading (第30天 · 主管上门)
+    subject: Mapped[str] = mapped_column(String(100), default="")        # the invoice (or customer) it is about
     currency: Mapped[str | None] = mapped_column(String(3))
     amount: Mapped[Decimal | None]
     line: Mapped[str] = mapped_column(Text)                              # the rendered line (markdown)

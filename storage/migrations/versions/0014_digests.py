@@ -30,6 +30,8 @@ def upgrade() -> None:
     sa.Column('rank', sa.Integer(), nullable=False),
     sa.Column('customer_key', sa.String(length=100), nullable=False),
     sa.Column('customer_name', sa.String(length=200), nullable=False),
+    sa.Column('label', sa.String(length=200), nullable=False),
+    sa.Column('subject', sa.String(length=100), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=True),
     sa.Column('amount', Money(), nullable=True),
     sa.Column('line', sa.Text(), nullable=False),
