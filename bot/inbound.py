@@ -375,13 +375,15 @@ class InboundProcessor:
         now = self.clock.now()
         for i, r in enumerate(replies):
             key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
+            # an answer goes before the notifications queued for the same person (outbox.REPLY)
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
-                                                          text=r.text, format=r.format), key, now)
+                                                          text=r.text, format=r.format), key, now,
+                                 priority=outbox.REPLY)
             if (png := (pictures or {}).get(i)) is not None:
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
-                ).with_image(png), key + ":image", now)
+                ).with_image(png), key + ":image", now, priority=outbox.REPLY)
 
     async def resume_unhandled(self) -> int:
         """At start-up: every event stored but not handled (the process stopped) and every event
