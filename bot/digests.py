@@ -55,11 +55,16 @@ def items(ctx, persons: list[Person], *, key: str, kind: str, rank: int, label: 
 
 @dataclass
 class _Block:
-    """One customer's lines in a digest, by kind (in rank order)."""
+    """One customer's lines in a digest: (the kind's short name, line), in rank order."""
     name: str
-    kinds: list[tuple[str, list[str]]] = field(default_factory=list)
+    lines: list[tuple[str, str]] = field(default_factory=list)
     totals: dict[str, Decimal] = field(default_factory=dict)
     count: int = 0
+
+
+def _short(label: str) -> str:
+    """A kind's name before its explanation: "逾期第60天（法务）" → "逾期第60天" (the header says the rest once)."""
+    return label.split("（", 1)[0]
 
 
 def _totals(rows: list[DigestItem]) -> dict[str, Decimal]:
@@ -79,22 +84,15 @@ def _blocks(rows: list[DigestItem]) -> list[_Block]:
     by_customer: dict[str, list[DigestItem]] = defaultdict(list)
     for r in rows:                      # already in customer, rank, id order (storage.digests.unsent)
         by_customer[r.customer_key].append(r)
-    blocks = []
-    for cust_rows in by_customer.values():
-        b = _Block(cust_rows[0].customer_name, totals=_totals(cust_rows), count=len(cust_rows))
-        for r in cust_rows:
-            if not b.kinds or b.kinds[-1][0] != r.label:
-                b.kinds.append((r.label, []))
-            b.kinds[-1][1].append(r.line)
-        blocks.append(b)
-    return blocks
+    return [_Block(rs[0].customer_name, [(_short(r.label), r.line) for r in rs], _totals(rs), len(rs))
+            for rs in by_customer.values()]
 
 
 def compose(title: str, day, listed: list[DigestItem], rest: list[DigestItem], limit: int | None) -> list[str]:
-    """The digest's parts: a header (counts and totals of everything, listed or not), the listed
-    items by customer, and the "另有 N 条" line. A part ends at a customer boundary when the next
-    customer would not fit in ``limit`` bytes; only a customer too big for a part on its own is
-    cut between its lines (its name repeated, marked 续)."""
+    """The digest's parts: a header (counts and totals of everything, listed or not, and each
+    kind's explanation once), the listed items by customer, and the "另有 N 条" line. A part ends
+    at a customer boundary when the next customer would not fit in ``limit`` bytes; only a
+    customer too big for a part on its own is cut between its lines (its name repeated, 续)."""
     everything = listed + rest
     by_kind: dict[str, int] = {}
     for r in everything:
@@ -105,21 +103,18 @@ def compose(title: str, day, listed: list[DigestItem], rest: list[DigestItem], l
     room = None if limit is None else limit - _size(_part(head, [], more, 10, 10)) - 2
     pieces: list[str] = []
     for b in _blocks(listed):
-        whole = _render_block(b, b.kinds, cont=False)
+        whole = _render_block(b, b.lines, cont=False)
         if room is None or _size(whole) <= room:
             pieces.append(whole)
             continue
-        kinds: list[tuple[str, list[str]]] = []
+        lines: list[tuple[str, str]] = []
         cont = False
-        for label, lines in b.kinds:
-            for line in lines:
-                trial = _add(kinds, label, line)
-                if kinds and _size(_render_block(b, trial, cont)) > room:
-                    pieces.append(_render_block(b, kinds, cont))
-                    kinds, cont = _add([], label, line), True
-                else:
-                    kinds = trial
-        pieces.append(_render_block(b, kinds, cont))
+        for line in b.lines:
+            if lines and _size(_render_block(b, lines + [line], cont)) > room:
+                pieces.append(_render_block(b, lines, cont))
+                lines, cont = [], True
+            lines.append(line)
+        pieces.append(_render_block(b, lines, cont))
     parts: list[list[str]] = [[]]
     for piece in pieces:
         if parts[-1] and limit is not None and _size(_part(head, parts[-1] + [piece], more, 10, 10)) > limit:
@@ -129,14 +124,8 @@ def compose(title: str, day, listed: list[DigestItem], rest: list[DigestItem], l
     return [_part(head, p, more if i == n else "", i, n) for i, p in enumerate(parts, start=1)]
 
 
-def _add(kinds: list[tuple[str, list[str]]], label: str, line: str) -> list[tuple[str, list[str]]]:
-    if kinds and kinds[-1][0] == label:
-        return [*kinds[:-1], (label, kinds[-1][1] + [line])]
-    return [*kinds, (label, [line])]
-
-
-def _render_block(b: _Block, kinds, cont: bool) -> str:
-    return render("digest/customer.md.j2", name=b.name, count=b.count, totals=b.totals, kinds=kinds, cont=cont)
+def _render_block(b: _Block, lines, cont: bool) -> str:
+    return render("digest/customer.md.j2", name=b.name, count=b.count, totals=b.totals, lines=lines, cont=cont)
 
 
 def _part(head: dict, pieces: list[str], more: str, i: int, n: int) -> str:
