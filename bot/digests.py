@@ -124,6 +124,15 @@ def compose(title: str, day, listed: list[DigestItem], rest: list[DigestItem], l
     return [_part(head, p, more if i == n else "", i, n) for i, p in enumerate(parts, start=1)]
 
 
+def blocks(rows: list[DigestItem]) -> list[_Block]:
+    """Items by customer, as a digest shows them (for /通知)."""
+    return _blocks(rows)
+
+
+def render_block(b: _Block) -> str:
+    return _render_block(b, b.lines, cont=False)
+
+
 def _render_block(b: _Block, lines, cont: bool) -> str:
     return render("digest/customer.md.j2", name=b.name, count=b.count, totals=b.totals, lines=lines, cont=cont)
 

@@ -46,7 +46,7 @@ def hm(value: datetime | None) -> str:
 
 
 # Markdown the chat platforms act on (headings, bold, links, code, quotes, <font>/<@mention> tags)
-# made inert by their full-width look-alikes: a backslash is not an escape in WeCom's markdown and
+# made inert by their full-width look-alikes: a backslash is not an escape in the platforms' markdown and
 # would show; a full-width ＊ reads the same to a person and formats nothing
 _INERT = str.maketrans({"*": "＊", "[": "［", "]": "］", "`": "｀", "<": "＜", ">": "＞", "#": "＃",
                         "\r": " ", "\n": " "})

@@ -208,6 +208,10 @@ async def test_the_cap_per_person_per_morning_counts_the_rest_in_one_line(aiohtt
         async with db.session() as s:
             listed = Counter((await s.execute(select(DigestItem.person_id).where(DigestItem.listed))).scalars())
         assert listed == {"sup1": 10, "legal1": 10, "fin1": 10, "rep1": 10}
+        # /通知 lists the rest: the supervisor's 7 lines the digests did not show (the last customers)
+        [rest] = await bot.say("sup1", "/通知")
+        assert rest.startswith("**12月1日的其余提醒（7条）**")
+        assert rest.count("\n- ") == 7 and "INV-8-031" in rest and "INV-1-031" not in rest
 
 
 async def test_a_question_is_answered_first_while_75_notifications_are_queued(aiohttp_client, db):
