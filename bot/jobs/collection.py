@@ -207,5 +207,5 @@ async def promise_watch(ctx: JobContext) -> str:
             ctx, recipients, key=f"promise-broken:{p.id}", kind="promise", rank=0,
             label=render("digest/label_promise.j2"), customer=customer, subject=r.invoice_no, line=line,
             amount=r.open_amount, currency=r.currency, job="promise_watch", not_before=now))
-    sent = await digests.send(ctx, "promise_watch")
-    return f"{kept} promise(s) kept, {broken} broken, {sent} digest(s)"
+    await digests.send(ctx, "promise_watch")
+    return f"{kept} promise(s) kept, {broken} broken"
