@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
+
 from bot import notify, outbox
 from bot.core.messages import OutgoingMessage
 from bot.render import render
@@ -147,9 +149,15 @@ def _size(text: str) -> int:
 
 async def send(ctx, job: str) -> int:
     """Queue each person's digest of ``job``'s unsent items and mark them sent, a person per
-    short write step. Returns how many digests were queued."""
+    short write step (the items are read on a reader: a first run over a big ledger has thousands).
+    An item another run marked meanwhile is not marked again (``storage.digests.mark_sent``).
+    Returns how many digests were queued."""
     s, cfg = ctx.session, ctx.config
-    rows = await store.unsent(s, job)
+    await ctx.checkpoint(force=True)        # the items written so far are committed: read them without the lock
+    async with ctx.reader() as r:
+        rows = await store.unsent(r, job)
+        people = {p.id: p for p in (await r.execute(
+            select(Person).where(Person.id.in_({x.person_id for x in rows})))).scalars()}
     by_person: dict[str, list[DigestItem]] = defaultdict(list)
     for r in rows:
         by_person[r.person_id].append(r)
@@ -157,7 +165,7 @@ async def send(ctx, job: str) -> int:
     title = notify.title_of(title_key)
     sent = 0
     for pid, its in by_person.items():
-        person = await s.get(Person, pid)
+        person = people.get(pid)
         addr = notify.address(person, ctx.services.platforms) if person is not None else None
         if addr is None:
             # unreachable now (left the company, account removed): recorded as not sent, visible

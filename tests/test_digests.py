@@ -134,7 +134,7 @@ async def test_a_morning_with_40_overdue_invoices_gives_each_person_one_digest(a
         sup = "\n".join(r.payload["markdown"]["content"] for r in fake.messages_to("wx_sup1"))
         # grouped by customer and step, totals per currency (US$ never added to yuan)
         assert "**逾期升级汇总（12月1日" in sup
-        assert "共16条，涉及未付¥42,021.00 + US$30,015.00：逾期第7天（业务员、销售主管）8条；逾期第30天" in sup
+        assert "共16条，涉及未付¥42,021.00 + US$30,015.00\n> 逾期第7天（业务员、销售主管）：8条\n> 逾期第30天" in sup
         assert "**客户7**（2条，US$14,007.00）" in sup            # (7 × 1,000.50) × 2 invoices, in dollars
         assert "- 逾期第7天 INV-7-008（合同HT-7-8）US$7,003.50，逾期8天" in sup
         assert "**客户1＊＊机电＊＊**" in sup and "**客户1**机电" not in sup     # escaped, inert

@@ -154,8 +154,8 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
         item = (await s.execute(select(DigestItem).where(DigestItem.item_key == "ladder:FP-1-200:d90:L1"))).scalar_one()
         text = "\n".join((await s.execute(select(OutboxMessage.text).where(
             OutboxMessage.idem_key.like(item.digest_key + ":%")))).scalars())
-    assert item.label.startswith("**逾期第90天**（法务") and item.label in text
-    assert "此前第7天、第15天、第30天、第60天步骤已错过，记为跳过" in item.line and item.line in text
+    assert item.label.startswith("逾期第90天（法务；法务启动诉讼") and item.label in text
+    assert "第7、15、30、60天的步骤已错过，不补发" in item.line and item.line in text
 
     # the same run again sends nothing; the next day only the invoices that reach a new step fire
     assert (await bot.run("escalations", at("2026-12-01 15:00"), claim=False)).startswith("0 ladder step(s)")

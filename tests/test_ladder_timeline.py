@@ -273,16 +273,16 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
     assert "逾期第1天起每日0.05%，第31天起每日0.1%" in statement.text
     async with db.session() as s:
         legal = await _digest_of(s, "ladder:INV-C1:d60:legal1")
-        assert "**逾期升级汇总（11月17日）**" in legal and "**逾期第60天**（法务" in legal
-        assert "INV-C1（合同HT-C1）未付¥8,000.00" in legal and "客户已冻结" in legal and "已生成律师函底稿（另发）" in legal
+        assert "**逾期升级汇总（11月17日）**" in legal and "> 逾期第60天（法务）：1条" in legal
+        assert "- 逾期第60天 INV-C1（合同HT-C1）¥8,000.00，逾期60天" in legal and "已冻结客户（暂停新订单）" in legal and "律师函底稿另发" in legal
         draft = (await s.execute(select(OutboxMessage.text).where(
             OutboxMessage.idem_key == "ladder:C3:d60:doc:2026-11-17:legal1"))).scalar_one()
         # 8000 × (30 × 0.05% + 30 × 0.1%) = 360.00 late fee after 60 days
         assert "| HT-C1 | INV-C1 | 2026-09-18 | ¥8,000.00 | 60 | ¥360.00 |" in draft
         director = await _digest_of(s, "remind:INV-A1:pre_due:dir1")
-        assert "**到期提醒**（A类客户：请亲自与客户确认付款安排）" in director and "11月20日到期（还有7天）" in director
+        assert "> 到期提醒（A类客户：请亲自与客户确认付款安排）：1条" in director and "11月20日到期（还有7天）" in director
         b_rep = await _digest_of(s, "remind:INV-B1:pre_due:rep1")
-        assert "- INV-B1（合同HT-B1）¥12,345.67，10月30日到期（还有3天）；客户未付合计¥12,345.67，1张" in b_rep
+        assert "- 到期提醒 INV-B1（合同HT-B1）¥12,345.67，10月30日到期（还有3天）；客户未付合计¥12,345.67，1张" in b_rep
 
     # a second pass over the whole period changes nothing: every step fires once
     async with db.session() as s:

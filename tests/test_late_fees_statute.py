@@ -180,7 +180,7 @@ async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_c
     assert "0 credit alert(s)" in await bot.run("credit_watch", at("2026-11-03 09:10"))    # once per crossing
     msgs = await _texts(db, "credit:")
     assert sorted(k.rsplit(":", 1)[1] for k, _ in msgs) == ["fin1", "rep1"]
-    assert "**信用预警：黄色**" in msgs[0][1] and "占用75.0%（黄色预警线70%）" in msgs[0][1]
+    assert "信用预警：黄色\n" in msgs[0][1] and "占用75.0%（黄色预警线70%）" in msgs[0][1]
 
     async with db.session() as s, s.begin():
         c = (await s.execute(select(Customer))).scalar_one()
