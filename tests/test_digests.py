@@ -26,7 +26,7 @@ from tests.ledger_fixture import accounts
 from tests.test_wecom_channel import AGENT, SECRET, crypto, post_callback, text_xml, wecom_config
 
 TODAY = date(2026, 12, 1)                       # a Tuesday
-MORNING = [("promise_watch", "08:30"), ("customer_reminders", "09:10"), ("escalations", "09:30"),
+MORNING = [("promise_watch", "08:30"), ("overdue_push", "09:00"), ("customer_reminders", "09:10"), ("escalations", "09:30"),
            ("credit_watch", "09:40"), ("statute_watch", "09:50")]
 PEOPLE = [("sup1", "王主管", "supervisor", None), ("rep1", "张伟", "rep", "sup1"), ("fin1", "钱会计", "finance", None),
           ("legal1", "孙律师", "legal", None)]
@@ -107,7 +107,7 @@ async def test_a_morning_with_40_overdue_invoices_gives_each_person_one_digest(a
     async with FakeWeCom(apps={AGENT: SECRET}) as fake:
         bot = await _bot(aiohttp_client, db, fake)
         summaries = await _morning(bot)
-        assert summaries[2].startswith("40 ladder step(s) fired")
+        assert summaries[3].startswith("40 ladder step(s) fired")
         items = await _items_per_person(db)
         # what the old jobs queued: a message per invoice, step and person (plus a letter draft each):
         # the ladder's steps, the broken promise, and the credit watch's key accounts (5 invoices
@@ -115,20 +115,23 @@ async def test_a_morning_with_40_overdue_invoices_gives_each_person_one_digest(a
         assert items == {"rep1": 8 + 1 + 8, "sup1": 8 + 8 + 1, "fin1": 8 + 8, "legal1": 8 + 8}
         got = _per_person(fake)
         drafts = {"fin1": N_CUSTOMERS, "legal1": N_CUSTOMERS}     # a draft per customer, not per invoice
+        async with db.session() as s:
+            push = len((await s.execute(select(OutboxMessage.id).where(OutboxMessage.idem_key.like("push:%")))).all())
         # each person: one digest per job that had something for them — the ladder's, the broken
         # promise's (rep, supervisor), the credit watch's (rep, finance) — and none dropped by WeCom
         digests = await _digest_keys(db)
         assert {p: len(d) for p, d in digests.items()} == {"rep1": 3, "sup1": 2, "fin1": 2, "legal1": 1}
         assert not fake.dropped
-        for pid in items:
-            parts = got[f"wx_{pid}"] - drafts.get(pid, 0)
-            # a digest is sized for WeCom (2,048 bytes of markdown) and split between customers:
-            # a few parts at most, against 9-17 separate messages before
-            assert len(digests[pid]) <= parts <= len(digests[pid]) + 2, (pid, parts)
+        # a digest is sized for WeCom (2,048 bytes of markdown) and split between customers: the
+        # supervisor's and legal's ladder digests (16 lines) are two parts each; the rep also has
+        # the morning push (one list, in parts, as before)
+        assert push == 2
+        assert got == {"wx_rep1": push + 3, "wx_sup1": 2 + 1, "wx_fin1": 2 + 8, "wx_legal1": 2 + 8}
         for r in fake.received:
             assert len(r.payload["markdown"]["content"].encode()) <= 2048
-        # the figures behind the report (before → after, messages to each person this morning)
-        before = {p: n + (8 if p in drafts else 0) for p, n in items.items()}
+        # what the old jobs sent: a message per item, and a letter draft per invoice
+        before = {p: n + (8 if p in drafts else 0) + (push if p == "rep1" else 0) for p, n in items.items()}
+        assert before == {"rep1": 19, "sup1": 17, "fin1": 24, "legal1": 24}
         print("messages per person, before → after:", {p: (before[p], got[f"wx_{p}"]) for p in items})
 
         sup = "\n".join(r.payload["markdown"]["content"] for r in fake.messages_to("wx_sup1"))
