@@ -82,7 +82,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # killed process left half-written is taken back (storage/import_runs.py)
         await _recover_imports(services.db)
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
-                              health=state.channel_health)
+                              health=state.channel_health, people_first=services.people_first)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake, people_first=services.people_first,
                                                  health=state.channel_health)

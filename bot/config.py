@@ -84,6 +84,7 @@ class WeComConfig:
     ai_bot_encoding_aes_key: str = ""
     card_buttons: bool = False
     card_items: int = 5           # button cards for at most this many items per push (rate limits)
+    images: bool = True           # charts as pictures (media upload); false: the text (with its link) only
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class DingTalkConfig:
     api_base: str = "https://api.dingtalk.com"
     oapi_base: str = "https://oapi.dingtalk.com"
     robot_webhooks: dict = field(default_factory=dict)       # name → {url, secret}
+    images: bool = True           # charts as pictures (media upload); false: the text (with its link) only
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,14 @@ class FeishuConfig:
     bot_open_id: str = ""         # the bot's open_id: a group message counts as "to the bot" only if it @s it
     card_buttons: bool = False
     card_items: int = 5           # button cards for at most this many items per push
+    images: bool = True           # charts as pictures (im/v1/images upload); false: the text only
 
 
 @dataclass(frozen=True)
 class LocalConfig:
     enabled: bool = False
     allow_remote: bool = False    # the local chat lets anyone speak as anyone: loopback only by default
+    images: bool = True           # the chart shown in the page (a data: URL in the JSON); false: text only
 
 
 @dataclass(frozen=True)

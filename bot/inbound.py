@@ -298,7 +298,7 @@ class InboundProcessor:
                 return []
             msg = IncomingMessage(**ev.payload)
             replies = await self.pipeline.handle(r, msg)
-        pictures = await self._draw(msg, replies)
+        pictures = await self._draw(msg, replies, inline)
         async with self.db.session() as s, s.begin():
             ev = await s.get(InboundEvent, event_id, with_for_update=self.db.dialect == "postgresql")
             if ev is None or ev.status in ("handled", "dead"):
@@ -307,11 +307,14 @@ class InboundProcessor:
             ev.status, ev.handled_at, ev.error = "handled", self.clock.now(), ""
         return replies
 
-    async def _draw(self, msg: IncomingMessage, replies: list[Rendered]) -> dict[int, bytes]:
+    async def _draw(self, msg: IncomingMessage, replies: list[Rendered], inline: bool = False) -> dict[int, bytes]:
         """The pictures of the replies, for a platform that shows them: drawn in a thread, before
-        the write transaction (plotting takes a fifth of a second)."""
+        the write transaction (plotting takes a fifth of a second). Not for replies that travel in
+        the HTTP answer: the channel draws those itself (``Rendered.image``), nothing is queued."""
         channel = self.channels.get(msg.platform)
         if channel is None or not channel.capabilities.takes_image(channel.reply_route(msg)[0]):
+            return {}
+        if inline and channel.capabilities.synchronous_replies:
             return {}
         return {i: await asyncio.to_thread(r.image) for i, r in enumerate(replies) if r.image is not None}
 
@@ -322,7 +325,7 @@ class InboundProcessor:
                 return []
             msg = IncomingMessage(**ev.payload)
             replies = await self.pipeline.handle(s, msg)
-            await self.queue_replies(s, msg, replies, inline=inline, pictures=await self._draw(msg, replies))
+            await self.queue_replies(s, msg, replies, inline=inline, pictures=await self._draw(msg, replies, inline))
             ev.status, ev.handled_at, ev.error = "handled", self.clock.now(), ""
             return replies
 
@@ -376,6 +379,12 @@ class InboundProcessor:
         for i, r in enumerate(replies):
             key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
             # an answer goes before the notifications queued for the same person (outbox.REPLY)
+            if r.card is not None and msg.card_action:
+                # the clicked card shows the outcome and loses its buttons (the channel updates it
+                # in place); its own row, so a failed update never holds back or repeats the text
+                await outbox.enqueue(session, OutgoingMessage(
+                    platform=msg.platform, target_kind=kind, target=target, text="", format="text",
+                ).with_card(r.card).answering(msg.card_action), key + ":card", now, priority=outbox.REPLY)
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
                                                           text=r.text, format=r.format), key, now,
                                  priority=outbox.REPLY)

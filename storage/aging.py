@@ -395,12 +395,13 @@ async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope
     cents = func.sum(type_coerce(Receivable.open_amount, BigInteger))
     overdue = (Receivable.open_amount > 0, Receivable.due_date < as_of, Receivable.status != "written_off")
     weight = case(*((Receivable.currency == cur, float(rate)) for cur, rate in rates.items()), else_=None)
-    ranked = (select(Customer.id).select_from(Receivable)
-              .join(Customer, Customer.id == Receivable.customer_id)
-              .where(*overdue, Receivable.currency.in_(list(rates))))
-    ranked = (scope.apply(ranked, joined_customer=True).group_by(Customer.id, Customer.name)
+    # ranked from the open-invoice index alone: joining customers for their names cost a quarter
+    # of the time at 1M invoices (a lookup per invoice); names order the exact figures below
+    ranked = (select(Receivable.customer_id).where(*overdue, Receivable.currency.in_(list(rates))))
+    ranked = (scope.apply(ranked).group_by(Receivable.customer_id)
               # a few more than asked: floating point may swap two nearly equal sums
-              .order_by(func.sum(type_coerce(Receivable.open_amount, BigInteger) * weight).desc(), Customer.name)
+              .order_by(func.sum(type_coerce(Receivable.open_amount, BigInteger) * weight).desc(),
+                        Receivable.customer_id)
               .limit(limit * 3 + 5))
     candidates = list((await session.execute(ranked)).scalars())
     if not candidates:

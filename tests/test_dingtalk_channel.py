@@ -95,7 +95,8 @@ async def test_group_aging_replied_through_the_session_webhook(fake, aiohttp_cli
     assert resp.status == 200 and await resp.json() == {}
     assert time.monotonic() - t0 < 1.0
     await settle(bot)
-    [reply] = fake.messages()
+    reply, picture = fake.messages()               # the text, then the chart (a markdown picture)
+    assert picture.kind == "session" and len(fake.pictures("session")) == 1
     assert reply.kind == "session" and reply.payload["msgtype"] == "markdown"
     text = reply.payload["markdown"]["text"]
     assert text.startswith("**账龄分析（截至") and "87,446.17" in text
@@ -136,8 +137,9 @@ async def test_session_webhook_outside_dingtalk_is_never_posted_to(fake, aiohttp
         assert (await post(bot, *fake.signed_callback(body))).status == 200
         await settle(bot)
         assert thief.received == [] and thief.requests == []
-        [reply] = fake.messages()
+        reply, picture = fake.messages()           # the chart too: sampleImageMsg to the real sender
         assert reply.kind == "batchSend" and reply.target == "dt_gm"
+        assert picture.payload["msgKey"] == "sampleImageMsg" and picture.target == "dt_gm"
 
 
 async def test_same_msg_id_three_times_is_handled_once(fake, aiohttp_client, db):

@@ -144,13 +144,25 @@ async def test_a_command_in_a_one_to_one_chat_is_answered(aiohttp_client, db, fa
     bot = await start_bot(aiohttp_client, db, fake)
     assert await post(bot, fake, fake.text_event("fs_gm", "/aging", message_id="om_1")) == (200, "{}")
     await settle(bot)
-    [reply] = fake.messages_to("fs_gm")
+    reply, picture = fake.messages_to("fs_gm")      # the text, then the chart
+    assert picture.msg_type == "image"
     assert (reply.receive_id_type, reply.msg_type) == ("user_id", "post")
     assert "账龄分析" in md(reply)
     [ev] = await events(db)
     assert (ev.platform, ev.event_key, ev.status) == ("feishu", "om_1", "handled")
     health = (await (await bot.client.get("/healthz")).json())["channels"]["feishu"]
     assert (health["status"], health["accepted"], health["mode"]) == ("ok", 1, "http")
+
+
+async def test_the_same_question_asked_twice_is_answered_twice(aiohttp_client, db, fake):
+    # Feishu sends one message per uuid an hour: the uuid follows the outbox row, not the text,
+    # so two questions with the same answer get two answers (and a retried row stays one)
+    bot = await start_bot(aiohttp_client, db, fake)
+    for mid in ("om_a", "om_b"):
+        assert await post(bot, fake, fake.text_event("fs_gm", "/kpi", message_id=mid)) == (200, "{}")
+        await settle(bot)
+    answers = [m for m in fake.messages_to("fs_gm") if m.msg_type != "image"]
+    assert len(answers) == 2 and md(answers[0]) == md(answers[1])
 
 
 async def test_a_group_command_that_mentions_the_bot_is_answered_in_the_group(aiohttp_client, db, fake):
@@ -171,7 +183,7 @@ async def test_a_redelivered_event_is_handled_once(aiohttp_client, db, fake):
     for _ in range(3):     # Feishu re-sends (new timestamp, nonce, IV: the same event id and message id)
         assert (await post(bot, fake, event))[0] == 200
     await settle(bot)
-    assert len(fake.messages_to("fs_gm")) == 1 and len(await events(db)) == 1
+    assert [m.msg_type for m in fake.messages_to("fs_gm")] == ["post", "image"] and len(await events(db)) == 1
     health = (await (await bot.client.get("/healthz")).json())["channels"]["feishu"]
     assert health["duplicates"] == 2
 
@@ -179,13 +191,14 @@ async def test_a_redelivered_event_is_handled_once(aiohttp_client, db, fake):
 async def test_pushed_cards_and_a_click_records_the_follow_up(aiohttp_client, db, fake):
     bot = await start_bot(aiohttp_client, db, fake, card_buttons=True, card_items=2)
     await bot.run("overdue_push", at("2026-11-23 09:00"))
-    cards = [m.content for m in fake.messages_to("fs_rep1") if m.msg_type == "interactive"]
+    sent = [m for m in fake.messages_to("fs_rep1") if m.msg_type == "interactive"]
+    cards = [m.content for m in sent]
     assert [c["header"]["title"]["content"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
                                                                 "1. 上海恒信机电有限公司 INV-A3"]
     buttons = cards[0]["elements"][-1]["actions"]
-    assert [b["text"]["content"] for b in buttons] == ["已联系", "承诺付款", "有异议"]
+    assert [b["text"]["content"] for b in buttons] == ["已联系", "本周五付", "下周五付", "月底付", "有异议"]
     bot.clock.set(at("2026-11-23 10:00"))
-    click = fake.card_event("fs_rep1", buttons[2]["value"])
+    click = fake.card_event("fs_rep1", buttons[4]["value"], message_id=sent[0].message_id)
     for _ in range(2):                           # a click delivered twice is one click
         assert await post(bot, fake, click) == (200, "{}")
     await settle(bot)
@@ -265,7 +278,7 @@ async def test_an_oversize_answer_is_split_not_dead_lettered(aiohttp_client, db,
     # and a retry after a failure half-way re-sends nothing twice (Feishu's uuid de-duplication)
     fake.sent.clear()
     channel: FeishuChannel = bot.state.channels["feishu"]
-    await channel.deliver(OutgoingMessage("feishu", "group", "oc_group1", text))
+    await channel.deliver(OutgoingMessage("feishu", "group", "oc_group1", text, key="t:big"))   # the row again
     assert fake.sent == []
 
 
@@ -295,7 +308,7 @@ async def test_long_connection_stores_acks_and_answers_once(aiohttp_client, db, 
     acks = await fake.wait_acks(2)
     assert [(a["message_id"], a["code"]) for a in acks] == [("f1", 200), ("f2", 200)]
     await settle(bot)
-    assert len(fake.messages_to("fs_gm")) == 1 and len(await events(db)) == 1
+    assert [m.msg_type for m in fake.messages_to("fs_gm")] == ["post", "image"] and len(await events(db)) == 1
     health = (await (await bot.client.get("/healthz")).json())["channels"]["feishu"]
     assert health["long_connection"]["connected"] is True and health["mode"] == "ws"
     assert (await bot.client.post("/feishu/events", data=b"{}")).status in (404, 405)   # no callback URL

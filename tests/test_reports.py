@@ -56,7 +56,8 @@ async def test_weekly_aging_report_to_the_managers_group(aiohttp_client, db, tmp
     bot = await _bot(aiohttp_client, db, tmp_path)
     summary = await bot.run("weekly_aging_report", at("2026-11-23 09:00"))
     assert "1 group message(s)" in summary
-    [text] = await bot.inbox(chat="mgmt")
+    text, chart = await bot.inbox(chat="mgmt")       # the report, then the chart itself (an image row)
+    assert chart == ""
     lines = text.splitlines()
     assert lines[0] == "**应收账款周报 · 示例公司（截至11月23日）**"
     assert "未收合计 ¥87,446.17，7笔；其中逾期 ¥77,446.17（88.6%）" in lines
@@ -98,7 +99,7 @@ async def test_weekly_aging_report_to_the_managers_group(aiohttp_client, db, tmp
     assert (await _fetch(bot, links["下载Excel明细"][:-3] + "AAA"))[0] == 403
     assert "already ran" in await bot.run("weekly_aging_report", at("2026-11-23 09:00"))
     assert "0 group message(s)" in await bot.run("weekly_aging_report", at("2026-11-23 09:05"), claim=False)
-    assert len(await bot.inbox(chat="mgmt")) == 1
+    assert len(await bot.inbox(chat="mgmt")) == 2         # the report and its chart, once
 
 
 async def test_weekly_report_without_groups_sends_nothing(aiohttp_client, db, tmp_path):

@@ -184,7 +184,9 @@ def test_disk_full_is_refused_with_503_said_once_and_recovered_by_itself(company
     finally:
         bot.stop()
         fake.close()
-    assert len(answers) == 1 and "账龄" in json.dumps(answers[0].payload, ensure_ascii=False), answers
+    # answered once: the text, and the chart as its own image message
+    assert [a.payload["msgtype"] for a in answers] == ["markdown", "image"], answers
+    assert "账龄" in json.dumps(answers[0].payload, ensure_ascii=False), answers
     out = bot.output()
     assert out.count(FAULT_LINE) == 1 and out.count(BACK_LINE) == 1, out[-3000:]
     assert request_tracebacks(out) == []

@@ -286,7 +286,7 @@ async def test_byte_limits(session, fake):
 
 async def test_deliver_routes(session, fake):
     api = make_api(session, fake)
-    png = b"\x89PNG fake"
+    png = b"\x89PNG\r\n\x1a\n fake"   # the signature: WeCom takes PNG and JPG only
     card = {"card_type": "button_interaction", "task_id": "t-9"}
     msgs = [
         OutgoingMessage("wecom", "user", "zhangsan", "**md**"),

@@ -121,7 +121,8 @@ async def test_aging_request_round_trip(aiohttp_client, db, fake):
     status, text = await post_callback(bot, query, body)
     assert (status, text) == (200, "")
     await settle(bot)
-    [reply] = fake.messages_to("wx_gm")
+    reply, picture = fake.messages_to("wx_gm")          # the text, then the chart as an image
+    assert picture.payload["msgtype"] == "image"
     assert reply.payload["msgtype"] == "markdown" and reply.payload["agentid"] == AGENT
     assert reply.payload["touser"] == "wx_gm"
     assert "账龄分析" in reply.payload["markdown"]["content"]
@@ -278,8 +279,8 @@ async def test_pushed_item_cards_and_a_click_logged_like_a_reply(aiohttp_client,
     # the two oldest of rep1's items: 3. INV-B2 (206 days) and 1. INV-A3 (60 days)
     assert [c["main_title"]["title"] for c in cards] == ["3. 苏州明达电子科技有限公司 INV-B2",
                                                          "1. 上海恒信机电有限公司 INV-A3"]
-    assert [b["text"] for b in cards[0]["button_list"]] == ["已联系", "承诺付款", "有异议"]
-    key = cards[0]["button_list"][2]["key"]                         # 有异议 on INV-B2
+    assert [b["text"] for b in cards[0]["button_list"]] == ["已联系", "本周五付", "下周五付", "月底付", "有异议"]
+    key = cards[0]["button_list"][4]["key"]                         # 有异议 on INV-B2
     bot.clock.set(at("2026-11-23 10:00"))
     xml = build_card_click_xml(fake.corp_id, "wx_rep1", event_key=key, task_id=cards[0]["task_id"],
                                response_code="rc-1", agent_id=AGENT)
@@ -376,7 +377,7 @@ async def test_logs_hold_no_secrets_or_contents(aiohttp_client, db, fake, caplog
     assert (await post_callback(bot, query, body))[0] == 200
     assert (await post_callback(bot, *_tampered(fake)))[0] == 401
     await settle(bot)
-    assert len(fake.received) == 1
+    assert [r.kind for r in fake.received] == ["app", "upload", "app"]     # the text, the chart's upload, the chart
     # our own loggers and aiohttp's (the database driver's DEBUG echo is the deployment's to silence)
     logs = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("bot", "storage", "aiohttp"))
     assert "wecom" in logs

@@ -48,6 +48,7 @@ from bot.config import DingTalkConfig
 from bot.core.channel import Capabilities, Platform, register
 from bot.core.intake import EMPTY_JSON, BadSignature, Endpoint, Malformed, RawRequest, Received
 from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.render import render
 from bot.web import intake
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def capabilities(cfg: DingTalkConfig) -> Capabilities:
     return Capabilities(
         targets=frozenset({"user", "group", "session", "robot"}),
-        # markdown shows an image by URL only: the chart goes by link; no button cards whose clicks
-        # come back (actionCard buttons open URLs)
+        # a picture is uploaded (oapi media/upload → media_id) and shown as sampleImageMsg through
+        # the robot API, as a markdown picture through a session webhook or custom robot;
+        # ``[dingtalk] images = false``: the text only. No button cards whose clicks come back
+        # (actionCard buttons open URLs)
+        images=frozenset({"user", "group", "session", "robot"}) if cfg.images else frozenset(),
         rate_limits=(("robot", "robot"),),     # a custom robot: 20 a minute, or muted for 10 minutes
     )
 
@@ -110,7 +114,11 @@ class DingTalkChannel:
     async def deliver(self, out: OutgoingMessage) -> None:
         if self.api is None:
             raise TransientDeliveryError("dingtalk channel not started", code="not-started")
-        await self.api.deliver(out, self.config.robot_webhooks)
+        if out.answers is not None:
+            return     # no card clicks come back from DingTalk: nothing to update
+        if "image_base64" in out.extra and not self.capabilities.images:
+            return     # queued before images were switched off: the text row says it all
+        await self.api.deliver(out, self.config.robot_webhooks, image_title=render("charts/image_title.j2"))
 
 
 def robot_callback(cfg: DingTalkConfig, now_ms) -> Endpoint:

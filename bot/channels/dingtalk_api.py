@@ -12,9 +12,12 @@ every reason is built here from known-safe parts and then redacted once more.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import time
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -28,6 +31,17 @@ ROBOT_THROTTLE_SECONDS = 600  # a custom robot over 20 msg/min is muted for 10 m
 # Refresh the token this long before DingTalk says it expires (the SDK uses 5 minutes), capped to
 # a fraction of short lifetimes so a test token of a few seconds still gets used.
 TOKEN_EARLY_REFRESH = 300.0
+IMAGE_MAX = 20 * 1024 * 1024   # media/upload type=image: jpg, gif, png, bmp up to 20 MB (docs/dingtalk.md)
+MEDIA_CACHE_SIZE = 64
+OAPI_TOKEN_ERRCODES = {40014, 42001}   # invalid / expired access_token on the oapi: fetch again once
+
+
+def image_kind(image: bytes) -> str | None:
+    """The picture's format by its own signature: what media/upload takes as an image."""
+    for sig, kind in ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp")):
+        if image.startswith(sig):
+            return kind
+    return None
 
 
 class DingTalkAPI:
@@ -51,6 +65,10 @@ class DingTalkAPI:
         self._token_deadline = 0.0
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0   # observable for tests and /healthz
+        self._oapi_token: str | None = None
+        self._oapi_deadline = 0.0
+        self._media: dict[str, str] = {}       # sha256 of a picture → its media_id
+        self.media_uploads = 0
 
     # ----------------------------------------------------------------------------- helpers
     def _redact(self, text: str, hide: tuple[str, ...] = ()) -> str:
@@ -63,10 +81,13 @@ class DingTalkAPI:
         """Build the error with every known secret masked (``hide``: this call's own secrets)."""
         return cls(self._redact(reason, hide), **kw)
 
-    async def _post(self, url: str, payload: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
-        """POST JSON; map transport failures to TransientDeliveryError. Returns status, body, headers."""
+    async def _post(self, url: str, payload: dict | None, headers: dict | None = None, *,
+                    form: aiohttp.FormData | None = None, method: str = "POST") -> tuple[int, dict, dict]:
+        """POST JSON (or a multipart ``form``); map transport failures to TransientDeliveryError.
+        Returns status, body, headers."""
+        body_arg = {"data": form} if form is not None else {"json": payload} if payload is not None else {}
         try:
-            async with self.session.post(url, json=payload, headers=headers, timeout=self.timeout) as resp:
+            async with self.session.request(method, url, headers=headers, timeout=self.timeout, **body_arg) as resp:
                 raw = await resp.read()
                 try:
                     body = json.loads(raw) if raw else {}
@@ -108,6 +129,73 @@ class DingTalkAPI:
             self._token = token
             self._token_deadline = self.clock() + lifetime - min(TOKEN_EARLY_REFRESH, lifetime / 10)
             return token
+
+    async def oapi_token(self) -> str:
+        """The app's access_token for the old oapi (media/upload): ``GET /gettoken?appkey&appsecret``,
+        the call its documentation names (docs/dingtalk.md). Cached like the new API's token."""
+        if self._oapi_token and self.clock() < self._oapi_deadline:
+            return self._oapi_token
+        async with self._token_lock:
+            if self._oapi_token and self.clock() < self._oapi_deadline:
+                return self._oapi_token
+            status, body, _ = await self._get(f"{self.oapi_base}/gettoken",
+                                              {"appkey": self.app_key, "appsecret": self._app_secret})
+            self.token_fetches += 1
+            body = self._check_errcode(status, body, "oapi gettoken")
+            token = body.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise self._err(TransientDeliveryError, "oapi gettoken returned no access_token", code="no-token")
+            lifetime = float(body.get("expires_in") or 7200)
+            self._oapi_token = token
+            self._oapi_deadline = self.clock() + lifetime - min(TOKEN_EARLY_REFRESH, lifetime / 10)
+            return token
+
+    async def _get(self, url: str, params: dict) -> tuple[int, dict, dict]:
+        try:
+            async with self.session.get(url, params=params, timeout=self.timeout) as resp:
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw) if raw else {}
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    body = {}
+                return resp.status, body if isinstance(body, dict) else {}, dict(resp.headers)
+        except asyncio.TimeoutError:
+            raise self._err(TransientDeliveryError, "DingTalk request timed out", code="timeout") from None
+        except aiohttp.ClientError as exc:       # the URL holds the app secret: the class name only
+            raise self._err(TransientDeliveryError, f"DingTalk connection error: {type(exc).__name__}",
+                            code="connection") from None
+
+    async def upload_image(self, image: bytes) -> str:
+        """A media_id for ``image`` (``POST oapi /media/upload?type=image``, multipart ``media``).
+        A media_id can be used again and again: a picture sent twice is uploaded once."""
+        kind = image_kind(image)
+        if kind is None:
+            raise self._err(PermanentDeliveryError, "image is not JPG/PNG/GIF/BMP", code="bad_image")
+        if len(image) > IMAGE_MAX:
+            raise self._err(PermanentDeliveryError, f"image over {IMAGE_MAX // 1024 // 1024} MB", code="too_large")
+        digest = hashlib.sha256(image).hexdigest()
+        if (media_id := self._media.get(digest)) is not None:
+            return media_id
+        for attempt in (0, 1):
+            token = await self.oapi_token()
+            form = aiohttp.FormData()
+            form.add_field("media", image, filename=f"chart-{digest[:12]}.{kind}", content_type=f"image/{kind}")
+            status, body, _ = await self._post(f"{self.oapi_base}/media/upload?"
+                                               + urlencode({"access_token": token, "type": "image"}), None, form=form)
+            if status == 200 and body.get("errcode") in OAPI_TOKEN_ERRCODES and attempt == 0:
+                if self._oapi_token == token:     # refreshed once, whoever saw it first
+                    self._oapi_token = None
+                continue
+            body = self._check_errcode(status, body, "media upload", hide=(token,))
+            media_id = body.get("media_id")
+            if not isinstance(media_id, str) or not media_id:
+                raise self._err(TransientDeliveryError, "media upload returned no media_id", code="no-media-id")
+            self.media_uploads += 1
+            self._media[digest] = media_id
+            if len(self._media) > MEDIA_CACHE_SIZE:
+                self._media.pop(next(iter(self._media)))
+            return media_id
+        raise AssertionError("unreachable")
 
     def _invalidate(self, token: str) -> None:
         # Only drop the token that failed: if another coroutine already refreshed, keep the new one
@@ -238,8 +326,20 @@ class DingTalkAPI:
             payload["at"] = {"atUserIds": list(at_ids or []), "isAtAll": bool(msg.extra.get("at_all"))}
         return payload
 
-    async def deliver(self, msg: OutgoingMessage, robot_webhooks: dict[str, dict]) -> None:
+    async def _image_message(self, msg: OutgoingMessage, title: str) -> OutgoingMessage:
+        """An image row as DingTalk shows it, once uploaded: ``sampleImageMsg`` (photoURL = the
+        media_id) through the robot API; a markdown picture ``![](media_id)`` through a session
+        webhook or custom robot, which take no image message (docs/dingtalk.md)."""
+        media_id = await self.upload_image(msg.image_png or b"")
+        if msg.target_kind in ("user", "group"):
+            return dataclasses.replace(msg, extra={**msg.extra, "msg_key": "sampleImageMsg",
+                                                   "msg_param": {"photoURL": media_id}})
+        return dataclasses.replace(msg, title=title, format="markdown", text=f"![{title}]({media_id})")
+
+    async def deliver(self, msg: OutgoingMessage, robot_webhooks: dict[str, dict], image_title: str = "") -> None:
         """Send one outbox message; raises a ``DeliveryError`` subclass when it did not go out."""
+        if "image_base64" in msg.extra:
+            msg = await self._image_message(msg, image_title or "chart")
         kind = msg.target_kind
         if kind == "user":
             key, param = self._robot_api_param(msg)

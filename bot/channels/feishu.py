@@ -60,9 +60,9 @@ def capabilities(cfg: FeishuConfig) -> Capabilities:
     return Capabilities(
         targets=frozenset({"user", "group"}),
         sizes=sizes,
-        # an image needs an upload first (im/v1/images → image_key), not written yet: the chart's
-        # reply carries text only, which is complete on its own
-        images=frozenset(),
+        # a picture is uploaded first (im/v1/images → image_key), then sent as msg_type image;
+        # ``[feishu] images = false``: the text only, which is complete on its own
+        images=frozenset({"user", "group"}) if cfg.images else frozenset(),
         cards=True,
         cards_per_push=cfg.card_items if cfg.card_buttons else 0,
         # Feishu allows 5 messages a second to one user or one group; the limiter's per-minute
@@ -128,7 +128,10 @@ def map_event(payload: dict[str, Any], cfg: FeishuConfig) -> tuple[IncomingMessa
             raise ValueError(f"card action without the operator's {cfg.id_type}")
         if not task or not key:
             return None          # a button that is not one of ours
-        click = {"task_id": task, "key": key, "response_code": str(event.get("token") or "")}
+        context = event.get("context") if isinstance(event.get("context"), dict) else {}
+        # the card's message id: what the card is updated by once the click is recorded
+        click = {"task_id": task, "key": key, "response_code": str(event.get("token") or ""),
+                 "message_id": str(context.get("open_message_id") or "")}
         # one click per person, card and button, however often Feishu delivers it (as on WeCom)
         return IncomingMessage(platform="feishu", platform_user_id=user, text="", message_id=_key(task, user, key),
                                card_action=click), True
@@ -171,11 +174,24 @@ class FeishuChannel:
             raise TransientDeliveryError("Feishu channel not started yet", code="not_started")
         id_type = self._receiver(out)
         card = out.card
+        if out.answers is not None:
+            # the clicked card, replaced in place by the answered one (outcome, no buttons). By
+            # message id (PATCH, 14 days), not the callback's token (30 minutes, 2 uses): an
+            # outbox row may wait longer than that
+            message_id = str(out.answers.get("message_id") or "")
+            if card is not None and message_id:
+                await self.api.update_card(message_id, interactive_card(card))
+            return
+        if "image_base64" in out.extra:
+            if self.capabilities.images and out.image_png:
+                key = await self.api.upload_image(out.image_png)
+                await self.api.send(id_type, out.target, "image", {"image_key": key}, uuid=_uuid(out, "image"))
+            return               # image only: the text travels as its own row
         if card is not None:
             await self.api.send(id_type, out.target, "interactive", interactive_card(card), uuid=_uuid(out, "card"))
             return
         if not out.text.strip():
-            return               # an image-only row (images are not declared): nothing to show
+            return               # nothing to show
         parts = split_for_body(out.text, out.format, out.title)
         for i, part in enumerate(parts):
             # parts go in order; a retry after part 2 failed re-sends part 1 with the same uuid,
@@ -184,11 +200,11 @@ class FeishuChannel:
 
 
 def _uuid(out: OutgoingMessage, part: Any) -> str:
-    """Feishu's de-duplication key: the same row retried is the same message (docs/feishu.md:
-    the outbox row's own key would be better; the contract does not hand it to the channel)."""
-    digest = hashlib.sha256(json.dumps([out.target_kind, out.target, out.title, out.text, out.extra, str(part)],
-                                       ensure_ascii=False, sort_keys=True).encode()).hexdigest()
-    return digest[:40]
+    """Feishu's de-duplication key (≤ 50 characters): the same outbox row retried is the same
+    message. From the row's own idempotency key; a message that never went through the outbox
+    (none today) falls back to its content."""
+    basis = [out.key, str(part)] if out.key else [out.target_kind, out.target, out.title, out.text, out.extra, str(part)]
+    return hashlib.sha256(json.dumps(basis, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:40]
 
 
 def payload_of(text: str, fmt: str, title: str) -> tuple[str, dict]:

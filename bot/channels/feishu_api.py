@@ -13,6 +13,8 @@ age, and answers with response objects this module would still have to map to th
   ``{receive_id, msg_type, content: <a JSON *string*>, uuid}``; ``uuid`` makes Feishu send at
   most one message per uuid within an hour (the safety net for a retry after a timeout).
 * card update: ``PATCH /open-apis/im/v1/messages/{message_id} {content}``.
+* image upload: ``POST /open-apis/im/v1/images`` multipart (``image_type=message``, ``image``)
+  → ``data.image_key``, then ``msg_type: image`` with ``{"image_key"}``.
 * errors come as ``{code, msg}`` with HTTP 200 *or* 4xx: the code decides, never the status alone.
 
 Secrets (app secret, token) travel in bodies and headers, never in URLs; exception text is built
@@ -21,6 +23,7 @@ here from safe parts only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 TEXT_BODY_MAX = 150 * 1024          # msg_type text
 RICH_BODY_MAX = 30 * 1024           # msg_type post and interactive (cards)
 TOKEN_REFRESH_MARGIN = 300.0
+IMAGE_MAX = 10 * 1024 * 1024        # im/v1/images: at most 10 MB, not empty
+IMAGE_CACHE_SIZE = 64
 RATE_RETRY_AFTER = 2.0              # 230020 is a per-second limit (5 QPS per user / per group)
 
 TOKEN_CODES = {99991663, 99991677, 99991661}    # token invalid / expired / missing: refresh once
@@ -75,17 +80,23 @@ class FeishuAPI:
         self._deadline = 0.0
         self._lock = asyncio.Lock()
         self.token_fetches = 0
+        self._images: dict[str, str] = {}       # sha256 of a picture → its image_key
+        self.image_uploads = 0
 
     def __repr__(self) -> str:
         return f"FeishuAPI(api_base={self.api_base!r}, app_id={self.app_id!r})"
 
     # -- plumbing ------------------------------------------------------------------------
     async def _request(self, method: str, path: str, *, params: dict | None = None, payload: Any = None,
-                       token: str | None = None) -> tuple[int, dict[str, Any], Any]:
-        headers = {"Content-Type": "application/json; charset=utf-8"}
+                       token: str | None = None, form: Callable[[], aiohttp.FormData] | None = None
+                       ) -> tuple[int, dict[str, Any], Any]:
+        # a form sets its own multipart Content-Type (with the boundary); it is built afresh per
+        # request because an aiohttp FormData can be sent only once
+        headers = {} if form is not None else {"Content-Type": "application/json; charset=utf-8"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8") if payload is not None else None
+        data: Any = form() if form is not None else (
+            json.dumps(payload, ensure_ascii=False).encode("utf-8") if payload is not None else None)
         failure: DeliveryError
         try:
             async with self._session.request(method, f"{self.api_base}{path}", params=params, data=data,
@@ -169,11 +180,13 @@ class FeishuAPI:
         log.info("feishu tenant_access_token refreshed for app %s (expire=%ss)", self.app_id, int(expire))
         return token
 
-    async def call(self, method: str, path: str, *, params: dict | None = None, payload: Any = None) -> dict:
+    async def call(self, method: str, path: str, *, params: dict | None = None, payload: Any = None,
+                   form: Callable[[], aiohttp.FormData] | None = None) -> dict:
         """An authenticated call; an invalid/expired token is refreshed once and the call retried."""
         token = await self.token()
         for attempt in (1, 2):
-            status, body, headers = await self._request(method, path, params=params, payload=payload, token=token)
+            status, body, headers = await self._request(method, path, params=params, payload=payload, token=token,
+                                                        form=form)
             try:
                 return self._check(status, body, headers, path)
             except _TokenRejected as e:
@@ -197,6 +210,34 @@ class FeishuAPI:
                                          code="too_large")
         return await self.call("POST", "/open-apis/im/v1/messages", params={"receive_id_type": receive_id_type},
                                payload=payload)
+
+    async def upload_image(self, image: bytes) -> str:
+        """An image_key for ``image`` (``POST im/v1/images``, image_type=message). The key does not
+        expire, so a picture sent again (a retried row, the weekly chart to several groups) is
+        uploaded once per process."""
+        if not image:
+            raise PermanentDeliveryError("empty image", code="empty_image")
+        if len(image) > IMAGE_MAX:
+            raise PermanentDeliveryError(f"image over Feishu's {IMAGE_MAX // 1024 // 1024} MB limit", code="too_large")
+        digest = hashlib.sha256(image).hexdigest()
+        if (key := self._images.get(digest)) is not None:
+            return key
+
+        def form() -> aiohttp.FormData:
+            f = aiohttp.FormData()
+            f.add_field("image_type", "message")
+            f.add_field("image", image, filename=f"chart-{digest[:12]}.png", content_type="image/png")
+            return f
+
+        body = await self.call("POST", "/open-apis/im/v1/images", form=form)
+        key = (body.get("data") or {}).get("image_key") if isinstance(body.get("data"), dict) else None
+        if not isinstance(key, str) or not key:
+            raise TransientDeliveryError("Feishu im/v1/images returned no image_key", code="no_image_key")
+        self.image_uploads += 1
+        self._images[digest] = key
+        if len(self._images) > IMAGE_CACHE_SIZE:
+            self._images.pop(next(iter(self._images)))
+        return key
 
     async def update_card(self, message_id: str, card: dict) -> dict:
         """Replace an interactive card the bot sent (its config must say ``update_multi``)."""

@@ -6,13 +6,17 @@ Replies come back in the HTTP answer; pushes land in the outbox and are read fro
 """
 from __future__ import annotations
 
+import asyncio
+import base64
 import ipaddress
 import json
+import logging
 import uuid
 
 from aiohttp import web
 from sqlalchemy import select
 
+from bot.config import LocalConfig
 from bot.core.channel import Capabilities, Platform, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
@@ -20,15 +24,30 @@ from bot.render import html_environment
 from bot.reply_window import close_at_arg, open_window_closes
 from storage.models import OutboxMessage, Person
 
+log = logging.getLogger(__name__)
 
-# Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The chart
-# is not shown (the page renders text), hence no images.
-CAPABILITIES = Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True)
+
+def capabilities(cfg: LocalConfig | None) -> Capabilities:
+    # Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The page
+    # shows a picture as an <img> whose source is a data: URL in the JSON (no file to serve, no
+    # link to sign), unless ``[local] images = false``.
+    images = cfg is None or cfg.images
+    return Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True,
+                        images=frozenset({"user", "group"}) if images else frozenset())
+
+
+CAPABILITIES = capabilities(None)
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 class LocalChannel:
     platform = "local"
-    capabilities = CAPABILITIES
+
+    def __init__(self, config: LocalConfig | None = None):
+        self.capabilities = capabilities(config)
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         return ("group", msg.chat_id) if msg.chat_id else ("user", msg.platform_user_id)
@@ -69,7 +88,19 @@ def routes(app_state) -> list[web.RouteDef]:
                               message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
                               mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
         replies = await app_state.handle_now(msg)
-        return web.json_response({"replies": [{"text": r.text, "format": r.format} for r in replies]})
+        shows = capabilities(app_state.config.local).takes_image("group" if chat else "user")
+        out = []
+        for r in replies:
+            reply = {"text": r.text, "format": r.format}
+            if shows and r.image is not None:
+                # drawn here, in a thread (a fifth of a second of plotting): the intake leaves the
+                # pictures of replies that travel in the HTTP answer to the channel
+                try:
+                    reply["image"] = data_url(await asyncio.to_thread(r.image))
+                except Exception:            # a chart that cannot be drawn: the text still answers
+                    log.exception("local chat: the reply's picture could not be drawn")
+            out.append(reply)
+        return web.json_response({"replies": out})
 
     async def inbox(request: web.Request) -> web.Response:
         guard(request)
@@ -82,9 +113,18 @@ def routes(app_state) -> list[web.RouteDef]:
                 OutboxMessage.platform == "local", OutboxMessage.target_kind == kind,
                 OutboxMessage.target == target).order_by(OutboxMessage.id.desc()).limit(200))).scalars().all()
         tz = app_state.config.tz          # the company's time, as the pushes themselves say it (not UTC)
-        return web.json_response({"messages": [
-            {"id": r.id, "text": r.text, "format": r.format, "status": r.status,
-             "at": (r.sent_at or r.created_at).astimezone(tz).isoformat()} for r in reversed(rows)]})
+        shows = capabilities(app_state.config.local).takes_image(kind)
+
+        def message(r: OutboxMessage) -> dict:
+            m = {"id": r.id, "text": r.text, "format": r.format, "status": r.status,
+                 "at": (r.sent_at or r.created_at).astimezone(tz).isoformat()}
+            picture = (r.extra or {}).get("image_base64")
+            if shows and isinstance(picture, str) and picture:
+                m["image"] = "data:image/png;base64," + picture      # stored as base64 already
+            return m
+
+        return web.json_response({"messages": [message(r) for r in reversed(rows)
+                                               if not (r.extra or {}).get("answers")]})
 
     async def people(request: web.Request) -> web.Response:
         guard(request)
@@ -112,10 +152,10 @@ def routes(app_state) -> list[web.RouteDef]:
 
 def install(app: web.Application, state) -> LocalChannel:
     app.add_routes(routes(state))
-    return LocalChannel()
+    return LocalChannel(state.config.local)
 
 
 # Registered last of the chat platforms (bot/channels/adapters.py): a person is reached here only
 # when no real platform knows them. The local chat speaks as a person id, it has no accounts.
-PLATFORM = register(Platform(name="local", capabilities=lambda cfg: CAPABILITIES, install=install,
+PLATFORM = register(Platform(name="local", capabilities=capabilities, install=install,
                              identity="person"))

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
+from bot.channels.errors import TransientDeliveryError
 from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
                                     WeComAPI)
 from bot.channels.wecom_crypto import (
@@ -58,9 +58,9 @@ def capabilities(cfg: WeComConfig) -> Capabilities:
                (("user", "markdown"), SizeLimit(bytes=APP_MARKDOWN_MAX_BYTES)),
                (("robot", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
                (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
-        # App images need a media upload (media/upload → media_id) that WeComAPI does not do yet,
-        # so only group robots take the chart; a reply (an app message) carries text only.
-        images=frozenset({"robot"}),
+        # an app image is uploaded first (media/upload → media_id, reused while it lives); a group
+        # robot takes the picture inline (base64 + md5). ``[wecom] images = false``: text only.
+        images=frozenset({"user", "robot"}) if cfg.images else frozenset(),
         cards=True,
         # a card is one more message against the 30-a-minute limit per member: a few, if asked
         cards_per_push=cfg.card_items if cfg.card_buttons else 0,
@@ -92,13 +92,34 @@ class WeComChannel:
     async def deliver(self, out: OutgoingMessage) -> None:
         if self.api is None:
             raise TransientDeliveryError("WeCom channel not started yet", code="not_started")
-        if out.target_kind == "user" and "image_base64" in out.extra:
-            raise PermanentDeliveryError("WeCom app image messages need a media upload (not supported)",
-                                         code="image_to_user")
         card = out.card
+        if out.answers is not None:
+            await self._answer_card(out, card)
+            return
+        if "image_base64" in out.extra and not self.capabilities.images:
+            return      # queued before images were switched off: the text row says it all
         if card is not None and out.target_kind == "user":
             out = dataclasses.replace(out, extra={**out.extra, "template_card": template_card(card)})
         await self.api.deliver(out, dict(self.config.robot_webhook_keys))
+
+    async def _answer_card(self, out: OutgoingMessage, card: Card | None) -> None:
+        """The card that was clicked, updated for the person who clicked it: the outcome in a
+        grey, unclickable button (``replace_text``) instead of the buttons. The response_code
+        is single use and lives 72 h; a click without one (none came) has nothing to update."""
+        code = str((out.answers or {}).get("response_code") or "")
+        if card is None or not code or out.target_kind != "user":
+            return
+        assert self.api is not None
+        await self.api.update_template_card([out.target], code, answered_card(card))
+
+
+def answered_card(card: Card) -> dict[str, Any]:
+    """A clicked card after the click (update_template_card, whole card): same kind, the answer
+    where the buttons were. An empty ``button_list`` plus ``replace_text`` is how WeCom shows
+    a button_interaction card that can no longer be clicked (docs/wecom.md)."""
+    return {"card_type": "button_interaction", "task_id": card.id,
+            "main_title": {"title": card.title, "desc": card.description},
+            "button_list": [], "replace_text": card.description or card.title}
 
 
 def template_card(card: Card) -> dict[str, Any]:

@@ -34,6 +34,9 @@ TEXT_MAX_BYTES = 2048              # app text and robot text
 APP_MARKDOWN_MAX_BYTES = 2048      # app message markdown (doc page 90236)
 ROBOT_MARKDOWN_MAX_BYTES = 4096    # group robot markdown (doc page 91770)
 ROBOT_IMAGE_MAX_BYTES = 2 * 1024 * 1024
+APP_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # media/upload: images up to 2 MB, JPG/PNG (docs/wecom.md)
+MEDIA_REUSE = 2.5 * 24 * 3600        # a media_id lives 3 days; reused for a bit less
+MEDIA_CACHE_SIZE = 64
 MAX_TOUSER = 1000
 TOKEN_REFRESH_MARGIN = 300.0       # refresh ~5 minutes before expires_in runs out
 RATE_LIMIT_RETRY_AFTER = 60.0      # WeCom rate windows are one minute long
@@ -69,6 +72,21 @@ def check_byte_limit(text: str, limit: int, what: str) -> None:
         raise ValueError(f"{what} is {size} bytes, over the {limit}-byte limit; split it first")
 
 
+def image_kind(image: bytes) -> str:
+    """"png" or "jpg" by the file's own signature (WeCom takes only these two)."""
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if image.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    raise ValueError("image is neither PNG nor JPG")
+
+
+def check_image(image: bytes, limit: int) -> None:
+    image_kind(image)
+    if not image or len(image) > limit:
+        raise ValueError(f"image is {len(image)} bytes, over the {limit}-byte limit")
+
+
 class WeComAPI:
     """Send-side client for one WeCom app, plus the group-robot webhooks.
 
@@ -89,6 +107,8 @@ class WeComAPI:
         self._token_deadline = 0.0          # clock() value after which we refresh
         self._token_lock = asyncio.Lock()   # single flight: one gettoken at a time
         self.token_fetches = 0              # observable for tests and /healthz
+        self._media: dict[str, tuple[str, float]] = {}   # sha256 of a picture → (media_id, reuse until)
+        self.media_uploads = 0
 
     def __repr__(self) -> str:
         return f"WeComAPI(api_base={self.api_base!r}, corp_id={self.corp_id!r}, agent_id={self.agent_id})"
@@ -101,7 +121,8 @@ class WeComAPI:
         return text
 
     async def _request(self, method: str, path: str, params: dict[str, str], payload: Any = None,
-                       *, hide: tuple[str, ...] = ()) -> dict[str, Any]:
+                       *, hide: tuple[str, ...] = (), form: Callable[[], aiohttp.FormData] | None = None
+                       ) -> dict[str, Any]:
         """One HTTP call; returns the decoded JSON or raises a DeliveryError.
 
         Exceptions are built inside ``except`` but raised outside it so they carry no
@@ -110,8 +131,10 @@ class WeComAPI:
         url = f"{self.api_base}{path}"
         failure: DeliveryError | None = None
         try:
-            async with self._session.request(method, url, params=params, json=payload,
-                                             timeout=self._timeout) as resp:
+            # a form is built afresh per request: an aiohttp FormData can be sent only once
+            body = {"data": form()} if form is not None else {"json": payload}
+            async with self._session.request(method, url, params=params, timeout=self._timeout,
+                                             **body) as resp:
                 if resp.status >= 500 or resp.status == 429:
                     cls = RateLimitedError if resp.status == 429 else TransientDeliveryError
                     failure = cls(f"WeCom {path} answered HTTP {resp.status}", code=resp.status,
@@ -204,11 +227,14 @@ class WeComAPI:
         log.info("wecom access_token refreshed for agent %s (expires_in=%ss)", self.agent_id, int(expires_in))
         return token
 
-    async def _call_with_token(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _call_with_token(self, path: str, payload: dict[str, Any] | None,
+                               params: dict[str, str] | None = None,
+                               form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:
         """POST with the access_token; on 40014/42001 refresh once and retry once."""
         token = await self.get_token()
         for attempt in (1, 2):
-            data = await self._request("POST", path, {"access_token": token}, payload, hide=(token,))
+            data = await self._request("POST", path, {**(params or {}), "access_token": token}, payload,
+                                       hide=(token,), form=form)
             try:
                 return self._check(data, path, hide=(token,))
             except _TokenRejected as exc:
@@ -253,6 +279,37 @@ class WeComAPI:
     async def send_template_card(self, touser: list[str], card: dict[str, Any], **kw: Any) -> dict[str, Any]:
         return await self.send_app_message(touser, "template_card", card, **kw)
 
+    async def upload_image(self, image: bytes) -> str:
+        """A media_id for ``image`` (media/upload?type=image). A media_id lives 3 days: the same
+        picture sent again within ``MEDIA_REUSE`` seconds reuses it instead of uploading again
+        (a retried image row, the weekly chart going to several people)."""
+        check_image(image, APP_IMAGE_MAX_BYTES)
+        digest = hashlib.sha256(image).hexdigest()
+        cached = self._media.get(digest)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+
+        def form() -> aiohttp.FormData:
+            f = aiohttp.FormData()
+            f.add_field("media", image, filename=f"chart-{digest[:12]}.{image_kind(image)}",
+                        content_type=f"image/{'jpeg' if image_kind(image) == 'jpg' else 'png'}")
+            return f
+
+        data = await self._call_with_token("/cgi-bin/media/upload", None, params={"type": "image"}, form=form)
+        media_id = data.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise TransientDeliveryError("WeCom media/upload returned no media_id", code="no_media_id")
+        self.media_uploads += 1
+        self._media[digest] = (media_id, self._clock() + MEDIA_REUSE)
+        if len(self._media) > MEDIA_CACHE_SIZE:          # the oldest goes: a chart a day, a few teams
+            self._media.pop(next(iter(self._media)))
+        return media_id
+
+    async def send_image(self, touser: list[str], image: bytes, **kw: Any) -> dict[str, Any]:
+        """An app image message: the picture is uploaded first (or its recent media_id reused)."""
+        media_id = await self.upload_image(image)
+        return await self.send_app_message(touser, "image", {"media_id": media_id}, **kw)
+
     async def update_template_card(self, userids: list[str], response_code: str,
                                    card: dict[str, Any]) -> dict[str, Any]:
         """Replace a clicked card (response_code: from the click event, single use, 72 h)."""
@@ -287,8 +344,7 @@ class WeComAPI:
 
     async def send_robot_image(self, key: str, image: bytes) -> dict[str, Any]:
         """Send a JPG/PNG; WeCom wants base64 plus the md5 of the raw bytes, ≤ 2 MB raw."""
-        if len(image) > ROBOT_IMAGE_MAX_BYTES:
-            raise ValueError(f"image is {len(image)} bytes, over the {ROBOT_IMAGE_MAX_BYTES}-byte limit")
+        check_image(image, ROBOT_IMAGE_MAX_BYTES)
         return await self.send_robot(key, {"msgtype": "image", "image": {
             "base64": base64.b64encode(image).decode("ascii"),
             "md5": hashlib.md5(image).hexdigest(),
@@ -306,6 +362,9 @@ class WeComAPI:
                 touser = [u for u in msg.target.split("|") if u]
                 if "template_card" in msg.extra:
                     await self.send_template_card(touser, msg.extra["template_card"])
+                elif "image_base64" in msg.extra:
+                    # image only, like the robot's: the text went (or goes) as its own row
+                    await self.send_image(touser, base64.b64decode(msg.extra["image_base64"], validate=True))
                 elif msg.format == "markdown":
                     await self.send_markdown(touser, msg.text)
                 else:

@@ -47,6 +47,10 @@ class Reply:
     # a picture drawn only for a platform that shows it (the aging chart: ~0.2 s of plotting),
     # away from the event loop
     image: Callable[[], bytes] | None = None
+    # for a reply to a card click: the clicked card as it should look now (the outcome, no
+    # buttons), so that the same card cannot be clicked twice. Queued as its own outbox row
+    # that the channel delivers by updating the clicked card (``OutgoingMessage.answers``).
+    card: Card | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class OutgoingMessage:
 
     Neutral parts beside the body travel in ``extra`` (it is stored as JSON): ``card`` (see
     ``Card``) and ``image_base64`` (a PNG). Use ``with_card`` / ``with_image`` to add them.
+    ``answers`` (``answering(click)``): the row does not send anything new, it replaces the card
+    whose click it names with its ``card`` (the card answered: the outcome, no buttons).
     """
     platform: str
     target_kind: str
@@ -95,6 +101,9 @@ class OutgoingMessage:
     format: Format = "markdown"
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)   # card, image (base64), at-list...
+    # the outbox row's idempotency key, when read back for delivery: a platform that de-duplicates
+    # sends by a key of its own (Feishu's uuid) derives it from this one
+    key: str = ""
 
     @property
     def card(self) -> Card | None:
@@ -111,3 +120,12 @@ class OutgoingMessage:
 
     def with_image(self, png: bytes) -> "OutgoingMessage":
         return dataclasses.replace(self, extra={**self.extra, "image_base64": base64.b64encode(png).decode()})
+
+    @property
+    def answers(self) -> dict[str, Any] | None:
+        """The card click (``IncomingMessage.card_action``) whose card this row replaces."""
+        d = self.extra.get("answers")
+        return d if isinstance(d, dict) else None
+
+    def answering(self, click: dict[str, Any]) -> "OutgoingMessage":
+        return dataclasses.replace(self, extra={**self.extra, "answers": dict(click)})

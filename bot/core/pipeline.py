@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.channel import registry
 from bot.core.errors import UserError
-from bot.core.messages import IncomingMessage, Reply
+from bot.core.messages import Card, IncomingMessage, Reply
 from bot.core.permissions import may_use, scope_for
 from bot.core.router import Command, Dispatcher
 from bot.render import render
@@ -28,6 +28,7 @@ class Rendered:
     text: str
     format: str = "markdown"
     image: Callable[[], bytes] | None = None     # drawn by the intake for a platform that shows it
+    card: Card | None = None                     # a clicked card as answered (Reply.card)
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Pipeline:
 
     @staticmethod
     def _render(r: Reply) -> Rendered:
-        return Rendered(render(r.template, **r.data), r.format, r.image)
+        return Rendered(render(r.template, **r.data), r.format, r.image, r.card)
 
     def _error(self, code: str, ctx: Context, **data) -> Rendered:
         cmd = data.pop("command", None) or (ctx.command.name if ctx.command else None)

@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from bot.core.arguments import InvoiceArg, TargetArg
 from bot.core.errors import UsageError, UserError
-from bot.core.messages import Reply
+from bot.core.messages import Card, Reply
 from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
+from bot.render import render
 from bot import claims as claims_flow
 from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
@@ -26,7 +27,7 @@ from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
 from storage import followups
 from storage import replies as reply_log
-from storage.models import Dispute, Promise, Push, PushItem, Receivable
+from storage.models import Customer, Dispute, Promise, Push, PushItem, Receivable
 
 router = Router("followup")
 
@@ -185,20 +186,40 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
     with that outcome."""
     kind, _, rest = str(card.get("key", "")).partition(":")
     item_id, _, outcome = rest.partition(":")
-    if kind != "fu" or not item_id.isdigit() or outcome not in ("contacted", "promised", "dispute"):
+    outcome, _, when = outcome.partition(":")
+    if kind != "fu" or not item_id.isdigit() or outcome not in ("contacted", "promised", "dispute") \
+            or when and (outcome != "promised" or when not in CARD_PROMISE_DAYS):
         raise UserError("unknown_card")
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
+    today = now.astimezone(ctx.config.tz).date()
+    promised = _promise_date(CARD_PROMISE_DAYS[when], today) if when else None
+    if promised is not None and promised < today:       # 本周五 clicked on a Saturday
+        raise UserError("card_promise_passed", when=CARD_PROMISE_DAYS[when])
     item = await s.get(PushItem, int(item_id))
     push = await s.get(Push, item.push_id) if item else None
     if push is None or push.rep_id != person.id:
         raise UserError("unknown_card")
     r = await s.get(Receivable, item.receivable_id)
     late = now > push.window_closes_at
-    await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
-                                 text="", parse={"card": card.get("key")}, push_item=item, late=late)
+    fu = await followups.log_followup(s, receivable=r, person_id=person.id, at=now, channel=channel, outcome=outcome,
+                                      text="", parse={"card": card.get("key")}, push_item=item, late=late,
+                                      promised_date=promised)
+    if promised is not None:
+        await coll.make_promise(s, receivable=r, promised_date=promised, amount=None, person_id=person.id, at=now,
+                                channel=channel, followup=fu)
     if outcome == "dispute" and not r.disputed:
         await coll.open_dispute(s, receivable=r, reason="", person_id=person.id, at=now, channel=channel)
-    return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late})
+    customer = await s.get(Customer, r.customer_id)
+    # the card as it should look now: what was recorded, and no buttons to click a second time
+    answered = Card(id=str(card.get("task_id") or ""),
+                    title=render("push/card_title.j2", seq=item.seq, item={"customer": customer, "receivable": r}),
+                    description=render("followup/card_answered.j2", outcome=outcome, late=late, promised=promised))
+    return Reply("followup/card_ack.md.j2", {"seq": item.seq, "r": r, "outcome": outcome, "late": late,
+                                             "promised": promised}, card=answered)
+
+
+# the promise buttons' words, read like a typed reply's date (``_promise_date``)
+CARD_PROMISE_DAYS = {"fri": "本周五", "nextfri": "下周五", "monthend": "月底"}
 
 
 @router.text(roles=COLLECTORS)

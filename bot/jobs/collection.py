@@ -107,7 +107,9 @@ def _size_limit(ctx: JobContext, rep: Person) -> int:
     return min(limit, platform_limit) if platform_limit else limit
 
 
-CARD_OUTCOMES = ("contacted", "promised", "dispute")
+# a card's buttons: a promise is a click with its date (the rep commits without typing one);
+# the date is worked out when the button is clicked, not when the card was sent
+CARD_OUTCOMES = ("contacted", "promised:fri", "promised:nextfri", "promised:monthend", "dispute")
 
 
 async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
@@ -126,7 +128,8 @@ async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
         item = items[seq]
         title = render("push/card_title.j2", seq=seq, item=it)
         card = Card(id=f"push{push.id}-{seq}", title=title, description=render("push/card_desc.j2", item=it),
-                    buttons=tuple(Button(render("push/card_button.j2", outcome=o), f"fu:{item.id}:{o}")
+                    buttons=tuple(Button(render("push/card_button.j2", outcome=o.partition(":")[0],
+                                                when=o.partition(":")[2]), f"fu:{item.id}:{o}")
                                   for o in CARD_OUTCOMES))
         m = notify.for_person(rep, title, key=f"card:{push.id}:{seq}", platforms=ctx.services.platforms,
                               title="overdue", card=card)

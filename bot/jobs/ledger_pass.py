@@ -114,7 +114,7 @@ class LedgerPass:
         sizes = rem.open_select().with_only_columns(Receivable.customer_id, func.count()) \
             .where(Receivable.customer_id.in_(wanted)).group_by(Receivable.customer_id)
         async with ctx.reader() as r:
-            open_counts = sorted((await r.execute(sizes)).tuples())
+            open_counts = sorted((cid, n) for cid, n in await r.execute(sizes))
         for ids in _reads(open_counts):
             async with ctx.reader() as r:
                 chunk = await self._read(r, ids, due_before, due_on_or_after)

@@ -72,7 +72,8 @@ def _insert_statement(dialect: str):
 
 def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
     return OutgoingMessage(platform=row.platform, target_kind=row.target_kind, target=row.target,
-                           text=row.text, format=row.format, title=row.title, extra=row.extra or {})
+                           text=row.text, format=row.format, title=row.title, extra=row.extra or {},
+                           key=row.idem_key)
 
 
 async def backlog(session: AsyncSession) -> dict[str, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from typing import Any, Callable
 from aiohttp import WSMsgType, web
 
 from bot.channels.dingtalk_crypto import robot_sign
+from tests.fakes.forms import parse_form
 
 ENDPOINTS = {
     "/v1.0/oauth2/accessToken": "token",
@@ -39,7 +41,17 @@ ENDPOINTS = {
     "/robot/sendBySession": "session",
     "/robot/send": "robot",
     "/v1.0/gateway/connections/open": "open",
+    "/gettoken": "oapi_token",
+    "/media/upload": "upload",
 }
+IMAGE_MAX = 20 * 1024 * 1024       # media/upload type=image: jpg, gif, png, bmp, at most 20 MB
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
+# a markdown picture: ![alt](target); a target starting with "@" is a media_id
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def image_format(data: bytes) -> str | None:
+    return next((f for sig, f in _IMAGE_SIGNATURES if data.startswith(sig)), None)
 SEND_KINDS = {"batchSend", "groupSend", "session", "robot"}
 OAPI_KINDS = {"session", "robot"}
 MSG_KEYS = {"sampleText", "sampleMarkdown", "sampleActionCard", "sampleActionCard2", "sampleLink", "sampleImageMsg"}
@@ -105,6 +117,9 @@ class FakeDingTalk:
         self.ws_connections: list[web.WebSocketResponse] = []
         self.zombies: set[int] = set()            # id() of sockets that went silent
         self._faults: list[Fault] = []
+        self.oapi_tokens: dict[str, float] = {}   # oapi access_token -> expiry (clock)
+        self.media: dict[str, bytes] = {}         # media_id -> the uploaded bytes
+        self.refused: list[tuple[Any, str]] = []  # (errcode / code, what) of refused uploads and pictures
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -211,6 +226,17 @@ class FakeDingTalk:
     def messages(self, kind: str | None = None) -> list[Received]:
         return [r for r in self.received if kind is None or r.kind == kind]
 
+    def pictures(self, kind: str | None = None) -> list[bytes]:
+        """The uploaded pictures the accepted messages show: a sampleImageMsg's photoURL, or a
+        markdown picture naming a media_id."""
+        out = []
+        for r in self.messages(kind):
+            if (r.msg_param or {}).get("photoURL") in self.media:
+                out.append(self.media[r.msg_param["photoURL"]])
+            for text in _markdown_texts(r):
+                out += [self.media[ref] for ref in _MD_IMAGE.findall(text) if ref in self.media]
+        return out
+
     # ------------------------------------------------------------------ stream gateway
     @property
     def ws(self) -> web.WebSocketResponse | None:
@@ -274,6 +300,13 @@ class FakeDingTalk:
         return None
 
 
+def _markdown_texts(r: Received) -> list[str]:
+    texts = [str((r.msg_param or {}).get("text") or "")]
+    if isinstance(r.payload.get("markdown"), dict):
+        texts.append(str(r.payload["markdown"].get("text") or ""))
+    return [t for t in texts if t]
+
+
 def build_signed_callback(app_secret: str, body: dict, timestamp_ms: int) -> tuple[dict[str, str], bytes]:
     """Headers and body exactly as DingTalk posts a robot message in HTTP mode."""
     ts = str(timestamp_ms)
@@ -315,6 +348,48 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
         fake.tokens[tok] = fake.clock() + fake.token_ttl
         return web.json_response({"accessToken": tok, "expireIn": int(fake.token_ttl)})
 
+    def bad_picture(texts: list[str], photo: Any = None) -> str | None:
+        """A picture a message shows must be one this app uploaded (a media_id) or a web URL."""
+        refs = [ref for t in texts for ref in _MD_IMAGE.findall(t)] + ([str(photo)] if photo is not None else [])
+        for ref in refs:
+            if ref.startswith("@") and ref not in fake.media or not ref.startswith(("@", "http://", "https://")):
+                fake.refused.append(("mediaId", ref))
+                return ref
+        return None
+
+    async def oapi_token(request: web.Request) -> web.Response:
+        fake.token_requests += 1
+        q = request.query
+        if q.get("appkey") != fake.app_key or q.get("appsecret") != fake.app_secret:
+            return _errcode(40089, "不合法的corpid或corpsecret")
+        tok = "oapi" + secrets.token_hex(12)
+        fake.oapi_tokens[tok] = fake.clock() + fake.token_ttl
+        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": tok, "expires_in": int(fake.token_ttl)})
+
+    async def media_upload(request: web.Request) -> web.Response:
+        raw = await request.read()
+        tok = request.query.get("access_token", "")
+        if tok not in fake.oapi_tokens:
+            return _errcode(40014, "不合法的access_token")
+        if fake.oapi_tokens[tok] <= fake.clock():
+            return _errcode(42001, "access_token超时")
+        if request.query.get("type") not in ("image", "voice", "video", "file"):
+            return _errcode(40004, "不合法的媒体文件类型")
+        form = parse_form(request.headers.get("Content-Type", ""), raw)
+        filename, data = (form or {}).get("media", (None, b""))
+        if not filename or not data:
+            return _errcode(41005, "缺少多媒体文件数据")        # the part is "media", with a file name
+        if image_format(data) is None:
+            fake.refused.append((40004, "upload"))
+            return _errcode(40004, "不合法的媒体文件类型")
+        if len(data) > IMAGE_MAX:
+            fake.refused.append((40006, "upload"))
+            return _errcode(40006, "不合法的文件大小")
+        media_id = "@lA" + secrets.token_urlsafe(18)
+        fake.media[media_id] = data
+        return web.json_response({"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
+                                  "created_at": int(fake.clock() * 1000)})
+
     def robot_param(body: dict) -> tuple[dict | None, web.Response | None]:
         if body.get("robotCode") != fake.robot_code:
             return None, _bad("robot.notExist", "robotCode invalid")
@@ -327,6 +402,12 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
             param = json.loads(raw)
         except ValueError:
             return None, _bad("InvalidParameter.MsgParam", "msgParam is not JSON")
+        if not isinstance(param, dict):
+            return None, _bad("InvalidParameter.MsgParam", "msgParam must be an object")
+        if body["msgKey"] == "sampleImageMsg" and not param.get("photoURL"):
+            return None, _bad("InvalidParameter.MsgParam", "photoURL missing")
+        if bad_picture([str(param.get("text") or "")], param.get("photoURL")) is not None:
+            return None, _bad("InvalidParameter.MediaId", "media id does not exist")
         return param, None
 
     async def batch_send(request: web.Request) -> web.Response:
@@ -358,8 +439,14 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
         return web.json_response({"processQueryKey": secrets.token_hex(8)})
 
     def check_msg(body: dict | None) -> web.Response | None:
+        # webhooks (session, custom robot) take no image message: a picture goes in markdown
         if not body or body.get("msgtype") not in {"text", "markdown", "actionCard", "feedCard", "link"}:
             return _errcode(40035, "invalid msgtype")
+        md = body.get("markdown")
+        if body["msgtype"] == "markdown" and (not isinstance(md, dict) or not md.get("title") or not md.get("text")):
+            return _errcode(40035, "markdown needs title and text")
+        if isinstance(md, dict) and bad_picture([str(md.get("text") or "")]) is not None:
+            return _errcode(40035, "media id does not exist")
         return None
 
     async def session_send(request: web.Request) -> web.Response:
@@ -432,7 +519,9 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
                     fake.acks.append({"_invalid": msg.data})
         return ws
 
-    app = web.Application(middlewares=[faults_and_log])
+    app = web.Application(middlewares=[faults_and_log], client_max_size=25 * 1024 * 1024)
+    app.router.add_get("/gettoken", oapi_token)
+    app.router.add_post("/media/upload", media_upload)
     app.router.add_post("/v1.0/oauth2/accessToken", token)
     app.router.add_post("/v1.0/robot/oToMessages/batchSend", batch_send)
     app.router.add_post("/v1.0/robot/groupMessages/send", group_send)

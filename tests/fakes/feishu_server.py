@@ -30,10 +30,21 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels import feishu_crypto
+from tests.fakes.forms import parse_form
 
 TEXT_BODY_MAX = 150 * 1024
 RICH_BODY_MAX = 30 * 1024
 PER_RECEIVER_PER_SECOND = 5
+IMAGE_MAX = 10 * 1024 * 1024        # im/v1/images: at most 10 MB, never empty
+# the formats im/v1/images reads, by the file's own signature
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"BM": "bmp",
+                    b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\x00\x00\x01\x00": "ico"}
+
+
+def image_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((f for sig, f in IMAGE_SIGNATURES.items() if data.startswith(sig)), None)
 
 
 @dataclass
@@ -70,6 +81,9 @@ class FakeFeishu:
     faults: deque = field(default_factory=deque)
     ws_acks: list[dict] = field(default_factory=list)
     ws_pings: int = 0
+    images: dict[str, bytes] = field(default_factory=dict, repr=False)   # image_key -> the uploaded bytes
+    uploads: int = 0
+    upload_faults: deque = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -99,6 +113,10 @@ class FakeFeishu:
         """The next ``count`` sends answer ``{code}`` with HTTP ``status``."""
         self.faults.extend([(code, status, headers or {})] * count)
 
+    def inject_upload(self, *, code: int = 2200, status: int = 500, count: int = 1) -> None:
+        """The next ``count`` image uploads answer ``{code}`` with HTTP ``status``."""
+        self.upload_faults.extend([(code, status)] * count)
+
     def expire_tokens(self) -> None:
         for tok in self.tokens.values():
             tok.revoked = True
@@ -106,12 +124,17 @@ class FakeFeishu:
     def messages_to(self, receive_id: str) -> list[Sent]:
         return [m for m in self.sent if m.receive_id == receive_id]
 
+    def images_to(self, receive_id: str) -> list[bytes]:
+        """The pictures of the image messages sent to ``receive_id``."""
+        return [self.images[m.content["image_key"]] for m in self.messages_to(receive_id) if m.msg_type == "image"]
+
     # -- the HTTP API ---------------------------------------------------------------------
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
         app.router.add_post("/open-apis/im/v1/messages", self._send)
         app.router.add_patch("/open-apis/im/v1/messages/{message_id}", self._update)
+        app.router.add_post("/open-apis/im/v1/images", self._upload_image)
         app.router.add_post("/callback/ws/endpoint", self._ws_endpoint)
         app.router.add_get("/ws", self._ws)
         return app
@@ -166,9 +189,13 @@ class FakeFeishu:
         if not isinstance(body.get("content"), str):
             return self._err(230001, "content must be a JSON string")
         content = json.loads(body["content"])
-        shapes = {"text": ("text",), "post": ("zh_cn", "en_us"), "interactive": ("elements", "header", "i18n_elements")}
+        shapes = {"text": ("text",), "post": ("zh_cn", "en_us"), "interactive": ("elements", "header", "i18n_elements"),
+                  "image": ("image_key",)}
         if msg_type not in shapes or not any(k in content for k in shapes[msg_type]):
             return self._err(230001, "invalid content for msg_type")
+        if msg_type == "image" and content.get("image_key") not in self.images:
+            self.refused.append((230001, "image_key"))       # only a key this app uploaded
+            return self._err(230001, "invalid image_key")
         uid, now = str(body.get("uuid") or ""), self.clock()
         if uid and uid in self._uuids and now - self._uuids[uid][0] < 3600:
             return web.json_response({"code": 0, "msg": "success", "data": {"message_id": self._uuids[uid][1]}})
@@ -198,9 +225,39 @@ class FakeFeishu:
         if len(raw) > RICH_BODY_MAX:
             return self._err(230025, "The length of the message content reaches its limit")
         card = json.loads(json.loads(raw)["content"])
+        if not (card.get("config") or {}).get("update_multi"):
+            return self._err(230001, "the new card must say update_multi too")   # before and after
         self.updates.append((mid, card))
         original.content = card
         return web.json_response({"code": 0, "msg": "success", "data": {}})
+
+    async def _upload_image(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if (denied := self._auth(request)) is not None:
+            return denied
+        if self.upload_faults:
+            code, status = self.upload_faults.popleft()
+            return self._err(code, "injected fault", status)
+        form = parse_form(request.headers.get("Content-Type", ""), raw)
+        if form is None:
+            return self._err(234001, "Invalid request param: multipart/form-data expected")
+        image_type = form.get("image_type", (None, b""))[1].decode("utf-8", "replace")
+        _, data = form.get("image", (None, b""))
+        if image_type not in ("message", "avatar") or "image" not in form:
+            return self._err(234001, "Invalid request param: image_type and image")
+        if not data:
+            self.refused.append((234010, "image"))
+            return self._err(234010, "File's size can't be 0")
+        if len(data) > IMAGE_MAX:
+            self.refused.append((234006, "image"))
+            return self._err(234006, "The file size exceed the max value")
+        if image_format(data) is None:
+            self.refused.append((234011, "image"))
+            return self._err(234011, "Can't recognize image format")
+        key = "img_v3_" + uuidlib.uuid4().hex
+        self.images[key] = data
+        self.uploads += 1
+        return web.json_response({"code": 0, "msg": "success", "data": {"image_key": key}})
 
     # -- callbacks to the bot --------------------------------------------------------------
     def envelope(self, event_type: str, event: dict, *, event_id: str | None = None, app_id: str | None = None,
@@ -222,11 +279,12 @@ class FakeFeishu:
                   "sender_type": "user", "tenant_key": "tenant0"}
         return self.envelope("im.message.receive_v1", {"sender": sender, "message": message}, **kw)
 
-    def card_event(self, user_id: str, value: dict, **kw) -> dict:
+    def card_event(self, user_id: str, value: dict, *, message_id: str = "om_x", **kw) -> dict:
+        """A click on a card; ``message_id``: the card's message (``sent[i].message_id``)."""
         return self.envelope("card.action.trigger", {
             "operator": {"open_id": "ou_" + user_id, "user_id": user_id, "union_id": "on_" + user_id},
             "token": "c-" + secrets.token_hex(8), "action": {"tag": "button", "value": value},
-            "host": "im_message", "context": {"open_message_id": "om_x", "open_chat_id": "oc_p2p" + user_id}}, **kw)
+            "host": "im_message", "context": {"open_message_id": message_id, "open_chat_id": "oc_p2p" + user_id}}, **kw)
 
     def sign_and_encrypt(self, payload: dict, *, encrypt: bool = True) -> tuple[dict[str, str], bytes]:
         """The request Feishu sends: (headers, body), encrypted and signed with the encrypt key."""

@@ -18,6 +18,9 @@ faults injected on demand.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import json
 import random
 import secrets
@@ -30,14 +33,26 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.wecom_crypto import WeComCrypto, cdata, parse_xml
+from tests.fakes.forms import parse_form
 
-SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send")
+SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send", "media/upload")
+IMAGE_MAX_BYTES = 2 * 1024 * 1024      # media/upload type=image and robot images: JPG/PNG, ≤ 2 MB
+MEDIA_TTL = 3 * 24 * 3600              # a temporary media_id lives 3 days
+
+
+def image_kind(data: bytes) -> str | None:
+    """What WeCom accepts as a picture, by the file's own signature (not its name or type)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    return None
 
 
 @dataclass
 class Received:
     """One accepted message. ``touser`` lists the members it actually reached (app sends)."""
-    kind: str                      # "app" | "update_card" | "robot"
+    kind: str                      # "app" | "update_card" | "robot" | "upload"
     payload: dict[str, Any]
     at: float                      # the fake's clock
     agent_id: int | None = None
@@ -99,6 +114,9 @@ class FakeWeCom:
         self._robot_sends: dict[str, deque[float]] = defaultdict(deque)
         self._contents: dict[tuple, float] = {}   # (agent, touser, msgtype, content) -> when last accepted
         self.duplicates_suppressed = 0
+        self.media: dict[str, tuple[bytes, float]] = {}      # media_id -> (the uploaded bytes, expires at)
+        self.used_response_codes: set[str] = set()
+        self.refused: list[tuple[int, str]] = []             # (errcode, what) of refused uploads / images
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.url = ""
@@ -171,6 +189,18 @@ class FakeWeCom:
 
     def robot_messages(self, key: str) -> list[Received]:
         return [r for r in self.received if r.kind == "robot" and r.key == key]
+
+    def images_to(self, userid: str) -> list[bytes]:
+        """The pictures of the image messages that reached ``userid`` (by their media_id)."""
+        return [self.media[r.payload["image"]["media_id"]][0] for r in self.messages_to(userid)
+                if r.payload.get("msgtype") == "image"]
+
+    def card_updates(self, userid: str) -> list[dict[str, Any]]:
+        return [r.payload for r in self.received if r.kind == "update_card" and userid in r.touser]
+
+    def expire_media(self) -> None:
+        """Three days passed: every media_id issued so far is unknown now."""
+        self.media = {k: (v, 0.0) for k, (v, _) in self.media.items()}
 
     # -- request handling (used by create_app) ----------------------------------------------
     async def apply_fault(self, request: web.Request, endpoint: str) -> web.Response | None:
@@ -272,6 +302,12 @@ def create_app(fake: FakeWeCom) -> web.Application:
         msgtype = body.get("msgtype")
         if not msgtype or not isinstance(body.get(msgtype), dict):
             return _err(40008, "invalid message type")
+        if msgtype == "image":
+            # the picture must have been uploaded first, and within the last 3 days
+            media = fake.media.get(str(body["image"].get("media_id") or ""))
+            if media is None or fake.clock() >= media[1]:
+                fake.refused.append((40007, "image"))
+                return _err(40007, "invalid media_id")
         users = [u for u in str(body.get("touser", "")).split("|") if u]
         invalid = [u for u in users if fake.known_users is not None and u not in fake.known_users]
         valid = [u for u in users if u not in invalid]
@@ -297,6 +333,20 @@ def create_app(fake: FakeWeCom) -> web.Application:
         body = await _json_body(request)
         if body is None or not body.get("response_code"):
             return _err(47001, "data format error")
+        if int(body.get("agentid", -1)) != agent:
+            return _err(40056, "invalid agentid")
+        code = str(body["response_code"])
+        if code in fake.used_response_codes:          # single use
+            fake.refused.append((40058, "response_code used"))
+            return _err(40058, "response_code already used")
+        card = body.get("template_card")
+        button = body.get("button")
+        if not (isinstance(card, dict) and card.get("card_type") and isinstance(card.get("main_title"), dict)
+                or isinstance(button, dict) and button.get("replace_name")):
+            return _err(40058, "template_card or button required")
+        if isinstance(card, dict) and not isinstance(card.get("button_list", []), list):
+            return _err(40058, "button_list must be a list")
+        fake.used_response_codes.add(code)
         fake.received.append(Received("update_card", body, fake.clock(), agent_id=agent,
                                       touser=list(body.get("userids", []))))
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": []})
@@ -310,12 +360,59 @@ def create_app(fake: FakeWeCom) -> web.Application:
         body = await _json_body(request)
         if body is None or not isinstance(body.get(body.get("msgtype", ""), None), dict):
             return _err(47001, "data format error")
+        if body["msgtype"] == "image":
+            # "webhook/image": a fault for robot image messages only (a test retries the picture alone)
+            fault = fake._take_fault("webhook/image")
+            if fault is not None and fault.kind == "http":
+                return web.Response(status=fault.status, text="fake upstream failure")
+            if fault is not None and fault.kind == "errcode":
+                return _err(fault.errcode, fault.errmsg)
+            try:
+                image = base64.b64decode(str(body["image"].get("base64") or ""), validate=True)
+            except (binascii.Error, ValueError):
+                image = b""
+            if not image or image_kind(image) is None:
+                fake.refused.append((40005, "robot image"))
+                return _err(40005, "invalid file type")
+            if len(image) > IMAGE_MAX_BYTES:
+                fake.refused.append((40009, "robot image"))
+                return _err(40009, "invalid image size")
+            if body["image"].get("md5") != hashlib.md5(image).hexdigest():
+                fake.refused.append((301019, "robot image"))
+                return _err(301019, "image md5 not match")
         if not fake._within(fake._robot_sends[key], fake.robot_limit):
             return _err(45009, "api freq out of limit")
         fake.received.append(Received("robot", body, fake.clock(), key=key))
         return _err(0, "ok")
 
-    app = web.Application()
+    async def media_upload(request: web.Request) -> web.Response:
+        if (resp := await fake.apply_fault(request, "media/upload")) is not None:
+            return resp
+        agent = fake.check_token(request)
+        if isinstance(agent, web.Response):
+            return agent
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "file"):
+            return _err(40004, "invalid media type")
+        form = parse_form(request.headers.get("Content-Type", ""), await request.read())
+        filename, data = (form or {}).get("media", (None, b""))
+        if not filename:
+            return _err(44001, "empty media data")       # the part must be "media", with a filename
+        if kind == "image" and image_kind(data) is None:
+            fake.refused.append((40005, "upload"))
+            return _err(40005, "invalid file type")
+        if len(data) <= 5 or kind == "image" and len(data) > IMAGE_MAX_BYTES:
+            fake.refused.append((40006, "upload"))
+            return _err(40006, "invalid file size")
+        media_id = "3" + secrets.token_urlsafe(30)
+        fake.media[media_id] = (data, fake.clock() + MEDIA_TTL)
+        fake.received.append(Received("upload", {"type": kind, "filename": filename, "size": len(data)},
+                                      fake.clock(), agent_id=agent))
+        return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+                                  "created_at": str(int(time.time()))})
+
+    app = web.Application(client_max_size=25 * 1024 * 1024)
+    app.router.add_post("/cgi-bin/media/upload", media_upload)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", message_send)
     app.router.add_post("/cgi-bin/message/update_template_card", update_card)
