@@ -64,6 +64,9 @@ class CollectionConfig:
     reply_window_hours: int = 24      # counted on working days only: a Friday push closes Monday
     promise_grace_days: int = 1       # a promise is broken this many working days after its date if unpaid
     max_message_bytes: int = 2000     # split pushes longer than this (WeCom text limit is 2048)
+    # the jobs' notifications to one person go out as one digest per job run; the lines a
+    # person's digests show in one day stop here, the rest are counted ("另有 N 条") for /通知
+    digest_max_items: int = 30
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ class OutboxConfig:
     poll_seconds: float = 1.0
     robot_per_minute: int = 20
     member_per_minute: int = 30
+    # of each member's minute, this many sends are kept for answers to the person's own messages:
+    # notifications use at most member_per_minute - reply_reserve, so a question never waits
+    reply_reserve: int = 5
 
 
 @dataclass(frozen=True)
@@ -310,6 +316,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[aging] buckets: expected increasing positive whole days like [30, 60, 90], got {b!r}")
     if cfg.collection.reply_window_hours <= 0:
         raise ConfigError("[collection] reply_window_hours: must be > 0")
+    if cfg.collection.digest_max_items < 1:
+        raise ConfigError("[collection] digest_max_items: must be at least 1")
+    if not 0 <= cfg.outbox.reply_reserve < cfg.outbox.member_per_minute:
+        raise ConfigError("[outbox] reply_reserve: must be at least 0 and less than member_per_minute")
     for key in ("extra_holidays", "extra_workdays"):
         for d in getattr(cfg.calendar, key):
             try:

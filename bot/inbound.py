@@ -380,19 +380,21 @@ class InboundProcessor:
         now = self.clock.now()
         for i, r in enumerate(replies):
             key = f"reply:{msg.platform}:{msg.message_id}:{suffix}{i}"
+            # an answer goes before the notifications queued for the same person (outbox.REPLY)
             if r.card is not None and msg.card_action:
                 # the clicked card shows the outcome and loses its buttons (the channel updates it
                 # in place); its own row, so a failed update never holds back or repeats the text
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
-                ).with_card(r.card).answering(msg.card_action), key + ":card", now)
+                ).with_card(r.card).answering(msg.card_action), key + ":card", now, priority=outbox.REPLY)
             await outbox.enqueue(session, OutgoingMessage(platform=msg.platform, target_kind=kind, target=target,
-                                                          text=r.text, format=r.format, extra=extra), key, now)
+                                                          text=r.text, format=r.format, extra=extra), key, now,
+                                 priority=outbox.REPLY)
             if (png := (pictures or {}).get(i)) is not None:
                 # a separate row: retrying the image never re-sends the text, and vice versa
                 await outbox.enqueue(session, OutgoingMessage(
                     platform=msg.platform, target_kind=kind, target=target, text="", format="text",
-                ).with_image(png), key + ":image", now)
+                ).with_image(png), key + ":image", now, priority=outbox.REPLY)
 
     async def resume_unhandled(self) -> int:
         """At start-up: every event stored but not handled (the process stopped) and every event

@@ -46,11 +46,11 @@ def for_person(person: Person, text: str, *, key: str, platforms: tuple[str, ...
         return None
     platform, target = addr
     out = OutgoingMessage(platform=platform, target_kind="user", target=target, text=text, format=format,
-                          title=_title(title), extra=extra or {})
+                          title=title_of(title), extra=extra or {})
     return (out.with_card(card) if card is not None else out), f"{key}:{person.id}"
 
 
-def _title(key: str) -> str:
+def title_of(key: str) -> str:
     """Jobs name a message's kind ("overdue", "credit"...); the words come from _fmt.j2."""
     return str(environment().globals["fmt"].title(key)) if key else ""
 

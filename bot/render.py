@@ -45,13 +45,26 @@ def hm(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%m-%d %H:%M")
 
 
+# Markdown the chat platforms act on (headings, bold, links, code, quotes, <font>/<@mention> tags)
+# made inert by their full-width look-alikes: a backslash is not an escape in the platforms' markdown and
+# would show; a full-width ＊ reads the same to a person and formats nothing
+_INERT = str.maketrans({"*": "＊", "[": "［", "]": "］", "`": "｀", "<": "＜", ">": "＞", "#": "＃",
+                        "\r": " ", "\n": " "})
+
+
+def plain(value) -> str:
+    """User-written text (a customer's or a person's name, a dispute's reason) shown to others in
+    a markdown message: on one line, formatting nothing."""
+    return "" if value is None else str(value).translate(_INERT)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     # auto_reload=False: templates ship with the code, and checking each one's mtime on every
     # get_template cost ~30 stat() calls per chat message (measured under the webhook benchmark)
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, auto_reload=False,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
-    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm)
+    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm, plain=plain)
     # _fmt.j2 holds the wording of dates, buckets and outcomes, shared by every template
     env.globals["fmt"] = env.get_template("_fmt.j2").module
     return env

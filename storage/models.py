@@ -341,7 +341,11 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    # higher goes first: an answer to a person's own message (1) is claimed before notifications
+    # (0) and may use the per-member minute's reserved room (bot/outbox/rate_limits.py)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_claim", "status", "priority", "next_attempt_at"))
 
 
 class InboundEvent(Base):
@@ -393,6 +397,36 @@ class CustomerMessage(Base):
     queued_at: Mapped[datetime]
     send_at: Mapped[datetime] = mapped_column(index=True)                # the slot it was queued for
     sent_at: Mapped[datetime | None]
+
+
+class DigestItem(Base):
+    """One notification to one person, decided by a job (a ladder step of an invoice, a statute
+    warning, a broken promise...): written in the transaction that records the step, and sent as
+    a line of that person's digest (bot/digests.py). ``digest_key`` is the outbox key of the
+    digest that carried it (NULL: not sent yet), set in the transaction that queues the digest,
+    so a fire stopped half-way and run again neither loses an item nor sends one twice."""
+    __tablename__ = "digest_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_key: Mapped[str] = mapped_column(String(200), unique=True)     # the item's identity (per person)
+    job: Mapped[str] = mapped_column(String(40))
+    fire: Mapped[str] = mapped_column(String(20))                        # the fire that decided it (job_runs.fire_key)
+    person_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(40))                        # step / section: d30, pre_due, statute, red...
+    rank: Mapped[int] = mapped_column(Integer, default=0)                # order of the kinds within a customer
+    customer_key: Mapped[str] = mapped_column(String(100), default="")   # groups lines (a customer's code)
+    customer_name: Mapped[str] = mapped_column(String(200), default="")
+    label: Mapped[str] = mapped_column(String(200), default="")          # the kind's heading (第30天 · 主管上门)
+    subject: Mapped[str] = mapped_column(String(100), default="")        # the invoice (or customer) it is about
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount: Mapped[Decimal | None]
+    line: Mapped[str] = mapped_column(Text)                              # the rendered line (markdown)
+    created_at: Mapped[datetime]
+    not_before: Mapped[datetime]                                         # staff hours: the digest waits till then
+    day: Mapped[date] = mapped_column(Date)                              # the business day (the per-morning cap)
+    digest_key: Mapped[str | None] = mapped_column(String(200))
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)         # a line of the digest, not in "另有 N 条"
+    __table_args__ = (Index("ix_digest_items_person_day", "person_id", "day"),
+                      Index("ix_digest_items_open", "job", "digest_key"))
 
 
 class CreditAlert(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.policy import DEFAULT_LADDER
 from storage import collection
 from storage.imports import import_file
-from storage.models import AuditEntry, CustomerMessage, LadderStep, OutboxMessage, Receivable
+from storage.models import AuditEntry, CustomerMessage, DigestItem, LadderStep, OutboxMessage, Receivable
 from tests.conftest import at
 from tests.harness import Bot
 
@@ -74,9 +74,19 @@ async def _recorded(db) -> dict[str, dict[str, str]]:
 
 
 async def _keys(db) -> list[str]:
+    """The ladder's outbox keys (customer messages, letter drafts) and its staff notifications'
+    keys (``ladder:{invoice}:{step}:{person}``: a line of that person's digest, issue #15)."""
     async with db.session() as s:
         return list((await s.execute(select(OutboxMessage.idem_key).where(OutboxMessage.idem_key.like("ladder:%"))
-                                     )).scalars())
+                                     )).scalars()) + \
+            list((await s.execute(select(DigestItem.item_key).where(DigestItem.item_key.like("ladder:%")))).scalars())
+
+
+async def _digests(db) -> Counter:
+    """Digest messages queued per person."""
+    async with db.session() as s:
+        keys = (await s.execute(select(OutboxMessage.idem_key).where(OutboxMessage.idem_key.like("digest:%")))).scalars()
+        return Counter(k.split(":")[3] for k in keys)
 
 
 async def test_first_run_after_an_import_fires_only_each_invoices_current_step(aiohttp_client, any_db, tmp_path):
@@ -104,21 +114,29 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
     fired = sum(1 for d in ages.values() if current_step(d)) - 1
     skipped = sum(len([x for x in LADDER if x < current_step(d)]) for d in ages.values() if current_step(d))
     assert summary == f"{fired} ladder step(s) fired, {skipped} earlier step(s) skipped, 1 invoice(s) held " \
-                      f"(dispute or promise)"
+                      f"(dispute or promise), 6 digest(s)"          # R1, R2, S1, F1, F2, L1
     assert (fired, skipped) == (95, 204)       # 300 steps had passed: the old job fired them all
 
-    # what people receive is one step's messages per invoice, not one per past step
+    # what people hear of is one step per invoice, not one per past step
     keys = await _keys(db)
     per_person = Counter(k.rsplit(":", 1)[1] for k in keys if k.count(":") >= 3)    # staff: ...:{person}
     at_d15 = sum(1 for d in ages.values() if current_step(d) == 15)            # 15-29 days: 18 invoices
-    # finance hears of d15 only: the step's message and its confirmation letter, per invoice
-    # (the old job: every invoice past d15, 78 of them, 156 messages to each)
-    assert per_person["F1"] == per_person["F2"] == 2 * at_d15 == 36
+    # finance hears of d15 only: a line per invoice, and one confirmation letter per customer
+    # (the old job: every invoice past d15, 78 of them, 156 messages to each; then 36 each)
+    assert per_person["F1"] == per_person["F2"] == at_d15 + len(CUSTOMERS) == 24
     at_d60 = sum(1 for d in ages.values() if current_step(d) == 60)
     at_d90 = sum(1 for d in ages.values() if current_step(d) == 90)
     drafts = [k for k in keys if k.startswith("ladder:") and ":d60:doc:" in k]
-    assert len(drafts) == at_d60 == 18                        # lawyer-letter drafts: d60 invoices only
-    assert per_person["L1"] == 2 * at_d60 + at_d90            # d60 (with its draft) and d90
+    assert len(drafts) == len(CUSTOMERS) and at_d60 == 18     # lawyer-letter drafts: one per customer at d60
+    assert per_person["L1"] == at_d60 + len(CUSTOMERS) + at_d90     # d60 (with the drafts) and d90
+    # ... and the lines go out as one digest per person (split in parts to fit WeCom-sized
+    # messages): not a message per invoice
+    digests = await _digests(db)
+    assert set(digests) == {"R1", "R2", "S1", "F1", "F2", "L1"}
+    async with db.session() as s:
+        digest_keys = {k.rsplit(":", 1)[0] for k in (await s.execute(
+            select(OutboxMessage.idem_key).where(OutboxMessage.idem_key.like("digest:%")))).scalars()}
+    assert len(digest_keys) == 6                              # one digest each, whatever its parts
     # the customer hears only of invoices whose current step writes to the customer (d7: 7-14 days)
     async with db.session() as s:
         cms = (await s.execute(select(Receivable.invoice_no, CustomerMessage.step)
@@ -133,10 +151,11 @@ async def test_first_run_after_an_import_fires_only_each_invoices_current_step(a
         assert all(d["invoice"].split("-")[2] in ("060", "075", "089") for d in frozen)
         skips = (await s.execute(select(AuditEntry).where(AuditEntry.action == "ladder.skip"))).scalars().all()
         assert len(skips) == skipped and {e.detail["current"] for e in skips} == {"d15", "d30", "d60", "d90"}
-        text = (await s.execute(select(OutboxMessage.text).where(
-            OutboxMessage.idem_key == "ladder:FP-1-200:d90:L1"))).scalar_one()
-    assert "**逾期升级：第90天（法务）**" in text
-    assert "此前的第7天、第15天、第30天、第60天步骤已错过（导入前已逾期、系统停机、异议期间或流程调整），记为跳过、不再补发" in text
+        item = (await s.execute(select(DigestItem).where(DigestItem.item_key == "ladder:FP-1-200:d90:L1"))).scalar_one()
+        text = "\n".join((await s.execute(select(OutboxMessage.text).where(
+            OutboxMessage.idem_key.like(item.digest_key + ":%")))).scalars())
+    assert item.label.startswith("逾期第90天（法务；法务启动诉讼") and item.label in text
+    assert "第7、15、30、60天的步骤已错过，不补发" in item.line and item.line in text
 
     # the same run again sends nothing; the next day only the invoices that reach a new step fire
     assert (await bot.run("escalations", at("2026-12-01 15:00"), claim=False)).startswith("0 ladder step(s)")
@@ -172,7 +191,8 @@ async def test_the_ladder_decides_the_same_whatever_the_size_of_its_reads(aiohtt
     bot = await Bot.start(aiohttp_client, db, NOW)
     summary = await bot.run("escalations", at("2026-12-01 09:30"))
     # the figures of the first-run test above, without its promise: 96 fired, none held
-    assert summary == "96 ladder step(s) fired, 204 earlier step(s) skipped, 0 invoice(s) held (dispute or promise)"
+    assert summary == "96 ladder step(s) fired, 204 earlier step(s) skipped, 0 invoice(s) held (dispute or promise)" \
+                      ", 6 digest(s)"
     assert len(sizes) > 1 and max(sizes) < len(CUSTOMERS)       # several reads, none of every customer
     recorded = await _recorded(db)
     assert sum(v == "fired" for steps in recorded.values() for v in steps.values()) == 96

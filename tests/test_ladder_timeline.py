@@ -25,7 +25,7 @@ from bot.channels.customer import install_customer_channels
 from bot.core.channel import Capabilities
 from domain.workdays import WorkCalendar
 from storage import collection, ledger
-from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, LadderStep, OutboxMessage, Person,
+from storage.models import (AuditEntry, Contact, Customer, CustomerMessage, DigestItem, LadderStep, OutboxMessage, Person,
                             Receivable)
 from tests.conftest import at
 from tests.harness import Bot
@@ -128,7 +128,7 @@ EXPECTED = [
     (date(2026, 10, 8), "d7", "INV-A2", "sup1"),
     (date(2026, 10, 8), "d7", "INV-A2", E_C1),
     (date(2026, 10, 8), "d15", "INV-C1", "fin1"),
-    (date(2026, 10, 8), "d15:doc", "INV-C1", "fin1"),        # the balance confirmation letter
+    (date(2026, 10, 8), "d15:doc", "C3", "fin1"),            # the balance confirmation letter (per customer)
     # INV-A2 paid 10/9: no d15 on 10/10
     (date(2026, 10, 15), "pre_statement", "INV-B1", SMS_C2),
     (date(2026, 10, 19), "d30", "INV-C1", "sup2"),           # d30 on Sunday 10/18
@@ -139,14 +139,14 @@ EXPECTED = [
     (date(2026, 11, 9), "d7", "INV-B1", "sup1"),
     (date(2026, 11, 13), "pre_due", "INV-A1", "dir1"),
     (date(2026, 11, 17), "d60", "INV-C1", "legal1"),
-    (date(2026, 11, 17), "d60:doc", "INV-C1", "legal1"),     # lawyer's letter draft; C3 frozen
+    (date(2026, 11, 17), "d60:doc", "C3", "legal1"),         # lawyer's letter draft; C3 frozen
     # INV-A1: the promise for Friday 12/4 (+1 grace working day: Monday 12/7) held d7 (11/27) and
     # d15 (12/5); broken on Tuesday 12/8, when both held steps fire
     (date(2026, 12, 8), "d7", "INV-A1", "rep1"),
     (date(2026, 12, 8), "d7", "INV-A1", "sup1"),
     (date(2026, 12, 8), "d7", "INV-A1", E_C1),
     (date(2026, 12, 8), "d15", "INV-A1", "fin1"),
-    (date(2026, 12, 8), "d15:doc", "INV-A1", "fin1"),
+    (date(2026, 12, 8), "d15:doc", "C1", "fin1"),
     (date(2026, 12, 17), "d90", "INV-C1", "legal1"),
     (date(2026, 12, 21), "d30", "INV-A1", "sup1"),           # d30 on Sunday 12/20
 ]
@@ -156,8 +156,27 @@ def _tuple(row: OutboxMessage, tz) -> tuple:
     prefix, inv, step, *rest = row.idem_key.split(":")
     if rest[:1] == ["doc"]:
         step, rest = step + ":doc", rest[1:]
-    recipient = rest[0] if rest else row.target
+    recipient = rest[-1] if rest else row.target
     return (row.sent_at.astimezone(tz).date(), step, inv, recipient)
+
+
+async def _staff_lines(s, tz) -> list[tuple]:
+    """Staff notifications are lines of digests (issue #15): (the day their digest was sent, step,
+    invoice, person) for each line whose digest went out."""
+    out = []
+    for item, sent_at in (await s.execute(select(DigestItem, OutboxMessage.sent_at).join(
+            OutboxMessage, OutboxMessage.idem_key == DigestItem.digest_key + ":1")
+            .where(DigestItem.item_key.like("ladder:%") | DigestItem.item_key.like("remind:%")))).all():
+        if sent_at is not None:
+            out.append((sent_at.astimezone(tz).date(), item.kind, item.subject, item.person_id))
+    return out
+
+
+async def _digest_of(s, item_key: str) -> str:
+    """The text of the digest that carried a staff notification."""
+    item = (await s.execute(select(DigestItem).where(DigestItem.item_key == item_key))).scalar_one()
+    return "\n".join((await s.execute(select(OutboxMessage.text).where(
+        OutboxMessage.idem_key.like(item.digest_key + ":%")))).scalars())
 
 
 async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
@@ -192,7 +211,12 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
             OutboxMessage.idem_key.like("ladder:%") | OutboxMessage.idem_key.like("remind:%"))
             .order_by(OutboxMessage.id))).scalars().all()
         sent = [r for r in rows if r.status == "sent"]
-        assert sorted(_tuple(r, tz) for r in sent) == sorted(EXPECTED)
+        assert sorted([_tuple(r, tz) for r in sent] + await _staff_lines(s, tz)) == sorted(EXPECTED)
+        digests = (await s.execute(select(OutboxMessage).where(
+            OutboxMessage.idem_key.like("digest:escalations:%") | OutboxMessage.idem_key.like("digest:customer_reminders:%"))
+            )).scalars().all()
+        assert digests and all(d.status == "sent" for d in digests)
+        sent += digests
 
         # none on a weekend or holiday, none outside 09:00-18:00, none twice
         cal = WorkCalendar()
@@ -248,19 +272,17 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
     assert "应付金额¥45,000.00，将于2026-11-20到期" in statement.text
     assert "逾期第1天起每日0.05%，第31天起每日0.1%" in statement.text
     async with db.session() as s:
-        legal = (await s.execute(select(OutboxMessage.text).where(OutboxMessage.idem_key == "ladder:INV-C1:d60:legal1"))
-                 ).scalar_one()
-        assert "**逾期升级：第60天（法务）**" in legal and "客户已冻结" in legal and "律师函底稿" in legal
+        legal = await _digest_of(s, "ladder:INV-C1:d60:legal1")
+        assert "**逾期升级汇总（11月17日）**" in legal and "> 逾期第60天（法务）：1条" in legal
+        assert "- 逾期第60天 INV-C1（合同HT-C1）¥8,000.00，逾期60天" in legal and "已冻结客户（暂停新订单）" in legal and "律师函底稿另发" in legal
         draft = (await s.execute(select(OutboxMessage.text).where(
-            OutboxMessage.idem_key == "ladder:INV-C1:d60:doc:legal1"))).scalar_one()
+            OutboxMessage.idem_key == "ladder:C3:d60:doc:2026-11-17:legal1"))).scalar_one()
         # 8000 × (30 × 0.05% + 30 × 0.1%) = 360.00 late fee after 60 days
         assert "| HT-C1 | INV-C1 | 2026-09-18 | ¥8,000.00 | 60 | ¥360.00 |" in draft
-        director = (await s.execute(select(OutboxMessage.text).where(
-            OutboxMessage.idem_key == "remind:INV-A1:pre_due:dir1"))).scalar_one()
-        assert "**到期提醒（A类客户）**" in director and "将于11月20日到期（还有7天）" in director
-        b_rep = (await s.execute(select(OutboxMessage.text).where(
-            OutboxMessage.idem_key == "remind:INV-B1:pre_due:rep1"))).scalar_one()
-        assert "**对账单**" in b_rep and "- INV-B1 ¥12,345.67，到期10月30日" in b_rep
+        director = await _digest_of(s, "remind:INV-A1:pre_due:dir1")
+        assert "> 到期提醒（A类客户：请亲自与客户确认付款安排）：1条" in director and "11月20日到期（还有7天）" in director
+        b_rep = await _digest_of(s, "remind:INV-B1:pre_due:rep1")
+        assert "- 到期提醒 INV-B1（合同HT-B1）¥12,345.67，10月30日到期（还有3天）；客户未付合计¥12,345.67，1张" in b_rep
 
     # a second pass over the whole period changes nothing: every step fires once
     async with db.session() as s:

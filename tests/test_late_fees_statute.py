@@ -14,7 +14,7 @@ from domain.statute import add_years, anchor, last_day
 from domain.workdays import WorkCalendar
 from storage import ledger
 from storage import reminders as rem
-from storage.models import CreditAlert, Customer, CustomerMessage, OutboxMessage, Person, Receivable
+from storage.models import CreditAlert, Customer, CustomerMessage, DigestItem, OutboxMessage, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot
 from tests.ledger_fixture import accounts
@@ -105,9 +105,15 @@ def _invoice(c, inv, due, amount):
 
 
 async def _texts(db, prefix):
+    """Staff notifications as lines of their digests (issue #15): (key, heading + line)."""
     async with db.session() as s:
-        return [(r.idem_key, r.text) for r in (await s.execute(
-            select(OutboxMessage).where(OutboxMessage.idem_key.like(prefix + "%")).order_by(OutboxMessage.id))).scalars()]
+        items = (await s.execute(select(DigestItem).where(DigestItem.item_key.like(prefix + "%"))
+                                 .order_by(DigestItem.id))).scalars().all()
+        for i in items:           # each went out in a queued digest that shows it
+            text = "".join((await s.execute(select(OutboxMessage.text).where(
+                OutboxMessage.idem_key.like(i.digest_key + ":%")))).scalars())
+            assert i.label in text and i.line in text
+        return [(i.item_key, i.label + "\n" + i.line) for i in items]
 
 
 async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, any_db):
@@ -129,7 +135,7 @@ async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, any_d
     assert "0 statute warning(s)" in await bot.run("statute_watch", at("2026-09-03 09:20"))
     [(key, text)] = await _texts(db, "statute:")
     assert key == "statute:OLD-1:2026-12-01:legal1"
-    assert "诉讼时效（3年）自2023-12-01次日起算，将于2026-12-01届满（还有90天）" in text
+    assert "时效3年自2023-12-01次日起算，2026-12-01届满（还有90天）" in text
     # a signed confirmation restarts it: no new warning for the new expiry until 90 days before it
     async with db.session() as s, s.begin():
         r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "OLD-1"))).scalar_one()
@@ -174,7 +180,7 @@ async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_c
     assert "0 credit alert(s)" in await bot.run("credit_watch", at("2026-11-03 09:10"))    # once per crossing
     msgs = await _texts(db, "credit:")
     assert sorted(k.rsplit(":", 1)[1] for k, _ in msgs) == ["fin1", "rep1"]
-    assert "**信用预警：黄色**" in msgs[0][1] and "占用75.0%（黄色预警线70%）" in msgs[0][1]
+    assert "信用预警：黄色\n" in msgs[0][1] and "占用75.0%（黄色预警线70%）" in msgs[0][1]
 
     async with db.session() as s, s.begin():
         c = (await s.execute(select(Customer))).scalar_one()
@@ -183,7 +189,7 @@ async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_c
     async with db.session() as s:
         assert (await s.execute(select(Customer.status))).scalar_one() == "frozen"
     red = [t for k, t in await _texts(db, "credit:") if ":red:" in k]
-    assert len(red) == 2 and "已冻结该客户" in red[0]
+    assert len(red) == 2 and "已冻结：新发货须经财务审批" in red[0]
 
     async with db.session() as s, s.begin():                           # paid down to 35%: both clear
         c = (await s.execute(select(Customer))).scalar_one()

@@ -44,6 +44,7 @@ EXPECTED = {
     "reverse": frozenset({"finance"}),   # undoing a booked payment: finance alone
     "confirm": EVERYONE,      # anyone answers their own questions; a rep's "确认 …" without one is a reply
     "claims": EVERYONE,       # scoped like /overdue; dismissing one is finance's (MONEY)
+    "notices": EVERYONE,      # one's own notifications of the day that the digests did not list
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)

@@ -10,12 +10,13 @@ from collections import defaultdict
 from contextlib import aclosing, contextmanager
 from datetime import timedelta
 
-from bot import notify, outbox
+from bot import digests, notify, outbox
 from bot.core.messages import Button, Card
 from bot.jobs.context import JobContext
 from bot.jobs.push_messages import push_texts
 from bot.render import render
 from storage import collection as coll
+from storage import digests as digest_store
 from storage import ledger
 from storage import people
 from storage import reminders as rem
@@ -201,9 +202,13 @@ async def promise_watch(ctx: JobContext) -> str:
         customer.broken_promises += 1        # counts against the customer's standing
         rep = await s.get(Person, r.rep_id) if r.rep_id else None
         recipients = [x for x in (rep, rep and await people.supervisor_of(s, rep)) if x]
-        text = render("promise/broken.md.j2", promise=p, receivable=r, customer=customer, rep=rep,
+        line = render("digest/item_promise.md.j2", promise=p, receivable=r, customer=customer, rep=rep,
                       paid_since=paid_since)
-        for person in recipients:
-            await notify.to_person(s, person, text, key=f"promise-broken:{p.id}", now=now,
-                                   platforms=ctx.services.platforms)
+        # a line of the rep's (and the supervisor's) digest of this run, written with the promise's
+        # new status: a run stopped here and resumed neither loses it nor sends it twice
+        await digest_store.record(s, digests.items(
+            ctx, recipients, key=f"promise-broken:{p.id}", kind="promise", rank=0,
+            label=render("digest/label_promise.j2"), customer=customer, subject=r.invoice_no, line=line,
+            amount=r.open_amount, currency=r.currency, job="promise_watch", not_before=now))
+    await digests.send(ctx, "promise_watch")
     return f"{kept} promise(s) kept, {broken} broken"

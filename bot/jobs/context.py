@@ -32,11 +32,18 @@ class JobContext:
     at: datetime                  # the fire time, in the company timezone
     session: AsyncSession
     stopping: object = None       # an object with ``is_set()`` (asyncio.Event): shut down asked
+    job: str = ""                 # the job's name and its fire key (job_runs): a digest's identity
+    fire: str = ""
     _since: float = field(default_factory=time.monotonic)
 
     @property
     def today(self) -> date:
         return self.at.date()
+
+    @property
+    def fire_key(self) -> str:
+        """This fire's key; a job called without the runner (a test) counts as its day's fire."""
+        return self.fire or self.today.isoformat()
 
     @property
     def config(self):

@@ -26,10 +26,11 @@ from typing import Callable
 
 from sqlalchemy import func, select
 
-from bot import letters, notify, outbox
+from bot import digests, letters, notify, outbox
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from storage import audit
+from storage import digests as digest_store
 from storage import reminders as rem
 from storage.models import Contact, CreditAlert, Customer, Person, Receivable
 from storage.people import Directory
@@ -74,28 +75,32 @@ class _Pending:
     held_fired: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
     outbox: list[dict] = field(default_factory=list)
+    digests: list[dict] = field(default_factory=list)
     customer_messages: list[dict] = field(default_factory=list)
     frozen: list[int] = field(default_factory=list)
     alerts: list[tuple[CreditAlert, Callable[[CreditAlert], None] | None]] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
 
     def size(self) -> int:
-        return (len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox)
+        return (len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
                 + len(self.customer_messages) + len(self.frozen) + 3 * len(self.alerts) + len(self.cleared))
 
 
 class LedgerPass:
-    def __init__(self, ctx: JobContext, people: Directory):
+    def __init__(self, ctx: JobContext, people: Directory, job: str = ""):
         self.ctx = ctx
         self.people = people
+        self.job = job or ctx.job
+        self.documents: set[str] = set()      # document keys queued in this run (one per customer)
         self.pending = _Pending()
         self.staff_slot = (rem.next_slot(ctx.at, ctx.config.conduct, ctx.services.calendar)
                            if ctx.config.conduct.staff_hours else ctx.at)
 
     @classmethod
-    async def start(cls, ctx: JobContext) -> "LedgerPass":
+    async def start(cls, ctx: JobContext, job: str) -> "LedgerPass":
+        """``job``: the job's name, which its digests carry (the runner's name for it)."""
         async with ctx.reader() as r:
-            return cls(ctx, await Directory.load(r))
+            return cls(ctx, await Directory.load(r), job)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -195,7 +200,22 @@ class LedgerPass:
     def rep_of(self, r: Receivable, c: Customer) -> Person | None:
         return self.people.get(r.rep_id or c.rep_id)
 
-    def to_staff(self, persons: list[Person], text: str, *, key: str, title: str) -> None:
+    def to_staff(self, persons: list[Person], *, key: str, kind: str, rank: int, label: str, customer: Customer,
+                 subject: str, line: str, amount=None, currency: str | None = None) -> None:
+        """Tell ``persons`` about an invoice (or a customer): a line of each one's digest of this
+        run (bot/digests.py), written with the step it belongs to; :meth:`send_digests` sends them."""
+        self.pending.digests.extend(digests.items(
+            self.ctx, persons, key=key, kind=kind, rank=rank, label=label, customer=customer, subject=subject,
+            amount=amount, currency=currency, line=line, job=self.job, not_before=self.staff_slot))
+
+    async def send_digests(self) -> int:
+        """Write what is pending, then queue each person's digest of this run."""
+        await self.write()
+        return await digests.send(self.ctx, self.job)
+
+    def document_to_staff(self, persons: list[Person], text: str, *, key: str, title: str) -> None:
+        """A document for staff to review (a letter draft): a message of its own, since it is used
+        as it stands; the digest line says it was made."""
         for p in persons:
             addr = notify.address(p, self.ctx.services.platforms)
             if addr is None:
@@ -246,6 +266,7 @@ class LedgerPass:
         await rem.record_steps(s, p.steps, p.held_fired)
         await audit.record_many(s, p.audit)
         await outbox.enqueue_rows(s, p.outbox)
+        await digest_store.record(s, p.digests)
         await rem.record_customer_messages(s, p.customer_messages)
         await rem.freeze(s, p.frozen)
         self.pending = _Pending()

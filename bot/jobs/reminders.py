@@ -114,7 +114,7 @@ async def customer_reminders(ctx: JobContext) -> str:
     today, cfg, cal = ctx.today, ctx.config, ctx.services.calendar
     await rem.sync_sent(ctx.session)
     await ctx.checkpoint(force=True)
-    run = await LedgerPass.start(ctx)
+    run = await LedgerPass.start(ctx, "customer_reminders")
     done = skipped = 0
     async for chunk in run.chunks(due_on_or_after=today + timedelta(days=1)):
         for r, view in chunk.rows:
@@ -151,11 +151,13 @@ async def customer_reminders(ctx: JobContext) -> str:
                                         template="reminders/customer_pre_due.txt.j2", data=data, before=r.due_date)
                 persons = run.people_for(spec.notify, r, c)
                 if persons:
-                    text = render("reminders/pre_due_staff.md.j2", **data, statement=spec.statement,
+                    line = render("digest/item_pre_due.md.j2", **data, statement=spec.statement,
                                   days_left=(r.due_date - today).days, customer_note=_note(note))
-                    run.to_staff(persons, text, key=key, title="due")
-    await run.write()
-    return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise)"
+                    run.to_staff(persons, key=key, kind="pre_due", rank=-1, customer=c, subject=r.invoice_no,
+                                 label=render("digest/label_pre_due.j2", grade=c.grade), line=line,
+                                 amount=r.open_amount, currency=r.currency)
+    digests = await run.send_digests()
+    return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise), {digests} digest(s)"
 
 
 async def escalations(ctx: JobContext) -> str:
@@ -172,7 +174,7 @@ async def escalations(ctx: JobContext) -> str:
     steps = cfg.policy.steps()
     await rem.sync_sent(ctx.session)
     await ctx.checkpoint(force=True)
-    run = await LedgerPass.start(ctx)
+    run = await LedgerPass.start(ctx, "escalations")
     done = held = skipped = 0
     async for chunk in run.chunks(due_before=today):
         for r, view in chunk.rows:
@@ -206,14 +208,18 @@ async def escalations(ctx: JobContext) -> str:
                 _fire_ladder_step(run, view, r, st, latest=bool(facing) and st is facing[-1],
                                   was_held=st in deferred, skipped=[m.days for m in missed])
                 done += 1
-    await run.write()
+    digests = await run.send_digests()
     return (f"{done} ladder step(s) fired, {skipped} earlier step(s) skipped, "
-            f"{held} invoice(s) held (dispute or promise)")
+            f"{held} invoice(s) held (dispute or promise), {digests} digest(s)")
 
 
 def _step_days(name: str) -> int:
     """The days overdue of a recorded ladder step's name (``d30`` → 30); -1 for other steps."""
     return int(name[1:]) if name[:1] == "d" and name[1:].isdigit() else -1
+
+
+# documents about the customer's whole account (they list every open or overdue invoice)
+CUSTOMER_DOCUMENTS = ("confirmation", "lawyer_letter")
 
 
 def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *, latest: bool,
@@ -232,13 +238,20 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
         note = _to_customer(run, view, r, step=st.name, key=key, kind="overdue",
                             template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
     persons = run.people_for(st.notify, r, c)
-    text = render("reminders/ladder_staff.md.j2", **data, step=st, rep=run.rep_of(r, c), froze=froze,
+    line = render("digest/item_ladder.md.j2", **data, step=st, rep=run.rep_of(r, c), froze=froze,
                   customer_note=_note(note), skipped=skipped)
-    run.to_staff(persons, text, key=key, title="escalation")
+    run.to_staff(persons, key=key, kind=st.name, rank=st.days, label=render("digest/label_ladder.j2", step=st),
+                 customer=c, subject=r.invoice_no, line=line, amount=r.open_amount, currency=r.currency)
     if st.document:
-        doc = letters.render_letter(st.document, data)
-        run.to_staff(persons, render("reminders/document.md.j2", letter=doc, **data),
-                     key=f"{key}:doc", title=doc.title)
+        # a balance confirmation or a lawyer's letter covers all the customer's invoices: one
+        # draft per customer and step in a run, not one per invoice (40 invoices were 40 drafts)
+        per_invoice = st.document not in CUSTOMER_DOCUMENTS
+        doc_key = f"{key}:doc" if per_invoice else f"ladder:{c.code}:{st.name}:doc:{ctx.fire_key}"
+        if doc_key not in run.documents:
+            run.documents.add(doc_key)
+            doc = letters.render_letter(st.document, data)
+            run.document_to_staff(persons, render("reminders/document.md.j2", letter=doc, per_invoice=per_invoice,
+                                                  **data), key=doc_key, title=doc.title)
 
 
 async def credit_watch(ctx: JobContext) -> str:
@@ -247,7 +260,7 @@ async def credit_watch(ctx: JobContext) -> str:
     now, today, cfg = ctx.at, ctx.today, ctx.config
     cr = cfg.credit
     alerts = 0
-    run = await LedgerPass.start(ctx)
+    run = await LedgerPass.start(ctx, "credit_watch")
     async with ctx.reader() as r:
         positions = await rem.credit_positions(r, cfg.company.fx_rates)
         streaks = await rem.overdue_streaks(r, today, cr.key_consecutive_overdue)
@@ -261,11 +274,11 @@ async def credit_watch(ctx: JobContext) -> str:
         persons = run.people_for(("rep", "finance"), None, c)
         if is_key and (c.id, "key") not in open_:
             run.audit(action="credit.key_account", entity="customer", entity_id=c.code, big=big, streak=streak)
-            text = render("reminders/key_account.md.j2", customer=c, big=big, streak=streak,
+            text = render("digest/item_key_account.md.j2", customer=c, big=big, streak=streak,
                           limit=cr.key_invoice_amount, largest=pos.largest_invoice, n=cr.key_consecutive_overdue)
             run.new_alert(CreditAlert(customer_id=c.id, level="key", balance=pos.balance, crossed_at=now),
                           lambda a, c=c, persons=persons, text=text:
-                          run.to_staff(persons, text, key=f"credit:{c.code}:key:{a.id}", title="credit"))
+                          _credit_line(run, persons, c, "key", text, key=f"credit:{c.code}:key:{a.id}"))
             alerts += 1
         elif not is_key and (c.id, "key") in open_:
             run.clear_alert(open_[(c.id, "key")])
@@ -289,14 +302,24 @@ async def credit_watch(ctx: JobContext) -> str:
             run.freeze(c, quiet=True)
         run.audit(action="credit.alert", entity="customer", entity_id=c.code, level=level, usage=usage,
                   balance=pos.balance, froze=froze)
-        text = render("reminders/credit_alert.md.j2", customer=c, level=level, balance=pos.balance,
+        text = render("digest/item_credit.md.j2", customer=c, level=level, balance=pos.balance,
                       usage=usage * 100, threshold=threshold * 100, froze=froze, key=is_key)
         run.new_alert(CreditAlert(customer_id=c.id, level=level, balance=pos.balance, crossed_at=now),
                       lambda a, c=c, level=level, persons=persons, text=text:
-                      run.to_staff(persons, text, key=f"credit:{c.code}:{level}:{a.id}", title="credit"))
+                      _credit_line(run, persons, c, level, text, key=f"credit:{c.code}:{level}:{a.id}"))
         alerts += 1
-    await run.write()
-    return f"{alerts} credit alert(s)"
+    digests = await run.send_digests()
+    return f"{alerts} credit alert(s), {digests} digest(s)"
+
+
+CREDIT_RANKS = {"red": 0, "yellow": 1, "key": 2}
+
+
+def _credit_line(run: LedgerPass, persons, c: Customer, level: str, line: str, *, key: str) -> None:
+    # the balance is in the reporting currency (foreign invoices converted), so it is not added
+    # to the per-currency totals of invoices: no amount on a credit line
+    run.to_staff(persons, key=key, kind=level, rank=CREDIT_RANKS.get(level, 9), customer=c, subject=c.code,
+                 label=render("digest/label_credit.j2", level=level), line=line)
 
 
 async def statute_watch(ctx: JobContext) -> str:
@@ -305,7 +328,7 @@ async def statute_watch(ctx: JobContext) -> str:
     st = cfg.statute
     await rem.sync_sent(ctx.session)
     await ctx.checkpoint(force=True)
-    run = await LedgerPass.start(ctx)
+    run = await LedgerPass.start(ctx, "statute_watch")
     legal = run.people.by_role("legal")
     warned = 0
     # an interruption only moves the last day later, so an invoice whose period, counted from its
@@ -326,9 +349,11 @@ async def statute_watch(ctx: JobContext) -> str:
                 continue
             run.step(r, step, anchor=anchor, last_day=last, years=years)
             data = await letters.facts(reader, cfg, r, today)
-            text = render("reminders/statute_warning.md.j2", **data, years=years, anchor=anchor, last_day=last,
+            line = render("digest/item_statute.md.j2", **data, years=years, anchor=anchor, last_day=last,
                           days_left=(last - today).days, expired=today > last)
-            run.to_staff(legal, text, key=f"statute:{r.invoice_no}:{last.isoformat()}", title="statute")
+            run.to_staff(legal, key=f"statute:{r.invoice_no}:{last.isoformat()}", kind="statute", rank=0,
+                         label=render("digest/label_statute.j2"), customer=c, subject=r.invoice_no, line=line,
+                         amount=r.open_amount, currency=r.currency)
             warned += 1
-    await run.write()
-    return f"{warned} statute warning(s)"
+    digests = await run.send_digests()
+    return f"{warned} statute warning(s), {digests} digest(s)"

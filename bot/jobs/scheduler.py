@@ -80,7 +80,8 @@ async def run_job(services: Services, name: str, at: datetime | None = None, *, 
         for attempt in range(JOB_TRIES):
             try:
                 async with services.db.session() as s:
-                    summary = await job.fn(JobContext(services, at, s, stopping=stopping))
+                    summary = await job.fn(JobContext(services, at, s, stopping=stopping, job=name,
+                                                      fire=fire_key(job, at)))
                     await s.commit()
                 break
             except Exception as e:

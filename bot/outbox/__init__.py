@@ -6,9 +6,9 @@
 
 The names callers use are importable from ``bot.outbox`` itself.
 """
-from bot.outbox.queue import backlog, enqueue, enqueue_many, enqueue_rows, pending_row, to_outgoing
+from bot.outbox.queue import NOTICE, REPLY, backlog, enqueue, enqueue_many, enqueue_rows, pending_row, to_outgoing
 from bot.outbox.rate_limits import RateLimiter
 from bot.outbox.sender import CLAIM_SECONDS, Sender
 
-__all__ = ["CLAIM_SECONDS", "RateLimiter", "Sender", "backlog", "enqueue", "enqueue_many", "enqueue_rows",
+__all__ = ["CLAIM_SECONDS", "NOTICE", "REPLY", "RateLimiter", "Sender", "backlog", "enqueue", "enqueue_many", "enqueue_rows",
            "pending_row", "to_outgoing"]

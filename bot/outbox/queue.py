@@ -15,12 +15,19 @@ from bot.core.messages import OutgoingMessage
 from storage.models import OutboxMessage
 
 
+# the sender claims higher first; an answer to a person's own message also has room kept for it
+# in each per-member minute (rate_limits.RateLimiter), so it never waits behind notifications
+NOTICE, REPLY = 0, 1
+
+
 async def enqueue(session: AsyncSession, out: OutgoingMessage, key: str, now: datetime,
-                  not_before: datetime | None = None) -> bool:
+                  not_before: datetime | None = None, *, priority: int = NOTICE) -> bool:
     """Add a message to the outbox unless one with the same key exists. True if added.
-    ``not_before``: the message waits until then (e.g. the next working-hours slot for a customer)."""
+    ``not_before``: the message waits until then (e.g. the next working-hours slot for a customer).
+    ``priority``: REPLY for the answer to a person's message, NOTICE (default) for the rest."""
     first = max(now, not_before) if not_before is not None else now
-    result = await session.execute(_insert_statement(session.bind.dialect.name), _row(out, key, now, first))
+    result = await session.execute(_insert_statement(session.bind.dialect.name),
+                                   _row(out, key, now, first, priority))
     return result.rowcount == 1
 
 
@@ -49,10 +56,10 @@ async def enqueue_rows(session: AsyncSession, rows: list[dict]) -> int:
     return added
 
 
-def _row(out: OutgoingMessage, key: str, now: datetime, first: datetime) -> dict:
+def _row(out: OutgoingMessage, key: str, now: datetime, first: datetime, priority: int = NOTICE) -> dict:
     return dict(idem_key=key, platform=out.platform, target_kind=out.target_kind, target=out.target,
                 format=out.format, title=out.title, text=out.text, extra=out.extra, status="pending",
-                attempts=0, next_attempt_at=first, created_at=now, last_error="")
+                attempts=0, next_attempt_at=first, created_at=now, last_error="", priority=priority)
 
 
 @functools.cache

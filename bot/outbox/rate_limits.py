@@ -21,12 +21,20 @@ class RateLimiter:
     platform counted, and the next message arrives after its send started, so the window holds
     without slack; ``margin`` is a little more for the platform's own time keeping (it was
     1 s: 1.7 % of every window, which the outbox benchmark showed as lost throughput at the limit).
+
+    Answers first: of each "member" window, ``reply_reserve`` sends are kept for answers to the
+    person's own messages (``reply=True``). Notifications count against ``limit - reserve``, answers
+    against the whole limit, and both are counted in the same window (the platform counts them
+    all): so behind a backlog of notifications the member's minute always has room for a question's
+    answer, and the sender's claim (outbox priority) takes it first. Robot limits keep no reserve:
+    nobody asks a group robot a question (a robot is send-only).
     """
 
     def __init__(self, robot_per_minute: int, member_per_minute: int, monotonic=time.monotonic,
                  window: float = 60.0, margin: float = 0.25,
-                 limit_of: Callable[[OutgoingMessage], str | None] = lambda out: None):
+                 limit_of: Callable[[OutgoingMessage], str | None] = lambda out: None, reply_reserve: int = 0):
         self.limits = {"robot": robot_per_minute, "member": member_per_minute}
+        self.reserve = {"robot": 0, "member": max(0, min(reply_reserve, member_per_minute - 1))}
         self.sent: dict[tuple, deque] = defaultdict(deque)
         self.monotonic = monotonic
         self.window = window + margin
@@ -36,33 +44,40 @@ class RateLimiter:
         limit = self.limit_of(out)
         return None if limit is None else (limit, out.platform, out.target_kind, out.target)
 
-    def wait_time(self, out: OutgoingMessage) -> float:
-        """Seconds until this destination may take another message (0: now)."""
-        k = self.key(out)
-        return 0.0 if k is None else self._wait(k)
+    def _cap(self, k: tuple, reply: bool) -> int:
+        return self.limits[k[0]] - (0 if reply else self.reserve[k[0]])
 
-    def _wait(self, k: tuple) -> float:
+    def wait_time(self, out: OutgoingMessage, reply: bool = False) -> float:
+        """Seconds until this destination may take another message (0: now); ``reply``: an answer
+        to the person's own message, which may use the reserved room."""
+        k = self.key(out)
+        return 0.0 if k is None else self._wait(k, reply)
+
+    def _wait(self, k: tuple, reply: bool = False) -> float:
         q, now = self.sent[k], self.monotonic()
         while q and now - q[0][0] >= self.window:
             q.popleft()
-        if len(q) < self.limits[k[0]]:
+        cap = self._cap(k, reply)
+        if len(q) < cap:
             if not q:
                 del self.sent[k]          # keep the map to destinations with recent sends
             return 0.0
-        return max(0.0, self.window - (now - min(slot[0] for slot in q)))
+        # room comes when enough of the oldest slots have left the window to be under the cap
+        times = sorted(slot[0] for slot in q)
+        return max(0.0, self.window - (now - times[len(q) - cap]))
 
-    def free_in(self, out: OutgoingMessage, ahead: int = 0) -> float:
+    def free_in(self, out: OutgoingMessage, ahead: int = 0, reply: bool = False) -> float:
         """Seconds until the destination has room for one more message with ``ahead`` others
         waiting before it: the (ahead+1)-th oldest slot leaves the window (for a queue longer
         than the limit, a later window: an estimate, since those slots are not taken yet)."""
         k = self.key(out)
         if k is None:
             return 0.0
-        wait = self._wait(k)
+        wait = self._wait(k, reply)
         if not wait and not ahead:
             return 0.0
         times = sorted(slot[0] for slot in self.sent[k])
-        limit, now = self.limits[k[0]], self.monotonic()
+        limit, now = self._cap(k, reply), self.monotonic()
         room = limit - len(times)
         if ahead < room:
             return 0.0
@@ -70,14 +85,15 @@ class RateLimiter:
         rounds, i = divmod(i, limit)
         return max(0.0, times[i % len(times)] + self.window * (rounds + 1) - now) if times else 0.0
 
-    def blocked(self) -> tuple[dict[tuple[str, str], list[str]], float | None]:
-        """Destinations that are full now, as {(platform, target_kind): [targets]}, and the seconds
-        until the first of them frees (None: none is full). The sender does not claim their rows:
-        claiming only to put them back cost a write per row per pass, most of its time at the limit."""
+    def blocked(self, reply: bool = False) -> tuple[dict[tuple[str, str], list[str]], float | None]:
+        """Destinations that are full now (for notifications; ``reply``: full even for answers), as
+        {(platform, target_kind): [targets]}, and the seconds until the first of them frees (None:
+        none is full). The sender does not claim their rows: claiming only to put them back cost a
+        write per row per pass, most of its time at the limit."""
         full: dict[tuple[str, str], list[str]] = defaultdict(list)
         first = None
         for k in list(self.sent):
-            w = self._wait(k)
+            w = self._wait(k, reply)
             if w > 0:
                 _, platform, target_kind, target = k
                 full[(platform, target_kind)].append(target)

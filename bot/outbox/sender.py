@@ -20,7 +20,7 @@ from bot.config import OutboxConfig
 from bot.core.channel import Channel
 from bot.core.channel_health import ChannelHealth
 from bot.core.messages import OutgoingMessage
-from bot.outbox.queue import to_outgoing
+from bot.outbox.queue import REPLY, to_outgoing
 from bot.people_first import PeopleFirst
 from bot.outbox.rate_limits import RateLimiter
 from storage.db import Database
@@ -40,7 +40,7 @@ class Sender:
         self.health = health if health is not None else ChannelHealth()
         self.instance = instance or uuid.uuid4().hex[:12]
         self.limiter = RateLimiter(config.robot_per_minute, config.member_per_minute, monotonic,
-                                   limit_of=self._limit_of)
+                                   limit_of=self._limit_of, reply_reserve=config.reply_reserve)
         self.rng = rng or random.Random()
         self.alerts: dict[str, str] = {}        # loud problems for /healthz (e.g. 60020 IP not trusted)
         self.stats = {"sent": 0, "retried": 0, "dead": 0, "deferred": 0}
@@ -57,25 +57,30 @@ class Sender:
         channel = self.channels.get(out.platform)
         return None if channel is None else channel.capabilities.rate_limit(out.target_kind)
 
-    @staticmethod
-    def _sendable(now: datetime, full: dict[tuple[str, str], list[str]], *, due: bool = True) -> list:
+    def _sendable(self, now: datetime, *, due: bool = True) -> list:
         """Pending, unclaimed (or claimed by a sender that died) rows not for a destination at its
-        rate limit; ``due``: only those whose time has come."""
+        rate limit — for a notification, the limit less the room kept for answers; ``due``: only
+        those whose time has come."""
         cond = [OutboxMessage.status == "pending",
                 or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)]
         if due:
             cond.append(OutboxMessage.next_attempt_at <= now)
-        for (platform, kind), targets in full.items():
-            cond.append(~and_(OutboxMessage.platform == platform, OutboxMessage.target_kind == kind,
-                              OutboxMessage.target.in_(targets)))
+        for reply in (True, False):
+            full, _ = self.limiter.blocked(reply=reply)
+            for (platform, kind), targets in full.items():
+                at_limit = and_(OutboxMessage.platform == platform, OutboxMessage.target_kind == kind,
+                                OutboxMessage.target.in_(targets))
+                cond.append(~at_limit if reply else ~and_(at_limit, OutboxMessage.priority < REPLY))
         return cond
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
         now = self.clock.now()
-        full, _ = self.limiter.blocked()
         async with self.db.session() as s, s.begin():
-            due = (select(OutboxMessage.id).where(*self._sendable(now, full))
-                   .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit))
+            # answers to people's own messages first, then by due time: a question asked behind a
+            # morning's backlog is in the very next batch
+            due = (select(OutboxMessage.id).where(*self._sendable(now))
+                   .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
+                   .limit(limit))
             if self.db.dialect == "postgresql":
                 ids = list((await s.execute(due.with_for_update(skip_locked=True))).scalars())
             else:
@@ -86,7 +91,8 @@ class Sender:
                             .values(claimed_by=self.instance, claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
             rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids),
                                                                 OutboxMessage.claimed_by == self.instance)
-                                    .order_by(OutboxMessage.id))).scalars().all()
+                                    .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at,
+                                              OutboxMessage.id))).scalars().all()
             return list(rows)
 
     async def drain(self, batch: int = 100) -> int:
@@ -101,9 +107,10 @@ class Sender:
         waiting: dict[tuple, int] = defaultdict(int)
         for row in rows:
             out = to_outgoing(row)
-            if self.limiter.wait_time(out) > 0:
+            reply = row.priority >= REPLY
+            if self.limiter.wait_time(out, reply) > 0:
                 k = self.limiter.key(out)
-                held.append((row, self.limiter.free_in(out, waiting[k])))
+                held.append((row, self.limiter.free_in(out, waiting[k], reply)))
                 waiting[k] += 1
             else:
                 go.append((row, out, self.limiter.take(out)))
@@ -132,10 +139,10 @@ class Sender:
         """Seconds until the sender has something to do: the next due row of a destination with
         room, or the moment a full destination frees (None: nothing pending)."""
         now = self.clock.now()
-        full, frees_in = self.limiter.blocked()
+        _, frees_in = self.limiter.blocked()
         async with self.db.session() as s:
             first = (await s.execute(select(OutboxMessage.next_attempt_at)
-                                     .where(*self._sendable(now, full, due=False))
+                                     .where(*self._sendable(now, due=False))
                                      .order_by(OutboxMessage.next_attempt_at).limit(1))).scalar()
         waits = [w for w in (frees_in, None if first is None else max(0.0, (first - now).total_seconds()))
                  if w is not None]
