@@ -45,7 +45,7 @@ from bot.channels.dingtalk_crypto import (DingTalkAuthError, incoming_from_robot
 from bot.channels.dingtalk_stream import StreamClient
 from bot.channels.errors import TransientDeliveryError
 from bot.config import DingTalkConfig
-from bot.core.channel import Capabilities, Platform, register
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import EMPTY_JSON, BadSignature, Endpoint, Malformed, RawRequest, Received
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import render
@@ -57,6 +57,7 @@ CALLBACK_PATH = "/dingtalk/callback"
 # Reply through the session webhook only while it has this much life left: the outbox may need a
 # few backed-off attempts (2 + 4 + 8 + ... s) and each must still find the webhook valid.
 SESSION_MARGIN_S = 300
+CONTENT_MAX_BYTES = 15_000     # of a message's text: the body's 20,000 bytes less envelope and escaping
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -70,6 +71,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def capabilities(cfg: DingTalkConfig) -> Capabilities:
     return Capabilities(
         targets=frozenset({"user", "group", "session", "robot"}),
+        # DingTalk refuses a message body over 20,000 bytes (errcode 460101 "message too long,
+        # exceed 20000 bytes"); text and markdown alike, on every route. The content gets what the
+        # body leaves after the envelope and JSON escaping (the robot API nests the message as a
+        # JSON string in JSON: a newline costs 3 bytes there)
+        sizes=tuple(((kind, fmt), SizeLimit(bytes=CONTENT_MAX_BYTES))
+                    for kind in ("user", "group", "session", "robot") for fmt in ("text", "markdown")),
         # a picture is uploaded (oapi media/upload → media_id) and shown as sampleImageMsg through
         # the robot API, as a markdown picture through a session webhook or custom robot;
         # ``[dingtalk] images = false``: the text only. No button cards whose clicks come back

@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import LocalConfig
-from bot.core.channel import Capabilities, Platform, register
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import html_environment
@@ -25,14 +25,19 @@ from bot.reply_window import close_at_arg, open_window_closes
 from storage.models import OutboxMessage, Person
 
 log = logging.getLogger(__name__)
+MAX_REPLY_CHARS = 8000       # characters in one chat bubble
 
 
 def capabilities(cfg: LocalConfig | None) -> Capabilities:
     # Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The page
     # shows a picture as an <img> whose source is a data: URL in the JSON (no file to serve, no
     # link to sign), unless ``[local] images = false``.
+    # No platform limit, but a chat bubble is not a document: the same cap as a long report on
+    # the other platforms, split the same way (bot/outbox/sizes.py)
     images = cfg is None or cfg.images
     return Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True,
+                        sizes=tuple(((kind, fmt), SizeLimit(chars=MAX_REPLY_CHARS))
+                                    for kind in ("user", "group") for fmt in ("text", "markdown")),
                         images=frozenset({"user", "group"}) if images else frozenset())
 
 

@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.errors import TransientDeliveryError
-from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
-                                    WeComAPI)
+from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, CARD_BUTTON_MAX_CHARS, CARD_DESC_MAX_CHARS,
+                                    CARD_TITLE_MAX_CHARS, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES, WeComAPI)
 from bot.channels.wecom_crypto import (
     SIGNATURE_ERROR,
     VALIDATE_RECEIVEID_ERROR,
@@ -36,7 +36,7 @@ from bot.channels.wecom_crypto import (
     parse_xml,
 )
 from bot.config import ConfigError, WeComConfig
-from bot.core.channel import Capabilities, Platform, SizeLimit, register
+from bot.core.channel import CARD_BUTTON, CARD_DESCRIPTION, CARD_TITLE, Capabilities, Platform, SizeLimit, register
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
                              Rejected)
 from bot.core.messages import Card, IncomingMessage, OutgoingMessage
@@ -57,7 +57,13 @@ def capabilities(cfg: WeComConfig) -> Capabilities:
         sizes=((("user", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
                (("user", "markdown"), SizeLimit(bytes=APP_MARKDOWN_MAX_BYTES)),
                (("robot", "text"), SizeLimit(bytes=TEXT_MAX_BYTES)),
-               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
+               (("robot", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES)),
+               # template_card (button_interaction) fields, doc page 90236: main_title.title
+               # 26 characters, main_title.desc 30, a button's text 10. The sender cuts a field
+               # over its limit with an ellipsis (a card is not a text to split)
+               (("user", CARD_TITLE), SizeLimit(chars=CARD_TITLE_MAX_CHARS)),
+               (("user", CARD_DESCRIPTION), SizeLimit(chars=CARD_DESC_MAX_CHARS)),
+               (("user", CARD_BUTTON), SizeLimit(chars=CARD_BUTTON_MAX_CHARS))),
         # an app image is uploaded first (media/upload → media_id, reused while it lives); a group
         # robot takes the picture inline (base64 + md5). ``[wecom] images = false``: text only.
         images=frozenset({"user", "robot"}) if cfg.images else frozenset(),
