@@ -20,6 +20,7 @@ from bot.config import LocalConfig
 from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
 from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.outbox.sizes import split_text
 from bot.render import html_environment
 from bot.reply_window import close_at_arg, open_window_closes
 from storage.models import OutboxMessage, Person
@@ -95,8 +96,13 @@ def routes(app_state) -> list[web.RouteDef]:
         replies = await app_state.handle_now(msg)
         shows = capabilities(app_state.config.local).takes_image("group" if chat else "user")
         out = []
+        caps = capabilities(app_state.config.local)
         for r in replies:
-            reply = {"text": r.text, "format": r.format}
+            # fitted like every outgoing message (bot/outbox/sizes.py): these never pass the sender
+            limit = caps.size_limit("group" if chat else "user", r.format)
+            texts = [r.text] if limit is None else split_text(r.text, limit, r.format)
+            out.extend({"text": t, "format": r.format} for t in texts[:-1])
+            reply = {"text": texts[-1], "format": r.format}
             if shows and r.image is not None:
                 # drawn here, in a thread (a fifth of a second of plotting): the intake leaves the
                 # pictures of replies that travel in the HTTP answer to the channel
