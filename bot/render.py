@@ -45,13 +45,30 @@ def hm(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%m-%d %H:%M")
 
 
+# what makes markdown of a person's words: a link, bold, a heading or quote, a <@mention>, a <font>
+# tag, code. Swapped for the full-width sign that reads the same and does nothing (platform-neutral:
+# WeCom and DingTalk markdown honour no backslash escapes the same way)
+_MARKDOWN_SIGNS = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "`": "｀", "#": "＃",
+                                 "_": "＿", "~": "～", "|": "｜", "\\": "＼", "!": "！"})
+
+
+def md_text(value) -> str:
+    """Text a person wrote, shown in markdown that someone else reads: on one line (a line break
+    could start a heading, a quote or a fake list item) and with markdown's signs made inert, so
+    ``**[点此登记回款](http://…)**``, ``<@all>`` or ``<font …>`` are shown, not obeyed."""
+    if value is None:
+        return ""
+    return " ".join(str(value).split()).translate(_MARKDOWN_SIGNS)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     # auto_reload=False: templates ship with the code, and checking each one's mtime on every
     # get_template cost ~30 stat() calls per chat message (measured under the webhook benchmark)
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, auto_reload=False,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
-    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm)
+    # md_text: every person's words shown to another person in markdown go through it
+    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm, md_text=md_text)
     # _fmt.j2 holds the wording of dates, buckets and outcomes, shared by every template
     env.globals["fmt"] = env.get_template("_fmt.j2").module
     return env

@@ -54,6 +54,7 @@ from bot.web import intake
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/dingtalk/callback"
+SESSION_PATH = "/robot/sendBySession"       # where a message's sessionWebhook points, on the oapi
 # Reply through the session webhook only while it has this much life left: the outbox may need a
 # few backed-off attempts (2 + 4 + 8 + ... s) and each must still find the webhook valid.
 SESSION_MARGIN_S = 300
@@ -101,10 +102,20 @@ class DingTalkChannel:
         return int(self.clock.now().timestamp() * 1000)
 
     def _trusted_webhook(self, url: Any) -> bool:
+        """DingTalk's own session-reply endpoint: the oapi origin *and* its /robot/sendBySession
+        path (the origin alone let a forged body aim the reply at any oapi URL, /robot/send with
+        someone else's access_token among them), no userinfo, no fragment."""
         if not isinstance(url, str) or not url:
             return False
         scheme, host, port = _origin(url)
-        return bool(host) and (scheme, host, port) == _origin(self.config.oapi_base)
+        try:
+            parts = urlsplit(url)
+            base = urlsplit(self.config.oapi_base)
+        except ValueError:
+            return False
+        path = base.path.rstrip("/") + SESSION_PATH
+        return (bool(host) and (scheme, host, port) == _origin(self.config.oapi_base) and parts.path == path
+                and not parts.username and not parts.password and not parts.fragment)
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         route = msg.reply_route or {}

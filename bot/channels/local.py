@@ -12,6 +12,7 @@ import ipaddress
 import json
 import logging
 import uuid
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from bot.config import LocalConfig
 from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
-from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.core.messages import IncomingMessage, OutgoingMessage, capped
 from bot.outbox.sizes import split_text
 from bot.render import html_environment
 from bot.reply_window import close_at_arg, open_window_closes
@@ -69,6 +70,32 @@ def _is_loopback(request: web.Request) -> bool:
         return False
 
 
+def _authority(origin: str) -> str:
+    """``http://localhost:8080`` → ``localhost:8080``; "" for ``null`` or anything not a URL."""
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:
+        return ""
+    return parts.netloc if parts.scheme in ("http", "https") else ""
+
+
+def _local_name(authority: str | None, extra: tuple[str, ...] | list[str] = ()) -> bool:
+    """Is this Host/Origin authority a loopback address, ``localhost`` or a configured name?"""
+    try:
+        host = urlsplit("//" + (authority or "")).hostname or ""
+    except ValueError:
+        return False
+    host = host.rstrip(".").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost") or host in {h.lower() for h in extra}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def routes(app_state) -> list[web.RouteDef]:
     """app_state: bot.app.State (db, pipeline, inbound, config)."""
 
@@ -76,6 +103,18 @@ def routes(app_state) -> list[web.RouteDef]:
     def guard(request: web.Request) -> None:
         if not app_state.config.local.allow_remote and not _is_loopback(request):
             raise Forbidden("local chat answers loopback clients only ([local] allow_remote)")
+        # DNS rebinding: a page elsewhere whose name resolves to 127.0.0.1 reaches a loopback
+        # server with its own Host and Origin. Loopback mode answers loopback names only; an
+        # operator who opens the chat to remote browsers ([local] allow_remote) already lets
+        # anyone in, and is held to [local] allowed_hosts only when they set it.
+        extra = app_state.config.local.allowed_hosts
+        if app_state.config.local.allow_remote and not extra:
+            return
+        if not _local_name(request.host, extra):
+            raise Forbidden("local chat answers only a loopback Host ([local] allowed_hosts)")
+        origin = request.headers.get("Origin")
+        if origin is not None and not _local_name(_authority(origin), extra):
+            raise Forbidden("local chat answers only pages from a loopback origin ([local] allowed_hosts)")
 
     async def post_message(request: web.Request) -> web.Response:
         guard(request)
@@ -90,7 +129,8 @@ def routes(app_state) -> list[web.RouteDef]:
         chat = body.get("chat")
         if chat is not None and not isinstance(chat, str):
             raise Malformed("chat must be a string or null")
-        msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=body["text"][:4000],
+        text, cut_from = capped(body["text"])
+        msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=text, cut_from=cut_from,
                               message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
                               mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
         replies = await app_state.handle_now(msg)

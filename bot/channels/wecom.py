@@ -39,12 +39,11 @@ from bot.config import ConfigError, WeComConfig
 from bot.core.channel import CARD_BUTTON, CARD_DESCRIPTION, CARD_TITLE, Capabilities, Platform, SizeLimit, register
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
                              Rejected)
-from bot.core.messages import Card, IncomingMessage, OutgoingMessage
+from bot.core.messages import Card, IncomingMessage, OutgoingMessage, capped
 from bot.web import intake
 
 log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0          # seconds per WeCom API request
-MAX_TEXT = 4000             # characters kept of an incoming message
 MAX_KEY = 200               # inbound_events.event_key width
 _MENTION = re.compile(r"^\s*[@＠]\S+\s*")
 
@@ -152,8 +151,8 @@ def message_from_xml(fields: dict[str, Any]) -> tuple[IncomingMessage, bool]:
     base = dict(platform="wecom", platform_user_id=sender, chat_id=None, mentioned_bot=True)
     if msgtype == "text":
         msg_id = str(fields.get("MsgId") or "") or _event_key(sender, created)
-        return IncomingMessage(text=str(fields.get("Content") or "")[:MAX_TEXT], message_id=_event_key(msg_id),
-                               **base), True
+        text, cut_from = capped(str(fields.get("Content") or ""))
+        return IncomingMessage(text=text, cut_from=cut_from, message_id=_event_key(msg_id), **base), True
     if msgtype == "event" and fields.get("Event") == "template_card_event":
         task, key = str(fields.get("TaskId") or ""), str(fields.get("EventKey") or "")
         card = {"task_id": task, "key": key, "response_code": str(fields.get("ResponseCode") or "")}
@@ -175,7 +174,8 @@ def message_from_aibot(data: dict[str, Any]) -> IncomingMessage | None:
     if group:
         content = _MENTION.sub("", content, count=1)   # "@机器人 /aging" → "/aging"
     chat = (str(data.get("chatid") or "") or None) if group else None
-    return IncomingMessage(platform="wecom", platform_user_id=user, text=content.strip()[:MAX_TEXT],
+    text, cut_from = capped(content.strip())
+    return IncomingMessage(platform="wecom", platform_user_id=user, text=text, cut_from=cut_from,
                            message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True)
 
 
