@@ -47,7 +47,7 @@ def hm(value: datetime | None) -> str:
 
 # what makes markdown of a person's words: a link, bold, a heading or quote, a <@mention>, a <font>
 # tag, code. Swapped for the full-width sign that reads the same and does nothing (platform-neutral:
-# WeCom and DingTalk markdown honour no backslash escapes the same way)
+# the chat platforms' markdown dialects honour no backslash escape alike)
 _MARKDOWN_SIGNS = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "`": "｀", "#": "＃",
                                  "_": "＿", "~": "～", "|": "｜", "\\": "＼", "!": "！"})
 
