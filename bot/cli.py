@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     ra.add_argument("--by", choices=["rep", "team", "customer", "region"])
     ra.add_argument("--format", choices=["json", "csv", "text"], default="text")
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
-    o.add_argument("--status", choices=["pending", "sent", "dead"], default=None)
+    o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None)
     o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
     b = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs (online backup API)")
     b.add_argument("path", nargs="?", help="file or directory (default ./var/backups/arbot-<time>.db)")

@@ -121,6 +121,10 @@ class LocalConfig:
     enabled: bool = False
     allow_remote: bool = False    # the local chat lets anyone speak as anyone: loopback only by default
     images: bool = True           # the chart shown in the page (a data: URL in the JSON); false: text only
+    # the Host / Origin names the local chat answers besides loopback ones (127.0.0.0/8, ::1,
+    # localhost): a page on another site that resolves its own name to 127.0.0.1 (DNS
+    # rebinding) must not be able to speak as anyone. Add a name only if you serve it under one.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

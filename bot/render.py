@@ -45,17 +45,20 @@ def hm(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%m-%d %H:%M")
 
 
-# Markdown the chat platforms act on (headings, bold, links, code, quotes, <font>/<@mention> tags)
-# made inert by their full-width look-alikes: a backslash is not an escape in the platforms' markdown and
-# would show; a full-width ＊ reads the same to a person and formats nothing
-_INERT = str.maketrans({"*": "＊", "[": "［", "]": "］", "`": "｀", "<": "＜", ">": "＞", "#": "＃",
-                        "\r": " ", "\n": " "})
+# what makes markdown of a person's words: a link, bold, a heading or quote, a <@mention>, a <font>
+# tag, code. Swapped for the full-width sign that reads the same and does nothing (platform-neutral:
+# the chat platforms' markdown dialects honour no backslash escape alike)
+_MARKDOWN_SIGNS = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "`": "｀", "#": "＃",
+                                 "_": "＿", "~": "～", "|": "｜", "\\": "＼", "!": "！"})
 
 
-def plain(value) -> str:
-    """User-written text (a customer's or a person's name, a dispute's reason) shown to others in
-    a markdown message: on one line, formatting nothing."""
-    return "" if value is None else str(value).translate(_INERT)
+def md_text(value) -> str:
+    """Text a person wrote, shown in markdown that someone else reads: on one line (a line break
+    could start a heading, a quote or a fake list item) and with markdown's signs made inert, so
+    ``**[点此登记回款](http://…)**``, ``<@all>`` or ``<font …>`` are shown, not obeyed."""
+    if value is None:
+        return ""
+    return " ".join(str(value).split()).translate(_MARKDOWN_SIGNS)
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +67,8 @@ def environment() -> Environment:
     # get_template cost ~30 stat() calls per chat message (measured under the webhook benchmark)
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, auto_reload=False,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
-    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm, plain=plain)
+    # md_text: every person's words shown to another person in markdown go through it
+    env.filters.update(yuan=yuan, money=money, pct=pct, ymd=ymd, hm=hm, md_text=md_text)
     # _fmt.j2 holds the wording of dates, buckets and outcomes, shared by every template
     env.globals["fmt"] = env.get_template("_fmt.j2").module
     return env

@@ -333,7 +333,7 @@ class OutboxMessage(Base):
     title: Mapped[str] = mapped_column(String(200), default="")
     text: Mapped[str] = mapped_column(Text)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(10), default="pending")   # pending | sent | dead
+    status: Mapped[str] = mapped_column(String(10), default="pending")   # pending | sent | dead | split (into key:1…)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]

@@ -165,6 +165,16 @@ async def test_the_same_question_asked_twice_is_answered_twice(aiohttp_client, d
     assert len(answers) == 2 and md(answers[0]) == md(answers[1])
 
 
+async def test_an_overlong_text_is_answered_clearly_and_not_acted_on(aiohttp_client, db, fake):
+    bot = await start_bot(aiohttp_client, db, fake)
+    assert await post(bot, fake, fake.text_event("fs_gm", "/aging " + "华东" * 3000, message_id="om_long")) == (200, "{}")
+    await settle(bot)
+    [reply] = fake.messages_to("fs_gm")
+    assert "太长" in md(reply) and "账龄分析" not in md(reply)
+    [ev] = await events(db)
+    assert len(ev.payload["text"]) <= 4000
+
+
 async def test_a_group_command_that_mentions_the_bot_is_answered_in_the_group(aiohttp_client, db, fake):
     bot = await start_bot(aiohttp_client, db, fake)
     await post(bot, fake, fake.text_event("fs_gm", "/help", chat_id="oc_group1", mention_bot=True))
@@ -268,17 +278,24 @@ async def test_an_oversize_answer_is_split_not_dead_lettered(aiohttp_client, db,
     text = "\n".join(lines)                          # ~55 KB: over the 30 KB post body limit
     assert len(text.encode()) > 50_000
     await _queue(bot, OutgoingMessage("feishu", "group", "oc_group1", text), "t:big")
-    await bot.state.sender.drain()
-    [row] = await _rows(bot)
-    assert row.status == "sent"
+    for _ in range(10):                              # the parts go one after another
+        await bot.state.sender.drain()
+    original, *part_rows = await _rows(bot)
+    assert original.status == "split" and len(part_rows) >= 2
+    assert [r.idem_key for r in part_rows] == [f"t:big:{i}" for i in range(1, len(part_rows) + 1)]
+    assert {r.status for r in part_rows} == {"sent"}
     parts = fake.messages_to("oc_group1")
-    assert len(parts) >= 2 and all(p.msg_type == "post" for p in parts)
-    assert "\n".join(md(p) for p in parts) == text    # every line once, in order, none cut
+    assert len(parts) == len(part_rows) and all(p.msg_type == "post" for p in parts)
+    # every line once, in order, none cut; each part after the first says it continues
+    shown = [line for p in parts for line in md(p).split("\n") if not line.startswith("**（续）**")]
+    assert shown == lines
+    assert all(md(p).startswith(f"**（续）** 第 {i}/{len(parts)} 部分") for i, p in enumerate(parts[1:], start=2))
     assert not [r for r in fake.refused if r[0] == 230025]
-    # and a retry after a failure half-way re-sends nothing twice (Feishu's uuid de-duplication)
+    # and a part retried after a timeout is not posted twice (Feishu's uuid, from the row's key)
     fake.sent.clear()
     channel: FeishuChannel = bot.state.channels["feishu"]
-    await channel.deliver(OutgoingMessage("feishu", "group", "oc_group1", text, key="t:big"))   # the row again
+    row = part_rows[0]
+    await channel.deliver(OutgoingMessage("feishu", "group", "oc_group1", row.text, format=row.format, key=row.idem_key))
     assert fake.sent == []
 
 

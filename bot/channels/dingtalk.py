@@ -45,7 +45,7 @@ from bot.channels.dingtalk_crypto import (DingTalkAuthError, incoming_from_robot
 from bot.channels.dingtalk_stream import StreamClient
 from bot.channels.errors import TransientDeliveryError
 from bot.config import DingTalkConfig
-from bot.core.channel import Capabilities, Platform, register
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import EMPTY_JSON, BadSignature, Endpoint, Malformed, RawRequest, Received
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.render import render
@@ -54,9 +54,11 @@ from bot.web import intake
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/dingtalk/callback"
+SESSION_PATH = "/robot/sendBySession"       # where a message's sessionWebhook points, on the oapi
 # Reply through the session webhook only while it has this much life left: the outbox may need a
 # few backed-off attempts (2 + 4 + 8 + ... s) and each must still find the webhook valid.
 SESSION_MARGIN_S = 300
+CONTENT_MAX_BYTES = 15_000     # of a message's text: the body's 20,000 bytes less envelope and escaping
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -70,6 +72,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def capabilities(cfg: DingTalkConfig) -> Capabilities:
     return Capabilities(
         targets=frozenset({"user", "group", "session", "robot"}),
+        # DingTalk refuses a message body over 20,000 bytes (errcode 460101 "message too long,
+        # exceed 20000 bytes"); text and markdown alike, on every route. The content gets what the
+        # body leaves after the envelope and JSON escaping (the robot API nests the message as a
+        # JSON string in JSON: a newline costs 3 bytes there)
+        sizes=tuple(((kind, fmt), SizeLimit(bytes=CONTENT_MAX_BYTES))
+                    for kind in ("user", "group", "session", "robot") for fmt in ("text", "markdown")),
         # a picture is uploaded (oapi media/upload → media_id) and shown as sampleImageMsg through
         # the robot API, as a markdown picture through a session webhook or custom robot;
         # ``[dingtalk] images = false``: the text only. No button cards whose clicks come back
@@ -94,10 +102,20 @@ class DingTalkChannel:
         return int(self.clock.now().timestamp() * 1000)
 
     def _trusted_webhook(self, url: Any) -> bool:
+        """DingTalk's own session-reply endpoint: the oapi origin *and* its /robot/sendBySession
+        path (the origin alone let a forged body aim the reply at any oapi URL, /robot/send with
+        someone else's access_token among them), no userinfo, no fragment."""
         if not isinstance(url, str) or not url:
             return False
         scheme, host, port = _origin(url)
-        return bool(host) and (scheme, host, port) == _origin(self.config.oapi_base)
+        try:
+            parts = urlsplit(url)
+            base = urlsplit(self.config.oapi_base)
+        except ValueError:
+            return False
+        path = base.path.rstrip("/") + SESSION_PATH
+        return (bool(host) and (scheme, host, port) == _origin(self.config.oapi_base) and parts.path == path
+                and not parts.username and not parts.password and not parts.fragment)
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         route = msg.reply_route or {}

@@ -25,7 +25,7 @@ from urllib.parse import quote_plus
 
 from bot.channels.wecom_crypto import (DECRYPT_AES_ERROR, ILLEGAL_BUFFER, SIGNATURE_ERROR,
                                       VALIDATE_RECEIVEID_ERROR, WeComCrypto, WeComCryptoError)
-from bot.core.messages import IncomingMessage
+from bot.core.messages import IncomingMessage, capped
 
 # DingTalk rejects callbacks whose timestamp is more than one hour away from its own clock; we
 # apply the same window so a captured request cannot be replayed later.
@@ -177,8 +177,18 @@ def _text_of(body: dict[str, Any]) -> str:
         return text["content"]
     if msgtype == "richText":
         # rich text arrives as content.richText [{text}|{pictureDownloadCode}...]; keep the words
-        parts = (body.get("content") or {}).get("richText") or []
-        return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+        content = body.get("content")
+        if content is None:
+            return ""
+        if not isinstance(content, dict):
+            raise ValueError("richText message whose content is not an object")
+        parts = content.get("richText") or []
+        if not isinstance(parts, list):
+            raise ValueError("richText message whose content.richText is not a list")
+        words = [p.get("text", "") for p in parts if isinstance(p, dict)]
+        if not all(isinstance(w, str) for w in words):
+            raise ValueError("richText part whose text is not a string")
+        return "".join(words)
     if msgtype == "audio":
         # a voice message carries DingTalk's own transcript (content.recognition): read like text,
         # so a rep can dictate a follow-up; a voice without one is answered like a picture
@@ -186,6 +196,16 @@ def _text_of(body: dict[str, Any]) -> str:
         recognition = content.get("recognition") if isinstance(content, dict) else None
         return recognition if isinstance(recognition, str) else ""
     return ""  # pictures, files: the bot answers with help, it does not read them
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    """A field that must be a string (or a number, for ids) when present."""
+    value = body.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{name} is not a string")
 
 
 def incoming_from_robot_payload(body: dict[str, Any], *, bot_names: Iterable[str] = ()) -> IncomingMessage:
@@ -199,28 +219,31 @@ def incoming_from_robot_payload(body: dict[str, Any], *, bot_names: Iterable[str
     msg_id = body.get("msgId")
     if not isinstance(msg_id, str) or not msg_id:
         raise ValueError("missing msgId")
-    if not body.get("msgtype"):
+    if not body.get("msgtype") or not isinstance(body.get("msgtype"), str):
         raise ValueError("missing msgtype")
     conv_type = str(body.get("conversationType", "1"))
     if conv_type not in ("1", "2"):
         raise ValueError(f"unknown conversationType {conv_type!r}")
     is_group = conv_type == "2"
-    chat_id = body.get("conversationId") if is_group else None
+    chat_id = _string(body, "conversationId") if is_group else None
     if is_group and not chat_id:
         raise ValueError("group message without conversationId")
     # staffId is the org's userid (what the directory and the send APIs use); senderId is an
     # opaque per-app id and the only one external (non-staff) users have.
-    user_id = body.get("senderStaffId") or body.get("senderId")
+    user_id = _string(body, "senderStaffId") or _string(body, "senderId")
     if not user_id:
         raise ValueError("missing senderStaffId")
-    text = _strip_mentions(_text_of(body), bot_names, is_group)
+    text, cut_from = capped(_strip_mentions(_text_of(body), bot_names, is_group))
     route: dict[str, Any] = {}
-    if body.get("sessionWebhook"):
-        route["session_webhook"] = body["sessionWebhook"]
+    if webhook := _string(body, "sessionWebhook"):
+        route["session_webhook"] = webhook
         expires = body.get("sessionWebhookExpiredTime")
+        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, str))
+                                    or isinstance(expires, str) and not expires.strip().isdigit()):
+            raise ValueError("sessionWebhookExpiredTime is not a number of milliseconds")
         route["expires_ms"] = int(expires) if expires is not None else None
-    if body.get("robotCode"):
-        route["robot_code"] = body["robotCode"]
+    if robot_code := _string(body, "robotCode"):
+        route["robot_code"] = robot_code
     return IncomingMessage(
         platform="dingtalk",
         platform_user_id=str(user_id),
@@ -231,6 +254,7 @@ def incoming_from_robot_payload(body: dict[str, Any], *, bot_names: Iterable[str
         mentioned_bot=bool(body.get("isInAtList", True)) if is_group else True,
         sender_name=str(body.get("senderNick") or ""),
         reply_route=route,
+        cut_from=cut_from,
     )
 
 

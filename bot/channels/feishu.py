@@ -38,12 +38,11 @@ from bot.channels.feishu_api import RICH_BODY_MAX, TEXT_BODY_MAX, FeishuAPI, bod
 from bot.config import FeishuConfig
 from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received)
-from bot.core.messages import Card, IncomingMessage, OutgoingMessage
+from bot.core.messages import Card, IncomingMessage, OutgoingMessage, capped
 from bot.web import intake
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/feishu/events"
-MAX_TEXT = 4000          # characters kept of an incoming message
 MAX_KEY = 200            # inbound_events.event_key width
 JSON_ANSWER = "application/json"
 # What the outbox may put in one message, leaving room for the request's envelope and for JSON
@@ -92,7 +91,7 @@ def _text_of(message: dict[str, Any], bot_open_id: str) -> tuple[str, bool]:
     to_bot = any(is_bot(m) for m in mentions)
     names = {str(m.get("key")): ("" if is_bot(m) else "@" + str(m.get("name") or "")) for m in mentions}
     text = _PLACEHOLDER.sub(lambda mt: names.get(mt.group(0), ""), text)
-    return text.strip()[:MAX_TEXT], to_bot
+    return text.strip(), to_bot
 
 
 def map_event(payload: dict[str, Any], cfg: FeishuConfig) -> tuple[IncomingMessage, bool] | None:
@@ -119,7 +118,8 @@ def map_event(payload: dict[str, Any], cfg: FeishuConfig) -> tuple[IncomingMessa
         if message.get("message_type") != "text":
             return IncomingMessage(text="", mentioned_bot=not group, **base), False
         text, to_bot = _text_of(message, cfg.bot_open_id)
-        return IncomingMessage(text=text, mentioned_bot=to_bot or not group, **base), True
+        text, cut_from = capped(text)              # the one cap on what people send (bot/core/messages.py)
+        return IncomingMessage(text=text, cut_from=cut_from, mentioned_bot=to_bot or not group, **base), True
     if event_type == "card.action.trigger":
         operator = event.get("operator") if isinstance(event.get("operator"), dict) else {}
         action = event.get("action") if isinstance(event.get("action"), dict) else {}

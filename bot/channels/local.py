@@ -12,27 +12,34 @@ import ipaddress
 import json
 import logging
 import uuid
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import LocalConfig
-from bot.core.channel import Capabilities, Platform, register
+from bot.core.channel import Capabilities, Platform, SizeLimit, register
 from bot.core.intake import Forbidden, Malformed, UnsupportedMediaType
-from bot.core.messages import IncomingMessage, OutgoingMessage
+from bot.core.messages import IncomingMessage, OutgoingMessage, capped
+from bot.outbox.sizes import split_text
 from bot.render import html_environment
 from bot.reply_window import close_at_arg, open_window_closes
 from storage.models import OutboxMessage, Person
 
 log = logging.getLogger(__name__)
+MAX_REPLY_CHARS = 8000       # characters in one chat bubble
 
 
 def capabilities(cfg: LocalConfig | None) -> Capabilities:
     # Replies come back in the HTTP answer; pushes wait in the outbox for /local/inbox. The page
     # shows a picture as an <img> whose source is a data: URL in the JSON (no file to serve, no
     # link to sign), unless ``[local] images = false``.
+    # No platform limit, but a chat bubble is not a document: the same cap as a long report on
+    # the other platforms, split the same way (bot/outbox/sizes.py)
     images = cfg is None or cfg.images
     return Capabilities(targets=frozenset({"user", "group"}), synchronous_replies=True,
+                        sizes=tuple(((kind, fmt), SizeLimit(chars=MAX_REPLY_CHARS))
+                                    for kind in ("user", "group") for fmt in ("text", "markdown")),
                         images=frozenset({"user", "group"}) if images else frozenset())
 
 
@@ -63,6 +70,32 @@ def _is_loopback(request: web.Request) -> bool:
         return False
 
 
+def _authority(origin: str) -> str:
+    """``http://localhost:8080`` → ``localhost:8080``; "" for ``null`` or anything not a URL."""
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:
+        return ""
+    return parts.netloc if parts.scheme in ("http", "https") else ""
+
+
+def _local_name(authority: str | None, extra: tuple[str, ...] | list[str] = ()) -> bool:
+    """Is this Host/Origin authority a loopback address, ``localhost`` or a configured name?"""
+    try:
+        host = urlsplit("//" + (authority or "")).hostname or ""
+    except ValueError:
+        return False
+    host = host.rstrip(".").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost") or host in {h.lower() for h in extra}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def routes(app_state) -> list[web.RouteDef]:
     """app_state: bot.app.State (db, pipeline, inbound, config)."""
 
@@ -70,6 +103,18 @@ def routes(app_state) -> list[web.RouteDef]:
     def guard(request: web.Request) -> None:
         if not app_state.config.local.allow_remote and not _is_loopback(request):
             raise Forbidden("local chat answers loopback clients only ([local] allow_remote)")
+        # DNS rebinding: a page elsewhere whose name resolves to 127.0.0.1 reaches a loopback
+        # server with its own Host and Origin. Loopback mode answers loopback names only; an
+        # operator who opens the chat to remote browsers ([local] allow_remote) already lets
+        # anyone in, and is held to [local] allowed_hosts only when they set it.
+        extra = app_state.config.local.allowed_hosts
+        if app_state.config.local.allow_remote and not extra:
+            return
+        if not _local_name(request.host, extra):
+            raise Forbidden("local chat answers only a loopback Host ([local] allowed_hosts)")
+        origin = request.headers.get("Origin")
+        if origin is not None and not _local_name(_authority(origin), extra):
+            raise Forbidden("local chat answers only pages from a loopback origin ([local] allowed_hosts)")
 
     async def post_message(request: web.Request) -> web.Response:
         guard(request)
@@ -84,14 +129,20 @@ def routes(app_state) -> list[web.RouteDef]:
         chat = body.get("chat")
         if chat is not None and not isinstance(chat, str):
             raise Malformed("chat must be a string or null")
-        msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=body["text"][:4000],
+        text, cut_from = capped(body["text"])
+        msg = IncomingMessage(platform="local", platform_user_id=body["user"], text=text, cut_from=cut_from,
                               message_id=str(body.get("id") or uuid.uuid4().hex), chat_id=chat or None,
                               mentioned_bot=True, card_action=body.get("card") if isinstance(body.get("card"), dict) else None)
         replies = await app_state.handle_now(msg)
         shows = capabilities(app_state.config.local).takes_image("group" if chat else "user")
         out = []
+        caps = capabilities(app_state.config.local)
         for r in replies:
-            reply = {"text": r.text, "format": r.format}
+            # fitted like every outgoing message (bot/outbox/sizes.py): these never pass the sender
+            limit = caps.size_limit("group" if chat else "user", r.format)
+            texts = [r.text] if limit is None else split_text(r.text, limit, r.format)
+            out.extend({"text": t, "format": r.format} for t in texts[:-1])
+            reply = {"text": texts[-1], "format": r.format}
             if shows and r.image is not None:
                 # drawn here, in a thread (a fifth of a second of plotting): the intake leaves the
                 # pictures of replies that travel in the HTTP answer to the channel

@@ -27,8 +27,8 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.errors import PermanentDeliveryError, TransientDeliveryError
-from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES,
-                                    WeComAPI)
+from bot.channels.wecom_api import (APP_MARKDOWN_MAX_BYTES, CARD_BUTTON_MAX_CHARS, CARD_DESC_MAX_CHARS,
+                                    CARD_TITLE_MAX_CHARS, ROBOT_MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES, WeComAPI)
 from bot.channels.wecom_crypto import (
     SIGNATURE_ERROR,
     VALIDATE_RECEIVEID_ERROR,
@@ -38,15 +38,14 @@ from bot.channels.wecom_crypto import (
 )
 from bot.clock import Clock
 from bot.config import ConfigError, WeComConfig
-from bot.core.channel import Capabilities, Platform, SizeLimit, register
+from bot.core.channel import CARD_BUTTON, CARD_DESCRIPTION, CARD_TITLE, Capabilities, Platform, SizeLimit, register
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
                              Rejected)
-from bot.core.messages import Card, IncomingMessage, OutgoingMessage
+from bot.core.messages import Card, IncomingMessage, OutgoingMessage, capped
 from bot.web import intake
 
 log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0          # seconds per WeCom API request
-MAX_TEXT = 4000             # characters kept of an incoming message
 MAX_KEY = 200               # inbound_events.event_key width
 # An AI-bot callback's response_url serves one call within an hour (doc page 101138)
 RESPONSE_URL_TTL_S = 3600
@@ -70,7 +69,13 @@ def capabilities(cfg: WeComConfig) -> Capabilities:
                # the AI bot's response_url reply: its page (101138) states no limit; the group
                # robot's documented markdown limit is the nearest known one, so it is assumed
                (("session", "markdown"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES)),
-               (("session", "text"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES))),
+               (("session", "text"), SizeLimit(bytes=ROBOT_MARKDOWN_MAX_BYTES)),
+               # template_card (button_interaction) fields, doc page 90236: main_title.title
+               # 26 characters, main_title.desc 30, a button's text 10. The sender cuts a field
+               # over its limit with an ellipsis (a card is not a text to split)
+               (("user", CARD_TITLE), SizeLimit(chars=CARD_TITLE_MAX_CHARS)),
+               (("user", CARD_DESCRIPTION), SizeLimit(chars=CARD_DESC_MAX_CHARS)),
+               (("user", CARD_BUTTON), SizeLimit(chars=CARD_BUTTON_MAX_CHARS))),
         # an app image is uploaded first (media/upload → media_id, reused while it lives); a group
         # robot takes the picture inline (base64 + md5). ``[wecom] images = false``: text only.
         # An AI-bot reply (response_url) is markdown only: no picture there.
@@ -224,8 +229,8 @@ def message_from_xml(fields: dict[str, Any]) -> tuple[IncomingMessage, bool]:
     recognition = str(fields.get("Recognition") or "").strip() if msgtype == "voice" else ""
     if msgtype == "text" or recognition:
         msg_id = str(fields.get("MsgId") or "") or _event_key(sender, created)
-        text = str(fields.get("Content") or "") if msgtype == "text" else recognition
-        return IncomingMessage(text=text[:MAX_TEXT], message_id=_event_key(msg_id), **base), True
+        text, cut_from = capped(str(fields.get("Content") or "") if msgtype == "text" else recognition)
+        return IncomingMessage(text=text, cut_from=cut_from, message_id=_event_key(msg_id), **base), True
     if msgtype == "event" and fields.get("Event") == "template_card_event":
         task, key = str(fields.get("TaskId") or ""), str(fields.get("EventKey") or "")
         card = {"task_id": task, "key": key, "response_code": str(fields.get("ResponseCode") or "")}
@@ -256,7 +261,8 @@ def message_from_aibot(data: dict[str, Any], received_s: int | None = None) -> I
     url = data.get("response_url")
     if isinstance(url, str) and url and received_s is not None:
         route = {"response_url": url, "expires_ms": (received_s + RESPONSE_URL_TTL_S) * 1000}
-    return IncomingMessage(platform="wecom", platform_user_id=user, text=content.strip()[:MAX_TEXT],
+    text, cut_from = capped(content.strip())
+    return IncomingMessage(platform="wecom", platform_user_id=user, text=text, cut_from=cut_from,
                            message_id=_event_key("aibot", msgid), chat_id=chat, mentioned_bot=True,
                            reply_route=route)
 

@@ -58,6 +58,9 @@ def cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
+MAX_XML_DEPTH = 16
+
+
 def _element_to_value(elem: ET.Element) -> Any:
     """Leaf -> its text (never None); element with children -> dict; repeated tags -> list."""
     children = list(elem)
@@ -92,6 +95,15 @@ def parse_xml(text: str | bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str,
         root = ET.fromstring(raw)
     except ET.ParseError as exc:
         raise WeComCryptoError(PARSE_XML_ERROR, f"malformed xml: {exc}") from None
+    # The signature covers the Encrypt element, so the XML is read before anything is verified: a
+    # body nested a thousand levels deep must be refused here, not blow the recursion limit below
+    # (it answered 500). WeCom's callbacks are two levels deep; events with lists are a few more.
+    stack = [(root, 1)]
+    while stack:
+        elem, depth = stack.pop()
+        if depth > MAX_XML_DEPTH:
+            raise WeComCryptoError(PARSE_XML_ERROR, f"xml nested deeper than {MAX_XML_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in elem)
     value = _element_to_value(root)
     return value if isinstance(value, dict) else {}
 

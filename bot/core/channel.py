@@ -20,6 +20,9 @@ from bot.core.messages import IncomingMessage, OutgoingMessage
 from domain import import_vocab
 
 Identity = Literal["account", "person"]
+# the "formats" of a card's fields in ``Capabilities.sizes``: a channel that shows cards declares
+# what its platform takes in each (the sender cuts a longer field with an ellipsis)
+CARD_TITLE, CARD_DESCRIPTION, CARD_BUTTON = "card.title", "card.description", "card.button"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ class Capabilities:
     """What a platform can do. Declared by its channel, read by the core, never probed.
 
     targets        the destination kinds it delivers to ("user", "group", "robot", "session"...)
-    sizes          {(target kind, format): SizeLimit}; a pair not listed has no known limit
+    sizes          {(target kind, format): SizeLimit}; a pair not listed has no known limit.
+                   Formats: "text", "markdown", and a card's fields (CARD_TITLE...). The sender
+                   fits every message to these before delivery (bot/outbox/sizes.py)
     images         target kinds that take an image message (the aging chart)
     cards          shows button cards whose clicks come back as ``IncomingMessage.card_action``
     cards_per_push how many item cards the morning push may add per rep (each is one more

@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 Format = Literal["text", "markdown"]
+# the most of what a person wrote that the bot stores and reads: a follow-up is a few sentences;
+# a longer text is cut here by the channel and answered with errors/too_long.md.j2, not handled
+MAX_INCOMING_CHARS = 4000
+
+
+def capped(text: str) -> tuple[str, int]:
+    """(text as stored, its length as sent when it was cut; 0 when it was not)."""
+    return (text, 0) if len(text) <= MAX_INCOMING_CHARS else (text[:MAX_INCOMING_CHARS], len(text))
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,9 @@ class IncomingMessage:
     reply_route: dict[str, Any] = field(default_factory=dict)
     # a button click on an interactive card: {"task_id", "key", "response_code"}
     card_action: dict[str, Any] | None = None
+    # the text's length as sent when it was longer than MAX_INCOMING_CHARS (``text`` is then its
+    # beginning only, and the bot answers that it was too long instead of acting on half of it)
+    cut_from: int = 0
 
     @property
     def is_group(self) -> bool:

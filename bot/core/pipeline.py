@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.channel import registry
 from bot.core.errors import UserError
-from bot.core.messages import Card, IncomingMessage, Reply
+from bot.core.messages import MAX_INCOMING_CHARS, Card, IncomingMessage, Reply
 from bot.core.permissions import may_use, scope_for
 from bot.core.router import Command, Dispatcher
 from bot.render import render
@@ -74,6 +74,9 @@ class Pipeline:
         if person is None or not person.active:
             return [Rendered(render("errors/unknown_person.md.j2", platform=msg.platform,
                                     user_id=msg.platform_user_id))]
+        if msg.cut_from:
+            # never act on the first 4,000 characters of something longer: say so, plainly
+            return [Rendered(render("errors/too_long.md.j2", length=msg.cut_from, limit=MAX_INCOMING_CHARS))]
         ctx = Context(message=msg, session=session, services=self.services, person=person,
                       dispatcher=self.dispatcher)
         ctx.scope = await scope_for(session, person)

@@ -78,6 +78,6 @@ def to_outgoing(row: OutboxMessage) -> OutgoingMessage:
 
 async def backlog(session: AsyncSession) -> dict[str, int]:
     rows = (await session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))).all()
-    out = {"pending": 0, "sent": 0, "dead": 0}
+    out = {"pending": 0, "sent": 0, "dead": 0}   # and "split", once a row was
     out.update({k: v for k, v in rows})
     return out

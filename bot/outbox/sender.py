@@ -4,6 +4,7 @@ attempt, and permanent failures go to the dead-letter state, loudly."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -20,7 +21,8 @@ from bot.config import OutboxConfig
 from bot.core.channel import Channel
 from bot.core.channel_health import ChannelHealth
 from bot.core.messages import OutgoingMessage
-from bot.outbox.queue import REPLY, to_outgoing
+from bot.outbox import sizes
+from bot.outbox.queue import REPLY, enqueue_rows, pending_row, to_outgoing
 from bot.people_first import PeopleFirst
 from bot.outbox.rate_limits import RateLimiter
 from storage.db import Database
@@ -49,6 +51,7 @@ class Sender:
         self.last_latency: float | None = None
         self._outcomes: list[tuple[int, dict, asyncio.Future]] = []   # waiting for the next group commit
         self._committing: asyncio.Task | None = None     # the task committing outcomes, if any
+        self._retry_at: dict[int, datetime] = {}          # rows of this pass to be retried, and when
 
     def wake(self) -> None:
         self._wake.set()
@@ -100,13 +103,14 @@ class Sender:
         rows = await self._claim(batch)
         if not rows:
             return 0
+        rows, fitted = await self._fit(rows)
         # Slots are reserved in row order before any send starts, so concurrent sends cannot
         # overshoot a limit; rows beyond a destination's limit are put back as they were (one
         # group commit) and are not claimed again until the destination has room.
         go, held = [], []
         waiting: dict[tuple, int] = defaultdict(int)
         for row in rows:
-            out = to_outgoing(row)
+            out = fitted.get(row.id) or to_outgoing(row)
             reply = row.priority >= REPLY
             if self.limiter.wait_time(out, reply) > 0:
                 k = self.limiter.key(out)
@@ -126,14 +130,92 @@ class Sender:
         sem = asyncio.Semaphore(self.config.concurrency)
         sent = 0
 
-        async def one(row: OutboxMessage, out: OutgoingMessage, slot: list | None) -> None:
+        async def one(row: OutboxMessage, out: OutgoingMessage, slot: list | None) -> int:
             nonlocal sent
             async with sem:
                 n = await self._deliver(row, out, slot)   # not `sent += await ...`: that reads `sent` before awaiting
                 sent += n
+                return n
 
-        await asyncio.gather(*(one(*g) for g in go))
+        async def in_order(parts: list[tuple[OutboxMessage, OutgoingMessage, list | None]]) -> None:
+            # the parts of one split message go one after the other, so they arrive in order; one
+            # that must be retried holds the parts after it until just after its own retry
+            for i, (row, out, slot) in enumerate(parts):
+                if await one(row, out, slot) or row.id not in self._retry_at:
+                    continue
+                later = self._retry_at.pop(row.id)
+                await asyncio.gather(*(self._finish(r.id, next_attempt_at=later + timedelta(milliseconds=k + 1))
+                                       for k, (r, _, s) in enumerate(parts[i + 1:])))
+                for _, _, s in parts[i + 1:]:
+                    self.limiter.done(s)
+                return
+
+        chains: dict[str, list] = defaultdict(list)
+        singles = []
+        for g in go:
+            part = g[1].extra.get("part")
+            if isinstance(part, dict) and part.get("of"):
+                chains[str(part["of"])].append(g)
+            else:
+                singles.append(g)
+        await asyncio.gather(*(one(*g) for g in singles),
+                             *(in_order(sorted(c, key=lambda g: int(g[1].extra["part"].get("n") or 0)))
+                               for c in chains.values()))
+        self._retry_at.clear()
         return sent
+
+    async def _fit(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], dict[int, OutgoingMessage]]:
+        """Every claimed row fitted to its platform (bot/outbox/sizes.py says why here): a row that
+        fits is delivered as it is (a card's fields cut to their limits), a row too big for one
+        message is split into rows of its own, ``key:1`` … ``key:n``, claimed by this sender and
+        delivered in this pass, while the original is marked ``split`` in the same transaction."""
+        fitted: dict[int, OutgoingMessage] = {}
+        split: dict[int, list[OutgoingMessage]] = {}
+        for row in rows:
+            channel = self.channels.get(row.platform)
+            if channel is None:
+                continue
+            parts = sizes.fit(to_outgoing(row), channel.capabilities)
+            if len(parts) == 1:
+                fitted[row.id] = parts[0]
+            else:
+                split[row.id] = parts
+        if not split:
+            return rows, fitted
+        now = self.clock.now()
+        claim = now + timedelta(seconds=CLAIM_SECONDS)
+        by_id = {row.id: row for row in rows}
+        keys: dict[int, list[str]] = {}
+        async with self.db.session() as s, s.begin():
+            for row_id, parts in split.items():
+                row = by_id[row_id]
+                keys[row_id] = [sizes.part_key(row.idem_key, i + 1) for i in range(len(parts))]
+                marked = [dataclasses.replace(p, extra={**p.extra, "part": {"of": row.idem_key, "n": i + 1,
+                                                                            "total": len(parts)}})
+                          for i, p in enumerate(parts)]
+                # the parts keep the row's priority: an answer split in three is still an answer
+                records = [{**pending_row(p, k, row.created_at, row.next_attempt_at),
+                            "priority": row.priority, "claimed_by": self.instance, "claimed_until": claim}
+                           for p, k in zip(marked, keys[row_id])]
+                await enqueue_rows(s, records)
+                await s.execute(update(OutboxMessage).where(OutboxMessage.id == row_id,
+                                                            OutboxMessage.claimed_by == self.instance)
+                                .values(status="split", claimed_by=None, claimed_until=None,
+                                        last_error=f"split into {len(parts)} parts for {row.platform}"))
+            wanted = [k for ks in keys.values() for k in ks]
+            found = {r.idem_key: r for r in (await s.execute(
+                select(OutboxMessage).where(OutboxMessage.idem_key.in_(wanted),
+                                            OutboxMessage.claimed_by == self.instance,
+                                            OutboxMessage.status == "pending"))).scalars()}
+        log.info("outbox: %s message(s) too big for their platform split into %s parts",
+                 len(split), sum(len(p) for p in split.values()))
+        out: list[OutboxMessage] = []
+        for row in rows:
+            if row.id in split:
+                out.extend(found[k] for k in keys[row.id] if k in found)
+            else:
+                out.append(row)
+        return out, fitted
 
     async def next_wake(self) -> float | None:
         """Seconds until the sender has something to do: the next due row of a destination with
@@ -239,8 +321,8 @@ class Sender:
         log.warning("outbox: message %s attempt %s failed (%s); retry in %.1fs", row.id, attempts, reason, delay)
         self.stats["retried"] += 1
         metrics.for_db(self.db).message_out(row.platform, "retried")
-        await self._finish(row.id, attempts=attempts, last_error=reason,
-                           next_attempt_at=self.clock.now() + timedelta(seconds=delay))
+        retry_at = self._retry_at[row.id] = self.clock.now() + timedelta(seconds=delay)
+        await self._finish(row.id, attempts=attempts, last_error=reason, next_attempt_at=retry_at)
         return 0
 
     async def run(self) -> None:

@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import hdrs, web
 
-from bot.core.intake import Endpoint, RawRequest, Rejected, TooLarge, UnsupportedMediaType
+from bot.core.intake import Endpoint, Malformed, RawRequest, Rejected, TooLarge, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,12 @@ def route(state, platform: str, ep: Endpoint) -> web.RouteDef:
 
     async def handler(request: web.Request) -> web.Response:
         try:
-            received = ep.parse(await read(request, ep))
+            try:
+                received = ep.parse(await read(request, ep))
+            except RecursionError:
+                # a parser that recursed on a hostile body (JSON nested thousands deep): refused
+                # like any other malformed body, never a 500
+                raise Malformed("body nested too deeply") from None
         except Rejected as e:
             state.channel_health.refused(platform, e)
             log.warning("%s %s refused: %s %s", platform, request.path, e.status, e.error)

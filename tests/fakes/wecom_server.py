@@ -38,6 +38,13 @@ from tests.fakes.forms import parse_form
 SEND_ENDPOINTS = ("message/send", "message/update_template_card", "webhook/send", "media/upload",
                   "aibot/response")
 IMAGE_MAX_BYTES = 2 * 1024 * 1024      # media/upload type=image and robot images: JPG/PNG, ≤ 2 MB
+TEXT_MAX = 2048                         # app text (cut past it), robot text (refused past it)
+APP_MARKDOWN_MAX = 2048                 # app markdown: 40058 past it
+ROBOT_MARKDOWN_MAX = 4096               # group robot markdown: 40058 past it
+# template_card (doc page 90236): main_title.title 26 characters, main_title.desc 30, a button's
+# text 10, at most 6 buttons, task_id 128 bytes. The page words the text limits as "建议不超过";
+# this fake holds the bot to them (40058, WeCom's "invalid Request Parameter")
+CARD_TITLE_MAX, CARD_DESC_MAX, CARD_BUTTON_TEXT_MAX, CARD_BUTTONS_MAX, CARD_TASK_ID_MAX = 26, 30, 10, 6, 128
 MEDIA_TTL = 3 * 24 * 3600              # a temporary media_id lives 3 days
 # An AI-bot callback's response_url: one call, within an hour (doc page 101138). The docs name no
 # errcodes for a spent, expired or unknown one; these are the fake's own, and the bot must not rely
@@ -123,7 +130,8 @@ class FakeWeCom:
         self.duplicates_suppressed = 0
         self.media: dict[str, tuple[bytes, float]] = {}      # media_id -> (the uploaded bytes, expires at)
         self.used_response_codes: set[str] = set()
-        self.refused: list[tuple[int, str]] = []             # (errcode, what) of refused uploads / images
+        self.refused: list[tuple[int, str]] = []             # (errcode, what) of refused uploads / images / sizes
+        self.truncated: list[Received] = []                  # app text over 2,048 bytes: cut, as WeCom does
         # AI-bot response_code -> [issued at, chat it answers into, used?]
         self.response_codes: dict[str, list] = {}
         self._runner: web.AppRunner | None = None
@@ -308,6 +316,34 @@ def create_app(fake: FakeWeCom) -> web.Application:
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": token,
                                   "expires_in": int(fake.token_ttl)})
 
+    def oversize(kind: str, body: dict[str, Any]) -> web.Response | None:
+        """The documented limits (doc pages 90236, 91770), enforced: app markdown over 2,048
+        bytes and robot markdown over 4,096 / robot text over 2,048 are refused with 40058;
+        a template card's title, description, button texts, button count and task_id over
+        theirs too. App *text* over 2,048 bytes is not refused: WeCom cuts it silently, and
+        so does this fake (``fake.truncated`` lists those, for tests to assert none)."""
+        msgtype = body.get("msgtype")
+        part = body.get(msgtype) if isinstance(body.get(msgtype), dict) else {}
+        limit = {("app", "markdown"): APP_MARKDOWN_MAX, ("robot", "markdown"): ROBOT_MARKDOWN_MAX,
+                 ("robot", "text"): TEXT_MAX}.get((kind, msgtype))
+        content = str(part.get("content") or "")
+        if limit is not None and len(content.encode("utf-8")) > limit:
+            fake.refused.append((40058, f"{kind} {msgtype} over {limit} bytes"))
+            return _err(40058, f"{msgtype}.content exceed max length {limit}. invalid Request Parameter")
+        if msgtype == "template_card":
+            title = part.get("main_title") if isinstance(part.get("main_title"), dict) else {}
+            buttons = part.get("button_list") if isinstance(part.get("button_list"), list) else []
+            bad = (len(str(title.get("title") or "")) > CARD_TITLE_MAX and "main_title.title"
+                   or len(str(title.get("desc") or "")) > CARD_DESC_MAX and "main_title.desc"
+                   or len(buttons) > CARD_BUTTONS_MAX and "button_list"
+                   or any(len(str(b.get("text") or "")) > CARD_BUTTON_TEXT_MAX for b in buttons
+                          if isinstance(b, dict)) and "button_list.text"
+                   or len(str(part.get("task_id") or "").encode()) > CARD_TASK_ID_MAX and "task_id")
+            if bad:
+                fake.refused.append((40058, f"template_card {bad}"))
+                return _err(40058, f"template_card.{bad} exceed max length. invalid Request Parameter")
+        return None
+
     async def message_send(request: web.Request) -> web.Response:
         if (resp := await fake.apply_fault(request, "message/send")) is not None:
             return resp
@@ -328,6 +364,12 @@ def create_app(fake: FakeWeCom) -> web.Application:
             if media is None or fake.clock() >= media[1]:
                 fake.refused.append((40007, "image"))
                 return _err(40007, "invalid media_id")
+        if (refused := oversize("app", body)) is not None:
+            return refused
+        truncated = msgtype == "text" and len(str(body["text"].get("content") or "").encode("utf-8")) > TEXT_MAX
+        if truncated:
+            cut = str(body["text"]["content"]).encode("utf-8")[:TEXT_MAX].decode("utf-8", "ignore")
+            body = {**body, "text": {**body["text"], "content": cut}}
         users = [u for u in str(body.get("touser", "")).split("|") if u]
         invalid = [u for u in users if fake.known_users is not None and u not in fake.known_users]
         valid = [u for u in users if u not in invalid]
@@ -341,6 +383,8 @@ def create_app(fake: FakeWeCom) -> web.Application:
         reached = [u for u in valid if fake._within(fake._member_sends[(agent, u)], fake.member_limit)]
         record = Received("app", body, fake.clock(), agent_id=agent, touser=reached)
         (fake.received if reached else fake.dropped).append(record)
+        if truncated:
+            fake.truncated.append(record)
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
                                   "msgid": secrets.token_hex(8)})
 
@@ -366,6 +410,9 @@ def create_app(fake: FakeWeCom) -> web.Application:
             return _err(40058, "template_card or button required")
         if isinstance(card, dict) and not isinstance(card.get("button_list", []), list):
             return _err(40058, "button_list must be a list")
+        if isinstance(card, dict) and (refused := oversize("app", {"msgtype": "template_card",
+                                                                  "template_card": card})) is not None:
+            return refused
         fake.used_response_codes.add(code)
         fake.received.append(Received("update_card", body, fake.clock(), agent_id=agent,
                                       touser=list(body.get("userids", []))))
@@ -400,6 +447,8 @@ def create_app(fake: FakeWeCom) -> web.Application:
             if body["image"].get("md5") != hashlib.md5(image).hexdigest():
                 fake.refused.append((301019, "robot image"))
                 return _err(301019, "image md5 not match")
+        if (refused := oversize("robot", body)) is not None:
+            return refused
         if not fake._within(fake._robot_sends[key], fake.robot_limit):
             return _err(45009, "api freq out of limit")
         fake.received.append(Received("robot", body, fake.clock(), key=key))
