@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from storage import audit
 from storage.fx import convert, rates_for
+from storage.outbox_parts import part_keys
 from storage.models import (Allocation, AuditEntry, Contact, CreditAlert, Customer, CustomerMessage, LadderStep,
                             OutboxMessage, Promise, Receivable)
 
@@ -285,7 +286,10 @@ async def sync_sent(session: AsyncSession) -> int:
     rows = (await session.execute(select(CustomerMessage, OutboxMessage.status, OutboxMessage.sent_at)
                                   .join(OutboxMessage, OutboxMessage.idem_key == CustomerMessage.outbox_key)
                                   .where(CustomerMessage.status == "queued",
-                                         OutboxMessage.status.in_(("sent", "dead", "cancelled"))))).all()
+                                         OutboxMessage.status.in_(("sent", "dead", "cancelled", "split"))))).all()
+    rows = [(cm, *((await _parts_outcome(session, cm.outbox_key)) if status == "split" else (status, sent_at)))
+            for cm, status, sent_at in rows]
+    rows = [(cm, status, sent_at) for cm, status, sent_at in rows if status is not None]
     for cm, status, sent_at in rows:
         if status == "sent":
             cm.status, cm.sent_at = "sent", sent_at
@@ -296,6 +300,21 @@ async def sync_sent(session: AsyncSession) -> int:
     return len(rows)
 
 
+async def _parts_outcome(session: AsyncSession, key: str) -> tuple[str | None, datetime | None]:
+    """A message sent in parts (storage/outbox_parts.py): sent when every part is, failed when one
+    is dead, cancelled when one is; None while parts are under way."""
+    parts = (await session.execute(select(OutboxMessage.status, OutboxMessage.sent_at)
+                                   .where(OutboxMessage.idem_key.in_(part_keys(key))))).all()
+    states = {st for st, _ in parts}
+    if not parts or states - {"sent", "dead", "cancelled"}:
+        return None, None
+    if "dead" in states:
+        return "dead", None
+    if "cancelled" in states:
+        return "cancelled", None
+    return "sent", max(at for _, at in parts)
+
+
 def _cancel_sync(conn_session: Session, reasons: dict[int, str]) -> None:
     for rid, reason in reasons.items():
         keys = list(conn_session.execute(select(CustomerMessage.outbox_key).where(
@@ -304,6 +323,8 @@ def _cancel_sync(conn_session: Session, reasons: dict[int, str]) -> None:
             continue
         conn_session.execute(update(CustomerMessage.__table__).where(
             CustomerMessage.__table__.c.outbox_key.in_(keys)).values(status="cancelled", cancel_reason=reason))
+        # the message, or its parts when it went out in several (those not sent yet)
+        keys += [k for key in keys for k in part_keys(key)]
         conn_session.execute(update(OutboxMessage.__table__).where(
             OutboxMessage.__table__.c.idem_key.in_(keys), OutboxMessage.__table__.c.status == "pending")
             .values(status="cancelled", last_error=f"cancelled: {reason}"))

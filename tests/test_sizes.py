@@ -231,3 +231,51 @@ async def test_a_part_that_fails_is_retried_alone_and_the_parts_still_arrive_in_
         got = [r.payload["markdown"]["content"] for r in fake.messages_to("wecom_fin1")]
         assert len(got) == n and all(CONTINUED in g for g in got[1:])
         assert [g.split("\n", 1)[0] for g in got[1:]] == [f"**（续）** 第 {i}/{n} 部分" for i in range(2, n + 1)]
+
+
+async def test_a_customer_message_sent_in_parts_counts_as_sent_once_every_part_is(aiohttp_client, db):
+    # a statement to a customer's group robot, too long for one message: the customer message is
+    # "sent" when its last part is, and a cancelled one takes its unsent parts with it
+    from storage import reminders as rem
+    from storage.models import CustomerMessage
+    from tests import ledger_fixture
+    async with FakeDingTalk() as fake:
+        bot = await Bot.start(aiohttp_client, db, NOW, dingtalk={
+            "enabled": True, "mode": "http", "app_key": fake.app_key, "app_secret": fake.app_secret,
+            "robot_code": fake.robot_code, "api_base": fake.url, "oapi_base": fake.url,
+            "robot_webhooks": {"buyer": {"url": fake.add_robot("btok")}}})
+        async with db.session() as s, s.begin():
+            await ledger_fixture.build(s, NOW)
+            customer = (await s.execute(select(Customer).limit(1))).scalar_one()
+            for key in ("cm:sent", "cm:cancel"):
+                s.add(CustomerMessage(customer_id=customer.id, step="statement", kind="statement", channel="robot",
+                                      outbox_key=key, queued_at=NOW, send_at=NOW))
+            await outbox.enqueue(s, OutgoingMessage("dingtalk", "robot", "buyer", lines(700), "markdown"),
+                                 "cm:sent", NOW)
+        await settle(bot)
+        async with db.session() as s, s.begin():
+            await rem.sync_sent(s)
+        async with db.session() as s:
+            sent = (await s.execute(select(CustomerMessage).where(CustomerMessage.outbox_key == "cm:sent"))).scalar_one()
+            assert sent.status == "sent" and sent.sent_at is not None
+            original = (await s.execute(select(OutboxMessage).where(OutboxMessage.idem_key == "cm:sent"))).scalar_one()
+            assert original.status == "split"
+        # parts still pending when the message is cancelled are cancelled with it
+        async with db.session() as s, s.begin():
+            for n in (1, 2):
+                await outbox.enqueue(s, OutgoingMessage("dingtalk", "robot", "buyer", f"part {n}"), f"cm:cancel:{n}",
+                                     NOW.replace(year=2030))
+            await s.execute(OutboxMessage.__table__.insert().values(
+                idem_key="cm:cancel", platform="dingtalk", target_kind="robot", target="buyer", text="…",
+                status="split", next_attempt_at=NOW, created_at=NOW, extra={}))
+        async with db.session() as s, s.begin():
+            rid = (await s.execute(select(Receivable.id).where(Receivable.customer_id == customer.id).limit(1))).scalar_one()
+            await s.execute(CustomerMessage.__table__.update().where(CustomerMessage.outbox_key == "cm:cancel")
+                            .values(receivable_id=rid))
+            await s.run_sync(lambda ss: rem._cancel_sync(ss, {rid: "disputed"}))
+        async with db.session() as s:
+            parts = (await s.execute(select(OutboxMessage.status).where(OutboxMessage.idem_key.like("cm:cancel:%")))
+                     ).scalars().all()
+            assert parts == ["cancelled", "cancelled"]
+            cm = (await s.execute(select(CustomerMessage).where(CustomerMessage.outbox_key == "cm:cancel"))).scalar_one()
+            assert cm.status == "cancelled"

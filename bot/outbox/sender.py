@@ -27,6 +27,7 @@ from bot.people_first import PeopleFirst
 from bot.outbox.rate_limits import RateLimiter
 from storage.db import Database
 from storage.models import OutboxMessage
+from storage.outbox_parts import part_key
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and may be taken over
@@ -189,7 +190,7 @@ class Sender:
         async with self.db.session() as s, s.begin():
             for row_id, parts in split.items():
                 row = by_id[row_id]
-                keys[row_id] = [sizes.part_key(row.idem_key, i + 1) for i in range(len(parts))]
+                keys[row_id] = [part_key(row.idem_key, i + 1) for i in range(len(parts))]
                 marked = [dataclasses.replace(p, extra={**p.extra, "part": {"of": row.idem_key, "n": i + 1,
                                                                             "total": len(parts)}})
                           for i, p in enumerate(parts)]

@@ -24,24 +24,16 @@ How:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 from bot.core.channel import CARD_BUTTON, CARD_DESCRIPTION, CARD_TITLE, Capabilities, SizeLimit
 from bot.core.messages import Card, OutgoingMessage
 from bot.render import render
+from storage.outbox_parts import MAX_PARTS
 
-MAX_PARTS = 8          # more than this and the message is a report, not a chat message: summarise
-MAX_KEY = 200          # outbox.idem_key width
 # what only the first part of a split message carries: the card, and whom it mentions
 FIRST_PART_ONLY = frozenset({"card", "at_user_ids", "at_all", "mentioned_list", "mentioned_mobile_list"})
 
 
-def part_key(key: str, n: int) -> str:
-    """The idempotency key of part ``n`` (1-based) of the row keyed ``key``."""
-    derived = f"{key}:{n}"
-    if len(derived) <= MAX_KEY:
-        return derived
-    return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}:{n}"
 
 
 def head(part: int, parts: int, format: str) -> str:
