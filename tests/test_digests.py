@@ -223,9 +223,8 @@ async def test_a_question_is_answered_first_while_75_notifications_are_queued(ai
     notifications have used their share of the minute is still answered at once: the limiter keeps
     room for answers (notifications get 25 of the 30 a minute). Nothing is dropped by WeCom.
 
-    The question is /dso: finance's /help is 2.5 KB, over WeCom's 2,048-byte markdown limit, and
-    is refused until replies are split (the "sizes" work); its parts will be answers like this one
-    (bot/inbound.py queues every part of a reply as outbox.REPLY)."""
+    The question is /help: finance's is 2.5 KB, over WeCom's 2,048-byte markdown limit, so it goes
+    in two parts — and the parts of an answer are answers too (they keep the row's priority)."""
     ticker = Ticker()
     async with FakeWeCom(apps={AGENT: SECRET}, clock=ticker) as fake:
         bot = await _bot(aiohttp_client, db, fake)
@@ -238,13 +237,15 @@ async def test_a_question_is_answered_first_while_75_notifications_are_queued(ai
                                      f"flood:{i}", bot.clock.now())
         # the question arrives before the sender has worked the backlog off
         asked_at = ticker.t
-        query, body = build_callback(crypto(fake), text_xml(fake, "wx_fin1", "/dso", 990001), int(time.time()), "q1")
+        query, body = build_callback(crypto(fake), text_xml(fake, "wx_fin1", "/help", 990001), int(time.time()), "q1")
         assert await post_callback(bot, query, body) == (200, "")
         await bot.state.inbound.wait_idle()
-        await sender.drain()
+        for _ in range(3):                        # the split, then its parts one after another
+            await sender.drain()
         to_fin = fake.messages_to("wx_fin1")
-        assert "DSO" in to_fin[0].payload["markdown"]["content"]                     # the answer, first
-        assert to_fin[0].at - asked_at <= 5
+        first, second = (m.payload["markdown"]["content"] for m in to_fin[:2])
+        assert "/aging" in first and second.startswith("**（续）** 第 2/2 部分")     # the answer, first, whole
+        assert to_fin[1].at - asked_at <= 5
         # then notifications, until the minute holds 25 sends (the answer counts: WeCom counts it)
         assert len(to_fin) == 25
 

@@ -151,17 +151,23 @@ class Sender:
                     self.limiter.done(s)
                 return
 
-        chains: dict[str, list] = defaultdict(list)
-        singles = []
-        for g in go:
-            part = g[1].extra.get("part")
-            if isinstance(part, dict) and part.get("of"):
-                chains[str(part["of"])].append(g)
-            else:
-                singles.append(g)
-        await asyncio.gather(*(one(*g) for g in singles),
-                             *(in_order(sorted(c, key=lambda g: int(g[1].extra["part"].get("n") or 0)))
-                               for c in chains.values()))
+        async def deliver_all(batch: list) -> None:
+            chains: dict[str, list] = defaultdict(list)
+            singles = []
+            for g in batch:
+                part = g[1].extra.get("part")
+                if isinstance(part, dict) and part.get("of"):
+                    chains[str(part["of"])].append(g)
+                else:
+                    singles.append(g)
+            await asyncio.gather(*(one(*g) for g in singles),
+                                 *(in_order(sorted(c, key=lambda g: int(g[1].extra["part"].get("n") or 0)))
+                                   for c in chains.values()))
+
+        # answers first, every part of them, then the rest: sent side by side, an answer's second
+        # part arrived after the notifications claimed with it
+        await deliver_all([g for g in go if g[0].priority >= REPLY])
+        await deliver_all([g for g in go if g[0].priority < REPLY])
         self._retry_at.clear()
         return sent
 
