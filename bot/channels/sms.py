@@ -28,7 +28,7 @@ import hmac
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,6 +36,7 @@ import aiohttp
 from bot.channels import sms_aliyun, sms_tencent
 from bot.channels.errors import (DeliveryError, PermanentDeliveryError, RateLimitedError,
                                  TransientDeliveryError)
+from bot.clock import Clock
 from bot.core.channel import Capabilities
 from bot.core.messages import IncomingMessage, OutgoingMessage
 
@@ -66,13 +67,14 @@ class SmsChannel:
     capabilities = Capabilities(targets=frozenset({"sms"}))   # send-only, to customer contacts
 
     def __init__(self, config, *, clock=None, session_factory=aiohttp.ClientSession):
-        self.config, self.clock, self.session_factory = config, clock, session_factory
+        # the providers sign with the current time: the injected clock, the system's by default
+        self.config, self.clock, self.session_factory = config, clock or Clock(), session_factory
 
     def reply_route(self, msg: IncomingMessage) -> tuple[str, str]:
         raise NotImplementedError("SMS is send-only")
 
     def _now(self) -> datetime:
-        return self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
+        return self.clock.now()
 
     def _template(self, out: OutgoingMessage) -> tuple[str, str]:
         kind = out.extra.get("sms_template", "")
