@@ -83,6 +83,10 @@ CHUNK_SECONDS = 0.25       # what one write transaction aims at
 FIRST_CHUNK = 2_000        # rows in the first chunk, before anything is measured
 MIN_CHUNK, MAX_CHUNK = 100, 20_000
 PAUSE_SHARE = 0.1          # pause after a chunk, as a share of its duration: another process's turn
+# ... and at least this long: a writer of another process (the bot, while the CLI imports) waits in
+# SQLite's busy handler, which sleeps up to 100 ms between looks at the lock; a shorter pause was
+# mostly missed, and chat answered in 4.6 s (p50) beside a 200k import (bench/load.py --with-import)
+MIN_PAUSE = 0.1
 MAX_ERRORS = 1_000         # errors listed in a report; the rest are counted
 CACHE_KIB = 65_536         # SQLite page cache of the writing connection while it imports (default: 2 MB)
 CHECKPOINT_SECONDS = 1.0   # SQLite: write this long between two WAL checkpoints of the import's own
@@ -434,7 +438,7 @@ class ReceivablesImport:
             spent = 0.0
             if since_checkpoint >= CHECKPOINT_SECONDS:
                 spent, since_checkpoint = await self._checkpoint(), 0.0
-            await asyncio.sleep(max(0.0, took * PAUSE_SHARE - spent))
+            await asyncio.sleep(max(0.0, max(MIN_PAUSE, took * PAUSE_SHARE) - spent))
         self.chunks = seq
 
     async def _refusal(self, chunk: list[tuple]) -> "_Refused | None":
