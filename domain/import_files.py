@@ -37,7 +37,8 @@ from domain.import_vocab import (ACCOUNT_COLUMNS, FIELDS, KEYS, KINDS, SHEET_NAM
 from domain.money import AmountError, parse_amount
 
 __all__ = ["RowError", "Record", "Parsed", "ImportFileError", "Table", "open_table", "read_table",
-           "map_headers", "RowChecker", "validate", "KINDS"]
+           "map_headers", "RowChecker", "validate", "KINDS", "find_header", "data_rows", "is_total_row",
+           "is_footer_row"]
 
 CENT = Decimal("0.01")
 EXCEL_EPOCH = date(1899, 12, 30)   # Excel's day 0 (it counts a non-existent 1900-02-29)
@@ -101,6 +102,9 @@ class Table:
     def __init__(self, headers: list[str], rows: Iterator[tuple[int, list]], closer: Callable[[], None],
                  counter: "_CountingReader | None" = None, size: int = 0):
         self.headers, self.rows, self._closer, self._counter, self.size = headers, rows, closer, counter, size
+        self.header_line = 1                 # the header's line in the file
+        self.title_lines: list[int] = []     # title rows above the header, skipped
+        self.total_lines: list[int] = []     # 合计/小计 rows and signature lines, skipped (filled as read)
 
     @property
     def bytes_read(self) -> int:
@@ -114,6 +118,89 @@ class Table:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- where the table starts and ends ----------------------------------------------------------
+# ERP exports (用友 U8, 金蝶 K3, 金蝶云星空, YonSuite) put a title, the company and the period
+# above the header — often one merged cell across the sheet — and 合计/小计 rows among or below
+# the data. These helpers are shared by every reader of such files (bank statements too).
+HEADER_SCAN = 30          # rows looked at for the header before giving up
+_TOTAL = re.compile(r"(?:本页|本月|本年|本期|全部|累计)?(?:合计|小计|总计|累计)(?:\s*[:：(（\[【].*)?"
+                    r"|total|subtotal|grand\s*total|sum", re.IGNORECASE)
+# a last line with the clerk's or printer's stamp: 制表人：张三  打印日期：2026-03-05
+_FOOTER = re.compile(r"(?:制表|制单|审核|复核|打印|导出|记账|主管|财务主管)(?:人|日期|时间)?\s*[:：]")
+
+_SKIP_HINT = re.compile(r"计|[Tt][Oo][Tt][Aa][Ll]|制表|制单|审核|复核|打印|导出|记账|主管")
+
+
+def is_total_row(cells: list) -> bool:
+    """Is this a 合计/小计/总计 row (or a ``Total`` row)? Any text cell saying so counts: the word
+    sits in the first column, the customer column or wherever the exporter put it; a customer or
+    an invoice number that merely *contains* 合计 is not one (the word must stand alone, or be
+    followed by a colon or a bracket: 合计：, 小计(华东区))."""
+    for c in cells:
+        if type(c) is str:
+            t = c.strip().replace(" ", "").replace("\u3000", "")
+            if t and _TOTAL.fullmatch(t):
+                return True
+    return False
+
+
+def is_footer_row(cells: list) -> bool:
+    """A signature line below the data (制表人：…, 打印日期：…) with nothing else on the row
+    that could be an amount: the whole row's text starts with such a label."""
+    texts = [_text(c) for c in cells]
+    filled = [t for t in texts if t]
+    return bool(filled) and all(isinstance(c, str) or c is None for c in cells) and \
+        bool(_FOOTER.match(filled[0].replace(" ", "")))
+
+
+def find_header(rows: Iterator[tuple[int, list]], is_header: Callable[[str], bool], *,
+                scan: int = HEADER_SCAN, min_known: int = 2) -> tuple[tuple[int, list] | None, list[int],
+                                                                       Iterator[tuple[int, list]]]:
+    """Find the header among the first ``scan`` non-blank rows: the first row with at least
+    ``min_known`` cells that ``is_header`` recognises (a title row, the company, the period have
+    none or one). Returns ``(header row or None, line numbers of the rows above it, the rows
+    after it)`` — still a stream. With no such row the first row is taken as the header (so
+    the usual "missing column" report names what is missing).
+
+    ``rows`` must already be free of blank rows. Use it for any kind of ERP or bank file:
+    ``is_header`` is the caller's vocabulary (``lambda h: header_field("payments", h) is not None``)."""
+    buffered: list[tuple[int, list]] = []
+    for item in rows:
+        buffered.append(item)
+        known = sum(1 for c in item[1] if (t := _text(c)) and is_header(t))
+        if known >= min_known:
+            above = [line for line, _ in buffered[:-1]]
+            return item, above, rows
+        if len(buffered) >= scan:
+            break
+    if not buffered:
+        return None, [], rows
+    first, rest = buffered[0], buffered[1:]
+    return first, [], _chain(rest, rows)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def data_rows(rows: Iterator[tuple[int, list]], skipped: list[int] | None = None) -> Iterator[tuple[int, list]]:
+    """The rows below the header without 合计/小计 rows and signature lines; their line numbers
+    go to ``skipped`` when given (a report can say what was left out)."""
+    hint = _SKIP_HINT.search
+    for line, cells in rows:
+        # one search over the row's text first: a million data rows pass it without a closer look
+        try:
+            joined = "".join(cells)
+        except TypeError:           # Excel cells: numbers, dates, None
+            joined = "".join(c for c in cells if type(c) is str)
+        if hint(joined) and (is_total_row(cells) or is_footer_row(cells)):
+            if skipped is not None:
+                skipped.append(line)
+            continue
+        yield line, cells
 
 
 def open_table(path: str | Path, kind: str | None = None) -> Table:
@@ -131,8 +218,12 @@ def open_table(path: str | Path, kind: str | None = None) -> Table:
         else:
             raise ImportFileError(RowError(0, "", p.name, "unsupported_format", {"suffix": suffix}))
         rows = ((line, cells) for line, cells in rows if _nonblank(cells))
+        if kind in KINDS:
+            known = lambda h: header_field(kind, h) is not None   # noqa: E731
+        else:
+            known = lambda h: any(header_field(k, h) is not None for k in KINDS)   # noqa: E731
         try:
-            first = next(rows, None)
+            first, above, rows = find_header(rows, known)
         except BaseException:
             closer()
             raise
@@ -143,7 +234,10 @@ def open_table(path: str | Path, kind: str | None = None) -> Table:
     if first is None:
         closer()
         raise ImportFileError(RowError(1, "", p.name, "no_header"))
-    return Table([_text(h) for h in first[1]], _guarded(rows, p.name), closer, counter, size)
+    table = Table([_text(h) for h in first[1]], rows, closer, counter, size)
+    table.header_line, table.title_lines = first[0], above
+    table.rows = _guarded(data_rows(rows, table.total_lines), p.name)
+    return table
 
 
 def _guarded(rows: Iterator[tuple[int, list]], name: str) -> Iterator[tuple[int, list]]:
@@ -409,13 +503,13 @@ class RowChecker:
     ``errors`` holds the file-level problems (``missing_column``, once, on line 1); when there
     are any, ``usable`` is False and every row would repeat the same complaint."""
 
-    def __init__(self, kind: str, headers: list[str], *, today: date):
+    def __init__(self, kind: str, headers: list[str], *, today: date, header_line: int = 1):
         if kind not in KINDS:
             raise ValueError(f"unknown import kind {kind!r}")
         spec = FIELDS[kind]
         self.kind, self.today = kind, today
         self.mapping, self.ignored = map_headers(kind, headers)
-        self.errors = [RowError(1, f, "", "missing_column")
+        self.errors = [RowError(header_line, f, "", "missing_column")
                        for f, t in spec.items() if t.endswith("!") and f not in self.mapping]
         self.header_names = {f: headers[i] for f, i in self.mapping.items()}
         self.key = KEYS[kind]
@@ -466,9 +560,10 @@ class RowChecker:
         return Record(line, values, raw), []
 
 
-def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
+def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date,
+             header_line: int = 1) -> Parsed:
     """Map headers and parse every row; rows with any error are left out of ``records``."""
-    checker = RowChecker(kind, headers, today=today)
+    checker = RowChecker(kind, headers, today=today, header_line=header_line)
     parsed = Parsed(kind, len(rows), [], list(checker.errors), list(checker.mapping), checker.ignored,
                     checker.header_names)
     if not checker.usable:

@@ -208,7 +208,7 @@ class ReceivablesImport:
             self.error(exc.error)
             return None
         with table:
-            checker = RowChecker("receivables", table.headers, today=self.today)
+            checker = RowChecker("receivables", table.headers, today=self.today, header_line=table.header_line)
             self.report.ignored_columns = checker.ignored
             if not checker.usable:
                 for e in checker.errors:

@@ -32,7 +32,7 @@ from typing import AsyncIterator, Callable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.import_files import ImportFileError, Record, RowError, read_table, validate
+from domain.import_files import ImportFileError, Record, RowError, open_table, validate
 from storage import audit
 from storage.db import Database
 from storage.import_money import PaymentsPlanner, ReceivablesPlanner
@@ -142,11 +142,12 @@ async def import_file(db: Database, kind: str, path: str | Path, *, actor: str =
         return await import_receivables(db, path, report, actor=actor, channel=channel, now=now, today=today,
                                         dry_run=dry_run, progress=progress)
     try:
-        headers, table = read_table(path, kind)
+        with open_table(path, kind) as opened:
+            headers, table, header_line = opened.headers, list(opened.rows), opened.header_line
     except ImportFileError as exc:
         report.errors.append(exc.error)
         return report
-    parsed = validate(kind, headers, table, today=today)
+    parsed = validate(kind, headers, table, today=today, header_line=header_line)
     report.rows, report.ignored_columns = parsed.rows, parsed.ignored
     report.errors = list(parsed.errors)
     if any(e.code == "missing_column" for e in parsed.errors):
