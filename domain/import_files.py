@@ -14,10 +14,19 @@ Problems are codes with parameters, not sentences: a template renders them in th
 language. Codes (``RowError.code``) produced here:
 
 ``unreadable_file``, ``bad_encoding``, ``unsupported_format``, ``no_header``,
-``missing_column`` (once, on line 1), ``required``, ``bad_amount``, ``negative_amount``,
-``zero_amount``, ``bad_date``, ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
+``missing_column`` (once, on the header's line), ``duplicate_column`` (params: ``other``, ``first``,
+``second``: two columns for one field), ``required``, ``bad_amount``, ``too_many_decimals``,
+``amount_too_large`` (params: ``max``), ``negative_amount``, ``zero_amount``, ``bad_date`` (params:
+``order`` when the date order decided), ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
 ``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``).
 The database step (``storage/imports.py``) adds the codes that need the ledger.
+
+Files as ERP systems export them (用友 U8, 金蝶 K3, 金蝶云星空, YonSuite): the header is looked for
+below title rows (:func:`find_header`), 合计/小计 rows and signature lines are skipped
+(:func:`data_rows`), the vocabulary knows their column titles with a preference among synonyms
+(``domain/import_vocab.PREFER``), and the lines of one invoice are added up (:func:`validate`;
+the streamed import does the same in ``storage/import_stream.py``). ``.xls`` and modest ``.xlsx``
+are read with python-calamine, large ``.xlsx`` with openpyxl in read-only mode.
 """
 from __future__ import annotations
 

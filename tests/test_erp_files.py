@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import sqlite3
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
