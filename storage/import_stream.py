@@ -286,9 +286,14 @@ class ReceivablesImport:
                         continue
                     pending.append((rec, cust, dup))
                     if len(pending) >= KEY_BATCH:
-                        await self._plan(pending, people)
-                        pending = []
-                        judged_upto = line
+                        # the last invoice's next lines usually follow at once: it waits for the next batch
+                        cut = len(pending) - 1
+                        while cut > 0 and pending[cut - 1][0].values["invoice_no"] == key:
+                            cut -= 1
+                        cut = cut or len(pending)
+                        await self._plan(pending[:cut], people)
+                        judged_upto = pending[cut - 1][0].line
+                        pending = pending[cut:]
                         self.progress("check", table.bytes_read, table.size)
                 if pending:
                     await self._plan(pending, people)

@@ -275,6 +275,21 @@ async def test_a_multi_line_invoice_is_summed_even_when_its_lines_are_far_apart(
         ("F1", Decimal("125.50")), ("F2", Decimal("50.00")), ("F3", Decimal("70.00"))]
 
 
+async def test_adjacent_lines_across_a_batch_boundary_need_no_second_look(db, tmp_path, monkeypatch):
+    """The usual export (an invoice's lines together) is read once, even where a batch ends
+    between two lines of one invoice."""
+    await _ledger(db)
+    monkeypatch.setattr(import_stream, "KEY_BATCH", 2)
+
+    def no_second_look(self):
+        raise AssertionError("the file was read a second time")
+    monkeypatch.setattr(import_stream.ReceivablesImport, "again", no_second_look)
+    p = _csv(tmp_path / "a.csv", [HEAD + ["存货名称"], ROWS[1], ROWS[0], ROWS[3], ROWS[2]])
+    report = await _load(db, "receivables", p)
+    assert report.ok and (report.created, report.merged_lines) == (3, 1)
+    assert (await _amounts(db))["F1"] == (Decimal("125.50"),) * 2
+
+
 async def test_lines_of_one_number_with_another_customer_or_date_are_a_conflict(db, tmp_path):
     await _ledger(db)
     p = _csv(tmp_path / "c.csv", [HEAD, ROWS[0][:5], ["F1", "C002", "2026-10-01", "2026-11-01", "20.00"],
