@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("kind", choices=["people", "customers", "receivables", "payments"])
     i.add_argument("file")
     i.add_argument("--format", choices=["text", "json"], default="text")
+    i.add_argument("--date-order", choices=["ymd", "mdy", "dmy"],
+                   help="how to read 3/5/2026 or 26-3-5 in this file (default: [import] date_order)")
     i.add_argument("--allow-customer-change", action="store_true",
                    help="let rows move invoices already in the ledger to another customer (refused otherwise)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
@@ -205,7 +207,7 @@ async def _import(services, args) -> int:
     try:
         report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
                                    today=services.clock.today(), progress=progress,
-                                   date_order=services.config.imports.date_order,
+                                   date_order=args.date_order or services.config.imports.date_order,
                                    allow_customer_change=args.allow_customer_change)
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM: import_file has taken back what it wrote (or the next start will)

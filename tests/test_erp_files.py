@@ -363,9 +363,22 @@ def test_the_cli_csv_exports_write_a_reps_formula_as_text(tmp_path, monkeypatch,
     assert main(["export", "followups"]) == 0
     rows = list(csv.DictReader(io.StringIO(capfd.readouterr().out.lstrip("\ufeff"))))
     assert [r["text"] for r in rows] == ["'" + EVIL]
+    # a file in British order, for this one import: 5/3/2026 is March 5
+    dmy = _csv(tmp_path / "dmy.csv", [HEAD, ["UK-1", "C001", "5/3/2026", "4/4/2026", "10.00"]])
+    assert main(["import", "receivables", str(dmy), "--date-order", "dmy"]) == 0
+
+    async def dates():
+        db = Database(url)
+        async with db.session() as s:
+            got = (await s.execute(select(Receivable.issue_date, Receivable.due_date)
+                                   .where(Receivable.invoice_no == "UK-1"))).one()
+        await db.close()
+        return tuple(got)
+    assert asyncio.run(dates()) == (date(2026, 3, 5), date(2026, 4, 4))
+    capfd.readouterr()
     assert main(["report", "aging", "--as-of", "2026-12-01", "--format", "csv"]) == 0
     lines = list(csv.reader(io.StringIO(capfd.readouterr().out.lstrip("\ufeff"))))
-    assert lines[1][-1] == "72321.09"                     # figures are written as figures
+    assert lines[1][-1] == "72331.09"                     # figures are written as figures
 
 
 async def test_report_workbooks_store_formula_looking_names_as_text(db):
