@@ -606,8 +606,8 @@ def _parse_value(typ: str, v: Any, today: date, order: str = "ymd") -> tuple[Any
             return parse_cell_date(v, today, order), None, {}
         except (DateError, ValueError, OverflowError):
             # a year-last or two-digit date: say in which order it was read
-            return None, "bad_date", ({"order": order} if type(v) is str and _NUMERIC_DATE.fullmatch(
-                half_width(_TIME_TAIL.sub("", v.strip())).strip()) else {})
+            m = _NUMERIC_DATE.fullmatch(half_width(_TIME_TAIL.sub("", v.strip())).strip()) if type(v) is str else None
+            return None, "bad_date", ({"order": order} if m and len(m.group(1)) < 4 else {})
     if typ == "bool":
         b = v if isinstance(v, bool) else bool_of(_text(v))
         return (b, None, {}) if b is not None else (None, "bad_bool", {})
@@ -653,7 +653,7 @@ class RowChecker:
         self.errors = [RowError(header_line, f, "", "missing_column")
                        for f, t in spec.items() if t.endswith("!") and f not in self.mapping]
         # the same column twice (金额, 金额) or two synonyms of equal standing: refused, not guessed
-        self.errors += [RowError(header_line, f, headers[j], "duplicate_column",
+        self.errors += [RowError(header_line, f, "", "duplicate_column",
                                  {"other": headers[i], "first": _column_letter(i), "second": _column_letter(j)},
                                  header=headers[j]) for f, i, j in clashes]
         self.header_names = {f: headers[i] for f, i in self.mapping.items()}
