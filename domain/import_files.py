@@ -722,8 +722,10 @@ def invoice_fingerprint(values: dict) -> int:
 
 def total_error(rec: Record) -> RowError | None:
     """A multi-line invoice whose lines add up to nothing or less (a discount line larger than
-    the goods): refused on its first line, as a single line would be."""
+    the goods), or to ten billion and more: refused on its first line, as a single line would be."""
     amount = rec.values["amount"]
+    if amount >= MAX_AMOUNT:
+        return RowError(rec.line, "amount", str(amount), "amount_too_large", {"max": _MAX_TEXT})
     if amount > 0:
         return None
     return RowError(rec.line, "amount", str(amount), "zero_amount" if amount == 0 else "negative_amount",

@@ -338,6 +338,34 @@ async def test_the_list_path_refuses_a_change_of_customer_too(db):
     assert [e.code for e in report.errors] == ["customer_changed"]
 
 
+async def test_lines_adding_up_beyond_the_limit_are_refused(db, tmp_path):
+    await _ledger(db)
+    big = "6000000000.00"                                 # each line under the limit, the invoice over it
+    p = _csv(tmp_path / "b.csv", [HEAD + ["存货名称"], ["F9", "C001", "2026-10-01", "2026-11-01", big, "a"],
+                                  ["F9", "C001", "2026-10-01", "2026-11-01", big, "b"]])
+    report = await _load(db, "receivables", p)
+    assert [(e.line, e.code) for e in report.errors] == [(2, "amount_too_large")]
+    assert await _amounts(db) == {}
+
+
+async def test_customer_and_payment_exports_with_titles_and_totals(db, tmp_path):
+    """A 客户档案 and a 收款单 export as U8 writes them: titles above, 合计 below, 客户简称 unused."""
+    await _ledger(db)
+    customers = _csv(tmp_path / "客户档案.csv", [
+        ["客户档案"], ["客户编码", "客户名称", "客户简称", "专管业务员", "信用额度", "地区"],
+        ["C101", "宁波新光电器有限公司", "新光电器", "张伟", "200,000.00", "华东"]], encoding="gbk")
+    report = await _load(db, "customers", customers)
+    assert report.ok and report.created == 1 and report.title_lines == [1] and "客户简称" in report.ignored_columns
+    assert (await _load(db, "receivables", ERP / "YonSuite_应收单.csv")).ok
+    payments = _csv(tmp_path / "收款单.csv", [
+        ["收款单列表"], ["单据编号", "单据日期", "客户编码", "客户名称", "原币金额", "本币金额"],
+        ["SK0001", "2026-11-25", "C004", "深圳宏达进出口贸易有限公司", "3,000.00", "3,000.00"],
+        ["合计", "", "", "", "3,000.00", "3,000.00"]])
+    report = await _load(db, "payments", payments)
+    assert report.ok and report.created == 1 and report.total_lines == [4]
+    assert (await _amounts(db))["YS-AR-0001"] == (Decimal("8000.00"), Decimal("5000.00"))
+
+
 # ---- safe exports -----------------------------------------------------------------------------------
 EVIL = '=HYPERLINK("http://evil.example/x","点此查看")'
 
