@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from bot.config import ConfigError, load_config
+from domain.export_cells import csv_cell, csv_row
 from bot.render import render
 
 
@@ -27,10 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--at", help="rehearsal: start the clock at this ISO datetime (company timezone if none given)"
                                 " and let it run on; the day's missed jobs catch up as of then")
     sub.add_parser("migrate", help="create or upgrade the database schema")
-    i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV or XLSX")
+    i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV, XLSX or XLS")
     i.add_argument("kind", choices=["people", "customers", "receivables", "payments"])
     i.add_argument("file")
     i.add_argument("--format", choices=["text", "json"], default="text")
+    i.add_argument("--date-order", choices=["ymd", "mdy", "dmy"],
+                   help="how to read 3/5/2026 or 26-3-5 in this file (default: [import] date_order)")
+    i.add_argument("--allow-customer-change", action="store_true",
+                   help="let rows move invoices already in the ledger to another customer (refused otherwise)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
     d.add_argument("--seed", type=int, default=7)
     j = sub.add_parser("jobs", help="list or run scheduled jobs")
@@ -201,7 +206,9 @@ async def _import(services, args) -> int:
     unhook = _stop_on_sigterm()
     try:
         report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
-                                   today=services.clock.today(), progress=progress)
+                                   today=services.clock.today(), progress=progress,
+                                   date_order=args.date_order or services.config.imports.date_order,
+                                   allow_customer_change=args.allow_customer_change)
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM: import_file has taken back what it wrote (or the next start will)
         if progress:
@@ -286,7 +293,7 @@ async def _report(services, args) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     elif args.format == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = _SafeWriter(csv.writer(buf))
         labels = [b["label"] for b in data["buckets"]]
         w.writerow([args.by or "scope", *labels, "total"])
         rows = data.get("groups") or {"all": data["buckets"]}
@@ -328,9 +335,20 @@ async def _export(services, args) -> int:
         fields = list(rows[0].keys()) if rows else ["at"]
         w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
-        w.writerows(rows)
+        # a rep's note or a customer's name could be a formula (=HYPERLINK(...)): written as text
+        w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
         _print_csv(buf.getvalue())
     return 0
+
+
+class _SafeWriter:
+    """A csv writer whose text cells never run as formulas in Excel (domain/export_cells.py)."""
+
+    def __init__(self, writer):
+        self._w = writer
+
+    def writerow(self, row) -> None:
+        self._w.writerow(csv_row(row))
 
 
 def _print_csv(text: str) -> None:

@@ -172,6 +172,14 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ImportConfig:
+    # how a date whose year is last or has two digits is read (3/5/2026, 26-3-5, 5.3.26):
+    # "ymd" and "mdy" read 3/5/2026 as March 5 (Excel's US format), "dmy" as 3 May;
+    # 26-3-5 is 2026-03-05 under "ymd" (用友 and 金蝶's short form)
+    date_order: str = "ymd"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -194,6 +202,7 @@ class Config:
     sms: SmsConfig = SmsConfig()
     reports: ReportsConfig = ReportsConfig()
     web: WebConfig = WebConfig()
+    imports: ImportConfig = dataclasses.field(default=ImportConfig(), metadata={"section": "import"})
     demo: bool = False
 
     @property
@@ -282,21 +291,22 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    sections = {f.name: f for f in dataclasses.fields(Config)}
+    # a section's name is its field's, unless that is a Python keyword ([import] is ``imports``)
+    sections = {f.metadata.get("section", f.name): f for f in dataclasses.fields(Config)}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
     hints = get_type_hints(Config)
     for name, f in sections.items():
-        typ = hints[name]
+        typ = hints[f.name]
         if dataclasses.is_dataclass(typ):
             section_raw = raw.get(name, {})
             if not isinstance(section_raw, dict):
                 raise ConfigError(f"[{name}] must be a table")
-            kwargs[name] = _build(typ, section_raw, name, env)
+            kwargs[f.name] = _build(typ, section_raw, name, env)
         elif name in raw:
-            kwargs[name] = _coerce(raw[name], typ, name)
+            kwargs[f.name] = _coerce(raw[name], typ, name)
     if "ARBOT_DEMO" in env:
         kwargs["demo"] = _coerce(env["ARBOT_DEMO"], bool, "ARBOT_DEMO")
     cfg = Config(**kwargs)
@@ -330,6 +340,8 @@ def validate(cfg: Config) -> None:
                 date.fromisoformat(str(d))
             except ValueError:
                 raise ConfigError(f"[calendar] {key}: not an ISO date: {d!r}") from None
+    if cfg.imports.date_order not in ("ymd", "mdy", "dmy"):
+        raise ConfigError(f"[import] date_order: expected \"ymd\", \"mdy\" or \"dmy\", got {cfg.imports.date_order!r}")
     if not (1 <= cfg.server.port <= 65535):
         raise ConfigError(f"[server] port: must be 1..65535, got {cfg.server.port}")
     if cfg.dingtalk.mode not in ("http", "stream"):

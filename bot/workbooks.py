@@ -14,6 +14,7 @@ from openpyxl.utils import get_column_letter
 
 from bot.charts import bucket_label
 from bot.render import environment
+from domain.export_cells import is_risky
 from storage.aging import AgingReport
 
 MONEY = "#,##0.00"
@@ -24,8 +25,38 @@ def labels():
     return environment().get_template("reports/xlsx.j2").module
 
 
+class _SafeSheet:
+    """A worksheet whose appended text is always text: openpyxl stores a string starting with
+    ``=`` as a formula, so a customer named ``=HYPERLINK(...)`` would run in finance's Excel.
+    Risky text (domain/export_cells.py) is stored as a string with Excel's quote prefix;
+    numbers stay numbers."""
+
+    def __init__(self, ws):
+        object.__setattr__(self, "_ws", ws)
+
+    def __getattr__(self, name):
+        return getattr(self._ws, name)
+
+    def __setattr__(self, name, value) -> None:      # ws.title = ... reaches the worksheet
+        setattr(self._ws, name, value)
+
+    def __getitem__(self, key):
+        return self._ws[key]
+
+    def append(self, values) -> None:
+        values = list(values)
+        self._ws.append(values)
+        row = self._ws.max_row
+        for col, v in enumerate(values, start=1):
+            if is_risky(v):
+                cell = self._ws.cell(row=row, column=col)
+                cell.value = v
+                cell.data_type = "s"
+                cell.quotePrefix = True
+
+
 def _sheet(wb: Workbook, title: str, header: list[str], first: bool = False):
-    ws = wb.active if first else wb.create_sheet()
+    ws = _SafeSheet(wb.active if first else wb.create_sheet())
     ws.title = title
     if header:
         ws.append(header)

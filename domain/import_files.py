@@ -14,10 +14,19 @@ Problems are codes with parameters, not sentences: a template renders them in th
 language. Codes (``RowError.code``) produced here:
 
 ``unreadable_file``, ``bad_encoding``, ``unsupported_format``, ``no_header``,
-``missing_column`` (once, on line 1), ``required``, ``bad_amount``, ``negative_amount``,
-``zero_amount``, ``bad_date``, ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
+``missing_column`` (once, on the header's line), ``duplicate_column`` (params: ``other``, ``first``,
+``second``: two columns for one field), ``required``, ``bad_amount``, ``too_many_decimals``,
+``amount_too_large`` (params: ``max``), ``negative_amount``, ``zero_amount``, ``bad_date`` (params:
+``order`` when the date order decided), ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
 ``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``).
 The database step (``storage/imports.py``) adds the codes that need the ledger.
+
+Files as ERP systems export them (用友 U8, 金蝶 K3, 金蝶云星空, YonSuite): the header is looked for
+below title rows (:func:`find_header`), 合计/小计 rows and signature lines are skipped
+(:func:`data_rows`), the vocabulary knows their column titles with a preference among synonyms
+(``domain/import_vocab.PREFER``), and the lines of one invoice are added up (:func:`validate`;
+the streamed import does the same in ``storage/import_stream.py``). ``.xls`` and modest ``.xlsx``
+are read with python-calamine, large ``.xlsx`` with openpyxl in read-only mode.
 """
 from __future__ import annotations
 
@@ -31,13 +40,14 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from domain.dates import DateError, parse_date
+from domain.dates import DateError, half_width, parse_date
 from domain.import_vocab import (ACCOUNT_COLUMNS, FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
-                                 header_field, norm_header, role_of)
+                                 header_field, header_rank, norm_header, role_of)
 from domain.money import AmountError, parse_amount
 
 __all__ = ["RowError", "Record", "Parsed", "ImportFileError", "Table", "open_table", "read_table",
-           "map_headers", "RowChecker", "validate", "KINDS"]
+           "map_headers", "RowChecker", "validate", "KINDS", "find_header", "data_rows", "is_total_row",
+           "is_footer_row"]
 
 CENT = Decimal("0.01")
 EXCEL_EPOCH = date(1899, 12, 30)   # Excel's day 0 (it counts a non-existent 1900-02-29)
@@ -66,6 +76,7 @@ class Record:
     values: dict[str, Any]
     raw: dict[str, str]
     duplicate_of: int | None = None    # an identical earlier row in the same file: nothing to do
+    merged: int = 0                    # later lines of the same invoice added into this one
 
 
 @dataclass
@@ -77,6 +88,7 @@ class Parsed:
     columns: list[str]                 # fields present in the header
     ignored: list[str]                 # headers we did not recognise (left alone, e.g. 备注)
     header_names: dict[str, str] = field(default_factory=dict)   # field → header as written
+    merged_lines: int = 0              # lines added into an earlier line of the same invoice
 
     def with_headers(self, errors: list[RowError]) -> list[RowError]:
         """Errors with ``header`` filled in, so a message can say 到期日 rather than due_date."""
@@ -101,6 +113,9 @@ class Table:
     def __init__(self, headers: list[str], rows: Iterator[tuple[int, list]], closer: Callable[[], None],
                  counter: "_CountingReader | None" = None, size: int = 0):
         self.headers, self.rows, self._closer, self._counter, self.size = headers, rows, closer, counter, size
+        self.header_line = 1                 # the header's line in the file
+        self.title_lines: list[int] = []     # title rows above the header, skipped
+        self.total_lines: list[int] = []     # 合计/小计 rows and signature lines, skipped (filled as read)
 
     @property
     def bytes_read(self) -> int:
@@ -116,13 +131,99 @@ class Table:
         self.close()
 
 
+# ---- where the table starts and ends ----------------------------------------------------------
+# ERP exports (用友 U8, 金蝶 K3, 金蝶云星空, YonSuite) put a title, the company and the period
+# above the header — often one merged cell across the sheet — and 合计/小计 rows among or below
+# the data. These helpers are shared by every reader of such files (bank statements too).
+HEADER_SCAN = 30          # rows looked at for the header before giving up
+_TOTAL = re.compile(r"(?:本页|本月|本年|本期|全部|累计)?(?:合计|小计|总计|累计)(?:\s*[:：(（\[【].*)?"
+                    r"|total|subtotal|grand\s*total|sum", re.IGNORECASE)
+# a last line with the clerk's or printer's stamp: 制表人：张三  打印日期：2026-03-05
+_FOOTER = re.compile(r"(?:制表|制单|审核|复核|打印|导出|记账|主管|财务主管)(?:人|日期|时间)?\s*[:：]")
+
+_SKIP_HINT = re.compile(r"计|[Tt][Oo][Tt][Aa][Ll]|制表|制单|审核|复核|打印|导出|记账|主管")
+
+
+def is_total_row(cells: list) -> bool:
+    """Is this a 合计/小计/总计 row (or a ``Total`` row)? Any text cell saying so counts: the word
+    sits in the first column, the customer column or wherever the exporter put it; a customer or
+    an invoice number that merely *contains* 合计 is not one (the word must stand alone, or be
+    followed by a colon or a bracket: 合计：, 小计(华东区))."""
+    for c in cells:
+        if type(c) is str:
+            t = c.strip().replace(" ", "").replace("\u3000", "")
+            if t and _TOTAL.fullmatch(t):
+                return True
+    return False
+
+
+def is_footer_row(cells: list) -> bool:
+    """A signature line below the data (制表人：…, 打印日期：…) with nothing else on the row
+    that could be an amount: the whole row's text starts with such a label."""
+    texts = [_text(c) for c in cells]
+    filled = [t for t in texts if t]
+    return bool(filled) and all(isinstance(c, str) or c is None for c in cells) and \
+        bool(_FOOTER.match(filled[0].replace(" ", "")))
+
+
+def find_header(rows: Iterator[tuple[int, list]], is_header: Callable[[str], bool], *,
+                scan: int = HEADER_SCAN, min_known: int = 2) -> tuple[tuple[int, list] | None, list[int],
+                                                                       Iterator[tuple[int, list]]]:
+    """Find the header among the first ``scan`` non-blank rows: the first row with at least
+    ``min_known`` cells that ``is_header`` recognises (a title row, the company, the period have
+    none or one). Returns ``(header row or None, line numbers of the rows above it, the rows
+    after it)`` — still a stream. With no such row the first row is taken as the header (so
+    the usual "missing column" report names what is missing).
+
+    ``rows`` must already be free of blank rows. Use it for any kind of ERP or bank file:
+    ``is_header`` is the caller's vocabulary (``lambda h: header_field("payments", h) is not None``)."""
+    buffered: list[tuple[int, list]] = []
+    for item in rows:
+        buffered.append(item)
+        known = sum(1 for c in item[1] if (t := _text(c)) and is_header(t))
+        if known >= min_known:
+            above = [line for line, _ in buffered[:-1]]
+            return item, above, rows
+        if len(buffered) >= scan:
+            break
+    if not buffered:
+        return None, [], rows
+    first, rest = buffered[0], buffered[1:]
+    return first, [], _chain(rest, rows)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def data_rows(rows: Iterator[tuple[int, list]], skipped: list[int] | None = None) -> Iterator[tuple[int, list]]:
+    """The rows below the header without 合计/小计 rows and signature lines; their line numbers
+    go to ``skipped`` when given (a report can say what was left out)."""
+    hint = _SKIP_HINT.search
+    for line, cells in rows:
+        # one search over the row's text first: a million data rows pass it without a closer look
+        try:
+            joined = "".join(cells)
+        except TypeError:           # Excel cells: numbers, dates, None
+            joined = "".join(c for c in cells if type(c) is str)
+        if hint(joined) and (is_total_row(cells) or is_footer_row(cells)):
+            if skipped is not None:
+                skipped.append(line)
+            continue
+        yield line, cells
+
+
 def open_table(path: str | Path, kind: str | None = None) -> Table:
     """Open a CSV/TSV or XLSX file for streaming; raises :class:`ImportFileError` when the file
     cannot be read at all (a cell-level problem is the validator's business, not this)."""
     p = Path(path)
     suffix = p.suffix.lower()
     try:
-        if suffix in (".xlsx", ".xlsm"):
+        if suffix == ".xls" or (suffix in (".xlsx", ".xlsm") and p.stat().st_size <= CALAMINE_MAX_BYTES):
+            rows, counter, size = _open_calamine(p, kind), None, 0
+            closer = rows.close
+        elif suffix in (".xlsx", ".xlsm"):
             rows, closer, counter, size = _open_xlsx(p, kind), None, None, 0
             closer = rows.close
         elif suffix in (".csv", ".tsv", ".txt", ""):
@@ -131,8 +232,12 @@ def open_table(path: str | Path, kind: str | None = None) -> Table:
         else:
             raise ImportFileError(RowError(0, "", p.name, "unsupported_format", {"suffix": suffix}))
         rows = ((line, cells) for line, cells in rows if _nonblank(cells))
+        if kind in KINDS:
+            known = lambda h: header_field(kind, h) is not None   # noqa: E731
+        else:
+            known = lambda h: any(header_field(k, h) is not None for k in KINDS)   # noqa: E731
         try:
-            first = next(rows, None)
+            first, above, rows = find_header(rows, known)
         except BaseException:
             closer()
             raise
@@ -143,7 +248,10 @@ def open_table(path: str | Path, kind: str | None = None) -> Table:
     if first is None:
         closer()
         raise ImportFileError(RowError(1, "", p.name, "no_header"))
-    return Table([_text(h) for h in first[1]], _guarded(rows, p.name), closer, counter, size)
+    table = Table([_text(h) for h in first[1]], rows, closer, counter, size)
+    table.header_line, table.title_lines = first[0], above
+    table.rows = _guarded(data_rows(rows, table.total_lines), p.name)
+    return table
 
 
 def _guarded(rows: Iterator[tuple[int, list]], name: str) -> Iterator[tuple[int, list]]:
@@ -246,6 +354,31 @@ def _open_csv(path: Path) -> tuple[Iterator[tuple[int, list]], Callable[[], None
     return rows(), text.close, counter
 
 
+# Workbooks up to this size are read with calamine (Rust; .xls too, which openpyxl cannot read),
+# several times faster than openpyxl but holding the whole sheet; larger .xlsx stream through
+# openpyxl's read-only mode in bounded memory.
+CALAMINE_MAX_BYTES = 20 << 20
+
+
+def _open_calamine(path: Path, kind: str | None) -> Iterator[tuple[int, list]]:
+    """Rows of an .xls (Excel 97–2003, what many 用友/金蝶 installations still export) or a
+    modest .xlsx. calamine gives '' for an empty cell, floats for numbers, dates as dates, and
+    leaves out the empty columns on the left (consistently for every row)."""
+    from python_calamine import CalamineWorkbook   # only when a workbook arrives
+
+    wb = CalamineWorkbook.from_path(str(path))
+    try:
+        names = wb.sheet_names
+        wanted = {norm_header(n) for n in SHEET_NAMES.get(kind or "", ())}
+        index = next((i for i, n in enumerate(names) if norm_header(n) in wanted), 0)
+        sheet = wb.get_sheet_by_index(index)
+        # iter_rows starts at the sheet's first row, so the count is Excel's line number
+        for i, cells in enumerate(sheet.iter_rows(), 1):
+            yield i, cells
+    finally:
+        wb.close()
+
+
 def _open_xlsx(path: Path, kind: str | None) -> Iterator[tuple[int, list]]:
     from openpyxl import load_workbook   # heavy import, only when a workbook arrives
 
@@ -302,8 +435,31 @@ _YEAR = re.compile(r"\d{4}|[零〇一二三四五六七八九]{4}")
 _TIME_TAIL = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
 
 
-def parse_cell_date(v: Any, today: date) -> date:
-    """Date cell → date. Excel gives datetime/date; a bare number is an Excel serial day."""
+DATE_ORDERS = ("ymd", "mdy", "dmy")
+_NUMERIC_DATE = re.compile(r"(\d{1,4})([-/.])(\d{1,2})\2(\d{1,4})")
+
+
+def _numeric_date(m: re.Match, order: str) -> date:
+    """``2026/3/5``, ``26-3-5``, ``3/5/2026``, ``5.3.26``: a four-digit year says where the year is
+    (first: year-month-day, always; last: month and day in the configured order, month first
+    unless ``dmy``); with two-digit parts only, the configured order decides everything."""
+    a, b, c = m.group(1), m.group(3), m.group(4)
+    if len(a) == 4 and len(c) <= 2:
+        return date(int(a), int(b), int(c))
+    if len(c) == 4 and len(a) <= 2:
+        return date(int(c), int(b), int(a)) if order == "dmy" else date(int(c), int(a), int(b))
+    if len(a) <= 2 and len(c) <= 2:
+        if order == "ymd":
+            return date(2000 + int(a), int(b), int(c))
+        if order == "mdy":
+            return date(2000 + int(c), int(a), int(b))
+        return date(2000 + int(c), int(b), int(a))
+    raise DateError(f"not a date: {m.group(0)!r}")
+
+
+def parse_cell_date(v: Any, today: date, order: str = "ymd") -> date:
+    """Date cell → date. Excel gives datetime/date; a bare number is an Excel serial day; text
+    in figures is read by :func:`_numeric_date` with ``order`` (``[import] date_order``)."""
     if isinstance(v, datetime):
         return v.date()
     if isinstance(v, date):
@@ -316,6 +472,9 @@ def parse_cell_date(v: Any, today: date) -> date:
         s = f"{s[:4]}-{s[4:6]}-{s[6:]}"
     elif re.fullmatch(r"\d{5}(?:\.0+)?", s):       # a serial that lost its cell format
         return _serial(float(s))
+    m = _NUMERIC_DATE.fullmatch(half_width(s).strip())
+    if m:
+        return _numeric_date(m, order)
     d = parse_date(s, today)
     # a ledger date without a year would be guessed relative to today: refuse rather than guess
     if not _YEAR.search(s):
@@ -331,23 +490,50 @@ def _serial(n: float) -> date:
 
 # ---- validation ------------------------------------------------------------------------------
 def map_headers(kind: str, headers: list[str]) -> tuple[dict[str, int], list[str]]:
-    """Field → column index (the first header naming a field wins), and unrecognised headers."""
+    """Field → column index, and the headers not used (unknown ones, and the less preferred of
+    two columns for one field: 本币金额 beside 价税合计). See :func:`header_clashes` for two
+    columns of equal standing."""
+    mapping, ignored, _ = _map_headers(kind, headers)
+    return mapping, ignored
+
+
+def header_clashes(kind: str, headers: list[str]) -> list[tuple[str, int, int]]:
+    """``(field, first column, second column)`` for each field named by two columns of equal
+    standing — the same header twice, or synonyms such as 到期日 and 到期日期: which one holds
+    the truth cannot be guessed."""
+    return _map_headers(kind, headers)[2]
+
+
+def _map_headers(kind: str, headers: list[str]) -> tuple[dict[str, int], list[str], list[tuple[str, int, int]]]:
     if kind == "people" and not ACCOUNT_COLUMNS:
         # the chat platforms add their user-id columns when they register; reading people.csv
         # before that would quietly drop every account, so say so instead
         raise RuntimeError("no chat platform has registered its people.csv column yet "
                            "(import bot.channels.adapters first)")
-    mapping: dict[str, int] = {}
+    best: dict[str, tuple[int, int]] = {}           # field → (tier, column)
     ignored: list[str] = []
+    clashes: list[tuple[str, int, int]] = []
+    ranked: list[tuple[int, str, int]] = []
     for i, h in enumerate(headers):
         if not h:
             continue
-        f = header_field(kind, h)
-        if f is None:
+        got = header_rank(kind, h)
+        if got is None:
             ignored.append(h)
-        elif f not in mapping:
-            mapping[f] = i
-    return mapping, ignored
+            continue
+        f, tier = got
+        ranked.append((i, f, tier))
+        if f not in best or tier < best[f][0]:
+            best[f] = (tier, i)
+    for i, f, tier in ranked:
+        top_tier, top = best[f]
+        if i == top:
+            continue
+        if tier == top_tier:
+            clashes.append((f, top, i))
+        else:
+            ignored.append(headers[i])
+    return {f: i for f, (_, i) in sorted(best.items(), key=lambda x: x[1][1])}, ignored, clashes
 
 
 # Fast paths for the forms ERP exports write (2026-11-23, 12345.60): the same values the general
@@ -356,7 +542,34 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PLAIN_AMOUNT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,2})?")
 
 
-def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
+# An invoice of ten billion yuan is a typo (a pasted bank account, a unit mix-up), and figures
+# beyond it overflow the aging totals (integer cents): refused, line by line.
+MAX_AMOUNT = Decimal("10000000000")
+_MAX_TEXT = "10,000,000,000"
+_FLOAT_NOISE = Decimal("0.000001")   # 1234.5600000000002 is Excel's binary float for 1234.56
+_SUB_CENT = re.compile(r"[(（]?[-+−]?[¥￥$]?(\d+)\.(\d{3,})([万亿wk千百]?)(?:元|块)?[)）]?")
+_UNIT = {"": 1, "万": 10 ** 4, "亿": 10 ** 8, "w": 10 ** 4, "k": 1000, "千": 1000, "百": 100}
+
+
+def _fraction_of_a_cent(v: Any) -> bool:
+    """Does the cell hold a fraction of a cent (``12345.605``)? A ledger figure is never
+    rounded silently: the ERP's own figure is to be fixed. Excel's float noise is not one."""
+    if isinstance(v, float):
+        try:
+            d = Decimal(repr(v))
+        except InvalidOperation:
+            return False
+        return abs(d - d.quantize(CENT, rounding=ROUND_HALF_UP)) >= _FLOAT_NOISE
+    if not isinstance(v, str) or "." not in v:
+        return False
+    m = _SUB_CENT.fullmatch(half_width(v).replace(",", "").replace(" ", "").lower())
+    if m is None:
+        return False
+    d = Decimal(f"{m.group(1)}.{m.group(2)}") * _UNIT[m.group(3)]
+    return d != d.quantize(CENT)
+
+
+def _parse_value(typ: str, v: Any, today: date, order: str = "ymd") -> tuple[Any, str | None, dict]:
     """(value, error code or None, params) for one non-empty cell of the given type."""
     if typ == "text":
         return _text(v), None, {}
@@ -371,12 +584,18 @@ def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
             d = Decimal(t).quantize(CENT)
             if d == 0 and typ == "amount":
                 return None, "zero_amount", {}
+            if d >= MAX_AMOUNT:
+                return None, "amount_too_large", {"max": _MAX_TEXT}
             return d, None, {}
     if typ in ("amount", "money"):
+        if _fraction_of_a_cent(v):
+            return None, "too_many_decimals", {}
         try:
             d = parse_money(v)
         except AmountError:
             return None, "bad_amount", {}
+        if abs(d) >= MAX_AMOUNT:
+            return None, "amount_too_large", {"max": _MAX_TEXT}
         if d < 0:
             return None, "negative_amount", {}
         if d == 0 and typ == "amount":
@@ -384,9 +603,11 @@ def _parse_value(typ: str, v: Any, today: date) -> tuple[Any, str | None, dict]:
         return d, None, {}
     if typ == "date":
         try:
-            return parse_cell_date(v, today), None, {}
+            return parse_cell_date(v, today, order), None, {}
         except (DateError, ValueError, OverflowError):
-            return None, "bad_date", {}
+            # a year-last or two-digit date: say in which order it was read
+            m = _NUMERIC_DATE.fullmatch(half_width(_TIME_TAIL.sub("", v.strip())).strip()) if type(v) is str else None
+            return None, "bad_date", ({"order": order} if m and len(m.group(1)) < 4 else {})
     if typ == "bool":
         b = v if isinstance(v, bool) else bool_of(_text(v))
         return (b, None, {}) if b is not None else (None, "bad_bool", {})
@@ -403,20 +624,38 @@ _MEMO_TYPES = frozenset({"date", "currency", "role", "grade", "bool"})
 _MEMO_MAX = 100_000      # distinct texts remembered per column; beyond that, parse each time
 
 
+def _column_letter(i: int) -> str:
+    """Column index → Excel's letters (0 → A, 27 → AB): how a clerk finds a column."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
 class RowChecker:
     """Parses the rows of one file, one at a time: the header mapping is worked out once.
 
     ``errors`` holds the file-level problems (``missing_column``, once, on line 1); when there
     are any, ``usable`` is False and every row would repeat the same complaint."""
 
-    def __init__(self, kind: str, headers: list[str], *, today: date):
+    def __init__(self, kind: str, headers: list[str], *, today: date, header_line: int = 1,
+                 date_order: str = "ymd"):
         if kind not in KINDS:
             raise ValueError(f"unknown import kind {kind!r}")
+        if date_order not in DATE_ORDERS:
+            raise ValueError(f"unknown date order {date_order!r}")
+        self.date_order = date_order
         spec = FIELDS[kind]
         self.kind, self.today = kind, today
-        self.mapping, self.ignored = map_headers(kind, headers)
-        self.errors = [RowError(1, f, "", "missing_column")
+        self.mapping, self.ignored, clashes = _map_headers(kind, headers)
+        self.errors = [RowError(header_line, f, "", "missing_column")
                        for f, t in spec.items() if t.endswith("!") and f not in self.mapping]
+        # the same column twice (金额, 金额) or two synonyms of equal standing: refused, not guessed
+        self.errors += [RowError(header_line, f, "", "duplicate_column",
+                                 {"other": headers[i], "first": _column_letter(i), "second": _column_letter(j)},
+                                 header=headers[j]) for f, i, j in clashes]
         self.header_names = {f: headers[i] for f, i in self.mapping.items()}
         self.key = KEYS[kind]
         # per column: (field, index, type, required, memo of text → parse result or None)
@@ -449,7 +688,7 @@ class RowChecker:
                 continue
             got = memo.get(cell) if memo is not None and type(cell) is str else None
             if got is None:
-                got = _parse_value(typ, cell, today)
+                got = _parse_value(typ, cell, today, self.date_order)
                 if memo is not None and type(cell) is str and len(memo) < _MEMO_MAX:
                     memo[cell] = got
             value, code, params = got
@@ -466,15 +705,49 @@ class RowChecker:
         return Record(line, values, raw), []
 
 
-def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date) -> Parsed:
-    """Map headers and parse every row; rows with any error are left out of ``records``."""
-    checker = RowChecker(kind, headers, today=today)
+def row_fingerprint(cells: list) -> int:
+    """A 64-bit hash of a whole row as text: two rows alike in every cell (a row pasted twice)
+    are one row, while two lines of one invoice differ somewhere (the goods, the quantity)."""
+    try:
+        return hash(tuple(cells)) & 0xFFFF_FFFF_FFFF_FFFF
+    except TypeError:                # a cell type that does not hash: compare the text
+        return hash(tuple(_text(c) for c in cells)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def invoice_fingerprint(values: dict) -> int:
+    """What the lines of one invoice share: everything but the amount (customer, dates, currency,
+    rep, contract, terms)."""
+    return hash(tuple(v for k, v in values.items() if k != "amount")) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def total_error(rec: Record) -> RowError | None:
+    """A multi-line invoice whose lines add up to nothing or less (a discount line larger than
+    the goods), or to ten billion and more: refused on its first line, as a single line would be."""
+    amount = rec.values["amount"]
+    if amount >= MAX_AMOUNT:
+        return RowError(rec.line, "amount", str(amount), "amount_too_large", {"max": _MAX_TEXT})
+    if amount > 0:
+        return None
+    return RowError(rec.line, "amount", str(amount), "zero_amount" if amount == 0 else "negative_amount",
+                    {"lines": rec.merged + 1})
+
+
+def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, today: date,
+             header_line: int = 1, date_order: str = "ymd") -> Parsed:
+    """Map headers and parse every row; rows with any error are left out of ``records``.
+
+    A key repeated: the same row again is nothing to do (``duplicate_of``); for receivables,
+    another line of the same invoice (ERP exports write one line per item: same number,
+    customer, dates and currency) adds its amount to the invoice's first line; anything else
+    under one key is a ``duplicate_key`` error."""
+    checker = RowChecker(kind, headers, today=today, header_line=header_line, date_order=date_order)
     parsed = Parsed(kind, len(rows), [], list(checker.errors), list(checker.mapping), checker.ignored,
                     checker.header_names)
     if not checker.usable:
         return parsed          # every row would repeat the same complaint
     key, errors = checker.key, parsed.errors
-    seen: dict[str, Record] = {}
+    lines_of_invoices = kind == "receivables"
+    seen: dict[str, tuple[Record, int]] = {}
     for line, cells in rows:
         rec, row_errors = checker.check(line, cells)
         if rec is None:
@@ -483,11 +756,30 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
         values = rec.values
         first = seen.get(values[key])
         if first is not None:
-            if first.values != values:
-                errors.append(RowError(line, key, rec.raw[key], "duplicate_key", {"first_line": first.line}))
+            first_rec, first_fp = first
+            if lines_of_invoices:
+                if row_fingerprint(cells) == first_fp:
+                    rec.duplicate_of = first_rec.line
+                elif invoice_fingerprint(values) == invoice_fingerprint(first_rec.values):
+                    first_rec.values["amount"] += values["amount"]
+                    first_rec.merged += 1
+                    parsed.merged_lines += 1
+                    continue
+                else:
+                    errors.append(RowError(line, key, rec.raw[key], "duplicate_key", {"first_line": first_rec.line}))
+                    continue
+            elif first_rec.values != values:
+                errors.append(RowError(line, key, rec.raw[key], "duplicate_key", {"first_line": first_rec.line}))
                 continue
-            rec.duplicate_of = first.line
+            else:
+                rec.duplicate_of = first_rec.line
         else:
-            seen[values[key]] = rec
+            seen[values[key]] = (rec, row_fingerprint(cells) if lines_of_invoices else 0)
         parsed.records.append(rec)
+    if parsed.merged_lines:
+        for rec in parsed.records:
+            if rec.merged and (err := total_error(rec)):
+                errors.append(err)
+        bad = {e.line for e in errors}
+        parsed.records = [r for r in parsed.records if r.line not in bad]
     return parsed

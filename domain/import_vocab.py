@@ -57,6 +57,50 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# ERP exports carry several columns for one field: 用友 U8's 销售发票列表 has 客户编码 and 客户简称,
+# 原币价税合计 and 本币价税合计 and 原币金额 (without tax); 金蝶云星空's 应收单 has 单据编号 and 价税合计
+# and 价税合计本位币. Per field, the tiers in order of preference (headers of one tier mean the
+# same thing: two of them in one file are a clash, refused); a header of the field in no tier
+# comes last. Every header here is also accepted on its own (it is added to HEADERS below).
+#   amounts: with tax (价税合计, what the customer owes) before without (金额 in U8 is 无税金额),
+#   the document's currency (原币) before the company's (本币), which the 币种 column would belie.
+PREFER: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
+    "customers": {
+        "code": (("code", "customer_code", "客户编码", "客户编号", "客户代码"),),
+        "name": (("name", "customer_name", "客户名称", "客户全称"), ("客户",), ("客户简称",)),
+        "rep": (("rep", "业务员", "负责业务员", "销售员"), ("专管业务员", "分管业务员", "销售", "负责人")),
+    },
+    "receivables": {
+        "invoice_no": (("invoice_no", "invoice", "发票号", "发票号码"),
+                       ("单据编号", "单据号", "单据编码", "单号", "应收单号"), ("送货单号", "发货单号")),
+        "customer": (("customer", "客户编码", "客户编号", "客户代码"),
+                     ("客户名称", "客户全称", "客户", "购货单位", "往来单位", "结算客户"), ("客户简称",)),
+        "issue_date": (("issue_date", "开票日期", "发票日期"),
+                       ("单据日期", "业务日期", "交易日期", "发货日期", "记账日期"), ("日期",)),
+        "due_date": (("due_date", "到期日", "到期日期", "应收日期", "收款到期日"), ("收款期限", "收款日期")),
+        "amount": (("amount", "价税合计", "原币价税合计", "含税金额"),
+                   ("应收金额", "原币应收金额", "发票金额", "开票金额"),
+                   ("本币价税合计", "价税合计本位币", "本位币价税合计"), ("本币应收金额",),
+                   ("原币金额",), ("本币金额",), ("金额",)),
+        "currency": (("currency", "币种", "币别", "原币币种"),),
+        "rep": (("rep", "业务员", "负责业务员", "销售员"), ("销售", "专管业务员")),
+        "terms": (("terms", "付款条件", "收款条件", "账期"), ("付款方式", "结算方式")),
+    },
+    "payments": {
+        "customer": (("customer", "客户编码", "客户编号"),
+                     ("客户名称", "客户", "付款单位", "付款方", "往来单位"), ("客户简称",)),
+        "amount": (("amount", "到账金额", "收款金额", "回款金额", "原币金额"), ("本币金额",), ("金额",)),
+        "paid_on": (("paid_on", "date", "到账日期", "收款日期", "回款日期", "付款日期"),
+                    ("单据日期", "业务日期"), ("日期",)),
+        "reference": (("reference", "ref", "流水号", "银行流水号", "交易流水号", "回单号"),
+                      ("单据编号", "收款单号")),
+    },
+}
+for _kind, _fields in PREFER.items():
+    for _field, _tiers in _fields.items():
+        _known = HEADERS[_kind][_field]
+        HEADERS[_kind][_field] = _known + tuple(a for t in _tiers for a in t if a not in _known)
+
 # The natural key that makes re-importing a file idempotent.
 KEYS = {"people": "id", "customers": "code", "receivables": "invoice_no", "payments": "reference"}
 
@@ -138,8 +182,13 @@ _PEOPLE_HEADERS, _PEOPLE_FIELDS = dict(HEADERS["people"]), dict(FIELDS["people"]
 _HEADER_INDEX: dict[str, dict[str, str]] = {}
 
 
+_TIER_INDEX: dict[str, dict[str, int]] = {}
+
+
 def _index(kind: str) -> None:
     _HEADER_INDEX[kind] = {norm_header(alias): field for field, aliases in HEADERS[kind].items() for alias in aliases}
+    _TIER_INDEX[kind] = {norm_header(alias): i for tiers in PREFER.get(kind, {}).values()
+                         for i, tier in enumerate(tiers) for alias in tier}
 
 
 def add_account_column(field: str, headers: tuple[str, ...] = ()) -> None:
@@ -168,6 +217,17 @@ def header_field(kind: str, header: object) -> str | None:
     if s in index:
         return index[s]
     return index.get(_drop_bracket(s))
+
+
+def header_rank(kind: str, header: object) -> tuple[str, int] | None:
+    """(field, tier) of a header: the lower the tier, the more preferred the column (see PREFER)."""
+    field = header_field(kind, header)
+    if field is None:
+        return None
+    tiers = _TIER_INDEX[kind]
+    s = norm_header(header)
+    tier = tiers.get(s, tiers.get(_drop_bracket(s)))
+    return field, (tier if tier is not None else len(PREFER.get(kind, {}).get(field, ())))
 
 
 def role_of(text: str) -> str | None:

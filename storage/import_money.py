@@ -32,6 +32,11 @@ async def _customer_index(session) -> Index:
 _OPTIONAL_TEXT = ("contract_no", "terms")
 
 
+def _label(customer) -> str:
+    """How a report names a customer: code and name."""
+    return f"{customer.code} {customer.name}" if customer is not None else "?"
+
+
 class ReceivablesPlanner(Planner):
     entity = "receivable"
 
@@ -48,6 +53,7 @@ class ReceivablesPlanner(Planner):
         written = await money_sums(self.s, WriteOff.amount, WriteOff.receivable_id, ids, WriteOff.status == "approved")
         plans = []
         by_code, by_id = customers.by_key, people.by_key
+        customers_by_id = {c.id: c for c in by_code.values()}
         for rec in records:
             v = rec.values
             # a code / an id is the common case: one dict look-up before the general resolve
@@ -77,6 +83,11 @@ class ReceivablesPlanner(Planner):
                     continue
             if existing is None and rec.duplicate_of is None:
                 plans.append(Plan(rec, "create", None, desired))        # what decide() gives, minus a call
+                continue
+            if existing is not None and existing.customer_id != cust.id and not self.ctx.allow_customer_change:
+                # an invoice does not change hands by a re-import: a typo, or a file of another company
+                before = customers_by_id.get(existing.customer_id)
+                self.error(rec, "customer", "customer_changed", stored=_label(before), new=_label(cust))
                 continue
             plan = self.decide(rec, existing, desired)
             if plan.action == "update" and not self._check_update(plan, allocated.get(existing.id, ZERO),

@@ -29,6 +29,7 @@ class Ctx:
     channel: str
     now: datetime
     today: date
+    allow_customer_change: bool = False    # a re-import may move an invoice to another customer
 
 
 @dataclass

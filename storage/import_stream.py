@@ -66,7 +66,8 @@ from sqlalchemy import Date, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from domain.import_files import ImportFileError, RowChecker, RowError, open_table
+from domain.import_files import (ImportFileError, RowChecker, RowError, invoice_fingerprint, open_table,
+                                 row_fingerprint, total_error)
 from storage import audit
 from storage.db import Database
 from storage.bulk_writes import existing_keys, in_chunks, money_sums
@@ -161,8 +162,17 @@ def _cents_text(c: int) -> str:
 
 class ReceivablesImport:
     def __init__(self, db: Database, path: str | Path, report: Any, *, actor: str, channel: str, now: datetime,
-                 today: date, progress: ProgressFn | None = None):
+                 today: date, progress: ProgressFn | None = None, date_order: str = "ymd",
+                 allow_customer_change: bool = False):
         self.db, self.path, self.report = db, Path(path), report
+        self.date_order, self.allow_customer_change = date_order, allow_customer_change
+        # multi-line invoices: invoice number → cents of its lines after the first. Complete after
+        # pass 1; when a later line came after its invoice's first line had been judged (the file
+        # is not sorted by invoice), pass 1 runs again with the totals known (``second_look``)
+        self.extra: dict[str, int] = {}
+        self.second_look = False
+        self.needs_second_look = False
+        self.merged = 0
         self.actor, self.channel, self.now, self.today = actor, channel, now, today
         self.progress = progress or (lambda phase, done, total: None)
         self._heap: list[tuple[int, int, RowError]] = []
@@ -199,6 +209,15 @@ class ReceivablesImport:
             self._error(rec, column, unknown if code == "unknown" else code, **params)
         return item
 
+    def again(self) -> "ReceivablesImport":
+        """A fresh pass 1 that knows every multi-line invoice's total from the start."""
+        self.spill.close()
+        job = ReceivablesImport(self.db, self.path, self.report, actor=self.actor, channel=self.channel,
+                                now=self.now, today=self.today, progress=self.progress, date_order=self.date_order,
+                                allow_customer_change=self.allow_customer_change)
+        job.extra, job.second_look = self.extra, True
+        return job
+
     # ---- pass 1 ---------------------------------------------------------------------------------
     async def check(self) -> RowChecker | None:
         """Pass 1. Returns the row checker (None when the file could not be read at all)."""
@@ -208,8 +227,10 @@ class ReceivablesImport:
             self.error(exc.error)
             return None
         with table:
-            checker = RowChecker("receivables", table.headers, today=self.today)
+            checker = RowChecker("receivables", table.headers, today=self.today, header_line=table.header_line,
+                                 date_order=self.date_order)
             self.report.ignored_columns = checker.ignored
+            self.report.title_lines, self.report.total_lines = table.title_lines, table.total_lines
             if not checker.usable:
                 for e in checker.errors:
                     self.error(e)
@@ -221,9 +242,14 @@ class ReceivablesImport:
                 people = Index((await s.execute(select(Person.id, Person.name))).all(), lambda p: p.id,
                                lambda p: p.name)
             by_code = customers.by_key
-            seen: dict[str, int] = {}           # invoice number → first line << 64 | fingerprint of its values
+            self._customers_by_id = {c.id: c for c in by_code.values()}
+            # invoice number → first line << 128 | fingerprint of the whole row << 64 | fingerprint of
+            # what an invoice's lines share (everything but the amount): 64-bit hashes stand for them,
+            # two different rows under one number collide with odds of 2⁻⁶⁴
+            seen: dict[str, int] = {}
             pending: list[tuple] = []
-            counts = self.counts
+            counts, extra, second_look = self.counts, self.extra, self.second_look
+            judged_upto = 0                     # the last line of the batches already planned
             try:
                 for line, cells in table.rows:
                     counts.rows += 1
@@ -234,26 +260,40 @@ class ReceivablesImport:
                         continue
                     v = rec.values
                     key = v["invoice_no"]
-                    # a 64-bit hash of the parsed values stands for them: two different rows under one
-                    # number collide with odds of 2⁻⁶⁴ (they would count as a harmless repeat)
-                    fp = hash(tuple(v.values())) & _M64
+                    row_fp = row_fingerprint(cells)
+                    inv_fp = invoice_fingerprint(v)
                     first = seen.get(key)
                     dup = first is not None
                     if dup:
-                        if first & _M64 != fp:
+                        if (first >> 64) & _M64 == row_fp:
+                            pass                                 # the same row again: nothing to do
+                        elif first & _M64 == inv_fp:             # another line of the same invoice
+                            self.merged += 1
+                            if not second_look:
+                                extra[key] = extra.get(key, 0) + int(v["amount"].scaleb(2))
+                                if first >> 128 <= judged_upto:
+                                    self.needs_second_look = True
+                            continue
+                        else:
                             self.error(RowError(line, "invoice_no", rec.raw["invoice_no"], "duplicate_key",
-                                                {"first_line": first >> 64}))
+                                                {"first_line": first >> 128}))
                             continue
                     else:
-                        seen[key] = (line << 64) | fp
+                        seen[key] = (line << 128) | (row_fp << 64) | inv_fp
                     cust = by_code.get(v["customer"]) or self._resolve(rec, "customer", customers, v["customer"],
                                                                          "unknown_customer")
                     if cust is None:
                         continue
                     pending.append((rec, cust, dup))
                     if len(pending) >= KEY_BATCH:
-                        await self._plan(pending, people)
-                        pending = []
+                        # the last invoice's next lines usually follow at once: it waits for the next batch
+                        cut = len(pending) - 1
+                        while cut > 0 and pending[cut - 1][0].values["invoice_no"] == key:
+                            cut -= 1
+                        cut = cut or len(pending)
+                        await self._plan(pending[:cut], people)
+                        judged_upto = pending[cut - 1][0].line
+                        pending = pending[cut:]
                         self.progress("check", table.bytes_read, table.size)
                 if pending:
                     await self._plan(pending, people)
@@ -283,9 +323,21 @@ class ReceivablesImport:
         counts, columns, spill, iso = self.counts, self.columns, self.spill, self._iso
         has_rep, has_contract, has_terms, has_currency = ("rep" in columns, "contract_no" in columns,
                                                           "terms" in columns, "currency" in columns)
+        extra = self.extra
         for rec, cust, dup in pending:
             v = rec.values
+            if extra and not dup and (more := extra.get(v["invoice_no"])):
+                v["amount"] += Decimal(more).scaleb(-2)          # the invoice's other lines
+                rec.merged = 1
+                if err := total_error(rec):
+                    self.error(err)
+                    continue
             existing = stored.get(v["invoice_no"]) if stored else None
+            if existing is not None and existing.customer_id != cust.id and not self.allow_customer_change:
+                # an invoice does not change hands by a re-import: a typo, or another company's file
+                before = self._customers_by_id.get(existing.customer_id)
+                self._error(rec, "customer", "customer_changed", stored=_label(before), new=_label(cust))
+                continue
             if v.get("rep"):
                 rep = by_id.get(v["rep"]) or self._resolve(rec, "rep", people, v["rep"], "unknown_rep")
                 if rep is None:
@@ -583,6 +635,11 @@ class ReceivablesImport:
         return journal
 
 
+def _label(customer: Any) -> str:
+    """How a report names a customer: code and name."""
+    return f"{customer.code} {customer.name}" if customer is not None else "?"
+
+
 def _update_refused(changes: dict, desired: dict, allocated: Decimal, written: Decimal) -> tuple | None:
     """(column, code, params) when an update must not happen: moving paid money to another
     customer or currency, or an amount below what is already settled."""
@@ -635,13 +692,18 @@ async def _known_trigger(conn: AsyncConnection) -> str | None:
 
 async def import_receivables(db: Database, path: str | Path, report: Any, *, actor: str, channel: str,
                              now: datetime, today: date, dry_run: bool = False,
-                             progress: ProgressFn | None = None) -> Any:
+                             progress: ProgressFn | None = None, date_order: str = "ymd",
+                             allow_customer_change: bool = False) -> Any:
     """Pass 1, then (when every row is good and this is no dry run) pass 2; fills ``report``."""
-    job = ReceivablesImport(db, path, report, actor=actor, channel=channel, now=now, today=today, progress=progress)
+    job = ReceivablesImport(db, path, report, actor=actor, channel=channel, now=now, today=today, progress=progress,
+                            date_order=date_order, allow_customer_change=allow_customer_change)
     try:
         checker = await job.check()
+        if job.needs_second_look:
+            job = job.again()
+            checker = await job.check()
         c = job.counts
-        report.rows = c.rows
+        report.rows, report.merged_lines = c.rows, job.merged
         if job.errors or job.more_errors:
             report.errors = job.errors
             report.more_errors = job.more_errors

@@ -17,7 +17,9 @@ RowError codes added here (see ``domain/import_files.py`` for the file-level one
 ``unknown_customer``, ``unknown_rep``, ``unknown_supervisor``, ``ambiguous_name`` (params: ``count``),
 ``supervisor_cycle``, ``duplicate_userid`` (params: ``other``), ``amount_below_settled`` (params:
 ``settled``), ``has_payments`` (params: ``field``), ``unknown_invoice``, ``invoice_other_customer``,
-``reference_conflict`` (params: ``fields``), ``ledger_refused`` (params: ``detail``); from the
+``reference_conflict`` (params: ``fields``), ``ledger_refused`` (params: ``detail``),
+``customer_changed`` (params: ``stored``, ``new``: a re-import moving an invoice to another
+customer, refused unless the caller allows it); from the
 streamed import: ``changed_during_import`` (the ledger changed under a row between the check and
 the write), ``import_running`` (another import is under way; params: ``run``).
 """
@@ -32,7 +34,7 @@ from typing import AsyncIterator, Callable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.import_files import ImportFileError, Record, RowError, read_table, validate
+from domain.import_files import ImportFileError, Record, RowError, open_table, validate
 from storage import audit
 from storage.db import Database
 from storage.import_money import PaymentsPlanner, ReceivablesPlanner
@@ -58,6 +60,9 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     more_errors: int = 0             # errors beyond the ones listed (a report lists at most 1,000)
+    title_lines: list[int] = field(default_factory=list)   # title rows above the header, skipped
+    total_lines: list[int] = field(default_factory=list)   # 合计/小计 rows and signature lines, skipped
+    merged_lines: int = 0            # further lines of multi-line invoices, added into their invoice
     chunks: int = 0                  # write transactions of a streamed import
     max_write_s: float = 0.0         # the longest of them (what a chat message could wait behind)
 
@@ -69,7 +74,8 @@ class ImportReport:
         return {"kind": self.kind, "path": self.path, "rows": self.rows, "created": self.created,
                 "updated": self.updated, "unchanged": self.unchanged, "ok": self.ok,
                 "errors": [e.to_dict() for e in self.errors], "more_errors": self.more_errors,
-                "ignored_columns": list(self.ignored_columns)}
+                "ignored_columns": list(self.ignored_columns), "title_lines": list(self.title_lines),
+                "total_lines": list(self.total_lines), "merged_lines": self.merged_lines}
 
 
 class ImportAborted(Exception):
@@ -92,7 +98,7 @@ def _count(report: ImportReport, plans: Sequence[Plan]) -> None:
 
 async def import_rows(session: AsyncSession, kind: str, rows: Sequence[Record], *, actor: str, channel: str,
                       now: datetime, today: date, check_only: bool = False,
-                      path: str | None = None) -> ImportReport:
+                      path: str | None = None, allow_customer_change: bool = False) -> ImportReport:
     """Upsert validated rows (from :func:`domain.import_files.validate`) in the caller's transaction.
 
     If any row has an error the report lists them all and **nothing is written**; with
@@ -101,7 +107,8 @@ async def import_rows(session: AsyncSession, kind: str, rows: Sequence[Record], 
     """
     if kind not in PLANNERS:
         raise ValueError(f"unknown import kind {kind!r}")
-    planner = PLANNERS[kind](session, Ctx(actor=actor, channel=channel, now=now, today=today))
+    planner = PLANNERS[kind](session, Ctx(actor=actor, channel=channel, now=now, today=today,
+                                          allow_customer_change=allow_customer_change))
     report = ImportReport(kind=kind, path=path, rows=len(rows))
     plans, errors = await planner.plan(list(rows))
     report.errors = sorted(errors, key=lambda e: e.line)
@@ -123,7 +130,8 @@ class _Rollback(Exception):
 
 async def import_file(db: Database, kind: str, path: str | Path, *, actor: str = "import",
                       now: datetime, today: date, channel: str = "import",
-                      dry_run: bool = False, progress: ProgressFn | None = None) -> ImportReport:
+                      dry_run: bool = False, progress: ProgressFn | None = None, date_order: str = "ymd",
+                      allow_customer_change: bool = False) -> ImportReport:
     """Read, validate and import a file, all or nothing: any bad row and nothing is written.
 
     Receivables (the kind that reaches a million rows) stream: checked in a first pass, written
@@ -132,6 +140,11 @@ async def import_file(db: Database, kind: str, path: str | Path, *, actor: str =
     statement — are read whole and written in ONE transaction. ``dry_run`` runs every check
     and counts what would change, writing nothing. ``progress(phase, done, total)`` is told how
     far a streamed import has got ("check": bytes read; "write": rows written).
+
+    ERP exports are read as they come: title rows above the header and 合计/小计 rows are skipped
+    (the report lists them), the lines of a multi-line invoice are added up, dates in figures
+    are read in ``date_order`` ([import] date_order). A row that moves a stored invoice to
+    another customer is refused unless ``allow_customer_change``.
     """
     report = ImportReport(kind=kind, path=str(path))
     # Only receivables stream. People and customers are a company's thousands, a payments file a
@@ -140,22 +153,26 @@ async def import_file(db: Database, kind: str, path: str | Path, *, actor: str =
     if kind == "receivables":
         from storage.import_stream import import_receivables
         return await import_receivables(db, path, report, actor=actor, channel=channel, now=now, today=today,
-                                        dry_run=dry_run, progress=progress)
+                                        dry_run=dry_run, progress=progress, date_order=date_order,
+                                        allow_customer_change=allow_customer_change)
     try:
-        headers, table = read_table(path, kind)
+        with open_table(path, kind) as opened:
+            headers, table, header_line = opened.headers, list(opened.rows), opened.header_line
+            report.title_lines, report.total_lines = opened.title_lines, opened.total_lines
     except ImportFileError as exc:
         report.errors.append(exc.error)
         return report
-    parsed = validate(kind, headers, table, today=today)
-    report.rows, report.ignored_columns = parsed.rows, parsed.ignored
+    parsed = validate(kind, headers, table, today=today, header_line=header_line, date_order=date_order)
+    report.rows, report.ignored_columns, report.merged_lines = parsed.rows, parsed.ignored, parsed.merged_lines
     report.errors = list(parsed.errors)
-    if any(e.code == "missing_column" for e in parsed.errors):
+    if any(e.code in ("missing_column", "duplicate_column") for e in parsed.errors):
         return report            # nothing to look up: every row would repeat the complaint
     try:
         async with _transaction(db) as session:
             planned = await import_rows(session, kind, parsed.records, actor=actor, channel=channel,
                                         now=now, today=today, path=str(path),
-                                        check_only=dry_run or bool(parsed.errors))
+                                        check_only=dry_run or bool(parsed.errors),
+                                        allow_customer_change=allow_customer_change)
             _merge(report, planned)
             if not report.ok or dry_run:
                 raise _Rollback
