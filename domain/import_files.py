@@ -747,7 +747,7 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
         return parsed          # every row would repeat the same complaint
     key, errors = checker.key, parsed.errors
     lines_of_invoices = kind == "receivables"
-    seen: dict[str, tuple[Record, int]] = {}
+    seen: dict[str, tuple[Record, set[int]]] = {}     # key → its first record, fingerprints of its lines
     for line, cells in rows:
         rec, row_errors = checker.check(line, cells)
         if rec is None:
@@ -756,11 +756,13 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
         values = rec.values
         first = seen.get(values[key])
         if first is not None:
-            first_rec, first_fp = first
+            first_rec, lines = first
             if lines_of_invoices:
-                if row_fingerprint(cells) == first_fp:
+                row_fp = row_fingerprint(cells)
+                if row_fp in lines:            # a line seen before (a row, or a file, pasted twice)
                     rec.duplicate_of = first_rec.line
                 elif invoice_fingerprint(values) == invoice_fingerprint(first_rec.values):
+                    lines.add(row_fp)
                     first_rec.values["amount"] += values["amount"]
                     first_rec.merged += 1
                     parsed.merged_lines += 1
@@ -774,7 +776,7 @@ def validate(kind: str, headers: list[str], rows: list[tuple[int, list]], *, tod
             else:
                 rec.duplicate_of = first_rec.line
         else:
-            seen[values[key]] = (rec, row_fingerprint(cells) if lines_of_invoices else 0)
+            seen[values[key]] = (rec, {row_fingerprint(cells)} if lines_of_invoices else set())
         parsed.records.append(rec)
     if parsed.merged_lines:
         for rec in parsed.records:

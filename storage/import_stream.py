@@ -247,6 +247,7 @@ class ReceivablesImport:
             # what an invoice's lines share (everything but the amount): 64-bit hashes stand for them,
             # two different rows under one number collide with odds of 2⁻⁶⁴
             seen: dict[str, int] = {}
+            later_lines: dict[str, set[int]] = {}     # multi-line invoices: fingerprints of their later lines
             pending: list[tuple] = []
             counts, extra, second_look = self.counts, self.extra, self.second_look
             judged_upto = 0                     # the last line of the batches already planned
@@ -268,6 +269,11 @@ class ReceivablesImport:
                         if (first >> 64) & _M64 == row_fp:
                             pass                                 # the same row again: nothing to do
                         elif first & _M64 == inv_fp:             # another line of the same invoice
+                            lines = later_lines.setdefault(key, set())
+                            if row_fp in lines:                  # ... seen before (a file pasted twice)
+                                counts.unchanged += 1
+                                continue
+                            lines.add(row_fp)
                             self.merged += 1
                             if not second_look:
                                 extra[key] = extra.get(key, 0) + int(v["amount"].scaleb(2))

@@ -258,7 +258,8 @@ ROWS = [["F1", "C001", "2026-10-01", "2026-11-01", "100.00", "筒灯"],
         ["F2", "C002", "2026-10-02", "2026-11-02", "50.00", "面板灯"],
         ["F3", "C003", "2026-10-03", "2026-11-03", "70.00", "灯带"],
         ["F1", "C001", "2026-10-01", "2026-11-01", "25.50", "安装费"],        # F1's second line, three lines on
-        ["F1", "C001", "2026-10-01", "2026-11-01", "100.00", "筒灯"]]         # F1's first line pasted twice
+        ["F1", "C001", "2026-10-01", "2026-11-01", "100.00", "筒灯"],         # F1's first line pasted twice
+        ["F1", "C001", "2026-10-01", "2026-11-01", "25.50", "安装费"]]        # ... and its second line
 
 
 async def _amounts(db):
@@ -271,12 +272,12 @@ async def test_a_multi_line_invoice_is_summed_even_when_its_lines_are_far_apart(
     monkeypatch.setattr(import_stream, "KEY_BATCH", 2)   # F1 is judged before its second line is read
     p = _csv(tmp_path / "m.csv", [HEAD + ["存货名称"], *ROWS])
     report = await _load(db, "receivables", p)
-    assert report.ok and (report.created, report.merged_lines, report.unchanged) == (3, 1, 1)
+    assert report.ok and (report.created, report.merged_lines, report.unchanged) == (3, 1, 2)
     assert "同一发票的多行明细已合计：1行" in _report_text(report)
     assert await _amounts(db) == {"F1": (Decimal("125.50"),) * 2, "F2": (Decimal("50.00"),) * 2,
                                   "F3": (Decimal("70.00"),) * 2}
     again = await _load(db, "receivables", p)
-    assert again.ok and (again.created, again.updated, again.unchanged) == (0, 0, 4)
+    assert again.ok and (again.created, again.updated, again.unchanged) == (0, 0, 5)
     # the list path (import_rows, used beside the streamed one) reads the same file the same way
     parsed = validate("receivables", HEAD + ["存货名称"], [(i + 2, r) for i, r in enumerate(ROWS)], today=TODAY)
     assert [(r.values["invoice_no"], r.values["amount"]) for r in parsed.records if r.duplicate_of is None] == [
