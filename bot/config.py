@@ -98,6 +98,15 @@ class DingTalkConfig:
     oapi_base: str = "https://oapi.dingtalk.com"
     robot_webhooks: dict = field(default_factory=dict)       # name → {url, secret}
     images: bool = True           # charts as pictures (media upload); false: the text (with its link) only
+    # interactive cards (互动卡片): the id of the card template arbot fills in (docs/dingtalk.md,
+    # "Cards"); empty: no cards on DingTalk
+    card_template_id: str = ""
+    card_buttons: bool = False
+    card_items: int = 5           # button cards for at most this many items per push
+    # HTTP mode only: the card callback route arbot registers at start-up, and the apiSecret
+    # DingTalk signs each click with (Stream mode needs neither: clicks come over the socket)
+    card_callback_route_key: str = "arbot_cards"
+    card_callback_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,7 @@ class Config:
 
 SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"),
                ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
-               ("dingtalk", "app_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
+               ("dingtalk", "app_secret"), ("dingtalk", "card_callback_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
                ("feishu", "encrypt_key"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
                ("sms", "access_key_secret"),
                ("web", "secret")}
@@ -356,6 +365,13 @@ def validate(cfg: Config) -> None:
         for k in ("app_key", "app_secret"):
             if not getattr(cfg.dingtalk, k):
                 raise ConfigError(f"[dingtalk] {k}: required when [dingtalk] enabled = true")
+        if cfg.dingtalk.card_template_id and cfg.dingtalk.mode == "http":
+            if not cfg.dingtalk.card_callback_secret:
+                raise ConfigError("[dingtalk] card_callback_secret: required for cards in HTTP mode "
+                                  "(DingTalk signs each click with it; any long random string)")
+            if not cfg.server.public_url:
+                raise ConfigError("[server] public_url: required for DingTalk cards in HTTP mode "
+                                  "(the card callback URL registered with DingTalk is built from it)")
     if cfg.feishu.mode not in ("http", "ws"):
         raise ConfigError(f"[feishu] mode: expected \"http\" or \"ws\", got {cfg.feishu.mode!r}")
     if cfg.feishu.id_type not in ("user_id", "open_id"):
