@@ -1,4 +1,4 @@
-"""The DingTalk adapter: robot messages in (HTTP callback or Stream), outbox rows out.
+"""The DingTalk adapter: robot messages and card clicks in (HTTP callback or Stream), outbox rows out.
 
 Only what is DingTalk's lives here. HTTP mode is an ``Endpoint`` for the shared intake
 (bot/web/intake.py): the ``timestamp``/``sign`` headers are checked before the body is read, the
@@ -25,6 +25,11 @@ Decisions:
   which exists only once those resources started, so it starts ``on_startup`` (after every
   cleanup_ctx) and stops ``on_shutdown`` (before the database closes). Both are kept on the app
   under typed keys (``CHANNEL``, ``CONNECTIONS``).
+* **Cards** (互动卡片, bot/channels/dingtalk_cards.py): with ``[dingtalk] card_template_id`` set,
+  a row with a ``Card`` to a person becomes a card instance of that template (createAndDeliver);
+  in Stream mode clicks come over the socket (topic ``/v1.0/card/instances/callback``), in HTTP
+  mode to ``/dingtalk/card``, the route registered at start-up. A click is stored and handled
+  like a message; the row answering it updates the card in place by its outTrackId.
 * **Logs** carry reasons and message ids only: never secrets, tokens, webhook URLs (they are
   credentials) or message text.
 """
