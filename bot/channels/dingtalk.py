@@ -321,6 +321,13 @@ def install(app: web.Application, state) -> DingTalkChannel:
     return channel
 
 
+def mobile_lookup(cfg: DingTalkConfig, session: aiohttp.ClientSession):
+    """A member's userId by mobile (topapi/v2/user/getbymobile), for binding people imported with a mobile."""
+    api = DingTalkAPI(session, cfg.api_base, cfg.oapi_base, app_key=cfg.app_key, app_secret=cfg.app_secret,
+                      robot_code=cfg.robot_code)
+    return api.user_id_by_mobile
+
+
 PLATFORM = register(Platform(
-    name="dingtalk", capabilities=capabilities, install=install,
+    name="dingtalk", capabilities=capabilities, install=install, mobile_lookup=mobile_lookup,
     account_headers=("dingtalk", "钉钉ID", "钉钉账号", "钉钉")))

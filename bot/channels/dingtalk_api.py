@@ -33,6 +33,7 @@ ROBOT_THROTTLE_SECONDS = 600  # a custom robot over 20 msg/min is muted for 10 m
 TOKEN_EARLY_REFRESH = 300.0
 IMAGE_MAX = 20 * 1024 * 1024   # media/upload type=image: jpg, gif, png, bmp up to 20 MB (docs/dingtalk.md)
 MEDIA_CACHE_SIZE = 64
+USER_NOT_FOUND = 60121                 # topapi/v2/user/getbymobile: no member with this mobile
 OAPI_TOKEN_ERRCODES = {40014, 42001}   # invalid / expired access_token on the oapi: fetch again once
 
 
@@ -264,6 +265,26 @@ class DingTalkAPI:
         return await self._api_call("/v1.0/robot/groupMessages/send", {
             "robotCode": self.robot_code, "openConversationId": open_conversation_id,
             "msgKey": msg_key, "msgParam": json.dumps(msg_param, ensure_ascii=False)})
+
+    # ----------------------------------------------------------------------------- people
+    async def user_id_by_mobile(self, mobile: str) -> str | None:
+        """The member's userId for a mobile number (``POST {oapi}/topapi/v2/user/getbymobile``);
+        None when no member has it (errcode 60121). Other refusals raise."""
+        for attempt in (0, 1):
+            token = await self.oapi_token()
+            status, body, _ = await self._post(f"{self.oapi_base}/topapi/v2/user/getbymobile?"
+                                               + urlencode({"access_token": token}), {"mobile": mobile})
+            if status == 200 and body.get("errcode") in OAPI_TOKEN_ERRCODES and attempt == 0:
+                if self._oapi_token == token:
+                    self._oapi_token = None
+                continue
+            if status == 200 and body.get("errcode") == USER_NOT_FOUND:
+                return None
+            body = self._check_errcode(status, body, "user getbymobile", hide=(token,))
+            result = body.get("result") if isinstance(body.get("result"), dict) else {}
+            userid = result.get("userid")
+            return userid if isinstance(userid, str) and userid else None
+        raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------------------- cards
     async def deliver_card(self, out_track_id: str, user_id: str, template_id: str, params: dict[str, str], *,

@@ -51,6 +51,7 @@ ENDPOINTS = {
     "/v1.0/card/instances/createAndDeliver": "cardDeliver",
     "/v1.0/card/instances": "cardUpdate",
     "/v1.0/card/callbacks/register": "cardRoute",
+    "/topapi/v2/user/getbymobile": "getbymobile",
 }
 IMAGE_MAX = 20 * 1024 * 1024       # media/upload type=image: jpg, gif, png, bmp, at most 20 MB
 _IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
@@ -160,6 +161,7 @@ class FakeDingTalk:
         self.card_templates: set[str] = {"arbot_card.schema"}
         self.cards: dict[str, CardInstance] = {}
         self.card_routes: dict[str, tuple[str, str]] = {}
+        self.members: dict[str, str] = {}         # the organisation's members by mobile: mobile -> userId
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -650,6 +652,22 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
         fake.card_routes[str(key)] = (str(url), str(api_secret))
         return web.json_response({"success": True, "result": {"callbackUrl": url, "apiSecret": api_secret}})
 
+    async def get_by_mobile(request: web.Request) -> web.Response:
+        # topapi/v2/user/getbymobile: oapi token in the query, POST {"mobile"} -> {"result": {"userid"}}
+        tok = request.query.get("access_token", "")
+        if tok not in fake.oapi_tokens:
+            return _errcode(40014, "不合法的access_token")
+        if fake.oapi_tokens[tok] <= fake.clock():
+            return _errcode(42001, "access_token超时")
+        body = await body_of(request)
+        mobile = (body or {}).get("mobile")
+        if not isinstance(mobile, str) or not mobile.isdigit():
+            return _errcode(40035, "缺少参数 mobile")
+        if mobile not in fake.members:
+            return _errcode(60121, "找不到该用户")
+        return web.json_response({"errcode": 0, "errmsg": "ok", "result": {"userid": fake.members[mobile]},
+                                  "request_id": secrets.token_hex(6)})
+
     async def open_connection(request: web.Request) -> web.Response:
         body = await body_of(request) or {}
         fake.open_requests.append({k: v for k, v in body.items() if k != "clientSecret"})
@@ -697,4 +715,5 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
     app.router.add_post("/v1.0/card/instances/createAndDeliver", card_deliver)
     app.router.add_put("/v1.0/card/instances", card_update)
     app.router.add_post("/v1.0/card/callbacks/register", card_route)
+    app.router.add_post("/topapi/v2/user/getbymobile", get_by_mobile)
     return app
