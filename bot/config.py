@@ -138,9 +138,12 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    # false: this instance queues messages but does not send them (with several instances, let one
-    # send so WeCom's per-member and per-robot limits, which the limiter counts per process, hold)
+    # false: this instance queues messages but does not send them
     send: bool = True
+    # the per-member and per-robot limits counted in the database (storage/rate_slots.py), so that
+    # several instances sending together still keep them: "auto" (on for PostgreSQL, the
+    # database of several instances; off for SQLite), "on", "off" (counted per process)
+    shared_rate_limits: str = "auto"
     concurrency: int = 4
     max_attempts: int = 8
     backoff_base_seconds: float = 2.0
@@ -386,6 +389,9 @@ def validate(cfg: Config) -> None:
                 raise InvalidOperation
         except InvalidOperation:
             raise ConfigError(f"[company] fx_rates.{cur}: expected a positive decimal string, got {rate!r}") from None
+    if cfg.outbox.shared_rate_limits not in ("auto", "on", "off"):
+        raise ConfigError(f"[outbox] shared_rate_limits: expected \"auto\", \"on\" or \"off\", "
+                          f"got {cfg.outbox.shared_rate_limits!r}")
     if cfg.outbox.concurrency < 1 or cfg.outbox.max_attempts < 1:
         raise ConfigError("[outbox] concurrency and max_attempts must be >= 1")
     validate_policy(cfg)
