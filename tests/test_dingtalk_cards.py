@@ -171,3 +171,32 @@ async def test_the_card_route_refuses_like_every_callback(fake, aiohttp_client, 
         assert (resp.status, (await resp.json())["error"]) == (status, error)
     async with db.session() as s:
         assert (await s.execute(select(InboundEvent))).scalars().all() == []
+
+
+async def test_the_fake_holds_card_calls_to_the_documented_shape(fake):
+    """What the bot is held to: a known template, string-only card data, the IM_ROBOT space, a
+    registered route for HTTP callbacks, a token; and a card that did not reach its person is
+    a permanent failure, not a success."""
+    import aiohttp
+
+    from bot.channels.dingtalk_api import DingTalkAPI
+    from bot.channels.errors import PermanentDeliveryError
+    async with aiohttp.ClientSession() as session:
+        api = DingTalkAPI(session, fake.url, fake.url, app_key=fake.app_key, app_secret=fake.app_secret,
+                          robot_code=fake.robot_code)
+        params = {"title": "t", "description": "d", "buttons": "[]", "answered": "false"}
+        with pytest.raises(PermanentDeliveryError, match="cardTemplateNotExist"):
+            await api.deliver_card("c1", "dt_rep1", "no-such.schema", params)
+        with pytest.raises(PermanentDeliveryError, match="cardParamMapInvalid"):
+            await api.deliver_card("c1", "dt_rep1", "arbot_card.schema", {**params, "answered": False})
+        with pytest.raises(PermanentDeliveryError, match="callbackInvalid"):
+            await api.deliver_card("c1", "dt_rep1", "arbot_card.schema", params, callback_route_key="unregistered")
+        fake.invalid_staff_ids.add("dt_gone")
+        with pytest.raises(PermanentDeliveryError, match="visible range"):
+            await api.deliver_card("c2", "dt_gone", "arbot_card.schema", params)
+        with pytest.raises(PermanentDeliveryError, match="outTrackIdInvalid"):
+            await api.update_card("never-sent", params)
+        fake.expire_tokens()                      # a stale token is refreshed once, then the call goes
+        await api.deliver_card("c3", "dt_rep1", "arbot_card.schema", params)
+        assert fake.cards["c3"].callback_type == "STREAM" and fake.cards["c3"].user_id == "dt_rep1"
+        assert list(fake.cards) == ["c3"]
