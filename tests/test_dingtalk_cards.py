@@ -200,3 +200,20 @@ async def test_the_fake_holds_card_calls_to_the_documented_shape(fake):
         await api.deliver_card("c3", "dt_rep1", "arbot_card.schema", params)
         assert fake.cards["c3"].callback_type == "STREAM" and fake.cards["c3"].user_id == "dt_rep1"
         assert list(fake.cards) == ["c3"]
+
+
+def test_http_cards_need_a_secret_and_a_public_url():
+    """Without them DingTalk could not reach the card route, or the bot could not tell its clicks
+    from forged ones: refused at start-up, with what to set."""
+    from bot.config import ConfigError, redacted, validate
+    from tests.harness import config_for
+    base = dict(enabled=True, mode="http", app_key="k", app_secret="s", card_template_id="t.schema")
+    with pytest.raises(ConfigError, match="card_callback_secret"):
+        validate(config_for("sqlite:///x.db", dingtalk=base, server={"public_url": "https://a.example"}))
+    with pytest.raises(ConfigError, match="public_url"):
+        validate(config_for("sqlite:///x.db", dingtalk={**base, "card_callback_secret": SECRET}))
+    validate(config_for("sqlite:///x.db", dingtalk={**base, "mode": "stream"}))          # Stream needs neither
+    cfg = config_for("sqlite:///x.db", dingtalk={**base, "card_callback_secret": SECRET},
+                     server={"public_url": "https://a.example"})
+    validate(cfg)
+    assert redacted(cfg)["dingtalk"]["card_callback_secret"] == "***"
