@@ -1,4 +1,8 @@
-"""Per-minute rate limits per destination, counted where the sends happen."""
+"""Per-minute rate limits per destination, counted where the sends happen.
+
+This process's count orders the sends and estimates when a destination frees; with several
+instances the count in the database (storage/rate_slots.py, ``[outbox] shared_rate_limits``)
+has the last word before each send, so that together they keep the platform's limit."""
 from __future__ import annotations
 
 import time
