@@ -17,6 +17,7 @@ in one short write that re-checks that the user id is still free and the person 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FIRST_CONTACT_LOOKUPS = 20       # lookups one unknown sender may cause
 RETRY_AFTER_S = 3600             # a person not found is looked up again at first contact after this
+LOOKUPS_AT_ONCE = 5              # a few at a time: these APIs have their own per-app limits
+GIVE_UP_AFTER = 3                # failed lookups on a platform none has worked on: the rest are not tried
 
 
 @dataclass(frozen=True)
@@ -99,20 +102,35 @@ async def bind_by_mobile(db: Database, config, *, only: str | None = None, perso
     if not pending:
         return result
     found: list[tuple[Person, str, str]] = []
+    failed: dict[str, list[str]] = {}          # platform → the reasons its lookups failed, until one works
+    working: set[str] = set()
+    gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+    async def look(person: Person, p: Platform, lookup) -> Unbound | tuple[Person, str, str]:
+        mobile = normalize_mobile(person.mobile)
+        reasons = failed.setdefault(p.name, [])
+        async with gate:
+            if p.name not in working and len(reasons) >= GIVE_UP_AFTER:
+                # a platform that cannot be asked (wrong secret, no permission, unreachable) is not
+                # asked a thousand times more: each call could wait for its whole timeout
+                return Unbound(person.id, person.name, p.name, mobile, "error", reasons[-1])
+            try:
+                user_id = await lookup(mobile)
+            except Exception as e:          # the platform could not tell: reported, tried again later
+                reasons.append(str(getattr(e, "reason", "") or type(e).__name__)[:200])
+                return Unbound(person.id, person.name, p.name, mobile, "error", reasons[-1])
+        working.add(p.name)
+        if user_id is None:
+            return Unbound(person.id, person.name, p.name, mobile, "not_member")
+        return person, p.name, user_id
+
     async with aiohttp.ClientSession() as http:
         lookups = {p.name: p.mobile_lookup(p.section(config), http) for p in platforms}   # type: ignore[misc]
-        for person, p in pending:
-            mobile = normalize_mobile(person.mobile)
-            try:
-                user_id = await lookups[p.name](mobile)
-            except Exception as e:          # the platform could not tell: reported, tried again later
-                detail = str(getattr(e, "reason", "") or type(e).__name__)[:200]
-                result.unbound.append(Unbound(person.id, person.name, p.name, mobile, "error", detail))
-                continue
-            if user_id is None:
-                result.unbound.append(Unbound(person.id, person.name, p.name, mobile, "not_member"))
+        for outcome in await asyncio.gather(*(look(person, p, lookups[p.name]) for person, p in pending)):
+            if isinstance(outcome, Unbound):
+                result.unbound.append(outcome)
             else:
-                found.append((person, p.name, user_id))
+                found.append(outcome)
     if found:
         async def write(s) -> tuple[list[tuple[str, str, str]], list[Unbound]]:
             bound, taken = [], []

@@ -63,7 +63,6 @@ async def test_a_people_import_binds_by_mobile_and_reports_who_could_not_be(db, 
         assert {(u["person"], u["platform"], u["reason"]) for u in report["accounts"]["unbound"]
                 if u["platform"] == "dingtalk"} == {("E004", "dingtalk", "taken")}
         # a platform that cannot be asked: reported as such, the import still stands
-        wx.members = {}
         dt.inject("http", endpoint="getbymobile", status=500)
         await _run(cfg, _parser().parse_args(["import", "people", str(path)]))
         assert "员工编号 E004（陈静），钉钉：暂时无法查询" in capsys.readouterr().out
@@ -89,6 +88,25 @@ async def test_first_contact_binds_an_unknown_sender_by_mobile(db, aiohttp_clien
                          for r in fake.messages("session")]
         assert "我还不认识您" not in first and "/overdue" in first        # answered as rep9
         assert "我还不认识您" in second                                   # nobody's mobile: still a stranger
+
+
+async def test_a_platform_that_cannot_be_asked_is_not_asked_for_everyone(db):
+    """A wrong secret (or no permission, or no network) fails every lookup: after a few, the rest
+    are reported without a call each (each could wait for its whole timeout)."""
+    from bot.identities import bind_by_mobile
+    async with db.session() as s, s.begin():
+        for i in range(12):
+            s.add(Person(id=f"p{i:02d}", name=f"同事{i}", role="rep", mobile=f"1390000{i:04d}"))
+    async with FakeDingTalk() as dt:
+        dt.members = {f"1390000{i:04d}": f"dt_{i}" for i in range(12)}
+        cfg = config_for(db.url, dingtalk=dict(enabled=True, app_key=dt.app_key, app_secret="wrong",
+                                               robot_code=dt.robot_code, api_base=dt.url, oapi_base=dt.url))
+        binding = await bind_by_mobile(db, cfg)
+        assert binding.bound == [] and len(binding.unbound) == 12
+        assert {u.reason for u in binding.unbound} == {"error"}
+        assert "40089" in binding.unbound[-1].detail
+        assert dt.token_requests < 12
+        assert await accounts(db) == {}
 
 
 def test_mobiles_are_normalized_for_the_platforms():
