@@ -9,7 +9,9 @@ that must not interleave with another instance's:
   storage/db.py), so no other writer counts between our count and our insert;
 * PostgreSQL: ``pg_advisory_xact_lock`` on each key (taken in sorted order, so two batches never
   wait on each other crosswise) serialises the takers of one key until their commit; each count
-  then sees the slots committed before it.
+  then sees the slots committed before it (READ COMMITTED, PostgreSQL's default and storage/db.py's:
+  under REPEATABLE READ the snapshot would predate the lock, and two instances could both count
+  room that only one has).
 
 Wall-clock epoch seconds: the instances share no monotonic clock.
 """
