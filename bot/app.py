@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bot import inbound
+from bot import identities, inbound
 from bot.config import Config
 from bot.core.channel_health import ChannelHealth
 from bot.core.intake import Malformed, Rejected
@@ -85,7 +85,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                               health=state.channel_health, people_first=services.people_first)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake, people_first=services.people_first,
-                                                 health=state.channel_health)
+                                                 health=state.channel_health,
+                                                 first_contact=identities.FirstContact(services.db, config))
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
                  *_background(services.db)]

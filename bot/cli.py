@@ -219,10 +219,19 @@ async def _import(services, args) -> int:
         unhook()
         if progress:
             progress.close()
+    binding = None
+    if report.ok and args.kind == "people":
+        # people given by mobile: their chat accounts, from the platforms (bot/identities.py);
+        # who could not be bound is listed, the import stands
+        from bot.identities import bind_by_mobile
+        binding = await bind_by_mobile(services.db, services.config)
     if args.format == "json":
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps({**report.to_dict(), **({"accounts": binding.to_dict()} if binding else {})},
+                         ensure_ascii=False, indent=2))
     else:
         print(render("cli/import_report.txt.j2", r=report))
+        if binding and (binding.bound or binding.unbound):
+            print(render("cli/import_bindings.txt.j2", b=binding))
     return 0 if report.ok else 1
 
 

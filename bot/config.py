@@ -98,6 +98,15 @@ class DingTalkConfig:
     oapi_base: str = "https://oapi.dingtalk.com"
     robot_webhooks: dict = field(default_factory=dict)       # name → {url, secret}
     images: bool = True           # charts as pictures (media upload); false: the text (with its link) only
+    # interactive cards (互动卡片): the id of the card template arbot fills in (docs/dingtalk.md,
+    # "Cards"); empty: no cards on DingTalk
+    card_template_id: str = ""
+    card_buttons: bool = False
+    card_items: int = 5           # button cards for at most this many items per push
+    # HTTP mode only: the card callback route arbot registers at start-up, and the apiSecret
+    # DingTalk signs each click with (Stream mode needs neither: clicks come over the socket)
+    card_callback_route_key: str = "arbot_cards"
+    card_callback_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,9 +138,12 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    # false: this instance queues messages but does not send them (with several instances, let one
-    # send so WeCom's per-member and per-robot limits, which the limiter counts per process, hold)
+    # false: this instance queues messages but does not send them
     send: bool = True
+    # the per-member and per-robot limits counted in the database (storage/rate_slots.py), so that
+    # several instances sending together still keep them: "auto" (on for PostgreSQL, the
+    # database of several instances; off for SQLite), "on", "off" (counted per process)
+    shared_rate_limits: str = "auto"
     concurrency: int = 4
     max_attempts: int = 8
     backoff_base_seconds: float = 2.0
@@ -216,7 +228,7 @@ class Config:
 
 SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"),
                ("wecom", "ai_bot_token"), ("wecom", "ai_bot_encoding_aes_key"),
-               ("dingtalk", "app_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
+               ("dingtalk", "app_secret"), ("dingtalk", "card_callback_secret"), ("feishu", "app_secret"), ("feishu", "verification_token"),
                ("feishu", "encrypt_key"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
                ("sms", "access_key_secret"),
                ("web", "secret")}
@@ -356,6 +368,13 @@ def validate(cfg: Config) -> None:
         for k in ("app_key", "app_secret"):
             if not getattr(cfg.dingtalk, k):
                 raise ConfigError(f"[dingtalk] {k}: required when [dingtalk] enabled = true")
+        if cfg.dingtalk.card_template_id and cfg.dingtalk.mode == "http":
+            if not cfg.dingtalk.card_callback_secret:
+                raise ConfigError("[dingtalk] card_callback_secret: required for cards in HTTP mode "
+                                  "(DingTalk signs each click with it; any long random string)")
+            if not cfg.server.public_url:
+                raise ConfigError("[server] public_url: required for DingTalk cards in HTTP mode "
+                                  "(the card callback URL registered with DingTalk is built from it)")
     if cfg.feishu.mode not in ("http", "ws"):
         raise ConfigError(f"[feishu] mode: expected \"http\" or \"ws\", got {cfg.feishu.mode!r}")
     if cfg.feishu.id_type not in ("user_id", "open_id"):
@@ -370,6 +389,9 @@ def validate(cfg: Config) -> None:
                 raise InvalidOperation
         except InvalidOperation:
             raise ConfigError(f"[company] fx_rates.{cur}: expected a positive decimal string, got {rate!r}") from None
+    if cfg.outbox.shared_rate_limits not in ("auto", "on", "off"):
+        raise ConfigError(f"[outbox] shared_rate_limits: expected \"auto\", \"on\" or \"off\", "
+                          f"got {cfg.outbox.shared_rate_limits!r}")
     if cfg.outbox.concurrency < 1 or cfg.outbox.max_attempts < 1:
         raise ConfigError("[outbox] concurrency and max_attempts must be >= 1")
     validate_policy(cfg)

@@ -13,7 +13,7 @@ import functools
 import logging
 import weakref
 from datetime import timedelta
-from typing import Callable
+from typing import Awaitable, Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -169,8 +169,12 @@ class InboundProcessor:
     """Runs the pipeline for stored events and queues the replies through the outbox."""
 
     def __init__(self, db: Database, pipeline: Pipeline, channels: dict, clock, on_queued: Callable[[], None] = lambda: None,
-                 people_first: PeopleFirst | None = None, health: ChannelHealth | None = None):
+                 people_first: PeopleFirst | None = None, health: ChannelHealth | None = None,
+                 first_contact: Callable[[str, str], Awaitable[None]] | None = None):
         self.db, self.pipeline, self.channels, self.clock = db, pipeline, channels, clock
+        # ``first_contact(platform, user_id)``: binds people by mobile when a user id nobody has
+        # speaks (bot/identities.py), before the message is handled, outside its transaction
+        self.first_contact = first_contact
         self.on_queued = on_queued
         self.people_first = people_first or PeopleFirst()
         self.health = health if health is not None else ChannelHealth()
@@ -221,6 +225,11 @@ class InboundProcessor:
                 if msg is None:
                     return []
                 async with self._turn_of(msg):
+                    if self.first_contact is not None and msg is not _UNREAD:
+                        try:
+                            await self.first_contact(msg.platform, msg.platform_user_id)
+                        except Exception as e:    # a lookup that failed must not keep the message back
+                            log.warning("inbound: binding by mobile failed (%s)", type(e).__name__)
                     if self.pipeline.reads_only(msg):
                         # a question: answered from a read-only snapshot, not in the writers' line
                         # (at 200k invoices one /aging held that line for a second)

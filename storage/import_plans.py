@@ -130,7 +130,9 @@ class Planner:
 
 # ---- people ---------------------------------------------------------------------------------
 # A "<platform>_userid" column is the person's account on that platform (person_accounts): its
-# cell sets the account, an empty cell removes it (storage/people.py).
+# cell sets the account, an empty cell removes it (storage/people.py) — unless the row gives a
+# mobile: then the account is the one found by that mobile after the import (bot/identities.py),
+# and an empty cell keeps it rather than dropping it at every re-import.
 _PERSON_DEFAULTS = {"name": "", "role": "rep", "team": "", "mobile": "", "email": ""}
 
 
@@ -152,7 +154,9 @@ class PeoplePlanner(Planner):
         for rec in records:
             v = rec.values
             desired = {f: blank(v[f], d) for f, d in _PERSON_DEFAULTS.items() if f in v}
-            desired.update({f: blank(v[f], None) for f in v if account_platform(f)})
+            by_mobile = bool(blank(v.get("mobile"), ""))
+            desired.update({f: blank(v[f], None) for f in v
+                            if account_platform(f) and not (by_mobile and blank(v[f], None) is None)})
             if "supervisor" in v:
                 sup = None
                 if v["supervisor"]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -482,3 +482,13 @@ class ImportRunChunk(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     changes: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class RateSlot(Base):
+    """One message counted against a platform's per-minute limit for one destination
+    (storage/rate_slots.py): shared by every instance that sends, so that together they keep it."""
+    __tablename__ = "rate_slots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    limit_key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[float] = mapped_column(Float)        # wall-clock epoch seconds the platform counts it at
+    __table_args__ = (Index("ix_rate_slots_key_at", "limit_key", "at"),)

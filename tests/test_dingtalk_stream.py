@@ -73,6 +73,28 @@ async def test_connect_callback_is_delivered_and_acked(fake, start):
     assert client.status["last_frame_at"] is not None
 
 
+async def test_card_clicks_are_subscribed_and_routed_only_with_a_handler(fake, start):
+    """Without ``on_card`` the card topic is not subscribed and a frame for it is answered 404
+    (as any topic the client does not serve); with it, clicks reach the handler and are ACKed."""
+    topic = "/v1.0/card/instances/callback"
+    plain = start()
+    await fake.wait_until(lambda: fake.ws is not None and plain.status["connected"])
+    assert {"type": "CALLBACK", "topic": topic} not in fake.open_requests[-1]["subscriptions"]
+    assert (await fake.wait_ack(await fake.push("CALLBACK", topic, {"outTrackId": "t"})))["code"] == 404
+    await plain.stop()
+    clicks = []
+
+    async def on_card(payload):
+        clicks.append(payload)
+
+    with_cards = start(on_card=on_card)
+    await fake.wait_until(lambda: with_cards.status["connected"] and len(fake.open_requests) == 2)
+    assert {"type": "CALLBACK", "topic": topic} in fake.open_requests[-1]["subscriptions"]
+    click = {"outTrackId": "t1", "userId": "dt_rep1", "type": "actionCallback"}
+    ack = await fake.wait_ack(await fake.push("CALLBACK", topic, click))
+    assert ack["code"] == 200 and clicks == [click] and with_cards.received == []
+
+
 async def test_ack_comes_after_the_callback_persisted(fake, start):
     persisted = []
     gate = asyncio.Event()

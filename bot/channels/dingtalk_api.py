@@ -33,6 +33,7 @@ ROBOT_THROTTLE_SECONDS = 600  # a custom robot over 20 msg/min is muted for 10 m
 TOKEN_EARLY_REFRESH = 300.0
 IMAGE_MAX = 20 * 1024 * 1024   # media/upload type=image: jpg, gif, png, bmp up to 20 MB (docs/dingtalk.md)
 MEDIA_CACHE_SIZE = 64
+USER_NOT_FOUND = 60121                 # topapi/v2/user/getbymobile: no member with this mobile
 OAPI_TOKEN_ERRCODES = {40014, 42001}   # invalid / expired access_token on the oapi: fetch again once
 
 
@@ -209,12 +210,12 @@ class DingTalkAPI:
         if self._token == token:
             self._token = None
 
-    async def _api_call(self, path: str, payload: dict) -> dict:
-        """POST to the new API with the token header; refresh once on 401/403 and retry."""
+    async def _api_call(self, path: str, payload: dict, method: str = "POST") -> dict:
+        """POST (or ``method``) to the new API with the token header; refresh once on 401/403 and retry."""
         for attempt in (0, 1):
             token = await self.access_token()
             status, body, headers = await self._post(
-                f"{self.api_base}{path}", payload, headers={"x-acs-dingtalk-access-token": token})
+                f"{self.api_base}{path}", payload, headers={"x-acs-dingtalk-access-token": token}, method=method)
             if 200 <= status < 300:
                 return body
             code = str(body.get("code") or "")
@@ -264,6 +265,63 @@ class DingTalkAPI:
         return await self._api_call("/v1.0/robot/groupMessages/send", {
             "robotCode": self.robot_code, "openConversationId": open_conversation_id,
             "msgKey": msg_key, "msgParam": json.dumps(msg_param, ensure_ascii=False)})
+
+    # ----------------------------------------------------------------------------- people
+    async def user_id_by_mobile(self, mobile: str) -> str | None:
+        """The member's userId for a mobile number (``POST {oapi}/topapi/v2/user/getbymobile``);
+        None when no member has it (errcode 60121). Other refusals raise."""
+        for attempt in (0, 1):
+            token = await self.oapi_token()
+            status, body, _ = await self._post(f"{self.oapi_base}/topapi/v2/user/getbymobile?"
+                                               + urlencode({"access_token": token}), {"mobile": mobile})
+            if status == 200 and body.get("errcode") in OAPI_TOKEN_ERRCODES and attempt == 0:
+                if self._oapi_token == token:
+                    self._oapi_token = None
+                continue
+            if status == 200 and body.get("errcode") == USER_NOT_FOUND:
+                return None
+            body = self._check_errcode(status, body, "user getbymobile", hide=(token,))
+            result = body.get("result") if isinstance(body.get("result"), dict) else {}
+            userid = result.get("userid")
+            return userid if isinstance(userid, str) and userid else None
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------------------- cards
+    async def deliver_card(self, out_track_id: str, user_id: str, template_id: str, params: dict[str, str], *,
+                           callback_route_key: str = "") -> dict:
+        """Create a card instance from ``template_id`` and deliver it to the person's chat with
+        the robot (``POST /v1.0/card/instances/createAndDeliver``, space ``IM_ROBOT``). Clicks
+        come back over the Stream socket, or by HTTP to the route ``callback_route_key`` names.
+        Raises PermanentDeliveryError when DingTalk created the card but could not deliver it."""
+        payload: dict[str, Any] = {
+            "cardTemplateId": template_id, "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": params},
+            "openSpaceId": f"dtv1.card//IM_ROBOT.{user_id}",
+            "imRobotOpenSpaceModel": {"supportForward": False},
+            "imRobotOpenDeliverModel": {"spaceType": "IM_ROBOT", "robotCode": self.robot_code},
+            "userIdType": 1,
+            "callbackType": "HTTP" if callback_route_key else "STREAM"}
+        if callback_route_key:
+            payload["callbackRouteKey"] = callback_route_key
+        body = await self._api_call("/v1.0/card/instances/createAndDeliver", payload)
+        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        failed = [r for r in result.get("deliverResults") or () if isinstance(r, dict) and not r.get("success")]
+        if body.get("success") is False or failed:
+            reason = str((failed[0] if failed else {}).get("errorMsg") or "not delivered")[:200]
+            raise self._err(PermanentDeliveryError, f"card not delivered: {reason}", code="card_deliver")
+        return body
+
+    async def update_card(self, out_track_id: str, params: dict[str, str]) -> dict:
+        """Replace the named variables of a card already delivered (``PUT /v1.0/card/instances``)."""
+        return await self._api_call("/v1.0/card/instances", {
+            "outTrackId": out_track_id, "cardData": {"cardParamMap": params},
+            "cardUpdateOptions": {"updateCardDataByKey": True}, "userIdType": 1}, method="PUT")
+
+    async def register_card_callback(self, route_key: str, url: str, api_secret: str) -> dict:
+        """Point a card callback route at ``url`` (``POST /v1.0/card/callbacks/register``); clicks
+        on cards delivered with that route arrive there, signed with ``api_secret``."""
+        return await self._api_call("/v1.0/card/callbacks/register", {
+            "callbackRouteKey": route_key, "callbackUrl": url, "apiSecret": api_secret, "forceUpdate": True})
 
     def _check_errcode(self, status: int, body: dict, what: str, hide: tuple[str, ...] = ()) -> dict:
         """oapi style: HTTP 200 is not success, read errcode. ``hide``: secrets of this call."""

@@ -35,6 +35,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 BOT_MESSAGE_TOPIC = "/v1.0/im/bot/messages/get"
+CARD_CALLBACK_TOPIC = "/v1.0/card/instances/callback"     # clicks on interactive cards (互动卡片)
 
 
 class StreamOpenError(Exception):
@@ -48,11 +49,14 @@ class StreamClient:
     frame or pong), reconnects (connection attempts after the first), connects (sockets opened),
     zombies (sockets dropped by the watchdog), callback_failures, last_error (no secrets).
     ``on_event(headers, data)`` is optional; without it events are ACKed OK and ignored.
+    ``on_card(data)``, optional: card clicks (CALLBACK topic ``CARD_CALLBACK_TOPIC``), subscribed
+    only when given and handled like bot messages (stored before the ACK).
     """
 
     def __init__(self, session: aiohttp.ClientSession, api_base: str, client_id: str, client_secret: str,
                  on_callback: Callable[[dict], Awaitable[None]], *,
                  on_event: Callable[[dict, dict], Awaitable[None]] | None = None,
+                 on_card: Callable[[dict], Awaitable[None]] | None = None,
                  ping_timeout: float = 90.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  open_timeout: float = 10.0, close_timeout: float = 2.0, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random, ua: str = "arbot/0.1", local_ip: str = ""):
@@ -62,6 +66,7 @@ class StreamClient:
         self._client_secret = client_secret
         self.on_callback = on_callback
         self.on_event = on_event
+        self.on_card = on_card
         self.ping_timeout = ping_timeout
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -145,6 +150,7 @@ class StreamClient:
         body = {
             "clientId": self.client_id, "clientSecret": self._client_secret,
             "subscriptions": [{"type": "CALLBACK", "topic": BOT_MESSAGE_TOPIC},
+                              *([{"type": "CALLBACK", "topic": CARD_CALLBACK_TOPIC}] if self.on_card else []),
                               {"type": "EVENT", "topic": "*"}],
             "ua": self.ua, "localIp": self.local_ip,
         }
@@ -250,10 +256,11 @@ class StreamClient:
             await self._ack(ws, mid, 400, "bad data", "{}")
             return None
         if ftype == "CALLBACK":
-            if topic != BOT_MESSAGE_TOPIC:
+            handler = {BOT_MESSAGE_TOPIC: self.on_callback, CARD_CALLBACK_TOPIC: self.on_card}.get(topic)
+            if handler is None:
                 await self._ack(ws, mid, 404, "not implemented", "{}")
                 return None
-            self._spawn(self._run_callback(ws, mid, payload))
+            self._spawn(self._run_callback(ws, mid, payload, handler))
         elif ftype == "EVENT":
             self._spawn(self._run_event(ws, mid, headers, payload))
         else:
@@ -266,13 +273,14 @@ class StreamClient:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_callback(self, ws: aiohttp.ClientWebSocketResponse, mid: Any, payload: dict) -> None:
+    async def _run_callback(self, ws: aiohttp.ClientWebSocketResponse, mid: Any, payload: Any,
+                            handler: Callable[[Any], Awaitable[None]]) -> None:
         try:
-            await self.on_callback(payload)
+            await handler(payload)
         except Exception as exc:
             self.status["callback_failures"] += 1
             self.status["last_error"] = f"callback failed: {type(exc).__name__}"
-            log.exception("dingtalk stream: bot message %s not persisted", payload.get("msgId"))
+            log.exception("dingtalk stream: callback frame %s not persisted", mid)
             await self._ack(ws, mid, 500, "handler failed", json.dumps({"response": None}))
             return
         await self._ack(ws, mid, 200, "OK", json.dumps({"response": None}))

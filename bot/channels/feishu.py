@@ -373,6 +373,16 @@ def install(app: web.Application, state) -> FeishuChannel:
     return channel
 
 
+def mobile_lookup(cfg: FeishuConfig, session: aiohttp.ClientSession):
+    """A member's id (``[feishu] id_type``) by mobile (contact/v3/users/batch_get_id)."""
+    api = FeishuAPI(session, cfg.api_base, cfg.app_id, cfg.app_secret, time.monotonic)
+
+    async def lookup(mobile: str) -> str | None:
+        found = await api.user_ids_by_mobile([mobile], cfg.id_type)
+        return next(iter(found.values()), None)
+    return lookup
+
+
 PLATFORM = register(Platform(
-    name="feishu", capabilities=capabilities, install=install,
+    name="feishu", capabilities=capabilities, install=install, mobile_lookup=mobile_lookup,
     account_headers=("feishu", "飞书ID", "飞书账号", "飞书", "lark")))

@@ -239,6 +239,19 @@ class FeishuAPI:
             self._images.pop(next(iter(self._images)))
         return key
 
+    async def user_ids_by_mobile(self, mobiles: list[str], user_id_type: str) -> dict[str, str]:
+        """{mobile: the member's id of ``user_id_type``} for the mobiles that are members
+        (``POST contact/v3/users/batch_get_id``, at most 50 a call); a mobile that is not, is absent."""
+        found: dict[str, str] = {}
+        for i in range(0, len(mobiles), 50):
+            body = await self.call("POST", "/open-apis/contact/v3/users/batch_get_id",
+                                   params={"user_id_type": user_id_type}, payload={"mobiles": mobiles[i:i + 50]})
+            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            for u in data.get("user_list") or ():
+                if isinstance(u, dict) and isinstance(u.get("user_id"), str) and u["user_id"]:
+                    found[str(u.get("mobile") or "")] = u["user_id"]
+        return found
+
     async def update_card(self, message_id: str, card: dict) -> dict:
         """Replace an interactive card the bot sent (its config must say ``update_multi``)."""
         payload = {"content": json.dumps(card, ensure_ascii=False)}

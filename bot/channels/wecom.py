@@ -370,6 +370,12 @@ def install(app: web.Application, state) -> WeComChannel:
     return channel
 
 
+def mobile_lookup(cfg: WeComConfig, session: aiohttp.ClientSession):
+    """A member's userid by mobile (user/getuserid), for binding people imported with a mobile."""
+    api = WeComAPI(session, cfg.api_base, cfg.corp_id, cfg.secret, cfg.agent_id, time.monotonic, timeout=API_TIMEOUT)
+    return api.user_id_by_mobile
+
+
 PLATFORM = register(Platform(
-    name="wecom", capabilities=capabilities, install=install,
+    name="wecom", capabilities=capabilities, install=install, mobile_lookup=mobile_lookup,
     account_headers=("wecom", "企业微信ID", "企业微信账号", "企微ID", "企业微信")))

@@ -61,6 +61,9 @@ PERMANENT_REASONS = {
 }
 
 
+USER_NOT_FOUND = 46004      # user/getuserid: no member with this mobile
+
+
 class _TokenRejected(Exception):
     """Internal: the API said the access_token is invalid/expired (40014/42001)."""
 
@@ -250,6 +253,19 @@ class WeComAPI:
                 log.info("wecom token rejected (errcode %s); refreshing", exc.errcode)
                 token = await self._refresh_after_reject(token)
         raise AssertionError("unreachable")
+
+    # -- people ---------------------------------------------------------------------------
+    async def user_id_by_mobile(self, mobile: str) -> str | None:
+        """The member's userid for a mobile number (``POST user/getuserid``, doc page 95402);
+        None when no member of the corp has it (errcode 46004). Other refusals raise."""
+        try:
+            data = await self._call_with_token("/cgi-bin/user/getuserid", {"mobile": mobile})
+        except PermanentDeliveryError as e:
+            if e.code == USER_NOT_FOUND:
+                return None
+            raise
+        userid = data.get("userid")
+        return userid if isinstance(userid, str) and userid else None
 
     # -- app messages -------------------------------------------------------------------
     async def send_app_message(self, touser: list[str], msgtype: str, content: dict[str, Any], *,

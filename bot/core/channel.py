@@ -14,12 +14,14 @@ in the channel modules and ``bot/web/intake.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Literal, Protocol
 
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from domain import import_vocab
 
 Identity = Literal["account", "person"]
+# ``lookup(mobile) -> user id | None`` (None: no member has that mobile); raises when it cannot tell
+MobileLookup = Callable[[str], Awaitable[str | None]]
 # the "formats" of a card's fields in ``Capabilities.sizes``: a channel that shows cards declares
 # what its platform takes in each (the sender cuts a longer field with an ellipsis)
 CARD_TITLE, CARD_DESCRIPTION, CARD_BUTTON = "card.title", "card.description", "card.button"
@@ -112,6 +114,9 @@ class Platform:
     account_headers more people.csv headers for the column holding a person's user id here (its
                     canonical header and import field is ``<name>_userid``: see ``account_field``)
     enabled         whether the configuration switches it on (default: ``[name] enabled``)
+    mobile_lookup   ``mobile_lookup(section, http_session) -> MobileLookup``: the platform's
+                    user-by-mobile API, so that people.csv may give a mobile instead of a user id
+                    (bot/identities.py); None: the platform has none
     """
     name: str
     capabilities: Callable[[Any], Capabilities]
@@ -119,6 +124,7 @@ class Platform:
     identity: Identity = "account"
     account_headers: tuple[str, ...] = ()
     enabled: Callable[[Any], bool] | None = None
+    mobile_lookup: Callable[[Any, Any], MobileLookup] | None = None
 
     def section(self, config: Any) -> Any:
         return getattr(config, self.name, None)

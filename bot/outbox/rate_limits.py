@@ -1,4 +1,8 @@
-"""Per-minute rate limits per destination, counted where the sends happen."""
+"""Per-minute rate limits per destination, counted where the sends happen.
+
+This process's count orders the sends and estimates when a destination frees; with several
+instances the count in the database (storage/rate_slots.py, ``[outbox] shared_rate_limits``)
+has the last word before each send, so that together they keep the platform's limit."""
 from __future__ import annotations
 
 import time
@@ -43,6 +47,22 @@ class RateLimiter:
     def key(self, out: OutgoingMessage) -> tuple | None:
         limit = self.limit_of(out)
         return None if limit is None else (limit, out.platform, out.target_kind, out.target)
+
+    def cap(self, out: OutgoingMessage, reply: bool = False) -> int | None:
+        """How many sends a minute this destination takes (for notifications, less the reserve)."""
+        k = self.key(out)
+        return None if k is None else self._cap(k, reply)
+
+    def release(self, out: OutgoingMessage, slot: list | None) -> None:
+        """Give back a slot taken for a send that will not start (the shared count said no)."""
+        k = self.key(out)
+        if slot is None or k is None or k not in self.sent:
+            return
+        q = self.sent[k]
+        for i, s in enumerate(q):
+            if s is slot:
+                del q[i]
+                break
 
     def _cap(self, k: tuple, reply: bool) -> int:
         return self.limits[k[0]] - (0 if reply else self.reserve[k[0]])

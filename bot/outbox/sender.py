@@ -27,17 +27,23 @@ from bot.people_first import PeopleFirst
 from bot.outbox.rate_limits import RateLimiter
 from storage.db import Database
 from storage.models import OutboxMessage
+from storage import rate_slots
 from storage.outbox_parts import part_key
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and may be taken over
 OUTCOMES_PER_COMMIT = 200   # sent/failed marks written in one transaction
+# a shared slot counts from this long after its send starts until the platform's answer moves
+# it: the latest a message can arrive (the channels' request timeouts are 10 s), so another
+# instance never counts it earlier than the platform does
+IN_FLIGHT_S = 15.0
 
 
 class Sender:
     def __init__(self, db: Database, channels: dict[str, Channel], clock: Clock, config: OutboxConfig,
                  *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic,
-                 health: ChannelHealth | None = None, people_first: PeopleFirst | None = None):
+                 health: ChannelHealth | None = None, people_first: PeopleFirst | None = None,
+                 wall=time.time):
         self.db, self.channels, self.clock, self.config = db, channels, clock, config
         self.people_first = people_first or PeopleFirst()
         self.health = health if health is not None else ChannelHealth()
@@ -53,6 +59,12 @@ class Sender:
         self._outcomes: list[tuple[int, dict, asyncio.Future]] = []   # waiting for the next group commit
         self._committing: asyncio.Task | None = None     # the task committing outcomes, if any
         self._retry_at: dict[int, datetime] = {}          # rows of this pass to be retried, and when
+        # limits counted in the database too (storage/rate_slots.py): the in-process limiter
+        # orders and estimates, the shared count decides, so several senders keep one limit
+        setting = config.shared_rate_limits
+        self.shared = setting == "on" or setting == "auto" and db.dialect == "postgresql"
+        self.wall = wall
+        self._restamps: list[dict] = []     # shared slots to move to the platform's answer, next commit
 
     def wake(self) -> None:
         self._wake.set()
@@ -119,6 +131,9 @@ class Sender:
                 waiting[k] += 1
             else:
                 go.append((row, out, self.limiter.take(out)))
+        if self.shared and go:
+            go, refused = await self._take_shared(go)
+            held += refused
         if held:
             # put back without spending an attempt, each at the time its destination should have
             # room for it (spread, so they do not all come back at once to be put back again)
@@ -148,7 +163,7 @@ class Sender:
                 await asyncio.gather(*(self._finish(r.id, next_attempt_at=later + timedelta(milliseconds=k + 1))
                                        for k, (r, _, s) in enumerate(parts[i + 1:])))
                 for _, _, s in parts[i + 1:]:
-                    self.limiter.done(s)
+                    self._done(s)
                 return
 
         async def deliver_all(batch: list) -> None:
@@ -170,6 +185,41 @@ class Sender:
         await deliver_all([g for g in go if g[0].priority < REPLY])
         self._retry_at.clear()
         return sent
+
+    async def _take_shared(self, go: list) -> tuple[list, list]:
+        """The shared count's word on the sends about to start: one short write for the batch.
+        A send the database refuses (other instances used the minute) is put back, with the
+        time its destination frees, like one the local limiter held."""
+        wanted, where = [], []
+        for i, (row, out, slot) in enumerate(go):
+            k = self.limiter.key(out)
+            if k is not None and slot is not None:
+                wanted.append((rate_slots.limit_key(*map(str, k)), self.limiter.cap(out, row.priority >= REPLY)))
+                where.append(i)
+        if not wanted:
+            return go, []
+        now = self.wall()
+
+        async def work(s):
+            return await rate_slots.take(s, wanted, now=now, window=self.limiter.window, stamp=now + IN_FLIGHT_S)
+        ids, waits = await self.db.write(work)
+        refused = []
+        for i, (key, _), slot_id in zip(where, wanted, ids):
+            row, out, slot = go[i]
+            if slot_id is None:
+                self.limiter.release(out, slot)
+                refused.append((row, max(waits.get(key, 1.0), 0.5)))
+                go[i] = None
+            else:
+                slot.append(slot_id)          # [local time, shared slot id]: see ``_done``
+        return [g for g in go if g is not None], refused
+
+    def _done(self, slot: list | None) -> None:
+        """The platform answered: the slot counts from now, here and (at the next outcome commit,
+        no write of its own) in the shared count."""
+        self.limiter.done(slot)
+        if slot is not None and len(slot) > 1:
+            self._restamps.append({"slot_id": slot[1], "slot_at": self.wall()})
 
     async def _fit(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], dict[int, OutgoingMessage]]:
         """Every claimed row fitted to its platform (bot/outbox/sizes.py says why here): a row that
@@ -263,8 +313,11 @@ class Sender:
                 groups: dict[tuple, list[dict]] = defaultdict(list)   # executemany needs the same keys per row
                 for row_id, values, _ in batch:
                     groups[tuple(sorted(values))].append({"row_id": row_id, **{"v_" + k: v for k, v in values.items()}})
+                restamps, self._restamps = self._restamps, []
                 try:
                     async with self.db.engine.begin() as conn:
+                        if restamps:
+                            await conn.execute(rate_slots.restamp_statement(), restamps)
                         for keys, params in groups.items():
                             stmt = (update(table).where(table.c.id == bindparam("row_id"),
                                                         table.c.claimed_by == self.instance)
@@ -289,7 +342,7 @@ class Sender:
             self.stats["dead"] += 1
             metrics.for_db(self.db).message_out(out.platform, "dead")
             self.alerts[f"channel:{out.platform}"] = f"messages for {out.platform} but the channel is not enabled"
-            self.limiter.done(slot)
+            self._done(slot)
             return 0
         try:
             await channel.deliver(out)
@@ -299,7 +352,7 @@ class Sender:
             log.exception("outbox: adapter error on message %s", row.id)
             return await self._failed(row, DeliveryError(f"{type(e).__name__}: {e}"))
         finally:
-            self.limiter.done(slot)
+            self._done(slot)
         self.health.sent(out.platform)
         now = self.clock.now()
         await self._finish(row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_error="")

@@ -17,6 +17,8 @@ gateway with single-use tickets, frame ACKs and a "silent" mode that simulates a
         mid = await fake.push_callback(fake.robot_message("hi"))   # Stream CALLBACK frame
         await fake.wait_ack(mid)
         headers, body = fake.signed_callback(fake.robot_message("hi"))  # HTTP-mode callback
+        card = fake.cards_to("staff001")[0]       # an interactive card the bot delivered
+        await fake.click(card, card.buttons()[1]["key"], session=...)   # Stream frame or signed HTTP
 """
 from __future__ import annotations
 
@@ -29,9 +31,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
+from bot.channels.dingtalk_cards import SIGNATURE_HEADER, SIGNATURE_TIMESTAMP_HEADER, card_sign
 from bot.channels.dingtalk_crypto import robot_sign
+from bot.channels.dingtalk_stream import CARD_CALLBACK_TOPIC
 from tests.fakes.forms import parse_form
 
 ENDPOINTS = {
@@ -43,6 +48,10 @@ ENDPOINTS = {
     "/v1.0/gateway/connections/open": "open",
     "/gettoken": "oapi_token",
     "/media/upload": "upload",
+    "/v1.0/card/instances/createAndDeliver": "cardDeliver",
+    "/v1.0/card/instances": "cardUpdate",
+    "/v1.0/card/callbacks/register": "cardRoute",
+    "/topapi/v2/user/getbymobile": "getbymobile",
 }
 IMAGE_MAX = 20 * 1024 * 1024       # media/upload type=image: jpg, gif, png, bmp, at most 20 MB
 _IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp"))
@@ -70,6 +79,28 @@ class Received:
     at: float
     target: str = ""          # user ids joined by "," / openConversationId / session id / robot token
     msg_param: dict[str, Any] | None = None
+
+
+@dataclass
+class CardInstance:
+    """An interactive card delivered (createAndDeliver) and what became of it."""
+    out_track_id: str
+    template_id: str
+    user_id: str                        # the IM_ROBOT space: the person's chat with the robot
+    params: dict[str, str]              # cardParamMap now (after updates)
+    callback_type: str                  # "STREAM" | "HTTP"
+    route_key: str = ""
+    updates: list[dict[str, str]] = field(default_factory=list)
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """The buttons the template draws from the card's data (none once answered)."""
+        if self.params.get("answered") == "true":
+            return []
+        try:
+            buttons = json.loads(self.params.get("buttons") or "[]")
+        except ValueError:
+            return []
+        return [b for b in buttons if isinstance(b, dict)]
 
 
 @dataclass
@@ -125,6 +156,12 @@ class FakeDingTalk:
         self.oapi_tokens: dict[str, float] = {}   # oapi access_token -> expiry (clock)
         self.media: dict[str, bytes] = {}         # media_id -> the uploaded bytes
         self.refused: list[tuple[Any, str]] = []  # (errcode / code, what) of refused uploads and pictures
+        # interactive cards: the templates this organisation built, the cards delivered, the
+        # callback routes registered ({route key: (url, apiSecret)})
+        self.card_templates: set[str] = {"arbot_card.schema"}
+        self.cards: dict[str, CardInstance] = {}
+        self.card_routes: dict[str, tuple[str, str]] = {}
+        self.members: dict[str, str] = {}         # the organisation's members by mobile: mobile -> userId
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -241,6 +278,41 @@ class FakeDingTalk:
             for text in _markdown_texts(r):
                 out += [self.media[ref] for ref in _MD_IMAGE.findall(text) if ref in self.media]
         return out
+
+    # ------------------------------------------------------------------ interactive cards
+    def cards_to(self, user_id: str) -> list[CardInstance]:
+        return [c for c in self.cards.values() if c.user_id == user_id]
+
+    def card_callback(self, card: CardInstance, key: str, user_id: str | None = None) -> dict[str, Any]:
+        """A click as DingTalk reports it (Stream frame data or HTTP body)."""
+        content = json.dumps({"cardPrivateData": {"actionIds": ["button_item"], "params": {"key": key}}})
+        return {"extension": "{}", "corpId": "dingcorp", "spaceType": "IM_ROBOT", "userIdType": 1,
+                "type": "actionCallback", "userId": user_id or card.user_id, "content": content,
+                "spaceId": card.user_id, "outTrackId": card.out_track_id, "value": content}
+
+    async def click(self, card: CardInstance, key: str, *, user_id: str | None = None,
+                    session: aiohttp.ClientSession | None = None, secret: str | None = None,
+                    timestamp_ms: int | None = None) -> tuple[int, Any]:
+        """A person clicks a button of a delivered card: the callback goes the way the card was
+        delivered with, over the Stream socket (returns (the ACK's code, the ACK)) or by HTTP to
+        the registered route, signed with its apiSecret (returns (status, body text); ``secret``
+        forges another signature). Only a button the card shows now can be clicked."""
+        if key not in [b.get("key") for b in card.buttons()]:
+            raise AssertionError(f"card {card.out_track_id} shows no button {key!r}")
+        body = self.card_callback(card, key, user_id)
+        if card.callback_type == "STREAM":
+            subscribed = [s.get("topic") for s in (self.open_requests[-1] if self.open_requests else {})
+                          .get("subscriptions") or ()]
+            if CARD_CALLBACK_TOPIC not in subscribed:
+                raise AssertionError("the Stream connection did not subscribe to card callbacks")
+            ack = await self.wait_ack(await self.push("CALLBACK", CARD_CALLBACK_TOPIC, body))
+            return ack["code"], ack
+        url, api_secret = self.card_routes[card.route_key]
+        ts = str(timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000))
+        headers = {SIGNATURE_TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: card_sign(secret or api_secret, ts)}
+        assert session is not None, "an HTTP click needs a client session"
+        async with session.post(url, json=body, headers=headers) as resp:
+            return resp.status, await resp.text()
 
     # ------------------------------------------------------------------ stream gateway
     @property
@@ -507,6 +579,95 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
         fake.received.append(Received("robot", body or {}, now, q["access_token"]))
         return _errcode(0, "ok")
 
+    def card_data(body: dict) -> tuple[dict[str, str] | None, web.Response | None]:
+        data = body.get("cardData")
+        params = data.get("cardParamMap") if isinstance(data, dict) else None
+        if not isinstance(params, dict) or not params:
+            return None, _bad("param.cardPublicDataEmpty", "cardData.cardParamMap is empty")
+        # the API's model is Map<String, String>: a list or a number where a string belongs is refused
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+            return None, _bad("param.cardParamMapInvalid", "cardParamMap values must be strings")
+        return params, None
+
+    async def card_deliver(request: web.Request) -> web.Response:
+        if (denied := fake.check_token(request)) is not None:
+            return denied
+        if (long := await too_long(request, "cardDeliver")) is not None:
+            return long
+        body = await body_of(request)
+        if not body:
+            return _bad("param.empty", "request body is empty")
+        template, track, space = body.get("cardTemplateId"), body.get("outTrackId"), body.get("openSpaceId")
+        if not template:
+            return _bad("param.cardTemplateIdEmpty", "cardTemplateId is empty")
+        if template not in fake.card_templates:
+            return _bad("param.cardTemplateNotExist", "card template does not exist")
+        if not track or not isinstance(track, str):
+            return _bad("param.outTrackIdEmpty", "outTrackId is empty")
+        params, err = card_data(body)
+        if err:
+            return err
+        prefix = "dtv1.card//IM_ROBOT."
+        deliver = body.get("imRobotOpenDeliverModel")
+        if not isinstance(space, str) or not space.startswith(prefix) or not space[len(prefix):]:
+            return _bad("param.openSpaceIdInvalid", "openSpaceId must be dtv1.card//IM_ROBOT.<userId> here")
+        if not isinstance(deliver, dict) or deliver.get("spaceType") != "IM_ROBOT" \
+                or deliver.get("robotCode") != fake.robot_code or body.get("userIdType") not in (None, 1):
+            return _bad("param.openSpaceModelInvalid", "imRobotOpenDeliverModel needs spaceType IM_ROBOT and the robotCode")
+        callback_type, route = body.get("callbackType"), str(body.get("callbackRouteKey") or "")
+        if callback_type not in ("STREAM", "HTTP") or callback_type == "HTTP" and route not in fake.card_routes:
+            return _bad("param.callbackInvalid", "callbackType STREAM, or HTTP with a registered callbackRouteKey")
+        user = space[len(prefix):]
+        ok = user not in fake.invalid_staff_ids
+        if ok:
+            fake.cards[track] = CardInstance(track, template, user, dict(params), callback_type, route)
+        return web.json_response({"success": True, "result": {"outTrackId": track, "deliverResults": [
+            {"spaceType": "IM_ROBOT", "spaceId": user, "success": ok, "carrierId": secrets.token_hex(6) if ok else "",
+             "errorMsg": "" if ok else "user not in the app's visible range"}]}})
+
+    async def card_update(request: web.Request) -> web.Response:
+        if (denied := fake.check_token(request)) is not None:
+            return denied
+        body = await body_of(request) or {}
+        card = fake.cards.get(str(body.get("outTrackId") or ""))
+        if card is None:
+            return _bad("param.outTrackIdInvalid", "no card instance with this outTrackId")
+        params, err = card_data(body)
+        if err:
+            return err
+        options = body.get("cardUpdateOptions") if isinstance(body.get("cardUpdateOptions"), dict) else {}
+        card.params = {**card.params, **params} if options.get("updateCardDataByKey") else dict(params)
+        card.updates.append(dict(params))
+        return web.json_response({"success": True, "result": True})
+
+    async def card_route(request: web.Request) -> web.Response:
+        if (denied := fake.check_token(request)) is not None:
+            return denied
+        body = await body_of(request) or {}
+        key, url, api_secret = body.get("callbackRouteKey"), body.get("callbackUrl"), body.get("apiSecret")
+        if not key or not url or not api_secret:
+            return _bad("param.empty", "callbackRouteKey, callbackUrl and apiSecret are required")
+        if key in fake.card_routes and not body.get("forceUpdate"):
+            return _bad("param.callbackRouteKeyExist", "route key registered already (forceUpdate to replace)")
+        fake.card_routes[str(key)] = (str(url), str(api_secret))
+        return web.json_response({"success": True, "result": {"callbackUrl": url, "apiSecret": api_secret}})
+
+    async def get_by_mobile(request: web.Request) -> web.Response:
+        # topapi/v2/user/getbymobile: oapi token in the query, POST {"mobile"} -> {"result": {"userid"}}
+        tok = request.query.get("access_token", "")
+        if tok not in fake.oapi_tokens:
+            return _errcode(40014, "不合法的access_token")
+        if fake.oapi_tokens[tok] <= fake.clock():
+            return _errcode(42001, "access_token超时")
+        body = await body_of(request)
+        mobile = (body or {}).get("mobile")
+        if not isinstance(mobile, str) or not mobile.isdigit():
+            return _errcode(40035, "缺少参数 mobile")
+        if mobile not in fake.members:
+            return _errcode(60121, "找不到该用户")
+        return web.json_response({"errcode": 0, "errmsg": "ok", "result": {"userid": fake.members[mobile]},
+                                  "request_id": secrets.token_hex(6)})
+
     async def open_connection(request: web.Request) -> web.Response:
         body = await body_of(request) or {}
         fake.open_requests.append({k: v for k, v in body.items() if k != "clientSecret"})
@@ -551,4 +712,8 @@ def _create_app(fake: FakeDingTalk) -> web.Application:
     app.router.add_post("/robot/send", robot_send)
     app.router.add_post("/v1.0/gateway/connections/open", open_connection)
     app.router.add_get("/connect", connect)
+    app.router.add_post("/v1.0/card/instances/createAndDeliver", card_deliver)
+    app.router.add_put("/v1.0/card/instances", card_update)
+    app.router.add_post("/v1.0/card/callbacks/register", card_route)
+    app.router.add_post("/topapi/v2/user/getbymobile", get_by_mobile)
     return app

@@ -84,6 +84,8 @@ class FakeFeishu:
     images: dict[str, bytes] = field(default_factory=dict, repr=False)   # image_key -> the uploaded bytes
     uploads: int = 0
     upload_faults: deque = field(default_factory=deque)
+    # the tenant's members by mobile: mobile -> {"user_id", "open_id", "union_id"} (batch_get_id)
+    members: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -135,6 +137,7 @@ class FakeFeishu:
         app.router.add_post("/open-apis/im/v1/messages", self._send)
         app.router.add_patch("/open-apis/im/v1/messages/{message_id}", self._update)
         app.router.add_post("/open-apis/im/v1/images", self._upload_image)
+        app.router.add_post("/open-apis/contact/v3/users/batch_get_id", self._batch_get_id)
         app.router.add_post("/callback/ws/endpoint", self._ws_endpoint)
         app.router.add_get("/ws", self._ws)
         return app
@@ -157,6 +160,24 @@ class FakeFeishu:
             self.tokens[value] = tok
         return web.json_response({"code": 0, "msg": "ok", "tenant_access_token": value,
                                   "expire": int(tok.expires_at - now)})
+
+    async def _batch_get_id(self, request: web.Request) -> web.Response:
+        """contact/v3/users/batch_get_id: {"mobiles": [...]} (at most 50) -> data.user_list, one
+        entry per mobile, with ``user_id`` only for a member (of the id type asked for)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        id_type = request.query.get("user_id_type", "open_id")
+        if id_type not in ("open_id", "union_id", "user_id"):
+            return self._err(99992402, "field validation failed: user_id_type")
+        body = await request.json()
+        mobiles = body.get("mobiles") if isinstance(body, dict) else None
+        if not isinstance(mobiles, list) or not mobiles or len(mobiles) > 50:
+            return self._err(99992402, "field validation failed: mobiles (1..50)")
+        users = []
+        for m in mobiles:
+            member = self.members.get(str(m))
+            users.append({"mobile": m, **({"user_id": member[id_type]} if member else {})})
+        return web.json_response({"code": 0, "msg": "success", "data": {"user_list": users}})
 
     def _auth(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization", "")

@@ -129,6 +129,7 @@ class FakeWeCom:
         self._contents: dict[tuple, float] = {}   # (agent, touser, msgtype, content) -> when last accepted
         self.duplicates_suppressed = 0
         self.media: dict[str, tuple[bytes, float]] = {}      # media_id -> (the uploaded bytes, expires at)
+        self.members: dict[str, str] = {}       # the corp's members by mobile: mobile -> userid (user/getuserid)
         self.used_response_codes: set[str] = set()
         self.refused: list[tuple[int, str]] = []             # (errcode, what) of refused uploads / images / sizes
         self.truncated: list[Received] = []                  # app text over 2,048 bytes: cut, as WeCom does
@@ -501,6 +502,25 @@ def create_app(fake: FakeWeCom) -> web.Application:
         return _err(0, "ok")
 
     app = web.Application(client_max_size=25 * 1024 * 1024)
+    async def getuserid(request: web.Request) -> web.Response:
+        # user/getuserid (doc page 95402): POST {"mobile"} -> {"userid"}; 46004 when no member has it
+        agent = fake.check_token(request)
+        if isinstance(agent, web.Response):
+            return agent
+        try:
+            body = await request.json()
+        except ValueError:
+            return _err(40058, "invalid json")
+        mobile = body.get("mobile") if isinstance(body, dict) else None
+        if not isinstance(mobile, str) or not mobile:
+            return _err(40058, "mobile missing")
+        if not mobile.isdigit():
+            return _err(60103, "invalid mobile")
+        if mobile not in fake.members:
+            return _err(46004, "user not exist")
+        return web.json_response({"errcode": 0, "errmsg": "ok", "userid": fake.members[mobile]})
+
+    app.router.add_post("/cgi-bin/user/getuserid", getuserid)
     app.router.add_post("/cgi-bin/media/upload", media_upload)
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", message_send)
