@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,9 +13,8 @@ from domain.bank_statement import read_statement
 from storage.bank import import_statement
 from storage.models import AuditEntry, BankLine, Payment, Receivable
 from tests import bank_fixture as fx
-from tests.test_cli import DATA, arbot
 
-BANK = DATA / "bank"
+BANK = Path(__file__).parent / "data" / "bank"
 LAYOUTS = ["icbc.csv", "ccb.xlsx", "abc.xls", "boc.csv", "cmb.xlsx", "bocom.csv", "spdb.csv", "statement.sta"]
 D = Decimal
 
@@ -23,14 +23,30 @@ async def _open(s) -> dict[str, Decimal]:
     return {no: amt for no, amt in (await s.execute(select(Receivable.invoice_no, Receivable.open_amount))).all()}
 
 
+MOVEMENTS = [  # what every fixture says, whatever its bank's layout (tests/data/bank/make_fixtures.py)
+    ("2026-12-01", "credit", "11300.00", "深圳市恒达精密机械有限公司", "4000021309200012345", "FP2026-0001"),
+    ("2026-12-01", "debit", "2000.00", "某物流有限公司", "31001520313050001234", "运费"),
+    ("2026-12-02", "credit", "8000.00", "上海东升贸易", "31050161393600000777", "货款"),
+    ("2026-12-02", "credit", "5650.00", "张伟", "6217000010001234567", "FP2026-0003"),
+]
+
+
 @pytest.mark.parametrize("name", LAYOUTS)
-async def test_each_bank_layout_is_read_matched_and_booked(db, name):
+def test_each_bank_layout_reads_the_same_movements(name):
     st = read_statement(BANK / name, fx.TODAY)
     assert not st.errors
+    got = [(ln.booked_on.isoformat(), ln.direction, f"{ln.amount:.2f}", ln.payer, ln.account) for ln in st.lines]
+    assert got == [m[:5] for m in MOVEMENTS]         # title rows above and 合计 rows below passed over
+    assert all(m[5] in ln.memo for m, ln in zip(MOVEMENTS, st.lines))
+    assert len({ln.identity for ln in st.lines}) == 4
+
+
+async def test_a_statement_is_matched_and_booked(db):
+    st = read_statement(BANK / "ccb.xlsx", fx.TODAY)
     async with db.session() as s, s.begin():
         await fx.build(s)
     async with db.session() as s, s.begin():
-        result = await import_statement(s, st, file_name=name, account="基本户", actor="fin1", now=fx.NOW)
+        result = await import_statement(s, st, file_name="ccb.xlsx", account="基本户", actor="fin1", now=fx.NOW)
     lines = result.lines
     assert [(r.direction, r.amount, r.status) for r in lines] == [
         ("credit", D("11300.00"), "applied"), ("debit", D("2000.00"), "ignored"),
@@ -65,22 +81,29 @@ async def test_a_reimport_changes_nothing(db):
         assert (await _open(s))["DS-0003"] == D("7000.00")
 
 
-def test_the_cli_prints_the_documented_json_and_refuses_a_broken_file(tmp_path):
-    env = {"ARBOT_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
-    arbot("import", "people", str(DATA / "people.csv"), cwd=tmp_path, env=env)
-    arbot("import", "customers", str(DATA / "customers_gbk.csv"), cwd=tmp_path, env=env)
-    out = arbot("import", "bank", str(BANK / "icbc.csv"), "--account", "基本户", "--format", "json", cwd=tmp_path, env=env)
-    data = json.loads(out.stdout)
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from bot.cli import main
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_cli_prints_the_documented_json_and_refuses_a_broken_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARBOT_DATABASE_URL", f"sqlite:///{tmp_path}/a.db")
+    monkeypatch.delenv("ARBOT_CONFIG", raising=False)
+    code, out, _ = _cli(capsys, "import", "bank", str(BANK / "icbc.csv"), "--account", "基本户", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
     first = data["lines"][0]
     assert set(first) >= {"line", "ref", "date", "payer", "amount", "direction", "status", "customer", "confidence",
                           "reason", "allocations", "suggestions"}
     assert first == {**first, "line": 5, "ref": "SN0001", "date": "2026-12-01", "amount": "11300.00",
-                     "direction": "credit"}
-    assert [x["status"] for x in data["lines"]][1] == "ignored"
-    assert data["summary"]["lines"] == 4
+                     "direction": "credit", "status": "unclaimed", "customer": None}    # no customers yet
+    assert [x["status"] for x in data["lines"]] == ["unclaimed", "ignored", "unclaimed", "unclaimed"]
+    assert data["summary"]["lines"] == 4 and data["summary"]["unclaimed_amount"] == "24950.00"
     broken = tmp_path / "broken.csv"
     broken.write_text((BANK / "spdb.csv").read_text(encoding="utf-8").replace("2,000.00", "2,OOO.00", 1), encoding="utf-8")
-    bad = arbot("import", "bank", str(broken), cwd=tmp_path, env=env, check=False)
-    assert bad.returncode == 1 and "第5行" in bad.stderr and "没有写入任何数据" in bad.stderr
-    again = json.loads(arbot("import", "bank", str(BANK / "icbc.csv"), "--format", "json", cwd=tmp_path, env=env).stdout)
-    assert {x["status"] for x in again["lines"]} == {"duplicate"}
+    code, out, err = _cli(capsys, "import", "bank", str(broken))
+    assert code == 1 and "第5行" in err and "没有写入任何数据" in err
+    code, out, _ = _cli(capsys, "import", "bank", str(BANK / "icbc.csv"), "--format", "json")
+    assert code == 0 and {x["status"] for x in json.loads(out)["lines"]} == {"duplicate"}
