@@ -43,7 +43,7 @@ def report_json(result: ImportResult) -> dict:
 
 @dataclass
 class _Group:
-    """Where a digest line is filed: ``code``/``name`` (a customer, or the unclaimed pile)."""
+    """Where a digest line is filed (amounts are in the lines: a digest's totals read as money owed): ``code``/``name`` (a customer, or the unclaimed pile)."""
     code: str
     name: str
 
@@ -69,7 +69,7 @@ async def notify_statement(services, result: ImportResult, *, now: datetime) -> 
                 line = render("digest/item_bank.md.j2", r=r, for_rep=False, customers=customers)
                 rows += digests.items(ctx, finance, key=f"bank:{r.id}:unclaimed", kind="bank", rank=0,
                                       label=render("digest/label_bank.j2", kind="unclaimed").strip(), customer=pile,
-                                      subject=str(r.id), amount=r.amount, currency="CNY", line=line,
+                                      subject=str(r.id), amount=None, currency=None, line=line,
                                       job=UNCLAIMED_JOB, not_before=at)
                 # the reps whose customers the line looks like are asked too (each about their own)
                 for sg in r.suggestions[:3]:
@@ -80,7 +80,7 @@ async def notify_statement(services, result: ImportResult, *, now: datetime) -> 
                     rline = render("digest/item_bank.md.j2", r=r, for_rep=True, customers=customers, suggestion=sg)
                     rows += digests.items(ctx, [rep], key=f"bank:{r.id}:ask:{c.code}", kind="bank", rank=1,
                                           label=render("digest/label_bank.j2", kind="ask").strip(), customer=c,
-                                          subject=str(r.id), amount=r.amount, currency="CNY", line=rline,
+                                          subject=str(r.id), amount=None, currency=None, line=rline,
                                           job=UNCLAIMED_JOB, not_before=at)
         await digest_store.record(s, rows)
         sent += await digests.send(ctx, UNCLAIMED_JOB)
@@ -95,7 +95,7 @@ async def notify_statement(services, result: ImportResult, *, now: datetime) -> 
                 line = render("digest/item_bank_anomaly.md.j2", r=r, kind=kind)
                 rows += digests.items(ctx, finance, key=f"bank:{r.id}:{kind}", kind="bank_anomaly", rank=0,
                                       label=render("digest/label_bank.j2", kind=kind).strip(), customer=group,
-                                      subject=str(r.id), amount=r.amount, currency="CNY", line=line,
+                                      subject=str(r.id), amount=None, currency=None, line=line,
                                       job=ANOMALY_JOB, not_before=at)
         await digest_store.record(s, rows)
         sent += await digests.send(ctx, ANOMALY_JOB)
