@@ -53,9 +53,12 @@ _PLACE = re.compile(r"^(?:(?:%s)(?:省|市|自治区)?)?(?:(?:%s)市?|[\u4e00-\u
 _BRACKET_PLACE = re.compile(r"[(（](?:%s|%s)[省市]?[)）]" % ("|".join(_PROVINCES), "|".join(_CITIES)))
 _BRACKETS = re.compile(r"[()（）\[\]【】]")
 _SPACES = re.compile(r"\s+")
-# a personal name: 2–4 Chinese characters with nothing that makes it an organisation
-_PERSON = re.compile(r"^[\u4e00-\u9fff·]{2,4}$")
-_ORG_WORDS = re.compile(r"(公司|集团|厂|店|部|行|社|中心|所|院|局|会|科技|贸易|实业|工业|电子|机械|精密|制造|商贸|材料)")
+# a personal name: 2–3 Chinese characters (or a transcribed name with its dot, 阿依古丽·买买提) and
+# nothing that makes it an organisation; 恒达化工 is a company's shortening, not a person
+_PERSON = re.compile(r"^(?:[\u4e00-\u9fff]{2,3}|[\u4e00-\u9fff]+·[\u4e00-\u9fff]+)$")
+_ORG_WORDS = re.compile(r"(公司|集团|厂|店|部|行|社|中心|所|院|局|会|科技|贸易|实业|工业|电子|机械|精密|制造|商贸|材料|"
+                        r"化工|食品|建材|纺织|模具|电气|电器|五金|塑胶|包装|照明|光电|医疗|器械|汽车|配件|设备|物流|"
+                        r"餐饮|服装|印刷|家具|陶瓷|玻璃|钢|铝|铜)")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_/.]*[A-Za-z0-9]")
 SHORT_MIN = 4                 # a shortening shorter than this (恒达) names too many companies
 SUBSET_ITEMS = 20             # the oldest open invoices searched for an exact combination

@@ -109,6 +109,9 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
     session.add(stmt)
     await session.flush()
     results: list[LineResult] = []
+    # the lines are added after the loop, in one batched insert: a flush per line (for its id)
+    # would also flush before every query the booking makes
+    stored: list[tuple[BankLine, LineResult]] = []
     for ln in st.lines:
         base = dict(line=ln.line, ref=ln.ref or ln.identity, date=ln.booked_on.isoformat(), payer=ln.payer,
                     amount=ln.amount, direction=ln.direction, memo=ln.memo)
@@ -124,15 +127,18 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
                        status="ignored" if m.status == "ignored" else "unclaimed", confidence=f"{m.confidence:.2f}",
                        reasons=list(m.reasons), suggestions=[s.to_dict() for s in m.suggestions],
                        anomalies=list(m.anomalies), claim_invoices=[])
-        session.add(row)
-        await session.flush()
         res = LineResult(**base, status=row.status, customer=None, confidence=m.confidence, reasons=list(m.reasons),
-                         suggestions=row.suggestions, anomalies=list(m.anomalies), id=row.id)
+                         suggestions=row.suggestions, anomalies=list(m.anomalies))
         if m.status == "apply":
             customer = customers[m.customer]
             await _book(session, row, res, customer, m.order, book, actor=actor, now=now, channel="bank")
         results.append(res)
-        stmt.lines += 1
+        stored.append((row, res))
+    session.add_all([row for row, _ in stored])
+    await session.flush()
+    for row, res in stored:
+        res.id = row.id
+    stmt.lines = len(stored)
     out = ImportResult(stmt.id, results)
     summary = out.summary()
     stmt.summary = {k: str(v) if isinstance(v, Decimal) else v for k, v in summary.items()}
@@ -161,7 +167,7 @@ async def _book(session: AsyncSession, row: BankLine, res: LineResult, customer:
         _unclaimed(row, res, customer, None, reason="reference_conflict")
         return
     row.status, row.customer_id, row.payment_id = "applied", customer.id, paid.payment.id
-    res.status, res.customer, res.id = "applied", customer.code, row.id
+    res.status, res.customer = "applied", customer.code
     res.allocations = [(r.invoice_no, a) for r, a in paid.allocations]
     res.unallocated = paid.payment.unallocated
     if paid.duplicate:
