@@ -123,8 +123,10 @@ def _statement(rng: random.Random, customers: list[Cust], lines: int):
     paid_lines: list[tuple] = []           # (payer, account, memo, cents, cust) of lines naming invoices
     aliases: list[tuple[str, str, str]] = []   # (kind, value, code) confirmed earlier
     alias_for: dict[str, tuple[str, str]] = {}
+    taken: set[str] = set()
     for c in rng.sample(customers, len(customers) // 10):
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and c.brand + "商行" not in taken:     # a trading name belongs to one customer
+            taken.add(c.brand + "商行")
             alias_for[c.code] = ("name", c.brand + "商行")
             aliases.append(("name", c.brand + "商行", c.code))
         else:
@@ -285,11 +287,14 @@ async def _import(url: str, path: Path):
 
 
 def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Path | None = None) -> Result:
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="arbot-cash-") as tmp:
+            return run(lines, customers, seed, Path(tmp))
     rng = random.Random(seed)
     book = _ledger(rng, customers, 8)
     original = {c.code: [list(i) for i in c.invoices] for c in book}
     rows, truths, aliases = _statement(rng, book, lines)
-    work = Path(workdir or tempfile.mkdtemp(prefix="arbot-cash-"))
+    work = workdir
     path = work / "statement.csv"
     _write_csv(path, rows)
     url = fresh_sqlite(work / "cash.db")

@@ -120,3 +120,20 @@ async def test_anomalies_go_to_finance_in_one_digest(aiohttp_client, db, tmp_pat
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(BankLine)
                                 .where(BankLine.status == "applied"))).scalar_one() == 3
+
+
+async def test_a_suggestions_card_button_claims_the_line(aiohttp_client, db):
+    bot = await _start(aiohttp_client, db)
+    result = await _import(bot, db, BANK / "icbc.csv")
+    n = result.lines[3].id
+    [one] = await bot.say("rep1", f"认领 {n}")
+    assert "可能是：深圳市恒达精密机械有限公司（FP2026-0003）" in one
+    [hidden] = await bot.say("rep2", f"认领 {n}")
+    assert f"找不到第{n}笔" in hidden                        # not one of rep2's customers
+    resp = await bot.client.post("/local/messages", json={"user": "rep1", "text": "",
+                                                          "card": {"task_id": f"bank-{n}", "key": f"bank:{n}:HD"}})
+    [claimed] = [r["text"] for r in (await resp.json())["replies"]]
+    assert "已认领" in claimed and "FP2026-0003" in claimed and "等财务确认" in claimed
+    async with db.session() as s:
+        line = await s.get(BankLine, n)
+        assert (line.status, line.claimed_by, line.claim_invoices) == ("claimed", "rep1", ["FP2026-0003"])

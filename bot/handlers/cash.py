@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot import cash, notify
 from bot.core.arguments import invoice_named, target_named
 from bot.core.errors import UsageError, UserError
-from bot.core.messages import Reply
+from bot.core.messages import Button, Card, Reply
 from bot.core.permissions import COLLECTORS, EDITORS, READERS, may_see_customer, may_use
 from bot.core.router import Router
 from bot.render import render
@@ -50,25 +50,66 @@ async def claim_cmd(session, scope, args, person, clock, message, services) -> R
         return Reply("bank/claimed.md.j2", {"result": result, "customer": customer})
     if not may_use(person, COLLECTORS):
         raise UserError("forbidden", command="claim")
-    if len(words) < 2:
-        raise UsageError("missing_argument")
     line = await _line(session, words[0])
+    if len(words) < 2:
+        return await _one(session, scope, line)
     customer, first = await target_named(session, scope, words[1])
     invoices = [first] if first is not None else []
     for no in words[2:]:
         r = await invoice_named(session, scope, no)
         if r not in invoices:
             invoices.append(r)
+    return await _claim(session, services, scope, person, line, customer, invoices, clock.now(), message.platform,
+                        what=words[1])
+
+
+async def card_click(ctx, card: dict) -> Reply:
+    """A suggestion's button (``bank:<line>:<customer code>``) claims the line for that customer,
+    with the invoices the suggestion named, like the typed ``认领``."""
+    _, n, code = (str(card.get("key", "")).split(":", 2) + ["", ""])[:3]
+    if not n.isdigit() or not code or not may_use(ctx.person, COLLECTORS):
+        raise UserError("unknown_card")
+    s = ctx.session
+    line = await _line(s, n)
+    customer = (await s.execute(select(Customer).where(Customer.code == code))).scalar_one_or_none()
+    if customer is None:
+        raise UserError("unknown_card")
+    sugg = next((x for x in line.suggestions or [] if x.get("customer") == code), {})
+    invoices = []
+    for no in sugg.get("invoices", []):
+        r = await invoice_named(s, ctx.scope, no)
+        if r.open_amount > 0:
+            invoices.append(r)
+    return await _claim(s, ctx.services, ctx.scope, ctx.person, line, customer, invoices, ctx.clock.now(),
+                        ctx.message.platform, what=code)
+
+
+async def _one(session, scope, line: BankLine) -> Reply:
+    """One line, with a button per suggestion the caller may claim for (where cards are shown)."""
+    customers = {c.code: c for c in (await session.execute(select(Customer).where(
+        Customer.code.in_([x.get("customer") for x in line.suggestions or []])))).scalars()}
+    mine = [x for x in line.suggestions or [] if x.get("customer") in customers
+            and may_see_customer(scope, customers[x["customer"]])]
+    if scope.rep_ids is not None and not mine and line.claimed_by is None:
+        raise UserError("unknown_bank_line", id=line.id)     # not one of theirs: as if it were not there
+    card = Card(id=f"bank-{line.id}", title=render("bank/card_title.j2", line=line).strip(),
+                buttons=tuple(Button(label=render("bank/card_button.j2", s=x).strip(),
+                                     key=f"bank:{line.id}:{x['customer']}") for x in mine[:3])) \
+        if mine and line.status == "unclaimed" else None
+    return Reply("bank/one.md.j2", {"line": line, "suggestions": mine}, card=card)
+
+
+async def _claim(session, services, scope, person, line, customer, invoices, now, channel, *, what: str) -> Reply:
     if not may_see_customer(scope, customer):
-        raise UserError("not_in_scope", what=words[1])
+        raise UserError("not_in_scope", what=what)
     finance = may_use(person, EDITORS)
     try:
         result = await bank.claim(session, line, customer=customer, invoices=invoices, actor=person.id,
-                                  finance=finance, now=clock.now(), channel=message.platform)
+                                  finance=finance, now=now, channel=channel)
     except bank.ClaimError as e:
         raise UserError(e.code, **e.data) from e
     if not result.applied:
-        await cash.notify_claim(session, services, line, claimer=person, customer=customer, now=clock.now())
+        await cash.notify_claim(session, services, line, claimer=person, customer=customer, now=now)
     return Reply("bank/claimed.md.j2", {"result": result, "customer": customer})
 
 
