@@ -544,3 +544,28 @@ class BankAlias(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class AcceptanceBill(Base):
+    """A bank or commercial acceptance bill (银行/商业承兑汇票) a customer paid with: booked as a
+    payment when received (it settles the invoices), then watched to maturity (a reminder before
+    it) until it is collected, endorsed on (背书转让) or discounted (贴现)."""
+    __tablename__ = "acceptance_bills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bill_no: Mapped[str] = mapped_column(String(64), unique=True)        # 票据号码
+    kind: Mapped[str] = mapped_column(String(10))                         # bank | commercial
+    acceptor: Mapped[str] = mapped_column(String(200))                    # 承兑人 (the bank, or the company)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    received_on: Mapped[date] = mapped_column(Date)
+    maturity: Mapped[date] = mapped_column(Date, index=True)             # 到期日
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    # held → collected (托收 at maturity) | endorsed (背书转让) | discounted (贴现)
+    status: Mapped[str] = mapped_column(String(10), default="held", index=True)
+    endorsed_to: Mapped[str] = mapped_column(String(200), default="")
+    disposed_on: Mapped[date | None] = mapped_column(Date)
+    discount_interest: Mapped[Decimal | None]                             # 贴现利息, when discounted
+    reminded_on: Mapped[date | None] = mapped_column(Date)               # the maturity reminder went out
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -1,7 +1,8 @@
-"""bank_statements, bank_lines, bank_aliases (issue #16: cash application, 回款认领)
+"""bank_statements, bank_lines, bank_aliases, acceptance_bills (issue #16: cash application, 回款认领)
 
-Statements read by ``arbot import bank``, each line once (identity), its match and claim; and
-the payer names and account numbers confirmed for customers. Only adds.
+Statements read by ``arbot import bank``, each line once (identity), its match and claim; the
+payer names and account numbers confirmed for customers; acceptance bills (承兑汇票) received as
+payment and watched to maturity. Only adds.
 
 Revision ID: 0021
 Revises: 0014
@@ -82,9 +83,38 @@ def upgrade() -> None:
     sa.UniqueConstraint('kind', 'value')
     )
     op.create_index('ix_bank_aliases_customer_id', 'bank_aliases', ['customer_id'], unique=False)
+    op.create_table('acceptance_bills',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('bill_no', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('acceptor', sa.String(length=200), nullable=False),
+    sa.Column('amount', Money(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('received_on', sa.Date(), nullable=False),
+    sa.Column('maturity', sa.Date(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('payment_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('endorsed_to', sa.String(length=200), nullable=False),
+    sa.Column('disposed_on', sa.Date(), nullable=True),
+    sa.Column('discount_interest', Money(), nullable=True),
+    sa.Column('reminded_on', sa.Date(), nullable=True),
+    sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('bill_no')
+    )
+    op.create_index('ix_acceptance_bills_maturity', 'acceptance_bills', ['maturity'], unique=False)
+    op.create_index('ix_acceptance_bills_customer_id', 'acceptance_bills', ['customer_id'], unique=False)
+    op.create_index('ix_acceptance_bills_status', 'acceptance_bills', ['status'], unique=False)
 
 
 def downgrade() -> None:
+    for ix in ('status', 'customer_id', 'maturity'):
+        op.drop_index(f'ix_acceptance_bills_{ix}', table_name='acceptance_bills')
+    op.drop_table('acceptance_bills')
     op.drop_index('ix_bank_aliases_customer_id', table_name='bank_aliases')
     op.drop_table('bank_aliases')
     for ix in ('customer_id', 'status', 'booked_on', 'statement_id'):
