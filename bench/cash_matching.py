@@ -74,6 +74,7 @@ class Truth:
     intended: list[str] = field(default_factory=list)   # invoices the generator meant it to pay
     duplicate: bool = False
     debit: bool = False
+    amount: str = ""                  # one_invoice | several | part | more_than_owed
 
 
 def _ledger(rng: random.Random, n_customers: int, invoices_each: int):
@@ -218,7 +219,7 @@ def _statement(rng: random.Random, customers: list[Cust], lines: int):
         if not det and named and sum(i[1] for i in named) == cents:
             det = True                       # the memo's invoices and the exact amount say whose it is
         rows.append((day, "credit", cents, payer, account, memo))
-        truths.append(Truth(c.code, det, kind, intended=[i[0] for i in chosen]))
+        truths.append(Truth(c.code, det, kind, intended=[i[0] for i in chosen], amount=amount_kind))
         if named:
             paid_lines.append((payer, account, memo, cents, c.code))
         if det:
@@ -303,6 +304,7 @@ def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Pa
     assert len(result.lines) == len(truths)
     det = applied = wrong = dup_flagged = dups = alloc_diff = applied_total = 0
     by_kind: dict[str, list[int]] = {}
+    by_amount: dict[str, list[int]] = {}
     wrong_examples = []
     for res, t in zip(result.lines, truths):
         if res.status == "applied":
@@ -318,10 +320,13 @@ def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Pa
         if t.determinable and not t.debit:
             det += 1
             k = by_kind.setdefault(t.kind, [0, 0])
+            a = by_amount.setdefault(t.amount, [0, 0])
             k[0] += 1
+            a[0] += 1
             if res.status == "applied" and res.customer == t.customer:
                 applied += 1
                 k[1] += 1
+                a[1] += 1
                 if t.intended and sorted(no for no, _ in res.allocations[:len(t.intended)]) != sorted(t.intended):
                     alloc_diff += 1
     r = Result("cash-matching")
@@ -331,6 +336,8 @@ def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Pa
           seconds=round(elapsed, 2), lines_per_s=round(len(truths) / elapsed, 1))
     r.notes.append("determinable lines applied, by kind: " + ", ".join(
         f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_kind.items())))
+    r.notes.append("determinable lines applied, by amount: " + ", ".join(
+        f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_amount.items())))
     r.notes.append("undeterminable lines (boss's account, third parties without exact invoice numbers, shortenings "
                    "shared by two customers) are left unclaimed with suggestions by design")
     for w in wrong_examples:

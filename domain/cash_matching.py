@@ -92,6 +92,37 @@ def core_name(name: str) -> str:
     return placed if len(placed) >= 2 else s
 
 
+_MUNICIPALITIES = ("北京", "上海", "天津", "重庆")
+_LEAD = re.compile(r"^(?:(%s)(?:省|市|自治区)?)?(?:(%s)市?|([\u4e00-\u9fff]{2,3})市)?" % (
+    "|".join(_PROVINCES), "|".join(_CITIES)))
+
+
+def place_of(name: str) -> tuple[str, str]:
+    """(province, city) a company name starts with, or has in brackets: 广东省深圳市… → (广东, 深圳)."""
+    raw = unicodedata.normalize("NFKC", name or "")
+    m = _LEAD.match(normalise_name(_BRACKET_PLACE.sub("", raw)))
+    prov, city = (m.group(1) or "", m.group(2) or m.group(3) or "") if m else ("", "")
+    if prov in _MUNICIPALITIES and not city:
+        prov, city = "", prov
+    b = _BRACKET_PLACE.search(raw)
+    if b:
+        inner = re.sub(r"[()（）省市]", "", b.group(0))
+        if inner in _CITIES or inner in _MUNICIPALITIES:
+            city = city or inner
+        else:
+            prov = prov or inner
+    return prov, city
+
+
+def places_differ(a: str, b: str) -> bool:
+    """Do two names say different places (苏州恒达精密 vs 深圳市恒达精密)? Then they are two
+    companies, not one written two ways. A name without a place differs from none."""
+    (pa, ca), (pb, cb) = place_of(a), place_of(b)
+    if ca and cb:
+        return ca != cb
+    return bool(pa and pb and pa != pb)
+
+
 def is_person(name: str) -> bool:
     s = normalise_name(name)
     return bool(_PERSON.match(s)) and not _ORG_WORDS.search(s)
@@ -305,16 +336,15 @@ def _payer(r: Receipt, book: Book) -> tuple[str | None, str, float]:
         return None, "person_payer", 0.0
     core = core_name(r.payer)
     same = book.by_core.get(core, set())
-    if len(same) == 1:
-        return next(iter(same)), "same_name", 0.98
-    if len(same) > 1:
-        return None, "ambiguous_name", 0.0
-    if len(core) >= SHORT_MIN:
-        short = book.shortened(core)
-        if len(short) == 1:
-            return next(iter(short)), "short_name", 0.9
-        if len(short) > 1:
-            return None, "ambiguous_name", 0.0
+    short = book.shortened(core) if not same and len(core) >= SHORT_MIN else set()
+    for found, reason, conf in ((same, "same_name", 0.98), (short, "short_name", 0.9)):
+        if not found:
+            continue
+        # a payer in another city is another company with the same brand, not this customer
+        here = {c for c in found if not places_differ(r.payer, book.parties[c].name)}
+        if len(here) == 1:
+            return next(iter(here)), reason, conf
+        return None, "ambiguous_name" if here else "place_differs", 0.0
     return None, "no_match", 0.0
 
 
@@ -330,6 +360,12 @@ def _place(r: Receipt, book: Book, code: str, reasons: list[str], conf: float, n
         m.suggestions = [_suggest(book, code, conf, reasons[0], [i.invoice_no for i in ours])]
         return m
     if not items:
+        if any(i.open_amount > ZERO for i in book.open_by.get(code, [])):
+            # it owes, but in another currency: converting is finance's decision, not a guess here
+            m.status, m.confidence = "unclaimed", min(conf, 0.5)
+            m.reasons.append("currency")
+            m.suggestions = [_suggest(book, code, conf, reasons[0])]
+            return m
         m.anomalies.append("nothing_open")        # booked on account (预收), finance told
         return m
     cents = _cents(r.amount)

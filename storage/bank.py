@@ -304,10 +304,3 @@ async def open_lines(session: AsyncSession, scope: Scope, *, limit: int = 200) -
            or any(s.get("customer") in mine for s in ln.suggestions or [])]
     return out[:limit]
 
-
-def visible_to(scope: Scope, line: BankLine, customers: dict[str, Customer]) -> bool:
-    """May a confined caller see this line (a suggestion or the claim is one of their customers)?"""
-    if scope.rep_ids is None and scope.customer_ids is None:
-        return True
-    codes = {s.get("customer") for s in line.suggestions or []}
-    return any(scope.allows_customer(c) for code, c in customers.items() if code in codes or c.id == line.claim_customer_id)

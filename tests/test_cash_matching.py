@@ -94,3 +94,20 @@ def test_anomalies_duplicate_payment_over_balance_nothing_open():
 def test_debits_and_bank_interest_are_never_applied():
     assert match(Receipt(D("10.00"), "深圳市恒达精密机械有限公司", "", "", direction="debit"), book()).status == "ignored"
     assert match(Receipt(D("3.21"), "", "", "结息"), book()).status == "ignored"
+
+
+def test_the_same_brand_in_another_city_is_another_company():
+    m = match(Receipt(D("3000.00"), "苏州恒达精密机械有限公司", "", ""), book())
+    assert m.status == "unclaimed" and m.reasons == ["place_differs"]
+    b = book()
+    b.parties["SZ"] = Party("SZ", "苏州恒达精密机械有限公司")
+    b._index()
+    # two customers of one brand: the city tells them apart; no city, and nobody can tell
+    assert match(Receipt(D("3000.00"), "苏州恒达精密机械有限公司", "", ""), b).customer == "SZ"
+    assert match(Receipt(D("3000.00"), "深圳恒达精密机械有限公司", "", ""), b).customer == "HD"
+    assert match(Receipt(D("3000.00"), "恒达精密机械有限公司", "", ""), b).status == "unclaimed"
+
+
+def test_a_foreign_currency_receipt_for_a_customer_owing_only_yuan_is_left_for_finance():
+    m = match(Receipt(D("1000.00"), "上海东升贸易有限责任公司", "", "", currency="USD"), book())
+    assert m.status == "unclaimed" and "currency" in m.reasons
