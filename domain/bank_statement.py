@@ -19,7 +19,7 @@ import csv
 import hashlib
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -130,7 +130,7 @@ def read_statement(path: str | Path, today: date) -> Statement:
         elif suffix in (".csv", ".tsv", ".txt", ""):
             rows, layout = _csv_rows(p), "csv"
         else:
-            raise ImportFileError(RowError(0, "", p.name, "unsupported_format", {"suffix": suffix}))
+            raise ImportFileError(RowError(0, "", p.name, "unsupported_bank_format", {"suffix": suffix}))
     except ImportFileError:
         raise
     except Exception as exc:    # a corrupt workbook, a missing file: one clear error, not a trace
@@ -182,6 +182,8 @@ def parse_rows(rows: list[tuple[int, list]], layout: str, today: date) -> Statem
         st.errors.extend(errors)
         if line is not None:
             st.lines.append(line)
+    # an error names the column as the bank wrote it (贷方发生额, not credit)
+    st.errors = [replace(e, header=st.columns.get(e.column, "")) for e in st.errors]
     if not st.errors:
         with_identities(st.lines)
     return st
