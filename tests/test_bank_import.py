@@ -91,6 +91,8 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_the_cli_prints_the_documented_json_and_refuses_a_broken_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ARBOT_DATABASE_URL", f"sqlite:///{tmp_path}/a.db")
     monkeypatch.delenv("ARBOT_CONFIG", raising=False)
+    # the CLI sets up the process's logging; in pytest's process that would outlive this test
+    monkeypatch.setattr("bot.logs.setup", lambda *a, **k: None)
     code, out, _ = _cli(capsys, "import", "bank", str(BANK / "icbc.csv"), "--account", "基本户", "--format", "json")
     assert code == 0
     data = json.loads(out)
