@@ -106,6 +106,9 @@ def test_the_cli_prints_the_documented_json_and_refuses_a_broken_file(tmp_path, 
     broken = tmp_path / "broken.csv"
     broken.write_text((BANK / "spdb.csv").read_text(encoding="utf-8").replace("2,000.00", "2,OOO.00", 1), encoding="utf-8")
     code, out, err = _cli(capsys, "import", "bank", str(broken))
-    assert code == 1 and "第5行" in err and "没有写入任何数据" in err
+    assert code == 1 and "第5行" in err and "借方金额" in err and "没有写入任何数据" in err
+    import sqlite3
+    with sqlite3.connect(tmp_path / "a.db") as con:         # the broken file's good lines were not kept either
+        assert con.execute("select count(*) from bank_lines").fetchone() == (4,)
     code, out, _ = _cli(capsys, "import", "bank", str(BANK / "icbc.csv"), "--format", "json")
     assert code == 0 and {x["status"] for x in json.loads(out)["lines"]} == {"duplicate"}
