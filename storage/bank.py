@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import cash_matching as cm
 from domain.bank_statement import Statement
-from storage import audit, ledger
-from storage.models import BankAlias, BankLine, BankStatement, Customer, Receivable
+from storage import audit, bills, ledger
+from storage.models import AcceptanceBill, BankAlias, BankLine, BankStatement, Customer, Receivable
 from storage.scope import Scope
 
 ZERO = Decimal("0.00")
@@ -104,6 +104,10 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
         known |= set((await session.execute(select(BankLine.identity).where(
             BankLine.identity.in_(ids[i:i + 500])))).scalars())
     book, customers = await load_book(session)
+    # acceptance bills we hold: their collection (托收) comes in as a credit naming the bill, and
+    # is not a customer's payment — the bill already paid the invoices when it was received
+    held = {cm.norm_number(b.bill_no): b for b in (await session.execute(
+        select(AcceptanceBill).where(AcceptanceBill.status == "held"))).scalars()}
     stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
                          lines=0, summary={})
     session.add(stmt)
@@ -119,8 +123,14 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
             results.append(LineResult(**base, status="duplicate", customer=None, confidence=1.0, reasons=["seen"]))
             continue
         known.add(ln.identity)
-        m = cm.match(cm.Receipt(amount=ln.amount, payer=ln.payer, account=ln.account, memo=ln.memo,
-                                direction=ln.direction, currency=ln.currency), book)
+        bill = _bill_collected(ln, held)
+        if bill is not None:
+            m = cm.Match("ignored", confidence=1.0, reasons=["bill_collected"])
+            await bills.dispose(session, bill, how="collected", on=ln.booked_on, actor=actor, channel="bank", now=now)
+            del held[cm.norm_number(bill.bill_no)]
+        else:
+            m = cm.match(cm.Receipt(amount=ln.amount, payer=ln.payer, account=ln.account, memo=ln.memo,
+                                    direction=ln.direction, currency=ln.currency), book)
         row = BankLine(identity=ln.identity, statement_id=stmt.id, line_no=ln.line, account=account,
                        booked_on=ln.booked_on, direction=ln.direction, amount=ln.amount, currency=ln.currency,
                        payer=ln.payer, payer_account=ln.account, memo=ln.memo, bank_ref=ln.ref,
@@ -145,6 +155,18 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
     audit.record(session, at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
                  entity_id=stmt.id, file=file_name, account=account, **stmt.summary)
     return out
+
+
+def _bill_collected(ln, held: dict) -> AcceptanceBill | None:
+    """The held bill a credit line collects: its number in the memo, the amount the bill's, on
+    or after its maturity."""
+    if ln.direction != "credit" or not held:
+        return None
+    for n in cm.numbers_in(ln.memo):
+        b = held.get(n)
+        if b is not None and b.amount == ln.amount and ln.booked_on >= b.maturity:
+            return b
+    return None
 
 
 async def _book(session: AsyncSession, row: BankLine, res: LineResult, customer: Customer, order: list[str],

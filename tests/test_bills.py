@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from domain.bank_statement import read_statement
+from storage.bank import import_statement
 from storage.models import AcceptanceBill, AuditEntry, Payment, Receivable
 from tests import bank_fixture as fx
 from tests.conftest import at
@@ -20,7 +22,7 @@ async def _open(db, invoice: str) -> Decimal:
         return (await s.execute(select(Receivable.open_amount).where(Receivable.invoice_no == invoice))).scalar_one()
 
 
-async def test_a_bill_settles_the_invoice_and_is_watched_to_maturity(aiohttp_client, db):
+async def test_a_bill_settles_the_invoice_and_is_watched_to_maturity(aiohttp_client, db, tmp_path):
     async with db.session() as s, s.begin():
         await fx.build(s)
     bot = await Bot.start(aiohttp_client, db, at("2026-12-03 10:00"))
@@ -43,9 +45,18 @@ async def test_a_bill_settles_the_invoice_and_is_watched_to_maturity(aiohttp_cli
     assert "到期后才能托收" in early
     assert "1 bill reminder" in await bot.run("bill_watch", at("2027-03-01 09:00"))    # on the day
     assert any("已到期，请提示付款" in m for m in await bot.inbox("fin1"))
-    [done] = await bot.say("fin1", "/承兑 托收 31000051-2026-0001")
-    assert "已托收" in done
+    # the bank pays the bill: that credit is the bill collected, not a second payment of FP2026-0001
+    f = tmp_path / "s.csv"
+    f.write_text("交易日期,贷方金额,对方户名,摘要\n2027-03-01,\"11,300.00\",中国工商银行深圳分行,托收 票号31000051-2026-0001\n",
+                 encoding="utf-8")
+    async with db.session() as s, s.begin():
+        result = await import_statement(s, read_statement(f, fx.TODAY), file_name="s.csv", account="", actor="fin1",
+                                        now=bot.clock.now())
+    assert (result.lines[0].status, result.lines[0].reasons) == ("ignored", ["bill_collected"])
+    assert "不在手上" in (await bot.say("fin1", "/承兑 托收 31000051-2026-0001"))[0]        # collected already
     assert "0 bill reminder" in await bot.run("bill_watch", at("2027-03-02 09:00"))
+    async with db.session() as s:
+        assert (await s.execute(select(Payment.reference))).scalars().all() == ["承兑:31000051-2026-0001"]
 
 
 async def test_endorsed_and_discounted_bills_leave_the_watch(aiohttp_client, db):
