@@ -7,9 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 from sqlalchemy import func, select
 
-from domain.bank_statement import read_statement
+from domain import cash_matching as cm
+from domain.bank_statement import parse_rows, read_statement
+from domain.import_files import ImportFileError
 from storage.bank import import_statement
 from storage.models import AuditEntry, BankLine, Payment, Receivable
 from tests import bank_fixture as fx
@@ -112,3 +116,33 @@ def test_the_cli_prints_the_documented_json_and_refuses_a_broken_file(tmp_path, 
         assert con.execute("select count(*) from bank_lines").fetchone() == (4,)
     code, out, _ = _cli(capsys, "import", "bank", str(BANK / "icbc.csv"), "--format", "json")
     assert code == 0 and {x["status"] for x in json.loads(out)["lines"]} == {"duplicate"}
+
+
+# ---- whatever a bank writes: a statement or a clear error, never a crash ---------------------------
+BANK_HEADERS = ["交易日期", "交易时间", "借方发生额", "贷方发生额", "交易金额", "借贷标志", "对方户名", "对方账号", "摘要",
+                "附言", "流水号", "币种", "合计", "账号：", ""]
+bank_cell = hst.one_of(hst.text(max_size=20), hst.sampled_from(["", "-", "2026-13-45", "20261202", "1,234.56", "-5",
+                                                                "借", "贷", "C", "合计", "结息", "FP2026-0001", "张伟"]),
+                       hst.integers(-10**9, 10**9), hst.floats(allow_nan=True), hst.none())
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(title=hst.lists(hst.lists(bank_cell, max_size=3), max_size=3),
+       header=hst.lists(hst.sampled_from(BANK_HEADERS), min_size=1, max_size=8),
+       rows=hst.lists(hst.lists(bank_cell, max_size=9), max_size=6))
+def test_any_statement_reads_or_says_why(title, header, rows):
+    table = [(i + 1, r) for i, r in enumerate(title + [header] + rows)]
+    try:
+        st = parse_rows(table, "csv", fx.TODAY)
+    except ImportFileError as e:
+        assert e.error.code == "no_bank_header"
+        return
+    assert all(e.line >= 1 for e in st.errors)
+    if st.errors:
+        return
+    assert len({ln.identity for ln in st.lines}) == len(st.lines)
+    book = cm.Book(parties={"A": cm.Party("A", "深圳市恒达精密机械有限公司")})
+    for ln in st.lines:
+        assert ln.amount > 0 and ln.direction in ("credit", "debit")
+        m = cm.match(cm.Receipt(ln.amount, ln.payer, ln.account, ln.memo, ln.direction, ln.currency), book)
+        assert m.status in ("apply", "unclaimed", "ignored")
