@@ -105,13 +105,20 @@ async def notify_statement(services, result: ImportResult, *, now: datetime) -> 
 
 async def notify_claim(session, services, line: BankLine, *, claimer: Person, customer: Customer,
                        now: datetime) -> int:
-    """A rep's claim goes to finance for confirmation: one message per finance person."""
-    from bot import notify
+    """A rep's claim goes to finance for confirmation: one message per finance person, with
+    确认 / 驳回 buttons where the platform shows cards."""
+    from bot import notify, outbox
+    from bot.core.messages import Button, Card
     text = render("bank/claim_to_finance.md.j2", line=line, claimer=claimer, customer=customer)
+    card = Card(id=f"bankclaim-{line.id}", title=render("bank/card_title.j2", line=line).strip(),
+                description=render("bank/card_claim.j2", claimer=claimer, customer=customer, line=line).strip(),
+                buttons=(Button("确认", f"bank:confirm:{line.id}"), Button("驳回", f"bank:reject:{line.id}")))
     finance = (await session.execute(select(Person).where(Person.role == "finance", Person.active.is_(True))
                                      .order_by(Person.id))).scalars().all()
     sent = 0
     for p in finance:
-        sent += bool(await notify.to_person(session, p, text, key=f"bankclaim:{line.id}:{int(now.timestamp())}",
-                                            now=now, platforms=services.platforms, title="bank"))
+        m = notify.for_person(p, text, key=f"bankclaim:{line.id}:{int(now.timestamp())}", platforms=services.platforms,
+                              title="bank", card=card)
+        if m is not None:
+            sent += bool(await outbox.enqueue(session, m[0], m[1], now))
     return sent

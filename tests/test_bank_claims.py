@@ -137,3 +137,10 @@ async def test_a_suggestions_card_button_claims_the_line(aiohttp_client, db):
     async with db.session() as s:
         line = await s.get(BankLine, n)
         assert (line.status, line.claimed_by, line.claim_invoices) == ("claimed", "rep1", ["FP2026-0003"])
+    # finance answers the claim with the card's 确认 button
+    resp = await bot.client.post("/local/messages", json={"user": "fin1", "text": "",
+                                                          "card": {"task_id": f"bankclaim-{n}", "key": f"bank:confirm:{n}"}})
+    [done] = [r["text"] for r in (await resp.json())["replies"]]
+    assert "已核销到 深圳市恒达精密机械有限公司" in done
+    async with db.session() as s:
+        assert (await s.get(BankLine, n)).status == "applied"

@@ -64,12 +64,18 @@ async def claim_cmd(session, scope, args, person, clock, message, services) -> R
 
 
 async def card_click(ctx, card: dict) -> Reply:
-    """A suggestion's button (``bank:<line>:<customer code>``) claims the line for that customer,
-    with the invoices the suggestion named, like the typed ``认领``."""
-    _, n, code = (str(card.get("key", "")).split(":", 2) + ["", ""])[:3]
+    """A button on a bank line's card: a suggestion's (``bank:<line>:<customer code>``) claims the
+    line for that customer with the invoices the suggestion named, like the typed ``认领``;
+    finance's ``bank:confirm:<line>`` / ``bank:reject:<line>`` answer a rep's claim."""
+    _, first, second = (str(card.get("key", "")).split(":", 2) + ["", ""])[:3]
+    s = ctx.session
+    if first in ("confirm", "reject") and second.isdigit():
+        verb = "确认" if first == "confirm" else "驳回"
+        return await claim_cmd(session=s, scope=ctx.scope, args=f"{verb} {second}", person=ctx.person,
+                               clock=ctx.clock, message=ctx.message, services=ctx.services)
+    n, code = first, second
     if not n.isdigit() or not code or not may_use(ctx.person, COLLECTORS):
         raise UserError("unknown_card")
-    s = ctx.session
     line = await _line(s, n)
     customer = (await s.execute(select(Customer).where(Customer.code == code))).scalar_one_or_none()
     if customer is None:
