@@ -123,6 +123,15 @@ def places_differ(a: str, b: str) -> bool:
     return bool(pa and pb and pa != pb)
 
 
+# payers who pay for others (factoring, supply-chain, payment and leasing companies, banks): their
+# name or account says nothing about whose money it is, so it is never learned as an alias
+_INTERMEDIARY = re.compile(r"(保理|供应链|融资租赁|金融租赁|支付|财付通|支付宝|银行|信用社|代付|代收|清算|结算中心|财务公司|信托)")
+
+
+def is_intermediary(name: str) -> bool:
+    return bool(_INTERMEDIARY.search(normalise_name(name)))
+
+
 def is_person(name: str) -> bool:
     s = normalise_name(name)
     return bool(_PERSON.match(s)) and not _ORG_WORDS.search(s)

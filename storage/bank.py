@@ -288,7 +288,11 @@ async def _apply_claim(session: AsyncSession, line: BankLine, customer: Customer
 async def learn(session: AsyncSession, line: BankLine, customer: Customer, *, actor: str, now: datetime,
                 channel: str) -> list[str]:
     """Remember the payer's account number, and its name unless it is a person's (张伟 pays for
-    many companies; an account number belongs to one payer)."""
+    many companies; an account number belongs to one payer). A payer who pays for others (a
+    factoring or supply-chain company, a bank) teaches nothing; a name or account confirmed for
+    two customers stops naming either (it is removed, and audited), since it cannot tell them apart."""
+    if cm.is_intermediary(line.payer):
+        return []
     learned = []
     wanted = []
     if line.payer_account:
@@ -298,13 +302,15 @@ async def learn(session: AsyncSession, line: BankLine, customer: Customer, *, ac
     for kind, value in wanted:
         alias = (await session.execute(select(BankAlias).where(BankAlias.kind == kind, BankAlias.value == value)))\
             .scalar_one_or_none()
-        if alias is None:
-            session.add(BankAlias(kind=kind, value=value, customer_id=customer.id, learned_from=line.id,
-                                  created_by=actor, created_at=now))
-        elif alias.customer_id != customer.id:
-            alias.customer_id, alias.learned_from, alias.created_by, alias.created_at = customer.id, line.id, actor, now
-        else:
+        if alias is not None and alias.customer_id == customer.id:
             continue
+        if alias is not None:
+            await session.delete(alias)
+            audit.record(session, at=now, actor=actor, channel=channel, action="bank.alias_dropped", entity="customer",
+                         entity_id=customer.code, kind=kind, value=value, line=line.id, other=alias.customer_id)
+            continue
+        session.add(BankAlias(kind=kind, value=value, customer_id=customer.id, learned_from=line.id,
+                              created_by=actor, created_at=now))
         learned.append(kind)
         audit.record(session, at=now, actor=actor, channel=channel, action="bank.alias", entity="customer",
                      entity_id=customer.code, kind=kind, value=value, line=line.id)

@@ -146,3 +146,38 @@ def test_any_statement_reads_or_says_why(title, header, rows):
         assert ln.amount > 0 and ln.direction in ("credit", "debit")
         m = cm.match(cm.Receipt(ln.amount, ln.payer, ln.account, ln.memo, ln.direction, ln.currency), book)
         assert m.status in ("apply", "unclaimed", "ignored")
+
+
+async def test_what_a_claim_teaches(db, tmp_path):
+    """A supply-chain company paying for a customer teaches nothing; an account confirmed for two
+    customers stops naming either."""
+    from storage import bank
+    from storage.models import BankAlias, Customer
+    async with db.session() as s, s.begin():
+        await fx.build(s)
+    f = tmp_path / "s.csv"
+    f.write_text("交易日期,贷方金额,对方账号,对方户名,附言\n"
+                 "2026-12-01,3000.00,3100001,深圳市盛世供应链管理有限公司,代付货款\n"
+                 "2026-12-01,1000.00,6217001,王芳,\n"
+                 "2026-12-02,2000.00,6217001,王芳,\n", encoding="utf-8")
+    async with db.session() as s, s.begin():
+        result = await import_statement(s, read_statement(f, fx.TODAY), file_name="s.csv", account="", actor="fin1",
+                                        now=fx.NOW)
+    assert [r.status for r in result.lines] == ["unclaimed"] * 3
+    ids = [r.id for r in result.lines]
+    async with db.session() as s, s.begin():
+        hd = (await s.execute(select(Customer).where(Customer.code == "HD"))).scalar_one()
+        ds = (await s.execute(select(Customer).where(Customer.code == "DS"))).scalar_one()
+        taught = []
+        for n, c in zip(ids, (hd, hd, ds)):
+            res = await bank.claim(s, await s.get(BankLine, n), customer=c, invoices=[], actor="fin1", finance=True,
+                                   now=fx.NOW, channel="test")
+            taught.append(res.learned)
+        assert taught == [[], ["account"], []]
+        assert (await s.execute(select(func.count()).select_from(BankAlias))).scalar_one() == 0
+    g = tmp_path / "t.csv"
+    g.write_text("交易日期,贷方金额,对方账号,对方户名,附言\n2026-12-03,500.00,6217001,王芳,\n", encoding="utf-8")
+    async with db.session() as s, s.begin():
+        later = await import_statement(s, read_statement(g, fx.TODAY), file_name="t.csv", account="", actor="fin1",
+                                       now=fx.NOW)
+    assert later.lines[0].status == "unclaimed"           # the account pays for two customers: ask

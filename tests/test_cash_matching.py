@@ -111,3 +111,4 @@ def test_the_same_brand_in_another_city_is_another_company():
 def test_a_foreign_currency_receipt_for_a_customer_owing_only_yuan_is_left_for_finance():
     m = match(Receipt(D("1000.00"), "上海东升贸易有限责任公司", "", "", currency="USD"), book())
     assert m.status == "unclaimed" and "currency" in m.reasons
+
