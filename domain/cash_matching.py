@@ -12,7 +12,7 @@ clerk would accept without asking anyone:
 * the payer's name equal to one customer's, once legal forms (有限公司, 有限责任公司, 股份有限
   公司…), a leading city or province and a branch (…分公司) are taken off both;
 * the payer's name a shortening of exactly one customer's name (恒达精密 for 深圳市恒达精密机械
-  有限公司) and of no other's;
+  有限公司: the start of its distinctive part, at least four characters) and of no other's;
 * invoice or contract numbers in the memo belonging to one customer, whose open amounts add up
   to the receipt exactly (a third party or the boss's own account paying named invoices).
 
@@ -229,12 +229,13 @@ class Book:
             self.account_aliases[account] = code
 
     def shortened(self, core: str) -> set[str]:
-        """Customers whose core name contains ``core`` (a shortening of theirs)."""
+        """Customers whose core name starts with ``core`` (a shortening of theirs keeps the brand:
+        恒达精密 for 恒达精密机械; 精密机械 is a trade, not a name)."""
         got = self._short.get(core)
         if got is None:
             got = set()
             for c in self.cores:
-                if core in c:
+                if c.startswith(core):
                     got |= self.by_core[c]
             self._short[core] = got
         return got

@@ -112,3 +112,8 @@ def test_a_foreign_currency_receipt_for_a_customer_owing_only_yuan_is_left_for_f
     m = match(Receipt(D("1000.00"), "上海东升贸易有限责任公司", "", "", currency="USD"), book())
     assert m.status == "unclaimed" and "currency" in m.reasons
 
+
+
+def test_a_trade_word_is_not_a_shortening():
+    m = match(Receipt(D("3000.00"), "精密机械有限公司", "", ""), book())     # inside 恒达精密机械, but not its start
+    assert m.status == "unclaimed" and m.customer is None
