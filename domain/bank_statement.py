@@ -4,7 +4,9 @@ touches the ledger.
 CSV (UTF-8 or GBK), XLSX and the old XLS (python-calamine reads both workbook kinds) in the
 layouts of the major banks: a title and the account above the header row, 合计 rows below the
 data, amounts with thousands separators, one column per direction (借方/贷方, 支出/收入) or one
-amount with a 借贷 flag or a sign. SWIFT MT940 through the ``mt-940`` library.
+amount with a 借贷 flag or a sign. SWIFT MT940 through the ``mt-940`` library. The header and the
+合计 rows are found by the finder every import shares (``domain.import_files.find_header`` and
+``data_rows``) with this module's bank vocabulary (:data:`COLUMNS`).
 
 The result is a list of :class:`BankLine` or, when any line cannot be read, the errors with
 their line numbers: a statement is taken whole or not at all (the caller stores nothing).
@@ -23,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from domain.dates import DateError
-from domain.import_files import ImportFileError, RowError, _encoding, _text, parse_cell_date, parse_money
+from domain.import_files import (ImportFileError, RowError, _encoding, _text, data_rows, find_header, parse_cell_date,
+                                 parse_money)
 from domain.money import AmountError
 
 ZERO = Decimal("0.00")
@@ -56,7 +59,6 @@ _BRACKETS = re.compile(r"[（(\[【][^）)\]】]*[）)\]】]")
 FOOTER = re.compile(r"^\s*(本页)?(合计|总计|小计|累计|汇总|共计)")
 DEBIT_FLAGS = {"借", "借方", "d", "dr", "debit", "支出", "支", "出", "付", "付款", "-"}
 CREDIT_FLAGS = {"贷", "贷方", "c", "cr", "credit", "收入", "收", "入", "来账", "收款", "+"}
-HEADER_SCAN_ROWS = 40          # title, account, period, printing date... rarely more than ten
 
 
 @dataclass
@@ -103,17 +105,6 @@ def header_fields(headers: list[Any]) -> dict[str, int]:
 
 def _is_bank_header(fields: dict[str, int]) -> bool:
     return "date" in fields and ("credit" in fields or "amount" in fields)
-
-
-def find_header(rows: list[tuple[int, list]], is_header: Callable[[list], bool],
-                scan: int = HEADER_SCAN_ROWS) -> int | None:
-    """Index in ``rows`` of the header row: the first of the first ``scan`` rows that ``is_header``
-    accepts (title and account rows above it are passed over). Kept free of the bank vocabulary
-    so a shared finder (domain/import_files.py) can replace it."""
-    for i, (_, cells) in enumerate(rows[:scan]):
-        if is_header(cells):
-            return i
-    return None
 
 
 # ---- reading files --------------------------------------------------------------------------
@@ -166,17 +157,19 @@ def _workbook_rows(p: Path) -> list[tuple[int, list]]:
 
 def parse_rows(rows: list[tuple[int, list]], layout: str, today: date) -> Statement:
     """Find the header among the first rows, then read each data row; 合计 and note rows are passed over."""
-    rows = [(n, cells) for n, cells in rows if any(_text(c) for c in cells)]
-    at = find_header(rows, lambda cells: _is_bank_header(header_fields(cells)))
-    if at is None:
+    nonblank = ((n, cells) for n, cells in rows if any(_text(c) for c in cells))
+    # the header below the title and account rows: the shared finder (domain/import_files.py),
+    # with the bank vocabulary; a real header names at least three known columns
+    first, _above, rest = find_header(nonblank, lambda h: norm_header(h) in _LOOKUP, min_known=3)
+    if first is None or not _is_bank_header(header_fields(first[1])):
         raise ImportFileError(RowError(1, "", "", "no_bank_header"))
-    header_line, headers = rows[at]
+    header_line, headers = first
     fields = header_fields(headers)
     st = Statement(layout=layout, header_line=header_line,
                    columns={f: _text(headers[c]) for f, c in fields.items()})
     memo_cols = _memo_columns(headers)
-    for n, cells in rows[at + 1:]:
-        if _is_footer(cells):
+    for n, cells in data_rows(rest):          # 合计/小计 and signature lines passed over
+        if _is_footer(cells):                  # and the banks' own: 合计笔数：4, 汇总, 共计
             continue
         line, errors = _row(n, cells, fields, memo_cols, today)
         st.errors.extend(errors)
