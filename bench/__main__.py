@@ -1,7 +1,7 @@
 """``python -m bench [names...] [--size N] [--full] [--repeats N] [--pg]``: run benchmarks, print
 tables, write ``bench/results/<name>-<date>.json``.
 
-Default (all eight, about 25 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
+Default (all nine, about 25 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
 overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200
 concurrent clients; outbox 2,000 messages; replies: the share of fields read right over the
 reply corpus (bench/data/replies.txt, a second); jobs: the first run of the ladder, credit,
@@ -9,7 +9,8 @@ reminder and statute jobs at 20k receivables with a person writing meanwhile; lo
 ``arbot serve`` restarted at 14:30 on 200k receivables / 1,000 reps, its morning jobs catching up
 while reps log follow-ups at 20/s and finance asks /aging every 2 s for 60 s, then SIGTERM
 (``--pg``: on PostgreSQL with two instances; ``--with-import ROWS``: the CLI imports ROWS new
-receivables beside the traffic). ``--full``: import 1M, /aging also at 1M open,
+receivables beside the traffic); cash: a 10,000-line bank statement against a generated ledger of
+2,000 customers, the share of determinable receipts applied, wrong applications and lines/s. ``--full``: import 1M, /aging also at 1M open,
 overdue_push at 1M, webhook 5,000 requests, outbox 10,000 messages, jobs at 200k, load at 1M
 (expect hours).
 """
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs", "load")
+NAMES = ("import", "aging", "push", "webhook", "outbox", "replies", "jobs", "load", "cash")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "replies":
                 from bench import replies
                 r = replies.run()
+            elif name == "cash":
+                from bench import cash_matching
+                r = cash_matching.run(lines=a.size or 10_000, workdir=work)
             elif name == "load":
                 from bench import load
                 sizes = [a.size] if a.size else [1_000_000] if a.full else [200_000]

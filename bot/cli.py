@@ -28,14 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--at", help="rehearsal: start the clock at this ISO datetime (company timezone if none given)"
                                 " and let it run on; the day's missed jobs catch up as of then")
     sub.add_parser("migrate", help="create or upgrade the database schema")
-    i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV, XLSX or XLS")
-    i.add_argument("kind", choices=["people", "customers", "receivables", "payments"])
+    i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV, XLSX or XLS; "
+                                      "bank: a bank statement (CSV, XLSX, XLS, MT940), matched and applied")
+    i.add_argument("kind", choices=["people", "customers", "receivables", "payments", "bank"])
     i.add_argument("file")
     i.add_argument("--format", choices=["text", "json"], default="text")
     i.add_argument("--date-order", choices=["ymd", "mdy", "dmy"],
                    help="how to read 3/5/2026 or 26-3-5 in this file (default: [import] date_order)")
     i.add_argument("--allow-customer-change", action="store_true",
                    help="let rows move invoices already in the ledger to another customer (refused otherwise)")
+    i.add_argument("--account", default="", help="bank: our account the statement is of (a name or number)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
     d.add_argument("--seed", type=int, default=7)
     j = sub.add_parser("jobs", help="list or run scheduled jobs")
@@ -201,6 +203,8 @@ async def _import(services, args) -> int:
     if not path.exists():
         print(render("cli/no_file.txt.j2", path=str(path)), file=sys.stderr)
         return 2
+    if args.kind == "bank":
+        return await _import_bank(services, args, path)
     from bot.progress import import_progress
     progress = import_progress()             # a bar on a terminal; None when stdout is not one
     unhook = _stop_on_sigterm()
@@ -233,6 +237,37 @@ async def _import(services, args) -> int:
         if binding and (binding.bound or binding.unbound):
             print(render("cli/import_bindings.txt.j2", b=binding))
     return 0 if report.ok else 1
+
+
+async def _import_bank(services, args, path: Path) -> int:
+    """A bank statement: read whole, then stored, matched and applied in one transaction (all of
+    it or none of it); the digests it calls for are queued after."""
+    from bot import cash
+    from domain.bank_statement import read_statement
+    from domain.import_files import ImportFileError
+    from storage.bank import import_statement
+    now = services.clock.now()
+    try:
+        st = read_statement(path, services.clock.today())
+        errors = st.errors
+    except ImportFileError as e:
+        errors = [e.error]
+    if errors:
+        if args.format == "json":
+            print(json.dumps({"lines": [], "errors": [e.to_dict() for e in errors], "summary": {"lines": 0}},
+                             ensure_ascii=False, indent=2))
+        else:
+            print(render("cli/bank_report.txt.j2", errors=errors), file=sys.stderr)
+        return 1
+    result = await services.db.write(lambda s: import_statement(s, st, file_name=path.name, account=args.account,
+                                                                actor="cli", now=now))
+    await cash.notify_statement(services, result, now=now)
+    if args.format == "json":
+        print(json.dumps(cash.report_json(result), ensure_ascii=False, indent=2))
+    else:
+        print(render("cli/bank_report.txt.j2", errors=[], summary=result.summary(), lines=result.lines,
+                     reason=lambda r: cash.reason_text(r.reasons)))
+    return 0
 
 
 async def _demo_data(services, args) -> int:

@@ -38,6 +38,7 @@ from storage.models import Customer, DigestItem, Person
 
 # job → the title key of its digest (the words: fmt.title in _fmt.j2)
 TITLES = {"escalations": "escalation", "customer_reminders": "due", "credit_watch": "credit",
+          "bank_statement": "bank", "bank_anomalies": "bank_anomaly", "bill_watch": "bill",
           "statute_watch": "statute", "promise_watch": "promise"}
 
 

@@ -56,8 +56,11 @@ class PaymentResult:
 async def record_payment(session: AsyncSession, *, customer: Customer, amount: Decimal, paid_on: date,
                          reference: str | None, invoice_no: str = "", currency: str = "CNY",
                          actor: str, channel: str, now: datetime,
-                         received: tuple[Decimal, str, str] | None = None) -> PaymentResult:
+                         received: tuple[Decimal, str, str] | None = None,
+                         first: tuple[str, ...] = ()) -> PaymentResult:
     """Record a payment and allocate it: the named invoice first, then oldest due first.
+    ``first``: more invoices to pay before the oldest, in this order (a bank line naming several,
+    or the set of invoices its amount adds up to exactly: storage/bank.py).
 
     Re-recording the same bank reference changes nothing (imports are re-run); the same reference
     with a different amount or customer is refused, since that is a typo, not a re-run.
@@ -94,6 +97,9 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
         .order_by(Receivable.due_date, Receivable.issue_date, Receivable.id))).scalars().all()
     if named is not None:
         open_items = [named] + [r for r in open_items if r.id != named.id]
+    if first:
+        rank = {no: i for i, no in enumerate(first)}
+        open_items = sorted(open_items, key=lambda r: rank.get(r.invoice_no, len(rank)))    # stable: the rest stay oldest first
     allocations = await allocate(session, payment, open_items)
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.record", entity="payment",
                  entity_id=payment.id, customer=customer.code, amount=amount, paid_on=paid_on,

@@ -492,3 +492,90 @@ class RateSlot(Base):
     limit_key: Mapped[str] = mapped_column(String(300))
     at: Mapped[float] = mapped_column(Float)        # wall-clock epoch seconds the platform counts it at
     __table_args__ = (Index("ix_rate_slots_key_at", "limit_key", "at"),)
+
+
+class BankStatement(Base):
+    """One bank statement file read by ``arbot import bank`` (all its lines in one transaction)."""
+    __tablename__ = "bank_statements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), default="")     # our account, as --account named it
+    file_name: Mapped[str] = mapped_column(String(255))
+    layout: Mapped[str] = mapped_column(String(10))                    # csv | xlsx | xls | mt940
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime]
+    lines: Mapped[int] = mapped_column(Integer, default=0)             # lines new to the database
+    summary: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class BankLine(Base):
+    """One line of a bank statement, stored once (``identity``: the bank's serial, else a hash of
+    what it says). A credit is applied (``payment_id``), left unclaimed for people to claim
+    (回款认领), or claimed by a rep and waiting for finance; a debit is kept and never applied.
+    Unmatched money stays here, not on a customer, until someone says whose it is."""
+    __tablename__ = "bank_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)          # the number people claim by
+    identity: Mapped[str] = mapped_column(String(120), unique=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("bank_statements.id"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    account: Mapped[str] = mapped_column(String(100), default="")
+    booked_on: Mapped[date] = mapped_column(Date, index=True)
+    direction: Mapped[str] = mapped_column(String(6))                    # credit | debit
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    payer: Mapped[str] = mapped_column(String(200), default="")
+    payer_account: Mapped[str] = mapped_column(String(64), default="")
+    memo: Mapped[str] = mapped_column(Text, default="")
+    bank_ref: Mapped[str] = mapped_column(String(100), default="")
+    # applied | unclaimed | claimed (a rep's claim, for finance) | ignored (debit, bank interest)
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    confidence: Mapped[str] = mapped_column(String(6), default="0")     # 0..1, as text (no floats in money rows)
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    suggestions: Mapped[list] = mapped_column(JSON, default=list)
+    anomalies: Mapped[list] = mapped_column(JSON, default=list)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
+    claim_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    claim_invoices: Mapped[list] = mapped_column(JSON, default=list)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None]
+
+
+class BankAlias(Base):
+    """A payer name or account number confirmed to be a customer's (a confirmed 认领, or finance's
+    own): the next statement's line from it is that customer's without asking."""
+    __tablename__ = "bank_aliases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))                         # name | account
+    value: Mapped[str] = mapped_column(String(200))                      # normalised name / account number
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    learned_from: Mapped[int | None] = mapped_column(ForeignKey("bank_lines.id"))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class AcceptanceBill(Base):
+    """A bank or commercial acceptance bill (银行/商业承兑汇票) a customer paid with: booked as a
+    payment when received (it settles the invoices), then watched to maturity (a reminder before
+    it) until it is collected, endorsed on (背书转让) or discounted (贴现)."""
+    __tablename__ = "acceptance_bills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bill_no: Mapped[str] = mapped_column(String(64), unique=True)        # 票据号码
+    kind: Mapped[str] = mapped_column(String(10))                         # bank | commercial
+    acceptor: Mapped[str] = mapped_column(String(200))                    # 承兑人 (the bank, or the company)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    received_on: Mapped[date] = mapped_column(Date)
+    maturity: Mapped[date] = mapped_column(Date, index=True)             # 到期日
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    # held → collected (托收 at maturity) | endorsed (背书转让) | discounted (贴现)
+    status: Mapped[str] = mapped_column(String(10), default="held", index=True)
+    endorsed_to: Mapped[str] = mapped_column(String(200), default="")
+    disposed_on: Mapped[date | None] = mapped_column(Date)
+    discount_interest: Mapped[Decimal | None]                             # 贴现利息, when discounted
+    reminded_on: Mapped[date | None] = mapped_column(Date)               # the maturity reminder went out
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -45,6 +45,8 @@ EXPECTED = {
     "confirm": EVERYONE,      # anyone answers their own questions; a rep's "确认 …" without one is a reply
     "claims": EVERYONE,       # scoped like /overdue; dismissing one is finance's (MONEY)
     "notices": EVERYONE,      # one's own notifications of the day that the digests did not list
+    "bill": EVERYONE,         # acceptance bills held, listed in scope; recording and disposing are MONEY's
+    "claim": EVERYONE,        # bank receipts to claim, listed in scope; claiming is COLLECT's, confirming MONEY's
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)

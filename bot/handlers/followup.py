@@ -21,6 +21,7 @@ from bot.core.permissions import ALL, COLLECTORS
 from bot.core.router import Router
 from bot.render import render
 from bot import claims as claims_flow
+from bot.handlers import cash
 from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
@@ -225,6 +226,8 @@ CARD_PROMISE_DAYS = {"fri": "本周五", "nextfri": "下周五", "monthend": "�
 @router.text(roles=COLLECTORS)
 async def reply_to_push(ctx, message) -> Reply:
     """Free text from a rep: a reply to the morning's overdue list (or a click on an item's card)."""
+    if message.card_action and str(message.card_action.get("key", "")).startswith("bank:"):
+        return await cash.card_click(ctx, message.card_action)       # a bank receipt's suggestion (认领)
     if ctx.person.role != "rep":
         raise UserError("unknown_command", text=message.text.strip())
     if message.card_action:

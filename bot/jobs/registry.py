@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import collection, reminders, reports
+from bot.jobs import bills, collection, reminders, reports
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ JOBS: dict[str, Job] = {j.name: j for j in [
         description="credit usage crossing yellow/red (red freezes), key accounts"),
     Job("statute_watch", reminders.statute_watch, reminders.at_config("statute", "check_time"),
         description="warns legal before the statute of limitations runs out"),
+    Job("bill_watch", bills.bill_watch, lambda cfg: {"hour": 9, "minute": 0},
+        description="acceptance bills (承兑汇票) held: a week before maturity and on the day, to finance"),
     Job("weekly_aging_report", reports.weekly_aging_report, lambda cfg: {"day_of_week": "mon", "hour": 9, "minute": 0},
         description="Monday: aging with the week's change, chart and XLSX to [reports] manager_groups"),
     Job("monthly_aging_report", reports.monthly_aging_report,

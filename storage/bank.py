@@ -1,0 +1,334 @@
+"""Bank statements into the ledger (cash application, 回款认领): store each line once, book the
+receipts whose customer is certain through the ledger's own payment path, keep the rest for
+people to claim, and learn from what they confirm. Session first, never commits: the caller
+owns the transaction (a statement is one: all of it or none of it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import cash_matching as cm
+from domain.bank_statement import Statement
+from storage import audit, bills, ledger
+from storage.models import AcceptanceBill, BankAlias, BankLine, BankStatement, Customer, Receivable
+from storage.scope import Scope
+
+ZERO = Decimal("0.00")
+
+
+class ClaimError(ValueError):
+    """A claim that cannot be made as asked; ``code`` names why (errors/error.md.j2)."""
+
+    def __init__(self, code: str, **data):
+        super().__init__(code)
+        self.code, self.data = code, data
+
+
+# ---- the book matching reads ----------------------------------------------------------------
+async def load_book(session: AsyncSession) -> tuple[cm.Book, dict[str, Customer]]:
+    """Customers, every invoice (paid ones too: a memo naming a paid invoice is a duplicate's
+    sign) and the aliases learned so far, as the pure matcher wants them."""
+    customers = {c.code: c for c in (await session.execute(select(Customer))).scalars()}
+    by_id = {c.id: c.code for c in customers.values()}
+    rows = (await session.execute(select(
+        Receivable.id, Receivable.invoice_no, Receivable.contract_no, Receivable.customer_id, Receivable.open_amount,
+        Receivable.due_date, Receivable.issue_date, Receivable.currency, Receivable.status))).all()
+    items = {}
+    for rid, no, contract, cid, open_amount, due, issued, cur, status in rows:
+        items[cm.norm_number(no)] = cm.Item(invoice_no=no, customer=by_id[cid],
+                                            open_amount=ZERO if status == "written_off" else open_amount,
+                                            due_date=due, currency=cur, contract_no=contract or "",
+                                            issue_date=issued, id=rid)
+    book = cm.Book(parties={c.code: cm.Party(c.code, c.name, c.rep_id) for c in customers.values()}, items=items)
+    for kind, value, cid in (await session.execute(select(BankAlias.kind, BankAlias.value, BankAlias.customer_id))).all():
+        if cid in by_id:
+            (book.name_aliases if kind == "name" else book.account_aliases)[value] = by_id[cid]
+    return book, customers
+
+
+# ---- importing a statement --------------------------------------------------------------------
+@dataclass
+class LineResult:
+    line: int
+    ref: str
+    date: str
+    payer: str
+    amount: Decimal
+    direction: str
+    status: str                       # applied | unclaimed | ignored | duplicate
+    customer: str | None
+    confidence: float
+    reasons: list[str]
+    allocations: list[tuple[str, Decimal]] = field(default_factory=list)
+    suggestions: list[dict] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+    id: int | None = None             # the stored line's number (认领 <id>)
+    memo: str = ""
+    unallocated: Decimal = ZERO       # left on account by the payment
+
+
+@dataclass
+class ImportResult:
+    statement_id: int | None
+    lines: list[LineResult]
+
+    def summary(self) -> dict:
+        s = {"lines": len(self.lines), "credits": 0, "debits": 0, "applied": 0, "unclaimed": 0, "ignored": 0,
+             "duplicate": 0, "applied_amount": ZERO, "unclaimed_amount": ZERO, "anomalies": 0,
+             "statement": self.statement_id}
+        for r in self.lines:
+            s["credits" if r.direction == "credit" else "debits"] += 1
+            s[r.status] += 1
+            s["anomalies"] += bool(r.anomalies)
+            if r.status == "applied":
+                s["applied_amount"] += r.amount
+            elif r.status == "unclaimed":
+                s["unclaimed_amount"] += r.amount
+        return s
+
+
+async def import_statement(session: AsyncSession, st: Statement, *, file_name: str, account: str, actor: str,
+                           now: datetime, channel: str = "cli") -> ImportResult:
+    """Store the statement's new lines, match each credit and book the certain ones. Lines
+    stored before (the same identity) are reported as ``duplicate`` and left as they are."""
+    if st.errors:
+        raise ValueError("a statement with errors is not imported")
+    known: set[str] = set()
+    ids = [ln.identity for ln in st.lines]
+    for i in range(0, len(ids), 500):
+        known |= set((await session.execute(select(BankLine.identity).where(
+            BankLine.identity.in_(ids[i:i + 500])))).scalars())
+    book, customers = await load_book(session)
+    # acceptance bills we hold: their collection (托收) comes in as a credit naming the bill, and
+    # is not a customer's payment — the bill already paid the invoices when it was received
+    held = {cm.norm_number(b.bill_no): b for b in (await session.execute(
+        select(AcceptanceBill).where(AcceptanceBill.status == "held"))).scalars()}
+    stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
+                         lines=0, summary={})
+    session.add(stmt)
+    await session.flush()
+    results: list[LineResult] = []
+    # the lines are added after the loop, in one batched insert: a flush per line (for its id)
+    # would also flush before every query the booking makes
+    stored: list[tuple[BankLine, LineResult]] = []
+    for ln in st.lines:
+        base = dict(line=ln.line, ref=ln.ref or ln.identity, date=ln.booked_on.isoformat(), payer=ln.payer,
+                    amount=ln.amount, direction=ln.direction, memo=ln.memo)
+        if ln.identity in known:
+            results.append(LineResult(**base, status="duplicate", customer=None, confidence=1.0, reasons=["seen"]))
+            continue
+        known.add(ln.identity)
+        bill = _bill_collected(ln, held)
+        if bill is not None:
+            m = cm.Match("ignored", confidence=1.0, reasons=["bill_collected"])
+            await bills.dispose(session, bill, how="collected", on=ln.booked_on, actor=actor, channel="bank", now=now)
+            del held[cm.norm_number(bill.bill_no)]
+        else:
+            m = cm.match(cm.Receipt(amount=ln.amount, payer=ln.payer, account=ln.account, memo=ln.memo,
+                                    direction=ln.direction, currency=ln.currency), book)
+        row = BankLine(identity=ln.identity, statement_id=stmt.id, line_no=ln.line, account=account,
+                       booked_on=ln.booked_on, direction=ln.direction, amount=ln.amount, currency=ln.currency,
+                       payer=ln.payer, payer_account=ln.account, memo=ln.memo, bank_ref=ln.ref,
+                       status="ignored" if m.status == "ignored" else "unclaimed", confidence=f"{m.confidence:.2f}",
+                       reasons=list(m.reasons), suggestions=[s.to_dict() for s in m.suggestions],
+                       anomalies=list(m.anomalies), claim_invoices=[])
+        res = LineResult(**base, status=row.status, customer=None, confidence=m.confidence, reasons=list(m.reasons),
+                         suggestions=row.suggestions, anomalies=list(m.anomalies))
+        if m.status == "apply":
+            customer = customers[m.customer]
+            await _book(session, row, res, customer, m.order, book, actor=actor, now=now, channel="bank")
+        results.append(res)
+        stored.append((row, res))
+    session.add_all([row for row, _ in stored])
+    await session.flush()
+    for row, res in stored:
+        res.id = row.id
+    stmt.lines = len(stored)
+    out = ImportResult(stmt.id, results)
+    summary = out.summary()
+    stmt.summary = {k: str(v) if isinstance(v, Decimal) else v for k, v in summary.items()}
+    audit.record(session, at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
+                 entity_id=stmt.id, file=file_name, account=account, **stmt.summary)
+    return out
+
+
+def _bill_collected(ln, held: dict) -> AcceptanceBill | None:
+    """The held bill a credit line collects: its number in the memo, the amount the bill's, on
+    or after its maturity."""
+    if ln.direction != "credit" or not held:
+        return None
+    for n in cm.numbers_in(ln.memo):
+        b = held.get(n)
+        if b is not None and b.amount == ln.amount and ln.booked_on >= b.maturity:
+            return b
+    return None
+
+
+async def _book(session: AsyncSession, row: BankLine, res: LineResult, customer: Customer, order: list[str],
+                book: cm.Book | None, *, actor: str, now: datetime, channel: str) -> None:
+    """Book a line as the customer's payment (the ledger's path: named invoices first, then
+    oldest first, the rest on account); a likely duplicate of a payment already booked is not
+    booked but left for finance with the anomaly."""
+    reference = row.bank_ref or row.identity
+    dup = await ledger.likely_duplicate(session, customer_id=customer.id, amount=row.amount, currency=row.currency,
+                                        paid_on=row.booked_on, reference=row.bank_ref or None)
+    if dup is not None and dup.reference != reference:
+        _unclaimed(row, res, customer, "duplicate_payment", reason="ledger_duplicate")
+        return
+    try:
+        paid = await ledger.record_payment(session, customer=customer, amount=row.amount, paid_on=row.booked_on,
+                                           reference=reference, currency=row.currency, actor=actor, channel=channel,
+                                           now=now, first=tuple(order))
+    except ledger.LedgerError:
+        # the same serial booked earlier with another amount or customer: a person looks
+        _unclaimed(row, res, customer, None, reason="reference_conflict")
+        return
+    row.status, row.customer_id, row.payment_id = "applied", customer.id, paid.payment.id
+    res.status, res.customer = "applied", customer.code
+    res.allocations = [(r.invoice_no, a) for r, a in paid.allocations]
+    res.unallocated = paid.payment.unallocated
+    if paid.duplicate:
+        res.reasons.append("already_booked")
+    # what the ledger did decides the balance anomalies, not what matching foresaw
+    anomalies = [a for a in res.anomalies if a not in ("over_balance", "nothing_open")]
+    if not paid.duplicate and paid.payment.unallocated > ZERO:
+        anomalies.append("over_balance" if paid.allocations else "nothing_open")
+    res.anomalies = row.anomalies = anomalies
+    row.reasons = res.reasons
+    if book is not None:
+        book.settle(res.allocations)
+
+
+def _unclaimed(row: BankLine, res: LineResult, customer: Customer, anomaly: str | None, *, reason: str) -> None:
+    row.status = res.status = "unclaimed"
+    res.reasons = row.reasons = list(res.reasons) + [reason]
+    if anomaly and anomaly not in res.anomalies:
+        res.anomalies = row.anomalies = list(res.anomalies) + [anomaly]
+    sugg = {"customer": customer.code, "name": customer.name, "score": 0.9, "reason": reason, "invoices": []}
+    res.suggestions = row.suggestions = [sugg] + [s for s in res.suggestions if s.get("customer") != customer.code]
+
+
+# ---- claims (回款认领) -----------------------------------------------------------------------
+@dataclass
+class ClaimResult:
+    line: BankLine
+    applied: bool                     # booked now (finance's claim, or a confirmation)
+    allocations: list[tuple[str, Decimal]] = field(default_factory=list)
+    unallocated: Decimal = ZERO
+    learned: list[str] = field(default_factory=list)      # "name" / "account"
+
+
+async def claim(session: AsyncSession, line: BankLine, *, customer: Customer, invoices: list[Receivable],
+                actor: str, finance: bool, now: datetime, channel: str) -> ClaimResult:
+    """Someone says whose money a line is. Finance's word books it at once (and teaches the
+    alias); anyone else's waits for finance (``confirm``)."""
+    if line.direction != "credit" or line.status in ("applied", "ignored"):
+        raise ClaimError("bank_line_closed", id=line.id, status=line.status)
+    for r in invoices:
+        if r.customer_id != customer.id:
+            raise ClaimError("claim_invoice_other_customer", invoice=r.invoice_no)
+        if r.open_amount <= ZERO:
+            raise ClaimError("claim_invoice_paid", invoice=r.invoice_no)
+    line.claimed_by, line.claimed_at = actor, now
+    line.claim_customer_id, line.claim_invoices = customer.id, [r.invoice_no for r in invoices]
+    audit.record(session, at=now, actor=actor, channel=channel, action="bank.claim", entity="bank_line",
+                 entity_id=line.id, customer=customer.code, invoices=line.claim_invoices, amount=line.amount)
+    if not finance:
+        line.status = "claimed"
+        return ClaimResult(line, applied=False)
+    return await _apply_claim(session, line, customer, actor=actor, now=now, channel=channel)
+
+
+async def confirm(session: AsyncSession, line: BankLine, *, actor: str, now: datetime, channel: str) -> ClaimResult:
+    """Finance confirms a rep's claim: booked, and the alias learned."""
+    if line.status != "claimed" or line.claim_customer_id is None:
+        raise ClaimError("bank_line_not_claimed", id=line.id)
+    customer = await session.get(Customer, line.claim_customer_id)
+    for no in line.claim_invoices:
+        r = (await session.execute(select(Receivable).where(Receivable.invoice_no == no))).scalar_one_or_none()
+        if r is None or r.open_amount <= ZERO:
+            raise ClaimError("claim_invoice_paid", invoice=no)
+    return await _apply_claim(session, line, customer, actor=actor, now=now, channel=channel)
+
+
+async def reject(session: AsyncSession, line: BankLine, *, actor: str, note: str, now: datetime,
+                 channel: str) -> BankLine:
+    """Finance turns a rep's claim down: the line is unclaimed again."""
+    if line.status != "claimed":
+        raise ClaimError("bank_line_not_claimed", id=line.id)
+    audit.record(session, at=now, actor=actor, channel=channel, action="bank.claim_rejected", entity="bank_line",
+                 entity_id=line.id, claimed_by=line.claimed_by, note=note)
+    line.status, line.claim_customer_id, line.claim_invoices = "unclaimed", None, []
+    return line
+
+
+async def _apply_claim(session: AsyncSession, line: BankLine, customer: Customer, *, actor: str, now: datetime,
+                       channel: str) -> ClaimResult:
+    reference = line.bank_ref or line.identity
+    try:
+        paid = await ledger.record_payment(session, customer=customer, amount=line.amount, paid_on=line.booked_on,
+                                           reference=reference, currency=line.currency, actor=actor, channel=channel,
+                                           now=now, first=tuple(line.claim_invoices or ()))
+    except ledger.LedgerError as e:
+        raise ClaimError("claim_not_booked", detail=str(e)) from e
+    line.status, line.customer_id, line.payment_id = "applied", customer.id, paid.payment.id
+    line.confirmed_by, line.confirmed_at = actor, now
+    learned = await learn(session, line, customer, actor=actor, now=now, channel=channel)
+    audit.record(session, at=now, actor=actor, channel=channel, action="bank.claim_applied", entity="bank_line",
+                 entity_id=line.id, customer=customer.code, payment=paid.payment.id, claimed_by=line.claimed_by,
+                 learned=learned)
+    return ClaimResult(line, True, [(r.invoice_no, a) for r, a in paid.allocations], paid.payment.unallocated, learned)
+
+
+async def learn(session: AsyncSession, line: BankLine, customer: Customer, *, actor: str, now: datetime,
+                channel: str) -> list[str]:
+    """Remember the payer's account number, and its name unless it is a person's (张伟 pays for
+    many companies; an account number belongs to one payer). A payer who pays for others (a
+    factoring or supply-chain company, a bank) teaches nothing; a name or account confirmed for
+    two customers stops naming either (it is removed, and audited), since it cannot tell them apart."""
+    if cm.is_intermediary(line.payer):
+        return []
+    learned = []
+    wanted = []
+    if line.payer_account:
+        wanted.append(("account", line.payer_account))
+    if line.payer and not cm.is_person(line.payer):
+        wanted.append(("name", cm.normalise_name(line.payer)))
+    for kind, value in wanted:
+        alias = (await session.execute(select(BankAlias).where(BankAlias.kind == kind, BankAlias.value == value)))\
+            .scalar_one_or_none()
+        if alias is not None and alias.customer_id == customer.id:
+            continue
+        if alias is not None:
+            await session.delete(alias)
+            audit.record(session, at=now, actor=actor, channel=channel, action="bank.alias_dropped", entity="customer",
+                         entity_id=customer.code, kind=kind, value=value, line=line.id, other=alias.customer_id)
+            continue
+        session.add(BankAlias(kind=kind, value=value, customer_id=customer.id, learned_from=line.id,
+                              created_by=actor, created_at=now))
+        learned.append(kind)
+        audit.record(session, at=now, actor=actor, channel=channel, action="bank.alias", entity="customer",
+                     entity_id=customer.code, kind=kind, value=value, line=line.id)
+    return learned
+
+
+# ---- reading -------------------------------------------------------------------------------
+async def open_lines(session: AsyncSession, scope: Scope, *, limit: int = 200) -> list[BankLine]:
+    """Lines waiting for people (unclaimed, or claimed and waiting for finance), oldest first.
+    A caller confined to some reps sees the lines that look like their customers (a suggestion)
+    and those they claimed themselves."""
+    rows = list((await session.execute(select(BankLine).where(BankLine.status.in_(("unclaimed", "claimed")))
+                                       .order_by(BankLine.booked_on, BankLine.id))).scalars())
+    if scope.rep_ids is None and scope.customer_ids is None:
+        return rows[:limit]
+    mine = {c.code: c for c in (await session.execute(select(Customer))).scalars() if scope.allows_customer(c)}
+    mine_ids = {c.id for c in mine.values()}
+    out = [ln for ln in rows if ln.claim_customer_id in mine_ids
+           or any(s.get("customer") in mine for s in ln.suggestions or [])]
+    return out[:limit]
+
