@@ -81,6 +81,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # before anything reads the ledger (the demo, the scheduler's catch-up): an import that a
         # killed process left half-written is taken back (storage/import_runs.py)
         await _recover_imports(services.db)
+        # before anything counts working days: next year's schedule, if finance imported it
+        await services.load_calendar()
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
                               health=state.channel_health, people_first=services.people_first)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
@@ -88,7 +90,9 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                                                  health=state.channel_health)
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
-                 *_background(services.db)]
+                 *_background(services.db),
+                 asyncio.create_task(_every(CALENDAR_RELOAD_SECONDS, services.load_calendar, "calendar reload"),
+                                     name="calendar-reload")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -119,7 +123,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                 await asyncio.wait(unfinished, timeout=2)
         state.sender.stop()
         for t in tasks:
-            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint"):
+            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint",
+                                "calendar-reload"):
                 t.cancel()
         _, late = await asyncio.wait(tasks, timeout=2)
         for t in late:
@@ -137,6 +142,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
 IMPORT_RECOVERY_EVERY = 60.0      # seconds between two looks for an import a killed process left
 STORAGE_PROBE_SECONDS = 5
 WAL_CHECKPOINT_SECONDS = 1.0
+CALENDAR_RELOAD_SECONDS = 300.0   # a schedule another instance imported is used here within this
 
 
 async def _recover_imports(db) -> None:

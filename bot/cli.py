@@ -163,6 +163,7 @@ async def _run(config, args) -> int:
         from bot.web.signing import load_secret
         await load_secret(services.db, config, services.clock.now())
         await _recover_imports(services)
+        await services.load_calendar()
         return await COMMANDS[args.cmd](services, args)
     finally:
         await services.db.close()
