@@ -263,4 +263,11 @@ async def healthz(request: web.Request) -> web.Response:
     if any(j["status"] == "failed" for j in body.get("jobs", {}).values()):
         body["status"] = "degraded"
     body["scheduler"] = state.scheduler.status() if state.scheduler is not None else {"running": False}
+    # from December 1, next year's holidays must be imported (arbot calendar import, /calendar)
+    missing = state.services.calendar.missing_year(state.services.clock.today())
+    body["calendar"] = {"imported_years": sorted(state.services.calendar.imported_years), "missing_year": missing}
+    if missing is not None:
+        body["calendar"]["warning"] = (f"no holiday schedule for {missing}: import the State Council's notice "
+                                       "(arbot calendar import NOTICE.txt, or /calendar in chat)")
+        body["status"] = "degraded"
     return web.json_response(body, status=200 if body["database"] == "ok" else 503)

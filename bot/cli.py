@@ -1,4 +1,5 @@
-"""The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export."""
+"""The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export,
+calendar."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     ef = esub.add_parser("followups")
     ef.add_argument("--since")
     ef.add_argument("--format", choices=["csv", "json"], default="csv")
+    c = sub.add_parser("calendar", help="next year's holidays from the State Council's notice")
+    csub = c.add_subparsers(dest="calendar_cmd", required=True)
+    ci = csub.add_parser("import", help="read the notice (国务院办公厅关于XXXX年部分节假日安排的通知), show it, store it")
+    ci.add_argument("file", help="the notice as published, a UTF-8 text file")
+    ci.add_argument("--year", type=int, help="the year, when the file lacks the notice's title")
+    ci.add_argument("--yes", action="store_true", help="store without asking (scripts); otherwise asked on a terminal")
     return p
 
 
@@ -306,6 +313,40 @@ async def _report(services, args) -> int:
     return 0
 
 
+async def _calendar(services, args) -> int:
+    from domain.holiday_notice import NoticeError, read_notice
+    from domain.workdays import package_disagreements
+    from storage.holiday_schedules import store
+    path = Path(args.file)
+    if not path.is_file():
+        print(render("cli/no_file.txt.j2", path=str(path)), file=sys.stderr)
+        return 2
+    try:
+        notice = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        print(render("cli/calendar.txt.j2", step="not_utf8", path=str(path)), file=sys.stderr)
+        return 2
+    try:
+        schedule = read_notice(notice, args.year)
+    except NoticeError as e:
+        print(render("cli/calendar.txt.j2", step="error", reason=e.code, data=e.data), file=sys.stderr)
+        return 1
+    print(render("cli/calendar.txt.j2", step="read", s=schedule, disagreements=package_disagreements(schedule),
+                 replaces=schedule.year in services.calendar.imported_years))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(render("cli/calendar.txt.j2", step="not_asked"), file=sys.stderr)
+            return 1
+        if input(render("cli/calendar.txt.j2", step="ask").strip() + " ").strip().lower() not in ("y", "yes", "是"):
+            print(render("cli/calendar.txt.j2", step="not_stored"))
+            return 1
+    await services.db.write(lambda s: store(s, schedule, notice=notice, actor="cli", channel="cli",
+                                            now=services.clock.now()))
+    await services.load_calendar()
+    print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+    return 0
+
+
 async def _outbox(services, args) -> int:
     from sqlalchemy import select, update
 
@@ -413,7 +454,7 @@ def _backup(config, args) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "import": _import, "demo-data": _demo_data, "jobs": _jobs, "report": _report,
-            "outbox": _outbox, "export": _export}
+            "outbox": _outbox, "export": _export, "calendar": _calendar}
 
 if __name__ == "__main__":
     sys.exit(main())

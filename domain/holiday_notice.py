@@ -98,7 +98,7 @@ def _year_of(text: str, year: int | None) -> int:
     return year
 
 
-def _dates(sentence: str, year: int, item: int) -> list[tuple[date, bool]]:
+def _dates(sentence: str, year: int, item: str) -> list[tuple[date, bool]]:
     """Dates in ``sentence``, each with whether it followed 至 (a range's end: month and year
     may be those of the date before). A weekday in the bracket after a date is checked."""
     out: list[tuple[date, bool]] = []
@@ -136,11 +136,12 @@ def read_notice(text: str, year: int | None = None) -> HolidaySchedule:
     text = _normalise(text)
     year = _year_of(text, year)
     festivals: list[Festival] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for line in text.splitlines():
         m = _ITEM.match(line)
         if not m:
             continue
         name, body = m.group(2).strip(), m.group(3)
+        n = f"{m.group(1)}、{name}"                     # how the reply names the item
         first = last = None
         workdays: list[date] = []
         count = None

@@ -53,6 +53,15 @@ class WorkCalendar:
             return False
         return True
 
+    def missing_year(self, today: date) -> int | None:
+        """The year whose schedule should be known by ``today`` and is not: next year from
+        December 1 (the notice is out by then), this year always; None when nothing is missing."""
+        if not self.knows_year(today.year):
+            return today.year
+        if today.month == 12 and not self.knows_year(today.year + 1):
+            return today.year + 1
+        return None
+
     def is_workday(self, day: date) -> bool:
         if day in self.extra_workdays:
             return True
@@ -104,3 +113,17 @@ class WorkCalendar:
                     return t + left
                 left -= day_end - t
             t = day_end
+
+
+def package_disagreements(schedule: HolidaySchedule) -> list[date] | None:
+    """The days of ``schedule``'s year on which it and the calendar package disagree about
+    working or not; None when the package does not know that year."""
+    plain, imported = WorkCalendar(), WorkCalendar(schedules=[schedule])
+    if not plain.knows_year(schedule.year):
+        return None
+    day, out = date(schedule.year, 1, 1), []
+    while day.year == schedule.year:
+        if plain.is_workday(day) != imported.is_workday(day):
+            out.append(day)
+        day += timedelta(days=1)
+    return out
