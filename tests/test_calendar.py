@@ -22,7 +22,6 @@ from storage.models import AuditEntry, HolidaySchedule, Promise
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
-from tests.test_cli import arbot
 
 NOTICES = Path(__file__).parent / "data" / "calendar"
 MADE_UP_2027 = (NOTICES / "notice-2027-made-up.txt").read_text(encoding="utf-8")
@@ -167,21 +166,27 @@ async def test_from_december_1_finance_is_told_once(aiohttp_client, db):
     assert "known" in await bot.run("calendar_watch", at("2026-12-03 09:00"))
 
 
-def test_cli_shows_the_notice_and_stores_it_only_when_told(tmp_path):
-    env = {"ARBOT_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
-    notice = str(NOTICES / "notice-2026.txt")
-    asked = arbot("calendar", "import", notice, cwd=tmp_path, env=env, check=False)
-    assert asked.returncode == 1 and "加 --yes" in asked.stderr            # no terminal to ask on
-    assert "国庆节：10月1日（周四）至10月7日（周三）放假，共 7 天；9月20日（周日）、10月10日（周六）上班" in asked.stdout
-    assert "与内置日历逐日一致" in asked.stdout
+def test_cli_shows_the_notice_and_stores_it_only_when_told(tmp_path, monkeypatch, capsys):
+    from bot.cli import main
+    monkeypatch.setenv("ARBOT_DATABASE_URL", f"sqlite:///{tmp_path}/a.db")
+    monkeypatch.delenv("ARBOT_CONFIG", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+
+    def arbot(*args: str) -> tuple[int, str, str]:
+        rc = main(list(args))
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+    rc, out, err = arbot("calendar", "import", str(NOTICES / "notice-2026.txt"))
+    assert rc == 1 and "加 --yes" in err                                 # no terminal to ask on
+    assert "国庆节：10月1日（周四）至10月7日（周三）放假，共 7 天；9月20日（周日）、10月10日（周六）上班" in out
+    assert "与内置日历逐日一致" in out
     made_up = tmp_path / "2027.txt"
     made_up.write_text(MADE_UP_2027.replace("共8天", "共9天"), encoding="utf-8")
-    bad = arbot("calendar", "import", str(made_up), "--year", "2027", "--yes", cwd=tmp_path, env=env, check=False)
-    assert bad.returncode == 1 and "写的是共 9 天，但日期范围是 8 天" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    rc, out, err = arbot("calendar", "import", str(made_up), "--year", "2027", "--yes")
+    assert rc == 1 and "写的是共 9 天，但日期范围是 8 天" in err and "Traceback" not in err
     made_up.write_text(MADE_UP_2027, encoding="utf-8")
-    done = arbot("calendar", "import", str(made_up), "--year", "2027", "--yes", cwd=tmp_path, env=env)
-    assert "已保存 2027 年节假日安排" in done.stdout
+    rc, out, err = arbot("calendar", "import", str(made_up), "--year", "2027", "--yes")
+    assert rc == 0 and "已保存 2027 年节假日安排" in out
     import sqlite3
     with sqlite3.connect(tmp_path / "a.db") as con:
         assert con.execute("SELECT year, imported_by FROM holiday_schedules").fetchall() == [(2027, "cli")]
