@@ -21,7 +21,7 @@ from domain.workdays import WorkCalendar
 from storage.models import AuditEntry, HolidaySchedule, Promise
 from tests import ledger_fixture
 from tests.conftest import at
-from tests.harness import Bot
+from tests.harness import Bot, root_logging_kept
 
 NOTICES = Path(__file__).parent / "data" / "calendar"
 MADE_UP_2027 = (NOTICES / "notice-2027-made-up.txt").read_text(encoding="utf-8")
@@ -166,14 +166,15 @@ async def test_from_december_1_finance_is_told_once(aiohttp_client, db):
     assert "known" in await bot.run("calendar_watch", at("2026-12-03 09:00"))
 
 
-def test_cli_shows_the_notice_and_stores_it_only_when_told(tmp_path, monkeypatch, capsys):
+def test_cli_shows_the_notice_and_stores_it_only_when_told(tmp_path, capsys, monkeypatch):
     from bot.cli import main
     monkeypatch.setenv("ARBOT_DATABASE_URL", f"sqlite:///{tmp_path}/a.db")
     monkeypatch.delenv("ARBOT_CONFIG", raising=False)
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
 
     def arbot(*args: str) -> tuple[int, str, str]:
-        rc = main(list(args))
+        with root_logging_kept():
+            rc = main(list(args))
         out = capsys.readouterr()
         return rc, out.out, out.err
     rc, out, err = arbot("calendar", "import", str(NOTICES / "notice-2026.txt"))

@@ -9,6 +9,7 @@ import pytest
 
 from bot.cli import _parser, main
 from bot.config import ConfigError, load_config
+from tests.harness import root_logging_kept
 
 ROBOT_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 
@@ -58,10 +59,7 @@ def test_file_secrets(tmp_path):
     assert "ARBOT_WEB_SECRET_FILE" in str(e.value) and "missing" in str(e.value)
 
 
-def test_log_level_is_configured(tmp_path, monkeypatch, capsys):
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))     # main() replaces the handlers
-    monkeypatch.setattr(root, "level", root.level)
+def test_log_level_is_configured(tmp_path, capsys, monkeypatch):   # monkeypatch undone first
     assert load_config(env={"ARBOT_LOG_LEVEL": "debug"}).log.level == "debug"
     with pytest.raises(ConfigError) as e:
         load_config(env={"ARBOT_LOG_LEVEL": "LOUD"})
@@ -73,14 +71,17 @@ def test_log_level_is_configured(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ARBOT_WEB_SECRET_FILE", str(secret))
     monkeypatch.setenv("ARBOT_WECOM_ROBOT_WEBHOOK_KEYS", f'{{"managers": "{ROBOT_KEY}"}}')
     monkeypatch.setenv("ARBOT_LOG_LEVEL", "WARNING")
-    assert main(["outbox"]) == 0
+    with root_logging_kept():
+        assert main(["outbox"]) == 0
     quiet = capsys.readouterr().err
     assert "Running upgrade" not in quiet                           # alembic's INFO lines
     monkeypatch.setenv("ARBOT_LOG_LEVEL", "DEBUG")
     (tmp_path / "a.db").unlink()
-    assert main(["outbox"]) == 0
+    with root_logging_kept() as root:
+        assert main(["outbox"]) == 0
+        assert root.level == logging.DEBUG
     loud = capsys.readouterr().err
-    assert "Running upgrade" in loud and root.level == logging.DEBUG
+    assert "Running upgrade" in loud
     assert "s3cr3t" not in loud and ROBOT_KEY not in loud
 
 
