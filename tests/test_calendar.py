@@ -147,6 +147,18 @@ async def test_finance_pastes_the_notice_confirms_and_the_date_parser_uses_it(ai
     assert "没有待确认" in again
 
 
+async def test_a_configured_holiday_reaches_the_reply_parser(aiohttp_client, db):
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    bot = await Bot.start(aiohttp_client, db, at("2026-12-29 10:00"), calendar={"extra_holidays": ("2026-12-31",)})
+    await bot.say("rep1", "/promise INV-A1 3个工作日内")
+    assert await _promised(db) == date(2027, 1, 4)               # 12-30, (12-31 off), 1-1, 1-4
+    await bot.say("rep1", "/followup INV-A1 客户答应3个工作日内付清")     # the reply parser, same calendar
+    async with db.session() as s:
+        dates = (await s.execute(select(Promise.promised_date).order_by(Promise.id))).scalars().all()
+    assert dates[-2:] == [date(2027, 1, 4), date(2027, 1, 4)]
+
+
 async def test_from_december_1_finance_is_told_once(aiohttp_client, db):
     async with db.session() as s, s.begin():
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
