@@ -318,7 +318,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     """Read TOML (if any), apply environment overrides, validate. Raises ConfigError."""
     env = dict(os.environ if env is None else env)
     raw: dict[str, Any] = {}
-    path = path or _from_env(env, "ARBOT_CONFIG")
+    path = path or env.get("ARBOT_CONFIG")
     if path:
         p = Path(path)
         if not p.exists():
