@@ -116,6 +116,8 @@ async def test_finance_pastes_the_notice_confirms_and_the_date_parser_uses_it(ai
     assert health["status"] == "degraded" and health["calendar"]["missing_year"] == 2027
     assert "2027" in health["calendar"]["warning"]
 
+    [status] = await bot.say("fin1", "/calendar")
+    assert "2026 年（内置）" in status and "2027 年的放假安排还没有" in status
     [refused] = await bot.say("rep1", "/calendar 2027 " + MADE_UP_2027)
     assert "没有使用 /calendar 的权限" in refused
     [no_year] = await bot.say("fin1", "/calendar " + MADE_UP_2027)
@@ -143,6 +145,8 @@ async def test_finance_pastes_the_notice_confirms_and_the_date_parser_uses_it(ai
         assert row.imported_by == "fin1" and "春节" in row.notice
         [entry] = (await s.execute(select(AuditEntry).where(AuditEntry.action == "calendar_import"))).scalars()
         assert entry.actor == "fin1" and entry.entity_id == "2027"
+    [status] = await bot.say("fin1", "/calendar")
+    assert "2027 年（已导入）" in status and "还没有" not in status
     [again] = await bot.say("fin1", "确认")
     assert "没有待确认" in again
 
