@@ -1,5 +1,5 @@
-"""Next year's calendar: the State Council's notice read (the 2025 and 2026 notices as published,
-tests/data/calendar/, from gmw.cn / xinhuanet), stored by the CLI or by finance in chat, and the
+"""Next year's calendar: the State Council's notice read (the 2023 to 2026 notices as published,
+tests/data/calendar/, from gmw.cn, xinhuanet and zh.wikisource), stored by the CLI or by finance in chat, and the
 one calendar that the date parser, the jobs and /healthz all count on.
 
 notice-2027-made-up.txt is NOT the real 2027 notice: two items written for these tests, with
@@ -40,6 +40,23 @@ def test_the_published_notice_gives_the_package_schedule_day_by_day(year):
             differ.append(day)
         day += timedelta(days=1)
     assert differ == []
+
+
+@pytest.mark.parametrize("year", [2023, 2024])
+def test_older_notices_agree_with_the_package_on_every_working_day(year):
+    # 2023's 元旦 starts in 2022 (2022年12月31日至2023年1月2日); 2024's has one-day holidays
+    # "与周末连休" and a remark date (除夕（2月9日）) that is not a holiday. The package also lists
+    # weekend days next to those one-day holidays as holidays, so here the test is the working day
+    schedule = read_notice((NOTICES / f"notice-{year}.txt").read_text(encoding="utf-8"))
+    imported = WorkCalendar(schedules=[schedule])
+    day, differ = date(year - 1, 12, 1), []
+    while day.year <= year:
+        if imported.is_workday(day) != chinese_calendar.is_workday(day):
+            differ.append(day)
+        day += timedelta(days=1)
+    assert differ == []
+    assert schedule.workdays == sorted(d for d in PACKAGE_WORKDAYS if d.year == year)
+    assert set(schedule.holidays) <= set(PACKAGE_HOLIDAYS)
 
 
 def test_a_notice_pasted_on_one_line_with_ascii_punctuation_reads_the_same():
