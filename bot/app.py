@@ -81,6 +81,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # before anything reads the ledger (the demo, the scheduler's catch-up): an import that a
         # killed process left half-written is taken back (storage/import_runs.py)
         await _recover_imports(services.db)
+        # before anything counts working days: next year's schedule, if finance imported it
+        await services.load_calendar()
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
                               health=state.channel_health, people_first=services.people_first)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
@@ -89,7 +91,9 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                                                  first_contact=identities.FirstContact(services.db, config))
         await state.inbound.resume_unhandled()
         tasks = [asyncio.create_task(state.inbound.run_resumer(), name="inbound-resumer"),
-                 *_background(services.db)]
+                 *_background(services.db),
+                 asyncio.create_task(_every(CALENDAR_RELOAD_SECONDS, services.load_calendar, "calendar reload"),
+                                     name="calendar-reload")]
         if start_sender and config.outbox.send:
             tasks.append(asyncio.create_task(state.sender.run(), name="outbox-sender"))
         if config.demo:
@@ -120,7 +124,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
                 await asyncio.wait(unfinished, timeout=2)
         state.sender.stop()
         for t in tasks:
-            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint"):
+            if t.get_name() in ("inbound-resumer", "import-recovery", "storage-watch", "wal-checkpoint",
+                                "calendar-reload"):
                 t.cancel()
         _, late = await asyncio.wait(tasks, timeout=2)
         for t in late:
@@ -138,6 +143,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
 IMPORT_RECOVERY_EVERY = 60.0      # seconds between two looks for an import a killed process left
 STORAGE_PROBE_SECONDS = 5
 WAL_CHECKPOINT_SECONDS = 1.0
+CALENDAR_RELOAD_SECONDS = 300.0   # a schedule another instance imported is used here within this
 
 
 async def _recover_imports(db) -> None:
@@ -258,4 +264,11 @@ async def healthz(request: web.Request) -> web.Response:
     if any(j["status"] == "failed" for j in body.get("jobs", {}).values()):
         body["status"] = "degraded"
     body["scheduler"] = state.scheduler.status() if state.scheduler is not None else {"running": False}
+    # from December 1, next year's holidays must be imported (arbot calendar import, /calendar)
+    missing = state.services.calendar.missing_year(state.services.clock.today())
+    body["calendar"] = {"imported_years": sorted(state.services.calendar.imported_years), "missing_year": missing}
+    if missing is not None:
+        body["calendar"]["warning"] = (f"no holiday schedule for {missing}: import the State Council's notice "
+                                       "(arbot calendar import NOTICE.txt, or /calendar in chat)")
+        body["status"] = "degraded"
     return web.json_response(body, status=200 if body["database"] == "ok" else 503)

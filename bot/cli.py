@@ -1,4 +1,5 @@
-"""The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export."""
+"""The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export,
+calendar."""
 from __future__ import annotations
 
 import argparse
@@ -19,56 +20,73 @@ from bot.render import render
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arbot", description="Accounts-receivable collection bot")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version and exit")
     p.add_argument("--config", help="TOML config file (or ARBOT_CONFIG)")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, help="what to do")
     s = sub.add_parser("serve", help="run the bot (webhooks, local chat, scheduler, outbox)")
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s.add_argument("--host", help="listen address (default: [server] host)")
+    s.add_argument("--port", type=int, help="listen port (default: [server] port)")
     s.add_argument("--demo", action="store_true", help="local web chat on, demo data into an empty database")
     s.add_argument("--at", help="rehearsal: start the clock at this ISO datetime (company timezone if none given)"
                                 " and let it run on; the day's missed jobs catch up as of then")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     i = sub.add_parser("import", help="import people|customers|receivables|payments from CSV, XLSX or XLS; "
                                       "bank: a bank statement (CSV, XLSX, XLS, MT940), matched and applied")
-    i.add_argument("kind", choices=["people", "customers", "receivables", "payments", "bank"])
-    i.add_argument("file")
-    i.add_argument("--format", choices=["text", "json"], default="text")
+    i.add_argument("kind", choices=["people", "customers", "receivables", "payments", "bank"], help="what the file holds")
+    i.add_argument("file", help="a .csv (UTF-8 or GBK), .xlsx or .xls file (bank: also MT940); docs/user-guide.md"
+                                " lists the columns")
+    i.add_argument("--format", choices=["text", "json"], default="text", help="the import report as text or JSON")
     i.add_argument("--date-order", choices=["ymd", "mdy", "dmy"],
                    help="how to read 3/5/2026 or 26-3-5 in this file (default: [import] date_order)")
     i.add_argument("--allow-customer-change", action="store_true",
                    help="let rows move invoices already in the ledger to another customer (refused otherwise)")
     i.add_argument("--account", default="", help="bank: our account the statement is of (a name or number)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
-    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--seed", type=int, default=7, help="random seed: the same seed makes the same company")
     j = sub.add_parser("jobs", help="list or run scheduled jobs")
-    jsub = j.add_subparsers(dest="jobs_cmd", required=True)
-    jsub.add_parser("list")
-    jr = jsub.add_parser("run")
-    jr.add_argument("name")
+    jsub = j.add_subparsers(dest="jobs_cmd", required=True, help="list or run")
+    jsub.add_parser("list", help="every job with its trigger")
+    jr = jsub.add_parser("run", help="run one job now")
+    jr.add_argument("name", help="the job's name, as `arbot jobs list` shows it")
     jr.add_argument("--at", help="run as if the clock read this ISO datetime (company timezone if none given)")
     pr = sub.add_parser("parse-reply", help="show how the bot reads a rep's reply")
-    pr.add_argument("text")
+    pr.add_argument("text", help="the reply as the rep wrote it")
     pr.add_argument("--today", required=True, help="YYYY-MM-DD")
     pr.add_argument("--items", type=int, default=None, help="how many items the push had")
     pr.add_argument("--split", action="store_true",
                     help="split a whole message into per-item segments; prints a JSON list")
     r = sub.add_parser("report", help="reports for finance's spreadsheets")
-    rsub = r.add_subparsers(dest="report", required=True)
-    ra = rsub.add_parser("aging")
-    ra.add_argument("--as-of")
-    ra.add_argument("--by", choices=["rep", "team", "customer", "region"])
-    ra.add_argument("--format", choices=["json", "csv", "text"], default="text")
+    rsub = r.add_subparsers(dest="report", required=True, help="which report")
+    ra = rsub.add_parser("aging", help="open receivables by days overdue")
+    ra.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    ra.add_argument("--by", choices=["rep", "team", "customer", "region"], help="one row per rep, team, customer or region")
+    ra.add_argument("--format", choices=["json", "csv", "text"], default="text", help="output format (CSV for Excel)")
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
-    o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None)
+    o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None,
+                   help="show only messages in this state")
     o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
     b = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs (online backup API)")
     b.add_argument("path", nargs="?", help="file or directory (default ./var/backups/arbot-<time>.db)")
     e = sub.add_parser("export", help="export the follow-up log")
-    esub = e.add_subparsers(dest="export", required=True)
-    ef = esub.add_parser("followups")
-    ef.add_argument("--since")
-    ef.add_argument("--format", choices=["csv", "json"], default="csv")
+    esub = e.add_subparsers(dest="export", required=True, help="what to export")
+    ef = esub.add_parser("followups", help="every follow-up logged, oldest first")
+    ef.add_argument("--since", help="YYYY-MM-DD: only follow-ups from this day on")
+    ef.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
+    c = sub.add_parser("calendar", help="next year's holidays from the State Council's notice")
+    csub = c.add_subparsers(dest="calendar_cmd", required=True, help="import")
+    ci = csub.add_parser("import", help="read the notice (国务院办公厅关于XXXX年部分节假日安排的通知), show it, store it")
+    ci.add_argument("file", help="the notice as published, a UTF-8 text file")
+    ci.add_argument("--year", type=int, help="the year, when the file lacks the notice's title")
+    ci.add_argument("--yes", action="store_true", help="store without asking (scripts); otherwise asked on a terminal")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("arbot")
+    except PackageNotFoundError:          # run from a checkout that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arbot: configuration error: {e}", file=sys.stderr)
         return 2
     from bot import logs
-    logs.setup(json_lines=args.cmd == "serve")
+    logs.setup(config.log.level.upper(), json_lines=args.cmd == "serve")
     if args.cmd == "serve":
         return _serve(config, args)
     if args.cmd == "backup":               # before anything migrates: a backup is taken *before* an upgrade
@@ -165,6 +183,7 @@ async def _run(config, args) -> int:
         from bot.web.signing import load_secret
         await load_secret(services.db, config, services.clock.now())
         await _recover_imports(services)
+        await services.load_calendar()
         return await COMMANDS[args.cmd](services, args)
     finally:
         await services.db.close()
@@ -349,6 +368,40 @@ async def _report(services, args) -> int:
     return 0
 
 
+async def _calendar(services, args) -> int:
+    from domain.holiday_notice import NoticeError, read_notice
+    from domain.workdays import package_disagreements
+    from storage.holiday_schedules import store
+    path = Path(args.file)
+    if not path.is_file():
+        print(render("cli/no_file.txt.j2", path=str(path)), file=sys.stderr)
+        return 2
+    try:
+        notice = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        print(render("cli/calendar.txt.j2", step="not_utf8", path=str(path)), file=sys.stderr)
+        return 2
+    try:
+        schedule = read_notice(notice, args.year)
+    except NoticeError as e:
+        print(render("cli/calendar.txt.j2", step="error", reason=e.code, data=e.data), file=sys.stderr)
+        return 1
+    print(render("cli/calendar.txt.j2", step="read", s=schedule, disagreements=package_disagreements(schedule),
+                 replaces=schedule.year in services.calendar.imported_years))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(render("cli/calendar.txt.j2", step="not_asked"), file=sys.stderr)
+            return 1
+        if input(render("cli/calendar.txt.j2", step="ask").strip() + " ").strip().lower() not in ("y", "yes", "是"):
+            print(render("cli/calendar.txt.j2", step="not_stored"))
+            return 1
+    await services.db.write(lambda s: store(s, schedule, notice=notice, actor="cli", channel="cli",
+                                            now=services.clock.now()))
+    await services.load_calendar()
+    print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+    return 0
+
+
 async def _outbox(services, args) -> int:
     from sqlalchemy import select, update
 
@@ -456,7 +509,7 @@ def _backup(config, args) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "import": _import, "demo-data": _demo_data, "jobs": _jobs, "report": _report,
-            "outbox": _outbox, "export": _export}
+            "outbox": _outbox, "export": _export, "calendar": _calendar}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,12 +1,17 @@
 """Configuration: TOML file + environment → frozen dataclasses, validated at start-up.
 
-Every key is documented in ``config.example.toml``. Secrets and the database URL may come
-from the environment: ``ARBOT_<SECTION>_<KEY>`` overrides ``[section] key`` (for example
-``ARBOT_DATABASE_URL``, ``ARBOT_WECOM_SECRET``, ``ARBOT_DINGTALK_APP_SECRET``, ``ARBOT_FEISHU_APP_SECRET``).
+Every key is documented in ``config.example.toml``. Any key may come from the environment:
+``ARBOT_<SECTION>_<KEY>`` overrides ``[section] key`` (for example ``ARBOT_DATABASE_URL``,
+``ARBOT_WECOM_SECRET``); a table is given as a JSON object
+(``ARBOT_WECOM_ROBOT_WEBHOOK_KEYS='{"managers": "…"}'``) and a list as a JSON array or
+comma-separated. ``ARBOT_<SECTION>_<KEY>_FILE=/run/secrets/x`` reads the value from that file
+(Docker and Kubernetes secrets), trailing newline dropped. A secret's value never appears in an
+error message.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -192,6 +197,11 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"               # DEBUG | INFO | WARNING | ERROR
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -215,6 +225,7 @@ class Config:
     reports: ReportsConfig = ReportsConfig()
     web: WebConfig = WebConfig()
     imports: ImportConfig = dataclasses.field(default=ImportConfig(), metadata={"section": "import"})
+    log: LogConfig = LogConfig()
     demo: bool = False
 
     @property
@@ -232,9 +243,11 @@ SECRET_KEYS = {("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_
                ("feishu", "encrypt_key"), ("database", "url"), ("smtp", "password"), ("sms", "app_key"),
                ("sms", "access_key_secret"),
                ("web", "secret")}
+# tables whose values are secrets (a robot's key is the whole credential)
+SECRET_TABLES = {("wecom", "robot_webhook_keys"), ("dingtalk", "robot_webhooks")}
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
+def _coerce(value: Any, typ: Any, key: str, secret: bool = False) -> Any:
     origin = get_origin(typ) or typ
     try:
         if typ is bool or origin is bool:
@@ -260,18 +273,39 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 raise ValueError(value)
             return str(value)
         if origin is tuple:
-            if isinstance(value, str):
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                value = json.loads(value)                  # from the environment: a JSON array
+            elif isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise ValueError(value)
             return tuple(value)
         if origin is dict:
+            if isinstance(value, str):                     # from the environment: a JSON object
+                value = json.loads(value)
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
     except (ValueError, TypeError, InvalidOperation):
-        raise ConfigError(f"{key}: expected {getattr(origin, '__name__', origin)}, got {value!r}") from None
+        got = "" if secret else f", got {value!r}"
+        what = ('a table (from the environment: a JSON object like {"name": "value"})' if origin is dict
+                else getattr(origin, '__name__', origin))
+        raise ConfigError(f"{key}: expected {what}{got}") from None
     return value
+
+
+def _from_env(env: dict[str, str], name: str) -> str | None:
+    """``name``'s value from the environment, or from the file ``name_FILE`` names (a Docker or
+    Kubernetes secret mounted as a file); None when neither is set."""
+    path = env.get(name + "_FILE")
+    if path is None:
+        return env.get(name)
+    if name in env:
+        raise ConfigError(f"{name} and {name}_FILE are both set: keep one")
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{name}_FILE: cannot read {path}: {type(e).__name__}") from None
 
 
 def _build(cls: type, raw: dict, section: str, env: dict[str, str]) -> Any:
@@ -283,10 +317,12 @@ def _build(cls: type, raw: dict, section: str, env: dict[str, str]) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         env_name = f"ARBOT_{section.upper()}_{f.name.upper()}"
-        if env_name in env and get_origin(hints[f.name]) not in (dict,):
-            kwargs[f.name] = _coerce(env[env_name], hints[f.name], env_name)
+        secret = (section, f.name) in SECRET_KEYS or (section, f.name) in SECRET_TABLES
+        from_env = _from_env(env, env_name)
+        if from_env is not None:
+            kwargs[f.name] = _coerce(from_env, hints[f.name], env_name, secret)
         elif f.name in raw:
-            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"[{section}] {f.name}")
+            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"[{section}] {f.name}", secret)
     return cls(**kwargs)
 
 
@@ -354,6 +390,8 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"[calendar] {key}: not an ISO date: {d!r}") from None
     if cfg.imports.date_order not in ("ymd", "mdy", "dmy"):
         raise ConfigError(f"[import] date_order: expected \"ymd\", \"mdy\" or \"dmy\", got {cfg.imports.date_order!r}")
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"[log] level: expected DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}")
     if not (1 <= cfg.server.port <= 65535):
         raise ConfigError(f"[server] port: must be 1..65535, got {cfg.server.port}")
     if cfg.dingtalk.mode not in ("http", "stream"):
@@ -409,8 +447,6 @@ def redacted(cfg: Config) -> dict:
         if out.get(section, {}).get(key):
             val = out[section][key]
             out[section][key] = re.sub(r"://[^@/]*@", "://***@", val) if key == "url" else "***"
-    for name in ("robot_webhook_keys", "robot_webhooks"):
-        for section in ("wecom", "dingtalk"):
-            if name in out[section]:
-                out[section][name] = {k: "***" for k in out[section][name]}
+    for section, name in SECRET_TABLES:
+        out[section][name] = {k: "***" for k in out[section][name]}
     return out

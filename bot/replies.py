@@ -61,6 +61,7 @@ from typing import Any, Literal
 import cn2an
 
 from domain.dates import half_width, read_dates
+from domain.workdays import WorkCalendar
 from domain.money import AmountError, parse_amount
 
 __all__ = ["ASK", "ParsedReply", "parse_message", "parse_reply", "split_reply", "resolve_amount"]
@@ -349,8 +350,10 @@ def _fill(promise: dict, date_: date | None, amount, share, rest) -> None:
         promise["rest"] |= rest
 
 
-def parse_reply(text: str, today: date, item_count: int | None = None) -> ParsedReply:
-    """Parse one reply segment (use :func:`parse_message` for a whole message)."""
+def parse_reply(text: str, today: date, item_count: int | None = None,
+                calendar: WorkCalendar | None = None) -> ParsedReply:
+    """Parse one reply segment (use :func:`parse_message` for a whole message). ``calendar``: the
+    company's (``Services.calendar``), on which ``3个工作日内`` and ``月底`` are counted."""
     s = _clean(text or "")
     items, pos, correction = _head(s, item_count)
     body = s[pos:]
@@ -362,7 +365,7 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
     denied = [m for m in _NOT_X.finditer(body)]
     lifts = correction and any(re.search(r"异议|争议|纠纷|disput", m.group()) for m in denied)
     body = _mask(body, [m.span() for m in denied])
-    found = [f for f in read_dates(body, today) if "\x00" not in body[f.span[0]:f.span[1]]]
+    found = [f for f in read_dates(body, today, calendar) if "\x00" not in body[f.span[0]:f.span[1]]]
     dates = [(f.date, f.span) for f in found]
     approx = {f.date: f.approximate for f in found}
     masked = _mask(body, [span for _, span in dates])
@@ -476,13 +479,14 @@ def parse_reply(text: str, today: date, item_count: int | None = None) -> Parsed
                        lifts_dispute=lifts, ask=ask, text=(text or "").strip())
 
 
-def parse_message(text: str, today: date, item_count: int | None = None) -> list[ParsedReply]:
+def parse_message(text: str, today: date, item_count: int | None = None,
+                  calendar: WorkCalendar | None = None) -> list[ParsedReply]:
     """A whole reply message: its segments (:func:`split_reply`), each parsed, with back-
     references resolved (``10 明天付；11也是`` gives 11 the same promise) and a line that
     may be an item or a month (``2月底付`` between items 1 and 3) marked to ask back."""
     out: list[ParsedReply] = []
     for segment in split_reply(text):
-        p = parse_reply(segment, today, item_count)
+        p = parse_reply(segment, today, item_count, calendar)
         if p.same_as_previous and out and out[-1].items is not None:
             prev = out[-1]
             p = dataclasses.replace(prev, items=p.items, correction=p.correction, note=p.note, text=p.text,

@@ -30,6 +30,14 @@ class Services:
                    db=db or Database(config.database.url, config.database.echo),
                    calendar=WorkCalendar(holidays, workdays))
 
+    async def load_calendar(self) -> None:
+        """Bring the imported holiday schedules (``arbot calendar import``, ``/calendar``) into
+        the one calendar everything counts working days on; at start, after an import, and now
+        and then (another instance may have imported)."""
+        from storage.holiday_schedules import all_schedules
+        async with self.db.reader() as s:
+            self.calendar.use_schedules(await all_schedules(s))
+
     @property
     def platforms(self) -> tuple[str, ...]:
         """Platforms people are reached on, in order of preference (the registry's order)."""

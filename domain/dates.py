@@ -40,8 +40,9 @@ Rules worth knowing (they are decisions, not accidents):
   ``end of (the) month``/``month end``, ``end of (the) year``, ``in/within N days``,
   ``Dec 20``/``20th December``, ``before (chinese new year|cny|spring festival)``.
 * ``N天内``/``N天后`` → today + N; ``一周内`` → +7; ``N个月内`` → same day N months on
-  (clamped); ``N个工作日内`` counts working days on the Chinese calendar (make-up days
-  included), falling back to Mon–Fri for years the calendar package does not cover.
+  (clamped); ``N个工作日内`` counts working days on the company calendar the caller passes
+  (domain/workdays.py: the Chinese calendar, make-up days included, with the configured and
+  imported days), falling back to Mon–Fri for years nothing covers.
 * Unsupported (returns nothing): ``过几天``, ``近期``, ``节后`` (which festival?).
 """
 from __future__ import annotations
@@ -56,7 +57,9 @@ from lunardate import LunarDate
 
 from domain.workdays import WorkCalendar
 
-_CALENDAR = WorkCalendar()
+# for callers with no company calendar at hand (tests, the offline ``arbot parse-reply``): the
+# Chinese calendar package's schedule only; the bot passes its configured calendar (bot/services.py)
+_PACKAGE_CALENDAR = WorkCalendar()
 
 __all__ = ["DateError", "FoundDate", "parse_date", "find_date", "find_dates", "read_dates", "half_width"]
 
@@ -123,10 +126,8 @@ def _week_day(today: date, weeks_ahead: int, weekday: int) -> date:
     return monday + timedelta(days=7 * weeks_ahead + weekday)
 
 
-def _add_workdays(today: date, n: int) -> date:
-    # the company calendar's rules (调休 included); config overrides don't reach a parser, which
-    # only needs "about N working days" to read a promise
-    return _CALENDAR.add_workdays(today, n)
+def _add_workdays(today: date, n: int, cal: WorkCalendar) -> date:
+    return cal.add_workdays(today, n)
 
 
 def _which(prefix: str | None) -> int:
@@ -136,40 +137,40 @@ def _which(prefix: str | None) -> int:
 
 
 # ---- handlers: (match, today) -> date; may raise ValueError for impossible dates ----
-def _h_ymd(m, today):
+def _h_ymd(m, today, cal):
     return date(_num(m["y"]), _num(m["m"]), _num(m["d"]))
 
 
-def _h_md(m, today):
+def _h_md(m, today, cal):
     if m.groupdict().get("y"):
         return date(_num(m["y"]), _num(m["m"]), _num(m["d"]))
     return _month_day(_num(m["m"]), _num(m["d"]), today)
 
 
-def _h_month_part(m, today, part=None):
+def _h_month_part(m, today, cal, part=None):
     mon, part = _num(m["m"] or m["m2"]), part or m["p"]
     if m["y"]:
-        return _part_of_month(_num(m["y"]), mon, part)
+        return _part_of_month(_num(m["y"]), mon, part, cal)
     earliest = today - timedelta(days=60)                  # the same rollover as _month_day
     return next(d for y in range(today.year - 1, today.year + 2)
-                if (d := _part_of_month(y, mon, part, today)) >= earliest)
+                if (d := _part_of_month(y, mon, part, cal, today)) >= earliest)
 
 
-def _part_of_month(y: int, mon: int, part: str, today: date | None = None) -> date:
+def _part_of_month(y: int, mon: int, part: str, cal: WorkCalendar, today: date | None = None) -> date:
     if part == "初":
         return date(y, mon, 1)
     if part == "中":
         return date(y, mon, 15)
-    return _last_workday(date(y, mon, _last_day(y, mon)), today)   # 底 / 末 / 份 / 内
+    return _last_workday(date(y, mon, _last_day(y, mon)), today, cal)   # 底 / 末 / 份 / 内
 
 
-def _last_workday(last: date, today: date | None, floor: date | None = None) -> date:
+def _last_workday(last: date, today: date | None, cal: WorkCalendar, floor: date | None = None) -> date:
     """The last working day on or before ``last`` (not before ``floor``); ``last`` itself
     when that day has passed already (see the module docstring)."""
     d = last
-    while not _CALENDAR.is_workday(d) and d > (floor or last - timedelta(days=14)):
+    while not cal.is_workday(d) and d > (floor or last - timedelta(days=14)):
         d -= timedelta(days=1)
-    if not _CALENDAR.is_workday(d) or (today is not None and d < today):
+    if not cal.is_workday(d) or (today is not None and d < today):
         return last
     return d
 
@@ -183,20 +184,20 @@ def _spring_festival_eve(after: date) -> date:
     raise DateError("no Spring Festival ahead")          # pragma: no cover
 
 
-def _h_festival(m, today):
+def _h_festival(m, today, cal):
     word = m[0].lower()
     if "元旦" in word or "new year's" in word:
         jan1 = date(today.year + 1, 1, 1)
         if "前" in word or "before" in word:
-            return _last_workday(jan1 - timedelta(days=1), today, floor=today)
-        return _CALENDAR.next_workday(jan1, include_today=False)
+            return _last_workday(jan1 - timedelta(days=1), today, cal, floor=today)
+        return cal.next_workday(jan1, include_today=False)
     eve = _spring_festival_eve(today)
     if any(w in word for w in ("前", "before")):
-        return _last_workday(eve - timedelta(days=1), today, floor=today)
-    return _CALENDAR.next_workday(eve + timedelta(days=8))   # 初八
+        return _last_workday(eve - timedelta(days=1), today, cal, floor=today)
+    return cal.next_workday(eve + timedelta(days=8))   # 初八
 
 
-def _h_rel_month_part(m, today):
+def _h_rel_month_part(m, today, cal):
     part = m["p"]
     if m["w"] is None and part == "初":                   # bare 月初: the 1st still ahead
         return today if today.day == 1 else _add_months(today, 1, 1)
@@ -204,15 +205,15 @@ def _h_rel_month_part(m, today):
         base = _add_months(today, 1, 1)
     else:
         base = _add_months(today, _which(m["w"]), 1)
-    return _part_of_month(base.year, base.month, part, today)
+    return _part_of_month(base.year, base.month, part, cal, today)
 
 
-def _h_rel_month_day(m, today):
+def _h_rel_month_day(m, today, cal):
     base = _add_months(today, _which(m["w"]), 1)
     return date(base.year, base.month, _num(m["d"]))
 
 
-def _h_bare_day(m, today):
+def _h_bare_day(m, today, cal):
     d = _num(m["d"])
     if not 1 <= d <= 31:
         raise ValueError("day out of range")
@@ -224,32 +225,32 @@ _REL_DAYS = {"今天": 0, "今日": 0, "今儿": 0, "当天": 0, "明天": 1, "�
              "后天": 2, "大后天": 3, "昨天": -1, "昨日": -1, "前天": -2, "大前天": -3}
 
 
-def _h_rel_day(m, today):
+def _h_rel_day(m, today, cal):
     return today + timedelta(days=_REL_DAYS[m[0]])
 
 
-def _h_weekday(m, today):
+def _h_weekday(m, today, cal):
     wd = _WEEKDAY[m["d"]]
     if m["w"] is None:                                    # bare 周五: the coming one
         return today + timedelta(days=(wd - today.weekday()) % 7)
     return _week_day(today, _which(m["w"]), wd)
 
 
-def _h_week(m, today):
+def _h_week(m, today, cal):
     if m["p"] == "末":                                    # 周末 → Sunday
         return _week_day(today, _which(m["w"]), 6)
     friday = _week_day(today, _which(m["w"]), 4)
     if friday < today:                                    # 本周内 said on the weekend
         return _week_day(today, _which(m["w"]), 6)
-    return _last_workday(friday, today, floor=friday - timedelta(days=4))
+    return _last_workday(friday, today, cal, floor=friday - timedelta(days=4))
 
 
-def _h_span(m, today):
+def _h_span(m, today, cal):
     n = 0.5 if m["n"] == "半" else _num(m["n"])
     sign = -1 if m["k"] in ("前", "之前", "以前") else 1
     unit = m["u"]
     if unit == "工作日":
-        return _add_workdays(today, int(n)) if sign > 0 else None
+        return _add_workdays(today, int(n), cal) if sign > 0 else None
     if unit in ("天", "日"):
         return today + timedelta(days=sign * int(n))
     if unit in ("周", "星期", "礼拜"):
@@ -259,23 +260,23 @@ def _h_span(m, today):
     return _add_months(today, sign * int(n))
 
 
-def _h_month_part_any(m, today):
-    return _h_month_part(m, today, "份" if m["p2"] else None)   # 12月份 → the month's last day
+def _h_month_part_any(m, today, cal):
+    return _h_month_part(m, today, cal, "份" if m["p2"] else None)   # 12月份 → the month's last day
 
 
-def _h_week_any(m, today):
+def _h_week_any(m, today, cal):
     if m["p2"]:                                           # bare 周末 → this week's Sunday
         return _week_day(today, 0, 6)
-    return _h_week(m, today)
+    return _h_week(m, today, cal)
 
 
-def _h_next_month(m, today):
+def _h_next_month(m, today, cal):
     base = _add_months(today, 1, 1)
-    return _part_of_month(base.year, base.month, "底", today)
+    return _part_of_month(base.year, base.month, "底", cal, today)
 
 
-def _h_year_end(m, today):
-    return _last_workday(date(_num(m["y"]) if m["y"] else today.year, 12, 31), today)
+def _h_year_end(m, today, cal):
+    return _last_workday(date(_num(m["y"]) if m["y"] else today.year, 12, 31), today, cal)
 
 
 _EN_MONTHS = {m: i + 1 for i, m in enumerate(
@@ -283,7 +284,7 @@ _EN_MONTHS = {m: i + 1 for i, m in enumerate(
 _EN_DAYS = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
 
 
-def _h_en_weekday(m, today):
+def _h_en_weekday(m, today, cal):
     wd = _EN_DAYS[m["d"][:3].lower()]
     w = (m["w"] or "").strip().lower()
     if not w:
@@ -291,29 +292,29 @@ def _h_en_weekday(m, today):
     return _week_day(today, {"next": 1, "last": -1}.get(w, 0), wd)
 
 
-def _h_en_rel(m, today):
+def _h_en_rel(m, today, cal):
     word = re.sub(r"\s+", " ", m[0].lower())
     if "week" in word:
         friday = _week_day(today, 1 if "next" in word else 0, 4)
-        return _last_workday(friday, today, floor=friday - timedelta(days=4)) if friday >= today else \
+        return _last_workday(friday, today, cal, floor=friday - timedelta(days=4)) if friday >= today else \
             _week_day(today, 0, 6)
     if "year" in word:
-        return _last_workday(date(today.year, 12, 31), today)
+        return _last_workday(date(today.year, 12, 31), today, cal)
     base = _add_months(today, 1 if "next" in word else 0, 1)
-    return _part_of_month(base.year, base.month, "底", today)
+    return _part_of_month(base.year, base.month, "底", cal, today)
 
 
-def _h_en_day(m, today):
+def _h_en_day(m, today, cal):
     word = m[0].lower()
     return today + timedelta(days=2 if "after" in word else 1 if "tomorrow" in word else 0)
 
 
-def _h_en_in_days(m, today):
+def _h_en_in_days(m, today, cal):
     n = int(m["n"])
     return today + timedelta(days=7 * n if m["u"].startswith("week") else n)
 
 
-def _h_en_date(m, today):
+def _h_en_date(m, today, cal):
     mon = _EN_MONTHS[(m["m"] or m["m2"])[:3].lower()]
     return _month_day(mon, int(m["d"] or m["d2"]), today)
 
@@ -367,15 +368,17 @@ class FoundDate(NamedTuple):
     approximate: bool
 
 
-def read_dates(text: str, today: date) -> list[FoundDate]:
+def read_dates(text: str, today: date, calendar: WorkCalendar | None = None) -> list[FoundDate]:
     """All non-overlapping date expressions, left to right (leftmost, then longest, wins),
-    each marked approximate or not."""
+    each marked approximate or not. Working days (``3个工作日内``, ``月底``) are counted on
+    ``calendar``: the company's, with its configured and imported days."""
+    cal = calendar or _PACKAGE_CALENDAR
     s = half_width(text)
     found: list[tuple[int, int, date, bool]] = []
     for pattern, handler in _PATTERNS:
         for m in pattern.finditer(s):
             try:
-                value = handler(m, today)
+                value = handler(m, today, cal)
             except (ValueError, KeyError, IndexError, OverflowError):   # 2月30日, 十十号, ...
                 continue
             if value is not None:
@@ -392,14 +395,14 @@ def read_dates(text: str, today: date) -> list[FoundDate]:
     return result
 
 
-def find_dates(text: str, today: date) -> list[tuple[date, tuple[int, int]]]:
+def find_dates(text: str, today: date, calendar: WorkCalendar | None = None) -> list[tuple[date, tuple[int, int]]]:
     """All non-overlapping date expressions, left to right (leftmost, then longest, wins)."""
-    return [(f.date, f.span) for f in read_dates(text, today)]
+    return [(f.date, f.span) for f in read_dates(text, today, calendar)]
 
 
-def find_date(text: str, today: date) -> tuple[date, tuple[int, int]] | None:
+def find_date(text: str, today: date, calendar: WorkCalendar | None = None) -> tuple[date, tuple[int, int]] | None:
     """The first date expression in free text with its (start, end) span, or None."""
-    dates = find_dates(text, today)
+    dates = find_dates(text, today, calendar)
     return dates[0] if dates else None
 
 
@@ -412,7 +415,7 @@ def parse_date(text: str, today: date) -> date:
         m = pattern.fullmatch(s)
         if m:
             try:
-                return handler(m, today)
+                return handler(m, today, _PACKAGE_CALENDAR)
             except (ValueError, KeyError) as exc:
                 raise DateError(f"impossible date {text!r}: {exc}") from exc
     raise DateError(f"not a date: {text!r}")

@@ -579,3 +579,15 @@ class AcceptanceBill(Base):
     reminded_on: Mapped[date | None] = mapped_column(Date)               # the maturity reminder went out
     recorded_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class HolidaySchedule(Base):
+    """A year's holidays and make-up working days as read from the State Council's notice
+    (domain/holiday_notice.py), imported by finance; one row a year, replaced by a re-import.
+    The notice text is kept as the evidence of what was read."""
+    __tablename__ = "holiday_schedules"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    schedule: Mapped[dict] = mapped_column(JSON)          # domain.holiday_notice.HolidaySchedule.to_json()
+    notice: Mapped[str] = mapped_column(Text)
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime]

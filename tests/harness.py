@@ -2,7 +2,9 @@
 clock moved by hand, jobs run as the scheduler would run them, the outbox drained."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from datetime import datetime
 
 from bot.app import STATE, create_app
@@ -62,3 +64,16 @@ class Bot:
         resp = await self.client.get("/local/inbox", params=q)
         assert resp.status == 200
         return [m["text"] for m in (await resp.json())["messages"]]
+
+
+@contextlib.contextmanager
+def root_logging_kept():
+    """Around an in-process ``bot.cli.main``: it sets up logging (handlers on stderr, the level),
+    which must not outlive the test that captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield root
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

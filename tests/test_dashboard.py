@@ -86,6 +86,27 @@ async def test_link_cookie_dashboard_with_the_key_figures(aiohttp_client, db, tm
     assert (await bot.client.get("/dashboard")).status == 403
 
 
+async def test_logout_ends_the_session_for_a_copied_cookie_too(aiohttp_client, db, tmp_path):
+    bot = await _bot(aiohttp_client, db, tmp_path)
+    assert await _login(bot, await _link(bot, "gm")) == 303
+    stolen = bot.client.session.cookie_jar.filter_cookies(bot.client.make_url("/"))["arbot_session"].value
+    assert (await bot.client.get("/dashboard")).status == 200
+    bot.client.session.cookie_jar.clear()
+    assert await _login(bot, await _link(bot, "gm")) == 303           # a second browser, its own session
+    other = bot.client.session.cookie_jar.filter_cookies(bot.client.make_url("/"))["arbot_session"].value
+    bot.client.session.cookie_jar.clear()
+    as_cookie = lambda v: {"Cookie": f"arbot_session={v}"}          # noqa: E731  sent by hand: a copied cookie
+    assert (await bot.client.post("/dashboard/logout", headers=as_cookie(stolen))).status == 200
+    assert (await bot.client.get("/dashboard", headers=as_cookie(stolen))).status == 403
+    assert (await bot.client.post("/dashboard/logout", headers=as_cookie(stolen))).status == 200   # twice: fine
+    assert (await bot.client.get("/dashboard", headers=as_cookie(other))).status == 200
+    # a cookie signed before sessions had ids (no "s") cannot be ended, so it is refused
+    old = signing.sign(bot.services.config, "session", {"p": "gm"}, at("2026-11-23 17:00"))
+    assert (await bot.client.get("/dashboard", headers=as_cookie(old))).status == 403
+    new = signing.sign(bot.services.config, "session", {"p": "gm", "s": "x1"}, at("2026-11-23 17:00"))
+    assert (await bot.client.get("/dashboard", headers=as_cookie(new))).status == 200      # the same key signs
+
+
 async def test_expired_reused_and_forged_links_are_refused(aiohttp_client, db, tmp_path):
     bot = await _bot(aiohttp_client, db, tmp_path)
     expired = await _link(bot, "gm")

@@ -42,6 +42,7 @@ EXPECTED = {
     "reject": EVERYONE,
     "dashboard": EVERYONE,    # a login link, scoped like the caller's commands (private chat only)
     "reverse": frozenset({"finance"}),   # undoing a booked payment: finance alone
+    "calendar": frozenset({"finance"}),  # next year's holidays: finance alone
     "confirm": EVERYONE,      # anyone answers their own questions; a rep's "确认 …" without one is a reply
     "claims": EVERYONE,       # scoped like /overdue; dismissing one is finance's (MONEY)
     "notices": EVERYONE,      # one's own notifications of the day that the digests did not list

@@ -21,6 +21,8 @@ COLLECTORS = frozenset({"rep", "supervisor", "finance", "legal", "admin"})
 EDITORS = frozenset({"finance", "admin"})
 # undoing a booked payment (冲销): finance alone, who answers for the bank reconciliation
 REVERSERS = frozenset({"finance"})
+# next year's holidays (/calendar): finance, whose reminders and deadlines count working days
+CALENDAR_KEEPERS = frozenset({"finance"})
 
 
 async def scope_for(session: AsyncSession, person: Person) -> Scope:

@@ -11,8 +11,9 @@ from datetime import date
 
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
-from bot.core.permissions import ALL, EDITORS, may_use
+from bot.core.permissions import ALL, CALENDAR_KEEPERS, EDITORS, may_use
 from bot.core.router import Router
+from bot.handlers.calendar import store_confirmed as store_calendar
 from bot.handlers.followup import reply_to_push
 from bot.handlers.payments import book_paid
 from storage import confirmations
@@ -43,4 +44,8 @@ async def confirm_cmd(ctx, session, scope, args, person, clock, config, services
         if reply.template == "payments/paid.md.j2":
             c.result = {"payment": reply.data["payment"].id}
         return reply
+    if c.kind == "calendar":
+        if not may_use(person, CALENDAR_KEEPERS):
+            raise UserError("forbidden", command="calendar")
+        return await store_calendar(session, c.payload, person, clock, services, message)
     raise UserError("confirmation_unknown", number=c.id)

@@ -24,6 +24,7 @@ from bot import claims as claims_flow
 from bot.handlers import cash
 from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
+from domain.workdays import WorkCalendar
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
 from storage import followups
@@ -57,7 +58,7 @@ async def record_reply(ctx, text: str, *, channel: str) -> Reply:
     reply_id = uuid.uuid4().hex
     lines, questions = [], []
     unanswered = [item.seq for item, _, _ in rows if item.replied_at is None]
-    for parsed in parse_message(text, today, item_count=len(rows)):
+    for parsed in parse_message(text, today, item_count=len(rows), calendar=ctx.services.calendar):
         meta = {**parsed.to_json(), "reply": reply_id}
         if parsed.items is None or parsed.ask in ("no_item", "month_or_item"):
             await followups.log_followup(s, receivable=None, push_id=push.id, person_id=person.id, at=now,
@@ -193,7 +194,7 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
         raise UserError("unknown_card")
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
     today = now.astimezone(ctx.config.tz).date()
-    promised = _promise_date(CARD_PROMISE_DAYS[when], today) if when else None
+    promised = _promise_date(CARD_PROMISE_DAYS[when], today, ctx.services.calendar) if when else None
     if promised is not None and promised < today:       # 本周五 clicked on a Saturday
         raise UserError("card_promise_passed", when=CARD_PROMISE_DAYS[when])
     item = await s.get(PushItem, int(item_id))
@@ -241,7 +242,7 @@ async def followup_cmd(ctx, session, customer, receivable, rest, person, clock, 
     text, r = rest, receivable
     now = clock.now()
     today = now.astimezone(ctx.config.tz).date()
-    parsed = parse_reply(text, today, item_count=1)
+    parsed = parse_reply(text, today, item_count=1, calendar=ctx.services.calendar)
     if r is not None:
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
@@ -265,25 +266,25 @@ async def followup_cmd(ctx, session, customer, receivable, rest, person, clock, 
     return Reply("followup/logged.md.j2", {"what": customer.name, "parsed": parsed, "amount": None})
 
 
-def _promise_date(word: str, today: date) -> date:
+def _promise_date(word: str, today: date, calendar: WorkCalendar) -> date:
     """A date as people promise it: absolute (12月20日), or one relative expression that is the
     whole word (下周五, 月底, 明天). The bad-date answer itself suggests 下周五, so it must work."""
     try:
         return parse_date(word, today)
     except DateError:
         pass
-    found = read_dates(word, today)
+    found = read_dates(word, today, calendar)
     if len(found) == 1 and found[0].span == (0, len(half_width(word))):
         return found[0].date
     raise UsageError("bad_date", value=word)
 
 
 @router.command("promise", aliases=("承诺",), roles=COLLECTORS, args=InvoiceArg())
-async def promise_cmd(session, receivable, rest, args, person, clock, message) -> Reply:
+async def promise_cmd(session, receivable, rest, args, person, clock, message, services) -> Reply:
     """Record a promise to pay: an invoice, a date and optionally an amount."""
     r, parts = receivable, rest.split()          # the date, then the amount's words
     today: date = clock.today()
-    when = _promise_date(parts[0], today)
+    when = _promise_date(parts[0], today, services.calendar)
     if when < today:
         raise UsageError("date_in_past", value=parts[0])
     amount = None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import bills, collection, reminders, reports
+from bot.jobs import bills, calendar, collection, reminders, reports
 
 
 @dataclass(frozen=True)
@@ -51,4 +51,6 @@ JOBS: dict[str, Job] = {j.name: j for j in [
     Job("monthly_aging_report", reports.monthly_aging_report,
         lambda cfg: {"day": cfg.reports.monthly_day, "hour": 9, "minute": 0},
         description="last month's aging, collection rate, DSO, per rep, XLSX to sales, finance and legal"),
+    Job("calendar_watch", calendar.calendar_watch, lambda cfg: {"hour": 9, "minute": 0},
+        description="from December 1: tells finance (once) while next year's holiday schedule is not imported"),
 ]}

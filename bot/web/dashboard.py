@@ -11,6 +11,10 @@ Single use: spent token ids are kept in memory (the fast check, per process) *an
 the audit log (``dashboard_login``), which is checked before spending, so a restart or a second
 instance does not make a used link good again. Expired, reused and forged links get 403.
 
+Logout ends the session on the server, not only in this browser: the session's id (its login
+link's id) is written to the ``settings`` table (``session_ended:<id>``), which every request
+looks up, so a copied or stolen cookie stops working at once, on every instance.
+
 The page is scoped exactly like the chat commands (``scope_for``); the role and scope are read
 again on every request, so a deactivated person or a changed role takes effect at once.
 """
@@ -22,16 +26,18 @@ from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot.core.permissions import scope_for
 from bot.render import html_environment
 from bot.web import downloads, ops, signing
 from bot.web.figures import dashboard_figures
 from storage import audit
-from storage.models import AuditEntry, Person
+from storage.models import AuditEntry, Person, Setting
 
 log = logging.getLogger(__name__)
 COOKIE = "arbot_session"
+ENDED = "session_ended:"          # settings key prefix of a session logged out
 SPENT = web.AppKey("dashboard_spent_tokens", dict)     # token id → expiry (unix), pruned as they lapse
 SPEND_LOCK = web.AppKey("dashboard_spend_lock", asyncio.Lock)
 HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
@@ -102,18 +108,28 @@ def install(app: web.Application, state) -> None:
                 del spent_tokens[k]
             spent_tokens[payload["j"]] = payload["exp"]
         expires = now + timedelta(hours=config.web.session_hours)
-        cookie = signing.sign(config, "session", {"p": person.id}, expires)
+        # the session's id is the login link's: one link, one session, ended by /dashboard/logout
+        cookie = signing.sign(config, "session", {"p": person.id, "s": payload["j"]}, expires)
         resp = web.Response(status=303, headers={**HEADERS, "Location": "/dashboard"})
         resp.set_cookie(COOKIE, cookie, max_age=config.web.session_hours * 3600, path="/", httponly=True,
                         samesite="Strict", secure=request.secure or signing.base_url(config).startswith("https://"))
         return resp
 
-    async def dashboard(request: web.Request) -> web.Response:
+    def session_of(request: web.Request) -> dict | None:
         try:
             payload = signing.verify(config, "session", request.cookies.get(COOKIE, ""), clock.now())
         except signing.BadToken:
+            return None
+        # a cookie from before sessions had ids cannot be ended, so it is not taken
+        return payload if isinstance(payload.get("s"), str) and isinstance(payload.get("p"), str) else None
+
+    async def dashboard(request: web.Request) -> web.Response:
+        payload = session_of(request)
+        if payload is None:
             return _denied("session")
         async with state.db.reader() as s:
+            if await s.get(Setting, ENDED + payload["s"]) is not None:
+                return _denied("session")
             person = await s.get(Person, payload.get("p"))
             if person is None or not person.active:
                 return _denied("person")
@@ -122,6 +138,18 @@ def install(app: web.Application, state) -> None:
         return _page("dashboard.html.j2", **data)
 
     async def logout(request: web.Request) -> web.Response:
+        payload = session_of(request)
+        if payload is not None:
+            now = clock.now()
+
+            async def end(s) -> None:
+                s.add(Setting(key=ENDED + payload["s"], value=str(payload["exp"]), created_at=now))
+                audit.record(s, at=now, actor=payload["p"], channel="web", action="dashboard_logout",
+                             entity="session", entity_id=payload["s"])
+            try:
+                await state.db.write(end)
+            except IntegrityError:          # logged out already (the same cookie twice)
+                pass
         resp = _page("denied.html.j2", status=200, reason="logged_out")
         resp.del_cookie(COOKIE, path="/")
         return resp
