@@ -1,0 +1,141 @@
+"""What the payment profiles, expected dates and the cash-in forecast read from the ledger:
+paid invoices (due date, day paid in full), closed promises, open invoices with their live
+promises, and whole invoice histories for the backtest. Session first, reads only."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import payment_profile as pp
+from domain.cash_forecast import InvoiceHistory, OpenInvoice
+from storage.fx import convert, rates_for
+from storage.models import Allocation, Customer, Promise, Receivable
+from storage.scope import Scope
+
+
+def _day(v) -> date:
+    return v if isinstance(v, date) else date.fromisoformat(v)
+
+
+def _chunks(ids: list[int], n: int = 500):
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
+
+
+async def paid_history(session: AsyncSession, customer_ids: list[int]) -> dict[int, list[pp.PaidInvoice]]:
+    """Each customer's invoices paid in full: the due date and the day of the last allocation."""
+    out: dict[int, list[pp.PaidInvoice]] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        stmt = (select(Receivable.customer_id, Receivable.due_date, func.max(Allocation.applied_on))
+                .join(Allocation, Allocation.receivable_id == Receivable.id)
+                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid")
+                .group_by(Receivable.id))
+        for cid, due, paid_on in await session.execute(stmt):
+            out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
+    return out
+
+
+async def promise_counts(session: AsyncSession, customer_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(kept, broken) promises per customer."""
+    out: dict[int, list[int]] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        stmt = (select(Receivable.customer_id, Promise.status, func.count())
+                .join(Receivable, Receivable.id == Promise.receivable_id)
+                .where(Receivable.customer_id.in_(chunk), Promise.status.in_(("kept", "broken")))
+                .group_by(Receivable.customer_id, Promise.status))
+        for cid, status, n in await session.execute(stmt):
+            out.setdefault(cid, [0, 0])[0 if status == "kept" else 1] += n
+    return {cid: (k, b) for cid, (k, b) in out.items()}
+
+
+async def grade_pools(session: AsyncSession, sample: int = 20_000) -> dict[str, pp.PaymentProfile]:
+    """What customers with little history borrow: the profile of each grade's recent paid
+    invoices (the newest ``sample`` of them), and of everyone's under ``""``."""
+    recent = (select(Receivable.id, Receivable.customer_id, Receivable.due_date)
+              .where(Receivable.status == "paid").order_by(Receivable.id.desc()).limit(sample).subquery())
+    stmt = (select(Customer.grade, recent.c.due_date, func.max(Allocation.applied_on))
+            .select_from(recent).join(Allocation, Allocation.receivable_id == recent.c.id)
+            .join(Customer, Customer.id == recent.c.customer_id).group_by(recent.c.id))
+    by_grade: dict[str, list[pp.PaidInvoice]] = {}
+    for grade, due, paid_on in await session.execute(stmt):
+        by_grade.setdefault(grade, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
+    everyone = pp.pool((p for ps in by_grade.values() for p in ps), "all")
+    pools = {g: pp.pool(ps, "grade") if len(ps) >= 5 * pp.MIN_HISTORY else everyone for g, ps in by_grade.items()}
+    pools[""] = everyone
+    return pools
+
+
+async def profiles_of(session: AsyncSession, grades: dict[int, str],
+                      pools: dict[str, pp.PaymentProfile] | None = None) -> dict[int, pp.PaymentProfile]:
+    """The profiles of the customers in ``grades`` (id → grade); a new customer borrows its
+    grade's pool (``pools``, from ``grade_pools``; read here when not given)."""
+    ids = list(grades)
+    history = await paid_history(session, ids)
+    promises = await promise_counts(session, ids)
+    if pools is None and any(len(history.get(c, ())) < pp.MIN_HISTORY for c in ids):
+        pools = await grade_pools(session)
+    pools = pools or {}
+    out = {}
+    for cid, grade in grades.items():
+        fallback = pools.get(grade) or pools.get("")
+        if fallback is not None and not fallback.invoices:
+            fallback = None
+        out[cid] = pp.profile(history.get(cid, ()), *promises.get(cid, (0, 0)), pool=fallback)
+    return out
+
+
+async def open_invoices(session: AsyncSession, as_of: date, scope: Scope, fx_rates: dict | None,
+                        base_currency: str) -> tuple[list[OpenInvoice], dict[int, str], dict[str, Decimal]]:
+    """The open invoices in ``scope`` (amounts in ``base_currency``, their live promise's date),
+    their customers' grades, and what could not be converted (per currency)."""
+    rates = rates_for(fx_rates, base_currency)
+    promised = (select(Promise.receivable_id, func.max(Promise.id).label("pid"))
+                .where(Promise.status == "open").group_by(Promise.receivable_id).subquery())
+    stmt = (select(Receivable.customer_id, Customer.grade, Receivable.due_date, Receivable.open_amount,
+                   Receivable.currency, Promise.promised_date)
+            .join(Customer, Customer.id == Receivable.customer_id)
+            .outerjoin(promised, promised.c.receivable_id == Receivable.id)
+            .outerjoin(Promise, Promise.id == promised.c.pid)
+            .where(Receivable.open_amount > 0, Receivable.status != "written_off", Receivable.disputed.is_(False)))
+    stmt = scope.apply(stmt, joined_customer=True)
+    out, grades, unconverted = [], {}, {}
+    for cid, grade, due, amount, cur, pdate in await session.execute(stmt):
+        value = convert(amount, cur, rates)
+        if value is None:
+            unconverted[cur] = unconverted.get(cur, Decimal("0.00")) + amount
+            continue
+        grades[cid] = grade
+        out.append(OpenInvoice(cid, due, value, pdate if pdate is not None and pdate >= as_of else None))
+    return out, grades, unconverted
+
+
+async def invoice_histories(session: AsyncSession, scope: Scope, fx_rates: dict | None,
+                            base_currency: str) -> tuple[list[InvoiceHistory], dict[int, str]]:
+    """Every invoice in ``scope`` with its payments (allocations by day), in ``base_currency``,
+    and the customers' grades: the backtest's replay of the ledger. Written-off and disputed
+    invoices are left out, as the forecast leaves them out."""
+    rates = rates_for(fx_rates, base_currency)
+    stmt = (select(Receivable.id, Receivable.customer_id, Customer.grade, Receivable.issue_date,
+                   Receivable.due_date, Receivable.amount, Receivable.currency)
+            .join(Customer, Customer.id == Receivable.customer_id)
+            .where(Receivable.status != "written_off", Receivable.disputed.is_(False)))
+    rows = (await session.execute(scope.apply(stmt, joined_customer=True))).all()
+    pays: dict[int, dict[date, Decimal]] = {}
+    for chunk in _chunks([r[0] for r in rows], 2000):
+        for rid, day, amount in await session.execute(
+                select(Allocation.receivable_id, Allocation.applied_on, Allocation.amount)
+                .where(Allocation.receivable_id.in_(chunk))):
+            by_day = pays.setdefault(rid, {})
+            by_day[_day(day)] = by_day.get(_day(day), Decimal("0")) + amount
+    out, grades = [], {}
+    for rid, cid, grade, issue, due, amount, cur in rows:
+        rate = Decimal("1") if cur == base_currency else rates.get(cur)
+        if rate is None:
+            continue
+        grades[cid] = grade
+        payments = tuple(sorted((d, a * rate) for d, a in pays.get(rid, {}).items()))
+        out.append(InvoiceHistory(cid, _day(issue), _day(due), amount * rate, payments))
+    return out, grades
