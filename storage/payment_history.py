@@ -3,6 +3,7 @@ paid invoices (due date, day paid in full), closed promises, open invoices with 
 promises, and whole invoice histories for the backtest. Session first, reads only."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -139,3 +140,34 @@ async def invoice_histories(session: AsyncSession, scope: Scope, fx_rates: dict 
         payments = tuple(sorted((d, a * rate) for d, a in pays.get(rid, {}).items()))
         out.append(InvoiceHistory(cid, _day(issue), _day(due), amount * rate, payments))
     return out, grades
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the priority formula reads of a customer besides its profile."""
+    grade: str
+    broken_promises: int
+    credit_usage: float | None          # open balance (in the company's currency) / credit limit
+
+
+async def standings(session: AsyncSession, customer_ids: list[int], fx_rates: dict | None,
+                    base_currency: str) -> dict[int, Standing]:
+    """Grade, broken promises and credit usage of each customer (open balances converted; a
+    currency without a rate is left out of the usage)."""
+    rates = rates_for(fx_rates, base_currency)
+    out: dict[int, Standing] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        open_by: dict[int, Decimal] = {}
+        for cid, cur, total in await session.execute(
+                select(Receivable.customer_id, Receivable.currency, func.sum(Receivable.open_amount))
+                .where(Receivable.customer_id.in_(chunk), Receivable.open_amount > 0)
+                .group_by(Receivable.customer_id, Receivable.currency)):
+            value = convert(Decimal(total), cur, rates)
+            if value is not None:
+                open_by[cid] = open_by.get(cid, Decimal("0")) + value
+        for cid, grade, limit, broken in await session.execute(
+                select(Customer.id, Customer.grade, Customer.credit_limit, Customer.broken_promises)
+                .where(Customer.id.in_(chunk))):
+            usage = float(open_by.get(cid, 0) / limit) if limit else None
+            out[cid] = Standing(grade, broken or 0, usage)
+    return out
