@@ -10,11 +10,10 @@ its date. The expected date is the median of the distribution.
 """
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from domain.payment_profile import MONTH_END_DAYS, PaymentProfile, is_month_end
+from domain.payment_profile import MONTH_END_DAYS, PaymentProfile, days_in_month, is_month_end
 
 STALE_SHARE = 0.3          # of an invoice later than all its customer's history, the share expected ...
 STALE_DAYS = 84            # ... spread over this many days (the forecast's twelve weeks)
@@ -47,23 +46,23 @@ def _month_end(d: date) -> date:
     its month, else the last day of its month."""
     if is_month_end(d):
         return d
-    last = calendar.monthrange(d.year, d.month)[1]
+    last = days_in_month(d.year, d.month)
     return d.replace(day=max(d.day, last - MONTH_END_DAYS // 2))
 
 
 def expect(due: date, as_of: date, prof: PaymentProfile, promised: date | None = None) -> Expectation:
     """The distribution of the payment date of an invoice due ``due``, unpaid on ``as_of``."""
     passed = (as_of - due).days                      # days late already (negative: not yet due)
-    possible = [d for d in prof.days_late if d >= passed]
+    possible = [(late, n) for late, n in prof.late_counts if late >= passed]
     days: dict[date, float] = {}
     stale = False
     if possible:
-        w = 1.0 / len(possible)
-        for late in possible:
+        total = sum(n for _, n in possible)
+        for late, n in possible:
             on = due + timedelta(days=late)
             if prof.month_end_habit:
                 on = max(as_of, _month_end(on))
-            days[on] = days.get(on, 0.0) + w
+            days[on] = days.get(on, 0.0) + n / total
     elif prof.days_late or passed > 0:
         stale = True
         w = STALE_SHARE / STALE_DAYS

@@ -10,7 +10,9 @@ customers, else every customer): a new customer is expected to pay like its peer
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date
 from statistics import median
 from typing import Iterable, Sequence
@@ -41,6 +43,9 @@ class PaymentProfile:
     promises_broken: int
     trend_days: int                    # recent median − older median: > 0 paying later, < 0 sooner
     borrowed: str = ""                 # "" own history | "grade" | "all"
+    # (days late, how many invoices): what expected dates iterate over (a pool holds thousands of
+    # invoices but a few hundred distinct day counts)
+    late_counts: tuple[tuple[int, int], ...] = field(default=(), repr=False)
 
     @property
     def promises_kept_share(self) -> float | None:
@@ -59,8 +64,13 @@ class PaymentProfile:
         return "steady"
 
 
+@lru_cache(maxsize=4096)
+def days_in_month(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
 def is_month_end(d: date) -> bool:
-    return d.day > calendar.monthrange(d.year, d.month)[1] - MONTH_END_DAYS
+    return d.day > days_in_month(d.year, d.month) - MONTH_END_DAYS
 
 
 def quantile(sorted_days: Sequence[int], q: float) -> int:
@@ -80,7 +90,7 @@ def profile(paid: Iterable[PaidInvoice], promises_kept: int = 0, promises_broken
     if len(paid) < MIN_HISTORY and pool is not None:
         return PaymentProfile(pool.invoices, pool.days_late, pool.median_days_late, pool.spread_days,
                               pool.on_time_share, pool.month_end_share, pool.month_end_habit,
-                              promises_kept, promises_broken, 0, pool.borrowed or "all")
+                              promises_kept, promises_broken, 0, pool.borrowed or "all", pool.late_counts)
     late_in_order = [(p.paid_on - p.due).days for p in paid]
     days = tuple(sorted(late_in_order))
     n = len(days)
@@ -93,14 +103,15 @@ def profile(paid: Iterable[PaidInvoice], promises_kept: int = 0, promises_broken
         spread_days=quantile(days, 0.75) - quantile(days, 0.25),
         on_time_share=sum(1 for d in days if d <= 0) / n if n else 0.0,
         month_end_share=month_end, month_end_habit=n >= MIN_HISTORY and month_end >= MONTH_END_HABIT,
-        promises_kept=promises_kept, promises_broken=promises_broken, trend_days=trend)
+        promises_kept=promises_kept, promises_broken=promises_broken, trend_days=trend,
+        late_counts=tuple(sorted(Counter(days).items())))
 
 
 def pool(paid: Iterable[PaidInvoice], kind: str) -> PaymentProfile:
     """The profile of a group of customers (a grade, everyone), lent to customers new to the ledger."""
     p = profile(paid)
     return PaymentProfile(p.invoices, p.days_late, p.median_days_late, p.spread_days, p.on_time_share,
-                          p.month_end_share, p.month_end_habit, 0, 0, 0, kind)
+                          p.month_end_share, p.month_end_habit, 0, 0, 0, kind, p.late_counts)
 
 
 EMPTY = PaymentProfile(0, (), 0, 0, 0.0, 0.0, False, 0, 0, 0, "all")

@@ -51,6 +51,20 @@ def terms(f: ItemFacts) -> dict[str, float]:
     }
 
 
+def fast_score(amount: float, days_overdue: int, usual_days_late: int, broken: int, stage: int,
+               credit_usage: float | None, w: Weights) -> float:
+    """``score``'s number without its reason, from plain numbers: the morning push scores every
+    overdue item (750,000 at 1M receivables) and needs the reason of a few only."""
+    late = days_overdue if days_overdue > 0 else 0
+    habit = (days_overdue - usual_days_late) / 30
+    return (w.amount * math.log10(1 + (amount if amount > 0 else 0.0) / 1000)
+            + w.overdue * (late if late < 180 else 180) / 30
+            + w.habit * (0.0 if habit < 0 else 3.0 if habit > 3 else habit)
+            + w.broken * (broken if broken < 5 else 5)
+            + w.ladder * stage
+            + w.credit * ((credit_usage if credit_usage < 2.0 else 2.0) if credit_usage else 0.0))
+
+
 def score(f: ItemFacts, w: Weights) -> tuple[float, str]:
     """The item's priority and its reason (the name of the term that adds most)."""
     t = terms(f)

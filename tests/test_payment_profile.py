@@ -80,3 +80,13 @@ def test_priority_ranks_size_lateness_and_standing():
     assert score(broken, w)[1] == "broken"
     assert score(broken, Weights(broken=0))[0] < score(broken, w)[0]
     assert ladder_stage(20, (7, 15, 30)) == 2 and ladder_stage(3, (7, 15, 30)) == 0
+
+
+def test_the_push_fast_score_is_the_formula():
+    from domain.priority import fast_score
+    w = Weights(amount=1.5, habit=2.0)
+    for f in (ItemFacts(Decimal("200000"), 10, 10, 0, 1, 0.3), ItemFacts(Decimal("50"), 400, -3, 9, 5, 3.1),
+              ItemFacts(Decimal("8000"), 0, 40, 2, 0, None)):
+        fast = fast_score(float(f.open_amount), f.days_overdue, f.usual_days_late, f.broken_promises, f.ladder_stage,
+                          f.credit_usage, w)
+        assert abs(fast - score(f, w)[0]) < 1e-9

@@ -40,6 +40,7 @@ class Ranker:
         self.rates = rates_for(config.company.fx_rates, config.company.currency)
         self.fx_rates, self.currency = config.company.fx_rates, config.company.currency
         self.pools = pools
+        self._stages: dict[int, int] = {}
 
     async def rank(self, session, today, by_rep: dict[str, list[coll.OverdueItem]]) -> dict[str, RankedPush]:
         customers = {it.customer.id for its in by_rep.values() for it in its if not it.disputed}
@@ -50,6 +51,7 @@ class Ranker:
             to_answer = [it for it in items if not it.disputed]
             for it in to_answer:
                 self._score(it, standing.get(it.customer.id), profiles.get(it.customer.id))
+            # ties keep the list's order (customer, due date): sorted() is stable
             ranked = sorted(to_answer, key=lambda it: -it.priority)
             top = {id(it) for it in ranked[:self.cap]}
             pushed = [it for it in to_answer if id(it) in top]
@@ -57,6 +59,7 @@ class Ranker:
             focus = [(seq[id(it)], it) for it in ranked[:min(FOCUS, len(pushed))]] if len(pushed) > 1 else []
             for _, it in focus:
                 prof = profiles.get(it.customer.id)
+                it.reason = self._reason(it, standing.get(it.customer.id), prof)
                 if prof is not None:
                     promised = it.promise.promised_date if it.promise is not None else None
                     e = expect(it.receivable.due_date, today, prof, promised)
@@ -67,6 +70,19 @@ class Ranker:
 
     def _score(self, it: coll.OverdueItem, standing: ph.Standing | None, prof: PaymentProfile | None) -> None:
         r = it.receivable
+        rate = self.rates.get(r.currency)
+        days = it.days_overdue
+        stage = self._stages.get(days)
+        if stage is None:
+            stage = self._stages[days] = prio.ladder_stage(days, self.step_days)
+        it.priority = prio.fast_score(float(r.open_amount) * (float(rate) if rate is not None else 1.0), days,
+                                      prof.median_days_late if prof is not None else 0,
+                                      standing.broken_promises if standing else 0, stage,
+                                      standing.credit_usage if standing else None, self.weights)
+
+    def _reason(self, it: coll.OverdueItem, standing: ph.Standing | None, prof: PaymentProfile | None) -> str:
+        """The term that weighs most in the item's priority (``habit:N``: N days later than usual)."""
+        r = it.receivable
         amount = convert(r.open_amount, r.currency, self.rates)
         facts = prio.ItemFacts(
             open_amount=amount if amount is not None else Decimal(r.open_amount),
@@ -75,6 +91,7 @@ class Ranker:
             broken_promises=standing.broken_promises if standing else 0,
             ladder_stage=prio.ladder_stage(it.days_overdue, self.step_days),
             credit_usage=standing.credit_usage if standing else None)
-        it.priority, it.reason = prio.score(facts, self.weights)
-        if it.reason == "habit" and prof is not None:
-            it.reason = f"habit:{it.days_overdue - prof.median_days_late}"
+        reason = prio.score(facts, self.weights)[1]
+        if reason == "habit" and prof is not None:
+            return f"habit:{it.days_overdue - prof.median_days_late}"
+        return reason
