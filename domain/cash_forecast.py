@@ -105,9 +105,10 @@ def _wape(pairs: Sequence[tuple[Decimal, Decimal]]) -> float:
 
 
 def backtest(history: Sequence[InvoiceHistory], grades: dict[int, str], origins: Sequence[date],
-             weeks: int = 12) -> Backtest:
-    """Walk forward over ``origins``: at each, forecast from what was known then, compare with
-    what came in on the invoices open then."""
+             weeks: int = 12, history_days: int = 365) -> Backtest:
+    """Walk forward over ``origins``: at each, forecast from what was known then (profiles from
+    the invoices due in the ``history_days`` before, as storage/payment_history.py reads them),
+    compare with what came in on the invoices open then."""
     all_pairs: list[tuple[Decimal, Decimal]] = []
     naive_pairs: list[tuple[Decimal, Decimal]] = []
     rows = []
@@ -120,7 +121,8 @@ def backtest(history: Sequence[InvoiceHistory], grades: dict[int, str], origins:
                 continue
             full = inv.paid_in_full_on()
             if full is not None and full <= o:
-                known.setdefault(inv.customer_id, []).append(PaidInvoice(inv.due, full))
+                if (o - inv.due).days <= history_days:
+                    known.setdefault(inv.customer_id, []).append(PaidInvoice(inv.due, full))
                 continue
             left = inv.open_on(o)
             if left <= 0:

@@ -16,7 +16,7 @@ async def forecast(session: AsyncSession, as_of: date, weeks: int, scope: Scope,
                    base_currency: str) -> tuple[list[cf.Week], dict[str, Decimal]]:
     """The weeks, and the open amounts left out for want of an exchange rate (per currency)."""
     invoices, grades, unconverted = await ph.open_invoices(session, as_of, scope, fx_rates, base_currency)
-    profiles = await ph.profiles_of(session, grades)
+    profiles = await ph.profiles_of(session, grades, as_of)
     return cf.forecast(invoices, profiles, as_of, weeks), unconverted
 
 

@@ -4,7 +4,7 @@ promises, and whole invoice histories for the backtest. Session first, reads onl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -17,6 +17,9 @@ from storage.models import Allocation, Customer, Promise, Receivable
 from storage.scope import Scope
 
 
+HISTORY_DAYS = 365         # a profile reads the invoices due in the last year: habits change
+
+
 def _day(v) -> date:
     return v if isinstance(v, date) else date.fromisoformat(v)
 
@@ -26,13 +29,16 @@ def _chunks(ids: list[int], n: int = 500):
         yield ids[i:i + n]
 
 
-async def paid_history(session: AsyncSession, customer_ids: list[int]) -> dict[int, list[pp.PaidInvoice]]:
-    """Each customer's invoices paid in full: the due date and the day of the last allocation."""
+async def paid_history(session: AsyncSession, customer_ids: list[int], since: date | None = None
+                       ) -> dict[int, list[pp.PaidInvoice]]:
+    """Each customer's invoices paid in full (due on or after ``since``): the due date and the
+    day of the last allocation."""
     out: dict[int, list[pp.PaidInvoice]] = {}
     for chunk in _chunks(sorted(customer_ids)):
         stmt = (select(Receivable.customer_id, Receivable.due_date, func.max(Allocation.applied_on))
                 .join(Allocation, Allocation.receivable_id == Receivable.id)
-                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid")
+                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid",
+                       *([Receivable.due_date >= since] if since is not None else []))
                 .group_by(Receivable.id))
         for cid, due, paid_on in await session.execute(stmt):
             out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
@@ -69,12 +75,13 @@ async def grade_pools(session: AsyncSession, sample: int = 20_000) -> dict[str, 
     return pools
 
 
-async def profiles_of(session: AsyncSession, grades: dict[int, str],
+async def profiles_of(session: AsyncSession, grades: dict[int, str], as_of: date,
                       pools: dict[str, pp.PaymentProfile] | None = None) -> dict[int, pp.PaymentProfile]:
-    """The profiles of the customers in ``grades`` (id → grade); a new customer borrows its
-    grade's pool (``pools``, from ``grade_pools``; read here when not given)."""
+    """The profiles on ``as_of`` of the customers in ``grades`` (id → grade), from their invoices
+    due in the ``HISTORY_DAYS`` before; a new customer borrows its grade's pool (``pools``, from
+    ``grade_pools``; read here when not given)."""
     ids = list(grades)
-    history = await paid_history(session, ids)
+    history = await paid_history(session, ids, since=as_of - timedelta(days=HISTORY_DAYS))
     promises = await promise_counts(session, ids)
     if pools is None and any(len(history.get(c, ())) < pp.MIN_HISTORY for c in ids):
         pools = await grade_pools(session)

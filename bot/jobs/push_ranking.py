@@ -45,7 +45,8 @@ class Ranker:
     async def rank(self, session, today, by_rep: dict[str, list[coll.OverdueItem]]) -> dict[str, RankedPush]:
         customers = {it.customer.id for its in by_rep.values() for it in its if not it.disputed}
         standing = await ph.standings(session, list(customers), self.fx_rates, self.currency)
-        profiles = await ph.profiles_of(session, {c: standing[c].grade for c in customers if c in standing}, self.pools)
+        profiles = await ph.profiles_of(session, {c: standing[c].grade for c in customers if c in standing}, today,
+                                        self.pools)
         out = {}
         for rep_id, items in by_rep.items():
             to_answer = [it for it in items if not it.disputed]
