@@ -115,3 +115,17 @@ def test_cli_forecast_json_csv_and_backtest(tmp_path, monkeypatch, capsys):
     assert code == 1 and "历史太短" in err
     code, _, err = arbot("--weeks", "0")
     assert code == 2 and "--weeks" in err
+
+
+async def test_dashboard_shows_the_twelve_weeks_and_a_promise_lands_in_its_week(aiohttp_client, db, tmp_path):
+    from tests.test_dashboard import _bot as dashboard_bot
+    from tests.test_dashboard import _link, _login
+    bot = await dashboard_bot(aiohttp_client, db, tmp_path)       # INV-A3 (30,000) promised for 12月4日
+    assert await _login(bot, await _link(bot, "gm")) == 303
+    html = await (await bot.client.get("/dashboard")).text()
+    section = html.split('id="forecast"')[1].split("</section>")[0]
+    rows = section.split("<tr>")[1:]
+    assert len(rows) == 12 and "2026-11-23起" in rows[0] and "2026-12-07起" in rows[2]
+    # the week of 4 December holds the promise's 70 % (a customer with no kept or broken promise yet)
+    week2 = D(rows[1].split('class="num">¥')[1].split("<")[0].replace(",", ""))
+    assert week2 >= D("21000.00")
