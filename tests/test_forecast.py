@@ -68,6 +68,8 @@ async def test_forecast_in_chat_is_scoped_like_aging(aiohttp_client, db):
     # rep1's open, not disputed: 10,000 + 15,000 + 30,000 + 12,345.67; not all of it expected in 12 weeks
     assert 0 < total(rep1) <= D("67345.67")
     # C3's open INV-C1 (5,000, due 10-24, 30 days late) is later than C3 ever paid: little of it expected
+    [help_] = await bot.say("rep1", "/help")
+    assert "`/forecast " in help_ and "`/commission " in help_
     [huanan] = await bot.say("gm", "/forecast 华南")
     assert "回款预测 · 华南" in huanan and total(huanan) == total(rep2)
 
