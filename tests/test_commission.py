@@ -46,10 +46,8 @@ async def test_commission_in_chat_per_rep_this_month(aiohttp_client, db):
     30,000, the rest to the customer's next oldest: one collection), and 150,000 more for 顺发 (rep2): scoped like /kpi."""
     from datetime import date
 
-    from sqlalchemy import select
-
     from storage import ledger
-    from storage.models import Customer, Receivable
+    from storage.models import Receivable
     from tests import ledger_fixture
     from tests.conftest import at
     from tests.harness import Bot
