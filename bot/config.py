@@ -93,6 +93,7 @@ class PriorityConfig:
     broken: float = 0.5
     ladder: float = 0.5
     credit: float = 1.0
+    timing: float = 1.0               # a month-end payer in the last week of the month
 
 
 @dataclass(frozen=True)

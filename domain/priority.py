@@ -7,9 +7,11 @@
              + w_broken  × min(broken promises, 5)
              + w_ladder  × ladder stage (escalation steps passed)
              + w_credit  × min(open balance / credit limit, 2)
+             + w_timing  × (1 in the last week of a month for a customer who pays at month-end)
 
 The weights come from ``[priority]`` in the configuration (all 1.0 but broken promises and the
-ladder, 0.5). The term that adds most is the item's reason, shown to the rep.
+ladder, 0.5). The term that adds most is the item's reason, shown to the rep. The timing term
+puts a month-end payer's invoices on the rep's list in the days its payments are being made.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-TERMS = ("amount", "overdue", "habit", "broken", "ladder", "credit")
+from domain.payment_profile import days_in_month
+
+TERMS = ("amount", "overdue", "habit", "broken", "ladder", "credit", "timing")
+MONTH_END_WEEK = 7         # the timing term's days: the last seven of a month
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Weights:
     broken: float = 0.5
     ladder: float = 0.5
     credit: float = 1.0
+    timing: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class ItemFacts:
     broken_promises: int
     ladder_stage: int
     credit_usage: float | None    # open balance / credit limit; None: no limit set
+    timing: bool = False          # a month-end payer, in the last week of the month
 
 
 def terms(f: ItemFacts) -> dict[str, float]:
@@ -48,11 +55,12 @@ def terms(f: ItemFacts) -> dict[str, float]:
         "broken": float(min(max(f.broken_promises, 0), 5)),
         "ladder": float(max(f.ladder_stage, 0)),
         "credit": min(f.credit_usage, 2.0) if f.credit_usage else 0.0,
+        "timing": 1.0 if f.timing else 0.0,
     }
 
 
 def fast_score(amount: float, days_overdue: int, usual_days_late: int, broken: int, stage: int,
-               credit_usage: float | None, w: Weights) -> float:
+               credit_usage: float | None, w: Weights, timing: bool = False) -> float:
     """``score``'s number without its reason, from plain numbers: the morning push scores every
     overdue item (750,000 at 1M receivables) and needs the reason of a few only."""
     late = days_overdue if days_overdue > 0 else 0
@@ -62,7 +70,8 @@ def fast_score(amount: float, days_overdue: int, usual_days_late: int, broken: i
             + w.habit * (0.0 if habit < 0 else 3.0 if habit > 3 else habit)
             + w.broken * (broken if broken < 5 else 5)
             + w.ladder * stage
-            + w.credit * ((credit_usage if credit_usage < 2.0 else 2.0) if credit_usage else 0.0))
+            + w.credit * ((credit_usage if credit_usage < 2.0 else 2.0) if credit_usage else 0.0)
+            + (w.timing if timing else 0.0))
 
 
 def score(f: ItemFacts, w: Weights) -> tuple[float, str]:
@@ -71,6 +80,11 @@ def score(f: ItemFacts, w: Weights) -> tuple[float, str]:
     weighted = {k: getattr(w, k) * v for k, v in t.items()}
     reason = max(TERMS, key=lambda k: weighted[k])
     return sum(weighted.values()), reason
+
+
+def in_month_end_week(day) -> bool:
+    """Is ``day`` in the last ``MONTH_END_WEEK`` days of its month?"""
+    return day.day > days_in_month(day.year, day.month) - MONTH_END_WEEK
 
 
 def ladder_stage(days_overdue: int, step_days: tuple[int, ...]) -> int:

@@ -90,3 +90,15 @@ def test_the_push_fast_score_is_the_formula():
         fast = fast_score(float(f.open_amount), f.days_overdue, f.usual_days_late, f.broken_promises, f.ladder_stage,
                           f.credit_usage, w)
         assert abs(fast - score(f, w)[0]) < 1e-9
+
+
+def test_a_month_end_payer_moves_up_in_the_last_week_of_the_month():
+    from domain.priority import fast_score, in_month_end_week
+    assert not in_month_end_week(date(2026, 11, 23)) and in_month_end_week(date(2026, 11, 24))
+    assert in_month_end_week(date(2027, 2, 22)) and not in_month_end_week(date(2027, 2, 21))
+    w = Weights()
+    plain = ItemFacts(Decimal("5000"), 12, 18, 0, 1, 0.2)
+    month_end = ItemFacts(Decimal("5000"), 12, 18, 0, 1, 0.2, timing=True)
+    assert abs(score(month_end, w)[0] - score(plain, w)[0] - 1.0) < 1e-9
+    assert score(month_end, w)[1] == "timing"
+    assert abs(fast_score(5000.0, 12, 18, 0, 1, 0.2, w, True) - score(month_end, w)[0]) < 1e-9

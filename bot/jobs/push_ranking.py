@@ -41,12 +41,14 @@ class Ranker:
         self.fx_rates, self.currency = config.company.fx_rates, config.company.currency
         self.pools = pools
         self._stages: dict[int, int] = {}
+        self._month_end_week = False
 
     async def rank(self, session, today, by_rep: dict[str, list[coll.OverdueItem]]) -> dict[str, RankedPush]:
         customers = {it.customer.id for its in by_rep.values() for it in its if not it.disputed}
         standing = await ph.standings(session, list(customers), self.fx_rates, self.currency)
         profiles = await ph.profiles_of(session, {c: standing[c].grade for c in customers if c in standing}, today,
                                         self.pools)
+        self._month_end_week = prio.in_month_end_week(today)
         out = {}
         for rep_id, items in by_rep.items():
             to_answer = [it for it in items if not it.disputed]
@@ -79,7 +81,8 @@ class Ranker:
         it.priority = prio.fast_score(float(r.open_amount) * (float(rate) if rate is not None else 1.0), days,
                                       prof.median_days_late if prof is not None else 0,
                                       standing.broken_promises if standing else 0, stage,
-                                      standing.credit_usage if standing else None, self.weights)
+                                      standing.credit_usage if standing else None, self.weights,
+                                      self._month_end_week and prof is not None and prof.month_end_habit)
 
     def _reason(self, it: coll.OverdueItem, standing: ph.Standing | None, prof: PaymentProfile | None) -> str:
         """The term that weighs most in the item's priority (``habit:N``: N days later than usual)."""
@@ -91,7 +94,8 @@ class Ranker:
             usual_days_late=prof.median_days_late if prof is not None else 0,
             broken_promises=standing.broken_promises if standing else 0,
             ladder_stage=prio.ladder_stage(it.days_overdue, self.step_days),
-            credit_usage=standing.credit_usage if standing else None)
+            credit_usage=standing.credit_usage if standing else None,
+            timing=self._month_end_week and prof is not None and prof.month_end_habit)
         reason = prio.score(facts, self.weights)[1]
         if reason == "habit" and prof is not None:
             return f"habit:{it.days_overdue - prof.median_days_late}"
