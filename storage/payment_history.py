@@ -39,7 +39,7 @@ async def paid_history(session: AsyncSession, customer_ids: list[int], since: da
                 .join(Allocation, Allocation.receivable_id == Receivable.id)
                 .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid",
                        *([Receivable.due_date >= since] if since is not None else []))
-                .group_by(Receivable.id))
+                .group_by(Receivable.id, Receivable.customer_id, Receivable.due_date))
         for cid, due, paid_on in await session.execute(stmt):
             out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
     return out
@@ -65,7 +65,8 @@ async def grade_pools(session: AsyncSession, sample: int = 20_000) -> dict[str, 
               .where(Receivable.status == "paid").order_by(Receivable.id.desc()).limit(sample).subquery())
     stmt = (select(Customer.grade, recent.c.due_date, func.max(Allocation.applied_on))
             .select_from(recent).join(Allocation, Allocation.receivable_id == recent.c.id)
-            .join(Customer, Customer.id == recent.c.customer_id).group_by(recent.c.id))
+            .join(Customer, Customer.id == recent.c.customer_id)
+            .group_by(recent.c.id, recent.c.due_date, Customer.grade))
     by_grade: dict[str, list[pp.PaidInvoice]] = {}
     for grade, due, paid_on in await session.execute(stmt):
         by_grade.setdefault(grade, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
