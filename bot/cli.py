@@ -435,7 +435,7 @@ async def _forecast(services, args, as_of: date) -> int:
             print(json.dumps(data, ensure_ascii=False, indent=2))
         elif args.format == "csv":
             buf = io.StringIO()
-            w = csv.writer(buf)
+            w = _SafeWriter(csv.writer(buf))
             w.writerow(["origin", "actual", "wape", "naive_wape"])
             for row in data["by_origin"]:
                 w.writerow([row["origin"], row["actual"], row["wape"], row["naive_wape"]])
@@ -453,7 +453,7 @@ async def _forecast(services, args, as_of: date) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     elif args.format == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = _SafeWriter(csv.writer(buf))
         w.writerow(["start", "amount", "low", "high"])
         for wk in data["weeks"]:
             w.writerow([wk["start"], wk["amount"], wk["low"], wk["high"]])
