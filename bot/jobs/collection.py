@@ -119,8 +119,8 @@ CARD_OUTCOMES = ("contacted", "promised:fri", "promised:nextfri", "promised:mont
 
 
 async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
-    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's items of highest priority, where the rep's platform
-    shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
+    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's items of highest priority, where the
+    rep's platform shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
     logged like a reply. Few, since each is one more message against the per-member limit.
     Returns the (message, outbox key) pairs to queue."""
     addr = notify.address(rep, ctx.services.platforms)
