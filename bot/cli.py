@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     ra.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
     ra.add_argument("--by", choices=["rep", "team", "customer", "region"], help="one row per rep, team, customer or region")
     ra.add_argument("--format", choices=["json", "csv", "text"], default="text", help="output format (CSV for Excel)")
+    rf = rsub.add_parser("forecast", help="weekly cash-in forecast of the open invoices (回款预测)")
+    rf.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    rf.add_argument("--weeks", type=int, default=12, help="how many weeks (1..52)")
+    rf.add_argument("--format", choices=["json", "csv", "text"], default="text", help="output format (CSV for Excel)")
+    rf.add_argument("--backtest", action="store_true",
+                    help="replay the company's own history: weekly error (WAPE) of the forecast and of \"paid on the due date\"")
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
     o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None,
                    help="show only messages in this state")
@@ -340,6 +346,8 @@ async def _report(services, args) -> int:
     except ValueError:
         print("arbot: --as-of must be YYYY-MM-DD", file=sys.stderr)
         return 2
+    if args.report == "forecast":
+        return await _forecast(services, args, as_of)
     cfg = services.config
     async with services.db.session() as s:
         rep = await aging(s, as_of, cfg.aging.buckets, by=args.by, fx_rates=cfg.company.fx_rates,
@@ -399,6 +407,59 @@ async def _calendar(services, args) -> int:
                                             now=services.clock.now()))
     await services.load_calendar()
     print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+    return 0
+
+
+async def _forecast(services, args, as_of: date) -> int:
+    from storage import forecast as fc
+    from storage.scope import Scope
+    if not 1 <= args.weeks <= 52:
+        print("arbot: --weeks must be 1..52", file=sys.stderr)
+        return 2
+    cfg = services.config
+    async with services.db.session() as s:
+        if args.backtest:
+            bt = await fc.backtest(s, as_of, args.weeks, Scope.everything(), cfg.company.fx_rates, cfg.company.currency)
+        else:
+            weeks, unconverted = await fc.forecast(s, as_of, args.weeks, Scope.everything(), cfg.company.fx_rates,
+                                                   cfg.company.currency)
+    if args.backtest:
+        if bt is None:
+            print(render("cli/forecast_no_history.txt.j2", weeks=args.weeks), file=sys.stderr)
+            return 1
+        data = {"as_of": as_of.isoformat(), "weeks": bt.weeks, "origins": [o.isoformat() for o in bt.origins],
+                "actual": str(bt.actual), "wape": round(bt.wape, 4), "naive_wape": round(bt.naive_wape, 4),
+                "by_origin": [{"origin": o.isoformat(), "actual": str(a), "wape": round(w, 4), "naive_wape": round(n, 4)}
+                              for o, a, w, n in bt.by_origin]}
+        if args.format == "json":
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+        elif args.format == "csv":
+            buf = io.StringIO()
+            w = _SafeWriter(csv.writer(buf))
+            w.writerow(["origin", "actual", "wape", "naive_wape"])
+            for row in data["by_origin"]:
+                w.writerow([row["origin"], row["actual"], row["wape"], row["naive_wape"]])
+            w.writerow(["all", data["actual"], data["wape"], data["naive_wape"]])
+            _print_csv(buf.getvalue())
+        else:
+            print(render("cli/forecast_backtest.txt.j2", bt=bt, as_of=as_of))
+        return 0
+    data = {"as_of": as_of.isoformat(), "currency": cfg.company.currency,
+            "weeks": [{"start": w.start.isoformat(), "amount": str(w.amount), "low": str(w.low), "high": str(w.high)}
+                      for w in weeks]}
+    if unconverted:
+        data["unconverted"] = {k: str(v) for k, v in unconverted.items()}
+    if args.format == "json":
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = _SafeWriter(csv.writer(buf))
+        w.writerow(["start", "amount", "low", "high"])
+        for wk in data["weeks"]:
+            w.writerow([wk["start"], wk["amount"], wk["low"], wk["high"]])
+        _print_csv(buf.getvalue())
+    else:
+        print(render("cli/forecast.txt.j2", weeks=weeks, as_of=as_of, unconverted=unconverted))
     return 0
 
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.config_error import ConfigError
 from bot.policy import (ConductConfig, CreditConfig, LateFeeConfig, PolicyConfig, SmsConfig, SmtpConfig,
                         StatuteConfig, validate_policy)
+from domain.commission import tiers_from
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,27 @@ class CollectionConfig:
     # the jobs' notifications to one person go out as one digest per job run; the lines a
     # person's digests show in one day stop here, the rest are counted ("另有 N 条") for /通知
     digest_max_items: int = 30
+    # the morning push numbers this many items, highest priority first ([priority]); the rest
+    # are one line ("另有 N 笔…") and /overdue lists them
+    push_max_items: int = 20
+
+
+@dataclass(frozen=True)
+class CommissionConfig:
+    """Commission on collections (domain/commission.py): marginal tiers on each collection."""
+    tiers: tuple = ({"upto": 100000, "rate": "0.02"}, {"upto": 500000, "rate": "0.03"}, {"rate": "0.05"})
+
+
+@dataclass(frozen=True)
+class PriorityConfig:
+    """Weights of the priority formula (domain/priority.py): who to chase first."""
+    amount: float = 1.0
+    overdue: float = 1.0
+    habit: float = 1.0
+    broken: float = 0.5
+    ladder: float = 0.5
+    credit: float = 1.0
+    timing: float = 1.0               # a month-end payer in the last week of the month
 
 
 @dataclass(frozen=True)
@@ -209,6 +231,8 @@ class Config:
     calendar: CalendarConfig = CalendarConfig()
     aging: AgingConfig = AgingConfig()
     collection: CollectionConfig = CollectionConfig()
+    priority: PriorityConfig = PriorityConfig()
+    commission: CommissionConfig = CommissionConfig()
     wecom: WeComConfig = WeComConfig()
     dingtalk: DingTalkConfig = DingTalkConfig()
     feishu: FeishuConfig = FeishuConfig()
@@ -378,6 +402,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[aging] buckets: expected increasing positive whole days like [30, 60, 90], got {b!r}")
     if cfg.collection.reply_window_hours <= 0:
         raise ConfigError("[collection] reply_window_hours: must be > 0")
+    if cfg.collection.push_max_items < 1:
+        raise ConfigError("[collection] push_max_items: must be at least 1")
+    for k, v in dataclasses.asdict(cfg.priority).items():
+        if v < 0:
+            raise ConfigError(f"[priority] {k}: a weight must be 0 or more, got {v}")
+    try:
+        commission_tiers(cfg)
+    except ValueError as e:
+        raise ConfigError(f"[commission] tiers: {e}") from None
     if cfg.collection.digest_max_items < 1:
         raise ConfigError("[collection] digest_max_items: must be at least 1")
     if not 0 <= cfg.outbox.reply_reserve < cfg.outbox.member_per_minute:
@@ -438,6 +471,11 @@ def validate(cfg: Config) -> None:
     for g in cfg.reports.manager_groups:
         if len(str(g).split(":")) not in (2, 3) or not all(str(g).split(":")):
             raise ConfigError(f"[reports] manager_groups: expected \"platform:group\" or \"platform:robot:name\", got {g!r}")
+
+
+def commission_tiers(cfg: Config):
+    """The configured commission tiers as domain tiers (ValueError when they are wrong)."""
+    return tiers_from(cfg.commission.tiers)
 
 
 def redacted(cfg: Config) -> dict:

@@ -25,6 +25,11 @@ class OverdueItem:
     days_overdue: int
     last_followup: FollowUp | LastFollowUp | None
     promise: Promise | OpenPromise | None
+    # set by the morning push's ranking (bot/jobs/push_ranking.py): the item's priority, the
+    # term that weighs most in it, and when its money is expected
+    priority: float = 0.0
+    reason: str = ""
+    expected: date | None = None
 
     @property
     def disputed(self) -> bool:

@@ -124,13 +124,14 @@ async def test_a_morning_with_40_overdue_invoices_gives_each_person_one_digest(a
         assert not fake.dropped
         # a digest is sized for WeCom (2,048 bytes of markdown) and split between customers: the
         # supervisor's and legal's ladder digests (16 lines) are two parts each; the rep also has
-        # the morning push (one list, in parts, as before)
-        assert push == 2
+        # the morning push: its 20 items of highest priority ([collection] push_max_items) in one
+        # message, where the old push listed all 40 in two parts
+        assert push == 1
         assert got == {"wx_rep1": push + 3, "wx_sup1": 2 + 1, "wx_fin1": 2 + 8, "wx_legal1": 2 + 8}
         for r in fake.received:
             assert len(r.payload["markdown"]["content"].encode()) <= 2048
         # what the old jobs sent: a message per item, and a letter draft per invoice
-        before = {p: n + (8 if p in drafts else 0) + (push if p == "rep1" else 0) for p, n in items.items()}
+        before = {p: n + (8 if p in drafts else 0) + (2 if p == "rep1" else 0) for p, n in items.items()}
         assert before == {"rep1": 19, "sup1": 17, "fin1": 24, "legal1": 24}
         print("messages per person, before → after:", {p: (before[p], got[f"wx_{p}"]) for p in items})
 

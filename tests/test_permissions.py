@@ -48,6 +48,8 @@ EXPECTED = {
     "notices": EVERYONE,      # one's own notifications of the day that the digests did not list
     "bill": EVERYONE,         # acceptance bills held, listed in scope; recording and disposing are MONEY's
     "claim": EVERYONE,        # bank receipts to claim, listed in scope; claiming is COLLECT's, confirming MONEY's
+    "forecast": EVERYONE,     # scoped like /aging
+    "commission": EVERYONE,   # scoped like /kpi: a rep sees their own
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -65,7 +67,7 @@ ARGS = {
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",
-           "dso": "DSO"}
+           "dso": "DSO", "forecast": "回款预测", "commission": "回款提成"}
 TABLES = (Receivable, Payment, Allocation, FollowUp, Promise, Dispute, WriteOff, AuditEntry)
 COMMANDS = [c.name for r in routers() for c in r.commands]
 APPROVERS = {"finance_head": "fin1", "sales_director": "sup1", "general_manager": "gm"}

@@ -25,7 +25,9 @@ async def _bot(aiohttp_client, db, *, long_list: bool = False):
                                           customer_name=lambda i: "无锡长列机械有限公司",
                                           invoice_no=lambda i, k: f"INV-L{k:02d}", invoices=50, step_days=1,
                                           unit=D("2000"))
-    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 08:00"), company={"fx_rates": ledger_fixture.FX})
+    # all 50 numbered (the push numbers 20 by default): item numbers past 20 are what the long list tests
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 08:00"), company={"fx_rates": ledger_fixture.FX},
+                          collection={"push_max_items": 50})
     await bot.run("overdue_push", at("2026-11-23 09:00"))
     bot.clock.set(at("2026-11-23 11:00"))
     return bot

@@ -42,6 +42,7 @@ from bot.core.channel import CARD_BUTTON, CARD_DESCRIPTION, CARD_TITLE, Capabili
 from bot.core.intake import (Answer, BadSignature, Endpoint, Forbidden, Malformed, RawRequest, Received,
                              Rejected)
 from bot.core.messages import Card, IncomingMessage, OutgoingMessage, capped
+from bot.outbox.sizes import split_text
 from bot.web import intake
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,14 @@ class WeComChannel:
             raise PermanentDeliveryError(f"AI-bot response_url {why} and no sender to fall back to",
                                          code="response_url")
         log.info("wecom: AI-bot response_url %s; the reply goes to the sender as an app message", why)
-        await self.deliver(dataclasses.replace(out, target_kind="user", target=fallback,
-                                               extra={k: v for k, v in out.extra.items()
-                                                      if k not in ("fallback_user", "expires_ms")}))
+        private = dataclasses.replace(out, target_kind="user", target=fallback,
+                                      extra={k: v for k, v in out.extra.items() if k not in ("fallback_user", "expires_ms")})
+        # the outbox sized it for the response_url (4,096 bytes), an app message takes 2,048: a
+        # longer answer (a manager's /help) goes in parts, split as the outbox splits
+        limit = self.capabilities.size_limit("user", private.format)
+        texts = split_text(private.text, limit, private.format) if limit and not limit.fits(private.text) else [private.text]
+        for text in texts:
+            await self.deliver(dataclasses.replace(private, text=text))
 
     def _remember(self, url: str) -> None:
         self._spent[url] = None

@@ -12,6 +12,7 @@ from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
 from storage.customer_card import customer_card
+from storage.payment_history import profiles_of
 
 router = Router("customer")
 
@@ -23,4 +24,6 @@ async def customer_cmd(session, customer, config, clock, services) -> Reply:
                                fx_rates=config.company.fx_rates, base_currency=config.company.currency,
                                tiers=config.late_fees.tiers, credit=config.credit, statute=config.statute,
                                work_calendar=services.calendar, tz=config.tz)
-    return Reply("customer/card.md.j2", {"card": card, "tiers": config.late_fees.tiers, "tz": config.tz})
+    profile = (await profiles_of(session, {customer.id: customer.grade}, clock.today()))[customer.id]
+    return Reply("customer/card.md.j2", {"card": card, "tiers": config.late_fees.tiers, "tz": config.tz,
+                                         "profile": profile})

@@ -14,10 +14,12 @@ from bot import digests, notify, outbox
 from bot.core.messages import Button, Card
 from bot.jobs.context import JobContext
 from bot.jobs.push_messages import push_texts
+from bot.jobs.push_ranking import Ranker
 from bot.render import render
 from storage import collection as coll
 from storage import digests as digest_store
 from storage import ledger
+from storage import payment_history
 from storage import people
 from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
@@ -68,8 +70,11 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     # the scan reads from its own snapshot (no write lock); each batch of reps is written and
     # committed on its own, and a rep whose push committed is skipped if the fire runs again
     async with ctx.reader() as rd, aclosing(coll.overdue_batches(rd, today, set(reps), REPS_PER_BATCH, ITEMS_PER_BATCH)) as batches:
+        ranker = Ranker(ctx.config, await payment_history.grade_pools(rd))
         async for by_rep in batches:
-            split = {rep_id: ([it for it in its if not it.disputed], [it for it in its if it.disputed])
+            # the [collection] push_max_items items of highest priority are numbered; the rest is one line
+            ranked = await ranker.rank(rd, today, by_rep)
+            split = {rep_id: (ranked[rep_id].to_answer, [it for it in its if it.disputed])
                      for rep_id, its in by_rep.items()}
             del by_rep
             # the messages are rendered before the write transaction, so the write gate is held
@@ -80,7 +85,8 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
                 await ctx.checkpoint()            # people waiting get the loop between two reps' renders
                 rep = reps[rep_id]
                 texts, numbered_by_rep[rep_id] = push_texts(rep, today, to_answer, disputed,
-                                                            closes_at.astimezone(ctx.config.tz), _size_limit(ctx, rep))
+                                                            closes_at.astimezone(ctx.config.tz), _size_limit(ctx, rep),
+                                                            rest=ranked[rep_id].rest, focus=ranked[rep_id].focus)
                 for i, text in enumerate(texts, start=1):
                     m = notify.for_person(rep, text, key=f"push:{today}:{i}", platforms=platforms, title="overdue")
                     if m is not None:
@@ -113,8 +119,8 @@ CARD_OUTCOMES = ("contacted", "promised:fri", "promised:nextfri", "promised:mont
 
 
 async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
-    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's oldest items, where the rep's platform
-    shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
+    """Button cards (已联系 / 承诺付款 / 有异议) for the rep's items of highest priority, where the
+    rep's platform shows cards and the configuration asks for some (``Capabilities.cards_per_push``): a click is
     logged like a reply. Few, since each is one more message against the per-member limit.
     Returns the (message, outbox key) pairs to queue."""
     addr = notify.address(rep, ctx.services.platforms)
@@ -122,9 +128,9 @@ async def _item_cards(ctx: JobContext, rep: Person, push, numbered) -> list:
     if caps is None or not caps.cards or caps.cards_per_push <= 0:
         return []
     items = {it.seq: it for it, _, _ in await coll.push_items(ctx.session, push.id)}
-    oldest = sorted(numbered, key=lambda p: -p[1].days_overdue)[:caps.cards_per_push]
+    first = sorted(numbered, key=lambda p: (-p[1].priority, -p[1].days_overdue))[:caps.cards_per_push]
     out = []
-    for seq, it in oldest:
+    for seq, it in first:
         item = items[seq]
         title = render("push/card_title.j2", seq=seq, item=it)
         card = Card(id=f"push{push.id}-{seq}", title=title, description=render("push/card_desc.j2", item=it),

@@ -132,16 +132,19 @@ def _body(blocks: list[tuple[str, list[str]]], units: list[tuple[int, int]]) -> 
 
 
 def push_texts(rep: Person, today, to_answer: list[coll.OverdueItem], disputed: list[coll.OverdueItem],
-                closes_at, limit: int) -> tuple[list[str], list]:
-    """The push's messages for one rep, and its numbered items."""
+                closes_at, limit: int, rest: list[coll.OverdueItem] = (),
+                focus: list[tuple[int, coll.OverdueItem]] = ()) -> tuple[list[str], list]:
+    """The push's messages for one rep, and its numbered items. ``rest``: the overdue items not
+    pushed today (one line in the last message); ``focus``: (number, item) to chase first."""
     numbered = list(enumerate(to_answer, start=1))
     totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
-              "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed)}
+              "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed),
+              "rest_count": len(rest), "rest_amounts": _by_currency(list(rest))}
 
     def render_part(body, part, parts):
         return render(LIST, rep=rep, today=today, body=body, part=part, parts=parts,
                       disputed=disputed if part == parts else [], totals=totals, closes_at=closes_at,
-                      single=len(to_answer) == 1)
+                      single=len(to_answer) == 1, focus=focus if part == parts else [])
 
     if not numbered:
         return [render_part("", 1, 1)], numbered

@@ -1,6 +1,7 @@
 """What the dashboard shows, for one person's scope: aging by bucket and team, the DSO trend
-of the last six months, per-rep reply timeliness, promises due this week, and (for the roles
-that run the bot) outbox and job health. Every figure comes from storage.aging / storage.kpi."""
+of the last six months, per-rep reply timeliness, promises due this week, the twelve-week cash-in
+forecast, and (for the roles that run the bot) outbox and job health. Every figure comes from
+storage.aging / storage.kpi / storage.forecast."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -12,12 +13,14 @@ from bot.handlers.aging import aging_figures
 from bot.outbox import backlog
 from bot.web.ops import dead_letters, last_job_runs
 from storage import aging as aging_q
+from storage import forecast as forecast_q
 from storage import kpi as kpi_q
 from storage.models import Customer, Person, Promise, Receivable
 from storage.scope import Scope
 
 OPS_ROLES = frozenset({"admin", "finance", "manager", "auditor"})
 TREND_MONTHS = 6
+FORECAST_WEEKS = 12
 
 
 def trend_dates(today: date, months: int = TREND_MONTHS) -> list[date]:
@@ -60,8 +63,11 @@ async def dashboard_figures(session: AsyncSession, services, state, person: Pers
         kk = k if d == today else await kpi_q.kpi(session, d, now, scope, fx_rates=fx, base_currency=cur)
         trend.append({"as_of": d, "dso": kk.dso})
     top_dso = max((t["dso"] for t in trend if t["dso"] is not None), default=None)
+    weeks, _ = await forecast_q.forecast(session, today, FORECAST_WEEKS, scope, fx, cur)
+    top_week = max((w.high for w in weeks), default=None)
     out = {"person": person, "now": now, "report": report, "last_week": last_week, "top": top, "teams": teams,
            "k": k, "trend": trend, "top_dso": top_dso, "promises": await promises_this_week(session, scope, today),
+           "forecast": weeks, "top_week": top_week,
            "ops": None, "company": cfg.company.name, "days": kpi_q.TIMELINESS_DAYS, "sales_days": kpi_q.SALES_DAYS}
     if person.role in OPS_ROLES:
         sender = state.sender

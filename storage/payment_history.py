@@ -1,0 +1,181 @@
+"""What the payment profiles, expected dates and the cash-in forecast read from the ledger:
+paid invoices (due date, day paid in full), closed promises, open invoices with their live
+promises, and whole invoice histories for the backtest. Session first, reads only."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import payment_profile as pp
+from domain.cash_forecast import InvoiceHistory, OpenInvoice
+from storage.fx import convert, rates_for
+from storage.models import Allocation, Customer, Promise, Receivable
+from storage.scope import Scope
+
+
+HISTORY_DAYS = 365         # a profile reads the invoices due in the last year: habits change
+
+
+def _day(v) -> date:
+    return v if isinstance(v, date) else date.fromisoformat(v)
+
+
+def _chunks(ids: list[int], n: int = 500):
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
+
+
+async def paid_history(session: AsyncSession, customer_ids: list[int], since: date | None = None
+                       ) -> dict[int, list[pp.PaidInvoice]]:
+    """Each customer's invoices paid in full (due on or after ``since``): the due date and the
+    day of the last allocation."""
+    out: dict[int, list[pp.PaidInvoice]] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        stmt = (select(Receivable.customer_id, Receivable.due_date, func.max(Allocation.applied_on))
+                .join(Allocation, Allocation.receivable_id == Receivable.id)
+                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid",
+                       *([Receivable.due_date >= since] if since is not None else []))
+                .group_by(Receivable.id, Receivable.customer_id, Receivable.due_date))
+        for cid, due, paid_on in await session.execute(stmt):
+            out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
+    return out
+
+
+async def promise_counts(session: AsyncSession, customer_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(kept, broken) promises per customer."""
+    out: dict[int, list[int]] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        stmt = (select(Receivable.customer_id, Promise.status, func.count())
+                .join(Receivable, Receivable.id == Promise.receivable_id)
+                .where(Receivable.customer_id.in_(chunk), Promise.status.in_(("kept", "broken")))
+                .group_by(Receivable.customer_id, Promise.status))
+        for cid, status, n in await session.execute(stmt):
+            out.setdefault(cid, [0, 0])[0 if status == "kept" else 1] += n
+    return {cid: (k, b) for cid, (k, b) in out.items()}
+
+
+async def grade_pools(session: AsyncSession, sample: int = 20_000) -> dict[str, pp.PaymentProfile]:
+    """What customers with little history borrow: the profile of each grade's recent paid
+    invoices (the newest ``sample`` of them), and of everyone's under ``""``."""
+    recent = (select(Receivable.id, Receivable.customer_id, Receivable.due_date)
+              .where(Receivable.status == "paid").order_by(Receivable.id.desc()).limit(sample).subquery())
+    stmt = (select(Customer.grade, recent.c.due_date, func.max(Allocation.applied_on))
+            .select_from(recent).join(Allocation, Allocation.receivable_id == recent.c.id)
+            .join(Customer, Customer.id == recent.c.customer_id)
+            .group_by(recent.c.id, recent.c.due_date, Customer.grade))
+    by_grade: dict[str, list[pp.PaidInvoice]] = {}
+    for grade, due, paid_on in await session.execute(stmt):
+        by_grade.setdefault(grade, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
+    everyone = pp.pool((p for ps in by_grade.values() for p in ps), "all")
+    pools = {g: pp.pool(ps, "grade") if len(ps) >= 5 * pp.MIN_HISTORY else everyone for g, ps in by_grade.items()}
+    pools[""] = everyone
+    return pools
+
+
+async def profiles_of(session: AsyncSession, grades: dict[int, str], as_of: date,
+                      pools: dict[str, pp.PaymentProfile] | None = None) -> dict[int, pp.PaymentProfile]:
+    """The profiles on ``as_of`` of the customers in ``grades`` (id → grade), from their invoices
+    due in the ``HISTORY_DAYS`` before; a new customer borrows its grade's pool (``pools``, from
+    ``grade_pools``; read here when not given)."""
+    ids = list(grades)
+    history = await paid_history(session, ids, since=as_of - timedelta(days=HISTORY_DAYS))
+    promises = await promise_counts(session, ids)
+    if pools is None and any(len(history.get(c, ())) < pp.MIN_HISTORY for c in ids):
+        pools = await grade_pools(session)
+    pools = pools or {}
+    out = {}
+    for cid, grade in grades.items():
+        fallback = pools.get(grade) or pools.get("")
+        if fallback is not None and not fallback.invoices:
+            fallback = None
+        out[cid] = pp.profile(history.get(cid, ()), *promises.get(cid, (0, 0)), pool=fallback)
+    return out
+
+
+async def open_invoices(session: AsyncSession, as_of: date, scope: Scope, fx_rates: dict | None,
+                        base_currency: str) -> tuple[list[OpenInvoice], dict[int, str], dict[str, Decimal]]:
+    """The open invoices in ``scope`` (amounts in ``base_currency``, their live promise's date),
+    their customers' grades, and what could not be converted (per currency)."""
+    rates = rates_for(fx_rates, base_currency)
+    promised = (select(Promise.receivable_id, func.max(Promise.id).label("pid"))
+                .where(Promise.status == "open").group_by(Promise.receivable_id).subquery())
+    stmt = (select(Receivable.customer_id, Customer.grade, Receivable.due_date, Receivable.open_amount,
+                   Receivable.currency, Promise.promised_date)
+            .join(Customer, Customer.id == Receivable.customer_id)
+            .outerjoin(promised, promised.c.receivable_id == Receivable.id)
+            .outerjoin(Promise, Promise.id == promised.c.pid)
+            .where(Receivable.open_amount > 0, Receivable.status != "written_off", Receivable.disputed.is_(False)))
+    stmt = scope.apply(stmt, joined_customer=True)
+    out, grades, unconverted = [], {}, {}
+    for cid, grade, due, amount, cur, pdate in await session.execute(stmt):
+        value = convert(amount, cur, rates)
+        if value is None:
+            unconverted[cur] = unconverted.get(cur, Decimal("0.00")) + amount
+            continue
+        grades[cid] = grade
+        out.append(OpenInvoice(cid, due, value, pdate if pdate is not None and pdate >= as_of else None))
+    return out, grades, unconverted
+
+
+async def invoice_histories(session: AsyncSession, scope: Scope, fx_rates: dict | None,
+                            base_currency: str) -> tuple[list[InvoiceHistory], dict[int, str]]:
+    """Every invoice in ``scope`` with its payments (allocations by day), in ``base_currency``,
+    and the customers' grades: the backtest's replay of the ledger. Written-off and disputed
+    invoices are left out, as the forecast leaves them out."""
+    rates = rates_for(fx_rates, base_currency)
+    stmt = (select(Receivable.id, Receivable.customer_id, Customer.grade, Receivable.issue_date,
+                   Receivable.due_date, Receivable.amount, Receivable.currency)
+            .join(Customer, Customer.id == Receivable.customer_id)
+            .where(Receivable.status != "written_off", Receivable.disputed.is_(False)))
+    rows = (await session.execute(scope.apply(stmt, joined_customer=True))).all()
+    pays: dict[int, dict[date, Decimal]] = {}
+    for chunk in _chunks([r[0] for r in rows], 2000):
+        for rid, day, amount in await session.execute(
+                select(Allocation.receivable_id, Allocation.applied_on, Allocation.amount)
+                .where(Allocation.receivable_id.in_(chunk))):
+            by_day = pays.setdefault(rid, {})
+            by_day[_day(day)] = by_day.get(_day(day), Decimal("0")) + amount
+    out, grades = [], {}
+    for rid, cid, grade, issue, due, amount, cur in rows:
+        rate = Decimal("1") if cur == base_currency else rates.get(cur)
+        if rate is None:
+            continue
+        grades[cid] = grade
+        payments = tuple(sorted((d, a * rate) for d, a in pays.get(rid, {}).items()))
+        out.append(InvoiceHistory(cid, _day(issue), _day(due), amount * rate, payments))
+    return out, grades
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the priority formula reads of a customer besides its profile."""
+    grade: str
+    broken_promises: int
+    credit_usage: float | None          # open balance (in the company's currency) / credit limit
+
+
+async def standings(session: AsyncSession, customer_ids: list[int], fx_rates: dict | None,
+                    base_currency: str) -> dict[int, Standing]:
+    """Grade, broken promises and credit usage of each customer (open balances converted; a
+    currency without a rate is left out of the usage)."""
+    rates = rates_for(fx_rates, base_currency)
+    out: dict[int, Standing] = {}
+    for chunk in _chunks(sorted(customer_ids)):
+        open_by: dict[int, Decimal] = {}
+        for cid, cur, total in await session.execute(
+                select(Receivable.customer_id, Receivable.currency, func.sum(Receivable.open_amount))
+                .where(Receivable.customer_id.in_(chunk), Receivable.open_amount > 0)
+                .group_by(Receivable.customer_id, Receivable.currency)):
+            value = convert(Decimal(total), cur, rates)
+            if value is not None:
+                open_by[cid] = open_by.get(cid, Decimal("0")) + value
+        for cid, grade, limit, broken in await session.execute(
+                select(Customer.id, Customer.grade, Customer.credit_limit, Customer.broken_promises)
+                .where(Customer.id.in_(chunk))):
+            usage = float(open_by.get(cid, 0) / limit) if limit else None
+            out[cid] = Standing(grade, broken or 0, usage)
+    return out
