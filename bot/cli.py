@@ -341,6 +341,7 @@ async def _jobs(services, args) -> int:
 
 async def _report(services, args) -> int:
     from storage.aging import aging
+    from storage.report_detail import group_names
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else services.clock.today()
     except ValueError:
@@ -352,12 +353,17 @@ async def _report(services, args) -> int:
     async with services.db.session() as s:
         rep = await aging(s, as_of, cfg.aging.buckets, by=args.by, fx_rates=cfg.company.fx_rates,
                           base_currency=cfg.company.currency)
+        names = await group_names(s, args.by, rep.groups) if args.by else {}
     data = {"as_of": as_of.isoformat(), "total": str(rep.total), "currency": cfg.company.currency,
             "buckets": [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in rep.buckets]}
+    # a customer group is shown by its code and name (the internal id means nothing to finance)
+    shown = {k: names.get(k, (k, ""))[0] if args.by == "customer" else k for k in rep.groups}
     if args.by:
         data["by"] = args.by
-        data["groups"] = {k: [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in v]
-                          for k, v in sorted(rep.groups.items())}
+        data["groups"] = {shown[k]: [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in v]
+                          for k, v in sorted(rep.groups.items(), key=lambda kv: shown[kv[0]])}
+        if args.by in ("customer", "rep"):
+            data["names"] = {shown[k]: names.get(k, (k, ""))[1] for k in sorted(rep.groups, key=shown.get)}
     if rep.unconverted:
         data["unconverted"] = {k: str(v) for k, v in rep.unconverted.items()}
     if args.format == "json":
@@ -366,13 +372,18 @@ async def _report(services, args) -> int:
         buf = io.StringIO()
         w = _SafeWriter(csv.writer(buf))
         labels = [b["label"] for b in data["buckets"]]
-        w.writerow([args.by or "scope", *labels, "total"])
+        named = args.by == "customer"
+        w.writerow([*(["customer_code", "customer_name"] if named else [args.by or "scope"]), *labels, "total"])
         rows = data.get("groups") or {"all": data["buckets"]}
         for key, buckets in rows.items():
-            w.writerow([key, *[b["amount"] for b in buckets], str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
+            w.writerow([key, *([data["names"][key]] if named else []), *[b["amount"] for b in buckets],
+                        str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
         _print_csv(buf.getvalue())
     else:
-        print(render("cli/aging.txt.j2", r=rep, by=args.by))
+        # "C1 上海恒信机电有限公司", "rep1 张伟"; teams and regions are names already
+        groups = sorted((" ".join(names[k]) if k in names and args.by in ("customer", "rep") else k, v)
+                        for k, v in rep.groups.items())
+        print(render("cli/aging.txt.j2", r=rep, by=args.by, groups=groups))
     return 0
 
 
