@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     ef = esub.add_parser("followups", help="every follow-up logged, oldest first")
     ef.add_argument("--since", help="YYYY-MM-DD: only follow-ups from this day on")
     ef.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
+    ew = esub.add_parser("writeoffs", help="the write-off register (坏账核销台账) with approvals and recoveries")
+    ew.add_argument("--since", help="YYYY-MM-DD: only those requested or booked from this day on")
+    ew.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
     c = sub.add_parser("calendar", help="next year's holidays from the State Council's notice")
     csub = c.add_subparsers(dest="calendar_cmd", required=True, help="import")
     ci = csub.add_parser("import", help="read the notice (国务院办公厅关于XXXX年部分节假日安排的通知), show it, store it")
@@ -494,7 +497,13 @@ async def _outbox(services, args) -> int:
 
 async def _export(services, args) -> int:
     from storage.exports import followup_rows
-    since = date.fromisoformat(args.since) if args.since else None
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(f"arbot: --since must be a date such as 2026-11-01 (YYYY-MM-DD), not {args.since!r}", file=sys.stderr)
+        return 2
+    if args.export == "writeoffs":
+        return await _export_writeoffs(services, args, since)
     async with services.db.session() as s:
         rows = await followup_rows(s, since, services.config.tz)
     if args.format == "json":
@@ -518,6 +527,22 @@ class _SafeWriter:
 
     def writerow(self, row) -> None:
         self._w.writerow(csv_row(row))
+
+
+async def _export_writeoffs(services, args, since) -> int:
+    from storage import writeoffs
+    async with services.db.session() as s:
+        rows = writeoffs.as_rows(await writeoffs.register(s, since=since), services.config.tz)
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
+    w.writeheader()
+    # a reason typed in chat ("=HYPERLINK(...)") must not become a formula in Excel
+    w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    _print_csv(buf.getvalue())
+    return 0
 
 
 def _print_csv(text: str) -> None:

@@ -50,6 +50,7 @@ EXPECTED = {
     "claim": EVERYONE,        # bank receipts to claim, listed in scope; claiming is COLLECT's, confirming MONEY's
     "forecast": EVERYONE,     # scoped like /aging
     "commission": EVERYONE,   # scoped like /kpi: a rep sees their own
+    "writeoffs": EVERYONE,    # the write-off register, scoped like /aging
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
