@@ -1,5 +1,5 @@
 """The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export,
-calendar."""
+calendar, audit."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--allow-customer-change", action="store_true",
                    help="let rows move invoices already in the ledger to another customer (refused otherwise)")
     i.add_argument("--account", default="", help="bank: our account the statement is of (a name or number)")
+    i.add_argument("--operator", help="who runs the import, recorded in the audit log (default: the OS user)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
     d.add_argument("--seed", type=int, default=7, help="random seed: the same seed makes the same company")
     j = sub.add_parser("jobs", help="list or run scheduled jobs")
@@ -73,7 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
     b = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs (online backup API)")
     b.add_argument("path", nargs="?", help="file or directory (default ./var/backups/arbot-<time>.db)")
-    e = sub.add_parser("export", help="export the follow-up log")
+    a = sub.add_parser("audit", help="read the audit log: who changed what, when, from where (newest first)")
+    a.add_argument("--entity", help="what changed: receivable, customer, payment, person, import ...")
+    a.add_argument("--id", help="its key: an invoice number, a customer code ...")
+    a.add_argument("--customer", help="a customer code: the customer's entries and its invoices'")
+    a.add_argument("--person", help="who did it: a person id, bot, or an import's operator")
+    a.add_argument("--action", help="an action or its prefix: writeoff, payment.record ...")
+    a.add_argument("--since", help="from this day (YYYY-MM-DD, company time)")
+    a.add_argument("--until", help="up to and including this day (YYYY-MM-DD)")
+    a.add_argument("--limit", type=int, default=200, help="at most this many entries (0: all)")
+    a.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    e = sub.add_parser("export", help="export the follow-up log or the write-off register")
     esub = e.add_subparsers(dest="export", required=True, help="what to export")
     ef = esub.add_parser("followups", help="every follow-up logged, oldest first")
     ef.add_argument("--since", help="YYYY-MM-DD: only follow-ups from this day on")
@@ -237,7 +248,7 @@ async def _import(services, args) -> int:
     progress = import_progress()             # a bar on a terminal; None when stdout is not one
     unhook = _stop_on_sigterm()
     try:
-        report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
+        report = await import_file(services.db, args.kind, path, actor=_operator(args), now=services.clock.now(),
                                    today=services.clock.today(), progress=progress,
                                    date_order=args.date_order or services.config.imports.date_order,
                                    allow_customer_change=args.allow_customer_change)
@@ -288,13 +299,56 @@ async def _import_bank(services, args, path: Path) -> int:
             print(render("cli/bank_report.txt.j2", errors=errors), file=sys.stderr)
         return 1
     result = await services.db.write(lambda s: import_statement(s, st, file_name=path.name, account=args.account,
-                                                                actor="cli", now=now))
+                                                                actor=_operator(args), now=now))
     await cash.notify_statement(services, result, now=now)
     if args.format == "json":
         print(json.dumps(cash.report_json(result), ensure_ascii=False, indent=2))
     else:
         print(render("cli/bank_report.txt.j2", errors=[], summary=result.summary(), lines=result.lines,
                      reason=lambda r: cash.reason_text(r.reasons)))
+    return 0
+
+
+def _operator(args) -> str:
+    """Who runs an import, for the audit log: ``--operator``, else the OS user (else "cli")."""
+    given = getattr(args, "operator", None)
+    if given and given.strip():
+        return given.strip()[:64]
+    try:
+        import getpass
+        return getpass.getuser()[:64] or "cli"
+    except Exception:           # no user name in the environment nor the password database
+        return "cli"
+
+
+async def _audit(services, args) -> int:
+    from storage import audit_trail
+    from storage.models import Customer
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+        until = date.fromisoformat(args.until) if args.until else None
+    except ValueError:
+        print("arbot: --since and --until must be dates such as 2026-11-01 (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    if args.limit < 0:
+        print("arbot: --limit must be 0 (all) or more", file=sys.stderr)
+        return 2
+    tz = services.config.tz
+    async with services.db.session() as s:
+        customer = None
+        if args.customer:
+            from sqlalchemy import select
+            customer = (await s.execute(select(Customer).where(Customer.code == args.customer))).scalar_one_or_none()
+            if customer is None:
+                print(f"arbot: no customer with the code {args.customer!r}", file=sys.stderr)
+                return 2
+        q = audit_trail.AuditQuery(entity=args.entity, entity_id=args.id, customer=customer, actor=args.person,
+                                   since=since, until=until, action=args.action)
+        page = await audit_trail.entries(s, q, tz, per_page=args.limit or None)
+    if args.format == "json":
+        print(json.dumps([audit_trail.as_row(e, page.names, tz) for e in page.entries], ensure_ascii=False, indent=2))
+    else:
+        print(render("cli/audit.txt.j2", page=page, tz=tz, brief=audit_trail.brief))
     return 0
 
 
@@ -417,7 +471,7 @@ async def _calendar(services, args) -> int:
         if input(render("cli/calendar.txt.j2", step="ask").strip() + " ").strip().lower() not in ("y", "yes", "是"):
             print(render("cli/calendar.txt.j2", step="not_stored"))
             return 1
-    await services.db.write(lambda s: store(s, schedule, notice=notice, actor="cli", channel="cli",
+    await services.db.write(lambda s: store(s, schedule, notice=notice, actor=_operator(args), channel="cli",
                                             now=services.clock.now()))
     await services.load_calendar()
     print(render("cli/calendar.txt.j2", step="stored", s=schedule))
@@ -606,7 +660,7 @@ def _backup(config, args) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "import": _import, "demo-data": _demo_data, "jobs": _jobs, "report": _report,
-            "outbox": _outbox, "export": _export, "calendar": _calendar}
+            "outbox": _outbox, "export": _export, "calendar": _calendar, "audit": _audit}
 
 if __name__ == "__main__":
     sys.exit(main())

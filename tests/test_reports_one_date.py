@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from storage import ledger
 from storage.models import Customer
-from tests import ledger_fixture
+from tests import cli_inprocess, ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
 from tests.test_reports import _fetch, _links, _money
@@ -104,7 +104,6 @@ async def test_the_weekly_workbook_lists_the_invoices(aiohttp_client, db, tmp_pa
 def test_report_aging_by_customer_names_code_and_name(tmp_path, capfd):
     import asyncio
 
-    from bot.cli import main
     from storage.db import Database
 
     async def build() -> str:
@@ -115,12 +114,11 @@ def test_report_aging_by_customer_names_code_and_name(tmp_path, capfd):
         await db.close()
         return db.url
     url = asyncio.run(build())
-    config = tmp_path / "arbot.toml"
-    config.write_text(f'[database]\nurl = "{url}"\n[company]\nfx_rates = {{ USD = "7.10" }}\n', encoding="utf-8")
+    config = cli_inprocess.config_file(tmp_path, url, '[company]\nfx_rates = { USD = "7.10" }\n')
 
     def arbot(*args: str) -> str:
         capfd.readouterr()
-        assert main(["--config", str(config), "report", "aging", "--as-of", "2026-11-23", "--by", "customer", *args]) == 0
+        assert cli_inprocess.arbot(config, "report", "aging", "--as-of", "2026-11-23", "--by", "customer", *args) == 0
         return capfd.readouterr().out.lstrip("\ufeff")
 
     csv_lines = arbot("--format", "csv").splitlines()

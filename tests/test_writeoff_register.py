@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from storage.models import AuditEntry, Customer, Receivable, WriteOff
-from tests import ledger_fixture
+from tests import cli_inprocess, ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
 
@@ -141,15 +141,12 @@ async def test_the_register_on_the_dashboard(aiohttp_client, db, tmp_path):
 async def test_the_register_exported_for_the_auditors(aiohttp_client, db, tmp_path, capfd):
     bot = await _bot(aiohttp_client, db)
     await _booked_with_a_recovery(bot)
-    config = tmp_path / "arbot.toml"
-    config.write_text(f'[database]\nurl = "{db.url}"\n', encoding="utf-8")
-    from bot.cli import main
+    config = cli_inprocess.config_file(tmp_path, db.url)
 
-    def arbot(*args: str) -> str:
+    def arbot(*args: str):
         capfd.readouterr()
         # the command line runs its own event loop, as it does from a shell
-        code = asyncio.get_running_loop().run_in_executor(None, main, ["--config", str(config), *args])
-        return code
+        return asyncio.get_running_loop().run_in_executor(None, cli_inprocess.arbot, config, *args)
 
     assert await arbot("export", "writeoffs") == 0
     rows = list(csv.DictReader(io.StringIO(capfd.readouterr().out.lstrip("\ufeff"))))
