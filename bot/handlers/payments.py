@@ -32,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import select
 
 from bot import notify
-from bot.core.arguments import InvoiceArg, target_named
+from bot.core.arguments import InvoiceArg, row_number, target_named
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
@@ -48,7 +48,6 @@ from storage.models import Customer, Payment, Person, Receivable, WriteOff
 router = Router("payments")
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
-MAX_ID = 2 ** 63 - 1
 
 
 
@@ -309,9 +308,10 @@ async def _decidable(session, person, args: str) -> WriteOff:
     raw = args.strip().lstrip("#")
     if not raw:
         raise UsageError("missing_argument")
-    if not raw.isdigit() or int(raw) > MAX_ID:   # a number no row can have (SQLite's integers end there)
+    number = row_number(raw)
+    if number is None:
         raise UserError("unknown_writeoff", id=raw[:30])
-    wo = await session.get(WriteOff, int(raw))
+    wo = await session.get(WriteOff, number)
     if wo is None or wo.amount <= ZERO:          # negative rows are recoveries, not requests
         raise UserError("unknown_writeoff", id=raw)
     if wo.requested_by == person.id:
