@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     rf.add_argument("--format", choices=["json", "csv", "text"], default="text", help="output format (CSV for Excel)")
     rf.add_argument("--backtest", action="store_true",
                     help="replay the company's own history: weekly error (WAPE) of the forecast and of \"paid on the due date\"")
+    ri = rsub.add_parser("invoices", help="every invoice open on a date, as of that date (the reports' 明细)")
+    ri.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    ri.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
     o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None,
                    help="show only messages in this state")
@@ -407,6 +410,8 @@ async def _report(services, args) -> int:
     if args.report == "forecast":
         return await _forecast(services, args, as_of)
     cfg = services.config
+    if args.report == "invoices":
+        return await _report_invoices(services, as_of, args.format)
     async with services.db.session() as s:
         rep = await aging(s, as_of, cfg.aging.buckets, by=args.by, fx_rates=cfg.company.fx_rates,
                           base_currency=cfg.company.currency)
@@ -475,6 +480,26 @@ async def _calendar(services, args) -> int:
                                             now=services.clock.now()))
     await services.load_calendar()
     print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+
+
+async def _report_invoices(services, as_of: date, fmt: str = "csv") -> int:
+    from storage.report_detail import open_invoices
+    cfg = services.config
+    async with services.db.session() as s:
+        lines = await open_invoices(s, as_of, fx_rates=cfg.company.fx_rates, base_currency=cfg.company.currency)
+    rows = [{"customer_code": x.customer_code, "customer_name": x.customer_name, "invoice_no": x.invoice_no,
+             "contract_no": x.contract_no, "rep": x.rep, "issue_date": x.issue_date.isoformat(),
+             "due_date": x.due_date.isoformat(), "currency": x.currency, "open_amount": str(x.open_amount),
+             "open_amount_" + cfg.company.currency.lower(): "" if x.base_amount is None else str(x.base_amount),
+             "days_overdue": x.days_overdue} for x in lines]
+    if fmt == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["invoice_no"])
+    w.writeheader()
+    w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    _print_csv(buf.getvalue())
     return 0
 
 

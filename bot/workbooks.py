@@ -18,6 +18,9 @@ from domain.export_cells import is_risky
 from storage.aging import AgingReport
 
 MONEY = "#,##0.00"
+# invoices listed on a 明细 sheet: past this a workbook takes minutes and gigabytes to write
+# (openpyxl keeps every cell); the sheet then says so and where the whole list is
+DETAIL_MAX_ROWS = 50_000
 PCT = "0.0"
 
 
@@ -114,6 +117,8 @@ def _detail_sheet(wb, L, report: AgingReport, lines) -> None:
     """明细: every invoice open on the report's date, as of that date; the lines add up to the
     report's total (storage/report_detail.py)."""
     ws = _sheet(wb, L.sheets["detail"], list(L.detail))
+    cut = len(lines) > DETAIL_MAX_ROWS
+    lines = lines[:DETAIL_MAX_ROWS]
     for x in lines:
         ws.append([x.customer_code, x.customer_name, x.invoice_no, x.contract_no, x.rep, x.issue_date, x.due_date,
                    x.currency, x.open_amount, x.base_amount, x.days_overdue,
@@ -122,6 +127,8 @@ def _detail_sheet(wb, L, report: AgingReport, lines) -> None:
         for cell in (row[5], row[6]):
             cell.number_format = "yyyy-mm-dd"
     _formats(ws, money_cols=(9, 10))
+    if cut:
+        ws.append([L.detail_cut.format(n=DETAIL_MAX_ROWS, as_of=report.as_of.isoformat())])
 
 
 def _bucket(report: AgingReport, days: int) -> str:

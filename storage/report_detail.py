@@ -35,8 +35,8 @@ class InvoiceLine:
 
 
 async def open_invoices(session, as_of: date, scope: Scope = Scope(), *, fx_rates: dict | None = None,
-                        base_currency: str = "CNY") -> list[InvoiceLine]:
-    """Every invoice issued by ``as_of`` and open that day, oldest due first."""
+                        base_currency: str = "CNY", limit: int | None = None) -> list[InvoiceLine]:
+    """Every invoice issued by ``as_of`` and open that day, oldest due first (at most ``limit``)."""
     rates = rates_for(fx_rates, base_currency)
     src = as_of_sources(as_of)
     alloc, wo = src
@@ -49,8 +49,10 @@ async def open_invoices(session, as_of: date, scope: Scope = Scope(), *, fx_rate
             .where(Receivable.issue_date <= as_of, cents > 0))
     stmt = scope.apply(stmt, joined_customer=True, joined_person=True)
     out = []
-    for code, name, inv, contract, rep_name, rep_id, issued, due, currency, c in (await session.execute(
-            stmt.order_by(Receivable.due_date, Customer.code, Receivable.invoice_no))).all():
+    stmt = stmt.order_by(Receivable.due_date, Customer.code, Receivable.invoice_no)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    for code, name, inv, contract, rep_name, rep_id, issued, due, currency, c in (await session.execute(stmt)).all():
         amount = from_cents(c)
         out.append(InvoiceLine(code, name, inv, contract or "", rep_name or rep_id or "", issued, due, currency,
                                amount, convert(amount, currency, rates), max(0, (as_of - due).days)))

@@ -132,3 +132,44 @@ def test_report_aging_by_customer_names_code_and_name(tmp_path, capfd):
     assert data["names"]["C4"] == "Harbor Lighting Ltd"
     text = arbot()
     assert "C1 上海恒信机电有限公司：未到期 10,000.00；1-30天 15,000.00；31-60天 30,000.00" in text
+
+
+def test_report_invoices_lists_the_open_invoices_of_a_past_date(tmp_path, capfd):
+    import asyncio
+    import csv as csv_mod
+
+    from storage.db import Database
+
+    async def build() -> str:
+        db = Database(f"sqlite:///{tmp_path}/t.db")
+        await db.migrate()
+        await _ledger_paid_in_december(db)
+        await db.close()
+        return db.url
+    config = cli_inprocess.config_file(tmp_path, asyncio.run(build()), '[company]\nfx_rates = { USD = "7.10" }\n')
+    capfd.readouterr()
+    assert cli_inprocess.arbot(config, "report", "invoices", "--as-of", "2026-11-30") == 0
+    rows = list(csv_mod.DictReader(io.StringIO(capfd.readouterr().out.lstrip("\ufeff"))))
+    got = {r["invoice_no"]: (r["customer_code"], r["open_amount"], r["open_amount_cny"], r["days_overdue"]) for r in rows}
+    # INV-A3 and INV-B2 were paid in December: on 11-30 they were still open
+    assert got["INV-A3"] == ("C1", "30000.00", "30000.00", "67")
+    assert got["INV-B2"] == ("C2", "12345.67", "12345.67", "213")
+    assert got["INV-D1"] == ("C4", "1000.00", "7100.00", "27")
+    assert sum(D(r["open_amount_cny"]) for r in rows) == D("87446.17") and len(rows) == 7
+
+
+async def test_a_detail_sheet_past_its_row_limit_says_where_the_rest_is(aiohttp_client, db, tmp_path, monkeypatch):
+    from bot import workbooks
+    monkeypatch.setattr(workbooks, "DETAIL_MAX_ROWS", 3)
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+    bot = await Bot.start(aiohttp_client, db, at("2026-11-23 08:00"), company={"fx_rates": ledger_fixture.FX},
+                          reports={"manager_groups": ("local:mgmt",), "dir": str(tmp_path / "reports")},
+                          web={"secret": "test-secret"})
+    await bot.run("weekly_aging_report", at("2026-11-23 09:00"))
+    text, _chart = await bot.inbox(chat="mgmt")
+    status, xlsx = await _fetch(bot, _links(text)["下载Excel明细"])
+    rows = [tuple(r) for r in load_workbook(io.BytesIO(xlsx), data_only=True)["明细"].iter_rows(min_row=2, values_only=True)]
+    assert [r[2] for r in rows[:3]] == ["INV-B2", "INV-B1", "INV-A3"]          # the oldest due first
+    assert rows[3][0] == "仅列出最早到期的3笔；全部发票请用命令 arbot report invoices --as-of 2026-11-23 导出"
+    assert len(rows) == 4

@@ -54,7 +54,8 @@ async def weekly_aging_report(ctx: JobContext) -> str:
     png = aging_chart(report)
     chart_name, xlsx_name = f"aging-weekly-{today}.png", f"aging-weekly-{today}.xlsx"
     downloads.save(cfg, chart_name, png)
-    lines = await report_detail.open_invoices(s, today, fx_rates=cfg.company.fx_rates, base_currency=cfg.company.currency)
+    lines = await report_detail.open_invoices(s, today, fx_rates=cfg.company.fx_rates, base_currency=cfg.company.currency,
+                                              limit=workbooks.DETAIL_MAX_ROWS + 1)
     downloads.save(cfg, xlsx_name, workbooks.weekly(cfg.company.name, report, last_week, teams, top, lines))
     links = {"chart": downloads.download_url(cfg, chart_name, now), "xlsx": downloads.download_url(cfg, xlsx_name, now)}
     text = render("reports/weekly_aging.md.j2", company=cfg.company.name, report=report, last_week=last_week,
@@ -100,7 +101,8 @@ async def _monthly_figures(ctx: JobContext, scope: Scope, month_end: date, perso
     # the reply timeliness too (its 30 days end with the month)
     k = await kpi_q.kpi(s, month_end, _end_of(month_end, cfg.tz), scope, fx_rates=fx, base_currency=cur)
     top = await aging_q.top_overdue_customers(s, month_end, scope, cfg.aging.top_customers, fx, cur)
-    lines = await report_detail.open_invoices(s, month_end, scope, fx_rates=fx, base_currency=cur)
+    lines = await report_detail.open_invoices(s, month_end, scope, fx_rates=fx, base_currency=cur,
+                                              limit=workbooks.DETAIL_MAX_ROWS + 1)
     label = render("reports/scope_all.j2") if tag == "all" else render("reports/scope_team.j2", person=person)
     name = f"aging-monthly-{month_end:%Y-%m}-{tag}.xlsx"
     downloads.save(cfg, name, workbooks.monthly(cfg.company.name, label, report, last_month, k, top, lines))
