@@ -13,13 +13,14 @@ Session first, never commits.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
-from storage.models import Contact, CustomerMessage, OutboxMessage, Receivable
+from storage.models import CustomerMessage, OutboxMessage, Receivable
 
 # queued messages whose slot is still ahead hold it; released and sent ones count from when they went
 COUNTING = ("sending", "sent")
@@ -34,33 +35,65 @@ async def by_keys(session: AsyncSession, keys: list[str]) -> dict[str, CustomerM
     return out
 
 
-async def receivable(session: AsyncSession, receivable_id: int | None) -> Receivable | None:
-    return None if receivable_id is None else await session.get(Receivable, receivable_id)
+async def by_ids(session: AsyncSession, model, ids) -> dict:
+    """Rows of ``model`` (Receivable, Contact, Customer) by id, a few queries for a whole batch."""
+    ids = sorted({i for i in ids if i is not None})
+    out: dict = {}
+    for i in range(0, len(ids), 500):
+        out.update({x.id: x for x in (await session.execute(select(model).where(model.id.in_(ids[i:i + 500])))).scalars()})
+    return out
 
 
-async def contact(session: AsyncSession, contact_id: int | None) -> Contact | None:
-    return None if contact_id is None else await session.get(Contact, contact_id)
+async def open_receivables(session: AsyncSession, customer_ids) -> dict[int, list[Receivable]]:
+    """Each customer's open invoices by due date (what a statement or letter lists)."""
+    ids = sorted(set(customer_ids))
+    out: dict[int, list[Receivable]] = {cid: [] for cid in ids}
+    for i in range(0, len(ids), 500):
+        for r in (await session.execute(select(Receivable).where(
+                Receivable.customer_id.in_(ids[i:i + 500]), Receivable.open_amount > 0,
+                Receivable.status != "written_off").order_by(Receivable.due_date, Receivable.id))).scalars():
+            out[r.customer_id].append(r)
+    return out
 
 
-async def taken_days(session: AsyncSession, customer_id: int, now: datetime, per_days: int,
-                     exclude: int) -> list[date]:
+@dataclass
+class CapRow:
+    id: int
+    status: str
+    send_at: datetime
+    went_at: datetime
+
+
+async def cap_rows(session: AsyncSession, customer_ids, now: datetime, per_days: int) -> dict[int, list[CapRow]]:
+    """The customers' messages that may count against their cap around ``now`` (see :func:`taken_days`)."""
+    ids = sorted(set(customer_ids))
+    since, until = now - timedelta(days=per_days + 1), now + timedelta(days=per_days + 1)
+    went = func.coalesce(CustomerMessage.sent_at, CustomerMessage.send_at)
+    out: dict[int, list[CapRow]] = {cid: [] for cid in ids}
+    for i in range(0, len(ids), 500):
+        for mid, cid, status, send_at, went_at in (await session.execute(select(
+                CustomerMessage.id, CustomerMessage.customer_id, CustomerMessage.status, CustomerMessage.send_at, went)
+                .where(CustomerMessage.customer_id.in_(ids[i:i + 500]),
+                       CustomerMessage.status.in_(("queued", *COUNTING)),
+                       CustomerMessage.send_at >= since, CustomerMessage.send_at <= until))).all():
+            out[cid].append(CapRow(mid, status, send_at, went_at))
+    return out
+
+
+def taken_days(rows: list[CapRow], now: datetime, exclude: int) -> list[date]:
     """The days (company time) that count against the customer's cap for a message sent at
     ``now``: messages released or sent within the window around it, and queued ones holding a
     slot after ``now``. A queued message whose slot has passed unsent is not counted: it is part
     of a backlog and competes for the slot now, checked in its turn."""
     tz = now.tzinfo
-    since, until = now - timedelta(days=per_days + 1), now + timedelta(days=per_days + 1)
-    went = func.coalesce(CustomerMessage.sent_at, CustomerMessage.send_at)
-    rows = (await session.execute(select(CustomerMessage.status, CustomerMessage.send_at, went).where(
-        CustomerMessage.customer_id == customer_id, CustomerMessage.id != exclude,
-        CustomerMessage.status.in_(("queued", *COUNTING)),
-        CustomerMessage.send_at >= since, CustomerMessage.send_at <= until))).all()
     out: list[date] = []
-    for status, send_at, went_at in rows:
-        if status in COUNTING:
-            out.append(went_at.astimezone(tz).date())
-        elif send_at > now:
-            out.append(send_at.astimezone(tz).date())
+    for x in rows:
+        if x.id == exclude:
+            continue
+        if x.status in COUNTING:
+            out.append(x.went_at.astimezone(tz).date())
+        elif x.send_at > now:
+            out.append(x.send_at.astimezone(tz).date())
     return out
 
 
