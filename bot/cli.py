@@ -480,6 +480,7 @@ async def _calendar(services, args) -> int:
                                             now=services.clock.now()))
     await services.load_calendar()
     print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+    return 0
 
 
 async def _report_invoices(services, as_of: date, fmt: str = "csv") -> int:
