@@ -18,6 +18,7 @@ from bot.demo import Tour
 from bot.handlers import dispatcher
 from bot.jobs.scheduler import JobScheduler
 from bot.outbox import Sender, backlog
+from bot.send_time_check import SendTimeCheck
 from bot.services import Services
 from bot.web import signing
 from storage.db import is_storage_fault, is_transient
@@ -84,7 +85,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         # before anything counts working days: next year's schedule, if finance imported it
         await services.load_calendar()
         state.sender = Sender(services.db, state.channels, services.clock, config.outbox,
-                              health=state.channel_health, people_first=services.people_first)
+                              health=state.channel_health, people_first=services.people_first,
+                              check=SendTimeCheck(services).check)
         state.inbound = inbound.InboundProcessor(services.db, state.pipeline, state.channels, services.clock,
                                                  on_queued=state.sender.wake, people_first=services.people_first,
                                                  health=state.channel_health,

@@ -1,5 +1,5 @@
 """The ``arbot`` command: serve, migrate, import, demo-data, jobs, parse-reply, report, outbox, export,
-calendar."""
+calendar, audit."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--allow-customer-change", action="store_true",
                    help="let rows move invoices already in the ledger to another customer (refused otherwise)")
     i.add_argument("--account", default="", help="bank: our account the statement is of (a name or number)")
+    i.add_argument("--operator", help="who runs the import, recorded in the audit log (default: the OS user)")
     d = sub.add_parser("demo-data", help="generate a believable demo company into an empty database")
     d.add_argument("--seed", type=int, default=7, help="random seed: the same seed makes the same company")
     j = sub.add_parser("jobs", help="list or run scheduled jobs")
@@ -67,17 +68,33 @@ def _parser() -> argparse.ArgumentParser:
     rf.add_argument("--format", choices=["json", "csv", "text"], default="text", help="output format (CSV for Excel)")
     rf.add_argument("--backtest", action="store_true",
                     help="replay the company's own history: weekly error (WAPE) of the forecast and of \"paid on the due date\"")
+    ri = rsub.add_parser("invoices", help="every invoice open on a date, as of that date (the reports' 明细)")
+    ri.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    ri.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
     o = sub.add_parser("outbox", help="show the outbox; retry dead letters")
     o.add_argument("--status", choices=["pending", "sent", "dead", "split"], default=None,
                    help="show only messages in this state")
     o.add_argument("--retry", type=int, nargs="*", help="move these dead messages back to pending")
     b = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs (online backup API)")
     b.add_argument("path", nargs="?", help="file or directory (default ./var/backups/arbot-<time>.db)")
-    e = sub.add_parser("export", help="export the follow-up log")
+    a = sub.add_parser("audit", help="read the audit log: who changed what, when, from where (newest first)")
+    a.add_argument("--entity", help="what changed: receivable, customer, payment, person, import ...")
+    a.add_argument("--id", help="its key: an invoice number, a customer code ...")
+    a.add_argument("--customer", help="a customer code: the customer's entries and its invoices'")
+    a.add_argument("--person", help="who did it: a person id, bot, or an import's operator")
+    a.add_argument("--action", help="an action or its prefix: writeoff, payment.record ...")
+    a.add_argument("--since", help="from this day (YYYY-MM-DD, company time)")
+    a.add_argument("--until", help="up to and including this day (YYYY-MM-DD)")
+    a.add_argument("--limit", type=int, default=200, help="at most this many entries (0: all)")
+    a.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    e = sub.add_parser("export", help="export the follow-up log or the write-off register")
     esub = e.add_subparsers(dest="export", required=True, help="what to export")
     ef = esub.add_parser("followups", help="every follow-up logged, oldest first")
     ef.add_argument("--since", help="YYYY-MM-DD: only follow-ups from this day on")
     ef.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
+    ew = esub.add_parser("writeoffs", help="the write-off register (坏账核销台账) with approvals and recoveries")
+    ew.add_argument("--since", help="YYYY-MM-DD: only those requested or booked from this day on")
+    ew.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (CSV for Excel)")
     c = sub.add_parser("calendar", help="next year's holidays from the State Council's notice")
     csub = c.add_subparsers(dest="calendar_cmd", required=True, help="import")
     ci = csub.add_parser("import", help="read the notice (国务院办公厅关于XXXX年部分节假日安排的通知), show it, store it")
@@ -234,7 +251,7 @@ async def _import(services, args) -> int:
     progress = import_progress()             # a bar on a terminal; None when stdout is not one
     unhook = _stop_on_sigterm()
     try:
-        report = await import_file(services.db, args.kind, path, actor="cli", now=services.clock.now(),
+        report = await import_file(services.db, args.kind, path, actor=_operator(args), now=services.clock.now(),
                                    today=services.clock.today(), progress=progress,
                                    date_order=args.date_order or services.config.imports.date_order,
                                    allow_customer_change=args.allow_customer_change)
@@ -285,13 +302,56 @@ async def _import_bank(services, args, path: Path) -> int:
             print(render("cli/bank_report.txt.j2", errors=errors), file=sys.stderr)
         return 1
     result = await services.db.write(lambda s: import_statement(s, st, file_name=path.name, account=args.account,
-                                                                actor="cli", now=now))
+                                                                actor=_operator(args), now=now))
     await cash.notify_statement(services, result, now=now)
     if args.format == "json":
         print(json.dumps(cash.report_json(result), ensure_ascii=False, indent=2))
     else:
         print(render("cli/bank_report.txt.j2", errors=[], summary=result.summary(), lines=result.lines,
                      reason=lambda r: cash.reason_text(r.reasons)))
+    return 0
+
+
+def _operator(args) -> str:
+    """Who runs an import, for the audit log: ``--operator``, else the OS user (else "cli")."""
+    given = getattr(args, "operator", None)
+    if given and given.strip():
+        return given.strip()[:64]
+    try:
+        import getpass
+        return getpass.getuser()[:64] or "cli"
+    except Exception:           # no user name in the environment nor the password database
+        return "cli"
+
+
+async def _audit(services, args) -> int:
+    from storage import audit_trail
+    from storage.models import Customer
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+        until = date.fromisoformat(args.until) if args.until else None
+    except ValueError:
+        print("arbot: --since and --until must be dates such as 2026-11-01 (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    if args.limit < 0:
+        print("arbot: --limit must be 0 (all) or more", file=sys.stderr)
+        return 2
+    tz = services.config.tz
+    async with services.db.session() as s:
+        customer = None
+        if args.customer:
+            from sqlalchemy import select
+            customer = (await s.execute(select(Customer).where(Customer.code == args.customer))).scalar_one_or_none()
+            if customer is None:
+                print(f"arbot: no customer with the code {args.customer!r}", file=sys.stderr)
+                return 2
+        q = audit_trail.AuditQuery(entity=args.entity, entity_id=args.id, customer=customer, actor=args.person,
+                                   since=since, until=until, action=args.action)
+        page = await audit_trail.entries(s, q, tz, per_page=args.limit or None)
+    if args.format == "json":
+        print(json.dumps([audit_trail.as_row(e, page.names, tz) for e in page.entries], ensure_ascii=False, indent=2))
+    else:
+        print(render("cli/audit.txt.j2", page=page, tz=tz, brief=audit_trail.brief))
     return 0
 
 
@@ -341,6 +401,7 @@ async def _jobs(services, args) -> int:
 
 async def _report(services, args) -> int:
     from storage.aging import aging
+    from storage.report_detail import group_names
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else services.clock.today()
     except ValueError:
@@ -349,15 +410,22 @@ async def _report(services, args) -> int:
     if args.report == "forecast":
         return await _forecast(services, args, as_of)
     cfg = services.config
+    if args.report == "invoices":
+        return await _report_invoices(services, as_of, args.format)
     async with services.db.session() as s:
         rep = await aging(s, as_of, cfg.aging.buckets, by=args.by, fx_rates=cfg.company.fx_rates,
                           base_currency=cfg.company.currency)
+        names = await group_names(s, args.by, rep.groups) if args.by else {}
     data = {"as_of": as_of.isoformat(), "total": str(rep.total), "currency": cfg.company.currency,
             "buckets": [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in rep.buckets]}
+    # a customer group is shown by its code and name (the internal id means nothing to finance)
+    shown = {k: names.get(k, (k, ""))[0] if args.by == "customer" else k for k in rep.groups}
     if args.by:
         data["by"] = args.by
-        data["groups"] = {k: [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in v]
-                          for k, v in sorted(rep.groups.items())}
+        data["groups"] = {shown[k]: [{"label": b.label, "amount": str(b.amount), "count": b.count} for b in v]
+                          for k, v in sorted(rep.groups.items(), key=lambda kv: shown[kv[0]])}
+        if args.by in ("customer", "rep"):
+            data["names"] = {shown[k]: names.get(k, (k, ""))[1] for k in sorted(rep.groups, key=shown.get)}
     if rep.unconverted:
         data["unconverted"] = {k: str(v) for k, v in rep.unconverted.items()}
     if args.format == "json":
@@ -366,13 +434,18 @@ async def _report(services, args) -> int:
         buf = io.StringIO()
         w = _SafeWriter(csv.writer(buf))
         labels = [b["label"] for b in data["buckets"]]
-        w.writerow([args.by or "scope", *labels, "total"])
+        named = args.by == "customer"
+        w.writerow([*(["customer_code", "customer_name"] if named else [args.by or "scope"]), *labels, "total"])
         rows = data.get("groups") or {"all": data["buckets"]}
         for key, buckets in rows.items():
-            w.writerow([key, *[b["amount"] for b in buckets], str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
+            w.writerow([key, *([data["names"][key]] if named else []), *[b["amount"] for b in buckets],
+                        str(sum((Decimal(b["amount"]) for b in buckets), Decimal("0.00")))])
         _print_csv(buf.getvalue())
     else:
-        print(render("cli/aging.txt.j2", r=rep, by=args.by))
+        # "C1 上海恒信机电有限公司", "rep1 张伟"; teams and regions are names already
+        groups = sorted((" ".join(names[k]) if k in names and args.by in ("customer", "rep") else k, v)
+                        for k, v in rep.groups.items())
+        print(render("cli/aging.txt.j2", r=rep, by=args.by, groups=groups))
     return 0
 
 
@@ -403,10 +476,31 @@ async def _calendar(services, args) -> int:
         if input(render("cli/calendar.txt.j2", step="ask").strip() + " ").strip().lower() not in ("y", "yes", "是"):
             print(render("cli/calendar.txt.j2", step="not_stored"))
             return 1
-    await services.db.write(lambda s: store(s, schedule, notice=notice, actor="cli", channel="cli",
+    await services.db.write(lambda s: store(s, schedule, notice=notice, actor=_operator(args), channel="cli",
                                             now=services.clock.now()))
     await services.load_calendar()
     print(render("cli/calendar.txt.j2", step="stored", s=schedule))
+    return 0
+
+
+async def _report_invoices(services, as_of: date, fmt: str = "csv") -> int:
+    from storage.report_detail import open_invoices
+    cfg = services.config
+    async with services.db.session() as s:
+        lines = await open_invoices(s, as_of, fx_rates=cfg.company.fx_rates, base_currency=cfg.company.currency)
+    rows = [{"customer_code": x.customer_code, "customer_name": x.customer_name, "invoice_no": x.invoice_no,
+             "contract_no": x.contract_no, "rep": x.rep, "issue_date": x.issue_date.isoformat(),
+             "due_date": x.due_date.isoformat(), "currency": x.currency, "open_amount": str(x.open_amount),
+             "open_amount_" + cfg.company.currency.lower(): "" if x.base_amount is None else str(x.base_amount),
+             "days_overdue": x.days_overdue} for x in lines]
+    if fmt == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["invoice_no"])
+    w.writeheader()
+    w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    _print_csv(buf.getvalue())
     return 0
 
 
@@ -483,7 +577,13 @@ async def _outbox(services, args) -> int:
 
 async def _export(services, args) -> int:
     from storage.exports import followup_rows
-    since = date.fromisoformat(args.since) if args.since else None
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(f"arbot: --since must be a date such as 2026-11-01 (YYYY-MM-DD), not {args.since!r}", file=sys.stderr)
+        return 2
+    if args.export == "writeoffs":
+        return await _export_writeoffs(services, args, since)
     async with services.db.session() as s:
         rows = await followup_rows(s, since, services.config.tz)
     if args.format == "json":
@@ -507,6 +607,22 @@ class _SafeWriter:
 
     def writerow(self, row) -> None:
         self._w.writerow(csv_row(row))
+
+
+async def _export_writeoffs(services, args, since) -> int:
+    from storage import writeoffs
+    async with services.db.session() as s:
+        rows = writeoffs.as_rows(await writeoffs.register(s, since=since), services.config.tz)
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
+    w.writeheader()
+    # a reason typed in chat ("=HYPERLINK(...)") must not become a formula in Excel
+    w.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    _print_csv(buf.getvalue())
+    return 0
 
 
 def _print_csv(text: str) -> None:
@@ -570,7 +686,7 @@ def _backup(config, args) -> int:
 
 
 COMMANDS = {"migrate": _migrate, "import": _import, "demo-data": _demo_data, "jobs": _jobs, "report": _report,
-            "outbox": _outbox, "export": _export, "calendar": _calendar}
+            "outbox": _outbox, "export": _export, "calendar": _calendar, "audit": _audit}
 
 if __name__ == "__main__":
     sys.exit(main())

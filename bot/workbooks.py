@@ -18,6 +18,9 @@ from domain.export_cells import is_risky
 from storage.aging import AgingReport
 
 MONEY = "#,##0.00"
+# invoices listed on a 明细 sheet: past this a workbook takes minutes and gigabytes to write
+# (openpyxl keeps every cell); the sheet then says so and where the whole list is
+DETAIL_MAX_ROWS = 50_000
 PCT = "0.0"
 
 
@@ -110,14 +113,43 @@ def _customers_sheet(wb, L, top) -> None:
     _formats(ws, money_cols=(3,))
 
 
+def _detail_sheet(wb, L, report: AgingReport, lines) -> None:
+    """明细: every invoice open on the report's date, as of that date; the lines add up to the
+    report's total (storage/report_detail.py)."""
+    ws = _sheet(wb, L.sheets["detail"], list(L.detail))
+    cut = len(lines) > DETAIL_MAX_ROWS
+    lines = lines[:DETAIL_MAX_ROWS]
+    for x in lines:
+        ws.append([x.customer_code, x.customer_name, x.invoice_no, x.contract_no, x.rep, x.issue_date, x.due_date,
+                   x.currency, x.open_amount, x.base_amount, x.days_overdue,
+                   bucket_label(_bucket(report, x.days_overdue))])
+    for row in ws.iter_rows(min_row=2):
+        for cell in (row[5], row[6]):
+            cell.number_format = "yyyy-mm-dd"
+    _formats(ws, money_cols=(9, 10))
+    if cut:
+        ws.append([L.detail_cut.format(n=DETAIL_MAX_ROWS, as_of=report.as_of.isoformat())])
+
+
+def _bucket(report: AgingReport, days: int) -> str:
+    """The label of the report's bucket for an invoice this many days overdue."""
+    if days <= 0:
+        return report.buckets[0].label
+    for b in report.buckets[1:-1]:
+        if days <= int(b.label.split("-")[1]):
+            return b.label
+    return report.buckets[-1].label
+
+
 def _save(wb: Workbook) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
 
 
-def weekly(company: str, report: AgingReport, last_week: AgingReport, teams: list[dict], top) -> bytes:
-    """Summary, aging by bucket against last week, aging by team, the top overdue customers."""
+def weekly(company: str, report: AgingReport, last_week: AgingReport, teams: list[dict], top, lines=()) -> bytes:
+    """Summary, aging by bucket against last week, aging by team, the top overdue customers, the
+    invoices (明细)."""
     L = labels()
     wb = Workbook()
     _summary(wb, L, [("title_weekly", company), ("as_of", report.as_of.isoformat()), ("total", report.total),
@@ -129,11 +161,14 @@ def weekly(company: str, report: AgingReport, last_week: AgingReport, teams: lis
         ws.append([t["name"] or L.no_team, *[b.amount for b in t["buckets"]], t["total"], t["overdue"]])
     _formats(ws, money_cols=tuple(range(2, len(report.buckets) + 4)))
     _customers_sheet(wb, L, top)
+    _detail_sheet(wb, L, report, lines)
     return _save(wb)
 
 
-def monthly(company: str, scope_label: str, report: AgingReport, last_month: AgingReport, k, top) -> bytes:
-    """Summary KPIs, aging against last month-end, per-rep table, the top overdue customers."""
+def monthly(company: str, scope_label: str, report: AgingReport, last_month: AgingReport, k, top,
+            lines=()) -> bytes:
+    """Summary KPIs, aging against last month-end, per-rep table, the top overdue customers, the
+    invoices (明细)."""
     L = labels()
     wb = Workbook()
     _summary(wb, L, [("title_monthly", company), ("scope", scope_label), ("as_of", report.as_of.isoformat()),
@@ -149,4 +184,5 @@ def monthly(company: str, scope_label: str, report: AgingReport, last_month: Agi
                    r.pushed, r.on_time, _num(r.timeliness)])
     _formats(ws, money_cols=(2, 3, 4, 5), pct_cols=(6, 9))
     _customers_sheet(wb, L, top)
+    _detail_sheet(wb, L, report, lines)
     return _save(wb)

@@ -238,8 +238,7 @@ def _open_rows_stmt(scope: Scope, *, by: str | None = None, by_day: bool = True,
         open_cents = Receivable.open_amount
         is_open = Receivable.open_amount > literal_column("0")     # literal: matches the partial index
     else:
-        alloc, wo = src
-        open_cents = type_coerce(Receivable.amount, BigInteger) - func.coalesce(alloc.c.s, 0) - func.coalesce(wo.c.s, 0)
+        open_cents = open_cents_as_of(src)
         is_open = open_cents > 0
     group_col = BY_COLUMNS[by] if by else literal("")
     first = Receivable.due_date if by_day else _bucket_case(as_of, bounds).label("bucket")
@@ -293,16 +292,26 @@ def _merge_day_rows(rows) -> list:
 async def _day_or_bucket_rows(session: AsyncSession, as_of: date, bounds, *, scope: Scope, by: str | None,
                               by_day: bool, settled: bool) -> list:
     """Stored balances (settled) or the full recomputation from allocations and write-offs."""
-    src = None
-    if not settled:
-        alloc = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
-                 .where(Allocation.applied_on <= as_of).group_by(Allocation.receivable_id).subquery())
-        wo = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
-              .where(WriteOff.status == "approved", WriteOff.written_off_on <= as_of)
-              .group_by(WriteOff.receivable_id).subquery())
-        src = (alloc, wo)
+    src = None if settled else as_of_sources(as_of)
     stmt = _open_rows_stmt(scope, by=by, by_day=by_day, as_of=as_of, bounds=bounds, src=src)
     return list((await session.execute(stmt)).all())
+
+
+def as_of_sources(as_of: date):
+    """Per receivable, the payments applied and the approved write-offs booked by ``as_of`` (in
+    cents): ``amount − both`` is its open balance on that day (subqueries with ``rid`` and ``s``)."""
+    alloc = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
+             .where(Allocation.applied_on <= as_of).group_by(Allocation.receivable_id).subquery())
+    wo = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
+          .where(WriteOff.status == "approved", WriteOff.written_off_on <= as_of)
+          .group_by(WriteOff.receivable_id).subquery())
+    return alloc, wo
+
+
+def open_cents_as_of(src):
+    """The open balance in cents on the day of :func:`as_of_sources` (joined by the caller)."""
+    alloc, wo = src
+    return type_coerce(Receivable.amount, BigInteger) - func.coalesce(alloc.c.s, 0) - func.coalesce(wo.c.s, 0)
 
 
 async def _corrected_day_rows(session: AsyncSession, as_of: date, scope: Scope) -> list:
@@ -384,7 +393,9 @@ class TopCustomer:
 
 async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope = Scope(), limit: int = 5,
                                 fx_rates: dict[str, str] | None = None, base_currency: str = "CNY") -> list[TopCustomer]:
-    """The customers with the most overdue (open, past due) balance now, in the reporting currency.
+    """The customers with the most overdue (open, past due) balance as of ``as_of``, in the
+    reporting currency: the same balances as :func:`aging` of that date (a monthly report run on
+    the 5th ranks by the month-end balances, not by what was paid since).
 
     The database ranks the customers (sums converted with the rates as floating point, enough to
     rank); the exact figures are computed for the few at the top only. Summing every customer in
@@ -392,6 +403,9 @@ async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope
     rates = rates_for(fx_rates, base_currency)
     if not rates or limit <= 0:
         return []
+    settled, _, _ = await _history_after(session, as_of)
+    if not settled:
+        return await _top_overdue_past(session, as_of, scope, limit, rates)
     cents = func.sum(type_coerce(Receivable.open_amount, BigInteger))
     overdue = (Receivable.open_amount > 0, Receivable.due_date < as_of, Receivable.status != "written_off")
     weight = case(*((Receivable.currency == cur, float(rate)) for cur, rate in rates.items()), else_=None)
@@ -419,4 +433,24 @@ async def top_overdue_customers(session: AsyncSession, as_of: date, scope: Scope
         t = totals.setdefault(cid, TopCustomer(cid, name, Decimal("0.00"), 0))
         t.overdue += amount
         t.max_days = max(t.max_days, days)
+    return sorted(totals.values(), key=lambda t: (-t.overdue, t.name))[:limit]
+
+
+async def _top_overdue_past(session: AsyncSession, as_of: date, scope: Scope, limit: int, rates) -> list[TopCustomer]:
+    """:func:`top_overdue_customers` for a date something was paid, written off or issued after:
+    every customer's overdue balance recomputed as of that day (a report's date, not /aging's)."""
+    src = as_of_sources(as_of)
+    alloc, wo = src
+    open_cents = open_cents_as_of(src)
+    stmt = (select(Customer.id, Customer.name, Receivable.currency, func.sum(open_cents), func.min(Receivable.due_date))
+            .select_from(Receivable).join(Customer, Customer.id == Receivable.customer_id)
+            .outerjoin(alloc, alloc.c.rid == Receivable.id).outerjoin(wo, wo.c.rid == Receivable.id)
+            .where(Receivable.issue_date <= as_of, Receivable.due_date < as_of, open_cents > 0,
+                   Receivable.currency.in_(list(rates))))
+    stmt = scope.apply(stmt, joined_customer=True).group_by(Customer.id, Customer.name, Receivable.currency)
+    totals: dict[int, TopCustomer] = {}
+    for cid, name, currency, cents_sum, oldest in (await session.execute(stmt)).all():
+        t = totals.setdefault(cid, TopCustomer(cid, name, Decimal("0.00"), 0))
+        t.overdue += convert(from_cents(cents_sum), currency, rates)
+        t.max_days = max(t.max_days, (as_of - _as_date(oldest)).days)
     return sorted(totals.values(), key=lambda t: (-t.overdue, t.name))[:limit]

@@ -135,6 +135,12 @@ class DemoSummary:
     open_by_currency: dict[str, Decimal] = field(default_factory=dict)
     manager_chat: str = MANAGER_CHAT
 
+    def counts(self) -> dict[str, int]:
+        """The rows made, by kind (``arbot demo-data`` prints them)."""
+        return {k: getattr(self, k) for k in ("people", "customers", "contacts", "receivables", "payments",
+                                              "allocations", "disputes", "promises_open", "promises_broken",
+                                              "followups", "write_offs")}
+
 
 class DemoError(RuntimeError):
     """The demo cannot be loaded (the database already holds data)."""

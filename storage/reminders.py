@@ -12,10 +12,10 @@ full, written off or gets a fresh promise to pay, the message must not go out. T
    that invoice's queued customer messages (``customer_messages.status = cancelled`` and the
    outbox row's status ``cancelled``, which the sender never claims) in the transaction that
    made the change: the dispute and the cancellation commit together or not at all.
-2. **Check at send time** (safety net, e-mail and SMS). The customer channels
-   (``bot/channels/customer.py``) re-check the reason just before delivering and refuse a message
-   whose reason vanished by a path that bypassed the ORM (raw SQL): it is dead-lettered with code
-   ``cancelled`` and shows on /healthz, because such a path is a bug worth seeing.
+2. **Check at send time** (every customer channel). The sender's send-time check
+   (``bot/send_time_check.py``) looks at the ledger again just before a customer message leaves:
+   it drops one that is no longer true (with the reason), defers one the cap or the hours do not
+   allow now, and renders the rest again from the ledger of that day.
 """
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ async def message_days(session: AsyncSession, customer_ids: list[int], now: date
     for i in range(0, len(customer_ids), 500):
         for cid, send_at in (await session.execute(select(CustomerMessage.customer_id, CustomerMessage.send_at).where(
                 CustomerMessage.customer_id.in_(customer_ids[i:i + 500]),
-                CustomerMessage.status.in_(("queued", "sent")),
+                CustomerMessage.status.in_(("queued", "sending", "sent")),
                 CustomerMessage.send_at >= now - timedelta(days=conduct.per_days + 1)))).all():
             out[cid].append(send_at.astimezone(tz).date())
     return out
@@ -285,7 +285,7 @@ async def sync_sent(session: AsyncSession) -> int:
     """Copy delivery from the outbox to queued customer messages (group robots report only there)."""
     rows = (await session.execute(select(CustomerMessage, OutboxMessage.status, OutboxMessage.sent_at)
                                   .join(OutboxMessage, OutboxMessage.idem_key == CustomerMessage.outbox_key)
-                                  .where(CustomerMessage.status == "queued",
+                                  .where(CustomerMessage.status.in_(("queued", "sending")),
                                          OutboxMessage.status.in_(("sent", "dead", "cancelled", "split"))))).all()
     rows = [(cm, *((await _parts_outcome(session, cm.outbox_key)) if status == "split" else (status, sent_at)))
             for cm, status, sent_at in rows]
@@ -318,7 +318,7 @@ async def _parts_outcome(session: AsyncSession, key: str) -> tuple[str | None, d
 def _cancel_sync(conn_session: Session, reasons: dict[int, str]) -> None:
     for rid, reason in reasons.items():
         keys = list(conn_session.execute(select(CustomerMessage.outbox_key).where(
-            CustomerMessage.receivable_id == rid, CustomerMessage.status == "queued")).scalars())
+            CustomerMessage.receivable_id == rid, CustomerMessage.status.in_(("queued", "sending")))).scalars())
         if not keys:
             continue
         conn_session.execute(update(CustomerMessage.__table__).where(
@@ -350,21 +350,6 @@ def _stop_customer_messages(session: Session, flush_context, instances) -> None:
             reasons.setdefault(obj.receivable_id, "promise")
     if reasons:
         _cancel_sync(session, reasons)
-
-
-async def vanished_reason(session: AsyncSession, outbox_key: str, today: date, grace_days: int,
-                          calendar) -> str | None:
-    """Guard 2: at send time, why a tracked customer message must not go out (None: send it)."""
-    cm = (await session.execute(select(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key))
-          ).scalar_one_or_none()
-    if cm is None:
-        return None
-    if cm.status == "cancelled":
-        return cm.cancel_reason or "cancelled"
-    if cm.receivable_id is None:
-        return None
-    r = await session.get(Receivable, cm.receivable_id)
-    return await blocking_reason(session, r, today, grace_days, calendar)
 
 
 async def mark_message(session: AsyncSession, outbox_key: str, *, sent_at: datetime | None = None,

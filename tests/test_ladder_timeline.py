@@ -265,7 +265,9 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
     # what the people read
     c3_d7 = next(o for o in email.sent if o.extra["customer_message"] == "ladder:INV-C1:d7")
     assert c3_d7.title == "【示例公司】付款提醒函：发票INV-C1"
-    assert "发票INV-C1已于2026-09-18到期，目前尚有¥8,000.00未付（逾期7天）" in c3_d7.text
+    # the d7 step came due on Mid-autumn (9/25) and the mail left on Monday 9/28: it says the days
+    # overdue of the day it left, 9/28 - 9/18 = 10, not those of the day it was queued
+    assert "发票INV-C1已于2026-09-18到期，目前尚有¥8,000.00未付（逾期10天）" in c3_d7.text
     assert c3_d7.extra["attachment"]["filename"] == "付款提醒函.html"
     assert "附：付款提醒函。" in c3_d7.text
     statement = next(o for o in email.sent if o.extra["customer_message"] == "remind:INV-A1:pre_statement")

@@ -50,6 +50,9 @@ EXPECTED = {
     "claim": EVERYONE,        # bank receipts to claim, listed in scope; claiming is COLLECT's, confirming MONEY's
     "forecast": EVERYONE,     # scoped like /aging
     "commission": EVERYONE,   # scoped like /kpi: a rep sees their own
+    "writeoffs": EVERYONE,    # the write-off register, scoped like /aging
+    "audit": frozenset({"auditor", "finance"}),    # the audit log: auditors and finance
+    "unfreeze": MONEY,        # lifting a credit freeze: finance
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -64,6 +67,7 @@ ARGS = {
     "approve": "1",
     "reject": "1",
     "reverse": "LS-0001 测试冲销",
+    "unfreeze": "C1 已补签担保",
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",

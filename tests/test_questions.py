@@ -379,14 +379,14 @@ async def test_writeoff_approval_booking_and_recovery(aiohttp_client, any_db):
     assert before.buckets[-1].amount == D("12345.67") and after.buckets[-1].amount == D("0.00")
 
 
-async def test_writeoff_above_the_limit_goes_to_the_general_manager_and_can_be_rejected(aiohttp_client, db):
+async def test_writeoff_above_the_limit_goes_to_the_finance_head_and_the_general_manager(aiohttp_client, db):
     bot = await _bot(aiohttp_client, db, permissions=dict(APPROVERS, writeoff_small_limit=D("20000")))
-    [reply] = await bot.say("fin1", "/核销 INV-A3 客户倒闭")            # 30,000 > 20,000
-    assert "已请 周总 审批，批准后自动核销并通知您。" in reply
-    assert await bot.inbox("sup1") == [] and len(await bot.inbox("gm")) == 1
+    [reply] = await bot.say("admin", "/核销 INV-A3 客户倒闭")           # 30,000 > 20,000
+    assert "已请 钱会计、周总 审批（需全部批准），批准后自动核销并通知您。" in reply
+    assert await bot.inbox("sup1") == [] and len(await bot.inbox("gm")) == 1 and len(await bot.inbox("fin1")) == 1
     assert "不是这笔核销的审批人" in (await bot.say("sup1", "/approve 2"))[0]
     assert (await bot.say("gm", "/驳回 2"))[0] == "已驳回核销申请 #2（INV-A3），未核销，继续催收。"
-    assert (await bot.inbox("fin1"))[-1] == "您的核销申请 #2（INV-A3）被 周总 驳回，未核销。"
+    assert (await bot.inbox("admin"))[-1] == "您的核销申请 #2（INV-A3）被 周总 驳回，未核销。"
     r = await _receivable(db, "INV-A3")
     assert (r.open_amount, r.status) == (D("30000.00"), "open")
     assert "已经处理过了" in (await bot.say("gm", "/approve 2"))[0]

@@ -4,21 +4,14 @@
 when ``[smtp] host`` / ``[sms] provider`` are set. WeCom and DingTalk customer groups need
 nothing here: they are group robots (target_kind "robot") on the existing channels.
 
-The guard re-checks, just before a customer message leaves, that its reason still holds (see
-``storage/reminders.py``): the transactional cancel normally stops such a message first, so a
-refusal here means something changed the ledger behind the ORM's back; the message is
-dead-lettered with code "cancelled" so that it shows. After a delivery it records ``sent_at``
-(a delivered written notice restarts the statute of limitations).
+Whether a customer message may still go, and what it says, is decided just before the sender
+delivers it (bot/send_time_check.py). After a delivery this wrapper records ``sent_at`` (a
+delivered written notice restarts the statute of limitations).
 """
 from __future__ import annotations
 
-import logging
-
-from bot.channels.errors import PermanentDeliveryError
 from bot.core.messages import IncomingMessage, OutgoingMessage
 from storage import reminders as rem
-
-log = logging.getLogger(__name__)
 
 
 class GuardedCustomerChannel:
@@ -31,19 +24,8 @@ class GuardedCustomerChannel:
         return self.inner.reply_route(msg)
 
     async def deliver(self, out: OutgoingMessage) -> None:
-        key = out.extra.get("customer_message")
-        if key:
-            now = self.services.clock.now()
-            async with self.services.db.session() as s, s.begin():
-                reason = await rem.vanished_reason(s, key, now.astimezone(self.services.config.tz).date(),
-                                                   self.services.config.collection.promise_grace_days,
-                                                   self.services.calendar)
-                if reason:
-                    await rem.mark_message(s, key, cancelled=reason)
-            if reason:
-                log.warning("customer message %s not sent: %s (cancelled at send time)", key, reason)
-                raise PermanentDeliveryError(f"cancelled at send time: {reason}", code="cancelled")
         await self.inner.deliver(out)
+        key = out.extra.get("customer_message")
         if key:
             async with self.services.db.session() as s, s.begin():
                 await rem.mark_message(s, key, sent_at=self.services.clock.now())

@@ -24,6 +24,17 @@ from storage.models import Customer, Person, Receivable
 from storage.scope import Scope
 
 Rest = Literal["none", "required"]
+MAX_ROW_ID = 2 ** 63 - 1        # the largest integer SQLite and PostgreSQL's BIGINT hold
+
+
+def row_number(text: str) -> int | None:
+    """A number typed or clicked to name a row (a write-off, a payment, a pushed item): None
+    when it is not plain ASCII digits or is larger than any row's id can be (20 digits raised
+    OverflowError in the database driver; "²" passes ``isdigit`` and fails ``int``)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    n = int(text)
+    return n if n <= MAX_ROW_ID else None
 
 
 async def customer_named(session, scope: Scope, query: str, *, unknown: str = "unknown_customer") -> Customer:

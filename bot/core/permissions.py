@@ -23,6 +23,8 @@ EDITORS = frozenset({"finance", "admin"})
 REVERSERS = frozenset({"finance"})
 # next year's holidays (/calendar): finance, whose reminders and deadlines count working days
 CALENDAR_KEEPERS = frozenset({"finance"})
+# reading the audit log in chat (/audit): the auditors, and finance who answers for the ledger
+AUDIT_READERS = frozenset({"auditor", "finance"})
 
 
 async def scope_for(session: AsyncSession, person: Person) -> Scope:

@@ -6,6 +6,7 @@ booking the payment with /paid, or dismisses it when the bank shows no such rece
 """
 from __future__ import annotations
 
+from bot.core.arguments import row_number
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import EDITORS, READERS, may_use
@@ -25,7 +26,8 @@ async def claims_cmd(session, scope, args, person, clock, message) -> Reply:
             raise UserError("forbidden", command="claims")
         if len(words) < 3 or not words[1].lstrip("#").isdigit():
             raise UsageError("missing_argument")
-        claim = await session.get(PaymentClaim, int(words[1].lstrip("#")))
+        number = row_number(words[1].lstrip("#"))
+        claim = await session.get(PaymentClaim, number) if number is not None else None
         if claim is None:
             raise UserError("unknown_claim", id=words[1])
         if claim.status != "open":

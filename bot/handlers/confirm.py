@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from bot.core.arguments import row_number
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, CALENDAR_KEEPERS, EDITORS, may_use
@@ -29,7 +30,7 @@ async def confirm_cmd(ctx, session, scope, args, person, clock, config, services
                                  or not await confirmations.open_for(session, person.id, clock.now())):
         # a rep's reply that happens to start with the word 确认 ("确认 3 已付款") is a reply
         return await reply_to_push(ctx, message)
-    if raw and not raw.isdigit():
+    if raw and row_number(raw) is None:
         raise UsageError("bad_confirmation", value=args.strip())
     now = clock.now()
     try:

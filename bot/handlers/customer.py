@@ -11,6 +11,7 @@ from bot.core.arguments import CustomerArg
 from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
+from storage import freezes
 from storage.customer_card import customer_card
 from storage.payment_history import profiles_of
 
@@ -26,4 +27,4 @@ async def customer_cmd(session, customer, config, clock, services) -> Reply:
                                work_calendar=services.calendar, tz=config.tz)
     profile = (await profiles_of(session, {customer.id: customer.grade}, clock.today()))[customer.id]
     return Reply("customer/card.md.j2", {"card": card, "tiers": config.late_fees.tiers, "tz": config.tz,
-                                         "profile": profile})
+                                         "profile": profile, "freeze": await freezes.freeze_of(session, customer)})

@@ -14,7 +14,7 @@ from datetime import date
 
 from sqlalchemy import select
 
-from bot.core.arguments import InvoiceArg, TargetArg
+from bot.core.arguments import InvoiceArg, TargetArg, row_number
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Card, Reply
 from bot.core.permissions import ALL, COLLECTORS
@@ -189,7 +189,7 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
     kind, _, rest = str(card.get("key", "")).partition(":")
     item_id, _, outcome = rest.partition(":")
     outcome, _, when = outcome.partition(":")
-    if kind != "fu" or not item_id.isdigit() or outcome not in ("contacted", "promised", "dispute") \
+    if kind != "fu" or row_number(item_id) is None or outcome not in ("contacted", "promised", "dispute") \
             or when and (outcome != "promised" or when not in CARD_PROMISE_DAYS):
         raise UserError("unknown_card")
     s, person, now = ctx.session, ctx.person, ctx.clock.now()
@@ -197,7 +197,7 @@ async def record_card_click(ctx, card: dict, *, channel: str) -> Reply:
     promised = _promise_date(CARD_PROMISE_DAYS[when], today, ctx.services.calendar) if when else None
     if promised is not None and promised < today:       # 本周五 clicked on a Saturday
         raise UserError("card_promise_passed", when=CARD_PROMISE_DAYS[when])
-    item = await s.get(PushItem, int(item_id))
+    item = await s.get(PushItem, row_number(item_id))
     push = await s.get(Push, item.push_id) if item else None
     if push is None or push.rep_id != person.id:
         raise UserError("unknown_card")

@@ -17,9 +17,11 @@ imported bank statement closes them too).
 
 /writeoff: the whole open balance of one invoice; the approvers follow the amount in the
 reporting currency: up to ``[permissions] writeoff_small_limit`` the finance head AND the sales
-director, above it the general manager (person ids in ``[permissions]``). They are asked in chat;
-only they may /approve or /reject; when every one of them has approved, the write-off is booked
-and the requester is told. One rejection closes the request.
+director, above it the finance head AND the general manager (person ids in ``[permissions]``).
+They are asked in chat; only they may /approve or /reject; when every one of them has approved,
+the write-off is booked and the requester is told. One rejection closes the request. Duties are
+separated: whoever asks for a write-off gives none of its approvals (a request by one of its
+approvers is refused: another finance person asks), and cannot decide it either.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import select
 
 from bot import notify
-from bot.core.arguments import InvoiceArg, target_named
+from bot.core.arguments import InvoiceArg, row_number, target_named
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
@@ -248,7 +250,8 @@ def approver_tiers(config, amount_cny: Decimal) -> list[tuple[str, str]]:
     p = config.permissions
     if amount_cny <= p.writeoff_small_limit:
         return [("finance_head", p.finance_head), ("sales_director", p.sales_director)]
-    return [("general_manager", p.general_manager)]
+    # above the limit the general manager as well, not instead: the finance head sees every write-off
+    return [("finance_head", p.finance_head), ("general_manager", p.general_manager)]
 
 
 def approver_roles(config) -> list[tuple[str, str]]:
@@ -272,6 +275,10 @@ async def writeoff_cmd(session, receivable, rest, person, clock, config, service
     if amount_cny is None:
         raise UserError("no_fx_rate", currency=r.currency)
     tiers = approver_tiers(config, amount_cny)
+    own = [role for role, pid in tiers if pid == person.id]
+    if own:
+        # separation of duties: the requester's approval would be one of the two
+        raise UserError("writeoff_requester_approves", role=own[0])
     approvers: dict[str, Person] = {}
     for role, pid in tiers:
         p = await session.get(Person, pid) if pid else None
@@ -301,11 +308,14 @@ async def _decidable(session, person, args: str) -> WriteOff:
     raw = args.strip().lstrip("#")
     if not raw:
         raise UsageError("missing_argument")
-    if not raw.isdigit():
-        raise UserError("unknown_writeoff", id=raw)
-    wo = await session.get(WriteOff, int(raw))
+    number = row_number(raw)
+    if number is None:
+        raise UserError("unknown_writeoff", id=raw[:30])
+    wo = await session.get(WriteOff, number)
     if wo is None or wo.amount <= ZERO:          # negative rows are recoveries, not requests
         raise UserError("unknown_writeoff", id=raw)
+    if wo.requested_by == person.id:
+        raise UserError("writeoff_own_request", id=wo.id)
     if person.id not in (wo.approvers_needed or []):
         raise UserError("not_approver", id=wo.id)
     if wo.status != "pending":

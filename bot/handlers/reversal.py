@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from bot.core.arguments import row_number
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import REVERSERS
@@ -27,10 +28,11 @@ ZERO = Decimal("0.00")
 async def find_payment(session, key: str) -> Payment | None:
     """``#12`` is payment 12; otherwise a bank serial first, then a bare number as the payment's id."""
     if key.startswith("#"):
-        return await session.get(Payment, int(key[1:])) if key[1:].isdigit() else None
+        number = row_number(key[1:])
+        return await session.get(Payment, number) if number is not None else None
     p = (await session.execute(select(Payment).where(Payment.reference == key))).scalar_one_or_none()
-    if p is None and key.isdigit():
-        p = await session.get(Payment, int(key))
+    if p is None and row_number(key) is not None:
+        p = await session.get(Payment, row_number(key))
     return p
 
 

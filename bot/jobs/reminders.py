@@ -33,7 +33,6 @@ from domain import statute
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
-from bot.letters import Letter
 from bot.render import render, yuan
 from storage import reminders as rem
 from storage.reminders import GROUP_SUFFIX
@@ -57,7 +56,7 @@ def _sms_params(c: Customer, inv: dict) -> dict:
 
 
 def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_kind: str, params: dict,
-                  letter: Letter | None) -> OutgoingMessage:
+                  letter: "letters.Letter | None") -> OutgoingMessage:
     extra: dict = {"customer_message": key}
     if contact.channel == "email":
         extra["html"] = letters.markdown_to_html(text)
@@ -76,8 +75,22 @@ def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_ki
                            format="markdown", title=subject, extra=extra)
 
 
+def compose(config, contact: Contact, data: dict, *, key: str, kind: str, template: str,
+            letter_kind: str | None = None) -> OutgoingMessage:
+    """The message to a customer contact from the ledger's facts (``letters.facts``): made when
+    it is queued and made again from the ledger as it stands when it leaves
+    (bot/send_time_check.py), which ``extra["compose"]`` makes possible."""
+    attach = letters.render_letter(letter_kind, data) if letter_kind and contact.channel == "email" else None
+    text = render(template, **{**data, "contact": contact}, attached=attach.title if attach else "")
+    subject = render("reminders/customer_subject.txt.j2", kind=kind, company=data["company"], invoice=data["invoice"])
+    out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=kind,
+                        params=_sms_params(data["customer"], data["invoice"]), letter=attach)
+    out.extra["compose"] = {"kind": kind, "template": template, "letter": letter_kind}
+    return out
+
+
 def _to_customer(run: LedgerPass, view: CustomerView, r: Receivable, *, step: str, key: str, kind: str,
-                 template: str, data: dict, letter: Letter | None = None, before: date | None = None) -> dict:
+                 template: str, data: dict, letter_kind: str | None = None, before: date | None = None) -> dict:
     """Queue one message to the customer's contact at the next allowed slot. Returns a note for staff."""
     contact = view.contact
     if contact is None:
@@ -85,13 +98,10 @@ def _to_customer(run: LedgerPass, view: CustomerView, r: Receivable, *, step: st
     slot = run.customer_slot(view)
     if before is not None and slot.date() >= before:
         return {"outcome": "too_late", "contact": contact}
-    attach = letter if contact.channel == "email" else None
-    text = render(template, **{**data, "contact": contact}, attached=attach.title if attach else "")
-    subject = render("reminders/customer_subject.txt.j2", kind=kind, company=data["company"], invoice=data["invoice"])
-    out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=kind,
-                        params=_sms_params(view.customer, data["invoice"]), letter=attach)
+    out = compose(run.ctx.config, contact, data, key=key, kind=kind, template=template, letter_kind=letter_kind)
+    attached = "attachment" in out.extra
     run.to_customer(view, r, out, key=key, step=step, slot=slot,
-                    kind="letter" if attach else ("statement" if kind == "statement" else "reminder"))
+                    kind="letter" if attached else ("statement" if kind == "statement" else "reminder"))
     return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > run.ctx.at}
 
 
@@ -234,9 +244,8 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
     note = None
     if st.customer_message and latest:
         kind = st.document if st.document in ("reminder", "confirmation") else "reminder"
-        letter = letters.render_letter(kind, data)
         note = _to_customer(run, view, r, step=st.name, key=key, kind="overdue",
-                            template="reminders/customer_overdue.txt.j2", data=data, letter=letter)
+                            template="reminders/customer_overdue.txt.j2", data=data, letter_kind=kind)
     persons = run.people_for(st.notify, r, c)
     line = render("digest/item_ladder.md.j2", **data, step=st, rep=run.rep_of(r, c), froze=froze,
                   customer_note=_note(note), skipped=skipped)

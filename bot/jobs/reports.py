@@ -10,7 +10,7 @@ naming the period, so a re-run sends nothing twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from bot import notify, workbooks
 from bot.charts import aging_chart
@@ -21,7 +21,7 @@ from bot.render import render
 from bot.web import downloads
 from storage import aging as aging_q
 from storage import kpi as kpi_q
-from storage import people
+from storage import people, report_detail
 from storage.models import Person
 from storage.scope import Scope
 
@@ -54,7 +54,9 @@ async def weekly_aging_report(ctx: JobContext) -> str:
     png = aging_chart(report)
     chart_name, xlsx_name = f"aging-weekly-{today}.png", f"aging-weekly-{today}.xlsx"
     downloads.save(cfg, chart_name, png)
-    downloads.save(cfg, xlsx_name, workbooks.weekly(cfg.company.name, report, last_week, teams, top))
+    lines = await report_detail.open_invoices(s, today, fx_rates=cfg.company.fx_rates, base_currency=cfg.company.currency,
+                                              limit=workbooks.DETAIL_MAX_ROWS + 1)
+    downloads.save(cfg, xlsx_name, workbooks.weekly(cfg.company.name, report, last_week, teams, top, lines))
     links = {"chart": downloads.download_url(cfg, chart_name, now), "xlsx": downloads.download_url(cfg, xlsx_name, now)}
     text = render("reports/weekly_aging.md.j2", company=cfg.company.name, report=report, last_week=last_week,
                   rows=list(zip(report.buckets, last_week.buckets)), teams=teams, top=top, links=links,
@@ -68,6 +70,11 @@ async def weekly_aging_report(ctx: JobContext) -> str:
             # where this destination shows images, the chart itself too; everywhere else by link
             await notify.to_chat(s, platform, kind, target, "", key=key + ":chart", now=now, image_png=png)
     return f"weekly aging report for {today}: {sent} group message(s) queued"
+
+
+def _end_of(day: date, tz) -> datetime:
+    """The last moment of a day (company time): the first of the next."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
 
 
 def previous_month_end(today: date) -> date:
@@ -90,11 +97,15 @@ async def _monthly_figures(ctx: JobContext, scope: Scope, month_end: date, perso
     report = await aging_q.aging(s, month_end, cfg.aging.buckets, scope=scope, fx_rates=fx, base_currency=cur)
     last_month = await aging_q.aging(s, previous_month_end(month_end), cfg.aging.buckets, scope=scope,
                                      fx_rates=fx, base_currency=cur)
-    k = await kpi_q.kpi(s, month_end, ctx.at, scope, fx_rates=fx, base_currency=cur)
+    # every figure as of the month's end, the report's date, not of the day it is sent (the 5th):
+    # the reply timeliness too (its 30 days end with the month)
+    k = await kpi_q.kpi(s, month_end, _end_of(month_end, cfg.tz), scope, fx_rates=fx, base_currency=cur)
     top = await aging_q.top_overdue_customers(s, month_end, scope, cfg.aging.top_customers, fx, cur)
+    lines = await report_detail.open_invoices(s, month_end, scope, fx_rates=fx, base_currency=cur,
+                                              limit=workbooks.DETAIL_MAX_ROWS + 1)
     label = render("reports/scope_all.j2") if tag == "all" else render("reports/scope_team.j2", person=person)
     name = f"aging-monthly-{month_end:%Y-%m}-{tag}.xlsx"
-    downloads.save(cfg, name, workbooks.monthly(cfg.company.name, label, report, last_month, k, top))
+    downloads.save(cfg, name, workbooks.monthly(cfg.company.name, label, report, last_month, k, top, lines))
     return MonthlyFigures(label, report, last_month, k, top, downloads.download_url(cfg, name, ctx.at))
 
 

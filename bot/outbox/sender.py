@@ -43,8 +43,11 @@ class Sender:
     def __init__(self, db: Database, channels: dict[str, Channel], clock: Clock, config: OutboxConfig,
                  *, instance: str | None = None, rng: random.Random | None = None, monotonic=time.monotonic,
                  health: ChannelHealth | None = None, people_first: PeopleFirst | None = None,
-                 wall=time.time):
+                 wall=time.time, check=None):
         self.db, self.channels, self.clock, self.config = db, channels, clock, config
+        # ``check(rows)``: verdicts on claimed rows just before they leave (bot/send_time_check.py:
+        # a customer message dropped, deferred or rendered again); None: rows go as queued
+        self.check = check
         self.people_first = people_first or PeopleFirst()
         self.health = health if health is not None else ChannelHealth()
         self.instance = instance or uuid.uuid4().hex[:12]
@@ -52,7 +55,7 @@ class Sender:
                                    limit_of=self._limit_of, reply_reserve=config.reply_reserve)
         self.rng = rng or random.Random()
         self.alerts: dict[str, str] = {}        # loud problems for /healthz (e.g. 60020 IP not trusted)
-        self.stats = {"sent": 0, "retried": 0, "dead": 0, "deferred": 0}
+        self.stats = {"sent": 0, "retried": 0, "dead": 0, "deferred": 0, "dropped": 0}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.last_latency: float | None = None
@@ -114,6 +117,8 @@ class Sender:
     async def drain(self, batch: int = 100) -> int:
         """Deliver every message due now (one pass over the claimed batch). Returns how many were sent."""
         rows = await self._claim(batch)
+        if rows and self.check is not None:
+            rows = await self._checked(rows)
         if not rows:
             return 0
         rows, fitted = await self._fit(rows)
@@ -220,6 +225,32 @@ class Sender:
         self.limiter.done(slot)
         if slot is not None and len(slot) > 1:
             self._restamps.append({"slot_id": slot[1], "slot_at": self.wall()})
+
+    async def _checked(self, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+        """The rows that go now, after the send-time check: dropped rows are cancelled (with the
+        reason), deferred ones put back for their slot, re-rendered ones go with their new text."""
+        try:
+            verdicts = await self.check(rows)
+        except Exception:
+            # the rows it would have judged wait for their claim to expire and are checked again
+            log.exception("outbox: send-time check failed; its messages wait for the next pass")
+            return [r for r in rows if not (r.extra or {}).get("customer_message")]
+        keep, finishing = [], []
+        for row in rows:
+            v = verdicts.get(row.id)
+            if v is None:
+                keep.append(row)
+            elif v.drop:
+                self.stats["dropped"] += 1
+                finishing.append(self._finish(row.id, status="cancelled", last_error=f"cancelled at send time: {v.drop}"))
+            elif v.later:
+                self.stats["deferred"] += 1
+                finishing.append(self._finish(row.id, next_attempt_at=v.later))
+            else:
+                row.text, row.title, row.target, row.extra = v.out.text, v.out.title, v.out.target, v.out.extra
+                keep.append(row)
+        await asyncio.gather(*finishing)
+        return keep
 
     async def _fit(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], dict[int, OutgoingMessage]]:
         """Every claimed row fitted to its platform (bot/outbox/sizes.py says why here): a row that

@@ -15,6 +15,7 @@ from bot.web.ops import dead_letters, last_job_runs
 from storage import aging as aging_q
 from storage import forecast as forecast_q
 from storage import kpi as kpi_q
+from storage import writeoffs
 from storage.models import Customer, Person, Promise, Receivable
 from storage.scope import Scope
 
@@ -68,7 +69,8 @@ async def dashboard_figures(session: AsyncSession, services, state, person: Pers
     out = {"person": person, "now": now, "report": report, "last_week": last_week, "top": top, "teams": teams,
            "k": k, "trend": trend, "top_dso": top_dso, "promises": await promises_this_week(session, scope, today),
            "forecast": weeks, "top_week": top_week,
-           "ops": None, "company": cfg.company.name, "days": kpi_q.TIMELINESS_DAYS, "sales_days": kpi_q.SALES_DAYS}
+           "ops": None, "company": cfg.company.name, "days": kpi_q.TIMELINESS_DAYS, "sales_days": kpi_q.SALES_DAYS,
+           "writeoffs": await writeoffs.register(session, scope)}
     if person.role in OPS_ROLES:
         sender = state.sender
         out["ops"] = {"backlog": await backlog(session), "dead": await dead_letters(session),
