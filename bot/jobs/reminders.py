@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from bot import letters
 from domain import statute
+from storage import statute as statute_events
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
@@ -348,18 +349,22 @@ async def statute_watch(ctx: JobContext) -> str:
     async with ctx.reader() as reader:
         rows = await rem.open_receivables(reader, due_before=due_before)
         recorded = await rem.fired_steps(reader, [r.id for r, _ in rows])
+        reckoned = await statute_events.reckonings(reader, [r for r, _ in rows], today=today, statute=st,
+                                                   cross_border={c.id: c.cross_border for _, c in rows},
+                                                   work_calendar=ctx.services.calendar, tz=cfg.tz)
         for r, c in rows:
             await run.maybe_write()
             years = st.cross_border_years if c.cross_border else st.years
-            anchor = statute.anchor(r.due_date, await rem.interruptions(reader, r, cfg.tz))
-            last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
+            rk = reckoned[r.id]
+            anchor, last = rk.anchor, rk.last_day
+            # one warning per last day: a period that ran out stays out, whatever is sent after it
             step = f"statute:{last.isoformat()}"
             if today < last - timedelta(days=st.warn_days) or step in recorded[r.id]:
                 continue
-            run.step(r, step, anchor=anchor, last_day=last, years=years)
+            run.step(r, step, anchor=anchor, last_day=last, years=years, reason=rk.reason)
             data = await letters.facts(reader, cfg, r, today)
             line = render("digest/item_statute.md.j2", **data, years=years, anchor=anchor, last_day=last,
-                          days_left=(last - today).days, expired=today > last)
+                          days_left=(last - today).days, expired=today > last, rk=rk)
             run.to_staff(legal, key=f"statute:{r.invoice_no}:{last.isoformat()}", kind="statute", rank=0,
                          label=render("digest/label_statute.j2"), customer=c, subject=r.invoice_no, line=line,
                          amount=r.open_amount, currency=r.currency)

@@ -1,0 +1,42 @@
+"""statute_evidence, and payments.kind (issue #19: the statute as the law has it; credit notes)
+
+statute_evidence keeps what bears on an invoice's statute of limitations with its proof;
+payments.kind tells a receipt from a credit note (红字发票) allocated like one. Only adds.
+
+Revision ID: 0016
+Revises: 0014
+Create Date: 2026-12-04 09:00:00.000000
+"""
+import sqlalchemy as sa
+from alembic import op
+
+from storage.types import UTCDateTime
+
+revision = '0016'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('statute_evidence',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('receivable_id', sa.Integer(), nullable=False),
+    sa.Column('happened_on', sa.Date(), nullable=False),
+    sa.Column('evidence', sa.String(length=30), nullable=False),
+    sa.Column('reference', sa.String(length=200), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('recorded_at', UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['receivable_id'], ['receivables.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_statute_evidence_receivable_id'), 'statute_evidence', ['receivable_id'], unique=False)
+    op.add_column('payments', sa.Column('kind', sa.String(length=12), server_default='receipt', nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('payments') as b:
+        b.drop_column('kind')
+    op.drop_index(op.f('ix_statute_evidence_receivable_id'), table_name='statute_evidence')
+    op.drop_table('statute_evidence')
