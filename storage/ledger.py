@@ -72,7 +72,7 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     if reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
         if existing is not None:
-            if existing.amount != amount or existing.customer_id != customer.id:
+            if existing.amount != amount or existing.customer_id != customer.id or existing.kind != "receipt":
                 raise LedgerError(f"reference {reference} already recorded with another amount or customer")
             return PaymentResult(existing, [], duplicate=True)
     named: Receivable | None = None
@@ -193,7 +193,7 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
     if reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
         if existing is not None:
-            if existing.amount != amount or existing.customer_id != receivable.customer_id:
+            if existing.amount != amount or existing.customer_id != receivable.customer_id or existing.kind != "receipt":
                 raise LedgerError(f"reference {reference} already recorded with another amount or customer")
             return RecoveryResult(existing, ZERO, [], duplicate=True)
     write_offs = (await session.execute(select(WriteOff).where(
@@ -236,6 +236,62 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
     return RecoveryResult(payment, take, rest, claims_closed=len(closed))
 
 
+# -- credit notes (红字发票) ------------------------------------------------------------------------
+
+@dataclass
+class CreditNoteResult:
+    credit_note: Payment                               # kind "credit_note", reference = its number
+    original: Receivable
+    applied: Decimal                                   # taken off the original invoice
+    duplicate: bool = False                            # this number was already recorded: nothing changed
+
+
+async def record_credit_note(session: AsyncSession, *, original: Receivable, number: str, amount: Decimal,
+                             issued_on: date, reason: str = "", actor: str, channel: str,
+                             now: datetime) -> CreditNoteResult:
+    """A credit note (红字发票) numbered ``number`` for ``amount`` (positive: how much it takes off)
+    against ``original``. It reduces the original's open balance from ``issued_on`` on (an
+    allocation of the note, so aging as of any date follows it); what exceeds that balance (the
+    invoice was paid already) stays on the customer's account as a credit, like unapplied cash.
+    Refused: a note above the original's amount less earlier notes, a note on a written-off
+    invoice, a number already used by a receipt or for another invoice or amount. The same number
+    with the same invoice and amount again changes nothing (imports are re-run)."""
+    if amount <= ZERO:
+        raise LedgerError("a credit note takes a positive amount off the invoice")
+    if not number:
+        raise LedgerError("a credit note needs its own number")
+    existing = (await session.execute(select(Payment).where(Payment.reference == number))).scalar_one_or_none()
+    if existing is not None:
+        if existing.kind == "credit_note" and existing.invoice_no == original.invoice_no and existing.amount == amount:
+            return CreditNoteResult(existing, original, ZERO, duplicate=True)
+        raise LedgerError(f"number {number} is already recorded ({existing.kind} of {existing.amount})")
+    if original.status == "written_off":
+        raise LedgerError(f"{original.invoice_no} is written off")
+    credited = Decimal(int((await session.execute(
+        select(func.coalesce(func.sum(type_coerce(Payment.amount, BigInteger)), 0)).where(
+            Payment.kind == "credit_note", Payment.invoice_no == original.invoice_no,
+            Payment.reversed_at.is_(None)))).scalar_one())) / 100
+    if credited + amount > original.amount:
+        raise CreditAboveInvoice(original.invoice_no, original.amount - credited)
+    note = Payment(kind="credit_note", customer_id=original.customer_id, amount=amount, unallocated=amount,
+                   paid_on=issued_on, reference=number, invoice_no=original.invoice_no, currency=original.currency,
+                   recorded_by=actor, created_at=now)
+    session.add(note)
+    await session.flush()
+    done = await allocate(session, note, [original])
+    applied = sum((a for _, a in done), ZERO)
+    audit.record(session, at=now, actor=actor, channel=channel, action="credit_note.record", entity="receivable",
+                 entity_id=original.invoice_no, credit_note=number, amount=amount, currency=original.currency,
+                 issued_on=issued_on, applied=applied, on_account=note.unallocated, reason=reason, payment=note.id)
+    return CreditNoteResult(note, original, applied)
+
+
+class CreditAboveInvoice(LedgerError):
+    def __init__(self, invoice_no: str, room: Decimal):
+        super().__init__(f"credit notes on {invoice_no} would exceed its amount (room {room})")
+        self.invoice_no, self.room = invoice_no, room
+
+
 # -- checks before booking, and reversal ---------------------------------------------------------
 
 async def open_capacity(session: AsyncSession, *, customer_id: int, currency: str,
@@ -266,7 +322,7 @@ async def likely_duplicate(session: AsyncSession, *, customer_id: int, amount: D
     are two receipts)."""
     stmt = select(Payment).where(Payment.customer_id == customer_id, Payment.amount == amount,
                                  Payment.currency == currency, Payment.paid_on == paid_on,
-                                 Payment.reversed_at.is_(None))
+                                 Payment.reversed_at.is_(None), Payment.kind == "receipt")
     if reference:
         stmt = stmt.where(Payment.reference.is_(None))
     return (await session.execute(stmt.order_by(Payment.id))).scalars().first()

@@ -81,7 +81,9 @@ def split_paid_args(args: str, today: date) -> PaidArgs:
         break
     else:
         raise UsageError("bad_amount", value=" ".join(parts[1:]))
-    if amount <= ZERO:
+    if amount < ZERO:
+        raise UserError("negative_payment", value=parts[i])
+    if amount == ZERO:
         raise UsageError("bad_amount", value=parts[i])
     rate, confirmed, plain = None, False, []
     for word in rest:
@@ -169,7 +171,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     existing = None
     if a.reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == a.reference))).scalar_one_or_none()
-        if existing is not None and existing.customer_id != customer.id:
+        if existing is not None and (existing.customer_id != customer.id or existing.kind != "receipt"):
             raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
                             currency=existing.currency, paid_on=existing.paid_on)
     open_items = await open_receivables(session, customer.id) if named is None else []
