@@ -214,7 +214,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError:
             raise UserError("nothing_to_recover", invoice=named.invoice_no) from None
         payment, allocations, duplicate, recovered = rec.payment, rec.allocations, rec.duplicate, rec.recovered
-        closed = rec.claims_closed
+        closed, recoveries = rec.claims_closed, []
     else:
         try:
             res = await ledger.record_payment(session, customer=customer, amount=bk.amount, paid_on=a.when,
@@ -225,7 +225,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError as e:
             raise UserError("ledger", reason=str(e)) from None
         payment, allocations, duplicate, recovered = res.payment, res.allocations, res.duplicate, ZERO
-        closed = res.claims_closed
+        closed, recoveries = res.claims_closed, res.recoveries
     if not duplicate and bk.received is not None and recovered:       # record_payment keeps it itself
         payment.received_amount, payment.received_currency = bk.received, bk.received_currency
         payment.fx_rate = str(bk.rate)
@@ -236,7 +236,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     return Reply("payments/paid.md.j2", {"customer": customer, "payment": payment, "allocations": allocations,
                                          "duplicate": duplicate, "recovered": recovered, "named": named,
                                          "remaining": by_currency, "base": config.company.currency,
-                                         "claims_closed": closed})
+                                         "claims_closed": closed, "recoveries": recoveries})
 
 
 def _customer_currency(open_items: list[Receivable], base: str = "CNY") -> str:
