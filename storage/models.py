@@ -168,6 +168,11 @@ class Payment(Base):
     reversed_at: Mapped[datetime | None]
     reversed_by: Mapped[str | None] = mapped_column(String(64))
     reversal_reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (
+        # unapplied cash (storage/unapplied.py): only the payments with money on account
+        Index("ix_payments_on_account", "customer_id", "currency", "paid_on", "unallocated",
+              sqlite_where=text("unallocated > 0"), postgresql_where=text("unallocated > 0")),
+    )
 
 
 class StatuteEvidence(Base):

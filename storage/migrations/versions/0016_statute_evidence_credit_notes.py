@@ -1,4 +1,4 @@
-"""statute_evidence, and payments.kind (issue #19: the statute as the law has it; credit notes)
+"""statute_evidence, and payments.kind and ix_payments_on_account (issue #19: the statute as the law has it; credit notes)
 
 statute_evidence keeps what bears on an invoice's statute of limitations with its proof;
 payments.kind tells a receipt from a credit note (红字发票) allocated like one. Only adds.
@@ -33,9 +33,13 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_statute_evidence_receivable_id'), 'statute_evidence', ['receivable_id'], unique=False)
     op.add_column('payments', sa.Column('kind', sa.String(length=12), server_default='receipt', nullable=False))
+    # unapplied cash (storage/unapplied.py): the few payments with money on account, by index alone
+    op.create_index('ix_payments_on_account', 'payments', ['customer_id', 'currency', 'paid_on', 'unallocated'],
+                    unique=False, sqlite_where=sa.text('unallocated > 0'), postgresql_where=sa.text('unallocated > 0'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_payments_on_account', table_name='payments')
     with op.batch_alter_table('payments') as b:
         b.drop_column('kind')
     op.drop_index(op.f('ix_statute_evidence_receivable_id'), table_name='statute_evidence')
