@@ -284,3 +284,62 @@ async def test_a_receipt_on_debts_all_written_off_is_a_recovery(aiohttp_client, 
         wo = (await s.execute(select(WriteOff).where(WriteOff.reason == "破产"))).scalar_one()
         assert wo.recovered_amount == D("1500.00")
     await _consistent(db)
+
+
+# --------------------------------------------------------------------------- credit notes in files
+
+async def test_credit_notes_in_a_receivables_file(db, tmp_path):
+    from bot.render import render
+    from storage.imports import import_file
+    async with db.session() as s, s.begin():
+        await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        c5 = Customer(code="C5", name="杭州明光照明有限公司", grade="B", rep_id="rep1")
+        s.add(c5)
+        await s.flush()
+        s.add(Receivable(invoice_no="FP-52K", contract_no="", customer_id=c5.id, rep_id="rep1",
+                         issue_date=date(2026, 10, 1), due_date=date(2026, 11, 10), amount=D("52000.00"),
+                         open_amount=D("52000.00"), currency="CNY", terms="", created_at=at("2026-11-20 10:00")))
+
+    def csv(name, text):
+        p = tmp_path / name
+        p.write_text(text, encoding="utf-8")
+        return p
+
+    async def load(path, kind="receivables"):
+        return await import_file(db, kind, path, now=at("2026-11-23 10:00"), today=date(2026, 11, 23))
+
+    good = csv("invoices.csv", "发票号,客户名称,开票日期,到期日,金额,原发票号\n"
+                               "FP-70K,C5,2026-11-01,2026-12-01,\"70,000.00\",\n"
+                               "HZ-101,C5,2026-11-20,2026-12-01,(500.00),FP-52K\n"
+                               "HZ-102,C5,2026-11-21,2026-12-01,\"-2,000.00\",FP-70K\n")
+    report = await load(good)
+    assert report.ok, report.to_dict()
+    assert (report.created, report.credit_notes) == (1, 2)
+    assert "新增1，更新0，无变化0，红字发票2张（已冲减原发票）" in render("cli/import_report.txt.j2", r=report)
+    assert await _open(db, "FP-52K") == D("51500.00")              # 52,000 − 500
+    assert await _open(db, "FP-70K") == D("68000.00")              # 70,000 − 2,000 (an invoice of the same file)
+    again = await load(good)                                       # a re-import books nothing twice
+    assert again.ok and (again.created, again.credit_notes, again.unchanged) == (0, 0, 3)
+    assert await _open(db, "FP-52K") == D("51500.00")
+
+    bad = csv("bad.csv", "发票号,客户名称,开票日期,到期日,金额,原发票号\n"
+                         "HZ-103,C5,2026-11-22,2026-12-01,(300.00),\n"
+                         "HZ-104,C5,2026-11-22,2026-12-01,-300,FP-NOPE\n"
+                         "HZ-105,C5,2026-11-22,2026-12-01,-60000,FP-52K\n"
+                         "HZ-106,C1,2026-11-22,2026-12-01,-100,FP-52K\n")
+    report = await load(bad)
+    assert [(e.line, e.column, e.code) for e in report.errors] == [
+        (2, "amount", "credit_note_without_original"), (3, "original_invoice", "unknown_original"),
+        (4, "amount", "credit_above_invoice"), (5, "original_invoice", "original_other_customer")]
+    assert report.errors[2].params == {"room": "51500.00"}          # 52,000 − 500 already credited
+    text = render("cli/import_report.txt.j2", r=report)
+    assert "第2行，列“金额”，值“(300.00)”：负数金额是红字发票，须在“原发票号”列填写它冲减的原发票号" in text
+    no_column = csv("no_column.csv", "发票号,客户名称,开票日期,到期日,金额\nHZ-107,C5,2026-11-22,2026-12-01,(300.00)\n")
+    assert "须在文件中加一列“原发票号”" in render("cli/import_report.txt.j2", r=await load(no_column))
+    # a bank statement has no negative receipts: refused, saying where credit notes belong
+    pays = csv("pays.csv", "customer,amount,paid_on,reference\nC5,(500.00),2026-11-22,BK-1\n")
+    report = await load(pays, "payments")
+    assert [(e.line, e.code) for e in report.errors] == [(2, "negative_amount")]
+    assert "红字发票请放进发票文件" in render("cli/import_report.txt.j2", r=report)
+    assert await _open(db, "FP-52K") == D("51500.00")
+    await _consistent(db)

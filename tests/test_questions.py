@@ -292,13 +292,12 @@ async def test_paid_allocates_named_invoice_first_then_oldest(aiohttp_client, an
     # a USD customer named by a name with spaces, the amount written in US$: booked in USD as is
     [reply] = await bot.say("fin1", "/paid Harbor Lighting Ltd US$400 11月21日")
     assert "- INV-D1：冲抵 US$400.00，尚欠 US$600.00" in reply and "客户尚欠：US$600.00" in reply
-    # more than is owed: a question first (nothing booked), then the rest is on account after 确认
+    # more than the open invoices: C3 still owes the written-off INV-C2 (40,000, 核销后仍保留追偿权),
+    # so the rest recovers that loss (issue #19) instead of going on account, and nothing is asked
     [reply] = await bot.say("fin1", "/paid C3 6000")
-    assert "金额超过该客户未结余额 ¥5,000.00，多出的 ¥1,000.00 将记为预收（未分配）" in reply
-    assert (await _receivable(db, "INV-C1")).open_amount == D("5000.00")
-    [reply] = await bot.say("fin1", "确认")
-    assert "- INV-C1：冲抵 ¥5,000.00，已结清" in reply and "- 预收（未分配）：¥1,000.00" in reply
-    assert "客户已无未结发票。" in reply
+    assert "- INV-C1：冲抵 ¥5,000.00，已结清" in reply
+    assert "- INV-C2（已核销）：追回 ¥1,000.00，冲减坏账损失（不是预收）" in reply
+    assert "预收（未分配）" not in reply and "客户已无未结发票。" in reply
     # refused input changes nothing
     assert "还没到" in (await bot.say("fin1", "/paid INV-A1 100 12月1日"))[0]
     assert "看不懂金额" in (await bot.say("fin1", "/paid INV-A1 一些钱"))[0]
