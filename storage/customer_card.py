@@ -29,6 +29,7 @@ from storage import aging as aging_q
 from domain.late_fees import late_fee
 from domain.statute import Reckoning
 from storage import statute as statute_q
+from storage import unapplied as unapplied_q
 from storage.fx import convert, rates_for
 from storage.models import (Customer, Dispute, FollowUp, Payment, Person, Promise,
                             Receivable)
@@ -84,13 +85,8 @@ class CustomerCard:
 
 
 async def unapplied_cash(session: AsyncSession, customer_id: int) -> dict[str, Decimal]:
-    """What the customer paid and no invoice has taken yet (预收), per currency; reversed payments aside."""
-    rows = (await session.execute(select(Payment.currency, Payment.unallocated).where(
-        Payment.customer_id == customer_id, Payment.unallocated > 0, Payment.reversed_at.is_(None)))).all()
-    out: dict[str, Decimal] = {}
-    for cur, amount in rows:
-        out[cur] = out.get(cur, Decimal("0.00")) + amount
-    return out
+    """What the customer paid and no invoice has taken yet (预收), per currency (storage/unapplied.py)."""
+    return (await unapplied_q.by_customer(session, [customer_id])).get(customer_id, {})
 
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),

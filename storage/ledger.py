@@ -331,11 +331,18 @@ async def open_capacity(session: AsyncSession, *, customer_id: int, currency: st
                                           Receivable.open_amount > 0, Receivable.status != "written_off"))).scalar_one()
     total = Decimal(int(cents)) / 100
     # money beyond the open invoices recovers written-off losses (record_payment, record_recovery)
+    total += await recoverable_total(session, customer_id=customer_id, currency=currency)
+    return total.quantize(Decimal("0.01"))
+
+
+async def recoverable_total(session: AsyncSession, *, customer_id: int, currency: str) -> Decimal:
+    """The customer's written-off losses in ``currency`` not yet recovered."""
+    total = ZERO
     for r in (await session.execute(select(Receivable).where(
             Receivable.customer_id == customer_id, Receivable.currency == currency,
             Receivable.status == "written_off"))).scalars():
         total += await recoverable(session, r)
-    return total.quantize(Decimal("0.01"))
+    return total
 
 
 async def recoverable(session: AsyncSession, receivable: Receivable) -> Decimal:

@@ -273,7 +273,7 @@ async def test_a_receipt_on_debts_all_written_off_is_a_recovery(aiohttp_client, 
         assert await unapplied_q.on_account(s, date(2026, 11, 23)) == {}
     # more than the loss left (6,000 − 1,500 = 4,500): asked, and only the rest is kept on account
     [ask] = await bot.say("fin1", "/paid 宁波远洋 5000")
-    assert "未结余额 ¥4,500.00" in ask and "多出的 ¥500.00 将记为预收" in ask
+    assert "未结余额 ¥4,500.00（含已核销待追偿 ¥4,500.00）" in ask and "多出的 ¥500.00 将记为预收" in ask
     [r] = await bot.say("fin1", "确认")
     assert "- FP-WO（已核销）：追回 ¥4,500.00" in r and "- 预收（未分配）：¥500.00" in r
     # reversing the recovery writes the loss off again

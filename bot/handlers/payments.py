@@ -193,7 +193,9 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         questions = {}
         capacity = await ledger.open_capacity(session, customer_id=customer.id, currency=bk.currency, named=named)
         if bk.amount > capacity:
-            questions["over_balance"] = {"open": capacity, "excess": bk.amount - capacity}
+            questions["over_balance"] = {"open": capacity, "excess": bk.amount - capacity,
+                                         "recoverable": await ledger.recoverable_total(
+                                             session, customer_id=customer.id, currency=bk.currency)}
         dup = await ledger.likely_duplicate(session, customer_id=customer.id, amount=bk.amount, currency=bk.currency,
                                             paid_on=a.when, reference=a.reference)
         if dup is not None:
