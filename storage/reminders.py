@@ -34,7 +34,7 @@ from storage import audit
 from storage import statute as statute_events
 from storage.fx import convert, rates_for
 from storage.outbox_parts import part_keys
-from storage.models import (Allocation, Contact, CreditAlert, Customer, CustomerMessage, LadderStep,
+from storage.models import (Allocation, Contact, CreditAlert, Customer, CustomerMessage, DigestItem, LadderStep,
                             OutboxMessage, Promise, Receivable)
 
 ZERO = Decimal("0.00")
@@ -356,6 +356,12 @@ async def mark_message(session: AsyncSession, outbox_key: str, *, sent_at: datet
     values: dict = {"status": "sent", "sent_at": sent_at} if cancelled is None else \
         {"status": "cancelled", "cancel_reason": cancelled}
     await session.execute(update(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key).values(**values))
+
+
+async def told(session: AsyncSession, key: str) -> bool:
+    """A notification with this key (to anyone) was already decided (its digest items)."""
+    return (await session.execute(select(DigestItem.id).where(DigestItem.item_key.like(key + ":%")).limit(1))
+            ).first() is not None
 
 
 # -- statute of limitations --------------------------------------------------------------------

@@ -81,6 +81,12 @@ async def by_customer(session: AsyncSession, customer_ids: list[int]) -> dict[in
     return out
 
 
+async def customers_with_cash(session: AsyncSession) -> list[Customer]:
+    """The customers with unapplied cash now (the partial index: only payments with money on account)."""
+    ids = select(Payment.customer_id).where(text("payments.unallocated > 0"), Payment.reversed_at.is_(None)).distinct()
+    return list((await session.execute(select(Customer).where(Customer.id.in_(ids)).order_by(Customer.id))).scalars())
+
+
 @dataclass
 class Application:
     payment: Payment

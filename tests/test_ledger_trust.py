@@ -226,6 +226,12 @@ async def test_unapplied_cash_is_shown_wherever_a_balance_is_and_applied_on_conf
                          open_amount=D("3000.00"), currency="CNY", terms="", created_at=at("2026-11-23 10:30")))
     [card] = await bot.say("fin1", "/customer 杭州明光")
     assert "预收（未分配）：¥1,800.00，尚未冲抵任何发票；财务可用 `/apply C5` 冲抵未结发票" in card
+    # finance is told the next morning, once, that the new invoice could take it
+    assert "1 unapplied-cash note(s)" in await bot.run("credit_watch", at("2026-11-24 09:10"))
+    assert "0 unapplied-cash note(s)" in await bot.run("credit_watch", at("2026-11-25 09:10"))
+    told = "\n".join(await bot.inbox("fin1"))
+    assert "预收/未核销可冲抵 ¥1,800.00：FP-NEW ¥1,800.00；发送 `/apply C5` 查看并确认" in told
+    bot.clock.set(at("2026-11-23 11:00"))
     async with db.session() as s:
         new = (await s.execute(select(Receivable).where(Receivable.invoice_no == "FP-NEW"))).scalar_one()
         doc = (await letter(s, Config(), "confirmation", new, date(2026, 11, 23))).markdown

@@ -36,6 +36,7 @@ from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.render import render, yuan
 from storage import reminders as rem
+from storage import unapplied as unapplied_q
 from storage.reminders import GROUP_SUFFIX
 from storage.models import Contact, CreditAlert, Customer, Receivable
 
@@ -266,7 +267,8 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
 
 async def credit_watch(ctx: JobContext) -> str:
     """Credit usage crossing yellow / red (once per crossing, to the rep and finance; red freezes)
-    and key accounts (a big single invoice or consecutive overdue invoices)."""
+    and key accounts (a big single invoice or consecutive overdue invoices); and, to finance,
+    unapplied cash that a customer's open invoice could take (applied with /apply)."""
     now, today, cfg = ctx.at, ctx.today, ctx.config
     cr = cfg.credit
     alerts = 0
@@ -318,11 +320,40 @@ async def credit_watch(ctx: JobContext) -> str:
                       lambda a, c=c, level=level, persons=persons, text=text:
                       _credit_line(run, persons, c, level, text, key=f"credit:{c.code}:{level}:{a.id}"))
         alerts += 1
+    told = await _unapplied_to_apply(run)
     digests = await run.send_digests()
-    return f"{alerts} credit alert(s), {digests} digest(s)"
+    return f"{alerts} credit alert(s), {told} unapplied-cash note(s), {digests} digest(s)"
 
 
-CREDIT_RANKS = {"red": 0, "yellow": 1, "key": 2}
+CREDIT_RANKS = {"red": 0, "yellow": 1, "key": 2, "unapplied": 3}
+
+
+async def _unapplied_to_apply(run: LedgerPass) -> int:
+    """Unapplied cash (预收) that an open invoice of the same customer and currency could take:
+    finance is told once per such state (the payments and invoices concerned) and applies it with
+    /apply, which asks to confirm (storage/unapplied.py). Nothing is applied here."""
+    ctx = run.ctx
+    told = 0
+    async with ctx.reader() as r:
+        waiting = await unapplied_q.customers_with_cash(r)
+        for c in waiting:
+            plan = await unapplied_q.plan_on_account(r, c.id)
+            if not plan:
+                continue
+            await run.maybe_write()
+            state = ",".join(f"{p.id}>{inv.id}" for p, inv, _ in plan)
+            key = f"unapplied:{c.code}:{state}"
+            if await rem.told(r, key):
+                continue                       # this state was told already
+            amounts: dict[str, Decimal] = {}
+            for p, inv, a in plan:
+                amounts[inv.currency] = amounts.get(inv.currency, Decimal("0.00")) + a
+            line = render("digest/item_unapplied.md.j2", customer=c, plan=plan, amounts=amounts)
+            run.to_staff(run.people.by_role("finance"), key=key, kind="unapplied",
+                         rank=CREDIT_RANKS["unapplied"], label=render("digest/label_unapplied.j2"), customer=c,
+                         subject=c.code, line=line)
+            told += 1
+    return told
 
 
 def _credit_line(run: LedgerPass, persons, c: Customer, level: str, line: str, *, key: str) -> None:
