@@ -40,7 +40,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_payments_on_account', table_name='payments')
-    with op.batch_alter_table('payments') as b:
-        b.drop_column('kind')
+    # plain DROP COLUMN (SQLite 3.35+): a batch rebuild of payments would trip allocations' foreign key
+    op.drop_column('payments', 'kind')
     op.drop_index(op.f('ix_statute_evidence_receivable_id'), table_name='statute_evidence')
     op.drop_table('statute_evidence')
