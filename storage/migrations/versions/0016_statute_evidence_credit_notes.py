@@ -4,7 +4,7 @@ statute_evidence keeps what bears on an invoice's statute of limitations with it
 payments.kind tells a receipt from a credit note (红字发票) allocated like one. Only adds.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0019
 Create Date: 2026-12-04 09:00:00.000000
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from storage.types import UTCDateTime
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
