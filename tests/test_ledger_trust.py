@@ -165,9 +165,14 @@ async def test_credit_notes_reduce_the_original_from_their_date(aiohttp_client, 
         entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "credit_note.record")
                                  .order_by(AuditEntry.id))).scalars().first()
         assert entry.detail["credit_note"] == "HZ-001" and entry.detail["reason"] == "价格折让"
-    # a note is not money collected: this month's collection (fixture: 5,000 on INV-A2) is unchanged
+    # a note is not money collected: this month's collection (fixture: 5,000 on INV-A2) is unchanged,
+    # and it earns no commission (C5's notes, 2,500.00, are not among rep1's collections)
     [k] = await bot.say("gm", "/kpi")
     assert "¥5,000.00" in k
+    from storage.commission import month_commission
+    async with db.session() as s:
+        month = await month_commission(s, date(2026, 11, 23), Scope(customer_ids=frozenset({c5.id})), (), None, "CNY")
+        assert month.collected == D("0.00")
 
     # a note entered in error is reversed like a payment
     [rev] = await bot.say("fin1", "/reverse HZ-002 开错了")
