@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.late_fees import late_fee
 from bot.render import render
+from storage import unapplied as unapplied_q
 from storage.models import Contact, Customer, Dispute, Receivable
 
 KINDS = ("reminder", "confirmation", "lawyer_letter")
@@ -62,12 +63,13 @@ async def facts(session: AsyncSession, config, receivable: Receivable, today: da
         Receivable.customer_id == customer.id, Receivable.open_amount > 0, Receivable.status != "written_off")
         .order_by(Receivable.due_date, Receivable.id))).scalars().all()
     reasons = await dispute_reasons(session, [r.id for r in open_rs if r.disputed])
-    return {**customer_facts(config, customer, contact, open_rs, reasons, today),
+    unapplied = (await unapplied_q.by_customer(session, [customer.id])).get(customer.id, {})
+    return {**customer_facts(config, customer, contact, open_rs, reasons, today, unapplied=unapplied),
             "invoice": invoice_facts(receivable, today, config.late_fees.tiers)}
 
 
 def customer_facts(config, customer: Customer, contact: Contact | None, open_rs: list[Receivable],
-                   reasons: dict[int, str], today: date) -> dict:
+                   reasons: dict[int, str], today: date, unapplied: dict | None = None) -> dict:
     """:func:`facts` without the invoice in question, from rows already read: the customer's
     open invoices (by due date) and their open disputes' reasons. A job that writes about many
     invoices of one customer works this out once for the customer."""
@@ -87,6 +89,11 @@ def customer_facts(config, customer: Customer, contact: Contact | None, open_rs:
         overdue_totals[i["currency"]] = overdue_totals.get(i["currency"], Decimal("0.00")) + i["open_amount"]
     return {"company": config.company.name, "today": today, "customer": customer, "contact": contact,
             "invoices": invoices, "overdue": overdue,
+            # the customer's money not yet applied (预收/未核销): a balance confirmation states it,
+            # and the net per currency (storage/unapplied.py)
+            "unapplied": dict(unapplied or {}),
+            "net": {cur: totals.get(cur, Decimal("0.00")) - (unapplied or {}).get(cur, Decimal("0.00"))
+                    for cur in sorted(set(totals) | set(unapplied or {}))},
             "totals": totals, "overdue_totals": overdue_totals, "late_fees": fees, "disputed": disputed,
             "show_late_fee": config.late_fees.in_letters,
             "tiers": [{"from_day": int(t["from_day"]), "rate": Decimal(str(t["rate"]))} for t in tiers]}

@@ -15,6 +15,7 @@ from datetime import time
 from decimal import Decimal, InvalidOperation
 
 from bot.config_error import ConfigError
+from domain.statute import DEMAND_EVIDENCE
 
 ROLES = ("rep", "supervisor", "finance", "legal", "director", "manager")
 DOCUMENTS = ("", "reminder", "confirmation", "lawyer_letter")
@@ -136,6 +137,11 @@ class StatuteConfig:
     warn_days: int = 90                # warn legal this many days before expiry (once per expiry date)
     roll_to_workday: bool = True       # a last day on a holiday/weekend moves to the next working day
     check_time: str = "09:20"          # statute_watch job (daily)
+    # the proofs that a demand reached the debtor and so interrupts the period (domain/statute.py):
+    # customer_reply, registered_letter, lawsuit; email_accepted (the SMTP server took it) and
+    # message_sent (a group robot took it) may be added, at the company's own risk. The debtor's
+    # payments and signed acknowledgements always interrupt.
+    notice_evidence: tuple = ("customer_reply", "registered_letter", "lawsuit")
 
 
 @dataclass(frozen=True)
@@ -312,6 +318,10 @@ def validate_policy(cfg) -> None:
     if st.years < 1 or st.cross_border_years < 1 or st.warn_days < 0:
         raise ConfigError("[statute] years and cross_border_years must be >= 1, warn_days >= 0")
     _hhmm(st.check_time, "[statute] check_time")
+    unknown = [e for e in st.notice_evidence if e not in DEMAND_EVIDENCE]
+    if unknown:
+        raise ConfigError(f"[statute] notice_evidence: unknown {', '.join(map(str, unknown))}; "
+                          f"choose from {', '.join(DEMAND_EVIDENCE)}")
     if cfg.smtp.enabled and not cfg.smtp.from_addr:
         raise ConfigError("[smtp] from_addr: required when [smtp] host is set")
     if not (1 <= cfg.smtp.port <= 65535):

@@ -18,7 +18,10 @@ language. Codes (``RowError.code``) produced here:
 ``second``: two columns for one field), ``required``, ``bad_amount``, ``too_many_decimals``,
 ``amount_too_large`` (params: ``max``), ``negative_amount``, ``zero_amount``, ``bad_date`` (params:
 ``order`` when the date order decided), ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
-``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``).
+``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``),
+``credit_note_without_original`` (a negative amount in a receivables file without the invoice it
+corrects; params: ``has_column``). Amounts read ``(500.00)`` and ``-2,000.00`` as negatives: a
+receivables file takes them as credit notes (红字发票), every other amount column refuses them.
 The database step (``storage/imports.py``) adds the codes that need the ledger.
 
 Files as ERP systems export them (用友 U8, 金蝶 K3, 金蝶云星空, YonSuite): the header is looked for
@@ -580,14 +583,14 @@ def _parse_value(typ: str, v: Any, today: date, order: str = "ymd") -> tuple[Any
                 return date.fromisoformat(t), None, {}
             except ValueError:
                 pass                 # 2026-13-01: the general path says why
-        elif typ in ("amount", "money") and _PLAIN_AMOUNT.fullmatch(t):
+        elif typ in ("amount", "money", "signed") and _PLAIN_AMOUNT.fullmatch(t):
             d = Decimal(t).quantize(CENT)
-            if d == 0 and typ == "amount":
+            if d == 0 and typ in ("amount", "signed"):
                 return None, "zero_amount", {}
             if d >= MAX_AMOUNT:
                 return None, "amount_too_large", {"max": _MAX_TEXT}
             return d, None, {}
-    if typ in ("amount", "money"):
+    if typ in ("amount", "money", "signed"):
         if _fraction_of_a_cent(v):
             return None, "too_many_decimals", {}
         try:
@@ -596,9 +599,9 @@ def _parse_value(typ: str, v: Any, today: date, order: str = "ymd") -> tuple[Any
             return None, "bad_amount", {}
         if abs(d) >= MAX_AMOUNT:
             return None, "amount_too_large", {"max": _MAX_TEXT}
-        if d < 0:
+        if d < 0 and typ != "signed":
             return None, "negative_amount", {}
-        if d == 0 and typ == "amount":
+        if d == 0 and typ in ("amount", "signed"):
             return None, "zero_amount", {}
         return d, None, {}
     if typ == "date":
@@ -700,6 +703,11 @@ class RowChecker:
                 and values["due_date"] < values["issue_date"]:
             row_errors.append(RowError(line, "due_date", raw["due_date"], "due_before_issue",
                                        {"issue_date": values["issue_date"].isoformat()}))
+        if self.kind == "receivables" and values.get("amount") is not None and values["amount"] < 0 \
+                and not values.get("original_invoice"):
+            # a negative invoice is a credit note (红字发票): it must say which invoice it corrects
+            row_errors.append(RowError(line, "amount", raw["amount"], "credit_note_without_original",
+                                       {"has_column": "original_invoice" in self.mapping}))
         if row_errors:
             return None, row_errors
         return Record(line, values, raw), []

@@ -46,6 +46,8 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
         "currency": ("currency", "币种", "币别"),
         "rep": ("rep", "业务员", "负责业务员", "销售"),
         "terms": ("terms", "付款条件", "账期", "付款方式"),
+        # a credit note (红字发票, negative amount) names the invoice it corrects
+        "original_invoice": ("original_invoice", "原发票号", "蓝字发票号", "原蓝字发票号", "对应蓝字发票号", "原发票号码"),
     },
     "payments": {
         "customer": ("customer", "客户名称", "客户", "客户编码", "付款单位", "付款方"),
@@ -104,7 +106,8 @@ for _kind, _fields in PREFER.items():
 # The natural key that makes re-importing a file idempotent.
 KEYS = {"people": "id", "customers": "code", "receivables": "invoice_no", "payments": "reference"}
 
-# field → value type; a trailing "!" marks a required column (and a required cell).
+# field → value type; a trailing "!" marks a required column (and a required cell). "signed": an
+# amount that may be negative (a receivables file's credit notes); "amount" refuses a negative.
 # A payment's bank reference is required: without it a re-import would book the money twice.
 FIELDS: dict[str, dict[str, str]] = {
     "people": {"id": "text!", "name": "text!", "role": "role!", "supervisor": "text", "team": "text",
@@ -113,8 +116,8 @@ FIELDS: dict[str, dict[str, str]] = {
                   "rep": "text", "contact_name": "text", "contact_mobile": "text",
                   "contact_email": "text", "region": "text", "cross_border": "bool"},
     "receivables": {"invoice_no": "text!", "contract_no": "text", "customer": "text!",
-                    "issue_date": "date!", "due_date": "date!", "amount": "amount!",
-                    "currency": "currency", "rep": "text", "terms": "text"},
+                    "issue_date": "date!", "due_date": "date!", "amount": "signed!",
+                    "currency": "currency", "rep": "text", "terms": "text", "original_invoice": "text"},
     "payments": {"customer": "text!", "amount": "amount!", "paid_on": "date!", "reference": "text!",
                  "invoice_no": "text", "currency": "currency"},
 }

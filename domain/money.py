@@ -15,6 +15,10 @@ Accepted by :func:`parse_amount` (after trimming a currency mark and 元/块):
   is taken literally (3万500 → 30,500)
 * Chinese numerals: ``两万``, ``三万五千``, ``三万五``, ``十万``, ``一点五万``
 * full-width digits and punctuation (``１２３``, ``￥``) and a leading minus (``-``/``负``)
+* the accountant's negative in parentheses: ``(500.00)``, ``（2,000.00）``, ``¥(500)`` = −500.00
+
+A negative result is only a reading: whether a negative amount is allowed is the caller's rule
+(a credit note may be negative, a payment never).
 """
 from __future__ import annotations
 
@@ -138,7 +142,12 @@ def parse_amount(text: str) -> Decimal:
         raise AmountError(f"more than one number: {text!r}")
     s = s.replace(" ", "")
     negative = False
-    if s[0] in "-−负":
+    s = _strip_affixes(s) if s.startswith(_PREFIXES) else s
+    if len(s) > 2 and s[0] == "(" and s[-1] == ")":          # accounting notation: (500.00)
+        negative, s = True, s[1:-1]
+        if s.startswith(("-", "−", "负", "(")):
+            raise AmountError(f"two minus signs: {text!r}")
+    elif s[0] in "-−负":
         negative, s = True, s[1:]
     elif s[0] == "+":
         s = s[1:]

@@ -108,6 +108,20 @@ class AgingReport:
     # integer cents per currency, per bucket (and per group and bucket): what every figure is made of
     cents: list[dict[str, int]] = field(default_factory=list)
     group_cents: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    # unapplied cash (未核销/预收) of the same scope and date, per currency, when the caller asked
+    # for it (storage/unapplied.py); not part of the buckets: a customer's money, not a receivable
+    unapplied: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def unapplied_base(self) -> Decimal:
+        """The unapplied cash in the reporting currency (a currency without a rate left out)."""
+        return sum((convert(v, cur, self.rates) for cur, v in sorted(self.unapplied.items()) if cur in self.rates),
+                   Decimal("0.00"))
+
+    @property
+    def net(self) -> Decimal:
+        """Open receivables less unapplied cash: what the customers owe on balance."""
+        return self.total - self.unapplied_base
 
     def to_base(self, per_bucket: list[dict[str, int]], first: int = 0) -> Decimal:
         summed: dict[str, int] = {}

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import commission as cm
 from storage.fx import convert, rates_for
-from storage.models import Allocation, Person, Receivable
+from storage.models import Allocation, Payment, Person, Receivable
 from storage.scope import Scope
 from storage.types import from_cents
 
@@ -52,8 +52,10 @@ async def month_commission(session: AsyncSession, as_of: date, scope: Scope, tie
     stmt = (select(Receivable.rep_id, Allocation.payment_id, Receivable.currency,
                    func.sum(type_coerce(Allocation.amount, BigInteger)))
             .join(Receivable, Receivable.id == Allocation.receivable_id)
+            # money collected: receipts, not credit notes (红字发票), which are allocated like them
+            .join(Payment, Payment.id == Allocation.payment_id)
             .where(Allocation.applied_on >= out.month_start, Allocation.applied_on <= as_of,
-                   Receivable.rep_id.is_not(None)))
+                   Receivable.rep_id.is_not(None), Payment.kind == "receipt"))
     stmt = scope.apply(stmt).group_by(Receivable.rep_id, Allocation.payment_id, Receivable.currency)
     reps: dict[str, RepCommission] = {}
     for rep_id, _, currency, cents in await session.execute(stmt):

@@ -7,16 +7,11 @@ Rules (decisions, documented here and in the reply):
 * **Credit usage** = open balance in the reporting currency (foreign invoices converted with
   ``[company] fx_rates``) / credit limit. Level: ``red`` ≥ 90%, ``yellow`` ≥ 70%, else ``ok``;
   no limit set (0) → no usage figure.
-* **Statute of limitations** (诉讼时效): the period is counted from the day after its anchor and
-  its last day is the anchor's corresponding date N years on (Feb 29 → Feb 28), N = 3, or 4 for a
-  ``cross_border`` customer — the same reckoning as ``domain/statute.py``. The anchor is the later of
-  the *latest* due date among the customer's open invoices and the latest restart: the
-  customer's last payment, the last written notice delivered about one of those invoices (an
-  e-mail, or a letter on any channel: ``storage.reminders.WRITTEN_CHANNELS/KINDS``, the same
-  rule the statute_watch job applies per invoice) and the last signed balance confirmation
-  (``record_confirmation``). The date shown is the last day a claim can be brought, with what it
-  is counted from. A last day on a rest day moves to the next working day
-  (``[statute] roll_to_workday``).
+* **Statute of limitations** (诉讼时效): per invoice, as ``storage/statute.py`` and
+  ``domain/statute.py`` reckon it (the same rule as the statute_watch job): each open invoice's
+  last day from its due date and what interrupted it; a lapsed period stays lapsed. The card lists
+  the ``STATUTE_SHOWN`` nearest last days (lapsed ones first), so an invoice that expires in days
+  is not hidden behind the customer's latest due date.
 * **Late fee** (滞纳金): ``domain.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
   open balance for its days overdue; disputed invoices are left out (the claim is contested);
   an estimate for the conversation, never booked.
@@ -24,7 +19,7 @@ Rules (decisions, documented here and in the reply):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timezone
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
@@ -32,27 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
 from domain.late_fees import late_fee
-from domain.statute import last_day
+from domain.statute import Reckoning
+from storage import statute as statute_q
+from storage import unapplied as unapplied_q
 from storage.fx import convert, rates_for
-from storage.models import (AuditEntry, Customer, CustomerMessage, Dispute, FollowUp, Payment, Person, Promise,
+from storage.models import (Customer, Dispute, FollowUp, Payment, Person, Promise,
                             Receivable)
-from storage.reminders import WRITTEN_CHANNELS, WRITTEN_KINDS
 from storage.scope import Scope
 
 CENT = Decimal("0.01")
-
-
-def statute_anchor(latest_due: date | None, last_payment: date | None = None, last_notice: date | None = None,
-                   last_confirmation: date | None = None) -> tuple[date | None, str]:
-    """(the day the period runs from the day after, what that day is: ``due`` — the latest due
-    date — or the restart that came later: ``payment``, ``notice`` or ``confirmation``)."""
-    if latest_due is None:
-        return None, "due"
-    anchor, reason = latest_due, "due"
-    for day, why in ((last_payment, "payment"), (last_notice, "notice"), (last_confirmation, "confirmation")):
-        if day is not None and day > anchor:
-            anchor, reason = day, why
-    return anchor, reason
+STATUTE_SHOWN = 3          # invoices listed on the card, nearest last day first
 
 
 def credit_level(usage: Decimal | None, yellow: Decimal = Decimal("0.7"), red: Decimal = Decimal("0.9")) -> str:
@@ -92,22 +76,17 @@ class CustomerCard:
     promises: list[tuple[Promise, Receivable]]
     disputes: list[tuple[Dispute, Receivable]]
     last_payment: date | None
-    statute: date | None                       # the last day a claim can be brought
-    statute_anchor: date | None                # counted from the day after this day
-    statute_reason: str                        # due | payment | notice | confirmation (statute_anchor)
+    expiries: list[tuple[Receivable, Reckoning]]   # the nearest statute last days, per invoice
+    expiries_total: int                            # of how many open invoices
+    statute_years: int
     late_fee_total: Decimal                    # reporting currency
     unconverted: dict[str, Decimal] = field(default_factory=dict)
     unapplied: dict[str, Decimal] = field(default_factory=dict)   # on account (预收), per currency
 
 
 async def unapplied_cash(session: AsyncSession, customer_id: int) -> dict[str, Decimal]:
-    """What the customer paid and no invoice has taken yet (预收), per currency; reversed payments aside."""
-    rows = (await session.execute(select(Payment.currency, Payment.unallocated).where(
-        Payment.customer_id == customer_id, Payment.unallocated > 0, Payment.reversed_at.is_(None)))).all()
-    out: dict[str, Decimal] = {}
-    for cur, amount in rows:
-        out[cur] = out.get(cur, Decimal("0.00")) + amount
-    return out
+    """What the customer paid and no invoice has taken yet (预收), per currency (storage/unapplied.py)."""
+    return (await unapplied_q.by_customer(session, [customer_id])).get(customer_id, {})
 
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
@@ -161,41 +140,15 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         Payment.reversed_at.is_(None)))).scalar()          # a reversed payment restarted nothing
     if last_payment is not None and not isinstance(last_payment, date):
         last_payment = date.fromisoformat(str(last_payment))
-    latest_due = max((r.due_date for r in receivables), default=None)
-    last_notice, last_confirmation = await _written_restarts(session, customer, receivables, as_of, tz)
-    anchor, reason = statute_anchor(latest_due, last_payment, last_notice, last_confirmation)
+    reckoned = await statute_q.reckonings(session, receivables, today=as_of, statute=statute,
+                                          cross_border={customer.id: customer.cross_border},
+                                          work_calendar=work_calendar, tz=tz)
+    expiries = sorted(((r, reckoned[r.id]) for r in receivables), key=lambda x: (x[1].last_day, x[0].id))
     rep = await session.get(Person, customer.rep_id) if customer.rep_id else None
     return CustomerCard(customer=customer, rep=rep, as_of=as_of, open_total=open_total, usage=usage,
                         level=credit_level(usage, *((credit.yellow, credit.red) if credit else ())), items=items, aging=report, followups=fus,
                         promises=promises, disputes=disputes, last_payment=last_payment,
-                        statute=None if anchor is None else last_day(
-                            anchor, _years(statute, customer.cross_border),
-                            work_calendar if statute is None or statute.roll_to_workday else None),
-                        statute_anchor=anchor, statute_reason=reason,
+                        expiries=expiries[:STATUTE_SHOWN], expiries_total=len(expiries),
+                        statute_years=statute_q.years_for(statute, customer.cross_border),
                         late_fee_total=fee_total, unconverted=unconverted,
                         unapplied=await unapplied_cash(session, customer.id))
-
-
-async def _written_restarts(session: AsyncSession, customer: Customer, receivables: list[Receivable],
-                            as_of: date, tz) -> tuple[date | None, date | None]:
-    """The last written notice delivered about one of these invoices, and the last balance
-    confirmation signed for one of them, up to ``as_of`` (local days)."""
-    if not receivables:
-        return None, None
-    ids = [r.id for r in receivables]
-    sent = (await session.execute(select(CustomerMessage.sent_at).where(
-        CustomerMessage.customer_id == customer.id, CustomerMessage.receivable_id.in_(ids),
-        CustomerMessage.sent_at.is_not(None),
-        CustomerMessage.channel.in_(WRITTEN_CHANNELS) | CustomerMessage.kind.in_(WRITTEN_KINDS)))).scalars()
-    notices = [t.astimezone(tz or timezone.utc).date() for t in sent]
-    signed = [date.fromisoformat(d["signed_on"]) for d in (await session.execute(select(AuditEntry.detail).where(
-        AuditEntry.action == "confirmation.signed", AuditEntry.entity == "receivable",
-        AuditEntry.entity_id.in_([r.invoice_no for r in receivables])))).scalars()]
-    return (max((d for d in notices if d <= as_of), default=None),
-            max((d for d in signed if d <= as_of), default=None))
-
-
-def _years(statute, cross_border: bool) -> int:
-    if statute is None:
-        return 4 if cross_border else 3
-    return statute.cross_border_years if cross_border else statute.years

@@ -74,7 +74,7 @@ from storage.bulk_writes import existing_keys, in_chunks, money_sums
 from storage.import_plans import ZERO, Index, diff
 from storage.import_runs import ImportBusy, RunTakenOver, finish_run, id_ranges, record_chunk, start_run, undo_run
 from storage.ledger import refresh_status
-from storage.models import Allocation, AuditEntry, Customer, Person, Receivable, WriteOff
+from storage.models import Allocation, AuditEntry, Customer, Payment, Person, Receivable, WriteOff
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class _Counts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    credit_notes: int = 0        # credit notes (红字发票) to book after the invoices
 
 
 class _Spill:
@@ -181,6 +182,8 @@ class ReceivablesImport:
         self.counts = _Counts()
         self.spill = _Spill()
         self._iso: dict[date, str] = {}     # a file has a few hundred distinct dates: each turned to text once
+        self.credit_rows: list[tuple] = []  # (record, customer) of the file's credit notes, as read
+        self.credits: list[tuple] = []      # checked: (line, number, original, amount, issued_on, customer id)
 
     # ---- reporting ----------------------------------------------------------------------------
     def error(self, err: RowError) -> None:
@@ -290,6 +293,13 @@ class ReceivablesImport:
                                                                          "unknown_customer")
                     if cust is None:
                         continue
+                    if v["amount"] < 0:
+                        # a credit note (红字发票): booked against its original after the invoices
+                        if not dup:
+                            self.credit_rows.append((rec, cust))
+                        else:
+                            counts.unchanged += 1
+                        continue
                     pending.append((rec, cust, dup))
                     if len(pending) >= KEY_BATCH:
                         # the last invoice's next lines usually follow at once: it waits for the next batch
@@ -303,6 +313,7 @@ class ReceivablesImport:
                         self.progress("check", table.bytes_read, table.size)
                 if pending:
                     await self._plan(pending, people)
+                await self._plan_credits(seen)
             except ImportFileError as exc:       # the file broke half-way
                 self.error(exc.error)
             self.progress("check", table.size or table.bytes_read, table.size)
@@ -390,6 +401,97 @@ class ReceivablesImport:
             counts.updated += 1
             self.spill.add(("u", (rec.line, v["invoice_no"], desired,
                                   {k: rec.raw.get(k, "") for k in ("customer", "currency", "amount")})))
+
+    async def _plan_credits(self, seen: dict[str, int]) -> None:
+        """Check the file's credit notes against the ledger: the original invoice exists (in the
+        ledger or in this file), is the same customer's and not written off; the notes on it stay
+        within its amount; the note's number is new (the same note again is unchanged)."""
+        if not self.credit_rows:
+            return
+        numbers = [rec.values["invoice_no"] for rec, _ in self.credit_rows]
+        originals = sorted({rec.values["original_invoice"] for rec, _ in self.credit_rows})
+        async with self.db.reader() as s:
+            stored = {r.invoice_no: r for r in (await s.execute(select(Receivable).where(
+                Receivable.invoice_no.in_(originals + numbers)))).scalars()}
+            booked = {p.reference: p for p in (await s.execute(select(Payment).where(
+                Payment.reference.in_(numbers)))).scalars()}
+            credited: dict[str, Decimal] = {}
+            for no, amount in (await s.execute(select(Payment.invoice_no, Payment.amount).where(
+                    Payment.kind == "credit_note", Payment.reversed_at.is_(None),
+                    Payment.invoice_no.in_(originals)))).all():
+                credited[no] = credited.get(no, ZERO) + amount
+        room: dict[str, Decimal] = {}
+        for rec, cust in self.credit_rows:
+            v = rec.values
+            number, original = v["invoice_no"], v["original_invoice"]
+            # a note on several lines: their sum (every line is read by now)
+            amount = -(v["amount"] + Decimal(self.extra.get(number, 0)) / 100)
+            if amount <= ZERO:
+                self._error(rec, "amount", "zero_amount")
+                continue
+            if number in stored:
+                self._error(rec, "invoice_no", "credit_note_conflict", what="发票")
+                continue
+            p = booked.get(number)
+            if p is not None:
+                if p.kind == "credit_note" and p.invoice_no == original and p.amount == amount:
+                    self.counts.unchanged += 1          # the same note imported again
+                else:
+                    self._error(rec, "invoice_no", "credit_note_conflict",
+                                what="回款流水号" if p.kind == "receipt" else "另一张红字发票")
+                continue
+            r = stored.get(original)
+            if r is None:
+                if original not in seen:
+                    self._error(rec, "original_invoice", "unknown_original")
+                    continue
+                # an invoice of this same file: the ledger checks the rest when the note is booked
+            elif r.customer_id != cust.id:
+                self._error(rec, "original_invoice", "original_other_customer")
+                continue
+            elif r.status == "written_off":
+                self._error(rec, "original_invoice", "original_written_off")
+                continue
+            else:
+                left = room.get(original, r.amount - credited.get(original, ZERO))
+                if amount > left:
+                    self._error(rec, "amount", "credit_above_invoice", room=str(left))
+                    continue
+                room[original] = left - amount
+            self.credits.append((rec.line, number, original, amount, v["issue_date"], cust.id))
+            self.counts.credit_notes += 1
+
+    async def book_credits(self) -> list[RowError]:
+        """Book the checked credit notes in one transaction, after the invoices: all or none (the
+        errors of the notes the ledger refused; the invoices stay)."""
+        if not self.credits:
+            return []
+        from storage import ledger
+
+        class _Undo(Exception):
+            pass
+        errors: list[RowError] = []
+
+        async def work(s: AsyncSession) -> None:
+            errors.clear()
+            for line, number, original, amount, issued_on, customer_id in self.credits:
+                r = (await s.execute(select(Receivable).where(Receivable.invoice_no == original))).scalar_one_or_none()
+                if r is None or r.customer_id != customer_id:
+                    errors.append(RowError(line, "original_invoice", original,
+                                           "unknown_original" if r is None else "original_other_customer"))
+                    continue
+                try:
+                    await ledger.record_credit_note(s, original=r, number=number, amount=amount, issued_on=issued_on,
+                                                    actor=self.actor, channel=self.channel, now=self.now)
+                except ledger.LedgerError as e:
+                    errors.append(RowError(line, "amount", str(-amount), "ledger_refused", {"detail": str(e)}))
+            if errors:
+                raise _Undo
+        try:
+            await self.db.write(work)
+        except _Undo:
+            return errors
+        return []
 
     # ---- pass 2 ---------------------------------------------------------------------------------
     async def write(self) -> None:
@@ -717,8 +819,14 @@ async def import_receivables(db: Database, path: str | Path, report: Any, *, act
                 report.errors = [e if e.header else _with_header(e, checker) for e in report.errors]
             return report
         report.created, report.updated, report.unchanged = c.created, c.updated, c.unchanged
-        if dry_run or not (c.created or c.updated):
+        report.credit_notes = c.credit_notes
+        if dry_run or not (c.created or c.updated or c.credit_notes):
             return report            # a re-import of the same file: nothing to write, no audit entry
+        if not (c.created or c.updated):
+            report.errors = [_with_header(e, checker) for e in await job.book_credits()]
+            if report.errors:
+                report.credit_notes = 0
+            return report
         try:
             await job.write()
         except _Refused as exc:
@@ -731,6 +839,9 @@ async def import_receivables(db: Database, path: str | Path, report: Any, *, act
             return report
         report.created, report.updated, report.unchanged = c.created, c.updated, c.unchanged
         report.chunks, report.max_write_s = job.chunks, job.max_write_s
+        report.errors = [_with_header(e, checker) for e in await job.book_credits()]
+        if report.errors:
+            report.credit_notes, report.invoices_kept = 0, True
         return report
     finally:
         job.spill.close()

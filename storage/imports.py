@@ -63,6 +63,8 @@ class ImportReport:
     title_lines: list[int] = field(default_factory=list)   # title rows above the header, skipped
     total_lines: list[int] = field(default_factory=list)   # 合计/小计 rows and signature lines, skipped
     merged_lines: int = 0            # further lines of multi-line invoices, added into their invoice
+    credit_notes: int = 0            # credit notes (红字发票) booked against their invoices
+    invoices_kept: bool = False      # the invoices were written, then the ledger refused a credit note
     chunks: int = 0                  # write transactions of a streamed import
     max_write_s: float = 0.0         # the longest of them (what a chat message could wait behind)
 
@@ -72,7 +74,8 @@ class ImportReport:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": self.path, "rows": self.rows, "created": self.created,
-                "updated": self.updated, "unchanged": self.unchanged, "ok": self.ok,
+                "updated": self.updated, "unchanged": self.unchanged, "credit_notes": self.credit_notes,
+                "ok": self.ok, "invoices_kept": self.invoices_kept,
                 "errors": [e.to_dict() for e in self.errors], "more_errors": self.more_errors,
                 "ignored_columns": list(self.ignored_columns), "title_lines": list(self.title_lines),
                 "total_lines": list(self.total_lines), "merged_lines": self.merged_lines}

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
 from storage.fx import convert, rates_for
-from storage.models import Allocation, Person, Push, PushItem, Receivable, WriteOff
+from storage.models import Allocation, Payment, Person, Push, PushItem, Receivable, WriteOff
 from storage.scope import Scope
 from storage.types import from_cents
 
@@ -161,15 +161,20 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
     wo_before = (select(WriteOff.receivable_id.label("rid"), func.sum(type_coerce(WriteOff.amount, BigInteger)).label("s"))
                  .where(WriteOff.status == "approved", WriteOff.written_off_on < ms)
                  .group_by(WriteOff.receivable_id).subquery())
-    alloc_month = (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
-                   .where(Allocation.applied_on >= ms, Allocation.applied_on <= as_of)
-                   .group_by(Allocation.receivable_id).subquery())
+    # a credit note (红字发票) in the month is not money collected: it lowers what was due instead
+    def month_allocs(kind: str):
+        return (select(Allocation.receivable_id.label("rid"), func.sum(type_coerce(Allocation.amount, BigInteger)).label("s"))
+                .join(Payment, Payment.id == Allocation.payment_id)
+                .where(Allocation.applied_on >= ms, Allocation.applied_on <= as_of, Payment.kind == kind)
+                .group_by(Allocation.receivable_id).subquery())
+    alloc_month, credit_month = month_allocs("receipt"), month_allocs("credit_note")
     base = (type_coerce(Receivable.amount, BigInteger) - func.coalesce(alloc_before.c.s, 0)
-            - func.coalesce(wo_before.c.s, 0))
+            - func.coalesce(wo_before.c.s, 0) - func.coalesce(credit_month.c.s, 0))
     stmt = (select(Receivable.rep_id, Receivable.currency, func.sum(base), func.sum(func.coalesce(alloc_month.c.s, 0)))
             .outerjoin(alloc_before, alloc_before.c.rid == Receivable.id)
             .outerjoin(wo_before, wo_before.c.rid == Receivable.id)
             .outerjoin(alloc_month, alloc_month.c.rid == Receivable.id)
+            .outerjoin(credit_month, credit_month.c.rid == Receivable.id)
             .where(Receivable.due_date <= out.month_end, Receivable.issue_date <= as_of, base > 0))
     stmt = scope.apply(stmt).group_by(Receivable.rep_id, Receivable.currency)
     # summed per currency in cents and converted once per figure (storage.aging.AgingReport's rule)

@@ -6,7 +6,7 @@ Invariant kept by every function here, in the caller's transaction:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -51,6 +51,8 @@ class PaymentResult:
     allocations: list[tuple[Receivable, Decimal]]
     duplicate: bool = False       # the same reference was already recorded: nothing changed
     claims_closed: int = 0        # reps' "customer paid" claims on the invoices it paid (storage/claims.py)
+    # what was left after the open invoices, recovered on written-off ones (核销后追偿), not 预收
+    recoveries: list[tuple[Receivable, Decimal]] = field(default_factory=list)
 
 
 async def record_payment(session: AsyncSession, *, customer: Customer, amount: Decimal, paid_on: date,
@@ -72,7 +74,7 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
     if reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
         if existing is not None:
-            if existing.amount != amount or existing.customer_id != customer.id:
+            if existing.amount != amount or existing.customer_id != customer.id or existing.kind != "receipt":
                 raise LedgerError(f"reference {reference} already recorded with another amount or customer")
             return PaymentResult(existing, [], duplicate=True)
     named: Receivable | None = None
@@ -101,15 +103,29 @@ async def record_payment(session: AsyncSession, *, customer: Customer, amount: D
         rank = {no: i for i, no in enumerate(first)}
         open_items = sorted(open_items, key=lambda r: rank.get(r.invoice_no, len(rank)))    # stable: the rest stay oldest first
     allocations = await allocate(session, payment, open_items)
+    # a customer still owes what was written off (核销后仍保留追偿权): money left after the open
+    # invoices recovers those losses, oldest due first, before anything is kept as an advance
+    recoveries = []
+    if payment.unallocated > ZERO:
+        for r in (await session.execute(select(Receivable).where(
+                Receivable.customer_id == customer.id, Receivable.currency == currency,
+                Receivable.status == "written_off").order_by(Receivable.due_date, Receivable.id))).scalars().all():
+            took, _ = await _recover(session, payment, r, payment.unallocated, actor=actor, now=now)
+            if took > ZERO:
+                recoveries.append((r, took))
+            if payment.unallocated <= ZERO:
+                break
     audit.record(session, at=now, actor=actor, channel=channel, action="payment.record", entity="payment",
                  entity_id=payment.id, customer=customer.code, amount=amount, paid_on=paid_on,
                  reference=reference, allocations={r.invoice_no: a for r, a in allocations},
+                 recovered={r.invoice_no: a for r, a in recoveries},
                  unallocated=payment.unallocated, currency=currency,
                  **({"received": received[0], "received_currency": received[1], "fx_rate": received[2]}
                     if received else {}))
     # booked money answers the claims on what it paid, whether typed in chat or imported from the bank
-    closed = await claims.close_paid(session, payment, [r.id for r, _ in allocations], actor=actor, now=now)
-    return PaymentResult(payment, allocations, claims_closed=len(closed))
+    closed = await claims.close_paid(session, payment, [r.id for r, _ in allocations + recoveries], actor=actor,
+                                     now=now)
+    return PaymentResult(payment, allocations, claims_closed=len(closed), recoveries=recoveries)
 
 
 async def allocate(session: AsyncSession, payment: Payment, receivables: list[Receivable]) -> list[tuple[Receivable, Decimal]]:
@@ -193,33 +209,17 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
     if reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == reference))).scalar_one_or_none()
         if existing is not None:
-            if existing.amount != amount or existing.customer_id != receivable.customer_id:
+            if existing.amount != amount or existing.customer_id != receivable.customer_id or existing.kind != "receipt":
                 raise LedgerError(f"reference {reference} already recorded with another amount or customer")
             return RecoveryResult(existing, ZERO, [], duplicate=True)
-    write_offs = (await session.execute(select(WriteOff).where(
-        WriteOff.receivable_id == receivable.id, WriteOff.status == "approved", WriteOff.amount > 0)
-        .order_by(WriteOff.id))).scalars().all()
-    recoverable = sum((w.amount - w.recovered_amount for w in write_offs), ZERO)
-    if recoverable <= ZERO:
+    if await recoverable(session, receivable) <= ZERO:
         raise LedgerError(f"{receivable.invoice_no} has no written-off amount left to recover")
     payment = Payment(customer_id=receivable.customer_id, amount=amount, unallocated=amount, paid_on=paid_on,
                       reference=reference or None, invoice_no=receivable.invoice_no, currency=receivable.currency,
                       recorded_by=actor, created_at=now)
     session.add(payment)
     await session.flush()
-    take = min(amount, recoverable)
-    left, sources = take, []
-    for w in write_offs:
-        part = min(left, w.amount - w.recovered_amount)
-        if part > ZERO:
-            w.recovered_amount += part
-            sources.append(w.id)
-            left -= part
-    session.add(WriteOff(receivable_id=receivable.id, amount=-take, reason="recovery of " + ", ".join(f"#{i}" for i in sources),
-                         status="approved", requested_by=actor, requested_at=now, approvals={}, approvers_needed=[],
-                         written_off_on=paid_on, recovered_amount=ZERO))
-    session.add(Allocation(payment_id=payment.id, receivable_id=receivable.id, amount=take, applied_on=paid_on))
-    payment.unallocated -= take          # reinstated by the reversal and collected at once: open stays 0
+    take, sources = await _recover(session, payment, receivable, amount, actor=actor, now=now)
     rest: list[tuple[Receivable, Decimal]] = []
     if payment.unallocated > ZERO:
         others = (await session.execute(
@@ -236,20 +236,113 @@ async def record_recovery(session: AsyncSession, *, receivable: Receivable, amou
     return RecoveryResult(payment, take, rest, claims_closed=len(closed))
 
 
+async def _recover(session: AsyncSession, payment: Payment, receivable: Receivable, most: Decimal, *, actor: str,
+                   now: datetime) -> tuple[Decimal, list[int]]:
+    """Recover up to ``most`` of the payment on a written-off invoice, booked as record_recovery
+    says (a reversing approved write-off row and an allocation; the open balance stays 0):
+    (the amount taken, the write-offs it came from)."""
+    write_offs = (await session.execute(select(WriteOff).where(
+        WriteOff.receivable_id == receivable.id, WriteOff.status == "approved", WriteOff.amount > 0)
+        .order_by(WriteOff.id))).scalars().all()
+    take = min(most, sum((w.amount - w.recovered_amount for w in write_offs), ZERO))
+    if take <= ZERO:
+        return ZERO, []
+    left, sources = take, []
+    for w in write_offs:
+        part = min(left, w.amount - w.recovered_amount)
+        if part > ZERO:
+            w.recovered_amount += part
+            sources.append(w.id)
+            left -= part
+    session.add(WriteOff(receivable_id=receivable.id, amount=-take, reason="recovery of " + ", ".join(f"#{i}" for i in sources),
+                         status="approved", requested_by=actor, requested_at=now, approvals={}, approvers_needed=[],
+                         written_off_on=payment.paid_on, recovered_amount=ZERO))
+    session.add(Allocation(payment_id=payment.id, receivable_id=receivable.id, amount=take, applied_on=payment.paid_on))
+    payment.unallocated -= take          # reinstated by the reversal and collected at once: open stays 0
+    return take, sources
+
+
+# -- credit notes (红字发票) ------------------------------------------------------------------------
+
+@dataclass
+class CreditNoteResult:
+    credit_note: Payment                               # kind "credit_note", reference = its number
+    original: Receivable
+    applied: Decimal                                   # taken off the original invoice
+    duplicate: bool = False                            # this number was already recorded: nothing changed
+
+
+async def record_credit_note(session: AsyncSession, *, original: Receivable, number: str, amount: Decimal,
+                             issued_on: date, reason: str = "", actor: str, channel: str,
+                             now: datetime) -> CreditNoteResult:
+    """A credit note (红字发票) numbered ``number`` for ``amount`` (positive: how much it takes off)
+    against ``original``. It reduces the original's open balance from ``issued_on`` on (an
+    allocation of the note, so aging as of any date follows it); what exceeds that balance (the
+    invoice was paid already) stays on the customer's account as a credit, like unapplied cash.
+    Refused: a note above the original's amount less earlier notes, a note on a written-off
+    invoice, a number already used by a receipt or for another invoice or amount. The same number
+    with the same invoice and amount again changes nothing (imports are re-run)."""
+    if amount <= ZERO:
+        raise LedgerError("a credit note takes a positive amount off the invoice")
+    if not number:
+        raise LedgerError("a credit note needs its own number")
+    existing = (await session.execute(select(Payment).where(Payment.reference == number))).scalar_one_or_none()
+    if existing is not None:
+        if existing.kind == "credit_note" and existing.invoice_no == original.invoice_no and existing.amount == amount:
+            return CreditNoteResult(existing, original, ZERO, duplicate=True)
+        raise LedgerError(f"number {number} is already recorded ({existing.kind} of {existing.amount})")
+    if original.status == "written_off":
+        raise LedgerError(f"{original.invoice_no} is written off")
+    credited = Decimal(int((await session.execute(
+        select(func.coalesce(func.sum(type_coerce(Payment.amount, BigInteger)), 0)).where(
+            Payment.kind == "credit_note", Payment.invoice_no == original.invoice_no,
+            Payment.reversed_at.is_(None)))).scalar_one())) / 100
+    if credited + amount > original.amount:
+        raise CreditAboveInvoice(original.invoice_no, original.amount - credited)
+    note = Payment(kind="credit_note", customer_id=original.customer_id, amount=amount, unallocated=amount,
+                   paid_on=issued_on, reference=number, invoice_no=original.invoice_no, currency=original.currency,
+                   recorded_by=actor, created_at=now)
+    session.add(note)
+    await session.flush()
+    done = await allocate(session, note, [original])
+    applied = sum((a for _, a in done), ZERO)
+    audit.record(session, at=now, actor=actor, channel=channel, action="credit_note.record", entity="receivable",
+                 entity_id=original.invoice_no, credit_note=number, amount=amount, currency=original.currency,
+                 issued_on=issued_on, applied=applied, on_account=note.unallocated, reason=reason, payment=note.id)
+    return CreditNoteResult(note, original, applied)
+
+
+class CreditAboveInvoice(LedgerError):
+    def __init__(self, invoice_no: str, room: Decimal):
+        super().__init__(f"credit notes on {invoice_no} would exceed its amount (room {room})")
+        self.invoice_no, self.room = invoice_no, room
+
+
 # -- checks before booking, and reversal ---------------------------------------------------------
 
 async def open_capacity(session: AsyncSession, *, customer_id: int, currency: str,
                         named: Receivable | None = None) -> Decimal:
     """What a payment in ``currency`` can settle for this customer before any of it is left on
     account: the open balance of its invoices in that currency (written-off ones excluded), plus
-    the loss still to recover on a written-off invoice the payer named."""
+    the losses still to recover on its written-off invoices in that currency. (``named`` is kept
+    for the callers; a named written-off invoice is among those.)"""
     cents = (await session.execute(select(func.coalesce(func.sum(type_coerce(Receivable.open_amount, BigInteger)), 0))
                                    .where(Receivable.customer_id == customer_id, Receivable.currency == currency,
                                           Receivable.open_amount > 0, Receivable.status != "written_off"))).scalar_one()
     total = Decimal(int(cents)) / 100
-    if named is not None and named.status == "written_off":
-        total += await recoverable(session, named)
+    # money beyond the open invoices recovers written-off losses (record_payment, record_recovery)
+    total += await recoverable_total(session, customer_id=customer_id, currency=currency)
     return total.quantize(Decimal("0.01"))
+
+
+async def recoverable_total(session: AsyncSession, *, customer_id: int, currency: str) -> Decimal:
+    """The customer's written-off losses in ``currency`` not yet recovered."""
+    total = ZERO
+    for r in (await session.execute(select(Receivable).where(
+            Receivable.customer_id == customer_id, Receivable.currency == currency,
+            Receivable.status == "written_off"))).scalars():
+        total += await recoverable(session, r)
+    return total
 
 
 async def recoverable(session: AsyncSession, receivable: Receivable) -> Decimal:
@@ -266,7 +359,7 @@ async def likely_duplicate(session: AsyncSession, *, customer_id: int, amount: D
     are two receipts)."""
     stmt = select(Payment).where(Payment.customer_id == customer_id, Payment.amount == amount,
                                  Payment.currency == currency, Payment.paid_on == paid_on,
-                                 Payment.reversed_at.is_(None))
+                                 Payment.reversed_at.is_(None), Payment.kind == "receipt")
     if reference:
         stmt = stmt.where(Payment.reference.is_(None))
     return (await session.execute(stmt.order_by(Payment.id))).scalars().first()

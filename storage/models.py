@@ -143,8 +143,13 @@ class AgingDelta(Base):
 
 
 class Payment(Base):
+    """Money the customer no longer owes: a receipt (``kind`` receipt), or a credit note (红字发票,
+    ``kind`` credit_note) — a negative invoice numbered ``reference``, linked to the invoice it
+    corrects (``invoice_no``) and allocated to it like a receipt, so balances and aging as of any
+    date follow it; collection figures count receipts only."""
     __tablename__ = "payments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12), default="receipt", server_default="receipt")
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     amount: Mapped[Decimal]
     unallocated: Mapped[Decimal]                # on account (预收) when more was paid than owed
@@ -163,6 +168,27 @@ class Payment(Base):
     reversed_at: Mapped[datetime | None]
     reversed_by: Mapped[str | None] = mapped_column(String(64))
     reversal_reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (
+        # unapplied cash (storage/unapplied.py): only the payments with money on account
+        Index("ix_payments_on_account", "customer_id", "currency", "paid_on", "unallocated",
+              sqlite_where=text("unallocated > 0"), postgresql_where=text("unallocated > 0")),
+    )
+
+
+class StatuteEvidence(Base):
+    """An event that bears on an invoice's statute of limitations (诉讼时效), recorded with its
+    proof: the customer signed a balance confirmation or another written acknowledgement, replied
+    to a demand, signed for a registered letter, or a lawsuit was filed (domain/statute.py decides
+    what each one does). Payments and the bot's own messages are read from their own tables."""
+    __tablename__ = "statute_evidence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receivable_id: Mapped[int] = mapped_column(ForeignKey("receivables.id"), index=True)
+    happened_on: Mapped[date] = mapped_column(Date)                       # the day it happened
+    evidence: Mapped[str] = mapped_column(String(30))                    # domain.statute.EVIDENCE
+    reference: Mapped[str] = mapped_column(String(200), default="")      # tracking no., document…
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
 
 
 class Confirmation(Base):

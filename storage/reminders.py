@@ -31,16 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage import audit
+from storage import statute as statute_events
 from storage.fx import convert, rates_for
 from storage.outbox_parts import part_keys
-from storage.models import (Allocation, AuditEntry, Contact, CreditAlert, Customer, CustomerMessage, LadderStep,
+from storage.models import (Allocation, Contact, CreditAlert, Customer, CustomerMessage, DigestItem, LadderStep,
                             OutboxMessage, Promise, Receivable)
 
 ZERO = Decimal("0.00")
 # a contact's channel "<platform>_group" is a group robot on that platform, named by channel_target
 GROUP_SUFFIX = "_group"
-WRITTEN_CHANNELS = ("email",)          # a delivered e-mail is a written notice
-WRITTEN_KINDS = ("letter",)            # so is a letter on any channel
 
 
 # -- which invoices --------------------------------------------------------------------------
@@ -359,29 +358,19 @@ async def mark_message(session: AsyncSession, outbox_key: str, *, sent_at: datet
     await session.execute(update(CustomerMessage).where(CustomerMessage.outbox_key == outbox_key).values(**values))
 
 
+async def told(session: AsyncSession, key: str) -> bool:
+    """A notification with this key (to anyone) was already decided (its digest items)."""
+    return (await session.execute(select(DigestItem.id).where(DigestItem.item_key.like(key + ":%")).limit(1))
+            ).first() is not None
+
+
 # -- statute of limitations --------------------------------------------------------------------
 
-async def interruptions(session: AsyncSession, r: Receivable, tz) -> list[date]:
-    """Days the statute restarted for an invoice: delivered written notices, partial payments,
-    signed confirmations (recorded with ``record_confirmation``)."""
-    out: list[date] = []
-    out += list((await session.execute(select(Allocation.applied_on).where(Allocation.receivable_id == r.id))).scalars())
-    sent = (await session.execute(select(CustomerMessage.sent_at).where(
-        CustomerMessage.receivable_id == r.id, CustomerMessage.sent_at.is_not(None),
-        (CustomerMessage.channel.in_(WRITTEN_CHANNELS)) | (CustomerMessage.kind.in_(WRITTEN_KINDS))))).scalars()
-    out += [s.astimezone(tz).date() for s in sent]
-    for detail in (await session.execute(select(AuditEntry.detail).where(
-            AuditEntry.action == "confirmation.signed", AuditEntry.entity == "receivable",
-            AuditEntry.entity_id == r.invoice_no))).scalars():
-        out.append(date.fromisoformat(detail["signed_on"]))
-    return out
-
-
 def record_confirmation(session: AsyncSession, *, receivable: Receivable, signed_on: date, actor: str,
-                        channel: str, now: datetime) -> None:
-    """The customer signed a balance confirmation (账款确认函): restarts the statute."""
-    audit.record(session, at=now, actor=actor, channel=channel, action="confirmation.signed", entity="receivable",
-                 entity_id=receivable.invoice_no, signed_on=signed_on)
+                        channel: str, now: datetime, reference: str = "") -> None:
+    """The customer signed a balance confirmation (账款确认函): the debtor's acknowledgement."""
+    statute_events.record_evidence(session, receivable=receivable, evidence="signed_confirmation", on=signed_on,
+                                   reference=reference, actor=actor, channel=channel, now=now)
 
 
 # -- credit ------------------------------------------------------------------------------------

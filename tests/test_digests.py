@@ -224,8 +224,8 @@ async def test_a_question_is_answered_first_while_75_notifications_are_queued(ai
     notifications have used their share of the minute is still answered at once: the limiter keeps
     room for answers (notifications get 25 of the 30 a minute). Nothing is dropped by WeCom.
 
-    The question is /help: finance's is 2.5 KB, over WeCom's 2,048-byte markdown limit, so it goes
-    in two parts — and the parts of an answer are answers too (they keep the row's priority)."""
+    The question is /help: finance's is several KB, over WeCom's 2,048-byte markdown limit, so it goes
+    in three parts — and the parts of an answer are answers too (they keep the row's priority)."""
     ticker = Ticker()
     async with FakeWeCom(apps={AGENT: SECRET}, clock=ticker) as fake:
         bot = await _bot(aiohttp_client, db, fake)
@@ -241,12 +241,13 @@ async def test_a_question_is_answered_first_while_75_notifications_are_queued(ai
         query, body = build_callback(crypto(fake), text_xml(fake, "wx_fin1", "/help", 990001), int(time.time()), "q1")
         assert await post_callback(bot, query, body) == (200, "")
         await bot.state.inbound.wait_idle()
-        for _ in range(3):                        # the split, then its parts one after another
+        for _ in range(4):                        # the split, then its parts one after another
             await sender.drain()
         to_fin = fake.messages_to("wx_fin1")
-        first, second = (m.payload["markdown"]["content"] for m in to_fin[:2])
-        assert "/aging" in first and second.startswith("**（续）** 第 2/2 部分")     # the answer, first, whole
-        assert to_fin[1].at - asked_at <= 5
+        # the help (3 parts since /statute, /credit and /apply) first, whole, before any notification
+        first, second, third = (m.payload["markdown"]["content"] for m in to_fin[:3])
+        assert "/aging" in first and second.startswith("**（续）** 第 2/3 部分") and third.startswith("**（续）** 第 3/3 部分")
+        assert to_fin[2].at - asked_at <= 5
         # then notifications, until the minute holds 25 sends (the answer counts: WeCom counts it)
         assert len(to_fin) == 25
 

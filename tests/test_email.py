@@ -103,7 +103,7 @@ async def test_email_reminder_arrives_at_a_real_smtp_server(aiohttp_client, db, 
     async with db.session() as s:
         cm = (await s.execute(select(CustomerMessage))).scalar_one()
         assert (cm.status, cm.channel, cm.kind) == ("sent", "email", "letter")
-        assert cm.sent_at is not None      # a delivered written notice: restarts the statute
+        assert cm.sent_at is not None      # accepted by the server (not proof of delivery: see storage/statute.py)
 
 
 async def test_customer_email_is_checked_at_send_time(aiohttp_client, db, smtp_server):

@@ -282,7 +282,7 @@ async def test_bad_file_writes_nothing_and_lists_every_bad_row(db):
     report = await load(db, "receivables", "receivables_bad.csv")
     assert not report.ok and (report.created, report.updated, report.unchanged) == (0, 0, 0)
     assert [(e.line, e.column, e.code) for e in report.errors] == [
-        (3, "due_date", "bad_date"), (4, "amount", "negative_amount"), (5, "customer", "unknown_customer"),
+        (3, "due_date", "bad_date"), (4, "amount", "credit_note_without_original"), (5, "customer", "unknown_customer"),
         (6, "due_date", "due_before_issue"), (7, "invoice_no", "duplicate_key"), (8, "amount", "required"),
         (9, "amount", "bad_amount"), (10, "rep", "unknown_rep")]
     assert report.errors[0].value == "2026-13-01" and report.errors[4].params == {"first_line": 2}

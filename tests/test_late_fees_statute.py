@@ -12,7 +12,9 @@ from bot.config import ConfigError, load_config
 from domain.late_fees import late_fee
 from domain.statute import add_years, anchor, last_day
 from domain.workdays import WorkCalendar
+from domain.statute import Event
 from storage import ledger
+from storage import statute as statute_events
 from storage import reminders as rem
 from storage.models import CreditAlert, Customer, CustomerMessage, DigestItem, OutboxMessage, Person, Receivable
 from tests.conftest import at
@@ -141,13 +143,14 @@ async def test_statute_watch_warns_legal_once_and_restarts(aiohttp_client, any_d
         r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "OLD-1"))).scalar_one()
         rem.record_confirmation(s, receivable=r, signed_on=date(2026, 9, 10), actor="fin1", channel="test",
                                 now=at("2026-09-10 10:00"))
-        assert await rem.interruptions(s, r, bot.services.config.tz) == [date(2026, 9, 10)]
+        assert (await statute_events.events_for(s, [r.id]))[r.id] == [Event(date(2026, 9, 10), "signed_confirmation")]
     assert "0 statute warning(s)" in await bot.run("statute_watch", at("2026-09-11 09:20"))
 
 
-async def test_customer_card_statute_counts_written_notices_and_confirmations(aiohttp_client, db):
-    """/customer's statute date restarts on what statute_watch counts: a delivered e-mail (written
-    notice) does, a later SMS does not; a signed balance confirmation does."""
+async def test_customer_card_statute_counts_proof_not_sends(aiohttp_client, db):
+    """/customer's statute dates restart on what statute_watch counts: an e-mail the mail server
+    accepted is no proof of delivery and counts only where [statute] notice_evidence says so; an
+    SMS never does; a signed balance confirmation always does."""
     async with db.session() as s, s.begin():
         c = await _people_and_customer(s, grade="B", credit_limit=D("0"))
         r = _invoice(c, "OLD-1", date(2023, 12, 1), "9000.00")
@@ -160,13 +163,19 @@ async def test_customer_card_statute_counts_written_notices_and_confirmations(ai
                                   queued_at=at("2026-06-11 09:00"), send_at=at("2026-06-11 09:00"), sent_at=sent))
     bot = await Bot.start(aiohttp_client, db, at("2026-09-01 09:20"))
     [card] = await bot.say("fin1", "/customer C1")
-    assert "诉讼时效最后一日：2029-06-11（自最近一次书面催收送达 2026-06-11 次日起算，3年）" in card
+    # 2026-12-01 − 2026-09-01 = 91 days
+    assert "- OLD-1：2026-12-01届满（还有91天），自到期日 2023-12-01 次日起算3年" in card
+    opted_in = await Bot.start(aiohttp_client, db, at("2026-09-01 09:20"),
+                               statute={"notice_evidence": ["customer_reply", "email_accepted"]})
+    [card] = await opted_in.say("fin1", "/customer C1")
+    assert "- OLD-1：2029-06-11届满（还有1014天），自催款邮件（仅邮件服务器接收） 2026-06-11 次日起算3年" in card
     async with db.session() as s, s.begin():
         r = (await s.execute(select(Receivable).where(Receivable.invoice_no == "OLD-1"))).scalar_one()
         rem.record_confirmation(s, receivable=r, signed_on=date(2026, 8, 20), actor="fin1", channel="test",
                                 now=at("2026-08-20 10:00"))
     [card] = await bot.say("fin1", "/customer C1")
-    assert "诉讼时效最后一日：2029-08-20（自客户签认账款确认函 2026-08-20 次日起算，3年）" in card
+    # 2029-08-20 is a Monday; 2029-08-20 − 2026-09-01 = 1,084 days
+    assert "- OLD-1：2029-08-20届满（还有1084天），自客户签认账款确认函 2026-08-20 次日起算3年" in card
 
 
 async def test_credit_watch_once_per_crossing_red_freezes_key_accounts(aiohttp_client, any_db):

@@ -53,6 +53,9 @@ EXPECTED = {
     "writeoffs": EVERYONE,    # the write-off register, scoped like /aging
     "audit": frozenset({"auditor", "finance"}),    # the audit log: auditors and finance
     "unfreeze": MONEY,        # lifting a credit freeze: finance
+    "statute": EVERYONE,      # reading an invoice's statute; recording evidence is finance's and legal's
+    "credit": MONEY,          # credit notes (红字发票)
+    "apply": MONEY,           # applying unapplied cash (asks first)
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -68,6 +71,9 @@ ARGS = {
     "reject": "1",
     "reverse": "LS-0001 测试冲销",
     "unfreeze": "C1 已补签担保",
+    "statute": "INV-A1",
+    "credit": "INV-A1 100 HZ-T1",
+    "apply": "C1",
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",

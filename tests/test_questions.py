@@ -21,8 +21,6 @@ from bot.charts import aging_chart
 from storage import aging as aging_q
 from domain.late_fees import late_fee
 from bot.policy import LateFeeConfig
-from domain.statute import last_day
-from storage.customer_card import statute_anchor
 from storage.ledger import balance_check
 from storage.models import Allocation, AuditEntry, Customer, Payment, Receivable, WriteOff
 from tests import ledger_fixture
@@ -137,8 +135,15 @@ async def test_customer_card_every_figure(aiohttp_client, db):
     assert recent == [f"- 11-23 1{i}:00 已联系：第{i}次电话" for i in (6, 5, 4, 3, 2)]
     assert "**未到期的还款承诺**" in lines and "- INV-A3：11月30日前付 ¥10,000.00" in lines
     assert "未解决的异议" not in card
-    # latest due date 11-30 (the 11-20 payment is earlier): counted from 12-01, last day 2029-11-30
-    assert "诉讼时效最后一日：2029-11-30（自最晚到期日 2026-11-30 次日起算，3年）" in lines
+    # per invoice, nearest first: A3 from its due date 09-24 (2029-09-24, a Monday); A2 from the 5,000
+    # paid on it 11-20, after its due date 11-13 (2029-11-20, Tuesday); A1 from its due date 11-30
+    today = date(2026, 11, 23)
+    statute = lines[lines.index("**诉讼时效**（按发票，最近届满的3笔）") + 1:][:3]
+    assert statute == [
+        f"- INV-A3：2029-09-24届满（还有{(date(2029, 9, 24) - today).days}天），自到期日 2026-09-24 次日起算3年",
+        f"- INV-A2：2029-11-20届满（还有{(date(2029, 11, 20) - today).days}天），自回款 2026-11-20 次日起算3年",
+        f"- INV-A1：2029-11-30届满（还有{(date(2029, 11, 30) - today).days}天），自到期日 2026-11-30 次日起算3年",
+    ]
     # A2 15,000 × 0.05% × 10 = 75.00; A3 30,000 × (0.05% × 30 + 0.1% × 30) = 450 + 900 = 1,350.00
     assert any(l.startswith("滞纳金估算：¥1,425.00（第1–30天每日0.05%，第31天起每日0.10%") for l in lines)
 
@@ -152,8 +157,11 @@ async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_
     assert "- INV-B1 未付 ¥8,000.50，2026-08-25到期，逾期90天，异议中" in c2
     assert "- INV-B1：发票抬头错误（2026-11-20提出）" in c2
     assert "- 61-90天：¥8,000.50，1笔" in c2 and "- 90天以上：¥12,345.67，1笔" in c2
-    # 2029-08-25 is a Saturday: the last day rolls to Monday 08-27 (民法典 第二百零三条)
-    assert "诉讼时效最后一日：2029-08-27（自最晚到期日 2026-08-25 次日起算，3年）" in c2
+    # B2 (due 05-01) expires first, 2029-05-01; B1's 2029-08-25 is a Saturday: it rolls to Monday
+    # 08-27 (民法典 第二百零三条). The card used to show only the latest due date's, hiding B2's.
+    today = date(2026, 11, 23)
+    assert f"- INV-B2：2029-05-01届满（还有{(date(2029, 5, 1) - today).days}天），自到期日 2026-05-01 次日起算3年" in c2
+    assert f"- INV-B1：2029-08-27届满（还有{(date(2029, 8, 27) - today).days}天），自到期日 2026-08-25 次日起算3年" in c2
     # B2 only (B1 disputed): 12,345.67 × (0.015 + 0.176) = 185.18505 + 2,172.83792 = 2,358.02
     assert "滞纳金估算：¥2,358.02" in c2
     [c4] = await bot.say("fin1", "/customer harbor")
@@ -162,32 +170,14 @@ async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_
     assert "- INV-D1 未付 US$1,000.00，2026-11-03到期，逾期20天" in c4
     assert "- 1-30天：¥7,100.00，1笔" in c4
     # cross-border: 4 years; 2030-11-03 is a Sunday, so the last day rolls to Monday (民法典 第二百零三条)
-    assert "诉讼时效最后一日：2030-11-04（自最晚到期日 2026-11-03 次日起算，跨境4年）" in c4
+    assert "**诉讼时效**（按发票，最近届满的1笔，跨境4年）" in c4
+    assert f"- INV-D1：2030-11-04届满（还有{(date(2030, 11, 4) - today).days}天），自到期日 2026-11-03 次日起算4年" in c4
     # USD 1,000 × 0.05% × 20 = USD 10 = ¥71.00
     assert "滞纳金估算：¥71.00" in c4
     # a partial payment restarts the statute: the 11-23 payment is later than the 08-25 due date
     await bot.say("fin1", "/paid INV-B2 1000")
     [c2] = await bot.say("fin1", "/customer C2")
-    assert "诉讼时效最后一日：2029-11-23（自最近一次回款 2026-11-23 次日起算，3年）" in c2
-
-
-def statute_date(latest_due, last_payment, cross_border):
-    anchor, _ = statute_anchor(latest_due, last_payment)
-    return None if anchor is None else last_day(anchor, 4 if cross_border else 3)
-
-
-def test_statute_date_rule():
-    # the last day is the anchor's date N years on; the anchor is the later of the latest due date and
-    # the latest restart (payment, written notice, signed confirmation)
-    assert statute_date(date(2026, 11, 30), date(2026, 11, 20), False) == date(2029, 11, 30)
-    assert statute_date(date(2026, 8, 25), date(2026, 11, 23), False) == date(2029, 11, 23)
-    assert statute_date(date(2026, 11, 3), None, True) == date(2030, 11, 3)
-    assert statute_date(date(2028, 2, 29), None, False) == date(2031, 2, 28)
-    assert statute_date(None, date(2026, 11, 23), False) is None
-    assert statute_anchor(date(2026, 8, 25), date(2026, 9, 1), date(2026, 10, 9)) == (date(2026, 10, 9), "notice")
-    assert statute_anchor(date(2026, 8, 25), None, date(2026, 8, 1), date(2026, 9, 2)) == (date(2026, 9, 2),
-                                                                                          "confirmation")
-    assert statute_anchor(date(2026, 8, 25), date(2026, 8, 1), date(2026, 8, 2)) == (date(2026, 8, 25), "due")
+    assert f"- INV-B2：2029-11-23届满（还有{(date(2029, 11, 23) - today).days}天），自回款 2026-11-23 次日起算3年" in c2
 
 
 TIERS = LateFeeConfig().tiers
@@ -302,13 +292,12 @@ async def test_paid_allocates_named_invoice_first_then_oldest(aiohttp_client, an
     # a USD customer named by a name with spaces, the amount written in US$: booked in USD as is
     [reply] = await bot.say("fin1", "/paid Harbor Lighting Ltd US$400 11月21日")
     assert "- INV-D1：冲抵 US$400.00，尚欠 US$600.00" in reply and "客户尚欠：US$600.00" in reply
-    # more than is owed: a question first (nothing booked), then the rest is on account after 确认
+    # more than the open invoices: C3 still owes the written-off INV-C2 (40,000, 核销后仍保留追偿权),
+    # so the rest recovers that loss (issue #19) instead of going on account, and nothing is asked
     [reply] = await bot.say("fin1", "/paid C3 6000")
-    assert "金额超过该客户未结余额 ¥5,000.00，多出的 ¥1,000.00 将记为预收（未分配）" in reply
-    assert (await _receivable(db, "INV-C1")).open_amount == D("5000.00")
-    [reply] = await bot.say("fin1", "确认")
-    assert "- INV-C1：冲抵 ¥5,000.00，已结清" in reply and "- 预收（未分配）：¥1,000.00" in reply
-    assert "客户已无未结发票。" in reply
+    assert "- INV-C1：冲抵 ¥5,000.00，已结清" in reply
+    assert "- INV-C2（已核销）：追回 ¥1,000.00，冲减坏账损失（不是预收）" in reply
+    assert "预收（未分配）" not in reply and "客户已无未结发票。" in reply
     # refused input changes nothing
     assert "还没到" in (await bot.say("fin1", "/paid INV-A1 100 12月1日"))[0]
     assert "看不懂金额" in (await bot.say("fin1", "/paid INV-A1 一些钱"))[0]

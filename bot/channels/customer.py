@@ -5,8 +5,8 @@ when ``[smtp] host`` / ``[sms] provider`` are set. WeCom and DingTalk customer g
 nothing here: they are group robots (target_kind "robot") on the existing channels.
 
 Whether a customer message may still go, and what it says, is decided just before the sender
-delivers it (bot/send_time_check.py). After a delivery this wrapper records ``sent_at`` (a
-delivered written notice restarts the statute of limitations).
+delivers it (bot/send_time_check.py). After a delivery this wrapper records ``sent_at`` (what the
+bot knows of a send; it is not proof of delivery for the statute: storage/statute.py).
 """
 from __future__ import annotations
 

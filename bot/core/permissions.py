@@ -25,6 +25,8 @@ REVERSERS = frozenset({"finance"})
 CALENDAR_KEEPERS = frozenset({"finance"})
 # reading the audit log in chat (/audit): the auditors, and finance who answers for the ledger
 AUDIT_READERS = frozenset({"auditor", "finance"})
+# evidence for the statute of limitations (a signed confirmation, a registered letter…): finance and legal
+STATUTE_RECORDERS = frozenset({"finance", "legal", "admin"})
 
 
 async def scope_for(session: AsyncSession, person: Person) -> Scope:

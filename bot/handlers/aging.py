@@ -12,6 +12,7 @@ from bot.core.messages import Reply
 from bot.core.permissions import READERS
 from bot.core.router import Router
 from storage import aging as aging_q
+from storage import unapplied as unapplied_q
 from storage.scope import Scope
 
 router = Router("aging")
@@ -25,6 +26,9 @@ async def aging_figures(session, config, scope: Scope, as_of):
                                    fx_rates=config.company.fx_rates, base_currency=config.company.currency)
     top = await aging_q.top_overdue_customers(session, as_of, scope, cfg.top_customers,
                                              config.company.fx_rates, config.company.currency)
+    # unapplied cash beside the receivables, as of each date (storage/unapplied.py)
+    now.unapplied = await unapplied_q.on_account(session, as_of, scope)
+    week_ago.unapplied = await unapplied_q.on_account(session, as_of - timedelta(days=7), scope)
     return now, week_ago, top
 
 

@@ -17,6 +17,7 @@ from bot.core.router import Router
 from bot.handlers.calendar import store_confirmed as store_calendar
 from bot.handlers.followup import reply_to_push
 from bot.handlers.payments import book_paid
+from bot.handlers.unapplied import apply_confirmed
 from storage import confirmations
 
 router = Router("confirm")
@@ -49,4 +50,8 @@ async def confirm_cmd(ctx, session, scope, args, person, clock, config, services
         if not may_use(person, CALENDAR_KEEPERS):
             raise UserError("forbidden", command="calendar")
         return await store_calendar(session, c.payload, person, clock, services, message)
+    if c.kind == "apply":
+        if not may_use(person, EDITORS):
+            raise UserError("forbidden", command="apply")
+        return await apply_confirmed(session, scope, c, person, clock, message)
     raise UserError("confirmation_unknown", number=c.id)

@@ -81,7 +81,9 @@ def split_paid_args(args: str, today: date) -> PaidArgs:
         break
     else:
         raise UsageError("bad_amount", value=" ".join(parts[1:]))
-    if amount <= ZERO:
+    if amount < ZERO:
+        raise UserError("negative_payment", value=parts[i])
+    if amount == ZERO:
         raise UsageError("bad_amount", value=parts[i])
     rate, confirmed, plain = None, False, []
     for word in rest:
@@ -169,7 +171,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     existing = None
     if a.reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == a.reference))).scalar_one_or_none()
-        if existing is not None and existing.customer_id != customer.id:
+        if existing is not None and (existing.customer_id != customer.id or existing.kind != "receipt"):
             raise UserError("reference_conflict", reference=a.reference, amount=existing.amount,
                             currency=existing.currency, paid_on=existing.paid_on)
     open_items = await open_receivables(session, customer.id) if named is None else []
@@ -191,7 +193,9 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         questions = {}
         capacity = await ledger.open_capacity(session, customer_id=customer.id, currency=bk.currency, named=named)
         if bk.amount > capacity:
-            questions["over_balance"] = {"open": capacity, "excess": bk.amount - capacity}
+            questions["over_balance"] = {"open": capacity, "excess": bk.amount - capacity,
+                                         "recoverable": await ledger.recoverable_total(
+                                             session, customer_id=customer.id, currency=bk.currency)}
         dup = await ledger.likely_duplicate(session, customer_id=customer.id, amount=bk.amount, currency=bk.currency,
                                             paid_on=a.when, reference=a.reference)
         if dup is not None:
@@ -212,7 +216,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError:
             raise UserError("nothing_to_recover", invoice=named.invoice_no) from None
         payment, allocations, duplicate, recovered = rec.payment, rec.allocations, rec.duplicate, rec.recovered
-        closed = rec.claims_closed
+        closed, recoveries = rec.claims_closed, []
     else:
         try:
             res = await ledger.record_payment(session, customer=customer, amount=bk.amount, paid_on=a.when,
@@ -223,7 +227,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
         except ledger.LedgerError as e:
             raise UserError("ledger", reason=str(e)) from None
         payment, allocations, duplicate, recovered = res.payment, res.allocations, res.duplicate, ZERO
-        closed = res.claims_closed
+        closed, recoveries = res.claims_closed, res.recoveries
     if not duplicate and bk.received is not None and recovered:       # record_payment keeps it itself
         payment.received_amount, payment.received_currency = bk.received, bk.received_currency
         payment.fx_rate = str(bk.rate)
@@ -234,7 +238,7 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     return Reply("payments/paid.md.j2", {"customer": customer, "payment": payment, "allocations": allocations,
                                          "duplicate": duplicate, "recovered": recovered, "named": named,
                                          "remaining": by_currency, "base": config.company.currency,
-                                         "claims_closed": closed})
+                                         "claims_closed": closed, "recoveries": recoveries})
 
 
 def _customer_currency(open_items: list[Receivable], base: str = "CNY") -> str:

@@ -32,6 +32,7 @@ from bot.jobs.context import JobContext
 from storage import audit
 from storage import digests as digest_store
 from storage import reminders as rem
+from storage import unapplied as unapplied_q
 from storage.models import Contact, CreditAlert, Customer, Person, Receivable
 from storage.people import Directory
 
@@ -52,13 +53,14 @@ class CustomerView:
     open_rs: list[Receivable]          # open invoices, by due date
     reasons: dict[int, str]            # open disputes' reasons
     taken: list[date]                  # days of its messages that count against the cap
+    unapplied: dict = field(default_factory=dict)   # its unapplied cash per currency (a letter's balance)
     _facts: dict | None = None
 
     def facts(self, ctx: JobContext, r: Receivable) -> dict:
         """``letters.facts`` for one of its invoices (the customer part worked out once)."""
         if self._facts is None:
             self._facts = letters.customer_facts(ctx.config, self.customer, self.first_contact, self.open_rs,
-                                                 self.reasons, ctx.today)
+                                                 self.reasons, ctx.today, unapplied=self.unapplied)
         return {**self._facts, "invoice": letters.invoice_facts(r, ctx.today, ctx.config.late_fees.tiers)}
 
 
@@ -131,11 +133,12 @@ class LedgerPass:
         contacts = await rem.contacts(r, customer_ids)
         taken = await rem.message_days(r, customer_ids, ctx.at, ctx.config.conduct)
         reasons = await letters.dispute_reasons(r, [x.id for x in open_rs if x.disputed])
+        on_account = await unapplied_q.by_customer(r, customer_ids)
         views = {}
         for cid, c in customers.items():
             listed, usable = contacts.get(cid, ([], None))
             views[cid] = CustomerView(c, listed[0] if listed else None, usable, by_customer[cid], reasons,
-                                      taken.get(cid, []))
+                                      taken.get(cid, []), on_account.get(cid, {}))
         rows = [(x, views[x.customer_id]) for x in open_rs
                 if (due_before is None or x.due_date < due_before)
                 and (due_on_or_after is None or x.due_date >= due_on_or_after)]

@@ -30,11 +30,13 @@ from decimal import Decimal
 
 from bot import letters
 from domain import statute
+from storage import statute as statute_events
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.render import render, yuan
 from storage import reminders as rem
+from storage import unapplied as unapplied_q
 from storage.reminders import GROUP_SUFFIX
 from storage.models import Contact, CreditAlert, Customer, Receivable
 
@@ -265,7 +267,8 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
 
 async def credit_watch(ctx: JobContext) -> str:
     """Credit usage crossing yellow / red (once per crossing, to the rep and finance; red freezes)
-    and key accounts (a big single invoice or consecutive overdue invoices)."""
+    and key accounts (a big single invoice or consecutive overdue invoices); and, to finance,
+    unapplied cash that a customer's open invoice could take (applied with /apply)."""
     now, today, cfg = ctx.at, ctx.today, ctx.config
     cr = cfg.credit
     alerts = 0
@@ -317,11 +320,40 @@ async def credit_watch(ctx: JobContext) -> str:
                       lambda a, c=c, level=level, persons=persons, text=text:
                       _credit_line(run, persons, c, level, text, key=f"credit:{c.code}:{level}:{a.id}"))
         alerts += 1
+    told = await _unapplied_to_apply(run)
     digests = await run.send_digests()
-    return f"{alerts} credit alert(s), {digests} digest(s)"
+    return f"{alerts} credit alert(s), {told} unapplied-cash note(s), {digests} digest(s)"
 
 
-CREDIT_RANKS = {"red": 0, "yellow": 1, "key": 2}
+CREDIT_RANKS = {"red": 0, "yellow": 1, "key": 2, "unapplied": 3}
+
+
+async def _unapplied_to_apply(run: LedgerPass) -> int:
+    """Unapplied cash (预收) that an open invoice of the same customer and currency could take:
+    finance is told once per such state (the payments and invoices concerned) and applies it with
+    /apply, which asks to confirm (storage/unapplied.py). Nothing is applied here."""
+    ctx = run.ctx
+    told = 0
+    async with ctx.reader() as r:
+        waiting = await unapplied_q.customers_with_cash(r)
+        for c in waiting:
+            plan = await unapplied_q.plan_on_account(r, c.id)
+            if not plan:
+                continue
+            await run.maybe_write()
+            state = ",".join(f"{p.id}>{inv.id}" for p, inv, _ in plan)
+            key = f"unapplied:{c.code}:{state}"
+            if await rem.told(r, key):
+                continue                       # this state was told already
+            amounts: dict[str, Decimal] = {}
+            for p, inv, a in plan:
+                amounts[inv.currency] = amounts.get(inv.currency, Decimal("0.00")) + a
+            line = render("digest/item_unapplied.md.j2", customer=c, plan=plan, amounts=amounts)
+            run.to_staff(run.people.by_role("finance"), key=key, kind="unapplied",
+                         rank=CREDIT_RANKS["unapplied"], label=render("digest/label_unapplied.j2"), customer=c,
+                         subject=c.code, line=line)
+            told += 1
+    return told
 
 
 def _credit_line(run: LedgerPass, persons, c: Customer, level: str, line: str, *, key: str) -> None:
@@ -348,18 +380,22 @@ async def statute_watch(ctx: JobContext) -> str:
     async with ctx.reader() as reader:
         rows = await rem.open_receivables(reader, due_before=due_before)
         recorded = await rem.fired_steps(reader, [r.id for r, _ in rows])
+        reckoned = await statute_events.reckonings(reader, [r for r, _ in rows], today=today, statute=st,
+                                                   cross_border={c.id: c.cross_border for _, c in rows},
+                                                   work_calendar=ctx.services.calendar, tz=cfg.tz)
         for r, c in rows:
             await run.maybe_write()
             years = st.cross_border_years if c.cross_border else st.years
-            anchor = statute.anchor(r.due_date, await rem.interruptions(reader, r, cfg.tz))
-            last = statute.last_day(anchor, years, ctx.services.calendar if st.roll_to_workday else None)
+            rk = reckoned[r.id]
+            anchor, last = rk.anchor, rk.last_day
+            # one warning per last day: a period that ran out stays out, whatever is sent after it
             step = f"statute:{last.isoformat()}"
             if today < last - timedelta(days=st.warn_days) or step in recorded[r.id]:
                 continue
-            run.step(r, step, anchor=anchor, last_day=last, years=years)
+            run.step(r, step, anchor=anchor, last_day=last, years=years, reason=rk.reason)
             data = await letters.facts(reader, cfg, r, today)
             line = render("digest/item_statute.md.j2", **data, years=years, anchor=anchor, last_day=last,
-                          days_left=(last - today).days, expired=today > last)
+                          days_left=(last - today).days, expired=today > last, rk=rk)
             run.to_staff(legal, key=f"statute:{r.invoice_no}:{last.isoformat()}", kind="statute", rank=0,
                          label=render("digest/label_statute.j2"), customer=c, subject=r.invoice_no, line=line,
                          amount=r.open_amount, currency=r.currency)

@@ -20,6 +20,7 @@ from bot.jobs.context import JobContext
 from bot.render import render
 from bot.web import downloads
 from storage import aging as aging_q
+from storage import unapplied as unapplied_q
 from storage import kpi as kpi_q
 from storage import people, report_detail
 from storage.models import Person
@@ -95,6 +96,7 @@ async def _monthly_figures(ctx: JobContext, scope: Scope, month_end: date, perso
     s, cfg = ctx.session, ctx.config
     fx, cur = cfg.company.fx_rates, cfg.company.currency
     report = await aging_q.aging(s, month_end, cfg.aging.buckets, scope=scope, fx_rates=fx, base_currency=cur)
+    report.unapplied = await unapplied_q.on_account(s, month_end, scope)
     last_month = await aging_q.aging(s, previous_month_end(month_end), cfg.aging.buckets, scope=scope,
                                      fx_rates=fx, base_currency=cur)
     # every figure as of the month's end, the report's date, not of the day it is sent (the 5th):
