@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from bot import digests, letters, notify, outbox
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
-from storage import audit
+from storage import audit, balance_history
 from storage import digests as digest_store
 from storage import reminders as rem
 from storage.models import Contact, CreditAlert, Customer, Person, Receivable
@@ -52,14 +52,17 @@ class CustomerView:
     open_rs: list[Receivable]          # open invoices, by due date
     reasons: dict[int, str]            # open disputes' reasons
     taken: list[date]                  # days of its messages that count against the cap
+    cuts: dict = field(default_factory=dict)   # what lowered its overdue invoices' balances (late-fee clause only)
     _facts: dict | None = None
 
     def facts(self, ctx: JobContext, r: Receivable) -> dict:
         """``letters.facts`` for one of its invoices (the customer part worked out once)."""
         if self._facts is None:
             self._facts = letters.customer_facts(ctx.config, self.customer, self.first_contact, self.open_rs,
-                                                 self.reasons, ctx.today)
-        return {**self._facts, "invoice": letters.invoice_facts(r, ctx.today, ctx.config.late_fees.tiers)}
+                                                 self.reasons, ctx.today, self.cuts)
+        tiers = letters.fee_tiers(ctx.config, self.customer)
+        return {**self._facts, "invoice": letters.invoice_facts(r, ctx.today, tiers, self.cuts.get(r.id, ()),
+                                                                ctx.config.late_fees.cap_ratio)}
 
 
 @dataclass
@@ -131,11 +134,16 @@ class LedgerPass:
         contacts = await rem.contacts(r, customer_ids)
         taken = await rem.message_days(r, customer_ids, ctx.at, ctx.config.conduct)
         reasons = await letters.dispute_reasons(r, [x.id for x in open_rs if x.disputed])
+        # a late fee is computed on the daily balance, so it needs the payments of the overdue
+        # invoices, read only for customers whose contract has a clause
+        charged = {cid for cid, c in customers.items() if letters.fee_tiers(ctx.config, c)}
+        cuts = await balance_history.reductions(r, [x.id for x in open_rs if x.customer_id in charged
+                                                    and x.due_date < ctx.today]) if charged else {}
         views = {}
         for cid, c in customers.items():
             listed, usable = contacts.get(cid, ([], None))
             views[cid] = CustomerView(c, listed[0] if listed else None, usable, by_customer[cid], reasons,
-                                      taken.get(cid, []))
+                                      taken.get(cid, []), cuts)
         rows = [(x, views[x.customer_id]) for x in open_rs
                 if (due_before is None or x.due_date < due_before)
                 and (due_on_or_after is None or x.due_date >= due_on_or_after)]
