@@ -117,8 +117,8 @@ def pdf(config, letter: Letter) -> bytes:
     doc = FPDF(format="A4")
     doc.set_margins(20, 18, 20)
     kw = {"collection_font_number": 0} if font.lower().endswith(".ttc") else {}
-    for style in ("", "B"):      # headings and <b> ask for bold: the same face (CJK fonts rarely ship one)
-        doc.add_font("cjk", style=style, fname=font, **kw)
+    # one face only: reading a CJK font takes about a second, and they rarely ship a bold one
+    doc.add_font("cjk", fname=font, **kw)
     # the document's date is the letter's, not the machine's (one clock for the bot)
     doc.set_creation_date(datetime.combine(letter.data["today"], time(), timezone.utc))
     doc.set_title(letter.title)
@@ -130,7 +130,7 @@ def pdf(config, letter: Letter) -> bytes:
     styles = {"h2": TextStyle(color=(0, 0, 0), font_size_pt=18, t_margin=4, b_margin=2),
               "h3": TextStyle(color=(0, 0, 0), font_size_pt=14, t_margin=2, b_margin=1)}
     try:
-        doc.write_html(html(config, letter), font_family="cjk", tag_styles=styles)
+        doc.write_html(html(config, letter), font_family="cjk", tag_styles=styles, table_line_separators=True)
     except Exception as e:
         raise DocumentError(f"{letter.kind}.html.j2: {type(e).__name__}: {e}") from None
     return bytes(doc.output())
@@ -143,3 +143,19 @@ def file_stem(letter: Letter) -> str:
     """An ASCII name for the letter's files (download links accept nothing else)."""
     code = _UNSAFE.sub("-", letter.data["customer"].code).strip("-") or str(letter.data["customer"].id)
     return f"{letter.kind}-{code[:40]}-{letter.data['today'].isoformat()}"
+
+
+def links(config, letter: Letter, now: datetime) -> dict[str, str]:
+    """Signed download links ({"docx": url, "pdf": url}) of the files :func:`save` writes; a link
+    expires with the reports' (``[reports] link_days``)."""
+    from bot.web import downloads
+    return {ext: downloads.download_url(config, f"{file_stem(letter)}.{ext}", now) for ext in ("docx", "pdf")}
+
+
+def save(config, letter: Letter) -> None:
+    """Write the letter's DOCX and PDF under ``[reports] dir`` (blocking: seconds for the PDF,
+    whose font is read and subset; callers on the event loop run it in a thread)."""
+    from bot.web import downloads
+    stem = file_stem(letter)
+    for ext, make in (("docx", docx), ("pdf", pdf)):
+        downloads.save(config, f"{stem}.{ext}", make(config, letter))

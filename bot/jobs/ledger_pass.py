@@ -20,6 +20,7 @@ between writes is finished by running the fire again.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Callable
@@ -83,9 +84,10 @@ class _Pending:
     frozen: list[int] = field(default_factory=list)
     alerts: list[tuple[CreditAlert, Callable[[CreditAlert], None] | None]] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
+    work: list[Callable[[], None]] = field(default_factory=list)
 
     def size(self) -> int:
-        return (len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
+        return (100 * len(self.work) + len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
                 + len(self.customer_messages) + len(self.frozen) + 3 * len(self.alerts) + len(self.cleared))
 
 
@@ -231,6 +233,11 @@ class LedgerPass:
             out = OutgoingMessage(platform=addr[0], target_kind="user", target=addr[1], text=text, title=title)
             self.pending.outbox.append(outbox.pending_row(out, f"{key}:{p.id}", self.ctx.at, self.staff_slot))
 
+    def later(self, work: Callable[[], None]) -> None:
+        """Blocking work (a letter's PDF: seconds of font subsetting) done in a thread before
+        the next write, outside any write transaction, so the event loop keeps answering chat."""
+        self.pending.work.append(work)
+
     def customer_slot(self, view: CustomerView) -> datetime:
         ctx = self.ctx
         return rem.slot_within_cap(view.taken, ctx.at, ctx.config.conduct, ctx.services.calendar)
@@ -257,6 +264,8 @@ class LedgerPass:
     async def write(self) -> None:
         """Write what was decided in the job's session and commit (a short write step)."""
         ctx, p, s = self.ctx, self.pending, self.ctx.session
+        for work in p.work:
+            await asyncio.to_thread(work)
         if p.customer_messages:
             blocked = await rem.blocked_now(s, sorted({m["receivable_id"] for m in p.customer_messages}), ctx.today,
                                             ctx.config.collection.promise_grace_days, ctx.services.calendar)
