@@ -23,9 +23,10 @@ from storage.models import Contact, Customer, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot, config_for
 from tests.ledger_fixture import accounts
-from tests.test_email import smtp_server  # noqa: F401  (the aiosmtpd fixture)
+from tests import test_email
 
 D = Decimal
+smtp_server = test_email.smtp_server          # the aiosmtpd fixture
 TIERS = ({"from_day": 1, "rate": "0.0005"}, {"from_day": 31, "rate": "0.001"})
 FLAT = [(1, D("0.0005"))]
 COMPANY = {"name": "上海示例机电科技有限公司", "address": "上海市浦东新区张江路 88 号", "bank": "招商银行上海张江支行",
@@ -181,7 +182,7 @@ async def _letter(db, cfg, kind):
         return await letters.customer_letter(s, cfg, kind, c, date(2026, 12, 3))
 
 
-async def test_the_ladder_mails_one_pdf_per_customer(aiohttp_client, db, smtp_server, tmp_path):  # noqa: F811
+async def test_the_ladder_mails_one_pdf_per_customer(aiohttp_client, db, smtp_server, tmp_path):
     controller, box = smtp_server
     async with db.session() as s, s.begin():
         await _customer(s, clause="0.05%")
