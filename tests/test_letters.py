@@ -148,7 +148,7 @@ async def test_no_late_fee_without_a_clause(db):
         c = await _customer(s)
         letter = await letters.customer_letter(s, cfg, "reminder", c, date(2026, 12, 3))
     assert "滞纳金" not in letter.markdown
-    assert "滞纳金" not in pdf_text(documents.pdf(cfg, letter))
+    assert "滞纳金" not in documents.html(cfg, letter)        # what the PDF lays out
     assert "滞纳金" not in docx_xml(documents.docx(cfg, letter))
 
 
@@ -168,7 +168,7 @@ async def test_company_templates_replace_the_packaged_ones(db, tmp_path):
     async with db.session() as s, s.begin():
         c = await _customer(s)
         letter = await letters.customer_letter(s, cfg, "reminder", c, date(2026, 12, 3))
-    assert "本公司专用格式：杭州明光电子有限公司 欠 ¥28,000.00" in pdf_text(documents.pdf(cfg, letter))
+    assert documents.html(cfg, letter) == "<p>本公司专用格式：杭州明光电子有限公司 欠 ¥28,000.00</p>"
     xml = docx_xml(documents.docx(cfg, letter))
     assert "自定义模板 杭州明光电子有限公司" in xml and "FP-2 ¥8,000.00" in xml
     # the other kinds still come from the package
@@ -227,3 +227,25 @@ async def test_staff_drafts_link_to_the_word_and_pdf_files(aiohttp_client, db, t
     # a link whose signature does not match is refused
     resp = await bot.client.get("/" + path[:-3] + "xyz")
     assert resp.status == 403
+
+
+async def test_the_contract_clause_comes_with_the_customers_file(db, tmp_path):
+    from datetime import datetime, timezone
+    from storage.imports import import_file
+    p = tmp_path / "customers.csv"
+    p.write_text("客户编码,客户名称,滞纳金日利率\nK1,甲公司,0.05%\nK2,乙公司,标准\nK3,丙公司,\n", encoding="utf-8")
+    now, today = datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc), date(2026, 12, 1)
+    report = await import_file(db, "customers", p, now=now, today=today)
+    assert report.ok, report.to_dict()
+    async with db.session() as s:
+        got = dict((await s.execute(select(Customer.code, Customer.late_fee_rate).order_by(Customer.code))).all())
+    assert got == {"K1": "0.0005", "K2": "standard", "K3": ""}
+    # a rate that cannot be read: the line is named, nothing changes
+    bad = tmp_path / "bad.csv"
+    bad.write_text("客户编码,客户名称,滞纳金日利率\nK1,甲公司,百分之五\n", encoding="utf-8")
+    report = await import_file(db, "customers", bad, now=now, today=today)
+    assert not report.ok
+    [e] = report.to_dict()["errors"]
+    assert e["line"] == 2 and e["code"] == "bad_late_fee"
+    async with db.session() as s:
+        assert (await s.execute(select(Customer.late_fee_rate).where(Customer.code == "K1"))).scalar_one() == "0.0005"
