@@ -52,7 +52,8 @@ async def _ledger(db) -> None:
         for ci in range(1, N_CUSTOMERS + 1):
             # the customer name is user-written: a markdown-looking one must reach people inert
             name = f"客户{ci}**机电**" if ci == 1 else f"客户{ci}"
-            c = Customer(code=f"K{ci}", name=name, grade="B", credit_limit=D("0"), rep_id="rep1")
+            c = Customer(code=f"K{ci}", name=name, grade="B", credit_limit=D("0"), rep_id="rep1",
+                         late_fee_rate="standard")      # the contracts have the standard late-fee clause
             s.add(c)
             await s.flush()
             s.add(Contact(customer_id=c.id, name=f"联系人{ci}", email=f"ap{ci}@example.com", channel="email"))

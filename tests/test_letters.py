@@ -249,3 +249,25 @@ async def test_the_contract_clause_comes_with_the_customers_file(db, tmp_path):
     assert e["line"] == 2 and e["code"] == "bad_late_fee"
     async with db.session() as s:
         assert (await s.execute(select(Customer.late_fee_rate).where(Customer.code == "K1"))).scalar_one() == "0.0005"
+
+
+async def test_letter_command_links_the_documents_made_when_opened(aiohttp_client, db, tmp_path):
+    async with db.session() as s, s.begin():
+        await _customer(s, name="苏州<明达>")
+    bot = await Bot.start(aiohttp_client, db, at("2026-12-03 10:00"), company=COMPANY, reports={"dir": str(tmp_path)})
+    [reply] = await bot.say("fin1", "/letter 苏州")
+    assert "苏州＜明达＞ 的函件" in reply
+    urls = dict(re.findall(r"- (\S+)：\[Word 版\]\((\S+?)\)", reply))
+    assert sorted(urls) == ["付款提醒函", "对账单", "律师函底稿", "账款确认函"]
+    path = "/" + urls["付款提醒函"].split("://", 1)[1].split("/", 1)[1]
+    resp = await bot.client.get(path)
+    assert resp.status == 200 and resp.headers["Content-Type"] == documents.DOCX_MIME
+    xml = docx_xml(await resp.read())
+    # made from the ledger of the day it is opened: 20 days overdue on 12-03
+    assert "苏州&lt;明达&gt;" in xml and "FP-1" in xml and "FP-2" in xml and "FP-3" not in xml and ">20<" in xml
+    # a link for one file does not open another
+    other = path.replace("reminder-", "confirmation-", 1)
+    assert (await bot.client.get(other)).status == 404
+    # outside a rep's own customers the command finds nothing; in a group it is refused
+    [reply] = await bot.say("rep1", "/letter 苏州", chat="sales")
+    assert "/letters/" not in reply

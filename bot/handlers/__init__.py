@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from bot.core.router import Dispatcher
 from bot.handlers import (aging, audit, bills, calendar, cash, claims, commission, confirm, customer, dashboard,
-                          followup, forecast, freeze, help, kpi, notices, overdue, payments, reversal, writeoffs)
+                          followup, forecast, freeze, help, kpi, letters,
+                          notices, overdue, payments, reversal, writeoffs)
 
 
 def routers():
     return [help.router, aging.router, overdue.router, followup.router, customer.router, kpi.router, payments.router,
             reversal.router, confirm.router, claims.router, cash.router, bills.router, dashboard.router, notices.router,
-            calendar.router, forecast.router, commission.router, writeoffs.router, audit.router, freeze.router]
+            calendar.router, forecast.router, commission.router, writeoffs.router, audit.router, freeze.router,
+            letters.router]
 
 
 def dispatcher() -> Dispatcher:
