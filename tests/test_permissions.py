@@ -53,6 +53,7 @@ EXPECTED = {
     "writeoffs": EVERYONE,    # the write-off register, scoped like /aging
     "audit": frozenset({"auditor", "finance"}),    # the audit log: auditors and finance
     "unfreeze": MONEY,        # lifting a credit freeze: finance
+    "letter": COLLECT,        # a customer's letters as documents (links; private chat only), scoped like /customer
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -62,6 +63,7 @@ ARGS = {
     "dispute": "INV-A1 发票抬头错误",
     "resolve": "INV-B1",
     "customer": "C1",
+    "letter": "C1",
     "paid": "INV-A1 100",
     "writeoff": "INV-B2 客户失联",
     "approve": "1",
@@ -71,7 +73,8 @@ ARGS = {
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",
-           "dso": "DSO", "forecast": "回款预测", "commission": "回款提成"}
+           "dso": "DSO", "forecast": "回款预测", "commission": "回款提成",
+           "letter": "/letters/"}
 TABLES = (Receivable, Payment, Allocation, FollowUp, Promise, Dispute, WriteOff, AuditEntry)
 COMMANDS = [c.name for r in routers() for c in r.commands]
 APPROVERS = {"finance_head": "fin1", "sales_director": "sup1", "general_manager": "gm"}

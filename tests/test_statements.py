@@ -120,6 +120,10 @@ async def test_confirm_and_dispute_in_chromium(aiohttp_client, db, smtp_server, 
             await page.goto(confirm_url)
             assert await page.inner_text("#balance") == "¥43,600.00"
             assert "杭州明光<电子>有限公司" in await page.inner_text("main")
+            shot = tmp_path / "statement-page.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            print(f"statement page screenshot: {shot}")
             await page.fill("input[name=name]", "陈会计")
             await page.click("button[value=confirm]")
             await page.wait_for_selector("#answer")
