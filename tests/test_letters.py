@@ -134,7 +134,11 @@ async def test_one_letter_per_customer_with_the_company_details(db):
     assert "杭州明光<b>电子</b> & Co" in text and "FP-2" in text and "¥202.00" in text
     flat = re.sub(r"\s+", "", text)          # the layout may break a line anywhere
     assert "招商银行上海张江支行" in flat and "121908765432101" in flat and "回执" in flat and "（盖章）" in flat
-    xml = docx_xml(documents.docx(cfg, letter))
+    word = documents.docx(cfg, letter)
+    from docx import Document
+    opened = Document(io.BytesIO(word))          # a well-formed Word document, tables and all
+    assert [c.text for c in opened.tables[0].rows[1].cells][:2] == ["HT-2026-031", "FP-1"]
+    xml = docx_xml(word)
     assert "杭州明光&lt;b&gt;电子&lt;/b&gt; &amp; Co" in xml and "<b>" not in xml
     assert "¥122.00" in xml and "1219 0876 5432 101" in xml and "回　执" in xml
     assert "{{" not in xml and "{%" not in xml
