@@ -85,6 +85,7 @@ class _Pending:
     alerts: list[tuple[CreditAlert, Callable[[CreditAlert], None] | None]] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
     work: list[Callable[[], None]] = field(default_factory=list)
+    covers: dict[str, list[int]] = field(default_factory=dict)   # a letter's outbox key → the invoices it lists
 
     def size(self) -> int:
         return (100 * len(self.work) + len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
@@ -243,9 +244,12 @@ class LedgerPass:
         return rem.slot_within_cap(view.taken, ctx.at, ctx.config.conduct, ctx.services.calendar)
 
     def to_customer(self, view: CustomerView, r: Receivable, out: OutgoingMessage, *, key: str, step: str,
-                    kind: str, slot: datetime) -> None:
-        """Queue a message to the customer's contact at ``slot`` (from :meth:`customer_slot`)."""
+                    kind: str, slot: datetime, covers: list[int] = ()) -> None:
+        """Queue a message to the customer's contact at ``slot`` (from :meth:`customer_slot`);
+        ``covers``: the invoices its letter lists besides ``r``."""
         now = self.ctx.at
+        if covers:
+            self.pending.covers[key] = list(covers)
         self.pending.outbox.append(outbox.pending_row(out, key, now, slot))
         self.pending.customer_messages.append(rem.customer_message_row(
             customer_id=view.customer.id, contact=view.contact, receivable_id=r.id, step=step, kind=kind,
@@ -273,6 +277,20 @@ class LedgerPass:
                 dropped = {m["outbox_key"] for m in p.customer_messages if m["receivable_id"] in blocked}
                 p.customer_messages = [m for m in p.customer_messages if m["outbox_key"] not in dropped]
                 p.outbox = [o for o in p.outbox if o["idem_key"] not in dropped]
+        if p.covers:
+            # a letter lists the customer's other overdue invoices as they were read: one disputed
+            # or settled since must not be demanded, so that letter is not sent (better none than
+            # a wrong one; the staff's digest still has the step)
+            ids = sorted({i for c in p.covers.values() for i in c})
+            changed: set[int] = set()
+            for i in range(0, len(ids), 500):
+                changed |= {r.id for r in (await s.execute(select(
+                    Receivable.id, Receivable.status, Receivable.open_amount, Receivable.disputed)
+                    .where(Receivable.id.in_(ids[i:i + 500])))).all() if rem.ledger_block(r)}
+            stale = {k for k, c in p.covers.items() if changed & set(c)}
+            if stale:
+                p.customer_messages = [m for m in p.customer_messages if m["outbox_key"] not in stale]
+                p.outbox = [o for o in p.outbox if o["idem_key"] not in stale]
         if p.alerts:
             s.add_all([a for a, _ in p.alerts])
             await s.flush()

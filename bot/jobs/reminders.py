@@ -119,11 +119,15 @@ def _to_customer(run: LedgerPass, view: CustomerView, r: Receivable, *, step: st
         return {"outcome": "too_late", "contact": contact}
     out = compose(run.ctx.config, contact, data, key=key, kind=kind, template=template, letter_kind=letter_kind)
     attached = "attachment" in out.extra
+    covers: list[int] = []
     if attached:
-        # the PDF is made in a thread before the pass writes (LedgerPass.later)
+        # the PDF is made in a thread before the pass writes (LedgerPass.later); the letter lists
+        # the customer's other overdue invoices, checked again where the pass writes
         cfg, letter = run.ctx.config, letters.render_letter(letter_kind, data)
         run.later(lambda: out.extra["attachment"].update(_attachment(cfg, letter)))
-    run.to_customer(view, r, out, key=key, step=step, slot=slot,
+        listed = {i["invoice_no"] for i in data.get("overdue", ())}
+        covers = [x.id for x in view.open_rs if x.invoice_no in listed and x.id != r.id]
+    run.to_customer(view, r, out, key=key, step=step, slot=slot, covers=covers,
                     kind="letter" if attached else ("statement" if kind == "statement" else "reminder"))
     return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > run.ctx.at}
 
