@@ -298,7 +298,7 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
                                                   links=links, **data), key=doc_key, title=doc.title)
 
 
-def _document_links(run: LedgerPass, letter: Letter) -> dict:
+def _document_links(run: LedgerPass, letter: "letters.Letter") -> dict:
     """Signed download links of the letter's DOCX and PDF, saved under ``[reports] dir`` in a
     thread before the draft is written (the draft in chat stands without them)."""
     cfg = run.ctx.config
