@@ -73,6 +73,10 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     app.add_routes([web.get("/healthz", healthz)])
     from bot.web import dashboard
     dashboard.install(app, state)      # dashboard, signed report downloads, /metrics
+    from bot.web import statements
+    statements.install(app, state)     # the customers' statement confirmation page
+    from bot.web import letter_files
+    letter_files.install(app, state)   # /letter's documents, made when their link is opened
 
     async def resources(app: web.Application):
         if migrate:

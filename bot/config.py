@@ -48,6 +48,12 @@ class CompanyConfig:
     currency: str = "CNY"
     # reporting conversions for foreign-currency receivables, e.g. {USD = "7.10"}
     fx_rates: dict = field(default_factory=dict)
+    # the letterhead and payment details of letters and statements (付款提醒函, 对账单...)
+    address: str = ""
+    bank: str = ""                # 开户行, e.g. 招商银行上海分行张江支行
+    account: str = ""             # 账号
+    contact: str = ""             # who the customer calls about the account (财务联系人)
+    phone: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class LettersConfig:
+    template_dir: str = ""            # a folder of the company's own templates (same names as bot/templates/letters)
+    font: str = ""                    # a CJK TrueType font for PDFs; empty: the first of the usual places found
+    statement_day: int = 5            # monthly statements (对账单) go to every customer contact by this day (1..28)
+    statement_time: str = "09:00"
+    confirm_days: int = 20            # how long a statement's confirmation link stays valid
+    confirm_per_minute: int = 20      # requests to the confirmation page per address and minute
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -250,6 +266,7 @@ class Config:
     web: WebConfig = WebConfig()
     imports: ImportConfig = dataclasses.field(default=ImportConfig(), metadata={"section": "import"})
     log: LogConfig = LogConfig()
+    letters: LettersConfig = LettersConfig()
     demo: bool = False
 
     @property
@@ -468,6 +485,15 @@ def validate(cfg: Config) -> None:
     validate_policy(cfg)
     if not (1 <= cfg.reports.monthly_day <= 28):
         raise ConfigError(f"[reports] monthly_day: must be 1..28 (every month has it), got {cfg.reports.monthly_day}")
+    lt = cfg.letters
+    if not (1 <= lt.statement_day <= 28):
+        raise ConfigError(f"[letters] statement_day: must be 1..28 (every month has it), got {lt.statement_day}")
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", lt.statement_time):
+        raise ConfigError(f"[letters] statement_time: expected HH:MM, got {lt.statement_time!r}")
+    if lt.confirm_days < 1 or lt.confirm_per_minute < 1:
+        raise ConfigError("[letters] confirm_days and confirm_per_minute must be >= 1")
+    if lt.template_dir and not Path(lt.template_dir).is_dir():
+        raise ConfigError(f"[letters] template_dir: not a folder: {lt.template_dir}")
     for g in cfg.reports.manager_groups:
         if len(str(g).split(":")) not in (2, 3) or not all(str(g).split(":")):
             raise ConfigError(f"[reports] manager_groups: expected \"platform:group\" or \"platform:robot:name\", got {g!r}")

@@ -128,6 +128,8 @@ class LateFeeConfig:
     # daily rate by days overdue: the tier with the highest from_day <= day applies
     tiers: tuple = ({"from_day": 1, "rate": "0.0005"}, {"from_day": 31, "rate": "0.001"})
     in_letters: bool = True                   # show the estimate in letters (never booked to the ledger)
+    # at most this share of the overdue principal (民法典 第五百八十五条; courts use 30%); "0": no cap
+    cap_ratio: Decimal = Decimal("0.3")
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,8 @@ def validate_policy(cfg) -> None:
                 raise InvalidOperation
         except InvalidOperation:
             raise ConfigError(f"{key}.rate: expected a decimal string like \"0.0005\" (per day), got {t['rate']!r}") from None
+    if cfg.late_fees.cap_ratio < 0:
+        raise ConfigError("[late_fees] cap_ratio: a share of the principal like \"0.3\", or \"0\" for no cap")
     st = cfg.statute
     if st.years < 1 or st.cross_border_years < 1 or st.warn_days < 0:
         raise ConfigError("[statute] years and cross_border_years must be >= 1, warn_days >= 0")

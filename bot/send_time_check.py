@@ -20,6 +20,7 @@ to every customer channel: e-mail, SMS and the customers' group robots alike.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
@@ -28,7 +29,9 @@ from datetime import date, datetime
 
 from bot import letters
 from bot.core.messages import OutgoingMessage
-from bot.jobs.reminders import compose
+from bot.jobs.reminders import _attachment, compose
+from storage import balance_history
+from storage import unapplied as unapplied_q
 from storage import customer_messages as cms
 from storage import reminders as rem
 from storage.models import Contact, Customer, OutboxMessage, Receivable
@@ -130,13 +133,19 @@ class SendTimeCheck:
         if not spec or r is None:
             return msg
         config = self.services.config
-        data = {**await batch.customer_facts(s, config, r.customer_id, today),
-                "invoice": letters.invoice_facts(r, today, config.late_fees.tiers)}
+        data = await batch.customer_facts(s, config, r.customer_id, today)
+        tiers = letters.fee_tiers(config, data["customer"])      # the contract's clause; none: no fee
+        cuts = (await balance_history.reductions(s, [r.id]))[r.id] if tiers else []
+        data = {**data, "invoice": letters.invoice_facts(r, today, tiers, cuts, config.late_fees.cap_ratio)}
         fresh = compose(config, contact, data, key=row.extra["customer_message"], kind=spec["kind"],
                         template=spec["template"], letter_kind=spec.get("letter"))
         if fresh.platform != row.platform:
             # the contact moved to another channel since: this row's channel is the one claimed
             return msg
+        if "attachment" in fresh.extra and spec.get("letter"):
+            # the letter as of today, as a PDF made in a thread (about a second of font work)
+            letter = letters.render_letter(spec["letter"], data)
+            fresh.extra["attachment"] = await asyncio.to_thread(_attachment, config, letter)
         return dataclasses.replace(fresh, key=row.idem_key)
 
 
@@ -174,7 +183,13 @@ class _Batch:
                     s, [r.id for rs in self._open.values() for r in rs if r.disputed])
                 self._first = {cid: (listed[0] if listed else None)
                                for cid, (listed, _) in (await rem.contacts(s, cids)).items()}
+            customer, open_rs = self._customers[customer_id], self._open.get(customer_id, [])
+            # a late fee is charged on each day's balance: the payments of the overdue invoices
+            cuts = await balance_history.reductions(s, [x.id for x in open_rs if x.due_date < today]) \
+                if letters.fee_tiers(config, customer) else {}
+            # the customer's money not yet applied: a balance confirmation states it (and the net)
+            unapplied = (await unapplied_q.by_customer(s, [customer_id])).get(customer_id, {})
             self._facts[customer_id] = letters.customer_facts(
-                config, self._customers[customer_id], self._first.get(customer_id),
-                self._open.get(customer_id, []), self._reasons, today)
+                config, customer, self._first.get(customer_id), open_rs, self._reasons, today, cuts,
+                unapplied=unapplied)
         return self._facts[customer_id]

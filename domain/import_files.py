@@ -18,7 +18,7 @@ language. Codes (``RowError.code``) produced here:
 ``second``: two columns for one field), ``required``, ``bad_amount``, ``too_many_decimals``,
 ``amount_too_large`` (params: ``max``), ``negative_amount``, ``zero_amount``, ``bad_date`` (params:
 ``order`` when the date order decided), ``due_before_issue``, ``unknown_role``, ``unknown_grade``,
-``bad_bool``, ``unknown_currency``, ``duplicate_key`` (params: ``first_line``),
+``bad_bool``, ``unknown_currency``, ``bad_late_fee``, ``duplicate_key`` (params: ``first_line``),
 ``credit_note_without_original`` (a negative amount in a receivables file without the invoice it
 corrects; params: ``has_column``). Amounts read ``(500.00)`` and ``-2,000.00`` as negatives: a
 receivables file takes them as credit notes (红字发票), every other amount column refuses them.
@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterator
 from domain.dates import DateError, half_width, parse_date
 from domain.import_vocab import (ACCOUNT_COLUMNS, FIELDS, KEYS, KINDS, SHEET_NAMES, bool_of, currency_of, grade_of,
                                  header_field, header_rank, norm_header, role_of)
+from domain.late_fees import TermsError, parse_terms
 from domain.money import AmountError, parse_amount
 
 __all__ = ["RowError", "Record", "Parsed", "ImportFileError", "Table", "open_table", "read_table",
@@ -614,6 +615,13 @@ def _parse_value(typ: str, v: Any, today: date, order: str = "ymd") -> tuple[Any
     if typ == "bool":
         b = v if isinstance(v, bool) else bool_of(_text(v))
         return (b, None, {}) if b is not None else (None, "bad_bool", {})
+    if typ == "late_fee":
+        # the contract's late-fee clause, stored as written by domain/late_fees.parse_terms
+        try:
+            terms = parse_terms(_text(v))
+        except TermsError:
+            return None, "bad_late_fee", {}
+        return ("" if terms is None else str(terms)), None, {}
     parser, code = {"role": (role_of, "unknown_role"), "grade": (grade_of, "unknown_grade"),
                     "currency": (currency_of, "unknown_currency")}[typ]
     got = parser(_text(v))

@@ -35,6 +35,7 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
         "contact_email": ("contact_email", "email", "邮箱", "联系人邮箱", "电子邮箱"),
         "region": ("region", "区域", "地区", "片区"),
         "cross_border": ("cross_border", "跨境", "是否跨境", "跨境客户"),
+        "late_fee_rate": ("late_fee_rate", "滞纳金日利率", "滞纳金", "逾期违约金日利率", "违约金日利率"),
     },
     "receivables": {
         "invoice_no": ("invoice_no", "invoice", "发票号", "发票号码", "单号", "送货单号", "单据号"),
@@ -114,7 +115,7 @@ FIELDS: dict[str, dict[str, str]] = {
                "mobile": "text", "email": "text"},
     "customers": {"code": "text!", "name": "text!", "grade": "grade", "credit_limit": "money",
                   "rep": "text", "contact_name": "text", "contact_mobile": "text",
-                  "contact_email": "text", "region": "text", "cross_border": "bool"},
+                  "contact_email": "text", "region": "text", "cross_border": "bool", "late_fee_rate": "late_fee"},
     "receivables": {"invoice_no": "text!", "contract_no": "text", "customer": "text!",
                     "issue_date": "date!", "due_date": "date!", "amount": "signed!",
                     "currency": "currency", "rep": "text", "terms": "text", "original_invoice": "text"},

@@ -12,9 +12,9 @@ Rules (decisions, documented here and in the reply):
   last day from its due date and what interrupted it; a lapsed period stays lapsed. The card lists
   the ``STATUTE_SHOWN`` nearest last days (lapsed ones first), so an invoice that expires in days
   is not hidden behind the customer's latest due date.
-* **Late fee** (滞纳金): ``domain.late_fees.late_fee`` with ``[late_fees] tiers`` on each overdue invoice's *current*
-  open balance for its days overdue; disputed invoices are left out (the claim is contested);
-  an estimate for the conversation, never booked.
+* **Late fee** (滞纳金): ``domain.late_fees.contract_fee`` with the tiers of the customer's contract
+  clause on each overdue invoice's balance day by day, capped; none without a clause; disputed
+  invoices are left out (the claim is contested); an estimate for the conversation, never booked.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
-from domain.late_fees import late_fee
+from domain.late_fees import contract_fee
 from domain.statute import Reckoning
+from storage import balance_history
 from storage import statute as statute_q
 from storage import unapplied as unapplied_q
 from storage.fx import convert, rates_for
@@ -91,8 +92,10 @@ async def unapplied_cash(session: AsyncSession, customer_id: int) -> dict[str, D
 
 async def customer_card(session: AsyncSession, customer: Customer, as_of: date, *, bounds=(30, 60, 90),
                         fx_rates: dict | None = None, base_currency: str = "CNY", followups: int = 5,
-                        tiers=(), credit=None, statute=None, work_calendar=None, tz=None) -> CustomerCard:
-    """``tiers``: [late_fees] tiers; ``credit``: the [credit] section (thresholds);
+                        tiers=(), credit=None, statute=None, work_calendar=None, tz=None,
+                        cap_ratio=None) -> CustomerCard:
+    """``tiers``: the late-fee tiers of the customer's contract (none: no clause, no fee) and
+    ``cap_ratio`` their cap (domain/late_fees.py); ``credit``: the [credit] section (thresholds);
     ``statute``: the [statute] section (years); ``work_calendar`` rolls a last day off rest days;
     ``tz``: the company's time zone (the day a notice was delivered; UTC when not given)."""
     rates = rates_for(fx_rates, base_currency)
@@ -109,9 +112,13 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
     items, unconverted = [], {}
     open_by: dict[str, Decimal] = {}
     fee_by: dict[str, Decimal] = {}
+    # the fee on each day's balance (domain/late_fees.contract_fee), only where the contract has a clause
+    cuts = await balance_history.reductions(session, [r.id for r in receivables if r.due_date < as_of]) if tiers else {}
     for r in receivables:
         days = max(0, (as_of - r.due_date).days)
-        fee = Decimal("0.00") if r.disputed else late_fee(r.open_amount, days, tiers)
+        paid = cuts.get(r.id, [])
+        fee = Decimal("0.00") if r.disputed or not tiers else contract_fee(
+            r.open_amount + sum((a for _, a in paid), Decimal(0)), r.due_date, as_of, paid, tiers, cap_ratio)
         items.append(OpenItem(r, days, promises_by_r.get(r.id), fee))
         if r.currency not in rates:
             unconverted[r.currency] = unconverted.get(r.currency, Decimal("0.00")) + r.open_amount

@@ -534,6 +534,9 @@ async def load_demo(session: AsyncSession, *, today: date, now: datetime, seed: 
     await session.execute(insert(Customer), [
         dict(code=c["code"], name=c["name"], grade=c["grade"], credit_limit=c["credit_limit"], rep_id=c["rep_id"],
              region=c["region"], cross_border=c["cross_border"], status="frozen" if i in frozen else "active",
+             # a third of the contracts carry the standard late-fee clause (not drawn: the rest of
+             # the demo stays as the seed makes it)
+             late_fee_rate="standard" if i % 3 == 0 else "",
              broken_promises=0) for i, c in enumerate(cust_plan)])
     by_code = {c.code: c for c in (await session.execute(select(Customer))).scalars()}
     cust_rows = [by_code[c["code"]] for c in cust_plan]

@@ -226,7 +226,8 @@ class PeoplePlanner(Planner):
 
 
 # ---- customers ------------------------------------------------------------------------------
-_CUSTOMER_DEFAULTS = {"name": "", "grade": "B", "credit_limit": ZERO, "region": "", "cross_border": False}
+_CUSTOMER_DEFAULTS = {"name": "", "grade": "B", "credit_limit": ZERO, "region": "", "cross_border": False,
+                      "late_fee_rate": ""}
 _CONTACT_FIELDS = {"contact_name": "name", "contact_mobile": "mobile", "contact_email": "email"}
 
 

@@ -68,6 +68,8 @@ class Customer(Base):
     cross_border: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="active")
     broken_promises: Mapped[int] = mapped_column(Integer, default=0)   # counts against standing
+    # the contract's late-fee clause (domain/late_fees.py): "" none, "standard", or a daily rate
+    late_fee_rate: Mapped[str] = mapped_column(String(20), default="", server_default="")
     contacts: Mapped[list[Contact]] = relationship(back_populates="customer", lazy="raise_on_sql",
                                                    order_by="Contact.id")
 
@@ -617,3 +619,27 @@ class HolidaySchedule(Base):
     notice: Mapped[str] = mapped_column(Text)
     imported_by: Mapped[str] = mapped_column(String(64))
     imported_at: Mapped[datetime]
+
+
+class Statement(Base):
+    """A monthly statement (对账单) sent to a customer contact, and the contact's answer on the
+    confirmation page: what was shown (``balances``, ``lines``: the exact figures, frozen when the
+    statement was made) and, once answered, who answered, when, from where and how. A confirmed
+    statement is the debtor's written acknowledgement of those invoices (诉讼时效中断的证据)."""
+    __tablename__ = "statements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    period: Mapped[str] = mapped_column(String(7))                       # 2026-11: the month it closes
+    as_of: Mapped[date] = mapped_column(Date)                            # the balances are as of this day
+    balances: Mapped[dict] = mapped_column(JSON, default=dict)           # currency → "12345.60"
+    lines: Mapped[list] = mapped_column(JSON, default=list)              # [{invoice_no, contract_no, due_date, amount, open_amount, currency}]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="sent")     # sent | confirmed | disputed
+    answered_at: Mapped[datetime | None]
+    answered_by: Mapped[str] = mapped_column(String(100), default="")    # the name the accountant typed
+    answered_ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    answer: Mapped[dict] = mapped_column(JSON, default=dict)             # {disputed: [{invoice_no, reason}], note}
+    __table_args__ = (UniqueConstraint("customer_id", "contact_id", "period"),)

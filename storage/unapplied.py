@@ -11,7 +11,7 @@ open receivables: ``on_account`` gives it per currency for a scope as of a date.
                        = Σ their unallocated now + Σ their allocations applied after D
 
 The second form reads only the payments with money unallocated now (a partial index, migration
-0016) and the allocations dated after D (the applied_on index), not the whole payments table.
+0018) and the allocations dated after D (the applied_on index), not the whole payments table.
 
 Applying (``apply_on_account``) allocates each payment's unallocated money, oldest payment first,
 to the customer's open invoices in its currency, oldest due first, dated the day it is applied

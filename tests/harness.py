@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import tempfile
 from datetime import datetime
 
 from bot.app import STATE, create_app
@@ -18,6 +19,9 @@ from storage.db import Database
 def config_for(db_url: str, **sections) -> Config:
     cfg = Config(local=LocalConfig(enabled=True))
     cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url=db_url))
+    # report files and letter drafts go to a folder of the test's own, not ./var/reports
+    sections = {**sections, "reports": {"dir": tempfile.mkdtemp(prefix="arbot-reports-"),
+                                        **sections.get("reports", {})}}
     for name, values in sections.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
     return cfg

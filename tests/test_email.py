@@ -93,12 +93,12 @@ async def test_email_reminder_arrives_at_a_real_smtp_server(aiohttp_client, db, 
     assert "贵司合同HT-2026-009项下发票INV-9已于2026-11-13到期，目前尚有¥20,000.00未付（逾期7天）" in text
     html = msg.get_body(("html",))
     assert html.get_content_charset() == "utf-8" and "<p>" in html.get_content() and "逾期7天" in html.get_content()
+    # the letter is a PDF with its Chinese font inside (the customer's reader needs none)
     [att] = list(msg.iter_attachments())
-    assert att.get_filename() == "付款提醒函.html"
-    letter = att.get_content()
-    assert "<h1>付款提醒函</h1>" in letter and "HT-2026-009" in letter and "已逾期 7 天" in letter
-    # 20000 × 7 × 0.05% = 70.00
-    assert "估算为 ¥70.00" in letter
+    assert att.get_filename() == "付款提醒函.pdf" and att.get_content_type() == "application/pdf"
+    pdf = att.get_content()
+    assert pdf.startswith(b"%PDF-") and b"/FontFile2" in pdf and b"WenQuanYi" in pdf
+    assert "滞纳金" not in text            # the contract of this customer has no late-fee clause
 
     async with db.session() as s:
         cm = (await s.execute(select(CustomerMessage))).scalar_one()

@@ -63,7 +63,8 @@ async def build(session, now: datetime) -> dict:
         await session.flush()
     cs = {}
     for code, name, grade, rep, channel, target in CUSTOMERS:
-        c = Customer(code=code, name=name, grade=grade, credit_limit=D("1000000"), rep_id=rep)
+        # every contract here has the company's standard late-fee clause
+        c = Customer(code=code, name=name, grade=grade, credit_limit=D("1000000"), rep_id=rep, late_fee_rate="standard")
         session.add(c)
         await session.flush()
         session.add(Contact(customer_id=c.id, name="财务" + code, channel=channel,
@@ -268,7 +269,7 @@ async def test_120_days_of_reminders_and_escalations(aiohttp_client, db):
     # the d7 step came due on Mid-autumn (9/25) and the mail left on Monday 9/28: it says the days
     # overdue of the day it left, 9/28 - 9/18 = 10, not those of the day it was queued
     assert "发票INV-C1已于2026-09-18到期，目前尚有¥8,000.00未付（逾期10天）" in c3_d7.text
-    assert c3_d7.extra["attachment"]["filename"] == "付款提醒函.html"
+    assert c3_d7.extra["attachment"]["filename"] == "付款提醒函.pdf"
     assert "附：付款提醒函。" in c3_d7.text
     statement = next(o for o in email.sent if o.extra["customer_message"] == "remind:INV-A1:pre_statement")
     assert "应付金额¥45,000.00，将于2026-11-20到期" in statement.text

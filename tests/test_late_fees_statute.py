@@ -249,8 +249,13 @@ async def test_lawyer_letter_leaves_out_disputed_invoices_and_their_fees(db):
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
         b2 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "INV-B2"))).scalar_one()
         today = date(2026, 11, 23)
+        # without a late-fee clause in the contract, no fee is claimed at all
+        bare = (await letter(s, Config(), "lawyer_letter", b2, today)).markdown
+        (await s.get(Customer, b2.customer_id)).late_fee_rate = "standard"
         draft = (await letter(s, Config(), "lawyer_letter", b2, today)).markdown
         confirmation = (await letter(s, Config(), "confirmation", b2, today)).markdown
+    assert "滞纳金" not in bare.split("致：")[1]
+    assert "| HT-INV-B2 | INV-B2 | 2026-05-01 | ¥12,345.67 | 206 |" in bare.splitlines()
     fee_b2 = late_fee(D("12345.67"), 206, TIERS)
     table = [line for line in draft.splitlines() if line.startswith("| HT-")]
     assert table == [f"| HT-INV-B2 | INV-B2 | 2026-05-01 | ¥12,345.67 | 206 | ¥{fee_b2:,.2f} |"]

@@ -56,6 +56,7 @@ EXPECTED = {
     "statute": EVERYONE,      # reading an invoice's statute; recording evidence is finance's and legal's
     "credit": MONEY,          # credit notes (红字发票)
     "apply": MONEY,           # applying unapplied cash (asks first)
+    "letter": COLLECT,        # a customer's letters as documents (links; private chat only), scoped like /customer
 }
 
 # arguments that make each command do its real work on the fixture ledger (C1 is rep1's, in sup1's team)
@@ -65,6 +66,7 @@ ARGS = {
     "dispute": "INV-A1 发票抬头错误",
     "resolve": "INV-B1",
     "customer": "C1",
+    "letter": "C1",
     "paid": "INV-A1 100",
     "writeoff": "INV-B2 客户失联",
     "approve": "1",
@@ -77,7 +79,8 @@ ARGS = {
 }
 # what a real answer from a read-only command contains
 MARKERS = {"help": "可以使用的命令", "aging": "账龄分析", "customer": "上海恒信机电有限公司", "kpi": "回款考核",
-           "dso": "DSO", "forecast": "回款预测", "commission": "回款提成"}
+           "dso": "DSO", "forecast": "回款预测", "commission": "回款提成",
+           "letter": "/letters/"}
 TABLES = (Receivable, Payment, Allocation, FollowUp, Promise, Dispute, WriteOff, AuditEntry)
 COMMANDS = [c.name for r in routers() for c in r.commands]
 APPROVERS = {"finance_head": "fin1", "sales_director": "sup1", "general_manager": "gm"}

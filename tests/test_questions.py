@@ -34,6 +34,8 @@ APPROVERS = {"finance_head": "fin1", "sales_director": "sup1", "general_manager"
 async def _bot(aiohttp_client, db, when="2026-11-23 10:00", limits=None, **sections):
     async with db.session() as s, s.begin():
         await ledger_fixture.build(s, at("2026-11-20 10:00"))
+        # the fixture's contracts have the company's standard late-fee clause
+        await s.execute(update(Customer).values(late_fee_rate="standard"))
         for code, limit in (limits or {}).items():
             await s.execute(update(Customer).where(Customer.code == code).values(credit_limit=D(limit)))
     sections.setdefault("permissions", APPROVERS)
@@ -144,8 +146,10 @@ async def test_customer_card_every_figure(aiohttp_client, db):
         f"- INV-A2：2029-11-20届满（还有{(date(2029, 11, 20) - today).days}天），自回款 2026-11-20 次日起算3年",
         f"- INV-A1：2029-11-30届满（还有{(date(2029, 11, 30) - today).days}天），自到期日 2026-11-30 次日起算3年",
     ]
-    # A2 15,000 × 0.05% × 10 = 75.00; A3 30,000 × (0.05% × 30 + 0.1% × 30) = 450 + 900 = 1,350.00
-    assert any(l.startswith("滞纳金估算：¥1,425.00（第1–30天每日0.05%，第31天起每日0.10%") for l in lines)
+    # on each day's balance: A2 20,000 × 0.05% × 7 (to the 11-20 payment) + 15,000 × 0.05% × 3 = 70 + 22.50;
+    # A3 30,000 × (0.05% × 30 + 0.1% × 30) = 450 + 900 = 1,350.00 → 1,442.50
+    assert any(l.startswith("滞纳金估算：¥1,442.50（第1–30天每日0.05%，第31天起每日0.10%，按合同约定、每日未付余额计，"
+                            "以逾期本金的30%为限") for l in lines)
 
 
 async def test_customer_card_levels_dispute_usd_and_statute(aiohttp_client, any_db):

@@ -20,6 +20,7 @@ between writes is finished by running the fire again.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Callable
@@ -29,7 +30,7 @@ from sqlalchemy import func, select
 from bot import digests, letters, notify, outbox
 from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
-from storage import audit
+from storage import audit, balance_history
 from storage import digests as digest_store
 from storage import reminders as rem
 from storage import unapplied as unapplied_q
@@ -54,14 +55,17 @@ class CustomerView:
     reasons: dict[int, str]            # open disputes' reasons
     taken: list[date]                  # days of its messages that count against the cap
     unapplied: dict = field(default_factory=dict)   # its unapplied cash per currency (a letter's balance)
+    cuts: dict = field(default_factory=dict)   # what lowered its overdue invoices' balances (late-fee clause only)
     _facts: dict | None = None
 
     def facts(self, ctx: JobContext, r: Receivable) -> dict:
         """``letters.facts`` for one of its invoices (the customer part worked out once)."""
         if self._facts is None:
             self._facts = letters.customer_facts(ctx.config, self.customer, self.first_contact, self.open_rs,
-                                                 self.reasons, ctx.today, unapplied=self.unapplied)
-        return {**self._facts, "invoice": letters.invoice_facts(r, ctx.today, ctx.config.late_fees.tiers)}
+                                                 self.reasons, ctx.today, self.cuts, unapplied=self.unapplied)
+        tiers = letters.fee_tiers(ctx.config, self.customer)
+        return {**self._facts, "invoice": letters.invoice_facts(r, ctx.today, tiers, self.cuts.get(r.id, ()),
+                                                                ctx.config.late_fees.cap_ratio)}
 
 
 @dataclass
@@ -82,9 +86,11 @@ class _Pending:
     frozen: list[int] = field(default_factory=list)
     alerts: list[tuple[CreditAlert, Callable[[CreditAlert], None] | None]] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
+    work: list[Callable[[], None]] = field(default_factory=list)
+    covers: dict[str, list[int]] = field(default_factory=dict)   # a letter's outbox key → the invoices it lists
 
     def size(self) -> int:
-        return (len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
+        return (100 * len(self.work) + len(self.steps) + len(self.held_fired) + len(self.audit) + len(self.outbox) + len(self.digests)
                 + len(self.customer_messages) + len(self.frozen) + 3 * len(self.alerts) + len(self.cleared))
 
 
@@ -134,11 +140,16 @@ class LedgerPass:
         taken = await rem.message_days(r, customer_ids, ctx.at, ctx.config.conduct)
         reasons = await letters.dispute_reasons(r, [x.id for x in open_rs if x.disputed])
         on_account = await unapplied_q.by_customer(r, customer_ids)
+        # a late fee is computed on the daily balance, so it needs the payments of the overdue
+        # invoices, read only for customers whose contract has a clause
+        charged = {cid for cid, c in customers.items() if letters.fee_tiers(ctx.config, c)}
+        cuts = await balance_history.reductions(r, [x.id for x in open_rs if x.customer_id in charged
+                                                    and x.due_date < ctx.today]) if charged else {}
         views = {}
         for cid, c in customers.items():
             listed, usable = contacts.get(cid, ([], None))
             views[cid] = CustomerView(c, listed[0] if listed else None, usable, by_customer[cid], reasons,
-                                      taken.get(cid, []), on_account.get(cid, {}))
+                                      taken.get(cid, []), on_account.get(cid, {}), cuts)
         rows = [(x, views[x.customer_id]) for x in open_rs
                 if (due_before is None or x.due_date < due_before)
                 and (due_on_or_after is None or x.due_date >= due_on_or_after)]
@@ -226,14 +237,22 @@ class LedgerPass:
             out = OutgoingMessage(platform=addr[0], target_kind="user", target=addr[1], text=text, title=title)
             self.pending.outbox.append(outbox.pending_row(out, f"{key}:{p.id}", self.ctx.at, self.staff_slot))
 
+    def later(self, work: Callable[[], None]) -> None:
+        """Blocking work (a letter's PDF: seconds of font subsetting) done in a thread before
+        the next write, outside any write transaction, so the event loop keeps answering chat."""
+        self.pending.work.append(work)
+
     def customer_slot(self, view: CustomerView) -> datetime:
         ctx = self.ctx
         return rem.slot_within_cap(view.taken, ctx.at, ctx.config.conduct, ctx.services.calendar)
 
     def to_customer(self, view: CustomerView, r: Receivable, out: OutgoingMessage, *, key: str, step: str,
-                    kind: str, slot: datetime) -> None:
-        """Queue a message to the customer's contact at ``slot`` (from :meth:`customer_slot`)."""
+                    kind: str, slot: datetime, covers: list[int] = ()) -> None:
+        """Queue a message to the customer's contact at ``slot`` (from :meth:`customer_slot`);
+        ``covers``: the invoices its letter lists besides ``r``."""
         now = self.ctx.at
+        if covers:
+            self.pending.covers[key] = list(covers)
         self.pending.outbox.append(outbox.pending_row(out, key, now, slot))
         self.pending.customer_messages.append(rem.customer_message_row(
             customer_id=view.customer.id, contact=view.contact, receivable_id=r.id, step=step, kind=kind,
@@ -252,6 +271,8 @@ class LedgerPass:
     async def write(self) -> None:
         """Write what was decided in the job's session and commit (a short write step)."""
         ctx, p, s = self.ctx, self.pending, self.ctx.session
+        for work in p.work:
+            await asyncio.to_thread(work)
         if p.customer_messages:
             blocked = await rem.blocked_now(s, sorted({m["receivable_id"] for m in p.customer_messages}), ctx.today,
                                             ctx.config.collection.promise_grace_days, ctx.services.calendar)
@@ -259,6 +280,20 @@ class LedgerPass:
                 dropped = {m["outbox_key"] for m in p.customer_messages if m["receivable_id"] in blocked}
                 p.customer_messages = [m for m in p.customer_messages if m["outbox_key"] not in dropped]
                 p.outbox = [o for o in p.outbox if o["idem_key"] not in dropped]
+        if p.covers:
+            # a letter lists the customer's other overdue invoices as they were read: one disputed
+            # or settled since must not be demanded, so that letter is not sent (better none than
+            # a wrong one; the staff's digest still has the step)
+            ids = sorted({i for c in p.covers.values() for i in c})
+            changed: set[int] = set()
+            for i in range(0, len(ids), 500):
+                changed |= {r.id for r in (await s.execute(select(
+                    Receivable.id, Receivable.status, Receivable.open_amount, Receivable.disputed)
+                    .where(Receivable.id.in_(ids[i:i + 500])))).all() if rem.ledger_block(r)}
+            stale = {k for k, c in p.covers.items() if changed & set(c)}
+            if stale:
+                p.customer_messages = [m for m in p.customer_messages if m["outbox_key"] not in stale]
+                p.outbox = [o for o in p.outbox if o["idem_key"] not in stale]
         if p.alerts:
             s.add_all([a for a, _ in p.alerts])
             await s.flush()

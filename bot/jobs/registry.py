@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import bills, calendar, collection, reminders, reports
+from bot.jobs import bills, calendar, collection, reminders, reports, statements
 
 
 @dataclass(frozen=True)
@@ -53,4 +53,9 @@ JOBS: dict[str, Job] = {j.name: j for j in [
         description="last month's aging, collection rate, DSO, per rep, XLSX to sales, finance and legal"),
     Job("calendar_watch", calendar.calendar_watch, lambda cfg: {"hour": 9, "minute": 0},
         description="from December 1: tells finance (once) while next year's holiday schedule is not imported"),
+    Job("monthly_statements", statements.monthly_statements, lambda cfg: {
+        "day": cfg.letters.statement_day, **reminders.at_config("letters", "statement_time")(cfg)},
+        description="each customer contact's monthly statement (PDF) with a link to confirm or dispute it online"),
+    Job("statement_answers", statements.statement_answers, lambda cfg: {"minute": "*/10"}, per_minute=True,
+        description="tells the reps what their customers disputed on the statement page (a digest)"),
 ]}

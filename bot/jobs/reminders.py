@@ -25,10 +25,12 @@ Rules (``[policy]``, ``[conduct]``, ``[credit]``, ``[statute]`` in the configura
 """
 from __future__ import annotations
 
+import base64
+import logging
 from datetime import date, timedelta
 from decimal import Decimal
 
-from bot import letters
+from bot import documents, letters
 from domain import statute
 from storage import statute as statute_events
 from bot.core.messages import OutgoingMessage
@@ -39,6 +41,9 @@ from storage import reminders as rem
 from storage import unapplied as unapplied_q
 from storage.reminders import GROUP_SUFFIX
 from storage.models import Contact, CreditAlert, Customer, Receivable
+
+
+log = logging.getLogger(__name__)
 
 
 def at_config(section: str, attr: str):
@@ -57,6 +62,19 @@ def _sms_params(c: Customer, inv: dict) -> dict:
             "days": str(inv["days_overdue"])}
 
 
+def _attachment(config, letter: "letters.Letter") -> dict:
+    """The letter as a PDF (CJK font embedded); as HTML only where no CJK font can be found, so the
+    customer still gets the letter (and the log says what to install). Blocking (about a second
+    of font work): callers on the event loop run it in a thread."""
+    try:
+        data = documents.pdf(config, letter)
+    except documents.DocumentError as e:
+        log.warning("letters: PDF not made (%s); the letter goes as HTML", e)
+        return {"filename": f"{letter.title}.html", "content": letter.html, "mime": "text/html"}
+    return {"filename": letter.filename, "content": base64.b64encode(data).decode(), "base64": True,
+            "mime": documents.PDF_MIME}
+
+
 def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_kind: str, params: dict,
                   letter: "letters.Letter | None") -> OutgoingMessage:
     extra: dict = {"customer_message": key}
@@ -64,7 +82,8 @@ def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_ki
         extra["html"] = letters.markdown_to_html(text)
         extra["to_name"] = contact.name
         if letter is not None:
-            extra["attachment"] = {"filename": letter.filename, "content": letter.html, "mime": "text/html"}
+            # filled by _attachment in a thread before the row is written (LedgerPass.later)
+            extra["attachment"] = {}
         return OutgoingMessage(platform="email", target_kind="email", target=contact.email, text=text, format="text",
                                title=subject, extra=extra)
     if contact.channel == "sms":
@@ -102,7 +121,15 @@ def _to_customer(run: LedgerPass, view: CustomerView, r: Receivable, *, step: st
         return {"outcome": "too_late", "contact": contact}
     out = compose(run.ctx.config, contact, data, key=key, kind=kind, template=template, letter_kind=letter_kind)
     attached = "attachment" in out.extra
-    run.to_customer(view, r, out, key=key, step=step, slot=slot,
+    covers: list[int] = []
+    if attached:
+        # the PDF is made in a thread before the pass writes (LedgerPass.later); the letter lists
+        # the customer's other overdue invoices, checked again where the pass writes
+        cfg, letter = run.ctx.config, letters.render_letter(letter_kind, data)
+        run.later(lambda: out.extra["attachment"].update(_attachment(cfg, letter)))
+        listed = {i["invoice_no"] for i in data.get("overdue", ())}
+        covers = [x.id for x in view.open_rs if x.invoice_no in listed and x.id != r.id]
+    run.to_customer(view, r, out, key=key, step=step, slot=slot, covers=covers,
                     kind="letter" if attached else ("statement" if kind == "statement" else "reminder"))
     return {"outcome": "queued", "contact": contact, "slot": slot, "later": slot > run.ctx.at}
 
@@ -246,8 +273,15 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
     note = None
     if st.customer_message and latest:
         kind = st.document if st.document in ("reminder", "confirmation") else "reminder"
-        note = _to_customer(run, view, r, step=st.name, key=key, kind="overdue",
-                            template="reminders/customer_overdue.txt.j2", data=data, letter_kind=kind)
+        # the letter lists all the customer's overdue invoices: one mail to a customer in a run,
+        # not one per invoice (three identical letters reached one customer)
+        letter_key = f"letter:{c.id}:{kind}"
+        if view.contact is not None and view.contact.channel == "email" and letter_key in run.documents:
+            note = {"outcome": "in_letter", "contact": view.contact}
+        else:
+            run.documents.add(letter_key)
+            note = _to_customer(run, view, r, step=st.name, key=key, kind="overdue",
+                                template="reminders/customer_overdue.txt.j2", data=data, letter_kind=kind)
     persons = run.people_for(st.notify, r, c)
     line = render("digest/item_ladder.md.j2", **data, step=st, rep=run.rep_of(r, c), froze=froze,
                   customer_note=_note(note), skipped=skipped)
@@ -261,8 +295,23 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
         if doc_key not in run.documents:
             run.documents.add(doc_key)
             doc = letters.render_letter(st.document, data)
+            links = _document_links(run, doc) if persons else {}
             run.document_to_staff(persons, render("reminders/document.md.j2", letter=doc, per_invoice=per_invoice,
-                                                  **data), key=doc_key, title=doc.title)
+                                                  links=links, **data), key=doc_key, title=doc.title)
+
+
+def _document_links(run: LedgerPass, letter: "letters.Letter") -> dict:
+    """Signed download links of the letter's DOCX and PDF, saved under ``[reports] dir`` in a
+    thread before the draft is written (the draft in chat stands without them)."""
+    cfg = run.ctx.config
+
+    def save() -> None:
+        try:
+            documents.save(cfg, letter)
+        except documents.DocumentError as e:
+            log.warning("letters: documents not made (%s)", e)
+    run.later(save)
+    return documents.links(cfg, letter, run.ctx.at)
 
 
 async def credit_watch(ctx: JobContext) -> str:

@@ -1,4 +1,4 @@
-"""Report files (XLSX, chart PNG) under ``[reports] dir``, served by signed, expiring links.
+"""Report files (XLSX, chart PNG) and letters (DOCX, PDF) under ``[reports] dir``, served by signed, expiring links.
 
 A link names one file and carries its own expiry (``[reports] link_days``); it needs no login
 because it is sent to the people the report is for, in their chat. Names are checked against a
@@ -16,8 +16,10 @@ from aiohttp import web
 
 from bot.web import signing
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(xlsx|png)$")
-TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "png": "image/png"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(xlsx|png|docx|pdf)$")
+TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "png": "image/png",
+         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",   # letters (bot/documents.py)
+         "pdf": "application/pdf"}
 
 
 def reports_dir(config) -> Path:

@@ -4,7 +4,7 @@ Statements read by ``arbot import bank``, each line once (identity), its match a
 payer names and account numbers confirmed for customers; acceptance bills (承兑汇票) received as
 payment and watched to maturity. Only adds.
 
-Revision ID: 0021
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-04 08:00:00.000000
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from storage.types import Money, UTCDateTime
 
-revision = '0021'
+revision = '0016'
 down_revision = '0015'
 branch_labels = None
 depends_on = None

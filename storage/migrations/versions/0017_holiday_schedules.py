@@ -3,8 +3,8 @@
 The calendar package knows no year after its release; finance imports the State Council's
 annual notice (arbot calendar import, /calendar) into one row a year. A new table only.
 
-Revision ID: 0019
-Revises: 0021
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-04 08:00:00.000000
 """
 import sqlalchemy as sa
@@ -12,8 +12,8 @@ from alembic import op
 
 from storage.types import UTCDateTime
 
-revision = '0019'
-down_revision = '0021'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

@@ -3,8 +3,8 @@
 statute_evidence keeps what bears on an invoice's statute of limitations with its proof;
 payments.kind tells a receipt from a credit note (红字发票) allocated like one. Only adds.
 
-Revision ID: 0016
-Revises: 0019
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-04 09:00:00.000000
 """
 import sqlalchemy as sa
@@ -12,8 +12,8 @@ from alembic import op
 
 from storage.types import UTCDateTime
 
-revision = '0016'
-down_revision = '0019'
+revision = '0018'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
