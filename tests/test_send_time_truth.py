@@ -17,9 +17,13 @@ would check by hand:
 """
 from __future__ import annotations
 
+import base64
+import io
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import pypdf
 from sqlalchemy import select
 
 from bot.channels.customer import install_customer_channels
@@ -89,8 +93,14 @@ async def test_a_statement_queued_before_a_part_payment_states_the_balance_left(
         assert row.status == "sent" and "¥6,000.00" in row.text     # the outbox keeps what left
 
 
+def _pdf_text(data: bytes) -> str:
+    return re.sub(r"\s+", "", "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages))
+
+
 async def test_a_letter_that_waited_nine_days_states_the_days_overdue_when_it_left(aiohttp_client, db):
     await _ledger(db, [("C1", "上海恒信机电有限公司")], [("INV-9", "C1", date(2026, 11, 13), "20000.00")])
+    async with db.session() as s, s.begin():
+        (await s.execute(select(Customer).where(Customer.code == "C1"))).scalar_one().late_fee_rate = "0.05%"
     bot, email = await _start(aiohttp_client, db, at("2026-11-20 20:00"))
     await _queue(bot, "escalations", at("2026-11-20 20:00"))          # d7, queued for Monday 11/23 09:00
     async with db.session() as s:
@@ -99,8 +109,11 @@ async def test_a_letter_that_waited_nine_days_states_the_days_overdue_when_it_le
     await _drain(bot, at("2026-12-02 10:00"))                        # the mail server was down until Wednesday
     [mail] = email.sent
     assert "目前尚有¥20,000.00未付（逾期19天）" in mail.text
-    letter = mail.extra["attachment"]["content"]
-    assert "已逾期 19 天" in letter and "估算为 ¥190.00" in letter   # 20000 × 19 × 0.05%
+    # the attached letter (a PDF), rendered when it left; the contract has a late-fee clause of
+    # 0.05% a day: 20000 × 19 × 0.05% = 190.00
+    letter = _pdf_text(base64.b64decode(mail.extra["attachment"]["content"]))
+    # the table row: invoice, due date, open amount, days overdue, late fee
+    assert "截至2026-12-02" in letter and "INV-92026-11-13¥20,000.0019¥190.00" in letter, letter
 
 
 async def test_a_statement_that_would_arrive_after_its_due_date_is_dropped_with_the_reason(aiohttp_client, db):

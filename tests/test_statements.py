@@ -13,8 +13,9 @@ from email.policy import default
 import pypdf
 from sqlalchemy import select
 
-from storage import reminders as rem
-from storage.models import AuditEntry, Contact, Customer, Dispute, Person, Receivable, Statement
+from storage import statute as statute_q
+from storage.models import (AuditEntry, Contact, Customer, Dispute, Person, Receivable, Statement,
+                            StatuteEvidence)
 from tests import test_email
 from tests.browser import ARGS, chromium_path, playwright_or_skip
 from tests.conftest import at
@@ -164,11 +165,14 @@ async def test_confirm_and_dispute_in_chromium(aiohttp_client, db, smtp_server, 
         assert (wang.status, wang.answer) == ("disputed", {"disputed": [{"invoice_no": "FP-2",
                                                                          "reason": "11月20日已付8000元"}]})
         # the confirmation is the debtor's acknowledgement of each invoice on it: the statute restarts
-        signed = (await s.execute(select(AuditEntry.entity_id).where(AuditEntry.action == "confirmation.signed")
-                                  .order_by(AuditEntry.entity_id))).scalars().all()
+        signed = (await s.execute(select(Receivable.invoice_no).join(
+            StatuteEvidence, StatuteEvidence.receivable_id == Receivable.id).where(
+            StatuteEvidence.evidence == "signed_confirmation", StatuteEvidence.happened_on == date(2026, 12, 8))
+            .order_by(Receivable.invoice_no))).scalars().all()
         assert signed == ["FP-1", "FP-2", "FP-3"]
         fp1 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "FP-1"))).scalar_one()
-        assert date(2026, 12, 8) in await rem.interruptions(s, fp1, bot.state.config.tz)
+        rk = (await statute_q.reckonings(s, [fp1], today=date(2026, 12, 8), statute=None, cross_border={}))[fp1.id]
+        assert (rk.anchor, rk.reason) == (date(2026, 12, 8), "signed_confirmation")
         # the dispute is open on FP-2 only, and collection of it pauses
         [d] = (await s.execute(select(Dispute))).scalars().all()
         fp2 = await s.get(Receivable, d.receivable_id)

@@ -46,5 +46,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_statements_customer_id'), table_name='statements')
     op.drop_table('statements')
-    with op.batch_alter_table('customers') as b:
-        b.drop_column('late_fee_rate')
+    # plain DROP COLUMN (SQLite 3.35+): a batch rebuild of customers would trip the foreign keys
+    # of every table that points at it
+    op.drop_column('customers', 'late_fee_rate')
