@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Awaitable, Callable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,6 +158,8 @@ async def store_statement(session: AsyncSession, st: Statement, prepared: Prepar
     it says ``ledger_changed``. Lines stored since the read (another import of the same file)
     are duplicates here too."""
     now_known = await _known(session, [p.ln.identity for p in prepared.lines if p.match is not None])
+    evidence = await _Evidence.load(session, [p for p in prepared.lines if p.match is not None
+                                              and p.match.status == "apply" and p.ln.identity not in now_known])
     stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
                          lines=0, summary={})
     session.add(stmt)
@@ -182,7 +184,7 @@ async def store_statement(session: AsyncSession, st: Statement, prepared: Prepar
             else:       # disposed of since the read: a person looks
                 m = cm.Match("unclaimed", confidence=0.5, reasons=["bill_collected", "ledger_changed"])
         elif m.status == "apply":
-            m, customer = await _recheck(session, p)
+            m, customer = _recheck(evidence, p)
         row = BankLine(identity=ln.identity, statement_id=stmt.id, line_no=ln.line, account=account,
                        booked_on=ln.booked_on, direction=ln.direction, amount=ln.amount, currency=ln.currency,
                        payer=ln.payer, payer_account=ln.account, memo=ln.memo, bank_ref=ln.ref,
@@ -241,9 +243,8 @@ async def import_bank_statement(db, st: Statement, *, file_name: str, account: s
 
 async def _known(session: AsyncSession, identities: list[str]) -> set[str]:
     known: set[str] = set()
-    for i in range(0, len(identities), 500):
-        known |= set((await session.execute(select(BankLine.identity).where(
-            BankLine.identity.in_(identities[i:i + 500])))).scalars())
+    for chunk in _chunks(identities):
+        known |= set((await session.execute(select(BankLine.identity).where(BankLine.identity.in_(chunk)))).scalars())
     return known
 
 
@@ -252,32 +253,75 @@ def _receipt(ln) -> cm.Receipt:
                       currency=ln.currency)
 
 
-async def _recheck(session: AsyncSession, p: _Planned) -> tuple[cm.Match, Customer | None]:
-    """Match a certain line again on the ledger as it is now, reading only what the match
-    relied on: the customer, its open invoices, the invoices the memo names, the payer's
+@dataclass
+class _Evidence:
+    """What the certain lines' matches relied on, read once at the start of the write (a few
+    batched queries, not a few per line): their customers and those the named invoices and the
+    payers' aliases belong to, those customers' open invoices, the named invoices, the aliases.
+    The invoices are the session's own objects, so the lines booked earlier in this write are
+    seen paid, as the read phase saw them."""
+    customers: dict[int, Customer]
+    invoices: dict[int, list[Receivable]]       # customer id → its open invoices (at the start)
+    named: dict[int, Receivable]
+    aliases: dict[tuple[str, str], int]
+
+    @classmethod
+    async def load(cls, session: AsyncSession, plans: list[_Planned]) -> "_Evidence":
+        ev = cls({}, {}, {}, {})
+        if not plans:
+            return ev
+        wanted = {("account", (p.ln.account or "").replace(" ", "")) for p in plans} \
+            | {("name", cm.normalise_name(p.ln.payer)) for p in plans}
+        for chunk in _chunks(sorted(v for _, v in wanted)):
+            for kind, value, cid in (await session.execute(select(BankAlias.kind, BankAlias.value,
+                                                                  BankAlias.customer_id)
+                                                           .where(BankAlias.value.in_(chunk)))).all():
+                if (kind, value) in wanted:
+                    ev.aliases[(kind, value)] = cid
+        for chunk in _chunks(sorted({i for p in plans for i in p.named_ids})):
+            ev.named.update({r.id: r for r in (await session.execute(
+                select(Receivable).where(Receivable.id.in_(chunk)))).scalars()})
+        ids = {p.customer_id for p in plans} | {r.customer_id for r in ev.named.values()} | set(ev.aliases.values())
+        for chunk in _chunks(sorted(ids)):
+            ev.customers.update({c.id: c for c in (await session.execute(
+                select(Customer).where(Customer.id.in_(chunk)))).scalars()})
+        for chunk in _chunks(sorted(ids)):
+            for r in (await session.execute(select(Receivable).where(Receivable.customer_id.in_(chunk),
+                                                                     Receivable.open_amount > 0))).scalars():
+                ev.invoices.setdefault(r.customer_id, []).append(r)
+        return ev
+
+
+def _chunks(values: list, size: int = 500):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _recheck(ev: _Evidence, p: _Planned) -> tuple[cm.Match, Customer | None]:
+    """Match a certain line again on the ledger as it is now, on a small book of only what the
+    match relied on: the customer, its open invoices, the invoices the memo names, the payer's
     aliases. Unchanged: the read phase's match stands. Changed: the fresh match is booked when
     it names the same customer on the same evidence; otherwise the line is left unclaimed."""
     m, ln = p.match, p.ln
     acct, name = (ln.account or "").replace(" ", ""), cm.normalise_name(ln.payer)
-    aliases = (await session.execute(select(BankAlias.kind, BankAlias.value, BankAlias.customer_id).where(or_(
-        and_(BankAlias.kind == "account", BankAlias.value == acct),
-        and_(BankAlias.kind == "name", BankAlias.value == name))))).all()
-    rows = list((await session.execute(select(Receivable).where(or_(
-        and_(Receivable.customer_id == p.customer_id, Receivable.open_amount > 0),
-        Receivable.id.in_(p.named_ids or [-1]))))).scalars())
-    ids = {p.customer_id} | {r.customer_id for r in rows} | {cid for _, _, cid in aliases}
-    customers = {c.id: c for c in (await session.execute(select(Customer).where(Customer.id.in_(ids)))).scalars()}
+    aliases = [(kind, value, ev.aliases[(kind, value)]) for kind, value in (("account", acct), ("name", name))
+               if (kind, value) in ev.aliases]
+    rows = {r.id: r for r in ev.invoices.get(p.customer_id, [])}
+    rows.update({i: ev.named[i] for i in p.named_ids if i in ev.named})
+    ids = {p.customer_id} | {r.customer_id for r in rows.values()} | {cid for _, _, cid in aliases}
+    customers = {i: ev.customers[i] for i in ids if i in ev.customers}
     customer = customers.get(p.customer_id)
-    if customer is None or customer.code != m.customer:
+    if customer is None or customer.code != m.customer or any(r.customer_id not in customers for r in rows.values()):
         return _changed(m, None, m.customer), None
     book = cm.Book(parties={c.code: cm.Party(c.code, c.name, c.rep_id) for c in customers.values()}, items={
         cm.norm_number(r.invoice_no): cm.Item(invoice_no=r.invoice_no, customer=customers[r.customer_id].code,
                                               open_amount=ZERO if r.status == "written_off" else r.open_amount,
                                               due_date=r.due_date, currency=r.currency,
                                               contract_no=r.contract_no or "", issue_date=r.issue_date, id=r.id)
-        for r in rows})
+        for r in rows.values()})
     for kind, value, cid in aliases:
-        (book.name_aliases if kind == "name" else book.account_aliases)[value] = customers[cid].code
+        if cid in customers:
+            (book.name_aliases if kind == "name" else book.account_aliases)[value] = customers[cid].code
     fresh = cm.match(_receipt(ln), book)
     if (fresh.status, fresh.customer, fresh.order, fresh.planned, fresh.anomalies) == \
             (m.status, m.customer, m.order, m.planned, m.anomalies):
