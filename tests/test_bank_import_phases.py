@@ -141,3 +141,24 @@ async def test_two_imports_of_one_file_matched_together_store_each_line_once(db)
     async with db.reader() as r:
         assert (await r.execute(select(func.count()).select_from(BankLine))).scalar_one() == 4
         assert (await r.execute(select(func.count()).select_from(Payment))).scalar_one() == 2
+
+
+async def test_an_invoice_moved_to_another_customer_meanwhile_leaves_the_line_for_a_person(db):
+    """FP2026-0001 is moved to 东莞恒达 between matching and booking: the payer (深圳恒达) and the
+    memo now point at two customers, so the line is not booked to either."""
+    async with db.session() as s, s.begin():
+        await fx.build(s)
+    st = read_statement(BANK / "ccb.xlsx", fx.TODAY)
+    async with db.reader() as r:
+        prepared = await prepare_statement(r, st)
+    assert prepared.lines[0].match.status == "apply"
+
+    async def move(s):
+        (await _invoice(s, "FP2026-0001")).customer_id = (await _customer(s, "HE")).id
+    await db.write(move)
+    result = await db.write(lambda s: store_statement(s, st, prepared, file_name="ccb.xlsx", account="", actor="fin1",
+                                                      now=fx.NOW))
+    line = result.lines[0]
+    assert line.status == "unclaimed" and "ledger_changed" in line.reasons
+    assert (await _open(db))["FP2026-0001"] == D("11300.00")
+    assert (await _open(db))["FP2026-0002"] == D("3000.00")
