@@ -14,14 +14,19 @@ careful clerk could tell from the line alone (the name or a shortening naming on
 a learned alias, or invoice numbers of one customer adding up to the amount — a misspelt name
 counts as determinable: a clerk would recognise it). The statement goes through
 ``arbot import bank``'s own path (``domain.bank_statement.read_statement`` then
-``storage.bank.import_statement`` on a migrated SQLite file), and the figures are:
+``storage.bank.import_bank_statement``: matched on a read session, then one write, on a migrated
+SQLite file), and the figures are:
 
 * applied share of the determinable lines (target ≥ 95%);
 * wrong applications: a line booked to a customer other than its payer's, or booked at all when
   it is nobody's (target 0);
 * duplicates (a bill paid twice) flagged and left unapplied; allocations that differ from the
   generator's intent (informational);
-* lines/s for the whole import (reading, matching, booking, one transaction).
+* lines/s for the whole import (reading, matching, booking);
+* the longest write transaction it held (the time chat writes may wait behind it), and the same
+  for the whole import run inside one write (``storage.bank.import_statement``, as first built)
+  on a copy of the ledger in the same run, as a ratio; and how many lines the two answered
+  differently (0 expected: nothing changes the ledger between the phases here).
 """
 from __future__ import annotations
 
@@ -273,24 +278,42 @@ async def _load(url: str, customers: list[Cust], original: dict[str, list], alia
     await db.close()
 
 
-async def _import(url: str, path: Path):
+async def _import(url: str, path: Path, *, one_transaction: bool = False):
+    """The import as ``arbot import bank`` runs it (matching on a read session, then one short
+    write), or ``one_transaction``: everything inside one write, as it was first built. Returns
+    the result, the whole import's seconds and the longest write transaction's seconds."""
     from domain.bank_statement import read_statement
-    from storage.bank import import_statement
+    from storage.bank import import_bank_statement, import_statement
     from storage.db import Database
     db = Database(url)
+    writes: list[float] = []
+    write = db.write
+
+    async def timed(work, **kw):
+        t0 = time.perf_counter()
+        try:
+            return await write(work, **kw)
+        finally:
+            writes.append(time.perf_counter() - t0)
+    db.write = timed
     t = time.perf_counter()
     st = read_statement(path, TODAY)
     assert not st.errors, st.errors[:3]
-    result = await db.write(lambda s: import_statement(s, st, file_name=path.name, account="", actor="bench", now=NOW))
+    if one_transaction:
+        result = await db.write(lambda s: import_statement(s, st, file_name=path.name, account="", actor="bench",
+                                                           now=NOW))
+    else:
+        result = await import_bank_statement(db, st, file_name=path.name, account="", actor="bench", now=NOW)
     elapsed = time.perf_counter() - t
     await db.close()
-    return result, elapsed
+    return result, elapsed, max(writes)
 
 
-def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Path | None = None) -> Result:
+def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Path | None = None,
+        compare: bool = True) -> Result:
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="arbot-cash-") as tmp:
-            return run(lines, customers, seed, Path(tmp))
+            return run(lines, customers, seed, Path(tmp), compare)
     rng = random.Random(seed)
     book = _ledger(rng, customers, 8)
     original = {c.code: [list(i) for i in c.invoices] for c in book}
@@ -300,7 +323,14 @@ def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Pa
     _write_csv(path, rows)
     url = fresh_sqlite(work / "cash.db")
     asyncio.run(_load(url, book, original, aliases))
-    result, elapsed = asyncio.run(_import(url, path))
+    before = None
+    if compare:
+        # the same ledger in a second file, imported the first way (everything in one write), for
+        # the longest write transaction before and after, in the same run
+        url_before = fresh_sqlite(work / "cash-before.db")
+        asyncio.run(_load(url_before, book, original, aliases))
+        before = asyncio.run(_import(url_before, path, one_transaction=True))
+    result, elapsed, longest_write = asyncio.run(_import(url, path))
     assert len(result.lines) == len(truths)
     det = applied = wrong = dup_flagged = dups = alloc_diff = applied_total = 0
     by_kind: dict[str, list[int]] = {}
@@ -333,7 +363,15 @@ def run(lines: int = 10_000, customers: int = 2_000, seed: int = 16, workdir: Pa
     r.add(lines=len(truths), customers=customers, determinable=det, applied=applied,
           applied_pct=round(100 * applied / det, 2) if det else 0.0, wrong=wrong, applied_all=applied_total,
           duplicates=dups, duplicates_flagged=dup_flagged, allocation_differs=alloc_diff,
-          seconds=round(elapsed, 2), lines_per_s=round(len(truths) / elapsed, 1))
+          seconds=round(elapsed, 2), lines_per_s=round(len(truths) / elapsed, 1),
+          longest_write_s=round(longest_write, 2))
+    if before is not None:
+        b_result, b_elapsed, b_write = before
+        differ = sum((x.status, x.customer, x.allocations) != (y.status, y.customer, y.allocations)
+                     for x, y in zip(b_result.lines, result.lines))
+        r.rows[-1].update(one_transaction_seconds=round(b_elapsed, 2), one_transaction_write_s=round(b_write, 2),
+                          write_ratio=round(b_write / longest_write, 2) if longest_write else None,
+                          lines_differing_from_one_transaction=differ)
     r.notes.append("determinable lines applied, by kind: " + ", ".join(
         f"{k} {v[1]}/{v[0]}" for k, v in sorted(by_kind.items())))
     r.notes.append("determinable lines applied, by amount: " + ", ".join(

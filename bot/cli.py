@@ -282,12 +282,13 @@ async def _import(services, args) -> int:
 
 
 async def _import_bank(services, args, path: Path) -> int:
-    """A bank statement: read whole, then stored, matched and applied in one transaction (all of
-    it or none of it); the digests it calls for are queued after."""
+    """A bank statement: read whole, matched on a read session (no lock held), then stored and
+    applied in one short write transaction (all of it or none of it); the digests it calls for
+    are queued after."""
     from bot import cash
     from domain.bank_statement import read_statement
     from domain.import_files import ImportFileError
-    from storage.bank import import_statement
+    from storage.bank import import_bank_statement
     now = services.clock.now()
     try:
         st = read_statement(path, services.clock.today())
@@ -301,8 +302,8 @@ async def _import_bank(services, args, path: Path) -> int:
         else:
             print(render("cli/bank_report.txt.j2", errors=errors), file=sys.stderr)
         return 1
-    result = await services.db.write(lambda s: import_statement(s, st, file_name=path.name, account=args.account,
-                                                                actor=_operator(args), now=now))
+    result = await import_bank_statement(services.db, st, file_name=path.name, account=args.account,
+                                         actor=_operator(args), now=now)
     await cash.notify_statement(services, result, now=now)
     if args.format == "json":
         print(json.dumps(cash.report_json(result), ensure_ascii=False, indent=2))

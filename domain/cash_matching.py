@@ -314,6 +314,12 @@ def match(r: Receipt, book: Book) -> Match:
     return Match("unclaimed", reasons=[why], confidence=0.0, suggestions=_fuzzy(r, book))
 
 
+def named_items(r: Receipt, book: Book) -> list[Item]:
+    """The invoices a receipt's memo names (by invoice or contract number): part of what a match
+    relies on, so the caller can check them again before booking."""
+    return _named(r, book)[0]
+
+
 def _named(r: Receipt, book: Book) -> tuple[list[Item], set[str], str]:
     found: list[Item] = []
     reason = ""

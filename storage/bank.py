@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Awaitable, Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import cash_matching as cm
@@ -92,22 +94,72 @@ class ImportResult:
         return s
 
 
-async def import_statement(session: AsyncSession, st: Statement, *, file_name: str, account: str, actor: str,
-                           now: datetime, channel: str = "cli") -> ImportResult:
-    """Store the statement's new lines, match each credit and book the certain ones. Lines
-    stored before (the same identity) are reported as ``duplicate`` and left as they are."""
+@dataclass
+class _Planned:
+    """One line as the read phase left it: what matching decided, and what it relied on."""
+    ln: object                                  # domain.bank_statement.BankLine
+    match: cm.Match | None                      # None: stored before (a duplicate)
+    bill_id: int | None = None                  # the held bill it collects
+    customer_id: int | None = None              # the customer it is booked to (apply)
+    named_ids: list[int] = field(default_factory=list)   # the invoices its memo names
+
+
+@dataclass
+class Prepared:
+    """A statement matched on a read session, waiting for its one short write (:func:`store_statement`)."""
+    lines: list[_Planned]
+
+
+async def prepare_statement(session: AsyncSession, st: Statement,
+                            after_line: Callable[[int], Awaitable[None]] | None = None) -> Prepared:
+    """The read phase: which lines are new, the whole book, every line matched (the CPU work).
+    Run on ``db.reader()``: it takes no lock and writes nothing. Each certain line's planned
+    allocation is taken off the book, so the next line sees those invoices paid, as the write
+    will. ``after_line(n)`` is awaited after each line (progress; tests pause here)."""
     if st.errors:
         raise ValueError("a statement with errors is not imported")
-    known: set[str] = set()
-    ids = [ln.identity for ln in st.lines]
-    for i in range(0, len(ids), 500):
-        known |= set((await session.execute(select(BankLine.identity).where(
-            BankLine.identity.in_(ids[i:i + 500])))).scalars())
+    known = await _known(session, [ln.identity for ln in st.lines])
     book, customers = await load_book(session)
     # acceptance bills we hold: their collection (托收) comes in as a credit naming the bill, and
     # is not a customer's payment — the bill already paid the invoices when it was received
     held = {cm.norm_number(b.bill_no): b for b in (await session.execute(
         select(AcceptanceBill).where(AcceptanceBill.status == "held"))).scalars()}
+    out: list[_Planned] = []
+    for n, ln in enumerate(st.lines):
+        if ln.identity in known:
+            out.append(_Planned(ln, None))
+        else:
+            known.add(ln.identity)
+            bill = _bill_collected(ln, held)
+            if bill is not None:
+                del held[cm.norm_number(bill.bill_no)]
+                out.append(_Planned(ln, cm.Match("ignored", confidence=1.0, reasons=["bill_collected"]),
+                                    bill_id=bill.id))
+            else:
+                r = _receipt(ln)
+                m = cm.match(r, book)
+                p = _Planned(ln, m, named_ids=[i.id for i in cm.named_items(r, book)])
+                if m.status == "apply":
+                    p.customer_id = customers[m.customer].id
+                    book.settle(m.planned)
+                out.append(p)
+        if after_line is not None:
+            await after_line(n)
+    return Prepared(out)
+
+
+async def store_statement(session: AsyncSession, st: Statement, prepared: Prepared, *, file_name: str,
+                          account: str, actor: str, now: datetime, channel: str = "cli") -> ImportResult:
+    """The write phase, one short transaction: store the statement and its new lines, and book
+    the certain ones — each only after what its match relied on is read again from the ledger as
+    it is now (the invoices it names, the customer's open invoices, the payer's aliases) and
+    matched again on that small book: a line whose answer changed is booked as the fresh match
+    says when it names the same customer on the same evidence, else left unclaimed; either way
+    it says ``ledger_changed``. Lines stored since the read (another import of the same file)
+    are duplicates here too."""
+    now_known = await _known(session, [p.ln.identity for p in prepared.lines if p.match is not None])
+    evidence = await _Evidence.load(session, [p for p in prepared.lines if p.match is not None
+                                              and p.match.status == "apply" and p.ln.identity not in now_known])
     stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
                          lines=0, summary={})
     session.add(stmt)
@@ -116,21 +168,23 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
     # the lines are added after the loop, in one batched insert: a flush per line (for its id)
     # would also flush before every query the booking makes
     stored: list[tuple[BankLine, LineResult]] = []
-    for ln in st.lines:
+    for p in prepared.lines:
+        ln, m = p.ln, p.match
         base = dict(line=ln.line, ref=ln.ref or ln.identity, date=ln.booked_on.isoformat(), payer=ln.payer,
                     amount=ln.amount, direction=ln.direction, memo=ln.memo)
-        if ln.identity in known:
+        if m is None or ln.identity in now_known:
             results.append(LineResult(**base, status="duplicate", customer=None, confidence=1.0, reasons=["seen"]))
             continue
-        known.add(ln.identity)
-        bill = _bill_collected(ln, held)
-        if bill is not None:
-            m = cm.Match("ignored", confidence=1.0, reasons=["bill_collected"])
-            await bills.dispose(session, bill, how="collected", on=ln.booked_on, actor=actor, channel="bank", now=now)
-            del held[cm.norm_number(bill.bill_no)]
-        else:
-            m = cm.match(cm.Receipt(amount=ln.amount, payer=ln.payer, account=ln.account, memo=ln.memo,
-                                    direction=ln.direction, currency=ln.currency), book)
+        customer = None
+        if p.bill_id is not None:
+            bill = await session.get(AcceptanceBill, p.bill_id)
+            if bill is not None and bill.status == "held":
+                await bills.dispose(session, bill, how="collected", on=ln.booked_on, actor=actor, channel="bank",
+                                    now=now)
+            else:       # disposed of since the read: a person looks
+                m = cm.Match("unclaimed", confidence=0.5, reasons=["bill_collected", "ledger_changed"])
+        elif m.status == "apply":
+            m, customer = _recheck(evidence, p)
         row = BankLine(identity=ln.identity, statement_id=stmt.id, line_no=ln.line, account=account,
                        booked_on=ln.booked_on, direction=ln.direction, amount=ln.amount, currency=ln.currency,
                        payer=ln.payer, payer_account=ln.account, memo=ln.memo, bank_ref=ln.ref,
@@ -140,8 +194,7 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
         res = LineResult(**base, status=row.status, customer=None, confidence=m.confidence, reasons=list(m.reasons),
                          suggestions=row.suggestions, anomalies=list(m.anomalies))
         if m.status == "apply":
-            customer = customers[m.customer]
-            await _book(session, row, res, customer, m.order, book, actor=actor, now=now, channel="bank")
+            await _book(session, row, res, customer, m.order, None, actor=actor, now=now, channel="bank")
         results.append(res)
         stored.append((row, res))
     session.add_all([row for row, _ in stored])
@@ -154,6 +207,141 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
     stmt.summary = {k: str(v) if isinstance(v, Decimal) else v for k, v in summary.items()}
     audit.record(session, at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
                  entity_id=stmt.id, file=file_name, account=account, **stmt.summary)
+    return out
+
+
+async def import_statement(session: AsyncSession, st: Statement, *, file_name: str, account: str, actor: str,
+                           now: datetime, channel: str = "cli") -> ImportResult:
+    """Both phases on one session the caller already holds a transaction on (all of it or none
+    of it). Lines stored before (the same identity) are reported as ``duplicate`` and left as
+    they are. ``arbot import bank`` uses :func:`import_bank_statement`, which keeps the
+    matching out of the write lock."""
+    prepared = await prepare_statement(session, st)
+    return await store_statement(session, st, prepared, file_name=file_name, account=account, actor=actor,
+                                 now=now, channel=channel)
+
+
+async def import_bank_statement(db, st: Statement, *, file_name: str, account: str, actor: str, now: datetime,
+                                channel: str = "cli",
+                                after_line: Callable[[int], Awaitable[None]] | None = None) -> ImportResult:
+    """A statement the way the write discipline wants it (storage/db.py): the book read and
+    every line matched on a read session, which blocks no one, then one short write
+    transaction that re-checks and books (:func:`store_statement`). A concurrent import of the
+    same file that stored lines first makes the write fail on the identity's unique
+    constraint (PostgreSQL) — it is run once more, and its re-check reports them as duplicates."""
+    async with db.reader() as r:
+        prepared = await prepare_statement(r, st, after_line)
+
+    async def write(s):
+        return await store_statement(s, st, prepared, file_name=file_name, account=account, actor=actor, now=now,
+                                     channel=channel)
+    try:
+        return await db.write(write)
+    except IntegrityError:
+        return await db.write(write)
+
+
+async def _known(session: AsyncSession, identities: list[str]) -> set[str]:
+    known: set[str] = set()
+    for chunk in _chunks(identities):
+        known |= set((await session.execute(select(BankLine.identity).where(BankLine.identity.in_(chunk)))).scalars())
+    return known
+
+
+def _receipt(ln) -> cm.Receipt:
+    return cm.Receipt(amount=ln.amount, payer=ln.payer, account=ln.account, memo=ln.memo, direction=ln.direction,
+                      currency=ln.currency)
+
+
+@dataclass
+class _Evidence:
+    """What the certain lines' matches relied on, read once at the start of the write (a few
+    batched queries, not a few per line): their customers and those the named invoices and the
+    payers' aliases belong to, those customers' open invoices, the named invoices, the aliases.
+    The invoices are the session's own objects, so the lines booked earlier in this write are
+    seen paid, as the read phase saw them."""
+    customers: dict[int, Customer]
+    invoices: dict[int, list[Receivable]]       # customer id → its open invoices (at the start)
+    named: dict[int, Receivable]
+    aliases: dict[tuple[str, str], int]
+
+    @classmethod
+    async def load(cls, session: AsyncSession, plans: list[_Planned]) -> "_Evidence":
+        ev = cls({}, {}, {}, {})
+        if not plans:
+            return ev
+        wanted = {("account", (p.ln.account or "").replace(" ", "")) for p in plans} \
+            | {("name", cm.normalise_name(p.ln.payer)) for p in plans}
+        for chunk in _chunks(sorted(v for _, v in wanted)):
+            for kind, value, cid in (await session.execute(select(BankAlias.kind, BankAlias.value,
+                                                                  BankAlias.customer_id)
+                                                           .where(BankAlias.value.in_(chunk)))).all():
+                if (kind, value) in wanted:
+                    ev.aliases[(kind, value)] = cid
+        for chunk in _chunks(sorted({i for p in plans for i in p.named_ids})):
+            ev.named.update({r.id: r for r in (await session.execute(
+                select(Receivable).where(Receivable.id.in_(chunk)))).scalars()})
+        ids = {p.customer_id for p in plans} | {r.customer_id for r in ev.named.values()} | set(ev.aliases.values())
+        for chunk in _chunks(sorted(ids)):
+            ev.customers.update({c.id: c for c in (await session.execute(
+                select(Customer).where(Customer.id.in_(chunk)))).scalars()})
+        for chunk in _chunks(sorted(ids)):
+            for r in (await session.execute(select(Receivable).where(Receivable.customer_id.in_(chunk),
+                                                                     Receivable.open_amount > 0))).scalars():
+                ev.invoices.setdefault(r.customer_id, []).append(r)
+        return ev
+
+
+def _chunks(values: list, size: int = 500):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _recheck(ev: _Evidence, p: _Planned) -> tuple[cm.Match, Customer | None]:
+    """Match a certain line again on the ledger as it is now, on a small book of only what the
+    match relied on: the customer, its open invoices, the invoices the memo names, the payer's
+    aliases. Unchanged: the read phase's match stands. Changed: the fresh match is booked when
+    it names the same customer on the same evidence; otherwise the line is left unclaimed."""
+    m, ln = p.match, p.ln
+    acct, name = (ln.account or "").replace(" ", ""), cm.normalise_name(ln.payer)
+    aliases = [(kind, value, ev.aliases[(kind, value)]) for kind, value in (("account", acct), ("name", name))
+               if (kind, value) in ev.aliases]
+    rows = {r.id: r for r in ev.invoices.get(p.customer_id, [])}
+    rows.update({i: ev.named[i] for i in p.named_ids if i in ev.named})
+    ids = {p.customer_id} | {r.customer_id for r in rows.values()} | {cid for _, _, cid in aliases}
+    customers = {i: ev.customers[i] for i in ids if i in ev.customers}
+    customer = customers.get(p.customer_id)
+    if customer is None or customer.code != m.customer or any(r.customer_id not in customers for r in rows.values()):
+        return _changed(m, None, m.customer), None
+    book = cm.Book(parties={c.code: cm.Party(c.code, c.name, c.rep_id) for c in customers.values()}, items={
+        cm.norm_number(r.invoice_no): cm.Item(invoice_no=r.invoice_no, customer=customers[r.customer_id].code,
+                                              open_amount=ZERO if r.status == "written_off" else r.open_amount,
+                                              due_date=r.due_date, currency=r.currency,
+                                              contract_no=r.contract_no or "", issue_date=r.issue_date, id=r.id)
+        for r in rows.values()})
+    for kind, value, cid in aliases:
+        if cid in customers:
+            (book.name_aliases if kind == "name" else book.account_aliases)[value] = customers[cid].code
+    fresh = cm.match(_receipt(ln), book)
+    if (fresh.status, fresh.customer, fresh.order, fresh.planned, fresh.anomalies) == \
+            (m.status, m.customer, m.order, m.planned, m.anomalies):
+        return m, customer
+    if fresh.status == "apply" and fresh.customer == m.customer and fresh.reasons[:1] == m.reasons[:1]:
+        fresh.reasons.append("ledger_changed")
+        return fresh, customer
+    return _changed(m, fresh, customer.name), None
+
+
+def _changed(m: cm.Match, fresh: cm.Match | None, name: str) -> cm.Match:
+    """A certain line whose evidence changed since the read: left for a person, never booked on
+    what the ledger said before."""
+    out = cm.Match("unclaimed", confidence=min(m.confidence, 0.5), reasons=list(m.reasons) + ["ledger_changed"],
+                   suggestions=[cm.Suggestion(m.customer, name, m.confidence, m.reasons[0])],
+                   anomalies=list(m.anomalies))
+    if fresh is not None and fresh.status != "apply":
+        out.anomalies = list(dict.fromkeys(out.anomalies + fresh.anomalies))
+        out.suggestions = [s for s in fresh.suggestions if s.customer == m.customer][:1] or out.suggestions
+        out.suggestions += [s for s in fresh.suggestions if s.customer != m.customer]
     return out
 
 
