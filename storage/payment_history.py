@@ -13,8 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import payment_profile as pp
 from domain.cash_forecast import InvoiceHistory, OpenInvoice
 from storage.fx import convert, rates_for
-from storage.models import Allocation, Customer, Promise, Receivable
+from storage.models import Allocation, Customer, Payment, Promise, Receivable
 from storage.scope import Scope
+
+# a customer's habits are read from the money it paid: a credit note (红字发票) corrects an
+# invoice, it is not a payment, and is left out as the KPIs and the commission leave it out
+_RECEIPT = Payment.kind == "receipt"
 
 
 HISTORY_DAYS = 365         # a profile reads the invoices due in the last year: habits change
@@ -37,7 +41,8 @@ async def paid_history(session: AsyncSession, customer_ids: list[int], since: da
     for chunk in _chunks(sorted(customer_ids)):
         stmt = (select(Receivable.customer_id, Receivable.due_date, func.max(Allocation.applied_on))
                 .join(Allocation, Allocation.receivable_id == Receivable.id)
-                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid",
+                .join(Payment, Payment.id == Allocation.payment_id)
+                .where(Receivable.customer_id.in_(chunk), Receivable.status == "paid", _RECEIPT,
                        *([Receivable.due_date >= since] if since is not None else []))
                 .group_by(Receivable.id, Receivable.customer_id, Receivable.due_date))
         for cid, due, paid_on in await session.execute(stmt):
@@ -65,6 +70,7 @@ async def grade_pools(session: AsyncSession, sample: int = 20_000) -> dict[str, 
               .where(Receivable.status == "paid").order_by(Receivable.id.desc()).limit(sample).subquery())
     stmt = (select(Customer.grade, recent.c.due_date, func.max(Allocation.applied_on))
             .select_from(recent).join(Allocation, Allocation.receivable_id == recent.c.id)
+            .join(Payment, Payment.id == Allocation.payment_id).where(_RECEIPT)
             .join(Customer, Customer.id == recent.c.customer_id)
             .group_by(recent.c.id, recent.c.due_date, Customer.grade))
     by_grade: dict[str, list[pp.PaidInvoice]] = {}
@@ -136,7 +142,8 @@ async def invoice_histories(session: AsyncSession, scope: Scope, fx_rates: dict 
     for chunk in _chunks([r[0] for r in rows], 2000):
         for rid, day, amount in await session.execute(
                 select(Allocation.receivable_id, Allocation.applied_on, Allocation.amount)
-                .where(Allocation.receivable_id.in_(chunk))):
+                .join(Payment, Payment.id == Allocation.payment_id)
+                .where(Allocation.receivable_id.in_(chunk), _RECEIPT)):
             by_day = pays.setdefault(rid, {})
             by_day[_day(day)] = by_day.get(_day(day), Decimal("0")) + amount
     out, grades = [], {}

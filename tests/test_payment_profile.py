@@ -102,3 +102,29 @@ def test_a_month_end_payer_moves_up_in_the_last_week_of_the_month():
     assert abs(score(month_end, w)[0] - score(plain, w)[0] - 1.0) < 1e-9
     assert score(month_end, w)[1] == "timing"
     assert abs(fast_score(5000.0, 12, 18, 0, 1, 0.2, w, True) - score(month_end, w)[0]) < 1e-9
+
+
+async def test_a_credit_note_is_not_a_payment_day(any_db):
+    """An invoice paid on its due date and corrected by a credit note six weeks later was paid on
+    time: the customer's habit is read from its receipts, not from the note's date."""
+    from datetime import datetime, timezone
+
+    from storage import ledger
+    from storage.models import Customer, Receivable
+    from storage.payment_history import paid_history
+    now = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+    async with any_db.session() as s, s.begin():
+        c = Customer(code="C1", name="恒达精密")
+        s.add(c)
+        await s.flush()
+        inv = Receivable(invoice_no="FP-1", customer_id=c.id, issue_date=date(2026, 9, 1), due_date=date(2026, 10, 1),
+                         amount=Decimal("1000.00"), open_amount=Decimal("1000.00"), currency="CNY", created_at=now)
+        s.add(inv)
+        await s.flush()
+        await ledger.record_payment(s, customer=c, amount=Decimal("900.00"), paid_on=date(2026, 10, 1),
+                                    reference="B-1", actor="t", channel="test", now=now)
+        await ledger.record_credit_note(s, original=inv, number="HZ-1", amount=Decimal("100.00"),
+                                        issued_on=date(2026, 11, 15), actor="t", channel="test", now=now)
+    async with any_db.reader() as s:
+        assert (await s.get(Receivable, inv.id)).status == "paid"
+        assert await paid_history(s, [c.id]) == {c.id: [pp.PaidInvoice(date(2026, 10, 1), date(2026, 10, 1))]}
