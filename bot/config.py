@@ -26,6 +26,7 @@ from bot.config_error import ConfigError
 from bot.policy import (ConductConfig, CreditConfig, LateFeeConfig, PolicyConfig, SmsConfig, SmtpConfig,
                         StatuteConfig, validate_policy)
 from domain.commission import tiers_from
+from domain.priority import Weights
 
 
 @dataclass(frozen=True)
@@ -91,15 +92,9 @@ class CommissionConfig:
 
 
 @dataclass(frozen=True)
-class PriorityConfig:
-    """Weights of the priority formula (domain/priority.py): who to chase first."""
-    amount: float = 1.0
-    overdue: float = 1.0
-    habit: float = 1.0
-    broken: float = 0.5
-    ladder: float = 0.5
-    credit: float = 1.0
-    timing: float = 1.0               # a month-end payer in the last week of the month
+class PriorityConfig(Weights):
+    """``[priority]``: the weights of the priority formula (domain/priority.py, who to chase
+    first); its defaults are the formula's own."""
 
 
 @dataclass(frozen=True)
