@@ -143,6 +143,8 @@ def parse_amount(text: str) -> Decimal:
     s = s.replace(" ", "")
     negative = False
     s = _strip_affixes(s) if s.startswith(_PREFIXES) else s
+    if not s:                            # a currency mark alone: ¥
+        raise AmountError(f"not an amount of money: {text!r}")
     if len(s) > 2 and s[0] == "(" and s[-1] == ")":          # accounting notation: (500.00)
         negative, s = True, s[1:-1]
         if s.startswith(("-", "−", "负", "(")):
