@@ -62,12 +62,11 @@ def context(letter: Letter) -> dict:
              "open_amount": money(i["open_amount"], i["currency"]), "days_overdue": str(i["days_overdue"]),
              "late_fee": money(i["late_fee"], i["currency"])} for i in listed]
     contact = d.get("contact")
-    line = "　".join(x for x in (h["address"], f"电话 {h['phone']}" if h["phone"] else "") if x)
-    disputed = "；".join(f"{i['invoice_no']} 未付 {money(i['open_amount'], i['currency'])}（{i['reason'] or '-'}）"
-                        for i in d.get("disputed", []))
+    line = str(words.company_line(h))
+    disputed = str(words.disputed(d.get("disputed", [])))
     return {"kind": letter.kind, "title": letter.title, "company_name": h["name"], "company_line": line,
             "company_address": h["address"], "company_contact": h["contact"] or "-", "company_phone": h["phone"],
-            "bank": h["bank"] or "（见合同）", "account": h["account"] or "（见合同）",
+            "bank": str(words.see_contract(h["bank"])), "account": str(words.see_contract(h["account"])),
             "customer_name": d["customer"].name, "contact_name": contact.name if contact else "",
             "today": ymd(d["today"]), "rows": rows,
             "total": str(fmt.amounts(d["totals"])) or money(0), "overdue_total": str(fmt.amounts(d["overdue_totals"])) or money(0),

@@ -48,6 +48,8 @@ def forecast(invoices: Iterable[OpenInvoice], profs: dict[int, PaymentProfile], 
     """``weeks`` weeks of expected cash-in from ``invoices`` open on ``as_of``."""
     how = how or (lambda inv, day, prof: expect(inv.due, day, prof, inv.promised) if prof is not None
                   else naive(inv.due, day))
+    # an expectation, not a booking: amounts times probabilities (floats), each week rounded to
+    # the cent once at the end (_money); nothing here is ever written to the ledger
     mean = [0.0] * weeks
     var = [0.0] * weeks
     for inv in invoices:

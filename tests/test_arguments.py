@@ -85,3 +85,17 @@ def test_a_handler_names_only_what_its_filter_gives():
         @router.command("x", roles=ALL, args=CustomerArg())
         async def x(customer, receivable):      # a customer filter gives no receivable
             pass
+
+
+def test_the_day_something_happened_is_the_first_word_when_it_is_a_date_and_never_tomorrow():
+    from datetime import date
+
+    from bot.core.arguments import happened_on
+    from bot.core.errors import UsageError
+    today = date(2026, 12, 4)
+    assert happened_on(["12月2日", "EMS1190"], today) == (date(2026, 12, 2), ["EMS1190"])
+    assert happened_on(["EMS1190", "签收"], today) == (today, ["EMS1190", "签收"])
+    assert happened_on([], today) == (today, [])
+    with pytest.raises(UsageError) as e:
+        happened_on(["12月5日"], today)
+    assert e.value.code == "date_in_future"

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot import documents, letters
 from domain.late_fees import STANDARD, TermsError, contract_fee, parse_terms
-from storage import ledger
+from storage import collection, ledger
 from storage.models import Contact, Customer, Person, Receivable
 from tests.conftest import at
 from tests.harness import Bot, config_for
@@ -144,6 +144,20 @@ async def test_one_letter_per_customer_with_the_company_details(db):
     assert "{{" not in xml and "{%" not in xml
     html = documents.html(cfg, letter)
     assert "杭州明光&lt;b&gt;电子&lt;/b&gt; &amp; Co" in html
+
+
+async def test_the_documents_point_to_the_contract_for_a_missing_bank_and_list_what_is_disputed(db):
+    cfg = config_for(db.url, company={"name": "上海示例机电科技有限公司", "phone": "021-5080 1234"})
+    async with db.session() as s, s.begin():
+        c = await _customer(s)
+        fp2 = (await s.execute(select(Receivable).where(Receivable.invoice_no == "FP-2"))).scalar_one()
+        await collection.open_dispute(s, receivable=fp2, reason="数量不符", person_id="rep1",
+                                      at=at("2026-11-20 10:00"), channel="test")
+        letter = await letters.customer_letter(s, cfg, "confirmation", c, date(2026, 12, 3))
+    got = documents.context(letter)
+    assert (got["bank"], got["account"]) == ("（见合同）", "（见合同）")
+    assert got["company_line"] == "电话 021-5080 1234"
+    assert got["disputed"] == "FP-2 未付 ¥8,000.00（数量不符）"
 
 
 async def test_no_late_fee_without_a_clause(db):

@@ -12,12 +12,14 @@ amount begins, and /confirm, which replays a /paid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 from sqlalchemy import select
 
 from bot.core.errors import UsageError, UserError
 from bot.core.permissions import may_narrow_to, may_see_customer, may_see_receivable
+from domain.dates import DateError, parse_date
 from storage import people
 from storage.customers import find_customer, receivable_by_invoice
 from storage.models import Customer, Person, Receivable
@@ -35,6 +37,21 @@ def row_number(text: str) -> int | None:
         return None
     n = int(text)
     return n if n <= MAX_ROW_ID else None
+
+
+def happened_on(words: list[str], today: date) -> tuple[date, list[str]]:
+    """The day something happened, as the first of ``words`` when it reads as a date (today
+    otherwise), and the words after it. A day after today is refused: a note issued, a letter
+    signed for, cannot be tomorrow's."""
+    on, tail = today, list(words)
+    if tail:
+        try:
+            on, tail = parse_date(tail[0], today), tail[1:]
+        except DateError:
+            pass
+    if on > today:
+        raise UsageError("date_in_future", value=on)
+    return on, tail
 
 
 async def customer_named(session, scope: Scope, query: str, *, unknown: str = "unknown_customer") -> Customer:

@@ -38,7 +38,7 @@ async def calendar_cmd(session, args, person, clock, config, services) -> Reply:
     today = clock.today()
     if not text:
         cal = services.calendar
-        years = [(y, "已导入" if y in cal.imported_years else "内置")
+        years = [(y, y in cal.imported_years)
                  for y in range(today.year - 1, today.year + 2) if cal.knows_year(y)]
         return Reply("calendar/status.md.j2", {"years": years, "next_year": today.year + 1,
                                                "next_known": cal.knows_year(today.year + 1)})

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.core.arguments import InvoiceArg
+from bot.core.arguments import InvoiceArg, happened_on
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import EDITORS
 from bot.core.router import Router
-from domain.dates import DateError, parse_date
 from domain.money import AmountError, parse_money
 from storage import ledger
 from storage.models import Customer
@@ -41,15 +40,8 @@ async def credit_cmd(session, receivable, rest, person, clock, message) -> Reply
     amount = abs(amount)                 # as printed on the note (negative) or as what it takes off
     if amount == ZERO:
         raise UsageError("bad_amount", value=words[0])
-    number, today = words[1], clock.today()
-    on, tail = today, words[2:]
-    if tail:
-        try:
-            on, tail = parse_date(tail[0], today), tail[1:]
-        except DateError:
-            pass
-    if on > today:
-        raise UsageError("date_in_future", value=on)
+    number = words[1]
+    on, tail = happened_on(words[2:], clock.today())
     open_before = receivable.open_amount
     try:
         res = await ledger.record_credit_note(session, original=receivable, number=number, amount=amount,

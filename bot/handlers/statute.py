@@ -18,12 +18,11 @@ date defaults to today and may not lie in the future.
 """
 from __future__ import annotations
 
-from bot.core.arguments import InvoiceArg
+from bot.core.arguments import InvoiceArg, happened_on
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import READERS, STATUTE_RECORDERS
 from bot.core.router import Router
-from domain.dates import DateError, parse_date
 from storage import statute as statute_q
 from storage.models import Customer
 
@@ -50,14 +49,7 @@ async def statute_cmd(session, receivable, rest, person, clock, config, services
             raise UsageError("bad_evidence", value=words[0])
         if person.role not in STATUTE_RECORDERS:
             raise UserError("statute_record_forbidden")
-        on, tail = today, words[1:]
-        if tail:
-            try:
-                on, tail = parse_date(tail[0], today), tail[1:]
-            except DateError:
-                pass
-        if on > today:
-            raise UsageError("date_in_future", value=on)
+        on, tail = happened_on(words[1:], today)
         reference, note = (tail[0], " ".join(tail[1:])) if tail else ("", "")
         recorded = statute_q.record_evidence(session, receivable=r, evidence=evidence, on=on, reference=reference,
                                              note=note, actor=person.id, channel=message.platform, now=clock.now())
