@@ -78,14 +78,19 @@ async def test_first_contact_binds_an_unknown_sender_by_mobile(db, aiohttp_clien
                               dingtalk=dict(enabled=True, mode="http", app_key=fake.app_key, app_secret=fake.app_secret,
                                             robot_code=fake.robot_code, api_base=fake.url, oapi_base=fake.url))
         fake.clock = lambda: bot.clock.now().timestamp()
+        session_of = {}
         for user, text in (("dt_rep9", "/help"), ("dt_stranger", "/help")):
-            headers, raw = fake.signed_callback(fake.robot_message(text, staff_id=user))
+            body = fake.robot_message(text, staff_id=user)
+            session_of[user] = body["sessionWebhook"].rpartition("session=")[2]
+            headers, raw = fake.signed_callback(body)
             assert (await bot.client.post("/dingtalk/callback", data=raw, headers=headers)).status == 200
         await bot.state.inbound.wait_idle()
         await bot.state.sender.drain()
         assert (await accounts(db))[("rep9", "dingtalk")] == "dt_rep9"
-        first, second = [r.payload["markdown"]["text"] if "markdown" in r.payload else r.payload["text"]["content"]
-                         for r in fake.messages("session")]
+        # each answer by the conversation it went to: the two are handled concurrently, in any order
+        answers = {r.target: r.payload["markdown"]["text"] if "markdown" in r.payload else r.payload["text"]["content"]
+                   for r in fake.messages("session")}
+        first, second = answers[session_of["dt_rep9"]], answers[session_of["dt_stranger"]]
         assert "我还不认识您" not in first and "/overdue" in first        # answered as rep9
         assert "我还不认识您" in second                                   # nobody's mobile: still a stranger
 

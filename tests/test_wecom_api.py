@@ -331,7 +331,7 @@ async def test_secret_and_token_never_leak(session, fake, caplog):
 
     api = make_api(session, fake, timeout=0.2)
     await api.send_text(["u"], "ok")                    # get a token so it could leak
-    token = api._token
+    token = api._tokens.current
     fake.inject_errcode(40008, errmsg=f"echo {SECRET} {token}")   # a server that echoes credentials
     await collect(api.send_text(["u"], "x"))
     fake.inject_errcode(42001, count=2)

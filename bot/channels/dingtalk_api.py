@@ -24,13 +24,11 @@ import aiohttp
 from bot.channels.dingtalk_crypto import custom_robot_url
 from bot.channels.errors import (DeliveryError, PermanentDeliveryError, RateLimitedError,
                                  TransientDeliveryError)
+from bot.channels.tokens import TokenCache
 from bot.core.messages import OutgoingMessage
 
 MAX_BATCH_USERS = 20          # oToMessages/batchSend limit
 ROBOT_THROTTLE_SECONDS = 600  # a custom robot over 20 msg/min is muted for 10 minutes
-# Refresh the token this long before DingTalk says it expires (the SDK uses 5 minutes), capped to
-# a fraction of short lifetimes so a test token of a few seconds still gets used.
-TOKEN_EARLY_REFRESH = 300.0
 IMAGE_MAX = 20 * 1024 * 1024   # media/upload type=image: jpg, gif, png, bmp up to 20 MB (docs/dingtalk.md)
 MEDIA_CACHE_SIZE = 64
 USER_NOT_FOUND = 60121                 # topapi/v2/user/getbymobile: no member with this mobile
@@ -62,18 +60,14 @@ class DingTalkAPI:
         self.clock = clock
         self.wall_ms = wall_ms
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token: str | None = None
-        self._token_deadline = 0.0
-        self._token_lock = asyncio.Lock()
-        self.token_fetches = 0   # observable for tests and /healthz
-        self._oapi_token: str | None = None
-        self._oapi_deadline = 0.0
+        self._tokens = TokenCache(self._fetch_access_token, lambda: self.clock())
+        self._oapi_tokens = TokenCache(self._fetch_oapi_token, lambda: self.clock())
         self._media: dict[str, str] = {}       # sha256 of a picture → its media_id
         self.media_uploads = 0
 
     # ----------------------------------------------------------------------------- helpers
     def _redact(self, text: str, hide: tuple[str, ...] = ()) -> str:
-        for s in (self._app_secret, self._token, *hide):
+        for s in (self._app_secret, self._tokens.current, self._oapi_tokens.current, *hide):
             if s and len(s) >= 4:
                 text = text.replace(s, "***")
         return text
@@ -111,51 +105,42 @@ class DingTalkAPI:
                             code="connection") from None
 
     # ----------------------------------------------------------------------------- token
+    @property
+    def token_fetches(self) -> int:
+        return self._tokens.fetches + self._oapi_tokens.fetches
+
     async def access_token(self) -> str:
-        """The cached app access token, fetched single-flight when missing or near expiry."""
-        if self._token and self.clock() < self._token_deadline:
-            return self._token
-        async with self._token_lock:
-            # Re-check: the coroutine holding the lock before us has probably refreshed it.
-            if self._token and self.clock() < self._token_deadline:
-                return self._token
-            status, body, _ = await self._post(f"{self.api_base}/v1.0/oauth2/accessToken",
-                                               {"appKey": self.app_key, "appSecret": self._app_secret})
-            self.token_fetches += 1
-            if status >= 500:
-                raise self._err(TransientDeliveryError, f"token endpoint HTTP {status}", code=status)
-            if status == 429 or "Throttling" in str(body.get("code", "")):
-                raise self._err(RateLimitedError, f"token endpoint throttled: HTTP {status}", code=status)
-            token = body.get("accessToken")
-            if status != 200 or not token:
-                # wrong appKey/appSecret will not fix itself: dead-letter, and say so loudly
-                raise self._err(PermanentDeliveryError,
-                                f"token request rejected: HTTP {status} {body.get('code', '')}",
-                                code=body.get("code") or status)
-            lifetime = float(body.get("expireIn", 7200))
-            self._token = token
-            self._token_deadline = self.clock() + lifetime - min(TOKEN_EARLY_REFRESH, lifetime / 10)
-            return token
+        """The cached app access token (bot/channels/tokens.py)."""
+        return await self._tokens.get()
+
+    async def _fetch_access_token(self) -> tuple[str, float]:
+        status, body, _ = await self._post(f"{self.api_base}/v1.0/oauth2/accessToken",
+                                           {"appKey": self.app_key, "appSecret": self._app_secret})
+        if status >= 500:
+            raise self._err(TransientDeliveryError, f"token endpoint HTTP {status}", code=status)
+        if status == 429 or "Throttling" in str(body.get("code", "")):
+            raise self._err(RateLimitedError, f"token endpoint throttled: HTTP {status}", code=status)
+        token = body.get("accessToken")
+        if status != 200 or not token:
+            # wrong appKey/appSecret will not fix itself: dead-letter, and say so loudly
+            raise self._err(PermanentDeliveryError,
+                            f"token request rejected: HTTP {status} {body.get('code', '')}",
+                            code=body.get("code") or status)
+        return token, float(body.get("expireIn", 7200))
 
     async def oapi_token(self) -> str:
         """The app's access_token for the old oapi (media/upload): ``GET /gettoken?appkey&appsecret``,
         the call its documentation names (docs/dingtalk.md). Cached like the new API's token."""
-        if self._oapi_token and self.clock() < self._oapi_deadline:
-            return self._oapi_token
-        async with self._token_lock:
-            if self._oapi_token and self.clock() < self._oapi_deadline:
-                return self._oapi_token
-            status, body, _ = await self._get(f"{self.oapi_base}/gettoken",
-                                              {"appkey": self.app_key, "appsecret": self._app_secret})
-            self.token_fetches += 1
-            body = self._check_errcode(status, body, "oapi gettoken")
-            token = body.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise self._err(TransientDeliveryError, "oapi gettoken returned no access_token", code="no-token")
-            lifetime = float(body.get("expires_in") or 7200)
-            self._oapi_token = token
-            self._oapi_deadline = self.clock() + lifetime - min(TOKEN_EARLY_REFRESH, lifetime / 10)
-            return token
+        return await self._oapi_tokens.get()
+
+    async def _fetch_oapi_token(self) -> tuple[str, float]:
+        status, body, _ = await self._get(f"{self.oapi_base}/gettoken",
+                                          {"appkey": self.app_key, "appsecret": self._app_secret})
+        body = self._check_errcode(status, body, "oapi gettoken")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise self._err(TransientDeliveryError, "oapi gettoken returned no access_token", code="no-token")
+        return token, float(body.get("expires_in") or 7200)
 
     async def _get(self, url: str, params: dict) -> tuple[int, dict, dict]:
         try:
@@ -190,8 +175,7 @@ class DingTalkAPI:
             status, body, _ = await self._post(f"{self.oapi_base}/media/upload?"
                                                + urlencode({"access_token": token, "type": "image"}), None, form=form)
             if status == 200 and body.get("errcode") in OAPI_TOKEN_ERRCODES and attempt == 0:
-                if self._oapi_token == token:     # refreshed once, whoever saw it first
-                    self._oapi_token = None
+                self._oapi_tokens.drop(token)     # refreshed once, whoever saw it first
                 continue
             body = self._check_errcode(status, body, "media upload", hide=(token,))
             media_id = body.get("media_id")
@@ -204,12 +188,6 @@ class DingTalkAPI:
             return media_id
         raise AssertionError("unreachable")
 
-    def _invalidate(self, token: str) -> None:
-        # Only drop the token that failed: if another coroutine already refreshed, keep the new one
-        # (prevents a refresh storm when 50 sends all see the same 401).
-        if self._token == token:
-            self._token = None
-
     async def _api_call(self, path: str, payload: dict, method: str = "POST") -> dict:
         """POST (or ``method``) to the new API with the token header; refresh once on 401/403 and retry."""
         for attempt in (0, 1):
@@ -220,7 +198,7 @@ class DingTalkAPI:
                 return body
             code = str(body.get("code") or "")
             if status in (401, 403) and attempt == 0 and "Throttling" not in code:
-                self._invalidate(token)
+                self._tokens.drop(token)
                 continue
             self._raise_api_error(status, body, headers)
         raise AssertionError("unreachable")
@@ -275,8 +253,7 @@ class DingTalkAPI:
             status, body, _ = await self._post(f"{self.oapi_base}/topapi/v2/user/getbymobile?"
                                                + urlencode({"access_token": token}), {"mobile": mobile})
             if status == 200 and body.get("errcode") in OAPI_TOKEN_ERRCODES and attempt == 0:
-                if self._oapi_token == token:
-                    self._oapi_token = None
+                self._oapi_tokens.drop(token)
                 continue
             if status == 200 and body.get("errcode") == USER_NOT_FOUND:
                 return None

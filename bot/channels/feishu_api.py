@@ -7,7 +7,7 @@ age, and answers with response objects this module would still have to map to th
 
 * token: ``POST /open-apis/auth/v3/tenant_access_token/internal {app_id, app_secret}`` →
   ``{code, tenant_access_token, expire}`` (at most 2 h; a call with under 30 min left returns a
-  new token, the old one stays valid). Cached, refreshed ``TOKEN_REFRESH_MARGIN`` before it runs
+  new token, the old one stays valid). Cached (bot/channels/tokens.py), refreshed shortly before it runs
   out, single flight, and refreshed once more when a call answers an invalid-token code.
 * send: ``POST /open-apis/im/v1/messages?receive_id_type=open_id|user_id|chat_id`` with
   ``{receive_id, msg_type, content: <a JSON *string*>, uuid}``; ``uuid`` makes Feishu send at
@@ -32,13 +32,13 @@ from typing import Any, Callable
 import aiohttp
 
 from bot.channels.errors import DeliveryError, PermanentDeliveryError, RateLimitedError, TransientDeliveryError
+from bot.channels.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
 # Request body limits of im/v1/messages (docs/feishu.md: the "发送消息" page).
 TEXT_BODY_MAX = 150 * 1024          # msg_type text
 RICH_BODY_MAX = 30 * 1024           # msg_type post and interactive (cards)
-TOKEN_REFRESH_MARGIN = 300.0
 IMAGE_MAX = 10 * 1024 * 1024        # im/v1/images: at most 10 MB, not empty
 IMAGE_CACHE_SIZE = 64
 RATE_RETRY_AFTER = 2.0              # 230020 is a per-second limit (5 QPS per user / per group)
@@ -76,10 +76,7 @@ class FeishuAPI:
         self._secret = app_secret
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token: str | None = None
-        self._deadline = 0.0
-        self._lock = asyncio.Lock()
-        self.token_fetches = 0
+        self._tokens = TokenCache(self._fetch, lambda: self._clock())
         self._images: dict[str, str] = {}       # sha256 of a picture → its image_key
         self.image_uploads = 0
 
@@ -144,24 +141,15 @@ class FeishuAPI:
         raise err
 
     # -- tenant_access_token -----------------------------------------------------------------
+    @property
+    def token_fetches(self) -> int:
+        return self._tokens.fetches
+
     async def token(self) -> str:
-        if self._token and self._clock() < self._deadline:
-            return self._token
-        async with self._lock:
-            if self._token and self._clock() < self._deadline:
-                return self._token
-            return await self._fetch()
+        return await self._tokens.get()
 
-    async def _refresh_after_reject(self, stale: str) -> str:
-        async with self._lock:
-            if self._token and self._token != stale and self._clock() < self._deadline:
-                return self._token      # someone else refreshed already: no storm
-            self._token = None
-            return await self._fetch()
-
-    async def _fetch(self) -> str:
+    async def _fetch(self) -> tuple[str, float]:
         path = "/open-apis/auth/v3/tenant_access_token/internal"
-        self.token_fetches += 1
         status, body, headers = await self._request("POST", path, payload={"app_id": self.app_id,
                                                                            "app_secret": self._secret})
         try:
@@ -175,10 +163,8 @@ class FeishuAPI:
             expire = float(body.get("expire") or 7200)
         except (TypeError, ValueError):
             expire = 7200.0
-        self._token = token
-        self._deadline = self._clock() + expire - min(TOKEN_REFRESH_MARGIN, expire / 2)
         log.info("feishu tenant_access_token refreshed for app %s (expire=%ss)", self.app_id, int(expire))
-        return token
+        return token, expire
 
     async def call(self, method: str, path: str, *, params: dict | None = None, payload: Any = None,
                    form: Callable[[], aiohttp.FormData] | None = None) -> dict:
@@ -194,7 +180,7 @@ class FeishuAPI:
                     raise TransientDeliveryError(f"Feishu rejected a fresh token (code {e.code}) on {path}",
                                                  code=e.code) from None
                 log.info("feishu token rejected (code %s); refreshing", e.code)
-                token = await self._refresh_after_reject(token)
+                token = await self._tokens.replace(token)
         raise AssertionError("unreachable")
 
     # -- messages ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from bot.channels.errors import (
     RateLimitedError,
     TransientDeliveryError,
 )
+from bot.channels.tokens import TokenCache
 from bot.core.messages import OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ APP_IMAGE_MAX_BYTES = 2 * 1024 * 1024  # media/upload: images up to 2 MB, JPG/PN
 MEDIA_REUSE = 2.5 * 24 * 3600        # a media_id lives 3 days; reused for a bit less
 MEDIA_CACHE_SIZE = 64
 MAX_TOUSER = 1000
-TOKEN_REFRESH_MARGIN = 300.0       # refresh ~5 minutes before expires_in runs out
 RATE_LIMIT_RETRY_AFTER = 60.0      # WeCom rate windows are one minute long
 
 # URL errors that mean a misconfigured api_base (NonHttpUrlClientError exists from aiohttp 3.10).
@@ -110,10 +110,7 @@ class WeComAPI:
         self.agent_id = int(agent_id)
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token: str | None = None
-        self._token_deadline = 0.0          # clock() value after which we refresh
-        self._token_lock = asyncio.Lock()   # single flight: one gettoken at a time
-        self.token_fetches = 0              # observable for tests and /healthz
+        self._tokens = TokenCache(self._fetch_token, lambda: self._clock())
         self._media: dict[str, tuple[str, float]] = {}   # sha256 of a picture → (media_id, reuse until)
         self.media_uploads = 0
 
@@ -122,7 +119,7 @@ class WeComAPI:
 
     # -- plumbing ---------------------------------------------------------------------
     def _scrub(self, text: str, extra: tuple[str, ...] = ()) -> str:
-        for secret in (self._secret, self._token, *extra):
+        for secret in (self._secret, self._tokens.current, *extra):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -194,28 +191,16 @@ class WeComAPI:
         raise err
 
     # -- access token -------------------------------------------------------------------
+    @property
+    def token_fetches(self) -> int:
+        return self._tokens.fetches
+
     async def get_token(self) -> str:
-        """The cached access_token, fetched (once, however many callers wait) when stale."""
-        if self._token and self._clock() < self._token_deadline:
-            return self._token
-        async with self._token_lock:
-            # Whoever held the lock before us may have refreshed already.
-            if self._token and self._clock() < self._token_deadline:
-                return self._token
-            return await self._fetch_token()
+        """The cached access_token (bot/channels/tokens.py)."""
+        return await self._tokens.get()
 
-    async def _refresh_after_reject(self, stale: str) -> str:
-        """Called when ``stale`` was rejected: refresh unless someone already replaced it."""
-        async with self._token_lock:
-            if self._token and self._token != stale and self._clock() < self._token_deadline:
-                return self._token
-            self._token = None
-            return await self._fetch_token()
-
-    async def _fetch_token(self) -> str:
-        # Caller holds _token_lock.
+    async def _fetch_token(self) -> tuple[str, float]:
         path = "/cgi-bin/gettoken"
-        self.token_fetches += 1
         data = await self._request("GET", path, {"corpid": self.corp_id, "corpsecret": self._secret})
         try:
             self._check(data, path)
@@ -228,11 +213,8 @@ class WeComAPI:
             expires_in = float(data.get("expires_in") or 7200)
         except (TypeError, ValueError):
             expires_in = 7200.0
-        margin = min(TOKEN_REFRESH_MARGIN, expires_in / 2)   # tiny TTLs in tests still get cached
-        self._token = token
-        self._token_deadline = self._clock() + expires_in - margin
         log.info("wecom access_token refreshed for agent %s (expires_in=%ss)", self.agent_id, int(expires_in))
-        return token
+        return token, expires_in
 
     async def _call_with_token(self, path: str, payload: dict[str, Any] | None,
                                params: dict[str, str] | None = None,
@@ -251,7 +233,7 @@ class WeComAPI:
                         f"WeCom rejected a freshly issued access_token (errcode {exc.errcode}) on {path}",
                         code=exc.errcode) from None
                 log.info("wecom token rejected (errcode %s); refreshing", exc.errcode)
-                token = await self._refresh_after_reject(token)
+                token = await self._tokens.replace(token)
         raise AssertionError("unreachable")
 
     # -- people ---------------------------------------------------------------------------
