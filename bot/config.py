@@ -220,6 +220,16 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # delivered messages (and the digest lines they carried) are forgotten after this many days;
+    # so is an idempotency key, so it must outlive any job's catch-up by far
+    outbox_days: int = 180
+    # handled incoming events: their keys deduplicate platform retries, which come within minutes
+    events_days: int = 60
+    time: str = "03:30"               # the nightly housekeeping (company timezone)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"               # DEBUG | INFO | WARNING | ERROR
 
@@ -261,6 +271,7 @@ class Config:
     web: WebConfig = WebConfig()
     imports: ImportConfig = dataclasses.field(default=ImportConfig(), metadata={"section": "import"})
     log: LogConfig = LogConfig()
+    retention: RetentionConfig = RetentionConfig()
     letters: LettersConfig = LettersConfig()
     demo: bool = False
 
@@ -475,6 +486,9 @@ def validate(cfg: Config) -> None:
     if cfg.outbox.shared_rate_limits not in ("auto", "on", "off"):
         raise ConfigError(f"[outbox] shared_rate_limits: expected \"auto\", \"on\" or \"off\", "
                           f"got {cfg.outbox.shared_rate_limits!r}")
+    if cfg.retention.outbox_days < 30 or cfg.retention.events_days < 7:
+        raise ConfigError("[retention] outbox_days must be at least 30 and events_days at least 7 "
+                          "(their keys keep a re-run or a platform's retry from sending twice)")
     if cfg.outbox.concurrency < 1 or cfg.outbox.max_attempts < 1:
         raise ConfigError("[outbox] concurrency and max_attempts must be >= 1")
     validate_policy(cfg)
@@ -483,6 +497,8 @@ def validate(cfg: Config) -> None:
     lt = cfg.letters
     if not (1 <= lt.statement_day <= 28):
         raise ConfigError(f"[letters] statement_day: must be 1..28 (every month has it), got {lt.statement_day}")
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", cfg.retention.time):
+        raise ConfigError(f"[retention] time: expected HH:MM, got {cfg.retention.time!r}")
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", lt.statement_time):
         raise ConfigError(f"[letters] statement_time: expected HH:MM, got {lt.statement_time!r}")
     if lt.confirm_days < 1 or lt.confirm_per_minute < 1:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import bills, calendar, collection, reminders, reports, statements
+from bot.jobs import bills, calendar, collection, housekeeping, reminders, reports, statements
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Job:
     trigger: Callable[[Config], dict]     # APScheduler cron fields from config
     workdays_only: bool = False
     per_minute: bool = False              # fire key by minute (frequent jobs) instead of by day
+    catch_up: bool = True                 # run at start-up when today's fire was missed
     description: str = ""
 
 
@@ -58,4 +59,7 @@ JOBS: dict[str, Job] = {j.name: j for j in [
         description="each customer contact's monthly statement (PDF) with a link to confirm or dispute it online"),
     Job("statement_answers", statements.statement_answers, lambda cfg: {"minute": "*/10"}, per_minute=True,
         description="tells the reps what their customers disputed on the statement page (a digest)"),
+    # a night missed (the bot was down) waits for the next one: a start-up is when people wait
+    Job("housekeeping", housekeeping.housekeeping, reminders.at_config("retention", "time"), catch_up=False,
+        description="nightly: forgets delivered messages and handled events past [retention]"),
 ]}

@@ -153,7 +153,7 @@ class JobScheduler:
                                    misfire_grace_time=3600, coalesce=True, max_instances=1)
             # APScheduler keeps no memory across restarts: a fire missed today while the bot was
             # down (or stopped mid-run) is run now. The fire claim makes this a no-op if it ran.
-            missed = None if job.per_minute else last_fire_today(trigger, self.services.clock.now())
+            missed = None if job.per_minute or not job.catch_up else last_fire_today(trigger, self.services.clock.now())
             if missed is not None:
                 catch_up.append((job.name, missed))
         if catch_up:
