@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal as D
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import outbox
 from bot.core.messages import OutgoingMessage
@@ -225,31 +225,35 @@ async def test_a_question_is_answered_first_while_75_notifications_are_queued(ai
     notifications have used their share of the minute is still answered at once: the limiter keeps
     room for answers (notifications get 25 of the 30 a minute). Nothing is dropped by WeCom.
 
-    The question is /help: finance's is several KB, over WeCom's 2,048-byte markdown limit, so it goes
-    in three parts — and the parts of an answer are answers too (they keep the row's priority)."""
+    The question is /overdue: finance's covers every customer, several KB, over WeCom's 2,048-byte
+    markdown limit, so it goes in parts — and the parts of an answer are answers too (they keep the
+    row's priority)."""
     ticker = Ticker()
     async with FakeWeCom(apps={AGENT: SECRET}, clock=ticker) as fake:
         bot = await _bot(aiohttp_client, db, fake)
         sender = bot.state.sender
         sender.limiter.monotonic = ticker
         async with db.session() as s, s.begin():
+            # full company names: finance's /overdue is then longer than one WeCom message
+            await s.execute(update(Customer).where(Customer.code != "K1")
+                            .values(name=Customer.name + "精密机械制造有限公司"))
             for i in range(75):
                 await outbox.enqueue(s, OutgoingMessage(platform="wecom", target_kind="user", target="wx_fin1",
                                                         text=f"通知 {i:02d}", format="markdown"),
                                      f"flood:{i}", bot.clock.now())
         # the question arrives before the sender has worked the backlog off
         asked_at = ticker.t
-        query, body = build_callback(crypto(fake), text_xml(fake, "wx_fin1", "/help", 990001), int(time.time()), "q1")
+        query, body = build_callback(crypto(fake), text_xml(fake, "wx_fin1", "/overdue", 990001), int(time.time()), "q1")
         assert await post_callback(bot, query, body) == (200, "")
         await bot.state.inbound.wait_idle()
         for _ in range(4):                        # the split, then its parts one after another
             await sender.drain()
         to_fin = fake.messages_to("wx_fin1")
-        # the answer, first and whole (its parts in a row: /help grows with the commands)
+        # the answer, first and whole (its parts in a row)
         first = to_fin[0].payload["markdown"]["content"]
         n = int(to_fin[1].payload["markdown"]["content"].split("第 2/", 1)[1].split(" ", 1)[0])
         heads = [m.payload["markdown"]["content"] for m in to_fin[1:n]]
-        assert "/aging" in first and [h[:len(f"**（续）** 第 {i}/{n}")] for i, h in enumerate(heads, start=2)] == \
+        assert "**逾期账款（12月1日）：40笔" in first and n >= 2 and [h[:len(f"**（续）** 第 {i}/{n}")] for i, h in enumerate(heads, start=2)] == \
             [f"**（续）** 第 {i}/{n}" for i in range(2, n + 1)]
         assert to_fin[n - 1].at - asked_at <= 5
         # then notifications, until the minute holds 25 sends (the answer counts: WeCom counts it)

@@ -69,7 +69,7 @@ async def test_forecast_in_chat_is_scoped_like_aging(aiohttp_client, db):
     assert 0 < total(rep1) <= D("67345.67")
     # C3's open INV-C1 (5,000, due 10-24, 30 days late) is later than C3 ever paid: little of it expected
     [help_] = await bot.say("rep1", "/help")
-    assert "`/forecast " in help_ and "`/commission " in help_
+    assert "`/forecast` 未来12周回款预测" in help_ and "`/commission` 本月回款提成" in help_
     [huanan] = await bot.say("gm", "/forecast 华南")
     assert "回款预测 · 华南" in huanan and total(huanan) == total(rep2)
 
