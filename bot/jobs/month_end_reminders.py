@@ -60,9 +60,10 @@ async def month_end_reminders(ctx: JobContext) -> str:
     run = await LedgerPass.start(ctx, "month_end_reminders")
     queued = held = 0
     async for chunk in run.chunks(due_before=month_end + timedelta(days=1)):
-        customers = {view.customer.id: view.customer for _, view in chunk.rows}
+        # profiles read only for customers with an invoice this month's reminder has not seen yet
+        grades = {view.customer.id: view.customer.grade for r, view in chunk.rows if step not in chunk.recorded[r.id]}
         async with ctx.reader() as r:
-            payers = await ph.month_end_payers(r, {c.id: c.grade for c in customers.values()}, today)
+            payers = await ph.month_end_payers(r, grades, today)
         for r, view in chunk.rows:
             await run.maybe_write()
             c = view.customer

@@ -175,11 +175,8 @@ async def customer_reminders(ctx: JobContext) -> str:
                     today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
                 wanted.append("pre_statement")
             spec = cfg.policy.pre_due_spec(c.grade)
-            if spec is not None and "pre_due" not in fired:
-                target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
-                    _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
-                if today >= target:
-                    wanted.append("pre_due")
+            if _pre_due_now(cal, today, r, spec, fired):
+                wanted.append("pre_due")
             if not wanted:
                 continue
             if rem.ledger_block(r) or r.id in chunk.promised:
@@ -212,13 +209,33 @@ async def customer_reminders(ctx: JobContext) -> str:
     return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise), {digests} digest(s)"
 
 
+def _pre_due_now(cal, today: date, r: Receivable, spec, fired) -> bool:
+    """Is the grade's pre-due step of this invoice due (and not yet recorded)?"""
+    if spec is None or "pre_due" in fired:
+        return False
+    target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
+        _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
+    return today >= target
+
+
 async def _month_end_payers(ctx: JobContext, chunk) -> set[int]:
     """The chunk's customers that get their reminder before month-end instead of before the due
-    date (``[policy] month_end_days``): read only where a grade's reminder writes to the customer."""
+    date (``[policy] month_end_days``): read only for those whose grade's reminder would write to
+    them today (a few a day), not for every customer every day."""
     cfg = ctx.config
-    grades = {view.customer.id: view.customer.grade for _, view in chunk.rows
-              if (spec := cfg.policy.pre_due_spec(view.customer.grade)) is not None and spec.customer_message}
-    if cfg.policy.month_end_days <= 0 or not grades:
+    if cfg.policy.month_end_days <= 0:
+        return set()
+    grades: dict[int, str] = {}
+    specs: dict[str, object] = {}
+    for r, view in chunk.rows:
+        c = view.customer
+        if c.grade not in specs:
+            specs[c.grade] = cfg.policy.pre_due_spec(c.grade)
+        spec = specs[c.grade]
+        if c.id not in grades and spec is not None and spec.customer_message and \
+                _pre_due_now(ctx.services.calendar, ctx.today, r, spec, chunk.recorded[r.id]):
+            grades[c.id] = c.grade
+    if not grades:
         return set()
     async with ctx.reader() as r:
         return await payment_history.month_end_payers(r, grades, ctx.today)
