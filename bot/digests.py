@@ -39,7 +39,8 @@ from storage.models import Customer, DigestItem, Person
 # job → the title key of its digest (the words: fmt.title in _fmt.j2)
 TITLES = {"escalations": "escalation", "customer_reminders": "due", "credit_watch": "credit",
           "bank_statement": "bank", "bank_anomalies": "bank_anomaly", "bill_watch": "bill",
-          "statute_watch": "statute", "promise_watch": "promise", "statement_answers": "statement"}
+          "statute_watch": "statute", "promise_watch": "promise", "statement_answers": "statement",
+          "month_end_reminders": "month_end"}
 
 
 def items(ctx, persons: list[Person], *, key: str, kind: str, rank: int, label: str, customer: Customer,

@@ -70,6 +70,10 @@ class StepSpec:
 class PolicyConfig:
     director: str = ""                 # person id of the sales director (grade A pre-due reminders)
     statement_days: int = 15           # statement to the customer contact this many days before due; 0: off
+    # a customer whose payment profile shows a month-end habit (domain/payment_profile.py) is
+    # reminded this many working days before the month's last working day, instead of before each
+    # due date (a date it ignores: it pays in its month-end run); 0: off, everyone as by grade
+    month_end_days: int = 3
     reminder_time: str = "09:30"       # customer_reminders job (working days)
     escalation_time: str = "09:30"     # escalations job (daily)
     pre_due: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_PRE_DUE.items()})
@@ -251,6 +255,9 @@ def validate_policy(cfg) -> None:
         _hhmm(getattr(p, key), f"[policy] {key}")
     if p.statement_days < 0:
         raise ConfigError("[policy] statement_days: must be >= 0")
+    if isinstance(p.month_end_days, bool) or not isinstance(p.month_end_days, int) or not 0 <= p.month_end_days <= 15:
+        raise ConfigError(f"[policy] month_end_days: expected a whole number of working days from 0 to 15, "
+                          f"got {p.month_end_days!r}")
     for grade, raw in p.pre_due.items():
         key = f"[policy] pre_due.{grade}"
         if not isinstance(raw, dict):

@@ -18,6 +18,10 @@ from domain.export_cells import is_risky
 from storage.aging import AgingReport
 
 MONEY = "#,##0.00"
+# the KPI and commission sheets: money with its currency sign, percentages as the chat shows
+# them (6.2 reads "6.2%"); still numbers, so the sheet sums and sorts
+CURRENCY = '"¥"#,##0.00'
+PERCENT = '0.0"%"'
 # invoices listed on a 明细 sheet: past this a workbook takes minutes and gigabytes to write
 # (openpyxl keeps every cell); the sheet then says so and where the whole list is
 DETAIL_MAX_ROWS = 50_000
@@ -131,6 +135,42 @@ def _detail_sheet(wb, L, report: AgingReport, lines) -> None:
         ws.append([L.detail_cut.format(n=DETAIL_MAX_ROWS, as_of=report.as_of.isoformat())])
 
 
+def _kpi_sheet(wb, L, k, days: int) -> None:
+    """考核: the month's KPI table per rep (storage/kpi.py, the figures /kpi shows), the scope's
+    total last."""
+    ws = _sheet(wb, L.sheets["kpi"], list(L.kpi))
+    rows = [(r.name or L.unassigned, r) for r in k.reps] + [(L.kpi_total, k)]
+    for name, r in rows:
+        ws.append([name, _num(r.collection_rate), _num(r.timeliness), _num(r.overdue_ratio), _num(r.over_90_share),
+                   r.due_in_month, r.collected, r.open, r.overdue, r.over_90, r.on_time, r.pushed])
+    _formats(ws, pct_cols=(2, 3, 4, 5))
+    for row in ws.iter_rows(min_row=2):
+        for cell in row[1:5]:
+            cell.number_format = PERCENT
+        for cell in row[5:10]:
+            cell.number_format = CURRENCY
+    ws.append([])
+    ws.append([L.kpi_note.format(days=days)])
+
+
+def _commission_sheet(wb, L, m, tiers) -> None:
+    """提成: per rep, the month's collections, the part of them in each tier, the commission and
+    the tiers used (storage/commission.py, the figures /commission shows)."""
+    heads = [L.tier_head(tiers, i) for i in range(len(tiers))]
+    ws = _sheet(wb, L.sheets["commission"], [*L.commission, *heads])
+    for r in m.reps:
+        ws.append([r.name, r.collections, r.collected, r.commission, L.tiers_used(tiers, r.tiers_used), *r.by_tier])
+    total = m.by_tier or [Decimal("0.00")] * len(tiers)
+    ws.append([L.kpi_total, m.collections, m.collected, m.commission,
+               L.tiers_used(tiers, [i for i, part in enumerate(total) if part > 0]), *total])
+    _formats(ws)
+    for row in ws.iter_rows(min_row=2):
+        for cell in (row[2], row[3], *row[5:]):
+            cell.number_format = CURRENCY
+    ws.append([])
+    ws.append([L.commission_period.format(start=m.month_start.isoformat(), end=m.as_of.isoformat())])
+
+
 def _bucket(report: AgingReport, days: int) -> str:
     """The label of the report's bucket for an invoice this many days overdue."""
     if days <= 0:
@@ -166,9 +206,9 @@ def weekly(company: str, report: AgingReport, last_week: AgingReport, teams: lis
 
 
 def monthly(company: str, scope_label: str, report: AgingReport, last_month: AgingReport, k, top,
-            lines=()) -> bytes:
-    """Summary KPIs, aging against last month-end, per-rep table, the top overdue customers, the
-    invoices (明细)."""
+            lines=(), commission=None, tiers=(), timeliness_days: int = 30) -> bytes:
+    """Summary KPIs, aging against last month-end, per-rep table, the KPI table (考核), the
+    commission (提成, when given with its tiers), the top overdue customers, the invoices (明细)."""
     L = labels()
     wb = Workbook()
     _summary(wb, L, [("title_monthly", company), ("scope", scope_label), ("as_of", report.as_of.isoformat()),
@@ -183,6 +223,9 @@ def monthly(company: str, scope_label: str, report: AgingReport, last_month: Agi
         ws.append([r.name or L.unassigned, r.open, r.overdue, r.due_in_month, r.collected, _num(r.collection_rate),
                    r.pushed, r.on_time, _num(r.timeliness)])
     _formats(ws, money_cols=(2, 3, 4, 5), pct_cols=(6, 9))
+    _kpi_sheet(wb, L, k, timeliness_days)
+    if commission is not None:
+        _commission_sheet(wb, L, commission, tiers)
     _customers_sheet(wb, L, top)
     _detail_sheet(wb, L, report, lines)
     return _save(wb)

@@ -44,16 +44,19 @@ def tiers_from(raw: Iterable[dict]) -> tuple[Tier, ...]:
     return tuple(out)
 
 
-def on_collection(amount: Decimal, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Decimal:
-    """The commission on one collection of ``amount`` yuan."""
-    total, low = Decimal("0"), Decimal("0")
+def parts(amount: Decimal, tiers: Sequence[Tier] = DEFAULT_TIERS) -> tuple[Decimal, ...]:
+    """The part of one collection of ``amount`` yuan that falls in each tier (zero above it)."""
+    out, low = [], Decimal("0")
     for t in tiers:
         high = amount if t.upto is None else min(amount, t.upto)
-        if high > low:
-            total += (high - low) * t.rate
-        if t.upto is None or amount <= t.upto:
-            break
-        low = t.upto
+        out.append(high - low if high > low else Decimal("0"))
+        low = t.upto if t.upto is not None else low
+    return tuple(out)
+
+
+def on_collection(amount: Decimal, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Decimal:
+    """The commission on one collection of ``amount`` yuan."""
+    total = sum((part * t.rate for part, t in zip(parts(amount, tiers), tiers)), Decimal("0"))
     return total.quantize(CENT, ROUND_HALF_UP)
 
 

@@ -30,6 +30,7 @@ class OverdueItem:
     priority: float = 0.0
     reason: str = ""
     expected: date | None = None
+    month_end: bool = False       # a month-end payer in the month's last week: the push says so
 
     @property
     def disputed(self) -> bool:

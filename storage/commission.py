@@ -27,6 +27,12 @@ class RepCommission:
     collections: int = 0
     collected: Decimal = ZERO
     commission: Decimal = ZERO
+    by_tier: list[Decimal] = field(default_factory=list)     # collected money in each tier (domain.commission.parts)
+
+    @property
+    def tiers_used(self) -> list[int]:
+        """The indexes of the tiers its collections reached."""
+        return [i for i, part in enumerate(self.by_tier) if part > 0]
 
 
 @dataclass
@@ -43,6 +49,14 @@ class MonthCommission:
     @property
     def commission(self) -> Decimal:
         return sum((r.commission for r in self.reps), ZERO)
+
+    @property
+    def collections(self) -> int:
+        return sum(r.collections for r in self.reps)
+
+    @property
+    def by_tier(self) -> list[Decimal]:
+        return [sum(parts, ZERO) for parts in zip(*(r.by_tier for r in self.reps))] if self.reps else []
 
 
 async def month_commission(session: AsyncSession, as_of: date, scope: Scope, tiers, fx_rates: dict | None,
@@ -64,10 +78,11 @@ async def month_commission(session: AsyncSession, as_of: date, scope: Scope, tie
         if value is None:
             out.unconverted[currency] = out.unconverted.get(currency, ZERO) + amount
             continue
-        r = reps.setdefault(rep_id, RepCommission(rep_id, rep_id))
+        r = reps.setdefault(rep_id, RepCommission(rep_id, rep_id, by_tier=[ZERO] * len(tiers)))
         r.collections += 1
         r.collected += value
         r.commission += cm.on_collection(value, tiers)
+        r.by_tier = [a + b for a, b in zip(r.by_tier, cm.parts(value, tiers))]
     if reps:
         for p in (await session.execute(select(Person).where(Person.id.in_(list(reps))))).scalars():
             reps[p.id].name = p.name

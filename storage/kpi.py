@@ -24,7 +24,8 @@ Definitions (every figure in the reporting currency; foreign invoices converted 
   unanswered is not counted yet). An item the close found needing no answer (an open promise not
   yet due, paid or disputed meanwhile) is left out: nobody replied, and nothing was missing.
 
-Per rep: overdue, collected, the collection rate and reply timeliness, by the receivable's rep.
+Per rep: open, overdue, over 90 (and so the overdue ratio and the share over 90), collected,
+the collection rate and reply timeliness, by the receivable's rep.
 """
 from __future__ import annotations
 
@@ -55,11 +56,22 @@ def ratio(part: Decimal | int, whole: Decimal | int, places: str = "0.1") -> Dec
 
 
 class _Rates:
-    """The two rates a company and a rep are both measured by (fields on the dataclasses below)."""
+    """The rates a company and a rep are both measured by (fields on the dataclasses below)."""
+    open: Decimal
+    overdue: Decimal
+    over_90: Decimal
     collected: Decimal
     due_in_month: Decimal
     pushed: int
     on_time: int
+
+    @property
+    def overdue_ratio(self) -> Decimal | None:
+        return ratio(self.overdue, self.open)
+
+    @property
+    def over_90_share(self) -> Decimal | None:
+        return ratio(self.over_90, self.open)
 
     @property
     def collection_rate(self) -> Decimal | None:
@@ -76,6 +88,7 @@ class RepKpi(_Rates):
     name: str
     open: Decimal = ZERO
     overdue: Decimal = ZERO
+    over_90: Decimal = ZERO
     collected: Decimal = ZERO
     due_in_month: Decimal = ZERO
     pushed: int = 0
@@ -104,14 +117,6 @@ class Kpi(_Rates):
         if not self.sales:
             return None
         return (self.open / self.sales * SALES_DAYS).quantize(Decimal("0.1"), ROUND_HALF_UP)
-
-    @property
-    def overdue_ratio(self) -> Decimal | None:
-        return ratio(self.overdue, self.open)
-
-    @property
-    def over_90_share(self) -> Decimal | None:
-        return ratio(self.over_90, self.open)
 
     @property
     def sales_from(self) -> date:
@@ -147,6 +152,7 @@ async def kpi(session: AsyncSession, as_of: date, now: datetime, scope: Scope = 
     for key in report.groups:
         r = rep(key)
         r.open, r.overdue = report.group_total(key), report.group_overdue(key)
+        r.over_90 = report.to_base(report.group_cents.get(key, []), first=len(report.buckets) - 1)
 
     # sales of the last 90 days (for DSO)
     stmt = (select(Receivable.currency, func.sum(type_coerce(Receivable.amount, BigInteger)))

@@ -102,6 +102,15 @@ async def profiles_of(session: AsyncSession, grades: dict[int, str], as_of: date
     return out
 
 
+async def month_end_payers(session: AsyncSession, grades: dict[int, str], as_of: date) -> set[int]:
+    """Which of the customers in ``grades`` (id → grade) have a month-end habit of their own."""
+    if not grades:
+        return set()
+    # pools={}: a customer with too little history borrows no habit (and no pool is read for it)
+    profiles = await profiles_of(session, grades, as_of, pools={})
+    return {cid for cid, p in profiles.items() if p.month_end_habit and not p.borrowed}
+
+
 async def open_invoices(session: AsyncSession, as_of: date, scope: Scope, fx_rates: dict | None,
                         base_currency: str) -> tuple[list[OpenInvoice], dict[int, str], dict[str, Decimal]]:
     """The open invoices in ``scope`` (amounts in ``base_currency``, their live promise's date),

@@ -4,14 +4,15 @@ in a real headless Chromium, with a screenshot."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from bot.web import signing
-from storage.models import Promise, Receivable
+from storage import ledger
+from storage.models import Customer, Promise, Receivable
 from tests import ledger_fixture
 from tests.browser import ARGS, chromium_path, playwright_or_skip
 from tests.conftest import at
@@ -183,3 +184,55 @@ async def test_dashboard_in_headless_chromium(aiohttp_client, db, tmp_path):
         finally:
             await browser.close()
     print(f"dashboard screenshot: {shot}")
+
+
+# C1 恒信 paid three earlier invoices twelve days late, each in the last days of its month
+HABIT = [("OLD-1", date(2026, 6, 16), date(2026, 6, 28)), ("OLD-2", date(2026, 7, 17), date(2026, 7, 29)),
+         ("OLD-3", date(2026, 8, 17), date(2026, 8, 29))]
+
+
+async def _with_habit(aiohttp_client, db, tmp_path):
+    bot = await _bot(aiohttp_client, db, tmp_path)
+    async with db.session() as s, s.begin():
+        c1 = (await s.execute(select(Customer).where(Customer.code == "C1"))).scalar_one()
+        for inv, due, paid_on in HABIT:
+            s.add(Receivable(invoice_no=inv, customer_id=c1.id, rep_id="rep1", issue_date=due - timedelta(days=30),
+                             due_date=due, amount=Decimal("1000.00"), open_amount=Decimal("1000.00"),
+                             terms="月结30天", created_at=at("2026-11-20 10:00")))
+            await s.flush()
+            await ledger.record_payment(s, customer=c1, amount=Decimal("1000.00"), paid_on=paid_on,
+                                        reference="LS-" + inv, invoice_no=inv, actor="fin1", channel="test",
+                                        now=at("2026-11-20 10:00"))
+    return bot
+
+
+async def test_the_top_customers_payment_habits_in_chromium(aiohttp_client, db, tmp_path):
+    """The dashboard's top overdue customers with their payment profile in words, the words of
+    /customer; a rep sees only their own customers' (a new customer: its peers')."""
+    executable = chromium_path()
+    async_playwright = playwright_or_skip()
+    bot = await _with_habit(aiohttp_client, db, tmp_path)
+    [card] = await bot.say("gm", "/customer 恒信")
+    said = "付款习惯：通常逾期12天付款，按期付款占0%，习惯月底付"
+    assert said in card
+    url = str(bot.client.make_url(await _link(bot, "gm")))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000}, locale="zh-CN")
+            await page.goto(url)
+            await page.click("#enter")
+            await page.wait_for_selector("#top-customers")
+            rows = await page.locator("#top-customers tr").all_inner_texts()
+            [hengxin] = [r for r in rows if "上海恒信机电有限公司" in r]
+            assert said in hengxin
+            [shunfa] = [r for r in rows if "广州顺发贸易有限公司" in r]
+            assert "付款习惯：新客户，参照全部客户：通常逾期12天付款" in shunfa
+        finally:
+            await browser.close()
+    bot.client.session.cookie_jar.clear()
+    assert await _login(bot, await _link(bot, "rep2")) == 303
+    html = await (await bot.client.get("/dashboard")).text()
+    top = html.split('id="top-customers"')[1].split("</table>")[0]
+    assert "广州顺发贸易有限公司" in top and "付款习惯：新客户" in top
+    assert "恒信" not in html and "按期付款占0%，习惯月底付；" not in html

@@ -87,3 +87,31 @@ async def test_a_broken_promise_pulls_a_customer_up(aiohttp_client, db):
     assert "2. INV-A2 ¥15,000.00，逾期10天" in push.splitlines() and "INV-BIG" not in push
     focus = next(line for line in push.splitlines() if line.startswith("今天先催："))
     assert "多次失信" in focus
+
+
+async def test_a_month_end_payers_items_say_so_in_the_months_last_week(aiohttp_client, db):
+    """恒信 paid its last three invoices in the last days of their months: in November's last week
+    (from the 24th) its lines say 习惯月底付; before it, and for 明达 (no habit), nothing."""
+    from storage import ledger
+    bot = await _bot(aiohttp_client, db, cap=20)
+    async with db.session() as s, s.begin():
+        c1 = (await s.execute(select(Customer).where(Customer.code == "C1"))).scalar_one()
+        for k, (due, paid_on) in enumerate([(date(2026, 6, 16), date(2026, 6, 28)), (date(2026, 7, 17), date(2026, 7, 29)),
+                                            (date(2026, 8, 17), date(2026, 8, 29))]):
+            s.add(Receivable(invoice_no=f"OLD-{k}", customer_id=c1.id, rep_id="rep1", issue_date=due - timedelta(days=30),
+                             due_date=due, amount=D("1000.00"), open_amount=D("1000.00"), currency="CNY"))
+            await s.flush()
+            await ledger.record_payment(s, customer=c1, amount=D("1000.00"), paid_on=paid_on, reference=f"LS-OLD-{k}",
+                                        invoice_no=f"OLD-{k}", actor="fin1", channel="test", now=at("2026-11-20 10:00"))
+    await bot.run("overdue_push", at("2026-11-23 09:00"))
+    [before] = await bot.inbox("rep1")
+    assert "习惯月底付" not in before
+    await bot.run("overdue_push", at("2026-11-25 09:00"))
+    [push] = [p for p in await bot.inbox("rep1") if p != before]
+    lines = push.splitlines()
+    assert "1. INV-A3 ¥30,000.00，逾期62天，习惯月底付" in lines
+    assert "2. INV-A2 ¥15,000.00，逾期12天，习惯月底付" in lines
+    assert not any("INV-B2" in line and "习惯月底付" in line for line in lines)
+    focus = next(line for line in lines if line.startswith("今天先催："))
+    hengxin = focus.split("上海恒信机电有限公司（", 1)[1].split("）", 1)[0]
+    assert "习惯月底付" in hengxin

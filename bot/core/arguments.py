@@ -180,3 +180,21 @@ class ScopeArg:
     async def __call__(self, ctx) -> dict[str, Any]:
         narrowed, label = await scope_named(ctx.session, ctx.scope, ctx.args)
         return {"narrowed": narrowed, "label": label}
+
+
+EXPORT_WORDS = ("xlsx", "excel", "导出")
+
+
+class ExportScopeArg(ScopeArg):
+    """:class:`ScopeArg`, with an optional word asking for the workbook instead of the chat
+    reply — ``xlsx``, ``excel`` or ``导出``, first or last (``/kpi xlsx``, ``/kpi 华东 导出``) —
+    → ``export``."""
+    provides = ("narrowed", "label", "export")
+
+    async def __call__(self, ctx) -> dict[str, Any]:
+        words = ctx.args.split()
+        export = bool(words) and (words[0].lower() in EXPORT_WORDS or words[-1].lower() in EXPORT_WORDS)
+        if export:
+            words = words[1:] if words[0].lower() in EXPORT_WORDS else words[:-1]
+        narrowed, label = await scope_named(ctx.session, ctx.scope, " ".join(words) if export else ctx.args)
+        return {"narrowed": narrowed, "label": label, "export": export}

@@ -78,11 +78,14 @@ class Ranker:
         stage = self._stages.get(days)
         if stage is None:
             stage = self._stages[days] = prio.ladder_stage(days, self.step_days)
+        timing = self._month_end_week and prof is not None and prof.month_end_habit
+        # the timing term is said on the item's line ("习惯月底付") where it weighs and the habit is
+        # the customer's own (a new customer's borrowed profile is no habit to tell the rep of)
+        it.month_end = timing and self.weights.timing > 0 and not prof.borrowed
         it.priority = prio.fast_score(float(r.open_amount) * (float(rate) if rate is not None else 1.0), days,
                                       prof.median_days_late if prof is not None else 0,
                                       standing.broken_promises if standing else 0, stage,
-                                      standing.credit_usage if standing else None, self.weights,
-                                      self._month_end_week and prof is not None and prof.month_end_habit)
+                                      standing.credit_usage if standing else None, self.weights, timing)
 
     def _reason(self, it: coll.OverdueItem, standing: ph.Standing | None, prof: PaymentProfile | None) -> str:
         """The term that weighs most in the item's priority (``habit:N``: N days later than usual)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bot.config import Config
-from bot.jobs import bills, calendar, collection, housekeeping, reminders, reports, statements
+from bot.jobs import bills, calendar, collection, housekeeping, month_end_reminders, reminders, reports, statements
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ JOBS: dict[str, Job] = {j.name: j for j in [
         description="marks promises kept or broken and tells the rep and supervisor"),
     Job("customer_reminders", reminders.customer_reminders, reminders.at_config("policy", "reminder_time"),
         workdays_only=True, description="before the due date: statement to the customer, reminders by grade"),
+    Job("month_end_reminders", month_end_reminders.month_end_reminders, reminders.at_config("policy", "reminder_time"),
+        workdays_only=True, description="month-end payers: reminded a few working days before the month's last working day"),
     Job("escalations", reminders.escalations, reminders.at_config("policy", "escalation_time"),
         description="the escalation ladder: each step once per invoice; messages wait for working hours"),
     Job("credit_watch", reminders.credit_watch, reminders.at_config("credit", "check_time"),

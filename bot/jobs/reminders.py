@@ -37,6 +37,7 @@ from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.render import render, yuan
+from storage import payment_history
 from storage import reminders as rem
 from storage import unapplied as unapplied_q
 from storage.reminders import GROUP_SUFFIX
@@ -96,6 +97,14 @@ def _customer_out(contact: Contact, *, subject: str, text: str, key: str, sms_ki
                            format="markdown", title=subject, extra=extra)
 
 
+def _sms_kind(kind: str, invoice: dict) -> str:
+    """The approved SMS template a message uses: a month-end reminder says what the pre-due or
+    the overdue template says, so it needs no template of its own ([sms] templates)."""
+    if kind == "month_end":
+        return "overdue" if invoice["days_overdue"] > 0 else "pre_due"
+    return kind
+
+
 def compose(config, contact: Contact, data: dict, *, key: str, kind: str, template: str,
             letter_kind: str | None = None) -> OutgoingMessage:
     """The message to a customer contact from the ledger's facts (``letters.facts``): made when
@@ -104,7 +113,7 @@ def compose(config, contact: Contact, data: dict, *, key: str, kind: str, templa
     attach = letters.render_letter(letter_kind, data) if letter_kind and contact.channel == "email" else None
     text = render(template, **{**data, "contact": contact}, attached=attach.title if attach else "")
     subject = render("reminders/customer_subject.txt.j2", kind=kind, company=data["company"], invoice=data["invoice"])
-    out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=kind,
+    out = _customer_out(contact, subject=subject, text=text, key=key, sms_kind=_sms_kind(kind, data["invoice"]),
                         params=_sms_params(data["customer"], data["invoice"]), letter=attach)
     out.extra["compose"] = {"kind": kind, "template": template, "letter": letter_kind}
     return out
@@ -138,7 +147,7 @@ def _note(note: dict | None) -> str:
     if not note:
         return ""
     return render("reminders/customer_note.md.j2", outcome=note["outcome"], contact=note.get("contact"),
-                  slot=note.get("slot"), later=note.get("later", False))
+                  slot=note.get("slot"), later=note.get("later", False), days=note.get("days", 0))
 
 
 def _last_workday_on_or_before(cal, d: date) -> date:
@@ -156,6 +165,7 @@ async def customer_reminders(ctx: JobContext) -> str:
     run = await LedgerPass.start(ctx, "customer_reminders")
     done = skipped = 0
     async for chunk in run.chunks(due_on_or_after=today + timedelta(days=1)):
+        payers = await _month_end_payers(ctx, chunk)
         for r, view in chunk.rows:
             await run.maybe_write()
             c, fired = view.customer, chunk.recorded[r.id]
@@ -165,11 +175,8 @@ async def customer_reminders(ctx: JobContext) -> str:
                     today >= _last_workday_on_or_before(cal, r.due_date - timedelta(days=sd)):
                 wanted.append("pre_statement")
             spec = cfg.policy.pre_due_spec(c.grade)
-            if spec is not None and "pre_due" not in fired:
-                target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
-                    _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
-                if today >= target:
-                    wanted.append("pre_due")
+            if _pre_due_now(cal, today, r, spec, fired):
+                wanted.append("pre_due")
             if not wanted:
                 continue
             if rem.ledger_block(r) or r.id in chunk.promised:
@@ -185,7 +192,10 @@ async def customer_reminders(ctx: JobContext) -> str:
                                  template="reminders/customer_statement.txt.j2", data=data, before=r.due_date)
                     continue
                 note = None
-                if spec.customer_message:
+                if spec.customer_message and c.id in payers:
+                    # it pays in its month-end run: reminded before that (bot/jobs/month_end_reminders.py)
+                    note = {"outcome": "month_end", "days": cfg.policy.month_end_days}
+                elif spec.customer_message:
                     note = _to_customer(run, view, r, step=step, key=key, kind="pre_due",
                                         template="reminders/customer_pre_due.txt.j2", data=data, before=r.due_date)
                 persons = run.people_for(spec.notify, r, c)
@@ -197,6 +207,38 @@ async def customer_reminders(ctx: JobContext) -> str:
                                  amount=r.open_amount, currency=r.currency)
     digests = await run.send_digests()
     return f"{done} reminder step(s) fired, {skipped} invoice(s) held (dispute or promise), {digests} digest(s)"
+
+
+def _pre_due_now(cal, today: date, r: Receivable, spec, fired) -> bool:
+    """Is the grade's pre-due step of this invoice due (and not yet recorded)?"""
+    if spec is None or "pre_due" in fired:
+        return False
+    target = cal.add_workdays(r.due_date, -spec.days) if spec.working_days else \
+        _last_workday_on_or_before(cal, r.due_date - timedelta(days=spec.days))
+    return today >= target
+
+
+async def _month_end_payers(ctx: JobContext, chunk) -> set[int]:
+    """The chunk's customers that get their reminder before month-end instead of before the due
+    date (``[policy] month_end_days``): read only for those whose grade's reminder would write to
+    them today (a few a day), not for every customer every day."""
+    cfg = ctx.config
+    if cfg.policy.month_end_days <= 0:
+        return set()
+    grades: dict[int, str] = {}
+    specs: dict[str, object] = {}
+    for r, view in chunk.rows:
+        c = view.customer
+        if c.grade not in specs:
+            specs[c.grade] = cfg.policy.pre_due_spec(c.grade)
+        spec = specs[c.grade]
+        if c.id not in grades and spec is not None and spec.customer_message and \
+                _pre_due_now(ctx.services.calendar, ctx.today, r, spec, chunk.recorded[r.id]):
+            grades[c.id] = c.grade
+    if not grades:
+        return set()
+    async with ctx.reader() as r:
+        return await payment_history.month_end_payers(r, grades, ctx.today)
 
 
 async def escalations(ctx: JobContext) -> str:

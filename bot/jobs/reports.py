@@ -9,10 +9,9 @@ naming the period, so a re-run sends nothing twice.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from bot import notify, workbooks
+from bot import monthly_workbook, notify, workbooks
 from bot.charts import aging_chart
 from bot.core.permissions import scope_for
 from bot.handlers.aging import aging_figures
@@ -20,10 +19,8 @@ from bot.jobs.context import JobContext
 from bot.render import render
 from bot.web import downloads
 from storage import aging as aging_q
-from storage import unapplied as unapplied_q
 from storage import kpi as kpi_q
 from storage import people, report_detail
-from storage.models import Person
 from storage.scope import Scope
 
 
@@ -78,53 +75,25 @@ def _end_of(day: date, tz) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
 
 
-def previous_month_end(today: date) -> date:
-    return today.replace(day=1) - timedelta(days=1)
-
-
-@dataclass
-class MonthlyFigures:
-    scope_label: str
-    report: aging_q.AgingReport
-    last_month: aging_q.AgingReport
-    k: kpi_q.Kpi
-    top: list
-    xlsx_url: str
-
-
-async def _monthly_figures(ctx: JobContext, scope: Scope, month_end: date, person: Person, tag: str) -> MonthlyFigures:
-    s, cfg = ctx.session, ctx.config
-    fx, cur = cfg.company.fx_rates, cfg.company.currency
-    report = await aging_q.aging(s, month_end, cfg.aging.buckets, scope=scope, fx_rates=fx, base_currency=cur)
-    report.unapplied = await unapplied_q.on_account(s, month_end, scope)
-    last_month = await aging_q.aging(s, previous_month_end(month_end), cfg.aging.buckets, scope=scope,
-                                     fx_rates=fx, base_currency=cur)
-    # every figure as of the month's end, the report's date, not of the day it is sent (the 5th):
-    # the reply timeliness too (its 30 days end with the month)
-    k = await kpi_q.kpi(s, month_end, _end_of(month_end, cfg.tz), scope, fx_rates=fx, base_currency=cur)
-    top = await aging_q.top_overdue_customers(s, month_end, scope, cfg.aging.top_customers, fx, cur)
-    lines = await report_detail.open_invoices(s, month_end, scope, fx_rates=fx, base_currency=cur,
-                                              limit=workbooks.DETAIL_MAX_ROWS + 1)
-    label = render("reports/scope_all.j2") if tag == "all" else render("reports/scope_team.j2", person=person)
-    name = f"aging-monthly-{month_end:%Y-%m}-{tag}.xlsx"
-    downloads.save(cfg, name, workbooks.monthly(cfg.company.name, label, report, last_month, k, top, lines))
-    return MonthlyFigures(label, report, last_month, k, top, downloads.download_url(cfg, name, ctx.at))
-
-
 async def monthly_aging_report(ctx: JobContext) -> str:
     """Last month's aging, collection rate, DSO, top overdue customers and per-rep table, with an
-    XLSX, to each person of ``[reports] monthly_recipients_roles``, scoped like their commands
-    (a supervisor gets their team; finance, legal and managers the whole company)."""
+    XLSX (also the KPI table and the commission: bot/monthly_workbook.py), to each person of
+    ``[reports] monthly_recipients_roles``, scoped like their commands (a supervisor gets their
+    team; finance, legal and managers the whole company)."""
     s, now, cfg = ctx.session, ctx.at, ctx.config
-    month_end = previous_month_end(ctx.today)
+    month_end = monthly_workbook.previous_month_end(ctx.today)
     recipients = await people.by_role(s, *cfg.reports.monthly_recipients_roles)
-    by_scope: dict[Scope, MonthlyFigures] = {}
+    by_scope: dict[Scope, monthly_workbook.MonthlyFigures] = {}
     sent = 0
     for person in recipients:
         scope = await scope_for(s, person)
         if scope not in by_scope:
             tag = "all" if scope == Scope.everything() else person.id
-            by_scope[scope] = await _monthly_figures(ctx, scope, month_end, person, tag)
+            # every figure as of the month's end, the report's date, not of the day it is sent (the
+            # 5th): the reply timeliness too (its 30 days end with the month)
+            by_scope[scope] = await monthly_workbook.make(
+                s, cfg, scope, month_end, _end_of(month_end, cfg.tz), monthly_workbook.scope_label(scope, person),
+                f"aging-monthly-{month_end:%Y-%m}-{tag}.xlsx", now)
         f = by_scope[scope]
         text = render("reports/monthly_aging.md.j2", person=person, month=month_end, scope_label=f.scope_label,
                       report=f.report, last_month=f.last_month, k=f.k, top=f.top, xlsx_url=f.xlsx_url,

@@ -1,6 +1,6 @@
 """What the dashboard shows, for one person's scope: aging by bucket and team, the DSO trend
 of the last six months, per-rep reply timeliness, promises due this week, the twelve-week cash-in
-forecast, and (for the roles that run the bot) outbox and job health. Every figure comes from
+forecast, the payment profile of the top overdue customers, and (for the roles that run the bot) outbox and job health. Every figure comes from
 storage.aging / storage.kpi / storage.forecast."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bot.web.ops import dead_letters, last_job_runs
 from storage import aging as aging_q
 from storage import forecast as forecast_q
 from storage import kpi as kpi_q
+from storage import payment_history
 from storage import writeoffs
 from storage.models import Customer, Person, Promise, Receivable
 from storage.scope import Scope
@@ -66,9 +67,13 @@ async def dashboard_figures(session: AsyncSession, services, state, person: Pers
     top_dso = max((t["dso"] for t in trend if t["dso"] is not None), default=None)
     weeks, _ = await forecast_q.forecast(session, today, FORECAST_WEEKS, scope, fx, cur)
     top_week = max((w.high for w in weeks), default=None)
+    # the top customers' payment habits, in the words /customer uses (templates/profile/summary.j2)
+    grades = dict((await session.execute(select(Customer.id, Customer.grade).where(
+        Customer.id.in_([t.customer_id for t in top])))).all()) if top else {}
+    profiles = await payment_history.profiles_of(session, grades, today) if grades else {}
     out = {"person": person, "now": now, "report": report, "last_week": last_week, "top": top, "teams": teams,
            "k": k, "trend": trend, "top_dso": top_dso, "promises": await promises_this_week(session, scope, today),
-           "forecast": weeks, "top_week": top_week,
+           "forecast": weeks, "top_week": top_week, "profiles": profiles,
            "ops": None, "company": cfg.company.name, "days": kpi_q.TIMELINESS_DAYS, "sales_days": kpi_q.SALES_DAYS,
            "writeoffs": await writeoffs.register(session, scope)}
     if person.role in OPS_ROLES:
