@@ -10,6 +10,8 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from domain.expected_dates import PROMISE_TRUST
+from domain.workdays import WorkCalendar
+from storage import reminders
 from storage.models import Customer, Promise, Receivable
 from tests import ledger_fixture
 from tests.conftest import at
@@ -29,6 +31,13 @@ async def _promises(db, invoice: str) -> list[tuple[date, Decimal | None, str]]:
         rows = (await s.execute(select(Promise).join(Receivable, Receivable.id == Promise.receivable_id)
                                 .where(Receivable.invoice_no == invoice).order_by(Promise.id))).scalars()
         return [(p.promised_date, p.amount, p.status) for p in rows]
+
+
+async def _ladder_held(db, invoice: str, day: date) -> bool:
+    """Whether a live promise holds the invoice's ladder steps on ``day`` (1 grace working day)."""
+    async with db.session() as s:
+        r = (await s.execute(select(Receivable).where(Receivable.invoice_no == invoice))).scalar_one()
+        return r.id in await reminders.promised(s, [r.id], day, 1, WorkCalendar())
 
 
 async def test_a_plan_kept_then_broken_across_a_holiday_is_told_once(aiohttp_client, db):
@@ -61,6 +70,7 @@ async def test_a_plan_kept_then_broken_across_a_holiday_is_told_once(aiohttp_cli
     await bot.say("fin1", "/paid INV-A3 4000 LS-P2")                # short of the 20,000 due by then
     for day in ("2026-10-17", "2026-10-18", "2026-10-19"):
         assert await bot.run("promise_watch", at(f"{day} 08:30")) == "0 promise(s) kept, 0 broken"
+    assert await _ladder_held(db, "INV-A3", date(2026, 10, 20))      # the plan is live: steps wait
     sup_before, rep_before = len(await bot.inbox("sup1")), len(await bot.inbox("rep1"))
     assert await bot.run("promise_watch", at("2026-10-20 08:30")) == "0 promise(s) kept, 1 broken"
     told = {who: [m for m in (await bot.inbox(who))[before:] if "INV-A3" in m]
@@ -72,14 +82,18 @@ async def test_a_plan_kept_then_broken_across_a_holiday_is_told_once(aiohttp_cli
     assert await bot.run("promise_watch", at("2026-10-20 08:30"), claim=False) == "0 promise(s) kept, 0 broken"
     assert await bot.run("promise_watch", at("2026-10-21 08:30")) == "0 promise(s) kept, 0 broken"
     assert len(await bot.inbox("sup1")) == sup_before + 1 and len(await bot.inbox("rep1")) == rep_before + 1
-    # the plan is over: the last instalment is not watched (the ladder is no longer held by it)
+    # the plan is over: the last instalment is not watched, and no longer holds the ladder
     assert [s for _, _, s in await _promises(db, "INV-A3")] == ["kept", "broken", "superseded"]
+    assert not await _ladder_held(db, "INV-A3", date(2026, 10, 20))
     async with db.session() as s:
         c1 = (await s.execute(select(Customer).where(Customer.code == "C1"))).scalar_one()
         assert c1.broken_promises == 1
     bot.clock.set(at("2026-10-21 10:00"))
     [overdue] = await bot.say("rep1", "/overdue")
     assert "分期计划" not in overdue
+    # the customer's profile counts instalments: one kept, one broken (the dropped one is neither)
+    [card] = await bot.say("rep1", "/customer 恒信")
+    assert "承诺兑现 1/2" in card
 
 
 async def test_a_plan_written_in_a_reply_to_the_push(aiohttp_client, db):
