@@ -117,6 +117,11 @@ async def test_a_plan_written_in_a_reply_to_the_push(aiohttp_client, db):
     [ok] = await bot.say("rep1", "/promise INV-A2 12月4日")
     assert [s for _, _, s in await _promises(db, "INV-A2")] == ["superseded"] * 3 + ["open"]
 
+    # /followup reads a plan the same way
+    [ok] = await bot.say("rep1", "/followup INV-B2 客户答应12月10日付2000；12月24日付余款")
+    assert "已记录分期回款计划：INV-B2（未付余额 ¥12,345.67）共2期" in ok and "- 第2期 12月24日前付 ¥10,345.67" in ok
+    assert [s for _, _, s in await _promises(db, "INV-B2")] == ["superseded"] * 2 + ["open"] * 2
+
     # 撤销 takes the reply back, every instalment with it
     [undone] = await bot.say("rep1", "撤销")
     assert await _promises(db, "INV-A3") == []

@@ -265,6 +265,14 @@ async def followup_cmd(ctx, session, customer, receivable, rest, person, clock, 
     now = clock.now()
     today = now.astimezone(ctx.config.tz).date()
     parsed = parse_reply(text, today, item_count=1, calendar=ctx.services.calendar)
+    plan = _read_plan(text, r, today, ctx.services.calendar, strict=False) if r is not None else None
+    if plan is not None:                          # /followup FP… 答应12月20日付3万，1月20日付余款
+        fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                          outcome="promised", text=text, parse=parsed.to_json(),
+                                          promised_date=plan.instalments[0][0], promised_amount=plan.instalments[0][1])
+        await plans.make_plan(session, receivable=r, plan=plan, person_id=person.id, at=now,
+                              channel=message.platform, followup=fu)
+        return Reply("followup/plan.md.j2", {"r": r, "plan": plan})
     if r is not None:
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
