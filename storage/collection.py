@@ -14,6 +14,8 @@ from sqlalchemy import Date, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
+from storage import plans
+from storage.plans import Progress
 from storage.models import (Customer, Dispute, FollowUp, Promise, Push, PushItem, Receivable)
 from storage.scope import Scope
 
@@ -31,6 +33,7 @@ class OverdueItem:
     reason: str = ""
     expected: date | None = None
     month_end: bool = False       # a month-end payer in the month's last week: the push says so
+    plan: Progress | None = None   # a live payment plan's progress (/overdue shows it)
 
     @property
     def disputed(self) -> bool:
@@ -48,7 +51,9 @@ async def overdue_items(session: AsyncSession, as_of: date, scope: Scope) -> lis
     ids = [r.id for r, _ in rows]
     last_fu = await _last_followups(session, ids)
     promises = await open_promises(session, ids)
-    return [OverdueItem(r, c, (as_of - r.due_date).days, last_fu.get(r.id), promises.get(r.id)) for r, c in rows]
+    plan_of = await plans.progress_of(session, ids)
+    return [OverdueItem(r, c, (as_of - r.due_date).days, last_fu.get(r.id), promises.get(r.id), plan=plan_of.get(r.id))
+            for r, c in rows]
 
 
 # Read-only records for the push (NamedTuples: built by the hundred thousand, and a frozen
@@ -157,7 +162,8 @@ async def _overdue_rows(session: AsyncSession, as_of: date, batch: dict[str, lis
     last_fu = {rid: LastFollowUp(at, outcome) for rid, at, outcome in await session.execute(
         _newest_of_reps(f, reps, f.c.receivable_id, f.c.at, f.c.outcome))}
     promises = {rid: OpenPromise(promised_date, amount) for rid, promised_date, amount in await session.execute(
-        _newest_of_reps(p, reps, p.c.receivable_id, p.c.promised_date, p.c.amount, where=lambda t: t.status == "open"))}
+        _newest_of_reps(p, reps, p.c.receivable_id, p.c.promised_date, p.c.amount, where=lambda t: t.status == "open",
+                        pick=func.min))}          # of a plan, the next instalment (storage/plans.py)
     customers: dict[int, OverdueCustomer] = {}
     dues: dict = {}                  # driver value → (date, days overdue): a few hundred distinct
     out: dict[str, list[OverdueItem]] = {}
@@ -178,15 +184,16 @@ async def _overdue_rows(session: AsyncSession, as_of: date, batch: dict[str, lis
     return out
 
 
-def _newest_of_reps(table, reps: list[str], *columns, where=None):
+def _newest_of_reps(table, reps: list[str], *columns, where=None, pick=func.max):
     """``columns`` of the newest row (highest id) of ``table`` (follow-ups, promises) for each
-    receivable of ``reps``, among the rows ``where(table's columns)`` admits. Driven from the
+    receivable of ``reps``, among the rows ``where(table's columns)`` admits (``pick=func.min``: the
+    oldest instead). Driven from the
     receivables (rep index), one probe of ``table``'s receivable index each: ``receivable_id IN
     (receivables of these reps)`` made SQLite build a list of some 50,000 ids for each query
     (~1.5 s of a 1M push); a join lets it scan ``table`` whole, and follow-ups grow with every reply."""
     r, t = Receivable.__table__.c, table.alias().c
     cond = [t.receivable_id == r.id] + ([where(t)] if where is not None else [])
-    newest = select(func.max(t.id)).where(*cond).scalar_subquery()     # correlated with r
+    newest = select(pick(t.id)).where(*cond).scalar_subquery()     # correlated with r
     ids = select(newest.label("id")).where(r.rep_id.in_(reps)).subquery()
     return select(*columns).select_from(ids.join(table, table.c.id == ids.c.id))
 
@@ -202,10 +209,11 @@ async def _last_followups(session: AsyncSession, ids: list[int]) -> dict[int, Fo
 
 
 async def open_promises(session: AsyncSession, ids: list[int]) -> dict[int, Promise]:
+    """Each invoice's open promise; of a payment plan, the next instalment (the earliest open)."""
     out: dict[int, Promise] = {}
     for chunk in _chunks(ids):
         for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(chunk), Promise.status == "open")
-                                        .order_by(Promise.id))).scalars():
+                                        .order_by(Promise.promised_date.desc(), Promise.id))).scalars():
             out[p.receivable_id] = p
     return out
 
@@ -358,5 +366,8 @@ async def unanswered_at_close(session: AsyncSession, push: Push, *, live_from: d
 
 
 async def due_promises(session: AsyncSession, on_or_before: date) -> list[Promise]:
+    """Open promises dated on or before ``on_or_before``, earliest first: a plan's instalments
+    are judged in their order (an earlier one broken closes the later ones)."""
     return list((await session.execute(select(Promise).where(Promise.status == "open",
-                                                             Promise.promised_date <= on_or_before))).scalars())
+                                                             Promise.promised_date <= on_or_before)
+                                       .order_by(Promise.promised_date, Promise.id))).scalars())

@@ -26,6 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import aging as aging_q
+from storage import plans
+from storage.plans import Progress
 from domain.late_fees import contract_fee
 from domain.statute import Reckoning
 from storage import balance_history
@@ -55,8 +57,9 @@ def credit_level(usage: Decimal | None, yellow: Decimal = Decimal("0.7"), red: D
 class OpenItem:
     receivable: Receivable
     days_overdue: int             # 0 when not yet due
-    promise: Promise | None
+    promise: Promise | None       # the next one of a payment plan's instalments
     late_fee: Decimal             # in the invoice's currency
+    plan: Progress | None = None  # a live payment plan (storage/plans.py)
 
     @property
     def disputed(self) -> bool:
@@ -106,9 +109,11 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
     ids = [r.id for r in receivables]
     promises_by_r: dict[int, Promise] = {}
     if ids:
+        # a plan's next instalment: the earliest open one
         for p in (await session.execute(select(Promise).where(Promise.receivable_id.in_(ids), Promise.status == "open")
-                                        .order_by(Promise.id))).scalars():
+                                        .order_by(Promise.promised_date.desc(), Promise.id))).scalars():
             promises_by_r[p.receivable_id] = p
+    plan_of = await plans.progress_of(session, ids) if ids else {}
     items, unconverted = [], {}
     open_by: dict[str, Decimal] = {}
     fee_by: dict[str, Decimal] = {}
@@ -119,7 +124,7 @@ async def customer_card(session: AsyncSession, customer: Customer, as_of: date, 
         paid = cuts.get(r.id, [])
         fee = Decimal("0.00") if r.disputed or not tiers else contract_fee(
             r.open_amount + sum((a for _, a in paid), Decimal(0)), r.due_date, as_of, paid, tiers, cap_ratio)
-        items.append(OpenItem(r, days, promises_by_r.get(r.id), fee))
+        items.append(OpenItem(r, days, promises_by_r.get(r.id), fee, plan_of.get(r.id)))
         if r.currency not in rates:
             unconverted[r.currency] = unconverted.get(r.currency, Decimal("0.00")) + r.open_amount
             continue

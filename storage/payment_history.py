@@ -10,7 +10,9 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import payment_plan
 from domain import payment_profile as pp
+from storage import ledger, plans
 from domain.cash_forecast import InvoiceHistory, OpenInvoice
 from storage.fx import convert, rates_for
 from storage.models import Allocation, Customer, Payment, Promise, Receivable
@@ -114,11 +116,15 @@ async def month_end_payers(session: AsyncSession, grades: dict[int, str], as_of:
 async def open_invoices(session: AsyncSession, as_of: date, scope: Scope, fx_rates: dict | None,
                         base_currency: str) -> tuple[list[OpenInvoice], dict[int, str], dict[str, Decimal]]:
     """The open invoices in ``scope`` (amounts in ``base_currency``, their live promise's date),
-    their customers' grades, and what could not be converted (per currency)."""
+    their customers' grades, and what could not be converted (per currency).
+
+    An invoice under a payment plan comes as one piece per instalment still unpaid (its amount,
+    on its date) and one for what the plan does not cover (no promise): the plan's money is
+    expected when the plan says, not all of it on one date."""
     rates = rates_for(fx_rates, base_currency)
     promised = (select(Promise.receivable_id, func.max(Promise.id).label("pid"))
                 .where(Promise.status == "open").group_by(Promise.receivable_id).subquery())
-    stmt = (select(Receivable.customer_id, Customer.grade, Receivable.due_date, Receivable.open_amount,
+    stmt = (select(Receivable.id, Receivable.customer_id, Customer.grade, Receivable.due_date, Receivable.open_amount,
                    Receivable.currency, Promise.promised_date)
             .join(Customer, Customer.id == Receivable.customer_id)
             .outerjoin(promised, promised.c.receivable_id == Receivable.id)
@@ -126,13 +132,24 @@ async def open_invoices(session: AsyncSession, as_of: date, scope: Scope, fx_rat
             .where(Receivable.open_amount > 0, Receivable.status != "written_off", Receivable.disputed.is_(False)))
     stmt = scope.apply(stmt, joined_customer=True)
     out, grades, unconverted = [], {}, {}
-    for cid, grade, due, amount, cur, pdate in await session.execute(stmt):
+    rows = (await session.execute(stmt)).all()
+    promised = {rid for rid, *_, pdate in rows if pdate is not None}
+    by_plan = await plans.open_plans(session, sorted(promised)) if promised else {}
+    for rid, cid, grade, due, amount, cur, pdate in rows:
         value = convert(amount, cur, rates)
         if value is None:
             unconverted[cur] = unconverted.get(cur, Decimal("0.00")) + amount
             continue
         grades[cid] = grade
-        out.append(OpenInvoice(cid, due, value, pdate if pdate is not None and pdate >= as_of else None))
+        plan = by_plan.get(rid)
+        if plan is None:
+            out.append(OpenInvoice(cid, due, value, pdate if pdate is not None and pdate >= as_of else None))
+            continue
+        paid = await ledger.paid_since(session, rid, plan[0].made_at.date())
+        pieces = [(d, a) for d, a in payment_plan.unpaid([(p.promised_date, p.amount) for p in plan], paid) if a > 0]
+        uncovered = amount - sum((a for _, a in pieces), Decimal("0"))
+        for d, a in pieces + ([(None, uncovered)] if uncovered > 0 else []):
+            out.append(OpenInvoice(cid, due, convert(a, cur, rates), d if d is not None and d >= as_of else None))
     return out, grades, unconverted
 
 

@@ -24,10 +24,12 @@ from bot import claims as claims_flow
 from bot.handlers import cash
 from domain.dates import DateError, half_width, parse_date, read_dates
 from domain.money import AmountError, parse_amount
+from domain.payment_plan import Plan, PlanError, read_plan, settle
 from domain.workdays import WorkCalendar
 from bot.replies import ParsedReply, parse_message, parse_reply, resolve_amount
 from storage import collection as coll
 from storage import followups
+from storage import plans
 from storage import replies as reply_log
 from storage.models import Customer, Dispute, Promise, Push, PushItem, Receivable
 
@@ -107,8 +109,23 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
     outcome, question = parsed.outcome, None
     base = {"seq": item.seq, "invoice": r.invoice_no, "open": r.open_amount, "currency": r.currency,
             "text": parsed.text}
+    # 12月20日付3万，1月20日付余款: a payment plan; its first instalment stands for it in the log
+    plan, plan_error = None, None
+    if outcome != "dispute":
+        try:
+            written = read_plan(parsed.note, today, ctx.services.calendar, strict=False)
+            plan = settle(written, r.open_amount, today) if written is not None else None
+        except PlanError as e:
+            plan_error = e
+    if plan is not None:
+        outcome, (when, amount), approximate = "promised", plan.instalments[0], False
     # amounts above the open balance are never cut down to fit: the rep says which is meant
-    if amount is not None and amount > r.open_amount:
+    if plan_error is not None:
+        question = {**base, "reason": "plan", "code": plan_error.code, "data": {**plan_error.data,
+                                                                                 "currency": r.currency}}
+    elif plan is not None:
+        pass
+    elif amount is not None and amount > r.open_amount:
         question = {**base, "reason": "above_balance", "amount": amount}
     elif parsed.first_amount is not None and parsed.first_amount > r.open_amount:
         question = {**base, "reason": "above_balance", "amount": parsed.first_amount}
@@ -132,9 +149,13 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
         await claims_flow.withdraw(s, receivable=r, person_id=person.id, at=now)
     if promising:
         effects["superseded"] = [p.id for p in await _open_promises(s, r.id)]
-        p = await coll.make_promise(s, receivable=r, promised_date=when, amount=amount, person_id=person.id,
-                                    at=now, channel=channel, followup=fu)
-        effects["promises"] = [p.id]
+        if plan is not None:
+            made = await plans.make_plan(s, receivable=r, plan=plan, person_id=person.id, at=now, channel=channel,
+                                         followup=fu)
+        else:
+            made = [await coll.make_promise(s, receivable=r, promised_date=when, amount=amount, person_id=person.id,
+                                            at=now, channel=channel, followup=fu)]
+        effects["promises"] = [p.id for p in made]
     elif corrects is not None and not question:
         # the corrected reading promised something this one does not: that promise goes
         withdrawn = [p for p in await _open_promises(s, r.id) if p.followup_id == corrects.id]
@@ -158,7 +179,8 @@ async def _record_item(ctx, parsed: ParsedReply, row, meta: dict, *, push, late:
     return {"seq": item.seq, "receivable": r, "customer": customer, "parsed": parsed, "outcome": outcome,
             "promised_date": when if promising else None, "approximate": approximate and promising,
             "amount": amount if promising else None, "correction": corrects is not None or parsed.correction,
-            "dispute_opened": opened, "dispute_lifted": lifted, "question": question, "claim": claim}
+            "dispute_opened": opened, "dispute_lifted": lifted, "question": question, "claim": claim,
+            "plan": plan if promising else None}
 
 
 async def _open_promises(s, receivable_id: int) -> list[Promise]:
@@ -243,6 +265,14 @@ async def followup_cmd(ctx, session, customer, receivable, rest, person, clock, 
     now = clock.now()
     today = now.astimezone(ctx.config.tz).date()
     parsed = parse_reply(text, today, item_count=1, calendar=ctx.services.calendar)
+    plan = _read_plan(text, r, today, ctx.services.calendar, strict=False) if r is not None else None
+    if plan is not None:                          # /followup FP… 答应12月20日付3万，1月20日付余款
+        fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now, channel=message.platform,
+                                          outcome="promised", text=text, parse=parsed.to_json(),
+                                          promised_date=plan.instalments[0][0], promised_amount=plan.instalments[0][1])
+        await plans.make_plan(session, receivable=r, plan=plan, person_id=person.id, at=now,
+                              channel=message.platform, followup=fu)
+        return Reply("followup/plan.md.j2", {"r": r, "plan": plan})
     if r is not None:
         amount = resolve_amount(parsed, r.open_amount)
         if amount is not None and amount > r.open_amount:       # never cut down to fit
@@ -279,11 +309,31 @@ def _promise_date(word: str, today: date, calendar: WorkCalendar) -> date:
     raise UsageError("bad_date", value=word)
 
 
+def _read_plan(text: str, r: Receivable, today: date, calendar: WorkCalendar, *, strict: bool) -> Plan | None:
+    """The payment plan ``text`` writes for invoice ``r`` (None: not a plan). A plan that breaks
+    a rule raises the UsageError that says which (followup/_plan.j2)."""
+    try:
+        written = read_plan(text, today, calendar, strict=strict)
+        return settle(written, r.open_amount, today) if written is not None else None
+    except PlanError as e:
+        raise UsageError(e.code, currency=r.currency, **e.data) from None
+
+
 @router.command("promise", aliases=("承诺",), roles=COLLECTORS, args=InvoiceArg())
 async def promise_cmd(session, receivable, rest, args, person, clock, message, services) -> Reply:
     """Record a promise to pay: an invoice, a date and optionally an amount."""
     r, parts = receivable, rest.split()          # the date, then the amount's words
     today: date = clock.today()
+    plan = _read_plan(rest, r, today, services.calendar, strict=True)
+    if plan is not None:                         # 12月20日 3万，1月20日 余款: a payment plan
+        now = clock.now()
+        fu = await followups.log_followup(session, receivable=r, person_id=person.id, at=now,
+                                          channel=message.platform, outcome="promised", text=args,
+                                          promised_date=plan.instalments[0][0],
+                                          promised_amount=plan.instalments[0][1])
+        await plans.make_plan(session, receivable=r, plan=plan, person_id=person.id, at=now,
+                              channel=message.platform, followup=fu)
+        return Reply("followup/plan.md.j2", {"r": r, "plan": plan})
     when = _promise_date(parts[0], today, services.calendar)
     if when < today:
         raise UsageError("date_in_past", value=parts[0])

@@ -16,11 +16,13 @@ from bot.jobs.context import JobContext
 from bot.jobs.push_messages import push_texts
 from bot.jobs.push_ranking import Ranker
 from bot.render import render
+from domain import payment_plan
 from storage import collection as coll
 from storage import digests as digest_store
 from storage import ledger
 from storage import payment_history
 from storage import people
+from storage import plans
 from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
 
@@ -189,27 +191,41 @@ async def reply_window_close(ctx: JobContext) -> str:
 
 async def promise_watch(ctx: JobContext) -> str:
     """A promise whose date (plus the grace working days) has passed: kept if the money came, else
-    broken."""
+    broken.
+
+    A payment plan's instalment (storage/plans.py) is kept when what was paid on the invoice since
+    the plan was made covers every instalment due by its date; when one is broken, the plan's
+    later instalments close with it (superseded, never judged: the customer broke the plan once),
+    so the ladder steps they held fire on the next run, as after any broken promise."""
     s, now, today = ctx.session, ctx.at, ctx.today
     grace = ctx.config.collection.promise_grace_days
     live_from = rem.earliest_live_promise(today, grace, ctx.services.calendar)
     kept = broken = 0
     for p in await coll.due_promises(s, live_from - timedelta(days=1)):
         await ctx.checkpoint()
+        if p.status != "open":             # a later instalment of a plan broken earlier in this run
+            continue
         r = await s.get(Receivable, p.receivable_id)
         paid_since = await ledger.paid_since(s, r.id, p.made_at.astimezone(ctx.config.tz).date())
-        if r.open_amount <= 0 or (p.amount is not None and paid_since >= p.amount) or (p.amount is None and paid_since > 0):
+        plan = await plans.instalments(s, p)
+        owed = p.amount if len(plan) == 1 else payment_plan.due_by(
+            [(i.promised_date, i.amount) for i in plan], p.promised_date)
+        if r.open_amount <= 0 or (owed is not None and paid_since >= owed) or (owed is None and paid_since > 0):
             p.status, p.closed_at = "kept", now
             kept += 1
             continue
         p.status, p.closed_at = "broken", now
         broken += 1
+        later = [i for i in plan if i.status == "open" and i is not p]
+        for i in later:
+            i.status, i.closed_at = "superseded", now
         customer = await s.get(Customer, r.customer_id)
         customer.broken_promises += 1        # counts against the customer's standing
         rep = await s.get(Person, r.rep_id) if r.rep_id else None
         recipients = [x for x in (rep, rep and await people.supervisor_of(s, rep)) if x]
         line = render("digest/item_promise.md.j2", promise=p, receivable=r, customer=customer, rep=rep,
-                      paid_since=paid_since)
+                      paid_since=paid_since, plan={"seq": plan.index(p) + 1, "count": len(plan), "owed": owed,
+                                                   "dropped": len(later)} if len(plan) > 1 else None)
         # a line of the rep's (and the supervisor's) digest of this run, written with the promise's
         # new status: a run stopped here and resumed neither loses it nor sends it twice
         await digest_store.record(s, digests.items(
