@@ -106,8 +106,11 @@ class _Planned:
 
 @dataclass
 class Prepared:
-    """A statement matched on a read session, waiting for its one short write (:func:`store_statement`)."""
+    """A statement matched on a read session, waiting for its short writes (:func:`store_statement`)."""
     lines: list[_Planned]
+    # every customer as the read saw it, id → (code, name): a customer added or renamed since
+    # may be the payer's true match, so the write matches certain lines again with it in view
+    customers: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 async def prepare_statement(session: AsyncSession, st: Statement,
@@ -145,7 +148,7 @@ async def prepare_statement(session: AsyncSession, st: Statement,
                 out.append(p)
         if after_line is not None:
             await after_line(n)
-    return Prepared(out)
+    return Prepared(out, {c.id: (c.code, c.name) for c in customers.values()})
 
 
 async def store_statement(session: AsyncSession, st: Statement, prepared: Prepared, *, file_name: str,
@@ -159,7 +162,8 @@ async def store_statement(session: AsyncSession, st: Statement, prepared: Prepar
     are duplicates here too."""
     now_known = await _known(session, [p.ln.identity for p in prepared.lines if p.match is not None])
     evidence = await _Evidence.load(session, [p for p in prepared.lines if p.match is not None
-                                              and p.match.status == "apply" and p.ln.identity not in now_known])
+                                              and p.match.status == "apply" and p.ln.identity not in now_known],
+                                    prepared.customers)
     stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
                          lines=0, summary={})
     session.add(stmt)
@@ -259,17 +263,24 @@ class _Evidence:
     batched queries, not a few per line): their customers and those the named invoices and the
     payers' aliases belong to, those customers' open invoices, the named invoices, the aliases.
     The invoices are the session's own objects, so the lines booked earlier in this write are
-    seen paid, as the read phase saw them."""
+    seen paid, as the read phase saw them. And the customers added or renamed since the read
+    (``changed``): one of them may now be the payer's match, or make its name ambiguous."""
     customers: dict[int, Customer]
     invoices: dict[int, list[Receivable]]       # customer id → its open invoices (at the start)
     named: dict[int, Receivable]
     aliases: dict[tuple[str, str], int]
+    changed: set[int] = field(default_factory=set)
 
     @classmethod
-    async def load(cls, session: AsyncSession, plans: list[_Planned]) -> "_Evidence":
+    async def load(cls, session: AsyncSession, plans: list[_Planned],
+                   seen: dict[int, tuple[str, str]]) -> "_Evidence":
         ev = cls({}, {}, {}, {})
         if not plans:
             return ev
+        # (id, code, name) of every customer is a small read next to the book the read phase took
+        ev.changed = {cid for cid, code, name in (await session.execute(select(Customer.id, Customer.code,
+                                                                                Customer.name))).all()
+                      if seen.get(cid) != (code, name)}
         wanted = {("account", (p.ln.account or "").replace(" ", "")) for p in plans} \
             | {("name", cm.normalise_name(p.ln.payer)) for p in plans}
         for chunk in _chunks(sorted(v for _, v in wanted)):
@@ -281,7 +292,8 @@ class _Evidence:
         for chunk in _chunks(sorted({i for p in plans for i in p.named_ids})):
             ev.named.update({r.id: r for r in (await session.execute(
                 select(Receivable).where(Receivable.id.in_(chunk)))).scalars()})
-        ids = {p.customer_id for p in plans} | {r.customer_id for r in ev.named.values()} | set(ev.aliases.values())
+        ids = {p.customer_id for p in plans} | {r.customer_id for r in ev.named.values()} | set(ev.aliases.values()) \
+            | ev.changed
         for chunk in _chunks(sorted(ids)):
             ev.customers.update({c.id: c for c in (await session.execute(
                 select(Customer).where(Customer.id.in_(chunk)))).scalars()})
@@ -308,7 +320,11 @@ def _recheck(ev: _Evidence, p: _Planned) -> tuple[cm.Match, Customer | None]:
                if (kind, value) in ev.aliases]
     rows = {r.id: r for r in ev.invoices.get(p.customer_id, [])}
     rows.update({i: ev.named[i] for i in p.named_ids if i in ev.named})
-    ids = {p.customer_id} | {r.customer_id for r in rows.values()} | {cid for _, _, cid in aliases}
+    # the customers added or renamed since the read, with their open invoices: matched again with
+    # them in view, a line whose payer now names one of them (or is ambiguous) is not booked
+    for cid in ev.changed:
+        rows.update({r.id: r for r in ev.invoices.get(cid, [])})
+    ids = {p.customer_id} | {r.customer_id for r in rows.values()} | {cid for _, _, cid in aliases} | ev.changed
     customers = {i: ev.customers[i] for i in ids if i in ev.customers}
     customer = customers.get(p.customer_id)
     if customer is None or customer.code != m.customer or any(r.customer_id not in customers for r in rows.values()):

@@ -162,3 +162,50 @@ async def test_an_invoice_moved_to_another_customer_meanwhile_leaves_the_line_fo
     assert line.status == "unclaimed" and "ledger_changed" in line.reasons
     assert (await _open(db))["FP2026-0001"] == D("11300.00")
     assert (await _open(db))["FP2026-0002"] == D("3000.00")
+
+
+async def _store_after(db, st, change):
+    """Match ``st`` on a read session, commit ``change`` (a chat write), then book."""
+    async with db.reader() as r:
+        prepared = await prepare_statement(r, st)
+    assert prepared.lines[2].match.status == "apply" and prepared.lines[2].match.customer == "DS"
+    await db.write(change)
+    return await db.write(lambda s: store_statement(s, st, prepared, file_name="ccb.xlsx", account="", actor="fin1",
+                                                    now=fx.NOW))
+
+
+async def test_a_customer_added_meanwhile_under_the_payers_name_stops_the_booking(db):
+    """Line 3 is 8,000 from "上海东升贸易" (no legal form), matched to 上海东升贸易有限责任公司 (DS).
+    Before the write, finance adds 上海东升贸易有限公司: the payer's name now fits two customers,
+    so the line is left for a person instead of paying DS's invoices."""
+    async with db.session() as s, s.begin():
+        await fx.build(s)
+    st = read_statement(BANK / "ccb.xlsx", fx.TODAY)
+
+    async def add(s):
+        s.add(Customer(code="DS2", name="上海东升贸易有限公司", grade="B", credit_limit=D("0"), rep_id="rep1",
+                       region="华东"))
+    result = await _store_after(db, st, add)
+    line = result.lines[2]
+    assert line.status == "unclaimed" and line.customer is None and "ledger_changed" in line.reasons
+    assert result.lines[0].status == "applied"                 # 恒达's line relied on nothing that changed
+    opened = await _open(db)
+    assert (opened["DS-0001"], opened["DS-0002"]) == (D("5000.00"), D("3000.00"))
+
+
+async def test_a_customer_renamed_meanwhile_to_the_payers_name_stops_the_booking(db):
+    """The same line, and this time another customer (HE) is renamed 上海东升贸易有限公司 before the
+    write: the line is not booked to DS on the names as they were read."""
+    async with db.session() as s, s.begin():
+        await fx.build(s)
+    st = read_statement(BANK / "ccb.xlsx", fx.TODAY)
+
+    async def rename(s):
+        (await _customer(s, "HE")).name = "上海东升贸易有限公司"
+    result = await _store_after(db, st, rename)
+    line = result.lines[2]
+    assert line.status == "unclaimed" and "ledger_changed" in line.reasons
+    assert {s["customer"] for s in line.suggestions} >= {"DS"}
+    async with db.reader() as r:
+        assert (await r.execute(select(func.count()).select_from(Payment)
+                                .where(Payment.customer_id == (await _customer(r, "DS")).id))).scalar_one() == 0
