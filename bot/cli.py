@@ -283,27 +283,41 @@ async def _import(services, args) -> int:
 
 async def _import_bank(services, args, path: Path) -> int:
     """A bank statement: read whole, matched on a read session (no lock held), then stored and
-    applied in one short write transaction (all of it or none of it); the digests it calls for
-    are queued after."""
+    applied in short write transactions (all of it or none of it: a long statement's chunks
+    are taken back if it is stopped, Ctrl-C or SIGTERM); the digests it calls for are queued after."""
     from bot import cash
     from domain.bank_statement import read_statement
-    from domain.import_files import ImportFileError
+    from domain.import_files import ImportFileError, RowError
     from storage.bank import import_bank_statement
+    from storage.import_runs import ImportBusy
     now = services.clock.now()
-    try:
-        st = read_statement(path, services.clock.today())
-        errors = st.errors
-    except ImportFileError as e:
-        errors = [e.error]
-    if errors:
+
+    def refused(errors) -> int:
         if args.format == "json":
             print(json.dumps({"lines": [], "errors": [e.to_dict() for e in errors], "summary": {"lines": 0}},
                              ensure_ascii=False, indent=2))
         else:
             print(render("cli/bank_report.txt.j2", errors=errors), file=sys.stderr)
         return 1
-    result = await import_bank_statement(services.db, st, file_name=path.name, account=args.account,
-                                         actor=_operator(args), now=now)
+    try:
+        st = read_statement(path, services.clock.today())
+        errors = st.errors
+    except ImportFileError as e:
+        errors = [e.error]
+    if errors:
+        return refused(errors)
+    unhook = _stop_on_sigterm()
+    try:
+        result = await import_bank_statement(services.db, st, file_name=path.name, account=args.account,
+                                             actor=_operator(args), now=now)
+    except ImportBusy as busy:
+        return refused([RowError(0, "", "", "import_running", {"run": busy.run_id})])
+    except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM: the chunks written have been taken back (or the next start will)
+        print(render("cli/import_interrupted.txt.j2"), file=sys.stderr)
+        raise
+    finally:
+        unhook()
     await cash.notify_statement(services, result, now=now)
     if args.format == "json":
         print(json.dumps(cash.report_json(result), ensure_ascii=False, indent=2))

@@ -5,6 +5,8 @@ owns the transaction (a statement is one: all of it or none of it).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,11 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import cash_matching as cm
 from domain.bank_statement import Statement
-from storage import audit, bills, ledger
+from storage import audit, bills, import_runs, ledger
 from storage.models import AcceptanceBill, BankAlias, BankLine, BankStatement, Customer, Receivable
 from storage.scope import Scope
 
 ZERO = Decimal("0.00")
+# a long statement is booked this many lines a write transaction (about a second on a loaded
+# machine); 10,000 receipts in one transaction kept chat waiting for minutes
+CHUNK_LINES = 200
+CHUNK_PAUSE = 0.05      # seconds between two chunks: another process's writer gets the lock
+log = logging.getLogger(__name__)
 
 
 class ClaimError(ValueError):
@@ -153,26 +160,59 @@ async def prepare_statement(session: AsyncSession, st: Statement,
 
 async def store_statement(session: AsyncSession, st: Statement, prepared: Prepared, *, file_name: str,
                           account: str, actor: str, now: datetime, channel: str = "cli") -> ImportResult:
-    """The write phase, one short transaction: store the statement and its new lines, and book
-    the certain ones — each only after what its match relied on is read again from the ledger as
-    it is now (the invoices it names, the customer's open invoices, the payer's aliases) and
-    matched again on that small book: a line whose answer changed is booked as the fresh match
-    says when it names the same customer on the same evidence, else left unclaimed; either way
-    it says ``ledger_changed``. Lines stored since the read (another import of the same file)
-    are duplicates here too."""
-    now_known = await _known(session, [p.ln.identity for p in prepared.lines if p.match is not None])
-    evidence = await _Evidence.load(session, [p for p in prepared.lines if p.match is not None
-                                              and p.match.status == "apply" and p.ln.identity not in now_known],
-                                    prepared.customers)
+    """The write phase in one transaction: the statement, its new lines, the certain ones booked
+    (:func:`_store_lines`), the summary and the ``bank.import`` audit entry. A statement too long
+    for one short write goes through :func:`import_bank_statement`, which books it in chunks."""
+    stmt = _new_statement(session, st, file_name=file_name, account=account, actor=actor, now=now)
+    await session.flush()
+    results = await _store_lines(session, stmt, prepared, prepared.lines, account=account, actor=actor, now=now)
+    out = _close_statement(stmt, results)
+    audit.record(session, at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
+                 entity_id=stmt.id, file=file_name, account=account, **stmt.summary)
+    return out
+
+
+def _new_statement(session: AsyncSession, st: Statement, *, file_name: str, account: str, actor: str,
+                   now: datetime) -> BankStatement:
     stmt = BankStatement(account=account, file_name=file_name, layout=st.layout, imported_by=actor, imported_at=now,
                          lines=0, summary={})
     session.add(stmt)
-    await session.flush()
+    return stmt
+
+
+def _close_statement(stmt: BankStatement, results: list[LineResult]) -> ImportResult:
+    """The statement's count of stored lines and its summary, from every line's result."""
+    out = ImportResult(stmt.id, results)
+    stmt.lines = sum(r.status != "duplicate" for r in results)
+    stmt.summary = {k: str(v) if isinstance(v, Decimal) else v for k, v in out.summary().items()}
+    return out
+
+
+def _import_entry(stmt_id: int, summary: dict, *, file_name: str, account: str, actor: str, now: datetime,
+                  channel: str) -> dict:
+    """The ``bank.import`` entry (as store_statement writes it), for the run's commit point."""
+    return audit.entry(at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
+                       entity_id=stmt_id, file=file_name, account=account, **summary)
+
+
+async def _store_lines(session: AsyncSession, stmt: BankStatement, prepared: Prepared, plans: list[_Planned], *,
+                       account: str, actor: str, now: datetime) -> list[LineResult]:
+    """Store ``plans`` (some or all of the statement's lines) and book the certain ones — each
+    only after what its match relied on is read again from the ledger as it is now (the
+    invoices it names, the customer's open invoices, the payer's aliases, the customers added
+    or renamed since the read) and matched again on that small book: a line whose answer
+    changed is booked as the fresh match says when it names the same customer on the same
+    evidence, else left unclaimed; either way it says ``ledger_changed``. Lines stored since
+    the read (another import of the same file) are duplicates here too."""
+    now_known = await _known(session, [p.ln.identity for p in plans if p.match is not None])
+    evidence = await _Evidence.load(session, [p for p in plans if p.match is not None
+                                              and p.match.status == "apply" and p.ln.identity not in now_known],
+                                    prepared.customers)
     results: list[LineResult] = []
     # the lines are added after the loop, in one batched insert: a flush per line (for its id)
     # would also flush before every query the booking makes
     stored: list[tuple[BankLine, LineResult]] = []
-    for p in prepared.lines:
+    for p in plans:
         ln, m = p.ln, p.match
         base = dict(line=ln.line, ref=ln.ref or ln.identity, date=ln.booked_on.isoformat(), payer=ln.payer,
                     amount=ln.amount, direction=ln.direction, memo=ln.memo)
@@ -205,13 +245,7 @@ async def store_statement(session: AsyncSession, st: Statement, prepared: Prepar
     await session.flush()
     for row, res in stored:
         res.id = row.id
-    stmt.lines = len(stored)
-    out = ImportResult(stmt.id, results)
-    summary = out.summary()
-    stmt.summary = {k: str(v) if isinstance(v, Decimal) else v for k, v in summary.items()}
-    audit.record(session, at=now, actor=actor, channel=channel, action="bank.import", entity="bank_statement",
-                 entity_id=stmt.id, file=file_name, account=account, **stmt.summary)
-    return out
+    return results
 
 
 async def import_statement(session: AsyncSession, st: Statement, *, file_name: str, account: str, actor: str,
@@ -219,7 +253,7 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
     """Both phases on one session the caller already holds a transaction on (all of it or none
     of it). Lines stored before (the same identity) are reported as ``duplicate`` and left as
     they are. ``arbot import bank`` uses :func:`import_bank_statement`, which keeps the
-    matching out of the write lock."""
+    matching out of the write lock and the writes short."""
     prepared = await prepare_statement(session, st)
     return await store_statement(session, st, prepared, file_name=file_name, account=account, actor=actor,
                                  now=now, channel=channel)
@@ -227,14 +261,23 @@ async def import_statement(session: AsyncSession, st: Statement, *, file_name: s
 
 async def import_bank_statement(db, st: Statement, *, file_name: str, account: str, actor: str, now: datetime,
                                 channel: str = "cli",
-                                after_line: Callable[[int], Awaitable[None]] | None = None) -> ImportResult:
+                                after_line: Callable[[int], Awaitable[None]] | None = None,
+                                chunk_lines: int = CHUNK_LINES,
+                                after_chunk: Callable[[int], Awaitable[None]] | None = None) -> ImportResult:
     """A statement the way the write discipline wants it (storage/db.py): the book read and
-    every line matched on a read session, which blocks no one, then one short write
-    transaction that re-checks and books (:func:`store_statement`). A concurrent import of the
-    same file that stored lines first makes the write fail on the identity's unique
-    constraint (PostgreSQL) — it is run once more, and its re-check reports them as duplicates."""
+    every line matched on a read session, which blocks no one, then short write transactions
+    that re-check and book. A statement whose new lines fit in one chunk (``chunk_lines``) is
+    one write (:func:`store_statement`); a longer one is booked in chunks under an import run
+    (:func:`_store_in_chunks`), so that chat is never kept waiting behind thousands of
+    receipts and the file still lands whole or not at all. A concurrent import of the same
+    file that stored lines first makes a write fail on the identity's unique constraint
+    (PostgreSQL) — it is run once more, and its re-check reports them as duplicates.
+    ``after_chunk(n)`` is awaited after chunk n is committed (tests interleave here)."""
     async with db.reader() as r:
         prepared = await prepare_statement(r, st, after_line)
+    if sum(p.match is not None for p in prepared.lines) > chunk_lines:
+        return await _store_in_chunks(db, st, prepared, file_name=file_name, account=account, actor=actor, now=now,
+                                      channel=channel, chunk_lines=chunk_lines, after_chunk=after_chunk)
 
     async def write(s):
         return await store_statement(s, st, prepared, file_name=file_name, account=account, actor=actor, now=now,
@@ -243,6 +286,58 @@ async def import_bank_statement(db, st: Statement, *, file_name: str, account: s
         return await db.write(write)
     except IntegrityError:
         return await db.write(write)
+
+
+async def _store_in_chunks(db, st: Statement, prepared: Prepared, *, file_name: str, account: str, actor: str,
+                           now: datetime, channel: str, chunk_lines: int,
+                           after_chunk: Callable[[int], Awaitable[None]] | None) -> ImportResult:
+    """Book a long statement ``chunk_lines`` lines a write, under an import run
+    (storage/import_runs.py): each chunk re-checks its own lines' evidence against the ledger
+    as it is then (chat writes land between chunks, and the chunks before are part of that
+    ledger), and journals what it changed (:class:`import_runs.ChangeLog`). The run's last step
+    logs ``bank.import``; until then any failure — a database error, Ctrl-C, SIGTERM — takes
+    back the chunks written (a process that died is undone by the next start), so the
+    statement is stored whole or not at all and can simply be imported again."""
+    new = [p for p in prepared.lines if p.match is not None]
+    run_id = await import_runs.start_run(db, kind="bank", file_name=file_name, actor=actor, channel=channel,
+                                         rows=len(prepared.lines), created=len(new), updated=0)
+    pieces = [prepared.lines[i:i + chunk_lines] for i in range(0, len(prepared.lines), chunk_lines)]
+    results: list[LineResult] = []
+    stmt_id: int | None = None
+    try:
+        for seq, piece in enumerate(pieces, 1):
+            async def work(s: AsyncSession) -> tuple[int, dict, list[LineResult]]:
+                with import_runs.ChangeLog(s) as changes:
+                    if stmt_id is None:
+                        stmt = _new_statement(s, st, file_name=file_name, account=account, actor=actor, now=now)
+                        await s.flush()
+                    else:
+                        stmt = await s.get(BankStatement, stmt_id)
+                    done = await _store_lines(s, stmt, prepared, piece, account=account, actor=actor, now=now)
+                    if seq == len(pieces):
+                        _close_statement(stmt, results + done)
+                    await s.flush()
+                await import_runs.record_chunk(s, run_id, seq, changes.journal())
+                return stmt.id, dict(stmt.summary), done
+            try:
+                stmt_id, summary, done = await db.write(work)
+            except IntegrityError:          # the same lines stored meanwhile by another import: duplicates now
+                stmt_id, summary, done = await db.write(work)
+            results += done
+            if after_chunk is not None:
+                await after_chunk(seq)
+            await asyncio.sleep(CHUNK_PAUSE)     # a turn for whoever waits for the write lock
+        await import_runs.finish_run(db, run_id, _import_entry(stmt_id, summary, file_name=file_name,
+                                                               account=account, actor=actor, now=now, channel=channel))
+    except import_runs.RunTakenOver:
+        raise            # declared dead and being undone by another process: leave it be
+    except BaseException as exc:
+        try:
+            await asyncio.shield(import_runs.undo_run(db, run_id, f"{type(exc).__name__}: {exc}"))
+        except BaseException:
+            log.exception("bank import run %d could not be undone now; the next start undoes it", run_id)
+        raise
+    return ImportResult(stmt_id, results)
 
 
 async def _known(session: AsyncSession, identities: list[str]) -> set[str]:

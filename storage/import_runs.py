@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import Date, Integer, and_, delete, insert, select, update
+from sqlalchemy import JSON, Date, DateTime, Integer, and_, delete, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -43,7 +43,7 @@ from storage.bulk_writes import money_sums
 from storage.db import Database
 from storage.ledger import refresh_status
 from storage.models import Allocation, AuditEntry, Base, ImportRun, ImportRunChunk, Receivable, WriteOff
-from storage.types import Money
+from storage.types import Money, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,66 @@ def id_ranges(ids: Iterable[int]) -> list[list[int]]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """A column's value as the journal (JSON) keeps it; :func:`_typed` reads it back."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+class ChangeLog:
+    """What a chunk's ORM writes did, for its journal row, when the chunk books through the
+    ledger's own functions (a bank statement's receipts: payments, allocations, claims closed,
+    bills collected) rather than writing rows itself. Listens to the session's flushes while in
+    its ``with``: the rows inserted (by table, as id ranges) and, for rows that existed before,
+    each changed column's ``[old, new]``. :func:`undo_run` takes both back (``inserted``,
+    ``changed``). Writes made with Core statements are not seen: such a caller journals them itself."""
+
+    SKIP = {"import_runs", "import_run_chunks"}
+
+    def __init__(self, session: AsyncSession):
+        self.sync = session.sync_session
+        self.inserted: dict[str, set[int]] = {}
+        self.changed: dict[tuple[str, int], dict[str, list]] = {}
+
+    def __enter__(self) -> "ChangeLog":
+        event.listen(self.sync, "after_flush", self._flushed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        event.remove(self.sync, "after_flush", self._flushed)
+
+    def _flushed(self, session, _context) -> None:
+        # after_flush: the rows are written (new ones have their ids) and each instance's
+        # attribute history still says what changed
+        for obj in session.new:
+            table = obj.__table__.name
+            if table not in self.SKIP:
+                self.inserted.setdefault(table, set()).add(obj.id)
+        for obj in session.dirty:
+            table = obj.__table__.name
+            if table in self.SKIP or obj.id in self.inserted.get(table, ()):
+                continue
+            state = inspect(obj)
+            for attr in state.mapper.column_attrs:
+                hist = state.attrs[attr.key].history
+                if not hist.added:
+                    continue
+                column = attr.columns[0].name
+                new = _plain(hist.added[0])
+                cols = self.changed.setdefault((table, obj.id), {})
+                if column in cols:
+                    cols[column][1] = new          # changed twice in the chunk: the first old value stands
+                elif hist.deleted:
+                    cols[column] = [_plain(hist.deleted[0]), new]
+
+    def journal(self) -> dict:
+        return {"inserted": {t: id_ranges(ids) for t, ids in self.inserted.items()},
+                "changed": [[t, rid, cols] for (t, rid), cols in self.changed.items() if cols]}
+
+
 def _referrers(table_name: str) -> list[tuple[Any, Any]]:
     """(table, column) pairs with a foreign key to ``table_name``.id, from the models."""
     out = []
@@ -248,6 +308,8 @@ def _typed(column: Any, value: Any) -> Any:
         return None
     if isinstance(column.type, Money):
         return Decimal(str(value))
+    if isinstance(column.type, (DateTime, UTCDateTime)):
+        return datetime.fromisoformat(value)
     if isinstance(column.type, Date):
         return date.fromisoformat(value)
     if isinstance(column.type, Integer):
@@ -258,6 +320,9 @@ def _typed(column: Any, value: Any) -> Any:
 async def _undo_chunk(s: AsyncSession, changes: dict) -> list[str]:
     """One chunk taken back in the caller's transaction; the invoice numbers kept."""
     conn: AsyncConnection = await s.connection()
+    kept_rows: list[str] = []
+    if "inserted" in changes or "changed" in changes:
+        kept_rows = await _undo_logged(s, conn, changes)
     for lo, hi in changes.get("audit_log", []):
         await s.execute(delete(AuditEntry).where(AuditEntry.id.between(lo, hi)))
     table = Receivable.__table__
@@ -289,5 +354,47 @@ async def _undo_chunk(s: AsyncSession, changes: dict) -> list[str]:
             kept += list((await conn.execute(select(table.c.invoice_no).where(table.c.id.in_(sorted(used))))).scalars())
         cond = and_(table.c.id.between(lo, hi), table.c.id.not_in(sorted(used))) if used else table.c.id.between(lo, hi)
         await conn.execute(delete(table).where(cond))
+    return kept + kept_rows
+
+
+async def _undo_logged(s: AsyncSession, conn: AsyncConnection, changes: dict) -> list[str]:
+    """A :class:`ChangeLog` journal taken back: each changed column put back where it still holds
+    the chunk's value (a later change by someone else stands), then the inserted rows deleted,
+    those that point at others first; a row something else refers to by now is kept (listed as
+    ``table#id``). Open balances are not put back but computed again from what is still
+    allocated and written off, so a payment booked meanwhile keeps its effect."""
+    recount: set[int] = set()
+    for table_name, rid, cols in changes.get("changed", []):
+        t = Base.metadata.tables[table_name]
+        for name, (old, new) in cols.items():
+            if table_name == "receivables" and name in ("open_amount", "status"):
+                recount.add(rid)
+                continue
+            c = t.c[name]
+            cond = [t.c.id == rid]
+            if not isinstance(c.type, JSON):           # (JSON does not compare in SQL everywhere)
+                cond.append(c.is_(None) if new is None else c == _typed(c, new))
+            await conn.execute(update(t).where(*cond).values({name: _typed(c, old)}))
+    inserted = changes.get("inserted", {})
+    kept: list[str] = []
+    for t in reversed(Base.metadata.sorted_tables):    # referring tables before those they refer to
+        for lo, hi in inserted.get(t.name, []):
+            used: set[int] = set()
+            for other, col in _referrers(t.name):
+                used.update(v for v in (await conn.execute(select(col).where(col.between(lo, hi)).distinct()))
+                            .scalars() if v is not None)
+            kept += [f"{t.name}#{i}" for i in sorted(used)]
+            cond = and_(t.c.id.between(lo, hi), t.c.id.not_in(sorted(used))) if used else t.c.id.between(lo, hi)
+            await conn.execute(delete(t).where(cond))
+    for rid in sorted(recount):
+        r = await s.get(Receivable, rid, populate_existing=True)
+        if r is None:
+            continue
+        settled = (await money_sums(s, Allocation.amount, Allocation.receivable_id, [rid])).get(rid, Decimal("0.00")) \
+            + (await money_sums(s, WriteOff.amount, WriteOff.receivable_id, [rid],
+                                WriteOff.status == "approved")).get(rid, Decimal("0.00"))
+        r.open_amount = r.amount - settled
+        refresh_status(r)
+    await s.flush()
     return kept
 
