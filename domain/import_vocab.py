@@ -57,6 +57,11 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
         "reference": ("reference", "ref", "流水号", "银行流水号", "交易流水号", "回单号"),
         "invoice_no": ("invoice_no", "invoice", "发票号", "发票号码", "单号"),
         "currency": ("currency", "币种", "币别"),
+        # paid with an acceptance bill (承兑汇票): a row with a bill number records the bill
+        "bill_no": ("bill_no", "票据号", "票据号码", "汇票号码", "汇票号", "票号", "承兑汇票号码"),
+        "bill_kind": ("bill_kind", "票据种类", "票据类型", "汇票种类", "汇票类型", "票据类别"),
+        "acceptor": ("acceptor", "承兑人", "承兑行", "承兑银行", "承兑人名称", "付款行"),
+        "maturity": ("maturity", "汇票到期日", "票据到期日", "到期日", "到期日期"),
     },
 }
 
@@ -120,7 +125,8 @@ FIELDS: dict[str, dict[str, str]] = {
                     "issue_date": "date!", "due_date": "date!", "amount": "signed!",
                     "currency": "currency", "rep": "text", "terms": "text", "original_invoice": "text"},
     "payments": {"customer": "text!", "amount": "amount!", "paid_on": "date!", "reference": "text!",
-                 "invoice_no": "text", "currency": "currency"},
+                 "invoice_no": "text", "currency": "currency",
+                 "bill_no": "text", "bill_kind": "text", "acceptor": "text", "maturity": "date"},
 }
 
 # Sheet names tried before falling back to the first sheet of a workbook.

@@ -41,14 +41,15 @@ class BillResult:
 
 async def receive(session: AsyncSession, *, customer: Customer, amount: Decimal, bill_no: str, kind: str,
                   acceptor: str, maturity: date, received_on: date, invoice_no: str = "", actor: str,
-                  channel: str, now: datetime) -> BillResult:
-    """Record a bill received from a customer and book it as their payment."""
+                  channel: str, now: datetime, reference: str = "") -> BillResult:
+    """Record a bill received from a customer and book it as their payment, under ``reference``
+    (an imported row's own 收款单号, so that importing the file again finds it) else ``承兑:<票号>``."""
     if (await session.execute(select(AcceptanceBill).where(AcceptanceBill.bill_no == bill_no))).scalar_one_or_none():
         raise BillError("bill_exists", bill_no=bill_no)
     if maturity <= received_on:
         raise BillError("bill_matured", maturity=maturity)
     paid = await ledger.record_payment(session, customer=customer, amount=amount, paid_on=received_on,
-                                       reference=f"承兑:{bill_no}", invoice_no=invoice_no, actor=actor,
+                                       reference=reference or f"承兑:{bill_no}", invoice_no=invoice_no, actor=actor,
                                        channel=channel, now=now)
     bill = AcceptanceBill(bill_no=bill_no, kind=kind, acceptor=acceptor, amount=amount, received_on=received_on,
                           maturity=maturity, customer_id=customer.id, payment_id=paid.payment.id, status="held",

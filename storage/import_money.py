@@ -18,11 +18,12 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from domain.import_files import RowError
-from storage import audit
+from storage import audit, bills
+from storage.bills import kind_of
 from storage.bulk_writes import existing_keys, in_chunks, indexes_rebuilt, insert_rows, money_sums
 from storage.import_plans import ZERO, Index, Plan, Planner, PlanRefused, blank
 from storage.ledger import LedgerError, record_payment, refresh_status
-from storage.models import Allocation, Customer, Payment, Person, Receivable, WriteOff
+from storage.models import AcceptanceBill, Allocation, Customer, Payment, Person, Receivable, WriteOff
 
 
 async def _customer_index(session) -> Index:
@@ -156,6 +157,10 @@ class PaymentsPlanner(Planner):
         customers = await _customer_index(self.s)
         stored = {p.reference: p for p in await in_chunks(self.s, Payment, Payment.reference,
                                                           [r.values["reference"] for r in records])}
+        known_bills = {b.bill_no for b in await in_chunks(self.s, AcceptanceBill, AcceptanceBill.bill_no,
+                                                          [r.values["bill_no"] for r in records
+                                                           if r.values.get("bill_no")])}
+        bill_lines: dict[str, int] = {}
         named = {r.invoice_no: r for r in await in_chunks(self.s, Receivable, Receivable.invoice_no,
                                                           [r.values["invoice_no"] for r in records
                                                            if r.values.get("invoice_no")])}
@@ -180,13 +185,60 @@ class PaymentsPlanner(Planner):
                 # a booked payment is never edited by an import: a different row is a typo or a clash
                 self.error(rec, "reference", "reference_conflict", fields=sorted(plan.changes))
                 continue
-            plan.values["_customer"] = cust
+            bill = self._bill(rec, plan, known_bills, bill_lines)
+            if bill is False:
+                continue
+            plan.values["_customer"], plan.values["_bill"] = cust, bill
             plans.append(plan)
         return plans, self.errors
+
+    def _bill(self, rec, plan: Plan, known: set[str], lines: dict[str, int]) -> dict | None | bool:
+        """The acceptance bill a row was paid with (票据号, 票据种类, 承兑人, 到期日), checked as
+        /承兑 checks it: None when the row names no bill, False after recording the row's error.
+        A row with a bill number, a kind or a maturity is a bill, and needs all four; the 承兑人 /
+        付款行 column alone is a transfer's paying bank, not a bill."""
+        v = rec.values
+        if not (v.get("bill_no") or v.get("bill_kind") or v.get("maturity")):
+            return None
+        missing = [f for f in ("bill_no", "bill_kind", "acceptor", "maturity") if not v.get(f)]
+        if missing:
+            self.error(rec, missing[0], "bill_incomplete", missing=missing)
+            return False
+        kind = kind_of(v["bill_kind"])
+        if kind is None:
+            self.error(rec, "bill_kind", "bad_bill_kind")
+            return False
+        if plan.values["currency"] != "CNY":
+            self.error(rec, "currency", "bill_currency", base="CNY")
+            return False
+        no = v["bill_no"]
+        if no in lines and rec.duplicate_of is None:
+            self.error(rec, "bill_no", "bill_repeated", first_line=lines[no])
+            return False
+        lines.setdefault(no, rec.line)
+        if plan.action == "create" and no in known:
+            self.error(rec, "bill_no", "bill_exists")
+            return False
+        if v["maturity"] <= v["paid_on"]:
+            self.error(rec, "maturity", "bill_matured")
+            return False
+        return {"bill_no": no, "kind": kind, "acceptor": v["acceptor"], "maturity": v["maturity"]}
 
     async def apply(self, plans):
         # book in the order the money arrived: bank exports are often newest first
         for p in sorted((p for p in plans if p.action == "create"), key=lambda p: (p.values["paid_on"], p.rec.line)):
+            bill = p.values.get("_bill")
+            if bill is not None:
+                try:
+                    await bills.receive(self.s, customer=p.values["_customer"], amount=p.values["amount"],
+                                        received_on=p.values["paid_on"], invoice_no=p.values["invoice_no"],
+                                        reference=p.rec.values["reference"], actor=self.ctx.actor,
+                                        channel=self.ctx.channel, now=self.ctx.now, **bill)
+                except (bills.BillError, LedgerError) as exc:
+                    code = exc.code if isinstance(exc, bills.BillError) else "ledger_refused"
+                    raise PlanRefused(RowError(p.rec.line, "bill_no", p.rec.raw.get("bill_no", ""), code,
+                                               {"detail": str(exc)})) from exc
+                continue
             try:
                 await record_payment(self.s, customer=p.values["_customer"], amount=p.values["amount"],
                                      paid_on=p.values["paid_on"], reference=p.rec.values["reference"],

@@ -9,6 +9,9 @@ maturity (bot/jobs/bills.py reminds finance a week before and on the day).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 from bot.core.arguments import target_named
 from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
@@ -46,20 +49,48 @@ async def bill_cmd(session, scope, args, person, clock, message) -> Reply:
             return Reply("bills/disposed.md.j2", {"bill": bill})
         if len(words) < 6:
             raise UsageError("missing_argument")
-        target, amount_word, bill_no, kind_word, acceptor, maturity_word = words[:6]
+        target, amount_word = words[:2]
+        terms = bill_terms(words[2:6], today)
         customer, invoice = await target_named(session, scope, target)
         amount = _amount(amount_word)
-        kind = bills.kind_of(kind_word)
-        if kind is None:
-            raise UsageError("bad_bill_kind", value=kind_word)
-        try:
-            maturity = parse_date(maturity_word, today)
-        except (DateError, ValueError):
-            raise UsageError("bad_date", value=maturity_word) from None
-        result = await bills.receive(session, customer=customer, amount=amount, bill_no=bill_no, kind=kind,
-                                     acceptor=acceptor, maturity=maturity, received_on=today,
-                                     invoice_no=invoice.invoice_no if invoice else "", actor=person.id,
-                                     channel=message.platform, now=now)
+    except bills.BillError as e:
+        raise UserError(e.code, **e.data) from e
+    return await receive_bill(session, person, message, clock, customer=customer, invoice=invoice, amount=amount,
+                              terms=terms, received_on=today)
+
+
+@dataclass(frozen=True)
+class BillTerms:
+    """What a bill says on its face, as written after the amount (in /承兑 and in /paid … 承兑)."""
+    bill_no: str
+    kind: str                 # bank | commercial
+    acceptor: str
+    maturity: date
+
+
+def bill_terms(words: list[str], today: date) -> BillTerms:
+    """``<票号> <银承|商承> <承兑人> <到期日>``."""
+    if len(words) < 4:
+        raise UsageError("missing_argument")
+    bill_no, kind_word, acceptor, maturity_word = words[:4]
+    kind = bills.kind_of(kind_word)
+    if kind is None:
+        raise UsageError("bad_bill_kind", value=kind_word)
+    try:
+        maturity = parse_date(maturity_word, today)
+    except (DateError, ValueError):
+        raise UsageError("bad_date", value=maturity_word) from None
+    return BillTerms(bill_no, kind, acceptor, maturity)
+
+
+async def receive_bill(session, person, message, clock, *, customer, invoice, amount, terms: BillTerms,
+                       received_on: date) -> Reply:
+    """A bill received (/承兑, /paid … 承兑): booked by ``storage.bills.receive``, the one place."""
+    try:
+        result = await bills.receive(session, customer=customer, amount=amount, bill_no=terms.bill_no,
+                                     kind=terms.kind, acceptor=terms.acceptor, maturity=terms.maturity,
+                                     received_on=received_on, invoice_no=invoice.invoice_no if invoice else "",
+                                     actor=person.id, channel=message.platform, now=clock.now())
     except bills.BillError as e:
         raise UserError(e.code, **e.data) from e
     return Reply("bills/received.md.j2", {"bill": result.bill, "customer": customer, "paid": result.payment})

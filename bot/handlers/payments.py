@@ -1,7 +1,9 @@
 """Money in and out of the ledger from chat: /paid (/回款) records a payment, /writeoff (/核销)
 asks for a bad-debt write-off, /approve (/批准) and /reject (/驳回) decide it.
 
-/paid: ``<invoice|customer> <amount>[currency] [date] [reference] [汇率x] [确认]``. An invoice named
+/paid: ``<invoice|customer> <amount>[currency] [date] [reference] [汇率x] [确认]``, or paid with an
+acceptance bill ``<invoice|customer> <amount> [date] 承兑 <票号> <银承|商承> <承兑人> <到期日>`` (booked
+as /承兑 books it, received on the date). An invoice named
 gets the payment first, then the customer's oldest open invoices; a customer named: oldest due
 first (both by ``storage.ledger.record_payment``). The date defaults to today and may not lie in
 the future; a bank reference already recorded is reported and nothing changes. A payment on a
@@ -37,6 +39,7 @@ from bot.core.errors import UsageError, UserError
 from bot.core.messages import Reply
 from bot.core.permissions import ALL, EDITORS
 from bot.core.router import Router
+from bot.handlers.bills import BillTerms, bill_terms, receive_bill
 from domain.dates import DateError, parse_date
 from domain.money import AmountError, currency_word, parse_money
 from bot.render import render
@@ -60,6 +63,10 @@ class PaidArgs:
     reference: str | None
     rate: Decimal | None          # 汇率7.10 / @7.10: CNY per unit of the foreign currency
     confirmed: bool               # a trailing 确认: the questions below are answered in advance
+    bill: BillTerms | None = None  # paid with an acceptance bill: ``承兑 <票号> <银承|商承> <承兑人> <到期日>``
+
+
+BILL_WORDS = ("承兑", "汇票", "承兑汇票", "bill")
 
 
 def split_paid_args(args: str, today: date) -> PaidArgs:
@@ -85,6 +92,12 @@ def split_paid_args(args: str, today: date) -> PaidArgs:
         raise UserError("negative_payment", value=parts[i])
     if amount == ZERO:
         raise UsageError("bad_amount", value=parts[i])
+    bill = None
+    at = next((k for k, word in enumerate(rest) if word in BILL_WORDS), None)
+    if at is not None:
+        # paid with a bill: its four terms follow the word, as in /承兑 (bot/handlers/bills.py)
+        bill = bill_terms(rest[at + 1:at + 5], today)
+        rest = rest[:at] + rest[at + 5:]
     rate, confirmed, plain = None, False, []
     for word in rest:
         if currency is None and currency_word(word):
@@ -116,7 +129,10 @@ def split_paid_args(args: str, today: date) -> PaidArgs:
             reference = plain[0]
     if when > today:
         raise UsageError("date_in_future", value=when)
-    return PaidArgs(target, amount, currency, when, reference, rate, confirmed)
+    if bill is not None and reference is not None:
+        # the bill number is the payment's reference: a bank serial besides it is a mistake
+        raise UsageError("too_many_arguments", extra=reference)
+    return PaidArgs(target, amount, currency, when, reference, rate, confirmed, bill)
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,12 @@ async def book_paid(session, scope, args: str, person, clock, config, services, 
     today, now = today or clock.today(), clock.now()
     a = split_paid_args(args, today)
     customer, named = await target_named(session, scope, a.target)   # where the amount begins, so not a filter
+    if a.bill is not None:
+        # a bill is booked the way /承兑 books it (storage/bills.receive), in the company currency
+        if (a.currency and a.currency != config.company.currency) or a.rate is not None:
+            raise UserError("bill_currency", base=config.company.currency)
+        return await receive_bill(session, person, message, clock, customer=customer, invoice=named,
+                                  amount=a.amount, terms=a.bill, received_on=a.when)
     existing = None
     if a.reference:
         existing = (await session.execute(select(Payment).where(Payment.reference == a.reference))).scalar_one_or_none()
