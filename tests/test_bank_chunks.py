@@ -112,11 +112,12 @@ async def _followup(s):
                               channel="test", outcome="promise", text="客户说周五付")
 
 
-async def test_a_statement_stopped_midway_leaves_nothing_and_imports_again(db):
+async def test_a_statement_stopped_midway_leaves_nothing_and_imports_again(any_db):
     """SIGTERM (the CLI cancels the import) after the first chunk: the receipt booked for line 1,
     its bank lines, the statement and their audit entries are taken back, and the claim rep1
     had made on FP2026-0001 (closed by that receipt) is open again. Importing the file again
     books it as if the first attempt had never been."""
+    db = any_db           # (on SQLite and on PostgreSQL)
     async with db.session() as s, s.begin():
         await fx.build(s)
         await claims.record_claim(s, receivable=await _invoice(s, "FP2026-0001"), amount=None, person_id="rep1",
@@ -148,10 +149,11 @@ async def test_a_statement_stopped_midway_leaves_nothing_and_imports_again(db):
     assert await _count(db, BankLine) == 4 and await _count(db, Payment) == 2
 
 
-async def test_a_failed_chunk_takes_back_the_statement_but_not_a_payment_booked_in_chat_meanwhile(db):
+async def test_a_failed_chunk_takes_back_the_statement_but_not_a_payment_booked_in_chat_meanwhile(any_db):
     """A cheque is booked in chat between the chunks, then the import fails before its commit
     point: the statement's receipts are undone, the open balances computed again, and the
     cheque's effect on DS-0002 stays."""
+    db = any_db           # (on SQLite and on PostgreSQL)
     async with db.session() as s, s.begin():
         await fx.build(s)
     st = read_statement(BANK / "ccb.xlsx", fx.TODAY)
