@@ -14,8 +14,9 @@ careful clerk could tell from the line alone (the name or a shortening naming on
 a learned alias, or invoice numbers of one customer adding up to the amount — a misspelt name
 counts as determinable: a clerk would recognise it). The statement goes through
 ``arbot import bank``'s own path (``domain.bank_statement.read_statement`` then
-``storage.bank.import_bank_statement``: matched on a read session, then one write, on a migrated
-SQLite file), and the figures are:
+``storage.bank.import_bank_statement``: matched on a read session, then written in chunks of
+``storage.bank.CHUNK_LINES`` lines under an import run, on a migrated SQLite file), and the
+figures are:
 
 * applied share of the determinable lines (target ≥ 95%);
 * wrong applications: a line booked to a customer other than its payer's, or booked at all when
@@ -279,8 +280,8 @@ async def _load(url: str, customers: list[Cust], original: dict[str, list], alia
 
 
 async def _import(url: str, path: Path, *, one_transaction: bool = False):
-    """The import as ``arbot import bank`` runs it (matching on a read session, then one short
-    write), or ``one_transaction``: everything inside one write, as it was first built. Returns
+    """The import as ``arbot import bank`` runs it (matching on a read session, then short
+    writes of a chunk each), or ``one_transaction``: everything inside one write, as it was first built. Returns
     the result, the whole import's seconds and the longest write transaction's seconds."""
     from domain.bank_statement import read_statement
     from storage.bank import import_bank_statement, import_statement
