@@ -17,6 +17,14 @@ allocated to it) is kept rather than deleted with that work — the run then end
 the kept invoices listed in its ``detail`` and an ``import.partly_undone`` audit entry. The
 run's audit entries are deleted with its rows: they recorded changes that no longer exist.
 
+A chunk that writes through the ledger's own functions (a bank statement's receipts: payments,
+allocations, the claims they close, the bills they collect) does not list its rows itself: a
+:class:`ChangeLog` listens to the chunk's flushes and journals every row inserted (``inserted``,
+id ranges per table) and every column changed on a row that existed (``changed``). Its undo puts
+each changed column back where it still holds the chunk's value, deletes the inserted rows (those
+pointing at others first; one something else refers to by now is kept and listed), and computes
+the open balances of the invoices concerned again from what is still allocated.
+
 Who undoes what: the process that runs an import undoes it itself when the import fails or is
 stopped (an exception, Ctrl-C, SIGTERM in the CLI). A process that died (SIGKILL, power) cannot,
 so :func:`recover_imports` — called when the bot starts, every minute while it runs, and before
