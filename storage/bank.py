@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,10 +24,15 @@ from storage.models import AcceptanceBill, BankAlias, BankLine, BankStatement, C
 from storage.scope import Scope
 
 ZERO = Decimal("0.00")
-# a long statement is booked this many lines a write transaction (about a second on a loaded
-# machine); 10,000 receipts in one transaction kept chat waiting for minutes
+# A long statement is booked in chunks, each its own write transaction: 10,000 receipts in one
+# kept chat waiting for minutes. A chunk holds at most CHUNK_LINES lines; its size adapts so that
+# a write lasts about CHUNK_SECONDS (a receipt is a few statements through the ledger, from a few
+# ms on a quiet machine to 50 ms on a loaded one), starting at FIRST_CHUNK_LINES.
 CHUNK_LINES = 200
-CHUNK_PAUSE = 0.05      # seconds between two chunks: another process's writer gets the lock
+FIRST_CHUNK_LINES = 50
+MIN_CHUNK_LINES = 10
+CHUNK_SECONDS = 1.0
+MIN_PAUSE = 0.1         # seconds between two chunks at least: another process's writer gets the lock
 log = logging.getLogger(__name__)
 
 
@@ -291,7 +297,8 @@ async def import_bank_statement(db, st: Statement, *, file_name: str, account: s
 async def _store_in_chunks(db, st: Statement, prepared: Prepared, *, file_name: str, account: str, actor: str,
                            now: datetime, channel: str, chunk_lines: int,
                            after_chunk: Callable[[int], Awaitable[None]] | None) -> ImportResult:
-    """Book a long statement ``chunk_lines`` lines a write, under an import run
+    """Book a long statement in chunks of at most ``chunk_lines`` lines, each its own write
+    sized to last about :data:`CHUNK_SECONDS`, under an import run
     (storage/import_runs.py): each chunk re-checks its own lines' evidence against the ledger
     as it is then (chat writes land between chunks, and the chunks before are part of that
     ledger), and journals what it changed (:class:`import_runs.ChangeLog`). The run's last step
@@ -301,12 +308,18 @@ async def _store_in_chunks(db, st: Statement, prepared: Prepared, *, file_name: 
     new = [p for p in prepared.lines if p.match is not None]
     run_id = await import_runs.start_run(db, kind="bank", file_name=file_name, actor=actor, channel=channel,
                                          rows=len(prepared.lines), created=len(new), updated=0)
-    pieces = [prepared.lines[i:i + chunk_lines] for i in range(0, len(prepared.lines), chunk_lines)]
+    lines = prepared.lines
     results: list[LineResult] = []
     stmt_id: int | None = None
+    summary: dict = {}
+    at, seq, size = 0, 0, min(FIRST_CHUNK_LINES, chunk_lines)
     try:
-        for seq, piece in enumerate(pieces, 1):
+        while at < len(lines):
+            piece, last, seq = lines[at:at + size], at + size >= len(lines), seq + 1
+            started: list[float] = []
+
             async def work(s: AsyncSession) -> tuple[int, dict, list[LineResult]]:
+                started.append(time.perf_counter())
                 with import_runs.ChangeLog(s) as changes:
                     if stmt_id is None:
                         stmt = _new_statement(s, st, file_name=file_name, account=account, actor=actor, now=now)
@@ -314,7 +327,7 @@ async def _store_in_chunks(db, st: Statement, prepared: Prepared, *, file_name: 
                     else:
                         stmt = await s.get(BankStatement, stmt_id)
                     done = await _store_lines(s, stmt, prepared, piece, account=account, actor=actor, now=now)
-                    if seq == len(pieces):
+                    if last:
                         _close_statement(stmt, results + done)
                     await s.flush()
                 await import_runs.record_chunk(s, run_id, seq, changes.journal())
@@ -323,10 +336,15 @@ async def _store_in_chunks(db, st: Statement, prepared: Prepared, *, file_name: 
                 stmt_id, summary, done = await db.write(work)
             except IntegrityError:          # the same lines stored meanwhile by another import: duplicates now
                 stmt_id, summary, done = await db.write(work)
+            took = time.perf_counter() - started[-1]
             results += done
+            at += len(piece)
             if after_chunk is not None:
                 await after_chunk(seq)
-            await asyncio.sleep(CHUNK_PAUSE)     # a turn for whoever waits for the write lock
+            # the next chunk aimed at CHUNK_SECONDS (at most doubling: one fast chunk proves little)
+            size = min(chunk_lines, max(MIN_CHUNK_LINES, min(2 * size, int(len(piece) * CHUNK_SECONDS
+                                                                              / max(took, 1e-3)))))
+            await asyncio.sleep(max(MIN_PAUSE, took / 10))     # a turn for whoever waits for the write lock
         await import_runs.finish_run(db, run_id, _import_entry(stmt_id, summary, file_name=file_name,
                                                                account=account, actor=actor, now=now, channel=channel))
     except import_runs.RunTakenOver:
