@@ -61,3 +61,28 @@ def at(s: str) -> datetime:
     """'2026-11-23 09:00' in Shanghai time."""
     from zoneinfo import ZoneInfo
     return datetime.fromisoformat(s).replace(tzinfo=ZoneInfo(SHANGHAI))
+
+
+@pytest.fixture
+def placeholder_pdfs(monkeypatch):
+    """For tests about who hears what and when, not about a letter's pages: each PDF letter is a
+    one-page placeholder instead of fpdf2 laying out the page with the CJK font embedded (about a
+    second of CPU per letter; a morning of the ladder makes dozens). Everything else is as real:
+    the font is still looked up (no CJK font still means the HTML fallback), the letter's HTML
+    template is still rendered (a broken one still fails), the DOCX is the real one. What the
+    PDF says and how it looks is asserted where it is read back: test_letters.py, test_email.py,
+    test_statements.py, test_send_time_truth.py. In-process only (a served subprocess is real)."""
+    from fpdf import FPDF
+
+    from bot import documents
+
+    def pdf(config, letter) -> bytes:
+        documents.font_path(config)
+        documents.html(config, letter)
+        doc = FPDF(format="A4")
+        doc.add_page()
+        doc.set_font("helvetica", size=10)
+        doc.cell(text=f"placeholder for {documents.file_stem(letter)}")
+        return bytes(doc.output())
+
+    monkeypatch.setattr(documents, "pdf", pdf)

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal as D
 
+import pytest
 from sqlalchemy import select, update
 
 from bot import outbox
@@ -25,6 +26,8 @@ from tests.harness import Bot
 from tests.ledger_fixture import accounts
 from tests.test_wecom_channel import AGENT, SECRET, crypto, post_callback, text_xml, wecom_config
 
+# the digests are the point here, not the letters' pages (read back in test_letters.py)
+pytestmark = pytest.mark.usefixtures("placeholder_pdfs")
 TODAY = date(2026, 12, 1)                       # a Tuesday
 MORNING = [("promise_watch", "08:30"), ("overdue_push", "09:00"), ("customer_reminders", "09:10"), ("escalations", "09:30"),
            ("credit_watch", "09:40"), ("statute_watch", "09:50")]

@@ -9,6 +9,7 @@ import dataclasses
 from collections import Counter
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot.policy import DEFAULT_LADDER
@@ -18,6 +19,8 @@ from storage.models import AuditEntry, CustomerMessage, DigestItem, LadderStep, 
 from tests.conftest import at
 from tests.harness import Bot
 
+# who hears of which step is the point here, not the letters' pages (read back in test_letters.py)
+pytestmark = pytest.mark.usefixtures("placeholder_pdfs")
 TODAY = date(2026, 12, 1)                     # a Tuesday
 NOW = at("2026-12-01 09:00")
 PEOPLE = """员工编号,姓名,角色,上级

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from bot.channels.customer import install_customer_channels
@@ -31,6 +32,8 @@ from tests.conftest import at
 from tests.harness import Bot
 from tests.ledger_fixture import accounts
 
+# the timeline is the point here, not the letters' pages (read back in test_letters.py)
+pytestmark = pytest.mark.usefixtures("placeholder_pdfs")
 D = Decimal
 PEOPLE = [("rep1", "张伟", "rep", "sup1"), ("rep2", "李娜", "rep", "sup2"), ("sup1", "王主管", "supervisor", None),
           ("sup2", "赵主管", "supervisor", None), ("fin1", "钱会计", "finance", None),

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.app import STATE, create_app
 from bot.clock import FixedClock
 from bot.config import load_config
@@ -24,6 +26,8 @@ from bot.services import Services
 from tests.conftest import at
 from tests.multiproc import with_checkout
 
+# the tour reads chat, not the letter PDFs the start-up catch-up makes (read back in test_letters.py)
+pytestmark = pytest.mark.usefixtures("placeholder_pdfs")
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 START = at("2026-11-24 15:00")            # a Tuesday: a working day, six hours after the push time

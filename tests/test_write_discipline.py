@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select, text
 
 from bot.jobs.context import JobInterrupted
@@ -22,6 +23,8 @@ from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
 
+# locks, commits and answers are the point here, not the letters' pages (read back in test_letters.py)
+pytestmark = pytest.mark.usefixtures("placeholder_pdfs")
 REPS, INVOICES = 20, 6
 
 
