@@ -1,6 +1,6 @@
 """/help: the commands the caller may use, one line each; ``/help 命令`` shows one command's usage
-(from bot/templates/usage/). The index fits one chat message on every platform (WeCom's markdown
-limit is 2,048 bytes): finance may use some thirty commands, and their usages together are several KB."""
+(from bot/templates/usage/). The index fits one chat message on every platform (the smallest
+markdown limit is 2,048 bytes): finance may use some thirty commands, and their usages together are several KB."""
 from __future__ import annotations
 
 from bot.core.errors import UserError
