@@ -87,66 +87,53 @@ class OpenPromise(NamedTuple):
     amount: Decimal | None
 
 
-# Every overdue item of every rep, in the push's order (rep, then ``overdue_items``' order:
-# customer name, due date, id). The push reads most of the open ledger, so on SQLite the table
-# is scanned in rowid order (NOT INDEXED) and sorted once: through an index (rep_id, or the
-# due-date index the planner picks otherwise) each row is a random page read, which made the
-# read 2-3 times slower at 1M receivables. Plain SQL, not Core, for that clause; the values come
-# back as the driver gives them (converted in ``_overdue_rows``).
-_OVERDUE_SCAN = """
-SELECT r.id, r.invoice_no, r.customer_id, c.name, r.rep_id, r.due_date, r.open_amount, r.currency, r.disputed
-FROM receivables r {hint} JOIN customers c ON c.id = r.customer_id
-WHERE r.open_amount > 0 AND r.due_date < :as_of AND r.status != 'written_off' AND r.rep_id IS NOT NULL
-ORDER BY r.rep_id, c.name, r.due_date, r.id"""
+# The morning push's scan: every overdue item of every rep, only the columns its priority needs.
+# No join and no ORDER BY: the push keeps each rep's few highest items as the rows come
+# (bot/jobs/push_ranking.py), so the order the rows come in does not matter, and sorting 750,000
+# rows by rep and customer name was most of what the read cost at 1M receivables. On SQLite the
+# table is scanned in rowid order (NOT INDEXED): through an index (rep_id, or the due-date index
+# the planner picks otherwise) each row is a random page read, 2-3 times slower. Plain SQL, not
+# Core, for that clause; the values come back as the driver gives them (due date as text on
+# SQLite, the amount in integer cents as ``Money`` stores it).
+_OVERDUE_KEYS = """
+SELECT r.id, r.customer_id, r.rep_id, r.due_date, r.open_amount, r.currency, r.disputed
+FROM receivables r {hint}
+WHERE r.open_amount > 0 AND r.due_date < :as_of AND r.status != 'written_off' AND r.rep_id IS NOT NULL"""
 
 
-async def overdue_batches(session: AsyncSession, as_of: date, rep_ids: set[str],
-                          reps_per_batch: int, items_per_batch: int | None = None
-                          ) -> AsyncIterator[dict[str, list[OverdueItem]]]:
-    """``overdue_items`` of the reps in ``rep_ids`` (those with any), ``reps_per_batch`` reps at a
-    time — fewer when they have more than ``items_per_batch`` items together (a batch is built,
-    rendered and written in one piece each) — in rep id order: the morning push. One statement streams every overdue item; per batch,
-    one query for the last follow-ups and one for the open promises. Memory grows with a batch,
-    not with the ledger. The caller may write (in the same transaction) between batches.
-
-    The items carry small read-only records (``OverdueReceivable``, ``OverdueCustomer``,
-    ``LastFollowUp``, ``OpenPromise``) instead of ORM objects: a push lists hundreds of
-    thousands of them, and ORM loading cost more than the query."""
-    batch: dict[str, list] = {}
-    items = 0
-    async with aclosing(_overdue_scan(session, as_of)) as scan:
-        async for rows in scan:
-            for row in rows:
-                rep = row[4]
-                if rep not in rep_ids:
-                    continue
-                rows_of_rep = batch.get(rep)
-                if rows_of_rep is None:
-                    # rows come in rep order: the reps in the batch are complete
-                    if len(batch) == reps_per_batch or items_per_batch and items >= items_per_batch:
-                        yield await _overdue_rows(session, as_of, batch)
-                        batch, items = {}, 0
-                    rows_of_rep = batch[rep] = []
-                rows_of_rep.append(row)
-                items += 1
-    if batch:
-        yield await _overdue_rows(session, as_of, batch)
+class OverdueKey(NamedTuple):
+    """One row of ``overdue_keys``: what ranking an overdue item needs (driver values)."""
+    id: int
+    customer_id: int
+    rep_id: str
+    due_date: date | str          # SQLite gives the ISO text
+    cents: int
+    currency: str
+    disputed: bool | int
 
 
-async def _overdue_scan(session: AsyncSession, as_of: date) -> AsyncIterator[list[tuple]]:
-    """``_OVERDUE_SCAN``'s rows as plain tuples (untracked by the GC, unlike Rows), a few
-    thousand at a time. On SQLite through aiosqlite's own cursor, on the session's connection
-    (so in its transaction): SQLAlchemy's result processing cost ~1 s of CPU at 750k rows for
-    values it passes through unchanged anyway. Elsewhere (asyncpg) a streamed SQLAlchemy result."""
+async def overdue_keys(session: AsyncSession, as_of: date) -> AsyncIterator[list[tuple]]:
+    """Every overdue item of every rep (open, past due on ``as_of``, not written off) as
+    ``OverdueKey``-shaped plain tuples, a few thousand at a time, in no particular order."""
+    async with aclosing(_stream(session, _OVERDUE_KEYS, as_of)) as rows:
+        async for chunk in rows:
+            yield chunk
+
+
+async def _stream(session: AsyncSession, sql: str, as_of: date) -> AsyncIterator[list[tuple]]:
+    """``sql``'s rows as plain tuples (untracked by the GC, unlike Rows), a few thousand at a
+    time. On SQLite through aiosqlite's own cursor, on the session's connection (so in its
+    transaction): SQLAlchemy's result processing cost ~1 s of CPU at 750k rows for values it
+    passes through unchanged anyway. Elsewhere (asyncpg) a streamed SQLAlchemy result."""
     conn = await session.connection()
     if conn.dialect.driver == "aiosqlite":
         raw = (await conn.get_raw_connection()).driver_connection
-        sql = _OVERDUE_SCAN.format(hint="NOT INDEXED").replace(":as_of", "?")
-        async with raw.execute(sql, (as_of.isoformat(),)) as cur:     # how SQLAlchemy stores a Date
+        text_sql = sql.format(hint="NOT INDEXED").replace(":as_of", "?")
+        async with raw.execute(text_sql, (as_of.isoformat(),)) as cur:     # how SQLAlchemy stores a Date
             while rows := await cur.fetchmany(5_000):
                 yield rows
         return
-    stmt = text(_OVERDUE_SCAN.format(hint="")).bindparams(bindparam("as_of", type_=Date))
+    stmt = text(sql.format(hint="")).bindparams(bindparam("as_of", type_=Date))
     result = await conn.stream(stmt, {"as_of": as_of})
     try:
         async for rows in result.partitions(5_000):
@@ -155,47 +142,43 @@ async def _overdue_scan(session: AsyncSession, as_of: date) -> AsyncIterator[lis
         await result.close()
 
 
-async def _overdue_rows(session: AsyncSession, as_of: date, batch: dict[str, list]) -> dict[str, list[OverdueItem]]:
-    """The streamed rows of a batch of reps as ``OverdueItem``s, with their follow-ups and promises."""
-    reps = list(batch)
-    f, p = FollowUp.__table__, Promise.__table__
-    last_fu = {rid: LastFollowUp(at, outcome) for rid, at, outcome in await session.execute(
-        _newest_of_reps(f, reps, f.c.receivable_id, f.c.at, f.c.outcome))}
-    promises = {rid: OpenPromise(promised_date, amount) for rid, promised_date, amount in await session.execute(
-        _newest_of_reps(p, reps, p.c.receivable_id, p.c.promised_date, p.c.amount, where=lambda t: t.status == "open",
-                        pick=func.min))}          # of a plan, the next instalment (storage/plans.py)
-    customers: dict[int, OverdueCustomer] = {}
-    dues: dict = {}                  # driver value → (date, days overdue): a few hundred distinct
-    out: dict[str, list[OverdueItem]] = {}
-    for rep, rows in batch.items():
-        items = out[rep] = []
-        for rid, inv, cid, cname, _, due, cents, cur, disputed in rows:
-            cust = customers.get(cid)
-            if cust is None:
-                cust = customers[cid] = OverdueCustomer(cid, cname)
-            d = dues.get(due)
-            if d is None:
-                day = due if isinstance(due, date) else date.fromisoformat(due)    # SQLite gives text
-                d = dues[due] = (day, (as_of - day).days)
-            # Money is stored as integer cents: scaleb gives the same Decimal as Money's reader
-            rec = OverdueReceivable(rid, inv, cid, rep, d[0], Decimal(cents).scaleb(-2), cur, bool(disputed))
-            items.append(OverdueItem(rec, cust, d[1], last_fu.get(rid) if last_fu else None,
-                                     promises.get(rid) if promises else None))
+async def customer_name_ranks(session: AsyncSession) -> dict[int, int]:
+    """Each customer's place in the overdue list's order (by name, as the database sorts names;
+    customers of the same name share a place): the push numbers its items in that order without
+    asking the database to sort every overdue item."""
+    out: dict[int, int] = {}
+    rank, prev = -1, None
+    for cid, name in await session.execute(select(Customer.id, Customer.name).order_by(Customer.name)):
+        if name != prev:
+            rank, prev = rank + 1, name
+        out[cid] = rank
     return out
 
 
-def _newest_of_reps(table, reps: list[str], *columns, where=None, pick=func.max):
-    """``columns`` of the newest row (highest id) of ``table`` (follow-ups, promises) for each
-    receivable of ``reps``, among the rows ``where(table's columns)`` admits (``pick=func.min``: the
-    oldest instead). Driven from the
-    receivables (rep index), one probe of ``table``'s receivable index each: ``receivable_id IN
-    (receivables of these reps)`` made SQLite build a list of some 50,000 ids for each query
-    (~1.5 s of a 1M push); a join lets it scan ``table`` whole, and follow-ups grow with every reply."""
-    r, t = Receivable.__table__.c, table.alias().c
-    cond = [t.receivable_id == r.id] + ([where(t)] if where is not None else [])
-    newest = select(pick(t.id)).where(*cond).scalar_subquery()     # correlated with r
-    ids = select(newest.label("id")).where(r.rep_id.in_(reps)).subquery()
-    return select(*columns).select_from(ids.join(table, table.c.id == ids.c.id))
+async def overdue_details(session: AsyncSession, as_of: date, ids: list[int]) -> dict[int, OverdueItem]:
+    """The receivables ``ids`` as ``OverdueItem``s, with their customer, newest follow-up and
+    newest open promise: what a push line shows, for the few items a push shows."""
+    r, c = Receivable.__table__.c, Customer.__table__.c
+    f, p = FollowUp.__table__.c, Promise.__table__.c
+    out: dict[int, OverdueItem] = {}
+    customers: dict[int, OverdueCustomer] = {}
+    for chunk in _chunks(sorted(ids)):
+        last_fu = {rid: LastFollowUp(at, outcome) for rid, at, outcome in await session.execute(
+            select(f.receivable_id, f.at, f.outcome).where(f.id.in_(
+                select(func.max(f.id)).where(f.receivable_id.in_(chunk)).group_by(f.receivable_id))))}
+        promises = {rid: OpenPromise(day, amount) for rid, day, amount in await session.execute(
+            select(p.receivable_id, p.promised_date, p.amount).where(p.id.in_(
+                select(func.max(p.id)).where(p.receivable_id.in_(chunk), p.status == "open")
+                .group_by(p.receivable_id))))}
+        for rid, inv, cid, cname, rep, due, amount, cur, disputed in await session.execute(
+                select(r.id, r.invoice_no, r.customer_id, c.name, r.rep_id, r.due_date, r.open_amount, r.currency,
+                       r.disputed).join(Customer.__table__, c.id == r.customer_id).where(r.id.in_(chunk))):
+            cust = customers.get(cid)
+            if cust is None:
+                cust = customers[cid] = OverdueCustomer(cid, cname)
+            rec = OverdueReceivable(rid, inv, cid, rep, due, amount, cur, bool(disputed))
+            out[rid] = OverdueItem(rec, cust, (as_of - due).days, last_fu.get(rid), promises.get(rid))
+    return out
 
 
 async def _last_followups(session: AsyncSession, ids: list[int]) -> dict[int, FollowUp]:

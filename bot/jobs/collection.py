@@ -27,17 +27,17 @@ from storage import reminders as rem
 from storage.models import Customer, Person, Receivable
 
 
-REPS_PER_BATCH = 50           # reps whose overdue items are held (and pushed) together: memory ∝ this
-ITEMS_PER_BATCH = 5_000       # ... fewer reps when they have more items: one batch is one write step
+REPS_PER_BATCH = 50           # reps whose pushes are read in full, rendered and written together: one write step
 
 
 async def overdue_push(ctx: JobContext) -> str:
-    """Each rep's overdue list, numbered; the push opens the reply window.
+    """Each rep's overdue list, ranked and capped, numbered; the push opens the reply window.
 
-    One streamed query reads every overdue item in rep order (``coll.overdue_batches``); per
-    ``REPS_PER_BATCH`` reps: their follow-ups and promises, one bulk INSERT for their pushes and
-    one for the push items, one for the outbox rows. Memory grows with a batch of reps, not with
-    the ledger."""
+    One unordered scan of the overdue items (``coll.overdue_keys``) is scored as it streams
+    (``Ranker.select``): per rep only the ``push_max_items`` best are kept, the rest counted.
+    Then per ``REPS_PER_BATCH`` reps: their kept items read in full, the messages rendered, and
+    one short write for their pushes, push items and outbox rows. Memory grows with the reps'
+    kept items, not with the ledger."""
     done = await coll.pushed_reps(ctx.session, ctx.today)
     reps = {r.id: r for r in await people.by_role(ctx.session, "rep") if r.id not in done}
     pushed = messages = 0
@@ -49,10 +49,10 @@ async def overdue_push(ctx: JobContext) -> str:
 
 @contextmanager
 def _collector_paused():
-    """The push builds millions of small objects that live for a batch; the cyclic collector
-    took them for long-lived and walked the whole heap (~370k objects in the bot) twenty times,
-    ~5 s at 1M receivables. Reference counting frees all of them (the push makes no cycles, and
-    the peak memory did not move); the collector is back when the job ends."""
+    """The push builds many small objects that live for a while; the cyclic collector took
+    them for long-lived and walked the whole heap again and again (~5 s at 1M receivables
+    when the push held its lists whole). Reference counting frees all of them (the push makes
+    no cycles); the collector is back when the job ends."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -69,34 +69,40 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
     # the window counts working days only: a Friday push is answered by Monday, not Saturday
     closes_at = ctx.services.calendar.add_working_hours(now.astimezone(ctx.config.tz), cfg.reply_window_hours)
     pushed = messages = 0
-    # the scan reads from its own snapshot (no write lock); each batch of reps is written and
+    # the reads come from their own snapshot (no write lock); each batch of reps is written and
     # committed on its own, and a rep whose push committed is skipped if the fire runs again
-    async with ctx.reader() as rd, aclosing(coll.overdue_batches(rd, today, set(reps), REPS_PER_BATCH, ITEMS_PER_BATCH)) as batches:
+    async with ctx.reader() as rd:
         ranker = Ranker(ctx.config, await payment_history.grade_pools(rd))
-        async for by_rep in batches:
+        await ranker.prepare(rd, today)
+        selected: dict = {}
+        wanted = set(reps)
+        async with aclosing(coll.overdue_keys(rd, today)) as scan:
+            async for rows in scan:
+                ranker.select(today, rows, wanted, selected)
+                await ctx.checkpoint()            # people waiting get the loop between two chunks
+        order = sorted(selected)                  # reps with overdue items, in id order
+        for i in range(0, len(order), REPS_PER_BATCH):
+            batch = {rep_id: selected.pop(rep_id) for rep_id in order[i:i + REPS_PER_BATCH]}
             # the [collection] push_max_items items of highest priority are numbered; the rest is one line
-            ranked = await ranker.rank(rd, today, by_rep)
-            split = {rep_id: (ranked[rep_id].to_answer, [it for it in its if it.disputed])
-                     for rep_id, its in by_rep.items()}
-            del by_rep
+            ranked = await ranker.rank(rd, today, batch)
             # the messages are rendered before the write transaction, so the write gate is held
             # for the inserts only (rendering 50 reps' lists inside it held it ~0.35 s at 200k)
             queue: list = []
             numbered_by_rep = {}
-            for rep_id, (to_answer, disputed) in split.items():
+            for rep_id, push in ranked.items():
                 await ctx.checkpoint()            # people waiting get the loop between two reps' renders
                 rep = reps[rep_id]
-                texts, numbered_by_rep[rep_id] = push_texts(rep, today, to_answer, disputed,
-                                                            closes_at.astimezone(ctx.config.tz), _size_limit(ctx, rep),
-                                                            rest=ranked[rep_id].rest, focus=ranked[rep_id].focus)
-                for i, text in enumerate(texts, start=1):
-                    m = notify.for_person(rep, text, key=f"push:{today}:{i}", platforms=platforms, title="overdue")
+                texts, numbered_by_rep[rep_id] = push_texts(
+                    rep, today, push.to_answer, push.disputed, closes_at.astimezone(ctx.config.tz),
+                    _size_limit(ctx, rep), rest=(push.rest_count, push.rest_amounts), focus=push.focus)
+                for n, text in enumerate(texts, start=1):
+                    m = notify.for_person(rep, text, key=f"push:{today}:{n}", platforms=platforms, title="overdue")
                     if m is not None:
                         queue.append(m)
                     messages += 1
             pushes = await coll.create_pushes(s, for_date=today, now=now, closes_at=closes_at,
-                                              items={rep_id: to_answer for rep_id, (to_answer, _) in split.items()})
-            for rep_id in split:
+                                              items={rep_id: push.to_answer for rep_id, push in ranked.items()})
+            for rep_id in ranked:
                 cards = await _item_cards(ctx, reps[rep_id], pushes[rep_id], numbered_by_rep[rep_id])
                 queue.extend(cards)
                 messages += len(cards)

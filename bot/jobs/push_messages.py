@@ -16,7 +16,12 @@ def _by_currency(items: list[coll.OverdueItem]) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for it in items:
         out[it.receivable.currency] = out.get(it.receivable.currency, Decimal("0.00")) + it.receivable.open_amount
-    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "CNY", kv[0])))
+    return _sorted_currencies(out)
+
+
+def _sorted_currencies(amounts: dict[str, Decimal]) -> dict[str, Decimal]:
+    """Yuan first, then the other currencies alphabetically."""
+    return dict(sorted(amounts.items(), key=lambda kv: (kv[0] != "CNY", kv[0])))
 
 
 def _customer_groups(items: list[tuple[int, coll.OverdueItem]]) -> list[tuple[str, dict, list]]:
@@ -132,14 +137,15 @@ def _body(blocks: list[tuple[str, list[str]]], units: list[tuple[int, int]]) -> 
 
 
 def push_texts(rep: Person, today, to_answer: list[coll.OverdueItem], disputed: list[coll.OverdueItem],
-                closes_at, limit: int, rest: list[coll.OverdueItem] = (),
+                closes_at, limit: int, rest: tuple[int, dict[str, Decimal]] = (0, {}),
                 focus: list[tuple[int, coll.OverdueItem]] = ()) -> tuple[list[str], list]:
-    """The push's messages for one rep, and its numbered items. ``rest``: the overdue items not
-    pushed today (one line in the last message); ``focus``: (number, item) to chase first."""
+    """The push's messages for one rep, and its numbered items. ``rest``: how many overdue
+    items are not pushed today and their amounts per currency (one line in the last message);
+    ``focus``: (number, item) to chase first."""
     numbered = list(enumerate(to_answer, start=1))
     totals = {"count": len(to_answer), "amounts": _by_currency(to_answer),
               "disputed_count": len(disputed), "disputed_amounts": _by_currency(disputed),
-              "rest_count": len(rest), "rest_amounts": _by_currency(list(rest))}
+              "rest_count": rest[0], "rest_amounts": _sorted_currencies(rest[1])}
 
     def render_part(body, part, parts):
         return render(LIST, rep=rep, today=today, body=body, part=part, parts=parts,
