@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="load: seconds to wait after the 60 s of traffic for the catch-up to finish before SIGTERM")
     p.add_argument("--with-import", type=int, default=0, metavar="ROWS",
                    help="load: also import ROWS new receivables with the CLI from 5 s into the traffic")
+    p.add_argument("--cache", type=Path, help="push: keep the generated databases here between runs "
+                   "(also ARBOT_BENCH_CACHE)")
+    p.add_argument("--before", type=Path, help="push: another checkout whose push runs interleaved, for a ratio")
     a = p.parse_args(argv)
     names = a.names or list(NAMES)
     work = Path(tempfile.mkdtemp(prefix="arbot-bench-"))
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "push":
                 from bench import push
                 sizes = [a.size] if a.size else [1_000_000] if a.full else [100_000]
-                r = push.run(sizes, repeats=a.repeats, workdir=work)
+                r = push.run(sizes, repeats=a.repeats, workdir=work, cache=a.cache, before=a.before)
             elif name == "webhook":
                 from bench import webhook
                 r = webhook.run(requests=a.requests or (5000 if a.full else 2000), repeats=a.repeats, workdir=work)

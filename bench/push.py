@@ -2,13 +2,23 @@
 child process on a fresh copy of the database (peak RSS = the child's VmHWM).
 
 Baseline, same database, own child process: one SQL statement that fetches every overdue item
-the push will list (joined with its customer, ordered rep → customer → due date) — the least
-work any implementation must do. Target: ≤ 15 s and ≤ 300 MB at 1M receivables / 1,000 reps.
+the push will list (joined with its customer, ordered rep → customer → due date) — what listing
+every item in the list's order costs (the ranked push no longer does that: it scans the items'
+key columns unordered and reads only the few it shows). Target: ≤ 15 s and ≤ 300 MB at 1M
+receivables / 1,000 reps. ``cpu_s``: the child's CPU time during the job (all threads), the
+figure that a busy machine bends least.
+
+``cache``: a directory where the generated database of each size is kept between runs
+(generating 1M receivables takes minutes); its name carries a digest of the generator and the
+migrations, so a changed ledger or schema generates afresh. ``before``: another checkout (e.g. the
+main branch) whose push runs on the same copies, interleaved with this one's, for a ratio.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -40,6 +50,7 @@ async def _child(url: str, mode: str) -> dict:
     at = common.NOW.astimezone(cfg.tz)
     services = Services.build(cfg, clock=FixedClock(at, cfg.company.timezone))
     t = time.perf_counter()
+    cpu = _cpu()
     if mode == "push":
         summary = await run_job(services, "overdue_push", at)
     else:
@@ -47,7 +58,7 @@ async def _child(url: str, mode: str) -> dict:
             rows = (await s.execute(text(BASELINE), {"today": dataset.TODAY})).all()
         summary = f"{len(rows)} overdue rows"
     wall = time.perf_counter() - t
-    out = {"wall": wall, "summary": summary}
+    out = {"wall": wall, "cpu": _cpu() - cpu, "summary": summary}
     if mode == "push":
         async with services.db.session() as s:
             out["items"] = (await s.execute(select(func.count()).select_from(PushItem))).scalar_one()
@@ -56,41 +67,90 @@ async def _child(url: str, mode: str) -> dict:
     return out
 
 
-def _run_child(db: Path, mode: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "bench.push", "child", str(db), mode], capture_output=True,
-                          text=True, timeout=1800, cwd=Path(__file__).parent.parent)
+def _cpu() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def _run_child(db: Path, mode: str, code: Path | None = None) -> dict:
+    """One measurement in a fresh process; ``code``: the checkout whose bot runs (this one's
+    child function either way, so both report the same figures)."""
+    code = code or Path(__file__).parent.parent
+    starter = f"import runpy, sys; sys.argv = ['push', 'child', {str(db)!r}, {mode!r}]; " \
+              f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
+    proc = subprocess.run([sys.executable, "-c", starter], capture_output=True, text=True, timeout=1800, cwd=code)
     if proc.returncode != 0:
         raise RuntimeError(f"push child failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(sizes: list[int], repeats: int = 3, workdir: Path | None = None) -> common.Result:
+def _master(workdir: Path, n: int, cache: Path | None) -> tuple[Path, dict]:
+    """The generated database of ``n`` receivables: from ``cache`` when it holds one made by the
+    same generator and migrations, else generated (and kept there)."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for f in [here / "dataset.py", here / "common.py",
+              *sorted((here.parent / "storage" / "migrations" / "versions").glob("*.py"))]:
+        digest.update(f.read_bytes())
+    name = f"push-{n}-{digest.hexdigest()[:12]}.db"
+    if cache is not None and (cache / name).exists() and (cache / (name + ".json")).exists():
+        return cache / name, json.loads((cache / (name + ".json")).read_text())
+    master = (cache or workdir) / name
+    master.parent.mkdir(parents=True, exist_ok=True)
+    common.fresh_sqlite(master)
+    counts = common.bulk_load(master, dataset.Sizes(n))
+    if cache is not None:
+        (cache / (name + ".json")).write_text(json.dumps(counts))
+    return master, counts
+
+
+def run(sizes: list[int], repeats: int = 3, workdir: Path | None = None, cache: Path | None = None,
+        before: Path | None = None) -> common.Result:
     res = common.Result("overdue_push")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="arbot-bench-"))
+    cache = cache or (Path(os.environ["ARBOT_BENCH_CACHE"]) if os.environ.get("ARBOT_BENCH_CACHE") else None)
     for n in sizes:
-        master = workdir / f"push-{n}.db"
-        common.fresh_sqlite(master)
-        counts = common.bulk_load(master, dataset.Sizes(n))
-        pushes, bases = [], []
-        for _ in range(repeats):
-            copy = workdir / f"push-{n}-run.db"
+        master, counts = _master(workdir, n, cache)
+        pushes, olds, bases, loads = [], [], [], []
+        copy = workdir / f"push-{n}-run.db"
+
+        def fresh() -> Path:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(copy) + suffix).unlink(missing_ok=True)
             shutil.copy(master, copy)
-            pushes.append(_run_child(copy, "push"))
+            return copy
+        for _ in range(repeats):
+            loads.append(os.getloadavg()[0])
+            pushes.append(_run_child(fresh(), "push"))
+            if before is not None:
+                olds.append(_run_child(fresh(), "push", before))
             bases.append(_run_child(copy, "baseline"))
         wall = common.median(p["wall"] for p in pushes)
         rss = common.median(p["maxrss_mb"] for p in pushes)
         bwall = common.median(b["wall"] for b in bases)
-        res.add(receivables=counts["receivables"], reps=1000, repeats=repeats, wall_s=round(wall, 2),
-                peak_rss_mb=round(rss, 1), items=pushes[0]["items"], messages=pushes[0]["messages"],
-                baseline_wall_s=round(bwall, 3), baseline_rss_mb=round(common.median(b["maxrss_mb"] for b in bases), 1),
-                ratio_wall=round(wall / bwall, 1),
-                meets=(wall <= 15 and rss <= 300) if n >= 1_000_000 else "n/a")
+        row = dict(receivables=counts["receivables"], reps=1000, repeats=repeats, wall_s=round(wall, 2),
+                   cpu_s=round(common.median(p["cpu"] for p in pushes), 2), peak_rss_mb=round(rss, 1),
+                   items=pushes[0]["items"], messages=pushes[0]["messages"],
+                   baseline_wall_s=round(bwall, 3),
+                   baseline_rss_mb=round(common.median(b["maxrss_mb"] for b in bases), 1),
+                   ratio_wall=round(wall / bwall, 2))
+        if before is not None:
+            owall = common.median(p["wall"] for p in olds)
+            row.update(before_wall_s=round(owall, 2), before_cpu_s=round(common.median(p["cpu"] for p in olds), 2),
+                       before_peak_rss_mb=round(common.median(p["maxrss_mb"] for p in olds), 1),
+                       before_items=olds[0]["items"], before_messages=olds[0]["messages"],
+                       speedup=round(owall / wall, 1))
+        row.update(load_avg=round(common.median(loads), 1),
+                   meets=(wall <= 15 and rss <= 300) if n >= 1_000_000 else "n/a")
+        res.add(**row)
         for f in workdir.glob(f"push-{n}*"):
             f.unlink(missing_ok=True)
     res.notes.append("peak_rss_mb = the child's VmHWM (its own peak RSS, interpreter and libraries included)")
-    res.notes.append("baseline = one SQL fetch of every overdue item the push lists, in its own child")
+    res.notes.append("cpu_s = the child's CPU time during the job (user + system, all threads)")
+    res.notes.append("baseline = one SQL fetch of every overdue item in the list's order, in its own child")
+    if before is not None:
+        res.notes.append(f"before = the push of the checkout at {before}, interleaved with this one on the same copies")
+    res.notes.append("load_avg = the machine's 1-minute load average as each repeat began (2 cores)")
     return res
 
 

@@ -77,18 +77,20 @@ async def _random_ledger(s, rng: random.Random) -> None:
                            disputed=not tie and rng.random() < 0.08)
             s.add(r)
             await s.flush()
-            if not tie and rng.random() < 0.2:
+            # promises and follow-ups weigh nothing in the priority; the first of the alike
+            # invoices (near the top) always carries one of each, an older promise closed
+            for status in (("broken", "open") if i == 0 else (rng.choice(("open", "broken", "kept")),)
+                           if rng.random() < 0.2 else ()):
                 s.add(Promise(receivable_id=r.id, promised_date=TODAY + timedelta(days=rng.randint(-10, 20)),
-                              amount=None, status=rng.choice(("open", "broken", "kept")), made_by=c.rep_id,
-                              made_at=at("2026-11-10 10:00")))
-            if rng.random() < 0.2:
+                              amount=None, status=status, made_by=c.rep_id, made_at=at("2026-11-10 10:00")))
+            if i == 0 or rng.random() < 0.2:
                 s.add(FollowUp(receivable_id=r.id, customer_id=c.id, person_id=c.rep_id, at=at("2026-11-18 15:00"),
                                channel="wecom", outcome=rng.choice(("contacted", "promised", "other"))))
 
 
-async def _reference(s, config) -> dict[str, tuple[list[int], list[int], int, dict[str, Decimal]]]:
+async def _reference(s, config) -> tuple[dict[str, tuple[list[int], list[int], int, dict[str, Decimal]]], dict]:
     """Per rep: (pushed receivable ids in the list's order, the first three by priority, the rest's
-    count, the rest's amounts per currency), the plain way."""
+    count, the rest's amounts per currency), the plain way; and the items by receivable id."""
     weights = prio.Weights(**dataclasses.asdict(config.priority))
     steps = tuple(st.days for st in config.policy.steps())
     rates = rates_for(config.company.fx_rates, config.company.currency)
@@ -116,7 +118,7 @@ async def _reference(s, config) -> dict[str, tuple[list[int], list[int], int, di
             rest[r.currency] = rest.get(r.currency, Decimal("0.00")) + r.open_amount
         out[rep] = ([mine[i].receivable.id for i in sorted(top)], [mine[i].receivable.id for i in ranked[:3]],
                     len(mine) - len(top), rest)
-    return out
+    return out, {it.receivable.id: it for it in items}
 
 
 async def test_the_fast_push_numbers_what_the_plain_ranking_does(aiohttp_client, db):
@@ -125,10 +127,12 @@ async def test_the_fast_push_numbers_what_the_plain_ranking_does(aiohttp_client,
     bot = await Bot.start(aiohttp_client, db, at("2026-11-23 08:00"), company={"fx_rates": ledger_fixture.FX},
                           collection={"push_max_items": CAP})
     async with db.session() as s:
-        expected = await _reference(s, bot.services.config)
+        expected, items = await _reference(s, bot.services.config)
     assert all(rest_count > 0 for _, _, rest_count, _ in expected.values())      # the cap bites for both reps
     assert "pushed 2 rep(s)" in await bot.run("overdue_push", at("2026-11-23 09:00"))
     amounts = environment().from_string("{{ fmt.amounts(a) }}")
+    md = environment().from_string("{{ fmt.md(d) }}")
+    shown = {"promise": 0, "followup": 0}
     for rep, (pushed, first, rest_count, rest) in expected.items():
         async with db.session() as s:
             got = (await s.execute(select(PushItem.receivable_id).join(Push, Push.id == PushItem.push_id)
@@ -139,5 +143,21 @@ async def test_the_fast_push_numbers_what_the_plain_ranking_does(aiohttp_client,
         assert focus in text
         for a, b in zip(first, first[1:]):                     # the three to chase first, in priority order
             assert text.index(f"{pushed.index(a) + 1}号 ") < text.index(f"{pushed.index(b) + 1}号 ")
+        # each numbered line shows its invoice's open promise and newest follow-up
+        lines = text.splitlines()
+        for seq, rid in enumerate(pushed, start=1):
+            it = items[rid]
+            [line] = [x for x in lines if x.startswith(f"{seq}. {it.receivable.invoice_no} ")]
+            if it.promise is not None:
+                shown["promise"] += 1
+                assert f"，承诺{md.render(d=it.promise.promised_date)}付" in line
+            else:
+                assert "，承诺" not in line                  # (a follow-up's outcome may read 承诺付款)
+            if it.last_followup is not None:
+                shown["followup"] += 1
+                assert f"上次跟进 {md.render(d=it.last_followup.at.date())}" in line
+            else:
+                assert "上次跟进" not in line
         line = f"另有 {rest_count} 笔共 {amounts.render(a=dict(sorted(rest.items(), key=lambda kv: kv[0] != 'CNY')))}"
         assert line in text
+    assert shown["promise"] and shown["followup"]            # the ledger put both on some pushed items

@@ -45,11 +45,21 @@ class RankedPush:
 class Selection:
     """One rep's share of the scan: the best items so far (a min-heap of keys
     ``(priority, -name place, -due day, -id, cents, currency)``: the smallest is the first
-    to drop), what dropped out, and the disputed items (``(name place, due day, id)``)."""
+    to drop), how many items and how much the rep has in all (not disputed: the cents in the
+    company's currency, and per other currency), and the disputed items (``(name place,
+    due day, id)``). What is not in the heap is the rest: the totals less the heap."""
     top: list = field(default_factory=list)
-    rest_count: int = 0
-    rest_cents: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    cents: int = 0
+    other_cents: dict[str, int] = field(default_factory=dict)
     disputed: list = field(default_factory=list)
+
+    def rest(self, currency: str) -> tuple[int, dict[str, Decimal]]:
+        """How many items are not in the heap, and their amounts per currency."""
+        cents = {currency: self.cents, **self.other_cents}
+        for key in self.top:
+            cents[key[5]] -= key[4]
+        return self.count - len(self.top), {cur: Decimal(c).scaleb(-2) for cur, c in cents.items() if c}
 
 
 class Ranker:
@@ -86,8 +96,9 @@ class Ranker:
 
     def select(self, today: date, rows, reps: set[str], out: dict[str, Selection]) -> None:
         """Score ``rows`` (``coll.overdue_keys``' tuples) of the reps in ``reps`` into ``out``.
-        The hot loop of the push (750,000 rows at 1M receivables): plain numbers only."""
-        cap, w, score = self.cap, self.weights, prio.fast_score
+        The hot loop of the push (750,000 rows at 1M receivables): plain numbers, and a key
+        built only for an item that may enter its rep's heap."""
+        cap, w, score, base = self.cap, self.weights, prio.fast_score, self.currency
         rates = {k: float(v) for k, v in self.rates.items()}
         heappush, heapreplace = heapq.heappush, heapq.heapreplace
         customers, dues = self._facts, self._dues
@@ -97,25 +108,27 @@ class Ranker:
                 if rep not in reps:
                     continue
                 sel = out[rep] = Selection()
-            d = dues.get(due)
-            if d is None:
-                d = self._due(today, due)
-            place = customers[cid]
+            d = dues.get(due) or self._due(today, due)
+            c = customers[cid]
             if disputed:
-                sel.disputed.append((place[0], d[2], rid))
+                sel.disputed.append((c[0], d[2], rid))
                 continue
-            rate = rates.get(cur)
-            p = score(cents / 100 * (rate if rate is not None else 1.0), d[1], place[1], place[2], d[3], place[3],
-                      w, place[4])
-            key = (p, -place[0], -d[2], -rid, cents, cur)
+            # the amount as Ranker's reference reads it: float(open amount) × float(rate), 1.0 for
+            # the company's currency and for one without a rate (× 1.0 changes no float)
+            p = score(cents / 100 if cur == base else cents / 100 * rates.get(cur, 1.0), d[1], c[1], c[2], d[3],
+                      c[3], w, c[4])
+            sel.count += 1
+            if cur == base:
+                sel.cents += cents
+            else:
+                sel.other_cents[cur] = sel.other_cents.get(cur, 0) + cents
             top = sel.top
             if len(top) < cap:
-                heappush(top, key)
-                continue
-            if key > top[0]:
-                key = heapreplace(top, key)
-            sel.rest_count += 1
-            sel.rest_cents[key[5]] = sel.rest_cents.get(key[5], 0) + key[4]
+                heappush(top, (p, -c[0], -d[2], -rid, cents, cur))
+            elif p >= top[0][0]:
+                key = (p, -c[0], -d[2], -rid, cents, cur)
+                if key > top[0]:
+                    heapreplace(top, key)
 
     def _due(self, today: date, due) -> tuple:
         """(due date, days overdue, its ordinal, ladder stage) of a driver's due-date value: a
@@ -149,9 +162,9 @@ class Ranker:
                     e = expect(it.receivable.due_date, today, prof, promised)
                     # later than the customer ever paid: no date worth telling the rep
                     it.expected = None if e.stale else e.expected_date
-            rest = {cur: Decimal(cents).scaleb(-2) for cur, cents in sel.rest_cents.items()}
+            rest_count, rest = sel.rest(self.currency)
             disputed = [items[rid] for *_, rid in sorted(sel.disputed)]
-            out[rep_id] = RankedPush(pushed, sel.rest_count, rest, focus, disputed)
+            out[rep_id] = RankedPush(pushed, rest_count, rest, focus, disputed)
         return out
 
     def _reason(self, it: coll.OverdueItem, standing: ph.Standing | None, prof: PaymentProfile | None) -> str:
