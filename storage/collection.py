@@ -2,6 +2,7 @@
 follow-up log (催收记录), promises to pay and disputes. Session first, never commits."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -130,8 +131,16 @@ async def _stream(session: AsyncSession, sql: str, as_of: date) -> AsyncIterator
         raw = (await conn.get_raw_connection()).driver_connection
         text_sql = sql.format(hint="NOT INDEXED").replace(":as_of", "?")
         async with raw.execute(text_sql, (as_of.isoformat(),)) as cur:     # how SQLAlchemy stores a Date
-            while rows := await cur.fetchmany(5_000):
-                yield rows
+            # the next rows are fetched (in aiosqlite's thread, SQLite without the GIL) while the
+            # caller works on these: on two cores the scan then costs the caller little wall time
+            ahead = asyncio.ensure_future(cur.fetchmany(5_000))
+            try:
+                while rows := await ahead:
+                    ahead = asyncio.ensure_future(cur.fetchmany(5_000))
+                    yield rows
+            finally:
+                if not ahead.done():
+                    await asyncio.wait([ahead])        # the cursor closes after the fetch under way
         return
     stmt = text(sql.format(hint="")).bindparams(bindparam("as_of", type_=Date))
     result = await conn.stream(stmt, {"as_of": as_of})
