@@ -1,5 +1,7 @@
 """``python -m bench [names...] [--size N] [--full] [--repeats N] [--pg]``: run benchmarks, print
-tables, write ``bench/results/<name>-<date>.json``.
+tables, write ``bench/results/<name>-<date>.json``. ``push --cache DIR`` keeps the generated
+database between runs (minutes at 1M); ``push --before CHECKOUT`` times another checkout's push on
+the same copies, interleaved, for a before/after ratio in one run.
 
 Default (all ten, about 28 minutes on 2 cores): import 100k rows; /aging at 10k and 100k open;
 overdue_push at 100k receivables / 1,000 reps; webhook 2,000 requests × 4 scenarios at 200

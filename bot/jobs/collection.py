@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import aclosing, contextmanager
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ from storage.models import Customer, Person, Receivable
 
 
 REPS_PER_BATCH = 50           # reps whose pushes are read in full, rendered and written together: one write step
+ITEMS_PER_BATCH = 5_000       # ... fewer reps when they push more items (a cap raised far): a step stays short
 
 
 async def overdue_push(ctx: JobContext) -> str:
@@ -80,9 +82,7 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
             async for rows in scan:
                 ranker.select(today, rows, wanted, selected)
                 await ctx.checkpoint()            # people waiting get the loop between two chunks
-        order = sorted(selected)                  # reps with overdue items, in id order
-        for i in range(0, len(order), REPS_PER_BATCH):
-            batch = {rep_id: selected.pop(rep_id) for rep_id in order[i:i + REPS_PER_BATCH]}
+        for batch in _batches(selected):
             # the [collection] push_max_items items of highest priority are numbered; the rest is one line
             ranked = await ranker.rank(rd, today, batch)
             # the messages are rendered before the write transaction, so the write gate is held
@@ -110,6 +110,22 @@ async def _push_all(ctx: JobContext, reps: dict[str, Person]) -> tuple[int, int]
             await outbox.enqueue_many(s, queue, now)
             await ctx.checkpoint(force=True)
     return pushed, messages
+
+
+def _batches(selected: dict) -> Iterator[dict]:
+    """The reps' selections in rep id order, ``REPS_PER_BATCH`` reps at a time, fewer when the
+    items they show (pushed and disputed, each read in full and rendered) reach
+    ``ITEMS_PER_BATCH`` (whole reps): one batch is one write step."""
+    batch: dict = {}
+    items = 0
+    for rep_id in sorted(selected):
+        if len(batch) == REPS_PER_BATCH or items >= ITEMS_PER_BATCH:
+            yield batch
+            batch, items = {}, 0
+        batch[rep_id] = selected.pop(rep_id)
+        items += len(batch[rep_id].top) + len(batch[rep_id].disputed)
+    if batch:
+        yield batch
 
 
 def _size_limit(ctx: JobContext, rep: Person) -> int:
