@@ -166,12 +166,13 @@ async def customer_name_ranks(session: AsyncSession) -> dict[int, int]:
 
 async def overdue_details(session: AsyncSession, as_of: date, ids: list[int]) -> dict[int, OverdueItem]:
     """The receivables ``ids`` as ``OverdueItem``s, with their customer, newest follow-up and
-    newest open promise: what a push line shows, for the few items a push shows. One statement
+    open promise (a plan's next instalment): what a push line shows, for the few items a push shows. One statement
     per thousand ids (three, one per table, cost three times the statement overhead)."""
     r, c = Receivable.__table__.c, Customer.__table__
     f, p = FollowUp.__table__.alias(), Promise.__table__.alias()
     newest_fu = select(func.max(f.c.id)).where(f.c.receivable_id == r.id).scalar_subquery()
-    newest_promise = select(func.max(p.c.id)).where(p.c.receivable_id == r.id, p.c.status == "open").scalar_subquery()
+    # of a payment plan's open instalments, the next one (the oldest open: storage/plans.py)
+    newest_promise = select(func.min(p.c.id)).where(p.c.receivable_id == r.id, p.c.status == "open").scalar_subquery()
     fu, pr = FollowUp.__table__, Promise.__table__
     stmt = (select(r.id, r.invoice_no, r.customer_id, c.c.name, r.rep_id, r.due_date, r.open_amount, r.currency,
                    r.disputed, fu.c.at, fu.c.outcome, pr.c.promised_date, pr.c.amount)

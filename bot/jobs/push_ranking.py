@@ -149,6 +149,11 @@ class Ranker:
             for key in sorted(sel.top, reverse=True):        # highest first; ties in the list's order
                 it = items[-key[3]]
                 it.priority = key[0]
+                prof = self.profiles.get(it.customer.id)
+                # the timing term is said on the item's line ("习惯月底付") where it weighs and the
+                # habit is the customer's own (a borrowed profile is no habit to tell the rep of)
+                it.month_end = (self._month_end_week and prof is not None and prof.month_end_habit
+                                and self.weights.timing > 0 and not prof.borrowed)
                 ranked.append(it)
             # numbered in the list's order (customer, due date, id)
             pushed = [items[-k[3]] for k in sorted(sel.top, key=lambda k: (-k[1], -k[2], -k[3]))]
