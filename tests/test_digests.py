@@ -222,6 +222,39 @@ async def test_the_cap_per_person_per_morning_counts_the_rest_in_one_line(aiohtt
         assert rest.count("\n- ") == 7 and "INV-8-031" in rest and "INV-1-031" not in rest
 
 
+async def test_a_shutdown_during_the_letters_stops_at_the_next_letter(aiohttp_client, db, monkeypatch):
+    """SIGTERM while the ladder renders its letters (each PDF is about a second of font work): the
+    job stops before the next letter, not after all of them — Docker kills at 10 s — and writes
+    nothing of that step; the next start decides it again and every letter goes once."""
+    from bot import documents
+    async with FakeWeCom(apps={AGENT: SECRET}) as fake:
+        bot = await _bot(aiohttp_client, db, fake)
+        stop = asyncio.Event()
+        made = []
+        placeholder = documents.pdf
+
+        def pdf_then_sigterm(config, letter):
+            made.append(letter.data["customer"].code)
+            stop.set()                       # the signal arrives while the first letter is made
+            return placeholder(config, letter)
+
+        monkeypatch.setattr(documents, "pdf", pdf_then_sigterm)
+        bot.clock.set(at("2026-12-01 09:30"))
+        with pytest.raises(Exception) as stopped:
+            await run_job(bot.services, "escalations", bot.clock.now(), stopping=stop)
+        assert type(stopped.value).__name__ == "JobInterrupted"
+        assert len(made) == 1                # not one letter per customer before stopping
+        async with db.session() as s:
+            assert (await s.execute(select(LadderStep))).first() is None          # the step was not written
+            assert (await s.execute(select(OutboxMessage).where(OutboxMessage.platform == "email"))).first() is None
+        made.clear()
+        await bot.run("escalations", at("2026-12-01 09:30"))                       # the next start
+        async with db.session() as s:
+            letters = (await s.execute(select(OutboxMessage.idem_key).where(OutboxMessage.platform == "email"))).all()
+        # each customer's letter once (the other PDFs are the staff's drafts of the documents)
+        assert len(letters) == len(set(letters)) == N_CUSTOMERS
+
+
 async def test_a_question_is_answered_first_while_75_notifications_are_queued(aiohttp_client, db):
     """The flood of the issue: 75 notifications queued for one finance user, then the user asks a
     question. The answer is the first message to arrive, and a second question asked once the

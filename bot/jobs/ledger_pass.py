@@ -272,6 +272,10 @@ class LedgerPass:
         """Write what was decided in the job's session and commit (a short write step)."""
         ctx, p, s = self.ctx, self.pending, self.ctx.session
         for work in p.work:
+            # a stop asked for between two letters is honoured now, not after all of them (each
+            # is about a second of font work): nothing of this step is written yet, and the next
+            # start decides it again
+            await ctx.checkpoint()
             await asyncio.to_thread(work)
         if p.customer_messages:
             blocked = await rem.blocked_now(s, sorted({m["receivable_id"] for m in p.customer_messages}), ctx.today,
