@@ -37,6 +37,7 @@ from bot.core.messages import OutgoingMessage
 from bot.jobs.context import JobContext
 from bot.jobs.ledger_pass import CustomerView, LedgerPass
 from bot.render import render, yuan
+from bot.web import letter_files
 from storage import payment_history
 from storage import reminders as rem
 from storage import unapplied as unapplied_q
@@ -337,15 +338,21 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
         if doc_key not in run.documents:
             run.documents.add(doc_key)
             doc = letters.render_letter(st.document, data)
-            links = _document_links(run, doc) if persons else {}
+            links = _document_links(run, doc, c, per_invoice) if persons else {}
             run.document_to_staff(persons, render("reminders/document.md.j2", letter=doc, per_invoice=per_invoice,
                                                   links=links, **data), key=doc_key, title=doc.title)
 
 
-def _document_links(run: LedgerPass, letter: "letters.Letter") -> dict:
-    """Signed download links of the letter's DOCX and PDF, saved under ``[reports] dir`` in a
-    thread before the draft is written (the draft in chat stands without them)."""
+def _document_links(run: LedgerPass, letter: "letters.Letter", customer: Customer, per_invoice: bool) -> dict:
+    """Signed download links of the letter's DOCX and PDF. A customer's letter is made when its
+    link is opened, from the ledger as it stands that day, as /letter's are: a morning of the
+    ladder then makes no PDF for drafts that may never be opened (three of every four PDFs it
+    made were these, at about a second of font work each). A per-invoice document is saved
+    under ``[reports] dir`` in a thread before the draft is written (the draft in chat stands
+    without them)."""
     cfg = run.ctx.config
+    if not per_invoice:
+        return {ext: letter_files.link(cfg, letter.kind, customer, ext, "ladder", run.ctx.at) for ext in ("docx", "pdf")}
 
     def save() -> None:
         try:
