@@ -234,7 +234,7 @@ async def test_a_shutdown_during_the_letters_stops_at_the_next_letter(aiohttp_cl
         placeholder = documents.pdf
 
         def pdf_then_sigterm(config, letter):
-            made.append(letter.data["customer"].code)
+            made.append((letter.data["customer"].code, letter.kind))
             stop.set()                       # the signal arrives while the first letter is made
             return placeholder(config, letter)
 
@@ -251,9 +251,10 @@ async def test_a_shutdown_during_the_letters_stops_at_the_next_letter(aiohttp_cl
         await bot.run("escalations", at("2026-12-01 09:30"))                       # the next start
         async with db.session() as s:
             letters = (await s.execute(select(OutboxMessage.idem_key).where(OutboxMessage.platform == "email"))).all()
-        # each customer's letter once, and no PDF made for the staff's drafts: they are made when
-        # their links are opened
-        assert len(letters) == len(set(letters)) == len(made) == N_CUSTOMERS
+        # each customer's letter once, and no PDF made for the staff's drafts (账款确认函, 律师函底稿):
+        # they are made when their links are opened
+        assert len(letters) == len(set(letters)) == N_CUSTOMERS
+        assert {kind for _, kind in made} == {"reminder"}       # the letters that go to customers only
 
 
 async def test_a_question_is_answered_first_while_75_notifications_are_queued(aiohttp_client, db):
