@@ -346,8 +346,8 @@ def _fire_ladder_step(run: LedgerPass, view: CustomerView, r: Receivable, st, *,
 def _document_links(run: LedgerPass, letter: "letters.Letter", customer: Customer, per_invoice: bool) -> dict:
     """Signed download links of the letter's DOCX and PDF. A customer's letter is made when its
     link is opened, from the ledger as it stands that day, as /letter's are: a morning of the
-    ladder then makes no PDF for drafts that may never be opened (three of every four PDFs it
-    made were these, at about a second of font work each). A per-invoice document is saved
+    ladder then makes no PDF for drafts that may never be opened (half the PDFs of the digests'
+    test morning were these, at about a second of font work each). A per-invoice document is saved
     under ``[reports] dir`` in a thread before the draft is written (the draft in chat stands
     without them)."""
     cfg = run.ctx.config
