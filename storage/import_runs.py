@@ -347,11 +347,7 @@ async def _undo_chunk(s: AsyncSession, changes: dict) -> list[str]:
                 setattr(r, name, old)
                 amount_back |= name == "amount"
         if amount_back:
-            settled = (await money_sums(s, Allocation.amount, Allocation.receivable_id, [rid])).get(rid, Decimal("0.00")) \
-                + (await money_sums(s, WriteOff.amount, WriteOff.receivable_id, [rid],
-                                    WriteOff.status == "approved")).get(rid, Decimal("0.00"))
-            r.open_amount = r.amount - settled
-            refresh_status(r)
+            await _recount(s, r)
     await s.flush()
     kept: list[str] = []
     for lo, hi in changes.get("receivables", []):
@@ -396,13 +392,17 @@ async def _undo_logged(s: AsyncSession, conn: AsyncConnection, changes: dict) ->
             await conn.execute(delete(t).where(cond))
     for rid in sorted(recount):
         r = await s.get(Receivable, rid, populate_existing=True)
-        if r is None:
-            continue
-        settled = (await money_sums(s, Allocation.amount, Allocation.receivable_id, [rid])).get(rid, Decimal("0.00")) \
-            + (await money_sums(s, WriteOff.amount, WriteOff.receivable_id, [rid],
-                                WriteOff.status == "approved")).get(rid, Decimal("0.00"))
-        r.open_amount = r.amount - settled
-        refresh_status(r)
+        if r is not None:
+            await _recount(s, r)
     await s.flush()
     return kept
+
+
+async def _recount(s: AsyncSession, r: Receivable) -> None:
+    """An invoice's open balance from what is still allocated to it and written off (approved)."""
+    settled = (await money_sums(s, Allocation.amount, Allocation.receivable_id, [r.id])).get(r.id, Decimal("0.00")) \
+        + (await money_sums(s, WriteOff.amount, WriteOff.receivable_id, [r.id],
+                            WriteOff.status == "approved")).get(r.id, Decimal("0.00"))
+    r.open_amount = r.amount - settled
+    refresh_status(r)
 

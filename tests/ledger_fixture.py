@@ -121,3 +121,22 @@ async def add_reps(session, *, count: int, rep_id, customer_code, customer_name,
             session.add(Receivable(invoice_no=invoice_no(i, k), contract_no="", customer_id=c.id, rep_id=c.rep_id,
                                    issue_date=due - timedelta(days=30), due_date=due, amount=amount,
                                    open_amount=amount, currency="CNY", terms="", status="open", disputed=False))
+
+
+async def build_with_collections(session, now: datetime) -> dict[str, Customer]:
+    """The fixture plus two collections in November for commission and KPI tests: 40,000 from
+    恒信 naming INV-A3 (its 30,000, the rest to the next oldest), and a new 150,000 invoice of
+    顺发 (rep2) paid in full."""
+    customers = await build(session, now)
+    await ledger.record_payment(session, customer=customers["C1"], amount=Decimal("40000.00"),
+                                paid_on=date(2026, 11, 21), reference="LS-0002", invoice_no="INV-A3", actor="fin1",
+                                channel="test", now=now + timedelta(days=1))
+    c3 = customers["C3"]
+    session.add(Receivable(invoice_no="INV-C9", customer_id=c3.id, rep_id="rep2", issue_date=date(2026, 10, 1),
+                           due_date=date(2026, 11, 1), amount=Decimal("150000.00"), open_amount=Decimal("150000.00"),
+                           currency="CNY"))
+    await session.flush()
+    await ledger.record_payment(session, customer=c3, amount=Decimal("150000.00"), paid_on=date(2026, 11, 22),
+                                reference="LS-0003", invoice_no="INV-C9", actor="fin1", channel="test",
+                                now=now + timedelta(days=2))
+    return customers

@@ -44,26 +44,12 @@ def test_tiers_from_configuration_and_what_is_wrong_with_them():
 async def test_commission_in_chat_per_rep_this_month(aiohttp_client, db):
     """The fixture's one payment this month (5,000 on INV-A2, rep1) and 40,000 naming INV-A3 (its
     30,000, the rest to the customer's next oldest: one collection), and 150,000 more for 顺发 (rep2): scoped like /kpi."""
-    from datetime import date
-
-    from storage import ledger
-    from storage.models import Receivable
     from tests import ledger_fixture
     from tests.conftest import at
     from tests.harness import Bot
 
     async with db.session() as s, s.begin():
-        customers = await ledger_fixture.build(s, at("2026-11-20 10:00"))
-        await ledger.record_payment(s, customer=customers["C1"], amount=D("40000.00"), paid_on=date(2026, 11, 21),
-                                    reference="LS-0002", invoice_no="INV-A3", actor="fin1", channel="test",
-                                    now=at("2026-11-21 10:00"))
-        c3 = customers["C3"]
-        s.add(Receivable(invoice_no="INV-C9", customer_id=c3.id, rep_id="rep2", issue_date=date(2026, 10, 1),
-                         due_date=date(2026, 11, 1), amount=D("150000.00"), open_amount=D("150000.00"), currency="CNY"))
-        await s.flush()
-        await ledger.record_payment(s, customer=c3, amount=D("150000.00"), paid_on=date(2026, 11, 22),
-                                    reference="LS-0003", invoice_no="INV-C9", actor="fin1", channel="test",
-                                    now=at("2026-11-22 10:00"))
+        await ledger_fixture.build_with_collections(s, at("2026-11-20 10:00"))
     bot = await Bot.start(aiohttp_client, db, at("2026-11-23 10:00"), company={"fx_rates": ledger_fixture.FX})
     [gm] = await bot.say("gm", "/提成")
     # rep2: one collection of 150,000 → 2,000 + 3 % of 50,000; rep1: 5,000 → 100, 40,000 → 800

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from openpyxl import load_workbook
 
-from storage import ledger
-from storage.models import Receivable
 from tests import ledger_fixture
 from tests.conftest import at
 from tests.harness import Bot
@@ -28,17 +25,7 @@ D = Decimal
 
 async def _bot(aiohttp_client, db, tmp_path, when="2026-11-23 10:00") -> Bot:
     async with db.session() as s, s.begin():
-        customers = await ledger_fixture.build(s, at("2026-11-20 10:00"))
-        await ledger.record_payment(s, customer=customers["C1"], amount=D("40000.00"), paid_on=date(2026, 11, 21),
-                                    reference="LS-0002", invoice_no="INV-A3", actor="fin1", channel="test",
-                                    now=at("2026-11-21 10:00"))
-        c3 = customers["C3"]
-        s.add(Receivable(invoice_no="INV-C9", customer_id=c3.id, rep_id="rep2", issue_date=date(2026, 10, 1),
-                         due_date=date(2026, 11, 1), amount=D("150000.00"), open_amount=D("150000.00"), currency="CNY"))
-        await s.flush()
-        await ledger.record_payment(s, customer=c3, amount=D("150000.00"), paid_on=date(2026, 11, 22),
-                                    reference="LS-0003", invoice_no="INV-C9", actor="fin1", channel="test",
-                                    now=at("2026-11-22 10:00"))
+        await ledger_fixture.build_with_collections(s, at("2026-11-20 10:00"))
     return await Bot.start(aiohttp_client, db, at(when), company={"fx_rates": ledger_fixture.FX},
                            reports={"dir": str(tmp_path / "reports")}, web={"secret": "test-secret"})
 
