@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="load: seconds to wait after the 60 s of traffic for the catch-up to finish before SIGTERM")
     p.add_argument("--with-import", type=int, default=0, metavar="ROWS",
                    help="load: also import ROWS new receivables with the CLI from 5 s into the traffic")
-    p.add_argument("--cache", type=Path, help="push: keep the generated databases here between runs "
+    p.add_argument("--cache", type=Path, help="push, load: keep the generated databases here between runs "
                    "(also ARBOT_BENCH_CACHE)")
     p.add_argument("--before", type=Path, help="push: another checkout whose push runs interleaved, for a ratio")
     a = p.parse_args(argv)
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "load":
                 from bench import load
                 sizes = [a.size] if a.size else [1_000_000] if a.full else [200_000]
-                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait, import_rows=a.with_import)
+                r = load.run(sizes, pg=a.pg, workdir=work, jobs_wait=a.jobs_wait, import_rows=a.with_import,
+                             cache=a.cache)
             else:
                 from bench import outbox
                 r = outbox.run(n=10_000 if a.full else 2_000, members=50 if a.full else 10, repeats=a.repeats,

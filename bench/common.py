@@ -9,6 +9,7 @@ per paid invoice dated on or before today).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -96,6 +97,32 @@ def fresh_sqlite(path: Path) -> str:
         await db.close()
     asyncio.run(go())
     return f"sqlite:///{path}"
+
+
+def generated(workdir: Path, n: int, cache: Path | None, prefix: str = "ledger") -> tuple[Path, dict]:
+    """The generated database of ``n`` receivables (``bulk_load``): from ``cache`` when it holds
+    one made by the same generator and migrations, else generated (and kept there). Callers copy
+    it before using it."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for f in [here / "dataset.py", here / "common.py",
+              *sorted((here.parent / "storage" / "migrations" / "versions").glob("*.py"))]:
+        digest.update(f.read_bytes())
+    name = f"{prefix}-{n}-{digest.hexdigest()[:12]}.db"
+    if cache is not None and (cache / name).exists() and (cache / (name + ".json")).exists():
+        return cache / name, json.loads((cache / (name + ".json")).read_text())
+    master = (cache or workdir) / name
+    master.parent.mkdir(parents=True, exist_ok=True)
+    fresh_sqlite(master)
+    counts = bulk_load(master, dataset.Sizes(n))
+    if cache is not None:
+        (cache / (name + ".json")).write_text(json.dumps(counts))
+    return master, counts
+
+
+def cache_dir(given: Path | None) -> Path | None:
+    """``--cache`` or ARBOT_BENCH_CACHE."""
+    return given or (Path(os.environ["ARBOT_BENCH_CACHE"]) if os.environ.get("ARBOT_BENCH_CACHE") else None)
 
 
 def bulk_load(path: Path, sizes: dataset.Sizes, seed: int = 1, *, receivables: bool = True) -> dict:

@@ -28,6 +28,8 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START_AT = f"{dataset.TODAY.isoformat()}T14:30"        # a Monday, after every morning job's time
 FINANCE = "FIN01"
 TEXT = "已电话联系财务，在走付款流程 {tag}"
+STALL_MS = 100        # the bots log every turn of their loop longer than this (bot/loop_watch.py)
 TARGETS = {"lost": 0, "non_200": 0, "failed_jobs": 0, "chat_p99_s": 1.0, "exit_s": 10.0}
 
 
@@ -63,7 +66,8 @@ def free_port() -> int:
 
 def write_config(path: Path, url: str, port: int, *, send: bool = True) -> Path:
     path.write_text(f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n[database]\nurl = "{url}"\n\n'
-                    f'[local]\nenabled = true\n\n[outbox]\nsend = {"true" if send else "false"}\n', encoding="utf-8")
+                    f'[local]\nenabled = true\n\n[outbox]\nsend = {"true" if send else "false"}\n\n'
+                    f'[log]\nloop_stall_ms = {STALL_MS}\n', encoding="utf-8")
     return path
 
 
@@ -138,10 +142,13 @@ class Served:
 
 # -- the ledger --------------------------------------------------------------------------------
 
-def load_sqlite(path: Path, sizes: dataset.Sizes) -> dict:
+def load_sqlite(path: Path, sizes: dataset.Sizes, cache: Path | None = None) -> dict:
     import sqlite3
-    common.fresh_sqlite(path)
-    counts = common.bulk_load(path, sizes)
+    master, counts = common.generated(path.parent, sizes.receivables, cache)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    if master != path:
+        shutil.copyfile(master, path)
     con = sqlite3.connect(path)
     con.execute("INSERT INTO people (id, name, role, team, mobile, email, active) VALUES (?,?,'finance','','','',1)",
                 (FINANCE, "财务小周"))
@@ -248,7 +255,7 @@ def catch_up_jobs(at: str = START_AT) -> list[str]:
     now = datetime.fromisoformat(at).replace(tzinfo=cfg.tz)
     out = []
     for job in JOBS.values():
-        if job.per_minute or (job.workdays_only and not services.calendar.is_workday(now.date())):
+        if job.per_minute or not job.catch_up or (job.workdays_only and not services.calendar.is_workday(now.date())):
             continue
         if last_fire_today(CronTrigger(timezone=cfg.tz, **job.trigger(cfg)), now) is not None:
             out.append(job.name)
@@ -487,6 +494,31 @@ def summarize(run: Run, outcome: dict, exits: list[float | None], *, size: int, 
     return row, notes
 
 
+STALL = re.compile(r"event loop held (\d+) ms at (.+?) \[(.*?)\] \(\d+ of \d+ samples; gc (\d+) ms\)")
+
+
+def stalls(logs: list[str], top: int = 8) -> tuple[dict, list[str]]:
+    """The bots' loop stalls (bot/loop_watch.py) over the whole run: how many, how long, and the
+    code that held the loop longest in total."""
+    held: list[int] = []
+    by_place: dict[str, list[int]] = {}
+    collector = 0
+    for lg in logs:
+        for m in STALL.finditer(lg):
+            ms, place, under, gc_ms = int(m[1]), m[2], m[3], int(m[4])
+            held.append(ms)
+            collector += gc_ms
+            by_place.setdefault(f"{place} [{under}]", []).append(ms)
+    ranked = sorted(by_place.items(), key=lambda kv: -sum(kv[1]))[:top]
+    summary = {"count": len(held), "over_1s": sum(1 for x in held if x >= 1000), "total_ms": sum(held),
+               "longest_ms": max(held, default=0), "gc_ms": collector,
+               "top": [{"where": k, "count": len(v), "total_ms": sum(v), "longest_ms": max(v)} for k, v in ranked]}
+    notes = [f"loop stalls over {STALL_MS} ms: {len(held)} ({summary['over_1s']} over 1 s), "
+             f"{sum(held):,} ms in all, longest {summary['longest_ms']:,} ms, of it the cyclic collector {collector:,} ms"]
+    notes += [f"  {sum(v):>7,} ms in {len(v):>4} stall(s), longest {max(v):>5,} ms: {k}" for k, v in ranked]
+    return summary, notes
+
+
 def write_import_csv(path: Path, rows: int, seed: int = 5) -> Path:
     """``rows`` new invoices (numbers IMP…, not in the ledger) of the benchmark's customers and reps."""
     import csv
@@ -502,7 +534,7 @@ def write_import_csv(path: Path, rows: int, seed: int = 5) -> Path:
 
 def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: float = 20,
              aging_every: float = 2, jobs_wait: float = 300, import_rows: int = 0,
-             log=print) -> tuple[dict, list[str]]:
+             cache: Path | None = None, log=print) -> tuple[dict, list[str]]:
     sizes = dataset.Sizes(receivables=size)
     jobs = catch_up_jobs()
     server = None
@@ -519,7 +551,7 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
         else:
             path = workdir / f"load-{size}.db"
             url = f"sqlite:///{path}"
-            counts = load_sqlite(path, sizes)
+            counts = load_sqlite(path, sizes, common.cache_dir(cache))
         log(f"  load: {counts['receivables']:,} receivables ({counts['open']:,} open) loaded in "
             f"{time.monotonic() - t:.0f} s")
         targets = asyncio.run(followup_targets(url, int(duration * rate)))
@@ -547,6 +579,9 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
         tracebacks = sum(lg.count("Traceback") for lg in logs)
         notes.append(f"log lines: 'database is locked' ×{locked}, tracebacks ×{tracebacks}")
         row["log_locked"] = locked
+        held, stall_notes = stalls(logs)
+        row.update(stalls=held["count"], stalls_over_1s=held["over_1s"], stall_max_ms=held["longest_ms"])
+        notes.extend(stall_notes)
         return row, notes
     finally:
         for b in bots:
@@ -556,7 +591,7 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
 
 
 def run(sizes: list[int], *, pg: bool = False, workdir: Path, duration: float = 60, rate: float = 20,
-        jobs_wait: float = 300, import_rows: int = 0) -> common.Result:
+        jobs_wait: float = 300, import_rows: int = 0, cache: Path | None = None) -> common.Result:
     res = common.Result(("load-pg" if pg else "load") + ("-import" if import_rows else ""))
     if pg:
         from tests.pg import PostgresServer
@@ -567,7 +602,7 @@ def run(sizes: list[int], *, pg: bool = False, workdir: Path, duration: float = 
             return res
     for n in sizes:
         row, notes = scenario(n, pg=pg, workdir=workdir, duration=duration, rate=rate, jobs_wait=jobs_wait,
-                              import_rows=import_rows, log=lambda m: print(m, flush=True))
+                              import_rows=import_rows, cache=cache, log=lambda m: print(m, flush=True))
         res.add(**row)
         res.notes.extend(notes)
         for f in workdir.glob("load-*"):

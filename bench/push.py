@@ -16,7 +16,6 @@ main branch) whose push runs on the same copies, interleaved with this one's, fo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import resource
@@ -84,33 +83,13 @@ def _run_child(db: Path, mode: str, code: Path | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _master(workdir: Path, n: int, cache: Path | None) -> tuple[Path, dict]:
-    """The generated database of ``n`` receivables: from ``cache`` when it holds one made by the
-    same generator and migrations, else generated (and kept there)."""
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for f in [here / "dataset.py", here / "common.py",
-              *sorted((here.parent / "storage" / "migrations" / "versions").glob("*.py"))]:
-        digest.update(f.read_bytes())
-    name = f"push-{n}-{digest.hexdigest()[:12]}.db"
-    if cache is not None and (cache / name).exists() and (cache / (name + ".json")).exists():
-        return cache / name, json.loads((cache / (name + ".json")).read_text())
-    master = (cache or workdir) / name
-    master.parent.mkdir(parents=True, exist_ok=True)
-    common.fresh_sqlite(master)
-    counts = common.bulk_load(master, dataset.Sizes(n))
-    if cache is not None:
-        (cache / (name + ".json")).write_text(json.dumps(counts))
-    return master, counts
-
-
 def run(sizes: list[int], repeats: int = 3, workdir: Path | None = None, cache: Path | None = None,
         before: Path | None = None) -> common.Result:
     res = common.Result("overdue_push")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="arbot-bench-"))
-    cache = cache or (Path(os.environ["ARBOT_BENCH_CACHE"]) if os.environ.get("ARBOT_BENCH_CACHE") else None)
+    cache = common.cache_dir(cache)
     for n in sizes:
-        master, counts = _master(workdir, n, cache)
+        master, counts = common.generated(workdir, n, cache)
         pushes, olds, bases, loads = [], [], [], []
         copy = workdir / f"push-{n}-run.db"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -15,6 +16,7 @@ from bot.core.intake import Malformed, Rejected
 from bot.core.messages import IncomingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.demo import Tour
+from bot.loop_watch import LoopWatch
 from bot.handlers import dispatcher
 from bot.jobs.scheduler import JobScheduler
 from bot.outbox import Sender, backlog
@@ -61,7 +63,9 @@ STATE = web.AppKey("state", State)
 
 
 def create_app(config: Config, services: Services | None = None, *, start_scheduler: bool = True,
-               start_sender: bool = True, migrate: bool = True) -> web.Application:
+               start_sender: bool = True, migrate: bool = True, settle_heap: bool = False) -> web.Application:
+    """``settle_heap``: the served process (``arbot serve``) puts what start-up made out of the
+    cyclic collector's sight (see below); tests, which make many apps in one process, do not."""
     services = services or Services.build(config)
     state = State(services=services, pipeline=Pipeline(dispatcher(), services))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
@@ -79,6 +83,9 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     letter_files.install(app, state)   # /letter's documents, made when their link is opened
 
     async def resources(app: web.Application):
+        watch = LoopWatch(config.log.loop_stall_ms / 1000) if config.log.loop_stall_ms else None
+        if watch is not None:
+            watch.start()
         if migrate:
             await services.db.migrate()
         # before anything signs or checks a link: the secret every process on the database shares
@@ -108,6 +115,12 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
             from bot import demo
             state.tour = await demo.prepare(services)
             state.sender.wake()
+        if settle_heap:
+            # the modules, templates and tables loaded at start-up (~370,000 objects) live as long
+            # as the process, yet every full collection walked them again: ~110 ms of a held loop
+            # each time, most of the stalls chat saw during the catch-up (bench load, loop watch)
+            gc.collect()
+            gc.freeze()
         if start_scheduler:
             state.scheduler = JobScheduler(services, on_queued=state.sender.wake)
             state.scheduler.start()
@@ -141,6 +154,8 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
         if late:
             await asyncio.wait(late, timeout=2)
         await services.db.close()
+        if watch is not None:
+            watch.stop()
 
     app.cleanup_ctx.append(resources)
     return app

@@ -168,7 +168,7 @@ def _serve(config, args) -> int:
         from bot.clock import ShiftedClock
         from bot.services import Services
         services = Services.build(config, clock=ShiftedClock(at, config.tz))
-    app = create_app(config, services)
+    app = create_app(config, services, settle_heap=True)
     from bot.app import STATE
     app[STATE].cli = _cli_prefix(args)
     if config.demo:
