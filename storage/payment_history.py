@@ -3,6 +3,7 @@ paid invoices (due date, day paid in full), closed promises, open invoices with 
 promises, and whole invoice histories for the backtest. Session first, reads only."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import payment_plan
 from domain import payment_profile as pp
-from storage import ledger, plans
+from storage import ledger, plans, scan
 from domain.cash_forecast import InvoiceHistory, OpenInvoice
 from storage.fx import convert, rates_for
 from storage.models import Allocation, Customer, Payment, Promise, Receivable
@@ -58,8 +59,9 @@ async def paid_history(session: AsyncSession, customer_ids: list[int] | None, si
                 .where(*_of(Receivable.customer_id, chunk), Receivable.status == "paid", _RECEIPT,
                        *([Receivable.due_date >= since] if since is not None else []))
                 .group_by(Receivable.id, Receivable.customer_id, Receivable.due_date))
-        for cid, due, paid_on in await session.execute(stmt):
-            out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
+        async for rows in scan.in_parts(session, stmt):
+            for cid, due, paid_on in rows:
+                out.setdefault(cid, []).append(pp.PaidInvoice(_day(due), _day(paid_on)))
     return out
 
 
@@ -109,7 +111,9 @@ async def profiles_of(session: AsyncSession, grades: dict[int, str], as_of: date
         pools = await grade_pools(session)
     pools = pools or {}
     out = {}
-    for cid, grade in grades.items():
+    for i, (cid, grade) in enumerate(grades.items()):
+        if i % 500 == 499:
+            await asyncio.sleep(0)      # 20,000 customers' profiles are ~0.3 s: chat gets turns
         fallback = pools.get(grade) or pools.get("")
         if fallback is not None and not fallback.invoices:
             fallback = None

@@ -2,9 +2,11 @@
 clock moved by hand, jobs run as the scheduler would run them, the outbox drained."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
+import shutil
 import tempfile
 from datetime import datetime
 
@@ -16,11 +18,16 @@ from bot.services import Services
 from storage.db import Database
 
 
+# one folder per test process, removed when it exits (a run of the suite left thousands behind)
+_REPORTS = tempfile.mkdtemp(prefix="arbot-reports-")
+atexit.register(shutil.rmtree, _REPORTS, True)
+
+
 def config_for(db_url: str, **sections) -> Config:
     cfg = Config(local=LocalConfig(enabled=True))
     cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url=db_url))
     # report files and letter drafts go to a folder of the test's own, not ./var/reports
-    sections = {**sections, "reports": {"dir": tempfile.mkdtemp(prefix="arbot-reports-"),
+    sections = {**sections, "reports": {"dir": tempfile.mkdtemp(dir=_REPORTS),
                                         **sections.get("reports", {})}}
     for name, values in sections.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
