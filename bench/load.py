@@ -67,7 +67,7 @@ def free_port() -> int:
 def write_config(path: Path, url: str, port: int, *, send: bool = True) -> Path:
     path.write_text(f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n[database]\nurl = "{url}"\n\n'
                     f'[local]\nenabled = true\n\n[outbox]\nsend = {"true" if send else "false"}\n\n'
-                    f'[log]\nloop_stall_ms = {STALL_MS}\n', encoding="utf-8")
+                    f'[log]\nstall_ms = {STALL_MS}\n', encoding="utf-8")
     return path
 
 
@@ -497,6 +497,9 @@ def summarize(run: Run, outcome: dict, exits: list[float | None], *, size: int, 
 STALL = re.compile(r"event loop held (\d+) ms at (.+?) \[(.*?)\] \(\d+ of \d+ samples; gc (\d+) ms\)")
 
 
+HOLD = re.compile(r"write gate held (\d+) ms by ([\w-]+)")
+
+
 def stalls(logs: list[str], top: int = 8) -> tuple[dict, list[str]]:
     """The bots' loop stalls (bot/loop_watch.py) over the whole run: how many, how long, and the
     code that held the loop longest in total."""
@@ -516,6 +519,16 @@ def stalls(logs: list[str], top: int = 8) -> tuple[dict, list[str]]:
     notes = [f"loop stalls over {STALL_MS} ms: {len(held)} ({summary['over_1s']} over 1 s), "
              f"{sum(held):,} ms in all, longest {summary['longest_ms']:,} ms, of it the cyclic collector {collector:,} ms"]
     notes += [f"  {sum(v):>7,} ms in {len(v):>4} stall(s), longest {max(v):>5,} ms: {k}" for k, v in ranked]
+    holds: dict[str, list[int]] = {}
+    for lg in logs:
+        for m in HOLD.finditer(lg):
+            holds.setdefault(m[2], []).append(int(m[1]))
+    every = [x for v in holds.values() for x in v]
+    summary["gate_holds"] = len(every)
+    summary["gate_hold_longest_ms"] = max(every, default=0)
+    notes.append(f"write gate held over {STALL_MS} ms: {len(every)} time(s), longest {max(every, default=0):,} ms"
+                 + "".join(f"; {who} {len(v)}× (longest {max(v):,} ms, {sum(v):,} ms in all)"
+                           for who, v in sorted(holds.items(), key=lambda kv: -sum(kv[1]))))
     return summary, notes
 
 
@@ -580,7 +593,8 @@ def scenario(size: int, *, pg: bool, workdir: Path, duration: float = 60, rate: 
         notes.append(f"log lines: 'database is locked' ×{locked}, tracebacks ×{tracebacks}")
         row["log_locked"] = locked
         held, stall_notes = stalls(logs)
-        row.update(stalls=held["count"], stalls_over_1s=held["over_1s"], stall_max_ms=held["longest_ms"])
+        row.update(stalls=held["count"], stalls_over_1s=held["over_1s"], stall_max_ms=held["longest_ms"],
+                   gate_holds=held["gate_holds"], gate_hold_max_ms=held["gate_hold_longest_ms"])
         notes.extend(stall_notes)
         return row, notes
     finally:

@@ -83,9 +83,10 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     letter_files.install(app, state)   # /letter's documents, made when their link is opened
 
     async def resources(app: web.Application):
-        watch = LoopWatch(config.log.loop_stall_ms / 1000) if config.log.loop_stall_ms else None
+        watch = LoopWatch(config.log.stall_ms / 1000) if config.log.stall_ms else None
         if watch is not None:
             watch.start()
+            services.db.hold_warning = watch.threshold
         if migrate:
             await services.db.migrate()
         # before anything signs or checks a link: the secret every process on the database shares

@@ -232,7 +232,7 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"               # DEBUG | INFO | WARNING | ERROR
-    loop_stall_ms: int = 1000         # a turn of the event loop longer than this is logged with where it was; 0: off
+    stall_ms: int = 1000         # a turn of the event loop longer than this is logged with where it was; 0: off
 
 
 @dataclass(frozen=True)
@@ -449,8 +449,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[import] date_order: expected \"ymd\", \"mdy\" or \"dmy\", got {cfg.imports.date_order!r}")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"[log] level: expected DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}")
-    if cfg.log.loop_stall_ms < 0:
-        raise ConfigError(f"[log] loop_stall_ms: expected 0 (off) or more milliseconds, got {cfg.log.loop_stall_ms}")
+    if cfg.log.stall_ms < 0:
+        raise ConfigError(f"[log] stall_ms: expected 0 (off) or more milliseconds, got {cfg.log.stall_ms}")
     if not (1 <= cfg.server.port <= 65535):
         raise ConfigError(f"[server] port: must be 1..65535, got {cfg.server.port}")
     if cfg.dingtalk.mode not in ("http", "stream"):

@@ -25,7 +25,7 @@ from bot.core.messages import IncomingMessage, OutgoingMessage
 from bot.core.pipeline import Pipeline, Rendered
 from bot.people_first import PeopleFirst
 from bot.render import render
-from storage.db import Database, StorageUnavailable, backoff, is_storage_fault, is_transient
+from storage.db import WRITER, Database, StorageUnavailable, backoff, is_storage_fault, is_transient
 from storage.models import InboundEvent
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,7 @@ class InboundProcessor:
         person waits in the HTTP request for the answer (the local chat); an event resumed later
         is answered through the outbox instead."""
         self.in_flight.add(event_id)
+        WRITER.set("chat")
         try:
             with self.people_first.serving():
                 msg = msg or await self._message(event_id)

@@ -3,7 +3,7 @@
 Chat, jobs and the sender share one event loop: a piece of code that runs for a second between
 two awaits holds every person's answer for that second, and a profile of the whole process does
 not say *which* second. A watcher thread looks at the loop every few milliseconds; when the loop
-has not come round for longer than ``[log] loop_stall_ms`` it samples the loop thread's stack
+has not come round for longer than ``[log] stall_ms`` it samples the loop thread's stack
 until the loop is back, then logs one line: how long, the project code most samples were in
 (and the library frame under it), and the cyclic collector's share of that time.
 """

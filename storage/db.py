@@ -30,6 +30,7 @@ The write discipline (docs/operations.md, "How the bot writes"):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import sqlite3
@@ -189,6 +190,11 @@ class _TakeTurns(AsyncAdaptedQueue):
         return asyncio.Lock()           # made on first use, in the running loop, like the queue
 
 
+# who is writing, for the log line of a long hold of the write gate: a job's name, "chat",
+# "outbox" (set where the work starts; tasks inherit it)
+WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("arbot_writer", default="other")
+
+
 class _WriteGatePool(AsyncAdaptedQueuePool):
     _queue_class = _TakeTurns
 
@@ -251,8 +257,26 @@ class Database:
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False, class_=AsyncSession)
         self._background_checkpoints = False
+        self.hold_warning: float | None = None     # seconds: a longer hold of the write gate is logged
+        self._held_from: tuple[float, str] | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", self._writer_checkpoints)
+            event.listen(self.engine.sync_engine.pool, "checkout", self._gate_taken)
+            event.listen(self.engine.sync_engine.pool, "checkin", self._gate_left)
+
+    def _gate_taken(self, *_args) -> None:
+        self._held_from = (time.monotonic(), WRITER.get())
+
+    def _gate_left(self, *_args) -> None:
+        """SQLite: everyone else's writes wait while one holds the gate; a long hold is what a
+        slow chat answer waited for when the event loop itself was free (bot/loop_watch.py)."""
+        if self._held_from is None:
+            return
+        start, who = self._held_from
+        self._held_from = None
+        held = time.monotonic() - start
+        if self.hold_warning is not None and held > self.hold_warning:
+            log.warning("write gate held %d ms by %s", held * 1000, who)
 
     async def checkpoint_in_background(self) -> None:
         """SQLite: from now on the WAL is copied into the database by :meth:`checkpoint_wal` (the

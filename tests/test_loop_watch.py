@@ -1,5 +1,5 @@
 """The loop watch says where the event loop was held, so a slow chat answer can be traced to the
-code that kept it waiting (``[log] loop_stall_ms``)."""
+code that kept it waiting (``[log] stall_ms``)."""
 import asyncio
 import gc
 import logging

@@ -20,7 +20,7 @@ from bot import metrics
 from bot.jobs.context import JobContext, JobInterrupted
 from bot.jobs.registry import JOBS, Job
 from bot.services import Services
-from storage.db import backoff, is_transient
+from storage.db import WRITER, backoff, is_transient
 from storage.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ async def run_job(services: Services, name: str, at: datetime | None = None, *, 
     idempotent). A stop at a checkpoint (shutdown) leaves the fire ``stopped``: the next
     start claims it again and finishes it."""
     job = JOBS[name]
+    WRITER.set(name)
     at = (at or services.clock.now()).astimezone(services.config.tz)
     if job.workdays_only and not services.calendar.is_workday(at.date()):
         return f"{name}: {at.date()} is not a working day; nothing to do"

@@ -25,7 +25,7 @@ from bot.outbox import sizes
 from bot.outbox.queue import REPLY, enqueue_rows, pending_row, to_outgoing
 from bot.people_first import PeopleFirst
 from bot.outbox.rate_limits import RateLimiter
-from storage.db import Database
+from storage.db import WRITER, Database
 from storage.models import OutboxMessage
 from storage import rate_slots
 from storage.outbox_parts import part_key
@@ -420,6 +420,7 @@ class Sender:
         """The sender loop: drain, then sleep until woken, until the next row is due or a full
         destination frees (so a message held by a rate limit goes the moment it may), or at
         most the poll interval."""
+        WRITER.set("outbox")
         while not self._stopping.is_set():
             if self.people_first.due():
                 # a background writer like the jobs: at 1M receivables the catch-up queued some
