@@ -76,6 +76,7 @@ class _StoreWriter:
         return await asyncio.shield(fut)
 
     async def _drain(self) -> None:
+        WRITER.set("intake")
         while self.pending:
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             try:

@@ -40,8 +40,12 @@ async def overdue_push(ctx: JobContext) -> str:
     Then per ``REPS_PER_BATCH`` reps: their kept items read in full, the messages rendered, and
     one short write for their pushes, push items and outbox rows. Memory grows with the reps'
     kept items, not with the ledger."""
-    done = await coll.pushed_reps(ctx.session, ctx.today)
-    reps = {r.id: r for r in await people.by_role(ctx.session, "rep") if r.id not in done}
+    # read on a snapshot: on the job's write session these took the write gate and held it
+    # through the ranking's first reads (1.8 s of people's writes waiting at 1M); the fire is
+    # claimed, so no rep is pushed meanwhile, and a rerun skips the reps already committed
+    async with ctx.reader() as r:
+        done = await coll.pushed_reps(r, ctx.today)
+        reps = {p.id: p for p in await people.by_role(r, "rep") if p.id not in done}
     pushed = messages = 0
     if reps:
         with _collector_paused():

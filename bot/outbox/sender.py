@@ -32,7 +32,8 @@ from storage.outbox_parts import part_key
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and may be taken over
-OUTCOMES_PER_COMMIT = 200   # sent/failed marks written in one transaction
+OUTCOMES_PER_COMMIT = 100   # sent/failed marks written in one transaction
+CANDIDATES = 3              # SQLite: a claim picks from this many times its batch, read beforehand
 # a shared slot counts from this long after its send starts until the platform's answer moves
 # it: the latest a message can arrive (the channels' request timeouts are 10 s), so another
 # instance never counts it earlier than the platform does
@@ -94,16 +95,31 @@ class Sender:
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
         now = self.clock.now()
+        # answers to people's own messages first, then by due time: a question asked behind a
+        # morning's backlog is in the very next batch
+        due = (select(OutboxMessage.id).where(*self._sendable(now))
+               .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
+               .limit(limit))
+        candidates: list[int] = []
+        if self.db.is_sqlite:
+            # candidates chosen on a read snapshot: with 300,000 messages queued by a 1M catch-up,
+            # finding the batch took up to 0.4 s with people's writes waiting behind it at the
+            # gate. The claim takes the first ``limit`` of them still free, checked by key (a
+            # second sender on the same file takes the ones after the first sender's)
+            async with self.db.reader() as r:
+                candidates = list((await r.execute(due.limit(limit * CANDIDATES))).scalars())
+            if not candidates:
+                return []
         async with self.db.session() as s, s.begin():
-            # answers to people's own messages first, then by due time: a question asked behind a
-            # morning's backlog is in the very next batch
-            due = (select(OutboxMessage.id).where(*self._sendable(now))
-                   .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
-                   .limit(limit))
-            if self.db.dialect == "postgresql":
-                ids = list((await s.execute(due.with_for_update(skip_locked=True))).scalars())
+            if self.db.is_sqlite:
+                free = (select(OutboxMessage.id)
+                        .where(OutboxMessage.id.in_(candidates), OutboxMessage.status == "pending",
+                               or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+                        .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
+                        .limit(limit))
+                ids = list((await s.execute(free)).scalars())
             else:
-                ids = list((await s.execute(due)).scalars())
+                ids = list((await s.execute(due.with_for_update(skip_locked=True))).scalars())
             if not ids:
                 return []
             await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
@@ -310,7 +326,7 @@ class Sender:
         room, or the moment a full destination frees (None: nothing pending)."""
         now = self.clock.now()
         _, frees_in = self.limiter.blocked()
-        async with self.db.session() as s:
+        async with self.db.reader() as s:
             first = (await s.execute(select(OutboxMessage.next_attempt_at)
                                      .where(*self._sendable(now, due=False))
                                      .order_by(OutboxMessage.next_attempt_at).limit(1))).scalar()
