@@ -23,7 +23,7 @@ from bot.outbox import Sender, backlog
 from bot.send_time_check import SendTimeCheck
 from bot.services import Services
 from bot.web import signing
-from storage.db import is_storage_fault, is_transient
+from storage.db import WRITER, is_storage_fault, is_transient
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024   # platform callbacks are small; anything bigger is refused with 413
@@ -83,6 +83,7 @@ def create_app(config: Config, services: Services | None = None, *, start_schedu
     letter_files.install(app, state)   # /letter's documents, made when their link is opened
 
     async def resources(app: web.Application):
+        WRITER.set("start-up")
         watch = LoopWatch(config.log.stall_ms / 1000) if config.log.stall_ms else None
         if watch is not None:
             watch.start()
@@ -182,6 +183,7 @@ async def _recover_imports(db) -> None:
 async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
     """``work()`` every ``seconds`` while the bot runs. A database that is busy or cannot be
     written is no bug: the next round tries again; anything else is said in one log line."""
+    WRITER.set(what.replace(" ", "-"))
     while True:
         await asyncio.sleep(seconds)
         try:
