@@ -42,3 +42,22 @@ async def test_the_default_report_is_one_log_line(caplog):
         watch.stop()
     lines = [r.getMessage() for r in caplog.records if r.name == "arbot.loop"]
     assert len(lines) == 1 and lines[0].startswith("event loop held ") and "_hold_the_loop" in lines[0]
+
+
+async def test_a_long_hold_of_the_write_gate_is_logged_with_who_held_it(db, caplog):
+    """SQLite: everyone's writes wait while one transaction holds the gate; the log names it."""
+    from sqlalchemy import text
+
+    from storage.db import WRITER
+    caplog.set_level(logging.WARNING, logger="storage.db")
+    db.hold_warning = 0.1
+
+    async def hold(who: str, seconds: float) -> None:
+        WRITER.set(who)
+        async with db.session() as s:
+            await s.execute(text("SELECT 1"))
+            await asyncio.sleep(seconds)
+            await s.commit()
+    await asyncio.gather(asyncio.create_task(hold("escalations", 0.3)), asyncio.create_task(hold("chat", 0.01)))
+    lines = [r.getMessage() for r in caplog.records if "write gate held" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].endswith("by escalations")
