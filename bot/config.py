@@ -232,7 +232,7 @@ class RetentionConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"               # DEBUG | INFO | WARNING | ERROR
-    stall_ms: int = 1000         # a turn of the event loop longer than this is logged with where it was; 0: off
+    stall_ms: int = 1000              # a turn of the event loop or a hold of the write gate longer than this is logged; 0: off
 
 
 @dataclass(frozen=True)
