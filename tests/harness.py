@@ -18,16 +18,23 @@ from bot.services import Services
 from storage.db import Database
 
 
-# one folder per test process, removed when it exits (a run of the suite left thousands behind)
-_REPORTS = tempfile.mkdtemp(prefix="arbot-reports-")
-atexit.register(shutil.rmtree, _REPORTS, True)
+# one folder per test process, made when a test first needs it and removed when the process
+# exits (a run of the suite left thousands behind)
+_REPORTS: list[str] = []
+
+
+def _reports_root() -> str:
+    if not _REPORTS:
+        _REPORTS.append(tempfile.mkdtemp(prefix="arbot-reports-"))
+        atexit.register(shutil.rmtree, _REPORTS[0], True)
+    return _REPORTS[0]
 
 
 def config_for(db_url: str, **sections) -> Config:
     cfg = Config(local=LocalConfig(enabled=True))
     cfg = dataclasses.replace(cfg, database=dataclasses.replace(cfg.database, url=db_url))
     # report files and letter drafts go to a folder of the test's own, not ./var/reports
-    sections = {**sections, "reports": {"dir": tempfile.mkdtemp(dir=_REPORTS),
+    sections = {**sections, "reports": {"dir": tempfile.mkdtemp(dir=_reports_root()),
                                         **sections.get("reports", {})}}
     for name, values in sections.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **values)})
