@@ -114,6 +114,7 @@ class Sender:
             if self.db.is_sqlite:
                 free = (select(OutboxMessage.id)
                         .where(OutboxMessage.id.in_(candidates), OutboxMessage.status == "pending",
+                               OutboxMessage.next_attempt_at <= now,     # not put back for later meanwhile
                                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
                         .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
                         .limit(limit))
