@@ -22,6 +22,7 @@ log = logging.getLogger("arbot.loop")
 
 BEAT = 0.02            # the loop's heartbeat; a stall is measured to about this
 SAMPLE = 0.05          # how often a stalled loop's stack is sampled
+COLLECTOR = "(the cyclic garbage collector)"
 _OURS = (os.sep + "bot" + os.sep, os.sep + "storage" + os.sep, os.sep + "domain" + os.sep)
 
 
@@ -40,6 +41,9 @@ def where(frame) -> tuple[str, str]:
     inner = ours = ""
     while frame is not None:
         code = frame.f_code
+        if code is LoopWatch._on_gc.__code__:
+            # sampled as the collector finished: the loop was held by the collector itself
+            return COLLECTOR, COLLECTOR
         here = f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}"
         inner = inner or here
         if not ours and any(m in code.co_filename for m in _OURS) and "loop_watch" not in code.co_filename:

@@ -15,7 +15,7 @@ from sqlalchemy import Date, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
-from storage import plans
+from storage import plans, scan
 from storage.plans import Progress
 from storage.models import (Customer, Dispute, FollowUp, Promise, Push, PushItem, Receivable)
 from storage.scope import Scope
@@ -125,7 +125,7 @@ async def _stream(session: AsyncSession, sql: str, as_of: date) -> AsyncIterator
     """``sql``'s rows as plain tuples (untracked by the GC, unlike Rows), a few thousand at a
     time. On SQLite through aiosqlite's own cursor, on the session's connection (so in its
     transaction): SQLAlchemy's result processing cost ~1 s of CPU at 750k rows for values it
-    passes through unchanged anyway. Elsewhere (asyncpg) a streamed SQLAlchemy result."""
+    passes through unchanged anyway. Elsewhere (asyncpg) ``scan.in_parts``."""
     conn = await session.connection()
     if conn.dialect.driver == "aiosqlite":
         raw = (await conn.get_raw_connection()).driver_connection
@@ -142,13 +142,10 @@ async def _stream(session: AsyncSession, sql: str, as_of: date) -> AsyncIterator
                 if not ahead.done():
                     await asyncio.wait([ahead])        # the cursor closes after the fetch under way
         return
-    stmt = text(sql.format(hint="")).bindparams(bindparam("as_of", type_=Date))
-    result = await conn.stream(stmt, {"as_of": as_of})
-    try:
-        async for rows in result.partitions(5_000):
-            yield [tuple(row) for row in rows]
-    finally:
-        await result.close()
+    stmt = text(sql.format(hint="")).bindparams(bindparam("as_of", value=as_of, type_=Date))
+    async with aclosing(scan.in_parts(session, stmt)) as parts:
+        async for rows in parts:
+            yield rows
 
 
 async def customer_name_ranks(session: AsyncSession) -> dict[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import tempfile
@@ -20,14 +21,11 @@ from storage.db import Database
 
 # one folder per test process, made when a test first needs it and removed when the process
 # exits (a run of the suite left thousands behind)
-_REPORTS: list[str] = []
-
-
+@functools.cache
 def _reports_root() -> str:
-    if not _REPORTS:
-        _REPORTS.append(tempfile.mkdtemp(prefix="arbot-reports-"))
-        atexit.register(shutil.rmtree, _REPORTS[0], True)
-    return _REPORTS[0]
+    root = tempfile.mkdtemp(prefix="arbot-reports-")
+    atexit.register(shutil.rmtree, root, True)
+    return root
 
 
 def config_for(db_url: str, **sections) -> Config:

@@ -33,6 +33,9 @@ from storage.outbox_parts import part_key
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120   # a claim older than this belongs to a crashed sender and may be taken over
 OUTCOMES_PER_COMMIT = 100   # sent/failed marks written in one transaction
+# answers to people's own messages first, then by due time: a question asked behind a morning's
+# backlog is in the very next batch
+CLAIM_ORDER = (OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
 CANDIDATES = 3              # SQLite: a claim picks from this many times its batch, read beforehand
 # a shared slot counts from this long after its send starts until the platform's answer moves
 # it: the latest a message can arrive (the channels' request timeouts are 10 s), so another
@@ -95,11 +98,7 @@ class Sender:
 
     async def _claim(self, limit: int) -> list[OutboxMessage]:
         now = self.clock.now()
-        # answers to people's own messages first, then by due time: a question asked behind a
-        # morning's backlog is in the very next batch
-        due = (select(OutboxMessage.id).where(*self._sendable(now))
-               .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
-               .limit(limit))
+        due = select(OutboxMessage.id).where(*self._sendable(now)).order_by(*CLAIM_ORDER).limit(limit)
         candidates: list[int] = []
         if self.db.is_sqlite:
             # candidates chosen on a read snapshot: with 300,000 messages queued by a 1M catch-up,
@@ -116,8 +115,7 @@ class Sender:
                         .where(OutboxMessage.id.in_(candidates), OutboxMessage.status == "pending",
                                OutboxMessage.next_attempt_at <= now,     # not put back for later meanwhile
                                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
-                        .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id)
-                        .limit(limit))
+                        .order_by(*CLAIM_ORDER).limit(limit))
                 ids = list((await s.execute(free)).scalars())
             else:
                 ids = list((await s.execute(due.with_for_update(skip_locked=True))).scalars())
@@ -127,8 +125,7 @@ class Sender:
                             .values(claimed_by=self.instance, claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
             rows = (await s.execute(select(OutboxMessage).where(OutboxMessage.id.in_(ids),
                                                                 OutboxMessage.claimed_by == self.instance)
-                                    .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at,
-                                              OutboxMessage.id))).scalars().all()
+                                    .order_by(*CLAIM_ORDER))).scalars().all()
             return list(rows)
 
     async def drain(self, batch: int = 100) -> int:
